@@ -1,0 +1,36 @@
+# SellerVault: `make demo` runs it, `make test` proves it. Both set up .venv themselves.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help demo test lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP) ## Run SellerVault on the embedded default (SQLite, local key, self-signed TLS)
+	$(BIN)/sellervault demo --data-dir var/demo
+
+test: $(STAMP) ## Run the whole test suite (SQLite and PostgreSQL, real TLS server)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+bench: $(STAMP) ## Benchmarks, each a ratio against a baseline run beside it
+	$(BIN)/python bench/ingest.py --db sqlite
+	$(BIN)/python bench/ingest.py --db postgresql
+	$(BIN)/python bench/reveal.py
+	$(BIN)/python bench/import_memory.py
+
+clean: ## Remove the venv and local data
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Authorization: roles, tenant-scoped grants, purposes, Cedar policies; deny by default."""

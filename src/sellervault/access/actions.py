@@ -1,0 +1,35 @@
+"""The one permissions vocabulary: every route declares one of these, every event names one."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    # Reachable without a principal: they establish or describe one.
+    SESSION_CREATE = "session:create"
+    PASSWORD_CHANGE = "password:change"
+    HEALTH_READ = "health:read"
+    DOCS_READ = "docs:read"
+    # Accounts and grants.
+    ACCOUNTS_CREATE = "accounts:create"
+    ACCOUNTS_LIST = "accounts:list"
+    # Orders of a tenant.
+    ORDERS_INGEST = "orders:ingest"
+    ORDERS_READ = "orders:read"
+    ORDERS_SEARCH = "orders:search"
+    ORDERS_REVEAL = "orders:reveal"
+    CANARIES_LIST = "canaries:list"
+    # Security log.
+    AUDIT_READ = "audit:read"
+    # Requests that matched no route.
+    HTTP_UNROUTED = "http:unrouted"
+    # Bootstrap commands run against the data directory.
+    SYSTEM_INIT = "system:init"
+    SYSTEM_SERVE = "system:serve"
+    AUDIT_VERIFY = "audit:verify"
+
+
+PUBLIC_ACTIONS = frozenset(
+    {Action.SESSION_CREATE, Action.PASSWORD_CHANGE, Action.HEALTH_READ, Action.DOCS_READ}
+)

@@ -1,0 +1,1 @@
+"""People and services: accounts, passwords, TOTP, sessions, API keys, grants."""

@@ -1,0 +1,55 @@
+"""Account errors. Messages are fixed strings: they never carry an email, password or token."""
+
+
+class AccountError(Exception):
+    code = "account_error"
+    status = 400
+
+
+class InvalidCredentialsError(AccountError):
+    """Wrong email, password or TOTP code, or a disabled account: deliberately indistinct."""
+
+    code = "invalid_credentials"
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("invalid credentials")
+
+
+class PasswordChangeRequiredError(AccountError):
+    code = "password_change_required"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("the password must be changed before first use")
+
+
+class UnauthenticatedError(AccountError):
+    code = "unauthenticated"
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("a valid bearer token is required")
+
+
+class PasswordPolicyError(AccountError):
+    code = "password_policy"
+    status = 422
+
+
+class AccountConflictError(AccountError):
+    code = "account_exists"
+    status = 409
+
+
+class AccountRequestError(AccountError):
+    code = "invalid_account"
+    status = 422
+
+
+class AlreadyInitializedError(AccountError):
+    code = "already_initialized"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("accounts already exist; init creates only the first administrator")

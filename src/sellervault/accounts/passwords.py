@@ -1,0 +1,40 @@
+"""Password hashing (Argon2id through argon2-cffi) and the password rules of PARAMETERS.md."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from sellervault.accounts.errors import PasswordPolicyError
+
+MAX_LENGTH = 128
+_hasher = PasswordHasher()  # RFC 9106 "low memory" Argon2id profile
+# A hash of a random password: verified against when the account does not exist, so an
+# unknown email costs the same time as a wrong password.
+_DUMMY_HASH = _hasher.hash("sellervault-timing-equaliser-not-a-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def check_password_rules(password: str, *, min_length: int, email: str | None, name: str) -> None:
+    """Length 12..128 (NIST 800-63B-4 favours length over composition), and not built from
+    the account's own name or email."""
+    if len(password) < min_length:
+        raise PasswordPolicyError(f"the password must be at least {min_length} characters")
+    if len(password) > MAX_LENGTH:
+        raise PasswordPolicyError(f"the password must be at most {MAX_LENGTH} characters")
+    lowered = password.lower()
+    parts = [part for part in name.lower().split() if len(part) >= 3]
+    if email:
+        parts.append(email.lower().split("@", 1)[0])
+    if any(part and part in lowered for part in parts):
+        raise PasswordPolicyError("the password may not contain the account's name or email")

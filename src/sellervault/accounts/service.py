@@ -1,0 +1,327 @@
+"""Account operations: first administrator, people and services, login, bearer tokens.
+
+Every operation records its security event in the same transaction as its change. A failed
+login commits its failure (event and counter) before the error is raised, so the attempt
+is never lost with the rollback.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyotp
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from sellervault.access.actions import Action
+from sellervault.access.roles import Grant, Principal, Role
+from sellervault.accounts.errors import (
+    AccountConflictError,
+    AccountRequestError,
+    AlreadyInitializedError,
+    InvalidCredentialsError,
+    PasswordChangeRequiredError,
+    UnauthenticatedError,
+)
+from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
+from sellervault.accounts.passwords import check_password_rules, hash_password, verify_password
+from sellervault.audit.events import Outcome
+from sellervault.audit.service import Auditor
+from sellervault.crypto.aead import Cipher, bind
+from sellervault.crypto.credentials import (
+    API_KEY_PREFIX,
+    SESSION_PREFIX,
+    constant_time_equal,
+    keyed_hash,
+    new_password,
+    new_token,
+)
+from sellervault.runtime import Runtime
+from sellervault.store.types import utcnow
+
+CREDENTIAL_PEPPER = "credential-pepper"
+ACCOUNT_SECRETS = "account-secrets"
+TOTP_STEP_SECONDS = 30
+LAST_SEEN_RESOLUTION = timedelta(seconds=30)
+# A person is one named human (policy A1): shared and default identities are refused.
+GENERIC_NAMES = frozenset({
+    "admin", "administrator", "root", "superuser", "test", "tester", "user", "guest", "shared",
+    "support", "team", "ops", "operator", "default", "demo", "service", "system", "sysadmin",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class NewPerson:
+    id: str
+    one_time_password: str | None
+    totp_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewService:
+    id: str
+    api_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    account_id: str
+    token: str
+    expires_at: datetime
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def _totp_cipher(rt: Runtime, session: Session) -> Cipher:
+    return Cipher(rt.keyring.system_key(session, ACCOUNT_SECRETS))
+
+
+def _pepper(rt: Runtime, session: Session) -> bytes:
+    return rt.keyring.system_key(session, CREDENTIAL_PEPPER)
+
+
+def _check_identity(email: str | None, name: str) -> None:
+    clean = name.strip()
+    if not clean or clean.lower() in GENERIC_NAMES:
+        raise AccountRequestError("an account needs the name of the one person or service it is")
+    if email is not None:
+        local = email.split("@", 1)[0].lower()
+        if "@" not in email or local in GENERIC_NAMES:
+            raise AccountRequestError("a person's account needs their own email address")
+
+
+def check_new_person(*, email: str, name: str, password: str, min_length: int) -> None:
+    """Everything that can refuse a new person, checked before anything is written."""
+    _check_identity(email.strip().lower(), name)
+    check_password_rules(password, min_length=min_length, email=email.strip().lower(),
+                         name=name)
+
+
+def _add_person(rt: Runtime, session: Session, *, email: str, name: str, password: str,
+                must_change: bool, created_by: str | None) -> tuple[str, str]:
+    check_new_person(email=email, name=name, password=password,
+                     min_length=rt.settings.password_min_length)
+    email = email.strip().lower()
+    if session.scalar(select(Account.id).where(Account.email == email)) is not None:
+        raise AccountConflictError("an account with this email already exists")
+    account_id = _new_id("acc_")
+    totp_secret = pyotp.random_base32()
+    now = utcnow()
+    session.add(Account(
+        id=account_id, kind="person", email=email, name=name.strip(), status="active",
+        password_hash=hash_password(password), must_change_password=must_change,
+        password_changed_at=now,
+        totp_secret_ct=_totp_cipher(rt, session).seal(totp_secret.encode(),
+                                                      bind("totp", account_id)),
+        totp_last_step=0, failed_logins=0, created_by=created_by, created_at=now,
+    ))
+    return account_id, totp_secret
+
+
+def _add_grants(session: Session, account_id: str, grants: list[Grant], by: str | None) -> None:
+    now = utcnow()
+    for grant in dict.fromkeys(grants):
+        session.add(GrantRow(account_id=account_id, role=grant.role.value, tenant=grant.tenant,
+                             granted_by=by, granted_at=now))
+
+
+def create_first_admin(rt: Runtime, auditor: Auditor, *, email: str, name: str,
+                       password: str) -> NewPerson:
+    """The only account `init` makes: no default credentials exist anywhere (policy A1)."""
+    with rt.store.transaction() as session:
+        if session.scalar(select(func.count()).select_from(Account)):
+            raise AlreadyInitializedError()
+        account_id, totp_secret = _add_person(rt, session, email=email, name=name,
+                                              password=password, must_change=False,
+                                              created_by=None)
+        session.flush()
+        _add_grants(session, account_id, [Grant(Role.ADMIN, "*")], None)
+        auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
+                       target_type="account", target_id=account_id, count=1)
+    return NewPerson(account_id, None, totp_secret)
+
+
+def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: str, name: str,
+                  grants: list[Grant]) -> NewPerson:
+    one_time_password = new_password(24)
+    with rt.store.transaction() as session:
+        account_id, totp_secret = _add_person(rt, session, email=email, name=name,
+                                              password=one_time_password, must_change=True,
+                                              created_by=creator.id)
+        session.flush()
+        _add_grants(session, account_id, grants, creator.id)
+        auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
+                       target_type="account", target_id=account_id, count=len(grants))
+    return NewPerson(account_id, one_time_password, totp_secret)
+
+
+def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: str,
+                   grants: list[Grant]) -> NewService:
+    _check_identity(None, name)
+    now = utcnow()
+    with rt.store.transaction() as session:
+        account_id = _new_id("svc_")
+        session.add(Account(id=account_id, kind="service", email=None, name=name.strip(),
+                            status="active", must_change_password=False, totp_last_step=0,
+                            failed_logins=0, created_by=creator.id, created_at=now))
+        session.flush()
+        _add_grants(session, account_id, grants, creator.id)
+        api_key = new_token(API_KEY_PREFIX)
+        session.add(ApiKey(
+            key_hash=keyed_hash(_pepper(rt, session), api_key), key_id=secrets.token_hex(8),
+            account_id=account_id, created_at=now,
+            expires_at=now + timedelta(days=rt.settings.api_key_max_age_days),
+        ))
+        auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
+                       target_type="account", target_id=account_id, count=len(grants))
+    return NewService(account_id, api_key)
+
+
+def _totp_step(rt: Runtime, session: Session, account: Account, code: str) -> int | None:
+    """The time step ``code`` is valid for (now +-1 step), if it was not used before."""
+    if account.totp_secret_ct is None or not code.isdigit() or len(code) != 6:
+        return None
+    secret = _totp_cipher(rt, session).open(account.totp_secret_ct, bind("totp", account.id))
+    totp = pyotp.TOTP(secret.decode())
+    current = int(utcnow().timestamp()) // TOTP_STEP_SECONDS
+    for step in (current - 1, current, current + 1):
+        expected = totp.at(step * TOTP_STEP_SECONDS)
+        if constant_time_equal(expected.encode(), code.encode()) and step > account.totp_last_step:
+            return step
+    return None
+
+
+def _check_person_credentials(rt: Runtime, session: Session, email: str, password: str,
+                              totp_code: str) -> tuple[Account | None, int | None]:
+    account = session.scalar(
+        select(Account).where(Account.email == email.strip().lower(), Account.kind == "person")
+    )
+    password_ok = verify_password(account.password_hash if account else None, password)
+    if account is None or not password_ok or account.status != "active":
+        return account, None
+    return account, _totp_step(rt, session, account, totp_code)
+
+
+def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
+          totp_code: str) -> IssuedSession:
+    """Password and TOTP for a person; a TOTP code is accepted once (replays are refused)."""
+    with rt.store.transaction() as session:
+        account, step = _check_person_credentials(rt, session, email, password, totp_code)
+        if account is None or step is None:
+            if account is not None:
+                account.failed_logins += 1
+            auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
+                           target_type="account", target_id=account.id if account else None,
+                           status=401, reason=InvalidCredentialsError.code)
+            failed = True
+        else:
+            failed = False
+            account.failed_logins = 0
+            if account.must_change_password:
+                # The code is not consumed: the person changes the password with it next.
+                auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
+                               target_type="account", target_id=account.id, status=403,
+                               reason=PasswordChangeRequiredError.code)
+            else:
+                account.totp_last_step = step
+                issued = _issue_session(rt, session, account)
+                auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
+                               target_type="account", target_id=account.id)
+                return issued
+    if failed:
+        raise InvalidCredentialsError()
+    raise PasswordChangeRequiredError()
+
+
+def _issue_session(rt: Runtime, session: Session, account: Account) -> IssuedSession:
+    now = utcnow()
+    token = new_token(SESSION_PREFIX)
+    expires_at = now + timedelta(hours=rt.settings.session_absolute_hours)
+    session.add(SessionRow(token_hash=keyed_hash(_pepper(rt, session), token),
+                           account_id=account.id, created_at=now, last_seen_at=now,
+                           expires_at=expires_at))
+    account.last_used_at = now
+    return IssuedSession(account.id, token, expires_at)
+
+
+def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_password: str,
+                    totp_code: str, new_password_value: str) -> None:
+    with rt.store.transaction() as session:
+        account, step = _check_person_credentials(rt, session, email, current_password,
+                                                  totp_code)
+        if account is None or step is None:
+            if account is not None:
+                account.failed_logins += 1
+            auditor.record(session, Action.PASSWORD_CHANGE, Outcome.DENIED,
+                           target_type="account", target_id=account.id if account else None,
+                           status=401, reason=InvalidCredentialsError.code)
+            ok = False
+        else:
+            ok = True
+            if verify_password(account.password_hash, new_password_value):
+                raise AccountRequestError("the new password must differ from the current one")
+            check_password_rules(new_password_value,
+                                 min_length=rt.settings.password_min_length,
+                                 email=account.email, name=account.name)
+            account.password_hash = hash_password(new_password_value)
+            account.password_changed_at = utcnow()
+            account.must_change_password = False
+            account.totp_last_step = step
+            account.failed_logins = 0
+            # A changed password ends every open session of the account.
+            session.execute(update(SessionRow).where(
+                SessionRow.account_id == account.id, SessionRow.revoked_at.is_(None)
+            ).values(revoked_at=utcnow()))
+            auditor.record(session, Action.PASSWORD_CHANGE, Outcome.SUCCESS,
+                           target_type="account", target_id=account.id)
+    if not ok:
+        raise InvalidCredentialsError()
+
+
+def _principal(session: Session, account: Account) -> Principal:
+    rows = session.execute(
+        select(GrantRow.role, GrantRow.tenant).where(GrantRow.account_id == account.id)
+    ).all()
+    return Principal(account.id, account.kind, tuple(Grant(Role(r), t) for r, t in rows))
+
+
+def authenticate(rt: Runtime, token: str) -> Principal:
+    """The principal behind a bearer token: a live session or an unexpired API key."""
+    if not (token.startswith(SESSION_PREFIX) or token.startswith(API_KEY_PREFIX)):
+        raise UnauthenticatedError()
+    now = utcnow()
+    with rt.store.transaction() as session:
+        digest = keyed_hash(_pepper(rt, session), token)
+        if token.startswith(SESSION_PREFIX):
+            row = session.get(SessionRow, digest)
+            idle = timedelta(minutes=rt.settings.session_idle_minutes)
+            if (row is None or row.revoked_at is not None or row.expires_at <= now
+                    or row.last_seen_at + idle <= now):
+                raise UnauthenticatedError()
+            if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
+                row.last_seen_at = now
+            account_id = row.account_id
+        else:
+            key = session.get(ApiKey, digest)
+            if key is None or key.revoked_at is not None or key.expires_at <= now:
+                raise UnauthenticatedError()
+            account_id = key.account_id
+        account = session.get(Account, account_id)
+        if account is None or account.status != "active":
+            raise UnauthenticatedError()
+        if account.last_used_at is None or now - account.last_used_at >= LAST_SEEN_RESOLUTION:
+            account.last_used_at = now
+        return _principal(session, account)
+
+
+def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Grant]]]:
+    with rt.store.transaction() as session:
+        accounts = session.scalars(select(Account).order_by(Account.created_at)).all()
+        listing = [(account, list(_principal(session, account).grants)) for account in accounts]
+        auditor.record(session, Action.ACCOUNTS_LIST, Outcome.SUCCESS, target_type="account",
+                       count=len(listing))
+        return listing

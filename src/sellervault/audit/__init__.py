@@ -1,0 +1,1 @@
+"""The security log: typed events, hash-chained under a dedicated log key, verifiable."""

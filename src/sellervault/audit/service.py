@@ -1,0 +1,133 @@
+"""Writing and verifying the security log.
+
+``record`` appends an event inside the caller's transaction, so an operation and its event
+commit together or not at all. ``verify`` walks the chain and names the first bad event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
+from sellervault.audit.events import Actor, Outcome, SecurityEvent
+from sellervault.audit.models import ChainHead, EventRow
+from sellervault.crypto.keyring import Keyring
+from sellervault.store.engine import Store
+
+LOG_KEY = "security-log"
+HEAD_ID = 1
+VERIFY_BATCH = 5000
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
+    """Append ``event`` to the chain; returns its sequence number."""
+    log_key = keyring.system_key(session, LOG_KEY)
+    head = session.execute(
+        select(ChainHead).where(ChainHead.id == HEAD_ID).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = ChainHead(id=HEAD_ID, seq=0, hash=GENESIS)
+        session.add(head)
+    fields = event.fields()
+    fields["seq"] = head.seq + 1
+    fields["occurred_at"] = _now_iso()
+    mac = event_mac(log_key, head.hash, fields)
+    session.execute(insert(EventRow), [{**fields, "prev_hash": head.hash, "hash": mac}])
+    head.seq = fields["seq"]
+    head.hash = mac
+    session.flush()
+    return head.seq
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    events: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def verify(session: Session, keyring: Keyring) -> VerifyResult:
+    """Check every MAC, every link, the sequence and the head; stop at the first bad event."""
+    log_key = keyring.system_key(session, LOG_KEY)
+    head = session.get(ChainHead, HEAD_ID)
+    prev_hash = GENESIS
+    expected_seq = 1
+    last_seq = 0
+    while True:
+        rows = session.scalars(
+            select(EventRow).where(EventRow.seq >= expected_seq).order_by(EventRow.seq)
+            .limit(VERIFY_BATCH)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.seq != expected_seq:
+                return VerifyResult(False, last_seq, expected_seq,
+                                    f"event {expected_seq} is missing")
+            if not macs_equal(row.prev_hash, prev_hash):
+                return VerifyResult(False, last_seq, row.seq,
+                                    f"event {row.seq} does not link to event {row.seq - 1}")
+            fields = {column: getattr(row, column) for column in EventRow.__table__.columns.keys()}
+            if not macs_equal(event_mac(log_key, prev_hash, fields), row.hash):
+                return VerifyResult(False, last_seq, row.seq, f"event {row.seq} was altered")
+            prev_hash = row.hash
+            last_seq = row.seq
+            expected_seq += 1
+    head_seq = head.seq if head is not None else 0
+    if head_seq != last_seq or (head is not None and not macs_equal(head.hash, prev_hash)):
+        return VerifyResult(False, last_seq, last_seq + 1,
+                            f"the log ends at event {last_seq} but its head says {head_seq}")
+    return VerifyResult(True, last_seq)
+
+
+def count_events(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(EventRow)) or 0
+
+
+def list_events(session: Session, after_seq: int = 0, limit: int = 100) -> list[EventRow]:
+    return list(session.scalars(
+        select(EventRow).where(EventRow.seq > after_seq).order_by(EventRow.seq).limit(limit)
+    ))
+
+
+class Auditor:
+    """Records the events of one request or command, and knows whether one was committed.
+
+    The web layer writes a fallback event for a request only when no service committed one,
+    so every request ends with exactly one event, success or failure.
+    """
+
+    def __init__(self, keyring: Keyring, actor: Actor) -> None:
+        self.keyring = keyring
+        self.actor = actor
+        self.committed = False
+
+    def _mark_committed(self, _session: Session) -> None:
+        self.committed = True
+
+    def record(self, session: Session, action: str, outcome: Outcome, **fields: Any) -> int:
+        seq = record(session, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
+        sa_event.listen(session, "after_commit", self._mark_committed, once=True)
+        return seq
+
+
+def read_events(store: Store, auditor: Auditor, after_seq: int = 0,
+                limit: int = 100) -> list[dict[str, Any]]:
+    """A page of the log for a reader; the read itself is an event."""
+    with store.transaction() as session:
+        rows = list_events(session, after_seq=after_seq, limit=limit)
+        auditor.record(session, "audit:read", Outcome.SUCCESS, target_type="security_event",
+                       count=len(rows))
+        return [{**{name: getattr(row, name) for name in HASHED_FIELDS}, "hash": row.hash}
+                for row in rows]

@@ -1,0 +1,125 @@
+"""Bootstrap operations on a data directory: init, open for serving, offline log verify.
+
+These are the only operations that touch the data directory directly (the rest of the CLI
+is an HTTPS client), and each still writes a security event.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sellervault.access.actions import Action
+from sellervault.accounts import service as accounts
+from sellervault.audit import service as audit
+from sellervault.audit.events import Actor, Channel, Outcome
+from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.config import Settings
+from sellervault.crypto.certificates import generate_self_signed
+from sellervault.crypto.keyring import Keyring
+from sellervault.crypto.provider import LocalKeyProvider
+from sellervault.runtime import Runtime
+from sellervault.store import migrate
+from sellervault.store.engine import Store
+
+
+class BootstrapError(Exception):
+    """The data directory is not in the state the command needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    admin_id: str
+    totp_secret: str
+    certificate: Path
+    certificate_sha256: str | None
+
+
+def cli_actor() -> Actor:
+    return Actor(channel=Channel.CLI, source_ip="local")
+
+
+def is_initialized(settings: Settings) -> bool:
+    return settings.root_key_file.exists()
+
+
+def init(settings: Settings, *, admin_email: str, admin_name: str,
+         admin_password: str) -> InitResult:
+    """Root key, TLS certificate, schema, and the first administrator; nothing else."""
+    if is_initialized(settings):
+        raise BootstrapError(f"{settings.data_dir} is already initialised")
+    accounts.check_new_person(email=admin_email, name=admin_name, password=admin_password,
+                              min_length=settings.password_min_length)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(settings.data_dir, 0o700)
+    passphrase = settings.root_key_passphrase
+    provider = LocalKeyProvider.create(settings.root_key_file,
+                                       passphrase.get_secret_value() if passphrase else None)
+    fingerprint = None
+    if settings.tls_cert_file is None and not settings.certificate_file.exists():
+        fingerprint = generate_self_signed(settings.certificate_file,
+                                           settings.certificate_key_file)
+    store = Store.from_url(settings.effective_database_url())
+    try:
+        migrate.upgrade(store.engine)
+        runtime = Runtime(settings, store, Keyring(provider))
+        auditor = Auditor(runtime.keyring, cli_actor())
+        admin = accounts.create_first_admin(runtime, auditor, email=admin_email,
+                                            name=admin_name, password=admin_password)
+        with store.transaction() as session:
+            auditor.record(session, Action.SYSTEM_INIT, Outcome.SUCCESS,
+                           target_type="account", target_id=admin.id)
+    finally:
+        store.dispose()
+    return InitResult(admin.id, admin.totp_secret, settings.certificate_file, fingerprint)
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Open an initialised data directory, bringing the schema to the current version."""
+    if not is_initialized(settings):
+        raise BootstrapError(f"{settings.data_dir} is not initialised; run `sellervault init`")
+    runtime = Runtime.open(settings)
+    migrate.upgrade(runtime.store.engine)
+    return runtime
+
+
+def record_serve(runtime: Runtime) -> None:
+    auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    with runtime.store.transaction() as session:
+        auditor.record(session, Action.SYSTEM_SERVE, Outcome.SUCCESS)
+
+
+def verify_log(settings: Settings) -> VerifyResult:
+    """Verify the chain offline, then record that a verification ran and how it ended."""
+    runtime = open_runtime(settings)
+    try:
+        with runtime.store.transaction() as session:
+            result = audit.verify(session, runtime.keyring)
+        auditor = Auditor(runtime.keyring, cli_actor())
+        with runtime.store.transaction() as session:
+            auditor.record(session, Action.AUDIT_VERIFY,
+                           Outcome.SUCCESS if result.ok else Outcome.FAILED,
+                           target_type="security_event", count=result.events)
+        return result
+    finally:
+        runtime.close()
+
+
+DEMO_TENANT = "demo-seller"
+DEMO_ORDERS = 200
+DEMO_CANARIES = 3
+
+
+def seed_demo(runtime: Runtime, orders: int = DEMO_ORDERS, canaries: int = DEMO_CANARIES) -> None:
+    """A synthetic tenant with clearly fake orders and a few canary orders among them."""
+    from sellervault.records import service as records
+    from sellervault.records.spapi import SpApiOrder, map_order
+    from sellervault.records.synthetic import synthetic_orders
+
+    auditor = Auditor(runtime.keyring, cli_actor())
+    batch = [map_order(SpApiOrder.model_validate(raw)) for raw in synthetic_orders(orders)]
+    records.ingest(runtime, auditor, DEMO_TENANT, batch)
+    decoys = [map_order(SpApiOrder.model_validate(raw))
+              for raw in synthetic_orders(canaries, start=orders, seed=11)]
+    records.seed_canaries(runtime, auditor, DEMO_TENANT, decoys)

@@ -1,0 +1,1 @@
+"""The `sellervault` command line: bootstrap commands, and an HTTPS client for the rest."""

@@ -1,0 +1,181 @@
+"""Commands that talk to a running server over HTTPS: login, accounts, orders, import."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from sellervault.cli.client import (
+    DEFAULT_SERVER,
+    ClientError,
+    Credentials,
+    checked,
+    open_client,
+    session_client,
+)
+
+console = Console()
+err = Console(stderr=True)
+accounts_app = typer.Typer(no_args_is_help=True, help="People and service accounts (admin).")
+orders_app = typer.Typer(no_args_is_help=True, help="Orders of a tenant.")
+
+DEFAULT_BATCH = 500
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def _stdin_line(what: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise _fail(f"expected the {what} on standard input")
+    return line.rstrip("\r\n")
+
+
+def login(
+    server: Annotated[str, typer.Option(help="The server's https:// address.")] = DEFAULT_SERVER,
+    ca_cert: Annotated[Path | None, typer.Option(
+        help="CA certificate to trust (the server's self-signed certificate).")] = None,
+    email: Annotated[str | None, typer.Option(help="Your own email (people).")] = None,
+    totp: Annotated[str | None, typer.Option(help="The current code of your authenticator.")]
+    = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input.")] = False,
+    api_key_stdin: Annotated[bool, typer.Option(
+        "--api-key-stdin", help="Service accounts: read the API key from standard input.")]
+    = False,
+) -> None:
+    """Sign in (password and TOTP, or a service's API key) and keep the token owner-only."""
+    ca = str(ca_cert) if ca_cert else None
+    try:
+        if api_key_stdin:
+            token = _stdin_line("API key")
+        else:
+            if email is None:
+                raise _fail("give --email (or --api-key-stdin for a service account)")
+            password = (_stdin_line("password") if password_stdin
+                        else typer.prompt("Password", hide_input=True))
+            code = totp or typer.prompt("TOTP code")
+            with open_client(server, ca) as client:
+                token = checked(client.post("/session", json={
+                    "email": email, "password": password, "totp": code}))["token"]
+        with open_client(server, ca, token) as client:
+            checked(client.get("/health"))
+        path = Credentials(server=server, ca_cert=ca, token=token).save()
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Logged in to {server}; token stored in {path} (owner-only).")
+
+
+def _parse_grant(text: str) -> dict[str, str]:
+    role, sep, tenant = text.partition(":")
+    if not sep or not role or not tenant:
+        raise _fail("a grant is ROLE:TENANT, e.g. pii-reader:acme or auditor:*")
+    return {"role": role, "tenant": tenant}
+
+
+@accounts_app.command("create")
+def accounts_create(
+    kind: Annotated[str, typer.Option(help="person or service.")],
+    name: Annotated[str, typer.Option(help="The person's full name, or the service's name.")],
+    email: Annotated[str | None, typer.Option(help="A person's own email.")] = None,
+    grant: Annotated[list[str] | None, typer.Option(
+        help="ROLE:TENANT (repeatable); TENANT is a tenant id or *.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Create a person (one-time password + TOTP secret) or a service (API key)."""
+    body: dict[str, Any] = {"kind": kind, "name": name,
+                            "grants": [_parse_grant(g) for g in grant or []]}
+    if email is not None:
+        body["email"] = email
+    try:
+        with session_client() as client:
+            created = checked(client.post("/accounts", json=body))
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(created))
+        return
+    console.print(f"Created {kind} account {created['id']}. Shown once, hand over securely:")
+    for key in ("one_time_password", "totp_secret", "api_key"):
+        if key in created:
+            console.print(f"  {key}: {created[key]}")
+
+
+@orders_app.command("get")
+def orders_get(
+    tenant: Annotated[str, typer.Argument(help="The tenant id.")],
+    order_id: Annotated[str, typer.Argument(help="The AmazonOrderId.")],
+    purpose: Annotated[str | None, typer.Option(
+        help="Reveal PII for this purpose: fulfillment, tax-remittance, tax-invoicing, "
+             "legal-obligation (needs the pii-reader role).")] = None,
+) -> None:
+    """Show an order, PII masked unless a permitted purpose is given."""
+    headers = {"X-Access-Purpose": purpose} if purpose else {}
+    try:
+        with session_client() as client:
+            order = checked(client.get(f"/tenants/{tenant}/orders/{order_id}", headers=headers))
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
+    print(json.dumps(order, indent=2))
+
+
+def _batches(path: Path, size: int, progress: Progress, task: Any) -> Iterator[list[Any]]:
+    """Stream a JSON-lines file in batches: memory stays bounded by one batch."""
+    batch: list[Any] = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            progress.update(task, advance=len(line))
+            if not line.strip():
+                continue
+            try:
+                batch.append(json.loads(line))
+            except ValueError:
+                raise _fail(f"line {number} of {path.name} is not valid JSON") from None
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def import_orders(
+    file: Annotated[Path, typer.Argument(help="A JSON-lines file, one SP-API Order per line.",
+                                         exists=True, dir_okay=False, readable=True)],
+    tenant: Annotated[str, typer.Option(help="The tenant the orders belong to.")],
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Orders per request.")]
+    = DEFAULT_BATCH,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Stream orders to the server in all-or-nothing batches. Re-running is safe: a re-sent
+    order updates, never duplicates."""
+    total = 0
+    columns = (TextColumn("[bold]importing"), BarColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    try:
+        with session_client() as client, Progress(*columns, console=err,
+                                                  disable=quiet) as progress:
+            task = progress.add_task("import", total=file.stat().st_size)
+            for batch in _batches(file, batch_size, progress, task):
+                result = checked(client.post(f"/tenants/{tenant}/orders",
+                                             json={"orders": batch}))
+                total += int(result["ingested"])
+    except ClientError as exc:
+        raise _fail(f"{exc} (after {total} orders were stored; re-running is safe)") from None
+    console.print(f"Imported {total} orders into tenant {tenant}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(login)
+    app.command("import")(import_orders)
+    app.add_typer(accounts_app, name="accounts")
+    app.add_typer(orders_app, name="orders")

@@ -1,0 +1,171 @@
+"""`sellervault`: bootstrap commands on a data directory, and a client for the HTTPS API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyotp
+import typer
+from rich.console import Console
+
+from sellervault import bootstrap
+from sellervault.accounts.errors import AccountError
+from sellervault.cli import client_commands
+from sellervault.config import ConfigError, Settings, load_settings
+from sellervault.crypto.credentials import new_password
+from sellervault.crypto.errors import KeyFileError
+
+app = typer.Typer(
+    name="sellervault", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals can hold passwords and tokens
+    help="SellerVault: marketplace buyer data kept encrypted, least-privilege, and audited.",
+)
+audit_app = typer.Typer(no_args_is_help=True, help="The security log.")
+app.add_typer(audit_app, name="audit")
+client_commands.register(app)
+
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The data directory "
+                    "(default: SELLERVAULT_DATA_DIR, else var/sellervault).")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def _read_secret_line(what: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise fail(f"expected the {what} on standard input")
+    return line.rstrip("\r\n")
+
+
+@app.command()
+def init(
+    admin_email: Annotated[str, typer.Option(help="The first administrator's own email.")],
+    admin_name: Annotated[str, typer.Option(help="The first administrator's full name.")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the administrator's password from standard input.")],
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Create the root key, TLS certificate, database and the first administrator."""
+    if not password_stdin:
+        raise fail("the password is only read from standard input: pass --password-stdin")
+    settings = settings_for(data_dir)
+    password = _read_secret_line("administrator's password")
+    try:
+        result = bootstrap.init(settings, admin_email=admin_email, admin_name=admin_name,
+                                admin_password=password)
+    except (bootstrap.BootstrapError, KeyFileError, AccountError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps({"admin_id": result.admin_id, "totp_secret": result.totp_secret,
+                          "certificate": str(result.certificate)}))
+        return
+    console.print(f"Initialised {settings.data_dir}")
+    console.print(f"Administrator: {result.admin_id}")
+    console.print("TOTP secret (shown once; add it to an authenticator app now): "
+                  f"[bold]{result.totp_secret}[/bold]")
+    console.print(f"TLS certificate: {result.certificate}"
+                  + (f" (SHA-256 {result.certificate_sha256})" if result.certificate_sha256
+                     else ""))
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    from sellervault.web.server import build_server
+
+    try:
+        runtime = bootstrap.open_runtime(settings)
+    except (bootstrap.BootstrapError, KeyFileError) as exc:
+        raise fail(str(exc)) from None
+    bootstrap.record_serve(runtime)
+    console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
+    try:
+        build_server(runtime, host, port).run()
+    finally:
+        runtime.close()
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TLS port.")] = None,
+) -> None:
+    """Serve the HTTPS API (TLS only; there is no plaintext listener)."""
+    settings = settings_for(data_dir)
+    _serve(settings, host or settings.host, port or settings.port)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where the demo keeps its data.")]
+    = Path("var/demo"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TLS port.")] = 8443,
+) -> None:
+    """Init + a synthetic tenant with orders and canaries + serve, on the embedded default."""
+    settings = settings_for(data_dir)
+    if bootstrap.is_initialized(settings):
+        console.print(f"{data_dir} already holds a demo; its credentials were printed when it "
+                      f"was made. Delete {data_dir} to start over.")
+    else:
+        email, password = "dana.demo@example.test", new_password(20)
+        result = bootstrap.init(settings, admin_email=email, admin_name="Dana Demo",
+                                admin_password=password)
+        runtime = bootstrap.open_runtime(settings)
+        try:
+            bootstrap.seed_demo(runtime)
+        finally:
+            runtime.close()
+        totp = pyotp.TOTP(result.totp_secret)
+        console.print(f"Demo data directory: {data_dir} (tenant '{bootstrap.DEMO_TENANT}', "
+                      f"{bootstrap.DEMO_ORDERS} synthetic orders, {bootstrap.DEMO_CANARIES} "
+                      "canaries)")
+        console.print("One-time demo credentials (shown once):")
+        console.print(f"  email:       {email}")
+        console.print(f"  password:    {password}")
+        console.print(f"  TOTP secret: {result.totp_secret} (current code {totp.now()})")
+        console.print(f"  CA cert:     {result.certificate}")
+        console.print(f"Log in: sellervault login --server https://{host}:{port} "
+                      f"--ca-cert {result.certificate} --email {email}")
+    console.print(f"URL: https://{host}:{port}/api/v1/health")
+    _serve(settings, host, port)
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Exit 0 if the security log is intact; otherwise name the first bad event, exit 1."""
+    settings = settings_for(data_dir)
+    try:
+        result = bootstrap.verify_log(settings)
+    except (bootstrap.BootstrapError, KeyFileError) as exc:
+        raise fail(str(exc), 2) from None
+    if result.ok:
+        console.print(f"security log intact: {result.events} events verified")
+        return
+    raise fail(f"security log broken at event {result.first_bad_seq}: {result.problem}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The key hierarchy: root key (provider) -> tenant key -> one data key per order.
+
+Everything here works on wrapped keys in the database; unwrapped tenant keys are cached in
+process memory by (tenant, version), which is safe because a version's key never changes.
+Rotation re-wraps keys, never data.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from sellervault.crypto.aead import Cipher, bind, new_key
+from sellervault.crypto.blind_index import BlindIndex
+from sellervault.crypto.errors import CryptoError
+from sellervault.crypto.models import DataKey, SystemKey, TenantKey
+from sellervault.crypto.provider import KeyProvider
+from sellervault.store.types import utcnow
+
+KEK = "kek"
+INDEX = "index"
+
+
+class UnknownTenantKeyError(CryptoError):
+    """The tenant has no key of the asked purpose (never set up, or erased)."""
+
+
+class DataKeyDestroyedError(CryptoError):
+    """The data key was destroyed: the data it protected is cryptographically erased."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewDataKey:
+    id: str
+    cipher: Cipher
+
+
+def _tenant_key_context(tenant_id: str, purpose: str, version: int) -> bytes:
+    return bind("tenant-key", tenant_id, purpose, version)
+
+
+def _system_key_context(name: str) -> bytes:
+    return bind("system-key", name)
+
+
+def _data_key_context(tenant_id: str, data_key_id: str, kek_version: int) -> bytes:
+    return bind("data-key", tenant_id, data_key_id, kek_version)
+
+
+class Keyring:
+    """Process-wide access to the key hierarchy, backed by a key provider and the database."""
+
+    def __init__(self, provider: KeyProvider) -> None:
+        self._provider = provider
+        self._tenant_keys: dict[tuple[str, str, int], bytes] = {}
+        self._system_keys: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Keyring(provider={self._provider.name!r})"
+
+    @property
+    def provider(self) -> KeyProvider:
+        return self._provider
+
+    # -- tenant keys -------------------------------------------------------------------------
+
+    def ensure_tenant(self, session: Session, tenant_id: str) -> None:
+        """Create the tenant's key-encryption and index keys if it has none yet."""
+        existing = session.scalars(
+            select(TenantKey.purpose).where(TenantKey.tenant_id == tenant_id)
+        ).all()
+        for purpose in (KEK, INDEX):
+            if purpose not in existing:
+                self._add_tenant_key(session, tenant_id, purpose, version=1)
+
+    def _add_tenant_key(self, session: Session, tenant_id: str, purpose: str, version: int) -> bytes:
+        key = new_key()
+        root_version, wrapped = self._provider.wrap(
+            key, _tenant_key_context(tenant_id, purpose, version)
+        )
+        session.add(TenantKey(tenant_id=tenant_id, purpose=purpose, version=version,
+                              root_version=root_version, wrapped=wrapped, status="active",
+                              created_at=utcnow()))
+        return key
+
+    def _active_version(self, session: Session, tenant_id: str, purpose: str) -> int:
+        version = session.scalar(
+            select(TenantKey.version).where(
+                TenantKey.tenant_id == tenant_id, TenantKey.purpose == purpose,
+                TenantKey.status == "active",
+            )
+        )
+        if version is None:
+            raise UnknownTenantKeyError(f"tenant has no active {purpose} key")
+        return version
+
+    def _tenant_key(self, session: Session, tenant_id: str, purpose: str, version: int) -> bytes:
+        cache_key = (tenant_id, purpose, version)
+        key = self._tenant_keys.get(cache_key)
+        if key is not None:
+            return key
+        row = session.get(TenantKey, (tenant_id, purpose, version))
+        if row is None or row.wrapped is None:
+            raise UnknownTenantKeyError(f"tenant has no {purpose} key version {version}")
+        key = self._provider.unwrap(row.root_version, row.wrapped,
+                                    _tenant_key_context(tenant_id, purpose, version))
+        with self._lock:
+            self._tenant_keys[cache_key] = key
+        return key
+
+    def blind_index(self, session: Session, tenant_id: str) -> BlindIndex:
+        version = self._active_version(session, tenant_id, INDEX)
+        return BlindIndex(self._tenant_key(session, tenant_id, INDEX, version))
+
+    # -- data keys ---------------------------------------------------------------------------
+
+    def new_data_keys(self, session: Session, tenant_id: str, count: int) -> list[NewDataKey]:
+        """Create ``count`` data keys under the tenant's active key, in one bulk insert."""
+        if count == 0:
+            return []
+        kek_version = self._active_version(session, tenant_id, KEK)
+        kek = Cipher(self._tenant_key(session, tenant_id, KEK, kek_version))
+        now = utcnow()
+        rows = []
+        keys = []
+        for _ in range(count):
+            data_key_id = secrets.token_hex(16)
+            key = new_key()
+            wrapped = kek.seal(key, _data_key_context(tenant_id, data_key_id, kek_version))
+            rows.append({"id": data_key_id, "tenant_id": tenant_id, "kek_version": kek_version,
+                         "wrapped": wrapped, "created_at": now})
+            keys.append(NewDataKey(data_key_id, Cipher(key)))
+        session.execute(insert(DataKey), rows)
+        return keys
+
+    def data_keys(self, session: Session, tenant_id: str,
+                  data_key_ids: Sequence[str]) -> dict[str, Cipher]:
+        """Unwrap existing data keys of one tenant; a key of another tenant is never returned."""
+        if not data_key_ids:
+            return {}
+        rows = session.execute(
+            select(DataKey.id, DataKey.kek_version, DataKey.wrapped).where(
+                DataKey.tenant_id == tenant_id, DataKey.id.in_(list(data_key_ids))
+            )
+        ).all()
+        found: dict[str, Cipher] = {}
+        keks: dict[int, Cipher] = {}
+        for data_key_id, kek_version, wrapped in rows:
+            if wrapped is None:
+                raise DataKeyDestroyedError("data key destroyed")
+            kek = keks.get(kek_version)
+            if kek is None:
+                kek = keks[kek_version] = Cipher(
+                    self._tenant_key(session, tenant_id, KEK, kek_version)
+                )
+            key = kek.open(wrapped, _data_key_context(tenant_id, data_key_id, kek_version))
+            found[data_key_id] = Cipher(key)
+        missing = set(data_key_ids) - found.keys()
+        if missing:
+            raise DataKeyDestroyedError("data key missing")
+        return found
+
+    # -- system keys -------------------------------------------------------------------------
+
+    def system_key(self, session: Session, name: str) -> bytes:
+        """A named service-wide secret, created on first use and wrapped by the root key."""
+        key = self._system_keys.get(name)
+        if key is not None:
+            return key
+        row = session.get(SystemKey, name)
+        if row is None:
+            key = new_key()
+            root_version, wrapped = self._provider.wrap(key, _system_key_context(name))
+            session.add(SystemKey(name=name, root_version=root_version, wrapped=wrapped,
+                                  created_at=utcnow()))
+            session.flush()
+        else:
+            key = self._provider.unwrap(row.root_version, row.wrapped, _system_key_context(name))
+        with self._lock:
+            self._system_keys[name] = key
+        return key
+
+    # -- rotation ----------------------------------------------------------------------------
+
+    def rotate_root(self, session: Session) -> int:
+        """Make a new root key version and re-wrap every tenant and system key under it.
+
+        The caller commits; only then should older root versions be retired
+        (``provider.retire_versions_before``), so a crash mid-way loses nothing.
+        """
+        new_version = self._provider.add_version()
+        for row in session.scalars(select(TenantKey).where(TenantKey.wrapped.is_not(None))):
+            context = _tenant_key_context(row.tenant_id, row.purpose, row.version)
+            key = self._provider.unwrap(row.root_version, row.wrapped or b"", context)
+            row.root_version, row.wrapped = self._provider.wrap(key, context)
+        for system_row in session.scalars(select(SystemKey)):
+            context = _system_key_context(system_row.name)
+            key = self._provider.unwrap(system_row.root_version, system_row.wrapped, context)
+            system_row.root_version, system_row.wrapped = self._provider.wrap(key, context)
+        session.flush()
+        return new_version
+
+    def rotate_tenant_key(self, session: Session, tenant_id: str) -> int:
+        """New tenant key version; every data key of the tenant is re-wrapped under it and the
+        old version's wrapped key is destroyed. Data ciphertexts are untouched."""
+        old_version = self._active_version(session, tenant_id, KEK)
+        new_version = old_version + 1
+        new_kek = Cipher(self._add_tenant_key(session, tenant_id, KEK, new_version))
+        olds: dict[int, Cipher] = {}
+        for row in session.scalars(
+            select(DataKey).where(DataKey.tenant_id == tenant_id, DataKey.wrapped.is_not(None))
+        ):
+            old = olds.get(row.kek_version)
+            if old is None:
+                old = olds[row.kek_version] = Cipher(
+                    self._tenant_key(session, tenant_id, KEK, row.kek_version)
+                )
+            key = old.open(row.wrapped or b"",
+                           _data_key_context(tenant_id, row.id, row.kek_version))
+            row.wrapped = new_kek.seal(key, _data_key_context(tenant_id, row.id, new_version))
+            row.kek_version = new_version
+        retired_at: datetime = utcnow()
+        session.execute(
+            update(TenantKey)
+            .where(TenantKey.tenant_id == tenant_id, TenantKey.purpose == KEK,
+                   TenantKey.version < new_version)
+            .values(status="retired", wrapped=None, retired_at=retired_at)
+        )
+        session.flush()
+        return new_version

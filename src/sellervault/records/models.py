@@ -1,0 +1,39 @@
+"""Order storage: clear confidential attributes, encrypted PII records, blind indexes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sellervault.store.base import Base
+from sellervault.store.types import UTCDateTime
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "amazon_order_id"),
+        Index("ix_orders_email_bidx", "tenant_id", "email_bidx"),
+        Index("ix_orders_phone_bidx", "tenant_id", "phone_bidx"),
+        Index("ix_orders_postal_bidx", "tenant_id", "postal_bidx"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    amazon_order_id: Mapped[str] = mapped_column(String(64))
+    data_key_id: Mapped[str] = mapped_column(String(32))
+    purchase_date: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_update_date: Mapped[datetime] = mapped_column(UTCDateTime)
+    order_status: Mapped[str] = mapped_column(String(64))
+    marketplace_id: Mapped[str | None] = mapped_column(String(64))
+    attributes: Mapped[str] = mapped_column(Text)
+    buyer_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    address_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    email_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    phone_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    postal_bidx: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    is_canary: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

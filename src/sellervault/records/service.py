@@ -1,0 +1,238 @@
+"""Ingest, read, reveal and search orders.
+
+Ingest is all or nothing per call and idempotent per ``AmazonOrderId``: a re-sent order
+updates its row (re-encrypted under its existing data key), never duplicates it. Reading
+returns the stored masked view and never touches a key; revealing decrypts, and its
+security event commits before any PII leaves the service.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from sellervault.access.actions import Action
+from sellervault.audit.events import Outcome
+from sellervault.audit.service import Auditor
+from sellervault.crypto.aead import Cipher, bind
+from sellervault.crypto.blind_index import BlindIndex
+from sellervault.crypto.errors import DecryptionError
+from sellervault.crypto.keyring import DataKeyDestroyedError, Keyring, UnknownTenantKeyError
+from sellervault.records.errors import (
+    OrderErasedError,
+    OrderNotFoundError,
+    PurposeNotPermittedError,
+    SearchRequestError,
+)
+from sellervault.records.models import Order
+from sellervault.records.registry import BUYER, SHIPPING_ADDRESS, Purpose
+from sellervault.records.spapi import (
+    MappedOrder,
+    normalize_email,
+    normalize_phone,
+    normalize_postal_code,
+)
+from sellervault.runtime import Runtime
+from sellervault.store.types import utcnow
+
+SEARCH_LIMIT = 100
+EMAIL, PHONE, POSTAL = "buyer-email", "buyer-phone", "postal-code"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    inserted: int
+    updated: int
+
+    @property
+    def ingested(self) -> int:
+        return self.inserted + self.updated
+
+
+def _record_context(tenant_id: str, record_type: str, order_id: str, data_key_id: str) -> bytes:
+    return bind("record", tenant_id, record_type, order_id, data_key_id)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
+                index: BlindIndex, order: MappedOrder, is_canary: bool) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "tenant_id": tenant_id,
+        "amazon_order_id": order.amazon_order_id,
+        "data_key_id": data_key_id,
+        "purchase_date": order.purchase_date,
+        "last_update_date": order.last_update_date,
+        "order_status": order.order_status,
+        "marketplace_id": order.marketplace_id,
+        "attributes": json.dumps(order.clear, separators=(",", ":")),
+        "buyer_ct": cipher.seal(_dumps(order.buyer),
+                                _record_context(tenant_id, BUYER.name, order_id, data_key_id)),
+        "address_ct": cipher.seal(
+            _dumps(order.shipping_address),
+            _record_context(tenant_id, SHIPPING_ADDRESS.name, order_id, data_key_id),
+        ),
+        "email_bidx": index.digest(EMAIL, order.buyer_email) if order.buyer_email else None,
+        "phone_bidx": index.digest(PHONE, order.buyer_phone) if order.buyer_phone else None,
+        "postal_bidx": index.digest(POSTAL, order.postal_code) if order.postal_code else None,
+        "is_canary": is_canary,
+    }
+
+
+def store_orders(session: Session, keyring: Keyring, tenant_id: str,
+                 orders: Sequence[MappedOrder], *, canary: bool = False) -> IngestResult:
+    """The storage step of ingest, inside the caller's transaction."""
+    latest = {order.amazon_order_id: order for order in orders}  # a re-sent id: last wins
+    keyring.ensure_tenant(session, tenant_id)
+    existing = {
+        amazon_id: (order_id, data_key_id)
+        for amazon_id, order_id, data_key_id in session.execute(
+            select(Order.amazon_order_id, Order.id, Order.data_key_id).where(
+                Order.tenant_id == tenant_id, Order.amazon_order_id.in_(list(latest))
+            )
+        )
+    }
+    index = keyring.blind_index(session, tenant_id)
+    fresh = [order for amazon_id, order in latest.items() if amazon_id not in existing]
+    now = utcnow()
+    if fresh:
+        rows = []
+        for order, data_key in zip(fresh, keyring.new_data_keys(session, tenant_id, len(fresh)),
+                                   strict=True):
+            values = _row_values(tenant_id, secrets.token_hex(16), data_key.id, data_key.cipher,
+                                 index, order, canary)
+            values["created_at"] = values["updated_at"] = now
+            rows.append(values)
+        session.execute(insert(Order), rows)
+    if existing:
+        try:
+            ciphers = keyring.data_keys(session, tenant_id, [dk for _, dk in existing.values()])
+        except DataKeyDestroyedError:
+            raise OrderErasedError() from None
+        updates = []
+        for amazon_id, (order_id, data_key_id) in existing.items():
+            values = _row_values(tenant_id, order_id, data_key_id, ciphers[data_key_id], index,
+                                 latest[amazon_id], canary)
+            values["updated_at"] = now
+            updates.append(values)
+        session.execute(update(Order), updates)  # ORM bulk UPDATE by primary key
+    return IngestResult(inserted=len(fresh), updated=len(existing))
+
+
+def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
+           orders: Sequence[MappedOrder]) -> IngestResult:
+    with rt.store.transaction() as session:
+        result = store_orders(session, rt.keyring, tenant_id, orders)
+        auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type="order", count=result.ingested)
+    return result
+
+
+def _find(session: Session, tenant_id: str, amazon_order_id: str) -> Order:
+    row = session.scalar(select(Order).where(Order.tenant_id == tenant_id,
+                                             Order.amazon_order_id == amazon_order_id))
+    if row is None:
+        raise OrderNotFoundError()
+    return row
+
+
+def masked_view(row: Order) -> dict[str, Any]:
+    view: dict[str, Any] = json.loads(row.attributes)
+    return view
+
+
+def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
+                amazon_order_id: str) -> dict[str, Any]:
+    """The order with every PII value masked; no key is unwrapped."""
+    with rt.store.transaction() as session:
+        row = _find(session, tenant_id, amazon_order_id)
+        auditor.record(session, Action.ORDERS_READ, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type="order", target_id=row.id, count=1)
+        return masked_view(row)
+
+
+def _decrypt(session: Session, keyring: Keyring, row: Order) -> dict[str, Any]:
+    try:
+        cipher = keyring.data_keys(session, row.tenant_id, [row.data_key_id])[row.data_key_id]
+        buyer = json.loads(cipher.open(
+            row.buyer_ct or b"", _record_context(row.tenant_id, BUYER.name, row.id,
+                                                 row.data_key_id)))
+        address = json.loads(cipher.open(
+            row.address_ct or b"", _record_context(row.tenant_id, SHIPPING_ADDRESS.name, row.id,
+                                                   row.data_key_id)))
+    except DataKeyDestroyedError:
+        raise OrderErasedError() from None
+    except DecryptionError:
+        raise  # tampered or moved ciphertext: surfaced as a server-side integrity failure
+    view = masked_view(row)
+    view.update(buyer)
+    view.update(address)
+    return view
+
+
+def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
+           purpose: str) -> dict[str, Any]:
+    """The order with PII in clear, for a permitted purpose; the event commits first."""
+    if purpose not in {p.value for p in Purpose}:
+        raise PurposeNotPermittedError()
+    with rt.store.transaction() as session:
+        row = _find(session, tenant_id, amazon_order_id)
+        view = _decrypt(session, rt.keyring, row)
+        auditor.record(session, Action.ORDERS_REVEAL, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type="order", target_id=row.id, purpose=purpose, count=1)
+    return view
+
+
+def search(rt: Runtime, auditor: Auditor, tenant_id: str, *, buyer_email: str | None = None,
+           buyer_phone: str | None = None, postal_code: str | None = None) -> list[dict[str, Any]]:
+    """Orders matching every given criterion exactly (after normalisation), masked."""
+    criteria = [(EMAIL, Order.email_bidx, buyer_email, normalize_email),
+                (PHONE, Order.phone_bidx, buyer_phone, normalize_phone),
+                (POSTAL, Order.postal_bidx, postal_code, normalize_postal_code)]
+    given = [(kind, column, norm(value)) for kind, column, value, norm in criteria
+             if value is not None]
+    if not given or any(not value for _, _, value in given):
+        raise SearchRequestError("give buyer_email, buyer_phone or postal_code")
+    with rt.store.transaction() as session:
+        try:
+            index = rt.keyring.blind_index(session, tenant_id)
+        except UnknownTenantKeyError:
+            index = None  # a tenant with no keys has no orders: an empty result
+        rows: Sequence[Order] = []
+        if index is not None:
+            query = select(Order).where(Order.tenant_id == tenant_id)
+            for kind, column, value in given:
+                query = query.where(column == index.digest(kind, value))
+            rows = session.scalars(query.order_by(Order.purchase_date).limit(SEARCH_LIMIT)).all()
+        auditor.record(session, Action.ORDERS_SEARCH, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type="order", count=len(rows))
+        return [masked_view(row) for row in rows]
+
+
+def list_canaries(rt: Runtime, auditor: Auditor, tenant_id: str) -> list[str]:
+    with rt.store.transaction() as session:
+        ids = list(session.scalars(select(Order.amazon_order_id).where(
+            Order.tenant_id == tenant_id, Order.is_canary.is_(True)).order_by(
+            Order.amazon_order_id)))
+        auditor.record(session, Action.CANARIES_LIST, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type="order", count=len(ids))
+    return ids
+
+
+def seed_canaries(rt: Runtime, auditor: Auditor, tenant_id: str,
+                  orders: Sequence[MappedOrder]) -> IngestResult:
+    """Store honeytoken orders: indistinguishable from real ones except by this flag."""
+    with rt.store.transaction() as session:
+        result = store_orders(session, rt.keyring, tenant_id, orders, canary=True)
+        auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type="canary", count=result.ingested)
+    return result

@@ -1,0 +1,30 @@
+"""The process-wide objects every service needs, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sellervault.config import Settings
+from sellervault.crypto.keyring import Keyring
+from sellervault.crypto.provider import LocalKeyProvider
+from sellervault.store.engine import Store
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    store: Store
+    keyring: Keyring
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        """Open an initialised data directory (keys and database must already exist)."""
+        passphrase = settings.root_key_passphrase
+        provider = LocalKeyProvider(
+            settings.root_key_file, passphrase.get_secret_value() if passphrase else None
+        )
+        store = Store.from_url(settings.effective_database_url())
+        return cls(settings, store, Keyring(provider))
+
+    def close(self) -> None:
+        self.store.dispose()

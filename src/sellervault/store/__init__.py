@@ -1,0 +1,1 @@
+"""Storage: the database engine, the shared table metadata, migrations and transactions."""

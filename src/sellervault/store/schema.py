@@ -1,0 +1,12 @@
+"""Every domain's tables, imported so the shared metadata (and Alembic) sees them all."""
+
+from __future__ import annotations
+
+from sellervault.accounts import models as accounts_models
+from sellervault.audit import models as audit_models
+from sellervault.crypto import models as crypto_models
+from sellervault.records import models as records_models
+from sellervault.store.base import Base
+
+metadata = Base.metadata
+DOMAIN_MODELS = (accounts_models, audit_models, crypto_models, records_models)

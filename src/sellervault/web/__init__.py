@@ -1,0 +1,1 @@
+"""The HTTPS service: FastAPI routers, middleware, TLS server."""

@@ -1,0 +1,1 @@
+"""JSON API routers; each route declares its permission action."""

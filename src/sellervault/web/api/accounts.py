@@ -1,0 +1,102 @@
+"""Accounts and grants (role ``admin``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sellervault.access.actions import Action
+from sellervault.access.roles import ALL_TENANTS, Grant, Role, is_tenant_id
+from sellervault.accounts import service as accounts
+from sellervault.accounts.errors import AccountRequestError
+from sellervault.web.context import RequestState, require
+
+router = APIRouter(tags=["accounts"])
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    tenant: str = Field(max_length=64)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        if value != ALL_TENANTS and not is_tenant_id(value):
+            raise ValueError("a tenant id or '*'")
+        return value
+
+
+class AccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["person", "service"]
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    grants: list[GrantIn] = Field(default_factory=list, max_length=50)
+
+
+class AccountCreated(BaseModel):
+    id: str
+    one_time_password: str | None = None
+    totp_secret: str | None = None
+    api_key: str | None = None
+
+
+class GrantOut(BaseModel):
+    role: str
+    tenant: str
+
+
+class AccountOut(BaseModel):
+    id: str
+    kind: str
+    name: str
+    status: str
+    created_at: datetime
+    last_used_at: datetime | None
+    grants: list[GrantOut]
+
+
+def _grants(items: list[GrantIn]) -> list[Grant]:
+    try:
+        return [Grant(item.role, item.tenant) for item in items]
+    except ValueError as exc:
+        raise AccountRequestError(str(exc)) from None
+
+
+@router.post("/accounts", status_code=201, response_model=AccountCreated,
+             response_model_exclude_none=True)
+def create_account(
+    body: AccountIn,
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_CREATE))],
+) -> AccountCreated:
+    assert state.principal is not None
+    grants = _grants(body.grants)
+    if body.kind == "person":
+        if body.email is None:
+            raise AccountRequestError("a person's account needs an email")
+        person = accounts.create_person(state.runtime, state.auditor, state.principal,
+                                        email=body.email, name=body.name, grants=grants)
+        return AccountCreated(id=person.id, one_time_password=person.one_time_password,
+                              totp_secret=person.totp_secret)
+    if body.email is not None:
+        raise AccountRequestError("a service account has no email")
+    service = accounts.create_service(state.runtime, state.auditor, state.principal,
+                                      name=body.name, grants=grants)
+    return AccountCreated(id=service.id, api_key=service.api_key)
+
+
+@router.get("/accounts")
+def list_accounts(
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_LIST))],
+) -> dict[str, list[AccountOut]]:
+    rows = accounts.list_accounts(state.runtime, state.auditor)
+    return {"accounts": [
+        AccountOut(id=a.id, kind=a.kind, name=a.name, status=a.status, created_at=a.created_at,
+                   last_used_at=a.last_used_at,
+                   grants=[GrantOut(role=g.role.value, tenant=g.tenant) for g in grants])
+        for a, grants in rows
+    ]}

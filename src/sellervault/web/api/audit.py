@@ -1,0 +1,22 @@
+"""The security log, read-only (``security-officer``, ``auditor``). No API edits or deletes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from sellervault.access.actions import Action
+from sellervault.audit import service as audit
+from sellervault.web.context import RequestState, require
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/audit/events")
+def list_events(
+    state: Annotated[RequestState, Depends(require(Action.AUDIT_READ))],
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    return {"events": audit.read_events(state.runtime.store, state.auditor, after, limit)}

@@ -1,0 +1,28 @@
+"""Health and the OpenAPI document (public: they describe the service, not its data)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from sellervault.access.actions import Action
+from sellervault.web.context import RequestState, require
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/health")
+def health(
+    _state: Annotated[RequestState, Depends(require(Action.HEALTH_READ))],
+) -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(
+    request: Request,
+    _state: Annotated[RequestState, Depends(require(Action.DOCS_READ))],
+) -> dict[str, Any]:
+    document: dict[str, Any] = request.app.openapi()
+    return document

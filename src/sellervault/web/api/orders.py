@@ -1,0 +1,76 @@
+"""Orders of a tenant: ingest (``ingest``), read masked, reveal with a purpose
+(``pii-reader``), search through the blind index, canaries (``security-officer``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+
+from sellervault.access.actions import Action
+from sellervault.access.roles import TENANT_ID_PATTERN
+from sellervault.records import service as records
+from sellervault.records.errors import PurposeNotPermittedError
+from sellervault.records.registry import Purpose
+from sellervault.records.spapi import ORDER_ID_PATTERN, IngestRequest, map_order
+from sellervault.web.context import ForbiddenError, RequestState, require
+
+router = APIRouter(tags=["orders"])
+
+TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
+OrderIdPath = Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
+PURPOSES = frozenset(p.value for p in Purpose)
+
+
+@router.post("/tenants/{tenant}/orders")
+def ingest_orders(
+    tenant: TenantPath,
+    body: IngestRequest,
+    state: Annotated[RequestState, Depends(require(Action.ORDERS_INGEST, tenant_scoped=True))],
+) -> dict[str, int]:
+    result = records.ingest(state.runtime, state.auditor, tenant,
+                            [map_order(order) for order in body.orders])
+    return {"ingested": result.ingested, "inserted": result.inserted, "updated": result.updated}
+
+
+@router.get("/tenants/{tenant}/orders/{amazon_order_id}")
+def get_order(
+    tenant: TenantPath,
+    amazon_order_id: OrderIdPath,
+    state: Annotated[RequestState, Depends(require(Action.ORDERS_READ, tenant_scoped=True))],
+    purpose: Annotated[str | None, Header(alias="X-Access-Purpose", max_length=64)] = None,
+) -> dict[str, Any]:
+    """Masked by default; with ``X-Access-Purpose`` the PII role gets the PII in clear."""
+    if purpose is None:
+        order = records.read_masked(state.runtime, state.auditor, tenant, amazon_order_id)
+        return {"order": order, "pii": "masked"}
+    try:
+        state.authorize(Action.ORDERS_REVEAL, tenant, {"purpose": purpose})
+    except ForbiddenError:
+        if purpose not in PURPOSES:
+            raise PurposeNotPermittedError() from None
+        raise
+    state.extra["purpose"] = purpose
+    order = records.reveal(state.runtime, state.auditor, tenant, amazon_order_id, purpose)
+    return {"order": order, "pii": "revealed", "purpose": purpose}
+
+
+@router.get("/tenants/{tenant}/orders")
+def search_orders(
+    tenant: TenantPath,
+    state: Annotated[RequestState, Depends(require(Action.ORDERS_SEARCH, tenant_scoped=True))],
+    buyer_email: Annotated[str | None, Query(max_length=320)] = None,
+    buyer_phone: Annotated[str | None, Query(max_length=64)] = None,
+    postal_code: Annotated[str | None, Query(max_length=32)] = None,
+) -> dict[str, Any]:
+    orders = records.search(state.runtime, state.auditor, tenant, buyer_email=buyer_email,
+                            buyer_phone=buyer_phone, postal_code=postal_code)
+    return {"orders": orders, "pii": "masked"}
+
+
+@router.get("/tenants/{tenant}/canaries")
+def list_canaries(
+    tenant: TenantPath,
+    state: Annotated[RequestState, Depends(require(Action.CANARIES_LIST, tenant_scoped=True))],
+) -> dict[str, list[str]]:
+    return {"canaries": records.list_canaries(state.runtime, state.auditor, tenant)}

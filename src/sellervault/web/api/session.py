@@ -1,0 +1,56 @@
+"""Sign-in for people: password and TOTP give a bearer token; password change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from sellervault.access.actions import Action
+from sellervault.accounts import service as accounts
+from sellervault.web.context import RequestState, require
+
+router = APIRouter(tags=["session"])
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str = Field(min_length=6, max_length=8)
+
+
+class SessionResponse(BaseModel):
+    token: str
+    expires_at: datetime
+
+
+class PasswordRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=320)
+    current_password: str = Field(min_length=1, max_length=1024)
+    totp: str = Field(min_length=6, max_length=8)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+@router.post("/session", response_model=SessionResponse)
+def create_session(
+    body: SessionRequest,
+    state: Annotated[RequestState, Depends(require(Action.SESSION_CREATE))],
+) -> SessionResponse:
+    issued = accounts.login(state.runtime, state.auditor, email=body.email,
+                            password=body.password, totp_code=body.totp)
+    return SessionResponse(token=issued.token, expires_at=issued.expires_at)
+
+
+@router.post("/password", status_code=204)
+def change_password(
+    body: PasswordRequest,
+    state: Annotated[RequestState, Depends(require(Action.PASSWORD_CHANGE))],
+) -> Response:
+    accounts.change_password(state.runtime, state.auditor, email=body.email,
+                             current_password=body.current_password, totp_code=body.totp,
+                             new_password_value=body.new_password)
+    return Response(status_code=204)

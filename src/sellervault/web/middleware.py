@@ -1,0 +1,113 @@
+"""The outermost layer of the HTTPS service, in one visible order:
+
+1. a request scope (request id, source address, channel, auditor);
+2. security headers on every response (HSTS, no-store, no sniffing);
+3. the fallback security event: a request whose service committed no event (a refusal, a
+   validation error, an unknown route, a crash) gets one here, before its response starts.
+   If even that cannot be written, the response is replaced by a 503: nothing is served
+   that the log does not know about.
+
+Authentication and authorization happen in the route dependency (web.context.require).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sellervault.audit.events import Outcome
+from sellervault.web.context import SCOPE_KEY, RequestState, new_state
+
+log = logging.getLogger("sellervault.web")
+
+DENIAL_REASONS = frozenset({"no_grant_on_tenant", "purpose_not_permitted"})
+UNAVAILABLE_BODY = (b'{"error":{"code":"audit_unavailable",'
+                    b'"message":"the security log cannot be written; request refused"}}')
+
+
+def outcome_for(status: int, reason: str | None) -> Outcome:
+    if status in (401, 403) or reason in DENIAL_REASONS:
+        return Outcome.DENIED
+    if status >= 500:
+        return Outcome.ERROR
+    if status >= 400:
+        return Outcome.FAILED
+    return Outcome.SUCCESS
+
+
+def write_fallback_event(state: RequestState, status: int) -> None:
+    reason = state.extra.get("reason")
+    with state.runtime.store.transaction() as session:
+        state.auditor.record(session, state.action, outcome_for(status, reason),
+                             tenant_id=state.tenant_id, status=status, reason=reason)
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, runtime: Any, hsts_max_age: int) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.security_headers = [
+            (b"strict-transport-security",
+             f"max-age={hsts_max_age}; includeSubDomains".encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"cache-control", b"no-store"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1")
+                   for key, value in scope.get("headers", [])}
+        client = scope.get("client")
+        state = new_state(self.runtime, client[0] if client else None, headers)
+        scope[SCOPE_KEY] = state
+        started = False
+        suppressed = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, suppressed
+            if suppressed:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+                if not state.auditor.committed:
+                    try:
+                        await anyio.to_thread.run_sync(write_fallback_event, state, status)
+                    except Exception as exc:
+                        log.error("security event not written: %s", type(exc).__name__)
+                        suppressed = True
+                        await self._unavailable(send, state)
+                        return
+                message["headers"] = [
+                    *[(k, v) for k, v in message.get("headers", [])
+                      if k.lower() != b"cache-control"],
+                    *self.security_headers,
+                    (b"x-request-id", (state.auditor.actor.request_id or "").encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, guarded_send)
+        except Exception as exc:
+            # Starlette's error middleware has already answered 500 through guarded_send.
+            log.error("request failed: %s", type(exc).__name__)
+            if not started:
+                await guarded_send({"type": "http.response.start", "status": 500,
+                                    "headers": [(b"content-type", b"application/json")]})
+                await guarded_send({"type": "http.response.body",
+                                    "body": b'{"error":{"code":"internal_error",'
+                                            b'"message":"internal error"}}'})
+
+    async def _unavailable(self, send: Send, state: RequestState) -> None:
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(UNAVAILABLE_BODY)).encode()),
+                                *self.security_headers]})
+        await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})

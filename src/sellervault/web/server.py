@@ -1,0 +1,41 @@
+"""Serving over TLS only: there is no code path that opens a plaintext listener."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from sellervault.runtime import Runtime
+from sellervault.web.app import create_app
+from sellervault.web.tls import harden
+
+
+class TLSOnlyConfig(uvicorn.Config):
+    """uvicorn's config with the listener's TLS policy applied to its SSL context."""
+
+    def __init__(self, *args: object, min_tls: str = "1.2", **kwargs: object) -> None:
+        self._min_tls = min_tls
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is None:
+            raise RuntimeError("refusing to serve without TLS")
+        harden(self.ssl, self._min_tls)
+
+
+def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
+    settings = runtime.settings
+    config = TLSOnlyConfig(
+        create_app(runtime),
+        host=host,
+        port=port,
+        ssl_certfile=str(settings.certificate_file),
+        ssl_keyfile=str(settings.certificate_key_file),
+        min_tls=settings.tls_min_version,
+        access_log=False,  # URLs can carry search terms; the security log records requests
+        server_header=False,
+        log_level="warning",
+        proxy_headers=False,
+        lifespan="off",
+    )
+    return uvicorn.Server(config)

@@ -1,0 +1,119 @@
+"""Test helpers: a real TLS server on loopback, and API clients that log in for real."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+
+from sellervault import bootstrap
+from sellervault.runtime import Runtime
+from sellervault.web.server import build_server
+
+ADMIN_EMAIL = "alice.admin@example.test"
+ADMIN_NAME = "Alice Admin"
+ADMIN_PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a much longer passphrase 42"
+
+
+def totp_code(secret: str, offset_steps: int = 0) -> str:
+    return pyotp.TOTP(secret).at(time.time() + 30 * offset_steps)
+
+
+@dataclass
+class Server:
+    base_url: str
+    ca_file: Path
+    runtime: Runtime
+    admin_totp_secret: str
+    _last_step: dict[str, int] = field(default_factory=dict)
+
+    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.base_url + "/api/v1",
+                            verify=ssl.create_default_context(cafile=str(self.ca_file)),
+                            headers=headers, timeout=30)
+
+    def next_totp(self, secret: str) -> str:
+        """A code for a step not used yet: each use consumes its step (replays fail). Uses
+        the current step, then the next; after that it waits for the clock."""
+        while True:
+            current = int(time.time()) // 30
+            step = max(self._last_step.get(secret, current - 1) + 1, current)
+            if step <= current + 1:
+                break
+            time.sleep(30 - time.time() % 30 + 0.2)
+        self._last_step[secret] = step
+        return pyotp.TOTP(secret).at(step * 30)
+
+    def login(self, email: str, password: str, secret: str) -> str:
+        with self.client() as client:
+            response = client.post("/session", json={"email": email, "password": password,
+                                                     "totp": self.next_totp(secret)})
+        assert response.status_code == 200, response.text
+        token: str = response.json()["token"]
+        return token
+
+    def admin_token(self) -> str:
+        return self.login(ADMIN_EMAIL, ADMIN_PASSWORD, self.admin_totp_secret)
+
+    def create_service(self, admin_token: str, name: str, grants: list[dict[str, str]]) -> str:
+        with self.client(admin_token) as client:
+            response = client.post("/accounts", json={"kind": "service", "name": name,
+                                                      "grants": grants})
+        assert response.status_code == 201, response.text
+        key: str = response.json()["api_key"]
+        return key
+
+    def create_person(self, admin_token: str, email: str, name: str,
+                      grants: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
+        """Create a person, change the one-time password, log in; returns (token, created)."""
+        with self.client(admin_token) as client:
+            response = client.post("/accounts", json={"kind": "person", "email": email,
+                                                      "name": name, "grants": grants})
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        with self.client() as client:
+            changed = client.post("/password", json={
+                "email": email, "current_password": created["one_time_password"],
+                "totp": self.next_totp(created["totp_secret"]), "new_password": NEW_PASSWORD})
+        assert changed.status_code == 204, changed.text
+        return self.login(email, NEW_PASSWORD, created["totp_secret"]), created
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def start_server(runtime: Runtime, initialized: bootstrap.InitResult) -> Iterator[Server]:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    server = build_server(runtime, "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield Server(f"https://127.0.0.1:{port}", initialized.certificate, runtime,
+                     initialized.totp_secret)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

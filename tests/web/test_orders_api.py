@@ -1,0 +1,196 @@
+"""Orders over HTTPS, from the owner's side and the attacker's: ingest, masked reads, reveals
+with a purpose, search through the blind index, tenant isolation."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.support import Server
+
+TENANT = "acme"
+OTHER = "globex"
+
+
+@pytest.fixture(scope="module")
+def world(server: Server, order_examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """An ingest service, an analyst and a PII reader on TENANT, with the example orders in."""
+    admin = server.admin_token()
+    ingest_key = server.create_service(admin, "seller app ingest",
+                                       [{"role": "ingest", "tenant": TENANT}])
+    analyst, _ = server.create_person(admin, "ann.analyst@example.test", "Ann Analyst",
+                                      [{"role": "analyst", "tenant": TENANT}])
+    reader, _ = server.create_person(admin, "paula.reader@example.test", "Paula Reader",
+                                     [{"role": "pii-reader", "tenant": TENANT}])
+    with server.client(ingest_key) as client:
+        response = client.post(f"/tenants/{TENANT}/orders", json={"orders": order_examples})
+    assert response.status_code == 200, response.text
+    return {"admin": admin, "ingest": ingest_key, "analyst": analyst, "reader": reader,
+            "orders": order_examples}
+
+
+def _get(server: Server, token: str, order_id: str, tenant: str = TENANT,
+         purpose: str | None = None) -> Any:
+    headers = {"X-Access-Purpose": purpose} if purpose else {}
+    with server.client(token, **headers) as client:
+        return client.get(f"/tenants/{tenant}/orders/{order_id}")
+
+
+def _pii_values(order: dict[str, Any]) -> list[str]:
+    values = []
+    for key in ("BuyerInfo", "ShippingAddress"):
+        for value in (order.get(key) or {}).values():
+            if isinstance(value, str):
+                values.append(value)
+    return values
+
+
+def test_ingest_reports_count_and_is_idempotent(server: Server, world: dict[str, Any]) -> None:
+    fresh = copy.deepcopy(world["orders"][0])
+    fresh["AmazonOrderId"] = "222-0000000-0000001"
+    changed = copy.deepcopy(fresh)
+    changed["OrderStatus"] = "Shipped"
+    with server.client(world["ingest"]) as client:
+        first = client.post(f"/tenants/{TENANT}/orders", json={"orders": [fresh]})
+        again = client.post(f"/tenants/{TENANT}/orders", json={"orders": [changed]})
+    assert first.json() == {"ingested": 1, "inserted": 1, "updated": 0}
+    assert again.json() == {"ingested": 1, "inserted": 0, "updated": 1}
+    shown = _get(server, world["analyst"], changed["AmazonOrderId"]).json()
+    assert shown["order"]["OrderStatus"] == "Shipped"
+
+
+def test_masked_read_shows_shape_but_no_pii(server: Server, world: dict[str, Any]) -> None:
+    order = world["orders"][0]
+    response = _get(server, world["analyst"], order["AmazonOrderId"])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["pii"] == "masked"
+    assert body["order"]["BuyerInfo"]["BuyerEmail"] == "***"
+    assert body["order"]["OrderStatus"] == order["OrderStatus"]
+    for value in _pii_values(order):
+        assert value not in response.text
+
+
+def test_pii_reader_reveals_with_permitted_purpose(server: Server, world: dict[str, Any]) -> None:
+    order = world["orders"][0]
+    response = _get(server, world["reader"], order["AmazonOrderId"], purpose="fulfillment")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["pii"] == "revealed" and body["purpose"] == "fulfillment"
+    assert body["order"]["BuyerInfo"] == order["BuyerInfo"]
+    assert body["order"]["ShippingAddress"] == order["ShippingAddress"]
+
+
+@pytest.mark.parametrize("purpose", ["marketing", "FULFILLMENT", "fulfillment,marketing", "fulfilment"])
+def test_reveal_without_permitted_purpose_is_refused(server: Server, world: dict[str, Any],
+                                                     purpose: str) -> None:
+    order = world["orders"][0]
+    response = _get(server, world["reader"], order["AmazonOrderId"], purpose=purpose)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "purpose_not_permitted"
+    for value in _pii_values(order):
+        assert value not in response.text
+
+
+@pytest.mark.parametrize("who", ["admin", "analyst", "ingest"])
+def test_other_roles_never_see_pii_even_with_a_purpose(server: Server, world: dict[str, Any],
+                                                       who: str) -> None:
+    order = world["orders"][0]
+    response = _get(server, world[who], order["AmazonOrderId"], purpose="fulfillment")
+    assert response.status_code in (403, 404)
+    for value in _pii_values(order):
+        assert value not in response.text
+
+
+def test_operator_with_pii_reader_grant_is_still_refused(server: Server,
+                                                         world: dict[str, Any]) -> None:
+    """The Cedar guardrail: operators never read PII, whatever else they hold."""
+    token, _ = server.create_person(world["admin"], "otto.ops@example.test", "Otto Ops",
+                                    [{"role": "operator", "tenant": "*"},
+                                     {"role": "pii-reader", "tenant": TENANT}])
+    order = world["orders"][0]
+    response = _get(server, token, order["AmazonOrderId"], purpose="fulfillment")
+    assert response.status_code == 403
+    for value in _pii_values(order):
+        assert value not in response.text
+
+
+def test_another_tenants_order_is_not_found(server: Server, world: dict[str, Any]) -> None:
+    order = world["orders"][0]
+    for purpose in (None, "fulfillment"):
+        response = _get(server, world["reader"], order["AmazonOrderId"], tenant=OTHER,
+                        purpose=purpose)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_ingest_into_ungranted_tenant_is_refused(server: Server, world: dict[str, Any]) -> None:
+    with server.client(world["ingest"]) as client:
+        response = client.post(f"/tenants/{OTHER}/orders", json={"orders": world["orders"]})
+    assert response.status_code == 404
+    with server.client(world["reader"]) as client:
+        assert client.get(f"/tenants/{OTHER}/orders", params={"buyer_email": "x@y.z"}
+                          ).status_code == 404
+
+
+def test_reader_cannot_ingest(server: Server, world: dict[str, Any]) -> None:
+    with server.client(world["reader"]) as client:
+        response = client.post(f"/tenants/{TENANT}/orders", json={"orders": world["orders"]})
+    assert response.status_code == 403
+
+
+def test_search_by_normalised_email_uses_blind_index(server: Server,
+                                                     world: dict[str, Any]) -> None:
+    order = next(o for o in world["orders"] if o.get("BuyerInfo", {}).get("BuyerEmail"))
+    email = order["BuyerInfo"]["BuyerEmail"]
+    with server.client(world["analyst"]) as client:
+        found = client.get(f"/tenants/{TENANT}/orders",
+                           params={"buyer_email": f"  {email.upper()} "})
+        nothing = client.get(f"/tenants/{TENANT}/orders",
+                             params={"buyer_email": "nobody@example.test"})
+        no_criteria = client.get(f"/tenants/{TENANT}/orders")
+    assert found.status_code == 200
+    ids = {o["AmazonOrderId"] for o in found.json()["orders"]}
+    assert order["AmazonOrderId"] in ids
+    assert email not in found.text
+    assert nothing.json()["orders"] == []
+    assert no_criteria.status_code == 422
+
+
+def test_bad_batch_changes_nothing_and_names_the_path(server: Server,
+                                                      world: dict[str, Any]) -> None:
+    good = copy.deepcopy(world["orders"][0])
+    good["AmazonOrderId"] = "111-0000000-0000001"
+    bad = copy.deepcopy(world["orders"][0])
+    bad["AmazonOrderId"] = "111-0000000-0000002"
+    bad["PurchaseDate"] = "secret-marker@example.test"
+    with server.client(world["ingest"]) as client:
+        response = client.post(f"/tenants/{TENANT}/orders", json={"orders": [good, bad]})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert "body.orders.1.PurchaseDate" in error["message"]
+    assert "secret-marker" not in response.text
+    assert _get(server, world["analyst"], "111-0000000-0000001").status_code == 404
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"orders": []}', b'{"orders": "x"}',
+                                  b'{"orders": [{}]}', b'{"orders": [], "extra": 1}'])
+def test_malformed_ingest_is_422(server: Server, world: dict[str, Any], body: bytes) -> None:
+    with server.client(world["ingest"], **{"Content-Type": "application/json"}) as client:
+        response = client.post(f"/tenants/{TENANT}/orders", content=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_no_token_and_forged_token_are_401(server: Server, world: dict[str, Any]) -> None:
+    order_id = world["orders"][0]["AmazonOrderId"]
+    for token in (None, "svs_forged", "svk_forged", world["reader"] + "x", "garbage"):
+        response = _get(server, token, order_id) if token else None
+        if response is None:
+            with server.client() as client:
+                response = client.get(f"/tenants/{TENANT}/orders/{order_id}")
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthenticated"
