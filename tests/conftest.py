@@ -1,8 +1,9 @@
 """Shared fixtures: real SQLite files, a real PostgreSQL database, a real TLS server.
 
 Every test that touches a database runs twice, once on SQLite and once on PostgreSQL; each
-PostgreSQL database is created for its test (or test module) and dropped after it. Without a reachable PostgreSQL the PostgreSQL half is skipped
-locally, and fails when ``CI`` is set, so CI always runs both.
+PostgreSQL database is created for its test (or test module) and dropped after it. Without
+a reachable PostgreSQL the PostgreSQL half is skipped locally, and fails when ``CI`` is set,
+so CI always runs both.
 """
 
 from __future__ import annotations

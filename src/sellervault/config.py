@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,15 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _is_local(host: str) -> bool:
+    """A local socket (empty or a path) or a loopback address, with an optional :port."""
+    host = host.strip()
+    if not host or host.startswith("/") or _is_loopback(host):
+        return True
+    name, _, port = host.rpartition(":")
+    return port.isdigit() and _is_loopback(name)
 
 
 class Settings(BaseSettings):
@@ -72,11 +82,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         data_dir = os.environ.get(ENV_PREFIX + "DATA_DIR")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        candidate = Path(data_dir) if data_dir else None
+        candidate = Path(data_dir) if data_dir else cls.model_fields["data_dir"].default
         init_dir = getattr(init_settings, "init_kwargs", {}).get("data_dir")
         if init_dir is not None:
             candidate = Path(init_dir)
-        if candidate is not None and (candidate / CONFIG_FILE_NAME).is_file():
+        if (candidate / CONFIG_FILE_NAME).is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, candidate / CONFIG_FILE_NAME))
         return tuple(sources)
 
@@ -166,11 +176,15 @@ def check_database_url(url: str) -> None:
         return
     if parsed.get_backend_name() != "postgresql":
         raise ValueError("database_url must be a sqlite or postgresql URL")
-    host = parsed.host or ""
     query: dict[str, Any] = dict(parsed.query)
-    if not host or host.startswith("/") or "host" in query and str(query["host"]).startswith("/"):
-        return  # a local socket
-    if _is_loopback(host):
+    # libpq also takes hosts from the query (host=a,b or repeated; hostaddr is where it really
+    # connects): every one of them must be a local socket or loopback to go without TLS.
+    hosts = [parsed.host or ""]
+    for key in ("host", "hostaddr"):
+        values = query.get(key, ())
+        for value in values if isinstance(values, tuple) else (values,):
+            hosts.extend(str(value).split(","))
+    if all(_is_local(host) for host in hosts):
         return
     sslmode = query.get("sslmode")
     if isinstance(sslmode, tuple):
@@ -185,8 +199,9 @@ def check_database_url(url: str) -> None:
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning every problem into a ConfigError that names the setting."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    unknown = sorted(name for name in os.environ if name.startswith(ENV_PREFIX)
-                     and name not in known)
+    # Matched without regard to case, as the settings themselves are read.
+    unknown = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX)
+                     and name.upper() not in known)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     try:
@@ -197,6 +212,8 @@ def load_settings(**overrides: Any) -> Settings:
             where = ".".join(str(part) for part in error["loc"]) or "settings"
             problems.append(f"{where}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except tomllib.TOMLDecodeError as exc:  # the position only: the text may hold a secret
+        raise ConfigError(f"{CONFIG_FILE_NAME} is not valid TOML: {exc}") from None
 
 
 __all__ = ["ConfigError", "Settings", "check_database_url", "load_settings"]

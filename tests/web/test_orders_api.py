@@ -83,7 +83,8 @@ def test_pii_reader_reveals_with_permitted_purpose(server: Server, world: dict[s
     assert body["order"]["ShippingAddress"] == order["ShippingAddress"]
 
 
-@pytest.mark.parametrize("purpose", ["marketing", "FULFILLMENT", "fulfillment,marketing", "fulfilment"])
+@pytest.mark.parametrize("purpose",
+                         ["marketing", "FULFILLMENT", "fulfillment,marketing", "fulfilment"])
 def test_reveal_without_permitted_purpose_is_refused(server: Server, world: dict[str, Any],
                                                      purpose: str) -> None:
     order = world["orders"][0]

@@ -8,7 +8,7 @@ from enum import StrEnum
 class Action(StrEnum):
     # Reachable without a principal: they establish or describe one.
     SESSION_CREATE = "session:create"
-    PASSWORD_CHANGE = "password:change"
+    PASSWORD_CHANGE = "password:change"  # noqa: S105 - an action name, not a secret
     HEALTH_READ = "health:read"
     DOCS_READ = "docs:read"
     # Accounts and grants.

@@ -149,6 +149,8 @@ class LocalKeyProvider:
         return version
 
     def retire_versions_before(self, version: int) -> None:
+        if version > self._active:  # would drop the active key: checked before the file is written
+            raise ValueError("refusing to retire the active root key version")
         keys = {v: k for v, k in self._raw.items() if v >= version}
         _write_owner_only(self._path, _serialize(keys, self._active, self._passphrase))
         self._load()

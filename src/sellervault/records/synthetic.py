@@ -24,7 +24,7 @@ def _iso(moment: datetime) -> str:
 
 
 def synthetic_order(index: int, *, seed: int = 7, prefix: str = "902") -> dict[str, Any]:
-    rng = random.Random(seed * 1_000_003 + index)
+    rng = random.Random(seed * 1_000_003 + index)  # noqa: S311 - fake data, not secrets
     first, last = rng.choice(FIRST), rng.choice(LAST)
     city, state, postal = rng.choice(CITIES)
     purchased = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=index * 7 + seed)

@@ -1,0 +1,106 @@
+"""The Cedar policy: deny by default, role by role, tenant by tenant, purpose guardrails."""
+
+from __future__ import annotations
+
+import re
+
+import cedarpy
+import pytest
+
+from sellervault.access.actions import Action
+from sellervault.access.policy import is_authorized, policy_text, schema_text
+from sellervault.access.roles import Grant, Principal, Role
+from sellervault.records.registry import Purpose
+
+TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH,
+                  Action.CANARIES_LIST]
+SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_READ]
+
+# What each role may do on its own tenant ("acme"); everything else is refused.
+ALLOWED: dict[Role, set[Action]] = {
+    Role.ADMIN: {Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST},
+    Role.OPERATOR: set(),
+    Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST},
+    Role.AUDITOR: {Action.AUDIT_READ},
+    Role.ANALYST: {Action.ORDERS_READ, Action.ORDERS_SEARCH},
+    Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},
+    Role.INGEST: {Action.ORDERS_INGEST},
+}
+GLOBAL = {Role.ADMIN, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR}
+
+
+def _principal(*grants: tuple[Role, str]) -> Principal:
+    return Principal("acc_test", "person", tuple(Grant(r, t) for r, t in grants))
+
+
+def _allowed(principal: Principal, action: Action, tenant: str = "acme",
+             purpose: str = "fulfillment") -> bool:
+    if action in SYSTEM_ACTIONS:
+        return is_authorized(principal, action)
+    context = {"purpose": purpose} if action == Action.ORDERS_REVEAL else None
+    return is_authorized(principal, action, tenant, context)
+
+
+def test_policies_validate_against_the_schema() -> None:
+    result = cedarpy.validate_policies(policy_text(), schema_text())
+    assert result.validation_passed, result.errors
+
+
+def test_an_account_without_grants_may_do_nothing() -> None:
+    nobody = _principal()
+    for action in [*TENANT_ACTIONS, *SYSTEM_ACTIONS, Action.ORDERS_REVEAL]:
+        assert not _allowed(nobody, action)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_role_may_do_exactly_its_actions(role: Role) -> None:
+    principal = _principal((role, "*" if role in GLOBAL else "acme"))
+    for action in [*TENANT_ACTIONS, *SYSTEM_ACTIONS, Action.ORDERS_REVEAL]:
+        assert _allowed(principal, action) == (action in ALLOWED[role]), (role, action)
+
+
+@pytest.mark.parametrize("role", [Role.ANALYST, Role.PII_READER, Role.INGEST])
+def test_tenant_grants_do_not_reach_other_tenants(role: Role) -> None:
+    principal = _principal((role, "acme"))
+    for action in ALLOWED[role]:
+        assert _allowed(principal, action, tenant="acme")
+        assert not _allowed(principal, action, tenant="globex")
+
+
+def test_star_grant_reaches_every_tenant() -> None:
+    principal = _principal((Role.PII_READER, "*"))
+    assert _allowed(principal, Action.ORDERS_REVEAL, tenant="globex")
+
+
+@pytest.mark.parametrize("purpose", ["marketing", "", "Fulfillment", "fulfillment "])
+def test_reveal_needs_a_permitted_purpose(purpose: str) -> None:
+    reader = _principal((Role.PII_READER, "acme"))
+    assert not _allowed(reader, Action.ORDERS_REVEAL, purpose=purpose)
+
+
+def test_every_registry_purpose_is_permitted_by_the_policy() -> None:
+    reader = _principal((Role.PII_READER, "acme"))
+    for purpose in Purpose:
+        assert _allowed(reader, Action.ORDERS_REVEAL, purpose=purpose.value)
+    listed = set(re.findall(r'"([a-z-]+)"', policy_text().split(
+        "reveal-needs-permitted-purpose", 1)[1].split(";", 1)[0]))
+    assert listed == {p.value for p in Purpose}
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.OPERATOR])
+def test_admins_and_operators_never_reveal_even_with_pii_reader(role: Role) -> None:
+    principal = _principal((role, "*"), (Role.PII_READER, "*"))
+    assert not _allowed(principal, Action.ORDERS_REVEAL)
+    assert _allowed(principal, Action.ORDERS_READ)
+
+
+def test_tenant_scoped_grant_of_a_global_role_is_rejected() -> None:
+    with pytest.raises(ValueError, match="service-wide"):
+        Grant(Role.ADMIN, "acme")
+    with pytest.raises(ValueError):
+        Grant(Role.ANALYST, "Not A Tenant")
+
+
+def test_a_missing_context_denies_rather_than_errors() -> None:
+    reader = _principal((Role.PII_READER, "acme"))
+    assert not is_authorized(reader, Action.ORDERS_REVEAL, "acme", None)

@@ -1,0 +1,197 @@
+"""`sellervault` bootstrap commands (cli/main.py) run as the real executable: init on a fresh
+data directory, refusals that leave nothing behind, help for every command, and
+`audit verify` catching an edited or deleted security event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+import typer
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from sellervault import bootstrap
+from sellervault.accounts.models import Account
+from sellervault.accounts.passwords import verify_password
+from sellervault.cli.main import app
+from sellervault.config import Settings
+from tests.cli.helpers import Cli, mode
+from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
+
+CONTRACT_COMMANDS = {"init", "serve", "demo", "audit verify", "login", "accounts create",
+                     "orders get", "import"}
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "config")
+
+
+def database_env(settings: Settings) -> dict[str, str]:
+    """What a shell would export to point the CLI at the test's database."""
+    if settings.database_url is None:
+        return {}
+    return {"SELLERVAULT_DATABASE_URL": settings.database_url.get_secret_value()}
+
+
+def init_args(data_dir: Path) -> list[str | Path]:
+    return ["init", "--data-dir", data_dir, "--admin-email", ADMIN_EMAIL,
+            "--admin-name", ADMIN_NAME, "--password-stdin", "--json"]
+
+
+def all_commands() -> dict[str, Any]:
+    """Every command and group of the app, by its full name ("" is the app itself). Typer
+    ships its own copy of click, so groups are recognised by their ``commands``."""
+    found: dict[str, Any] = {}
+
+    def walk(command: Any, name: str) -> None:
+        found[name] = command
+        for sub_name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, f"{name} {sub_name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+# -- help ------------------------------------------------------------------------------------
+
+def test_every_command_has_help() -> None:
+    commands = all_commands()
+    assert set(commands) >= CONTRACT_COMMANDS
+    runner = CliRunner()
+    for name, command in commands.items():
+        assert (command.help or "").strip(), f"`sellervault {name}` has no help text"
+        result = runner.invoke(app, [*name.split(), "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Usage:" in result.output, name
+        for param in command.params:
+            if "--help" not in param.opts:
+                assert (param.help or "").strip(), f"`sellervault {name}` {param.opts}: no help"
+
+
+def test_help_of_the_real_executable_lists_the_commands(cli: Cli) -> None:
+    result = cli.run("--help")
+    assert result.code == 0, result
+    for name in ("init", "serve", "demo", "audit", "login", "accounts", "orders", "import"):
+        assert name in result.stdout
+
+
+# -- init ------------------------------------------------------------------------------------
+
+def test_init_prints_json_and_keeps_keys_owner_only(cli: Cli, settings: Settings) -> None:
+    data_dir = settings.data_dir
+    result = cli.run(*init_args(data_dir), stdin=ADMIN_PASSWORD + "\n",
+                     env=database_env(settings))
+    assert result.code == 0, result
+    printed = result.json()
+    assert set(printed) == {"admin_id", "totp_secret", "certificate"}
+    assert printed["admin_id"].startswith("acc_")
+    assert pyotp.TOTP(printed["totp_secret"]).now().isdigit()  # a usable base32 secret
+    certificate = Path(printed["certificate"])
+    assert certificate.resolve() == (data_dir / "tls" / "server.crt").resolve()
+    assert certificate.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert ADMIN_PASSWORD not in result.output
+
+    assert mode(data_dir) == 0o700
+    assert mode(settings.root_key_file) == 0o600
+    assert mode(settings.root_key_file.parent) == 0o700
+    assert mode(settings.certificate_key_file) == 0o600
+    root_key = settings.root_key_file.read_bytes()
+
+    # The administrator exists, with the password from stdin (checked in-process).
+    runtime = bootstrap.open_runtime(settings)
+    try:
+        with runtime.store.transaction() as session:
+            admin = session.get(Account, printed["admin_id"])
+            assert admin is not None and admin.email == ADMIN_EMAIL
+            assert verify_password(admin.password_hash, ADMIN_PASSWORD)
+    finally:
+        runtime.close()
+
+    again = cli.run(*init_args(data_dir), stdin=ADMIN_PASSWORD + "\n",
+                    env=database_env(settings))
+    assert again.code != 0, again
+    assert "already initialised" in again.stderr
+    assert str(data_dir) in again.stderr
+    assert settings.root_key_file.read_bytes() == root_key  # nothing was overwritten
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["absent-dir", "empty-dir"])
+def test_weak_password_fails_and_writes_nothing(cli: Cli, tmp_path: Path,
+                                                existing: bool) -> None:
+    data_dir = tmp_path / "vault"
+    if existing:
+        data_dir.mkdir()
+    result = cli.run(*init_args(data_dir), stdin="Short1pass!\n")  # 11 characters
+    assert result.code != 0, result
+    assert "at least 12 characters" in result.stderr
+    assert "Short1pass!" not in result.output
+    if existing:
+        assert list(data_dir.iterdir()) == []
+    else:
+        assert not data_dir.exists()
+
+
+def test_init_refuses_without_password_stdin(tmp_path: Path) -> None:
+    data_dir = tmp_path / "vault"
+    result = CliRunner().invoke(app, ["init", "--data-dir", str(data_dir), "--admin-email",
+                                      ADMIN_EMAIL, "--admin-name", ADMIN_NAME],
+                                input=ADMIN_PASSWORD + "\n")
+    assert result.exit_code != 0
+    assert "--password-stdin" in result.output
+    assert not data_dir.exists()
+
+
+def test_init_with_empty_stdin_fails_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "vault"
+    result = CliRunner().invoke(app, [str(arg) for arg in init_args(data_dir)], input="")
+    assert result.exit_code == 1
+    assert ("expected the administrator's password on standard input"
+            in " ".join(result.output.split()))
+    assert not data_dir.exists()
+
+
+# -- audit verify ----------------------------------------------------------------------------
+
+def tamper(settings: Settings, statement: str) -> None:
+    """Edit the security log behind the vault's back, straight in its database."""
+    engine = create_engine(settings.effective_database_url())
+    try:
+        with engine.begin() as connection:
+            changed = connection.execute(text(statement)).rowcount
+        assert changed == 1
+    finally:
+        engine.dispose()
+
+
+def test_audit_verify_detects_an_edited_event(cli: Cli, settings: Settings,
+                                              initialized: bootstrap.InitResult) -> None:
+    args = ("audit", "verify", "--data-dir", settings.data_dir)
+    intact = cli.run(*args, env=database_env(settings))
+    assert intact.code == 0, intact
+    assert "security log intact" in intact.stdout
+
+    tamper(settings, "UPDATE security_events SET outcome = 'denied' WHERE seq = 2")
+    broken = cli.run(*args, env=database_env(settings))
+    assert broken.code == 1, broken
+    assert "security log broken at event 2" in broken.stderr
+    assert "event 2 was altered" in broken.stderr
+
+
+def test_audit_verify_detects_a_deleted_event(cli: Cli, settings: Settings,
+                                              initialized: bootstrap.InitResult) -> None:
+    bootstrap.verify_log(settings)  # a third event, so the one removed is in the middle
+    tamper(settings, "DELETE FROM security_events WHERE seq = 2")
+    broken = cli.run("audit", "verify", "--data-dir", settings.data_dir,
+                     env=database_env(settings))
+    assert broken.code == 1, broken
+    assert "security log broken at event 2: event 2 is missing" in broken.stderr
+
+
+def test_audit_verify_on_an_uninitialised_directory(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["audit", "verify", "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "is not initialised; run `sellervault init`" in " ".join(result.output.split())

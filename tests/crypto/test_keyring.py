@@ -1,0 +1,335 @@
+"""sellervault.crypto.keyring: the key hierarchy (root key -> tenant keys -> one data key per
+order), on SQLite and on PostgreSQL.
+
+The specification, as tests:
+
+- ``ensure_tenant`` gives a tenant one key-encryption key and one blind-index key, once.
+- A tenant's data keys are only ever returned for that tenant: asking with another tenant's
+  id, or copying a wrapped data key to another tenant or row, fails; never a partial answer.
+- A destroyed data key (``wrapped`` NULL) raises DataKeyDestroyedError: the data it
+  protected is erased.
+- ``rotate_root`` re-wraps every tenant and system key under a new root version and leaves
+  data keys alone; after the old root version is retired a fresh process still reads
+  everything.
+- ``rotate_tenant_key`` re-wraps the tenant's data keys (same ids, new version), destroys the
+  old tenant key, and orders stored before the rotation still reveal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from sellervault.audit import service as audit
+from sellervault.audit.events import Actor, Channel
+from sellervault.audit.service import Auditor
+from sellervault.crypto.aead import bind
+from sellervault.crypto.errors import DecryptionError
+from sellervault.crypto.keyring import (
+    DataKeyDestroyedError,
+    Keyring,
+    NewDataKey,
+    UnknownTenantKeyError,
+)
+from sellervault.crypto.models import DataKey, SystemKey, TenantKey
+from sellervault.crypto.provider import LocalKeyProvider
+from sellervault.records import service as records
+from sellervault.records.spapi import SpApiOrder, map_order
+from sellervault.records.synthetic import synthetic_orders
+from sellervault.runtime import Runtime
+from sellervault.store.types import utcnow
+
+ACME = "acme"
+GLOBEX = "globex"
+EMAIL = "buyer-email"
+
+
+def fresh_keyring(runtime: Runtime) -> Keyring:
+    """What a newly started process would build: nothing cached, the key file read again."""
+    return Keyring(LocalKeyProvider(runtime.settings.root_key_file))
+
+
+def fresh_runtime(runtime: Runtime) -> Runtime:
+    return Runtime(runtime.settings, runtime.store, fresh_keyring(runtime))
+
+
+def seal_under(keys: list[NewDataKey]) -> dict[str, bytes]:
+    """One ciphertext per data key, to check later that the same key comes back."""
+    return {key.id: key.cipher.seal(key.id.encode(), bind("test", key.id)) for key in keys}
+
+
+def assert_same_keys(ciphers: dict[str, Any], sealed: dict[str, bytes]) -> None:
+    assert set(ciphers) == set(sealed)
+    for key_id, value in sealed.items():
+        assert ciphers[key_id].open(value, bind("test", key_id)) == key_id.encode()
+
+
+def tenant_keys(runtime: Runtime) -> dict[tuple[str, str, int], TenantKey]:
+    with runtime.store.transaction() as session:
+        rows = session.scalars(select(TenantKey)).all()
+        return {(row.tenant_id, row.purpose, row.version): row for row in rows}
+
+
+def data_keys(runtime: Runtime, tenant_id: str) -> dict[str, DataKey]:
+    with runtime.store.transaction() as session:
+        rows = session.scalars(select(DataKey).where(DataKey.tenant_id == tenant_id)).all()
+        return {row.id: row for row in rows}
+
+
+def system_keys(runtime: Runtime) -> dict[str, SystemKey]:
+    with runtime.store.transaction() as session:
+        return {row.name: row for row in session.scalars(select(SystemKey)).all()}
+
+
+def ingest(runtime: Runtime, tenant_id: str, count: int, start: int = 0) -> list[str]:
+    auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    orders = [map_order(SpApiOrder.model_validate(raw))
+              for raw in synthetic_orders(count, start=start)]
+    result = records.ingest(runtime, auditor, tenant_id, orders)
+    assert result.inserted == count
+    return [order.amazon_order_id for order in orders]
+
+
+def reveal(runtime: Runtime, tenant_id: str, amazon_order_id: str) -> dict[str, Any]:
+    auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    return records.reveal(runtime, auditor, tenant_id, amazon_order_id, "fulfillment")
+
+
+# -- tenant keys -----------------------------------------------------------------------------
+
+def test_ensure_tenant_is_idempotent(runtime: Runtime) -> None:
+    keyring = runtime.keyring
+    with runtime.store.transaction() as session:
+        keyring.ensure_tenant(session, ACME)
+        keyring.ensure_tenant(session, ACME)
+    first = tenant_keys(runtime)
+    with runtime.store.transaction() as session:
+        keyring.ensure_tenant(session, ACME)
+    with runtime.store.transaction() as session:
+        fresh_keyring(runtime).ensure_tenant(session, ACME)
+    again = tenant_keys(runtime)
+    assert set(first) == {(ACME, "kek", 1), (ACME, "index", 1)}
+    assert set(again) == set(first)
+    for name, row in again.items():
+        assert row.wrapped == first[name].wrapped
+        assert row.status == "active"
+        assert row.root_version == keyring.provider.active_version()
+
+
+def test_each_tenant_has_its_own_keys(runtime: Runtime) -> None:
+    with runtime.store.transaction() as session:
+        runtime.keyring.ensure_tenant(session, ACME)
+        runtime.keyring.ensure_tenant(session, GLOBEX)
+        acme = runtime.keyring.blind_index(session, ACME).digest(EMAIL, "a@example.test")
+        globex = runtime.keyring.blind_index(session, GLOBEX).digest(EMAIL, "a@example.test")
+    with runtime.store.transaction() as session:
+        again = fresh_keyring(runtime).blind_index(session, ACME).digest(EMAIL, "a@example.test")
+    assert acme != globex
+    assert acme == again  # the index key survives a restart: stored digests stay searchable
+    rows = tenant_keys(runtime)
+    assert rows[(ACME, "kek", 1)].wrapped != rows[(GLOBEX, "kek", 1)].wrapped
+
+
+def test_a_tenant_without_keys_gets_no_keys(runtime: Runtime) -> None:
+    with runtime.store.transaction() as session:
+        with pytest.raises(UnknownTenantKeyError):
+            runtime.keyring.new_data_keys(session, "never-set-up", 1)
+        with pytest.raises(UnknownTenantKeyError):
+            runtime.keyring.blind_index(session, "never-set-up")
+
+
+def test_wrapped_keys_are_not_the_keys(runtime: Runtime) -> None:
+    with runtime.store.transaction() as session:
+        secret = runtime.keyring.system_key(session, "test-secret")
+    row = system_keys(runtime)["test-secret"]
+    assert len(secret) == 32
+    assert secret not in row.wrapped
+    with runtime.store.transaction() as session:
+        assert fresh_keyring(runtime).system_key(session, "test-secret") == secret
+
+
+# -- data keys -------------------------------------------------------------------------------
+
+def test_data_keys_round_trip(runtime: Runtime) -> None:
+    with runtime.store.transaction() as session:
+        runtime.keyring.ensure_tenant(session, ACME)
+        created = runtime.keyring.new_data_keys(session, ACME, 3)
+        assert runtime.keyring.new_data_keys(session, ACME, 0) == []
+    sealed = seal_under(created)
+    assert len(set(sealed)) == 3
+    with runtime.store.transaction() as session:
+        assert_same_keys(fresh_keyring(runtime).data_keys(session, ACME, list(sealed)), sealed)
+        assert runtime.keyring.data_keys(session, ACME, []) == {}
+    assert {row.kek_version for row in data_keys(runtime, ACME).values()} == {1}
+
+
+def test_data_keys_of_one_tenant_are_never_returned_for_another(runtime: Runtime) -> None:
+    keyring = runtime.keyring
+    with runtime.store.transaction() as session:
+        keyring.ensure_tenant(session, ACME)
+        keyring.ensure_tenant(session, GLOBEX)
+        acme = [key.id for key in keyring.new_data_keys(session, ACME, 2)]
+        globex = [key.id for key in keyring.new_data_keys(session, GLOBEX, 1)]
+    with runtime.store.transaction() as session:
+        with pytest.raises(DataKeyDestroyedError):
+            keyring.data_keys(session, GLOBEX, [acme[0]])
+        with pytest.raises(DataKeyDestroyedError):  # never a partial answer either
+            keyring.data_keys(session, GLOBEX, [globex[0], acme[0]])
+        with pytest.raises(DataKeyDestroyedError):
+            keyring.data_keys(session, ACME, [*acme, globex[0]])
+        assert set(keyring.data_keys(session, ACME, acme)) == set(acme)
+        assert set(keyring.data_keys(session, GLOBEX, globex)) == set(globex)
+
+
+@pytest.mark.parametrize("target", [GLOBEX, ACME])
+def test_a_wrapped_data_key_copied_to_another_row_does_not_unwrap(runtime: Runtime,
+                                                                  target: str) -> None:
+    """An attacker with write access to the database copies a wrapped data key to another
+    tenant (or to another id of the same tenant): it is bound to its tenant and id."""
+    keyring = runtime.keyring
+    with runtime.store.transaction() as session:
+        keyring.ensure_tenant(session, ACME)
+        keyring.ensure_tenant(session, GLOBEX)
+        original = keyring.new_data_keys(session, ACME, 1)[0]
+    stolen = data_keys(runtime, ACME)[original.id]
+    with runtime.store.transaction() as session:
+        session.add(DataKey(id="copied" + original.id[6:], tenant_id=target,
+                            kek_version=stolen.kek_version, wrapped=stolen.wrapped,
+                            created_at=utcnow()))
+    with runtime.store.transaction() as session:
+        with pytest.raises(DecryptionError):
+            keyring.data_keys(session, target, ["copied" + original.id[6:]])
+        assert set(keyring.data_keys(session, ACME, [original.id])) == {original.id}
+
+
+def test_a_destroyed_data_key_raises(runtime: Runtime) -> None:
+    keyring = runtime.keyring
+    with runtime.store.transaction() as session:
+        keyring.ensure_tenant(session, ACME)
+        doomed, kept = keyring.new_data_keys(session, ACME, 2)
+    with runtime.store.transaction() as session:
+        session.execute(update(DataKey).where(DataKey.id == doomed.id)
+                        .values(wrapped=None, destroyed_at=utcnow()))
+    for reader in (keyring, fresh_keyring(runtime)):
+        with runtime.store.transaction() as session:
+            with pytest.raises(DataKeyDestroyedError):
+                reader.data_keys(session, ACME, [doomed.id])
+            with pytest.raises(DataKeyDestroyedError):
+                reader.data_keys(session, ACME, [kept.id, doomed.id])
+            assert set(reader.data_keys(session, ACME, [kept.id])) == {kept.id}
+
+
+def test_an_unknown_data_key_raises(runtime: Runtime) -> None:
+    with runtime.store.transaction() as session:
+        runtime.keyring.ensure_tenant(session, ACME)
+        with pytest.raises(DataKeyDestroyedError):
+            runtime.keyring.data_keys(session, ACME, ["0" * 32])
+
+
+# -- rotation --------------------------------------------------------------------------------
+
+def test_rotate_root_rewraps_tenant_and_system_keys(runtime: Runtime) -> None:
+    keyring = runtime.keyring
+    with runtime.store.transaction() as session:
+        keyring.ensure_tenant(session, ACME)
+        keyring.ensure_tenant(session, GLOBEX)
+        sealed = seal_under(keyring.new_data_keys(session, ACME, 3))
+        log_key = keyring.system_key(session, audit.LOG_KEY)
+        digest = keyring.blind_index(session, ACME).digest(EMAIL, "a@example.test")
+    tenants_before, systems_before = tenant_keys(runtime), system_keys(runtime)
+    data_before = data_keys(runtime, ACME)
+    old_root = keyring.provider.active_version()
+    assert systems_before, "init creates the security-log key and others"
+
+    with runtime.store.transaction() as session:
+        new_root = keyring.rotate_root(session)
+    assert new_root == old_root + 1 == keyring.provider.active_version()
+
+    tenants_after, systems_after = tenant_keys(runtime), system_keys(runtime)
+    assert set(tenants_after) == set(tenants_before)
+    for name, row in tenants_after.items():
+        assert row.root_version == new_root
+        assert row.wrapped != tenants_before[name].wrapped
+    assert set(systems_after) == set(systems_before)
+    for name, system_row in systems_after.items():
+        assert system_row.root_version == new_root
+        assert system_row.wrapped != systems_before[name].wrapped
+    data_after = data_keys(runtime, ACME)  # data keys hang off tenant keys: untouched
+    assert {k: (r.kek_version, r.wrapped) for k, r in data_after.items()} == {
+        k: (r.kek_version, r.wrapped) for k, r in data_before.items()}
+
+    keyring.provider.retire_versions_before(new_root)
+    restarted = fresh_keyring(runtime)
+    with runtime.store.transaction() as session:
+        assert_same_keys(restarted.data_keys(session, ACME, list(sealed)), sealed)
+        assert restarted.system_key(session, audit.LOG_KEY) == log_key
+        assert restarted.blind_index(session, ACME).digest(EMAIL, "a@example.test") == digest
+        assert audit.verify(session, restarted).ok
+    # The control: what rotation replaced is now unreadable.
+    row = tenants_before[(ACME, "kek", 1)]
+    with pytest.raises(DecryptionError):
+        restarted.provider.unwrap(row.root_version, row.wrapped or b"",
+                                  bind("tenant-key", ACME, "kek", 1))
+
+
+def test_rotate_tenant_key_rewraps_data_keys(runtime: Runtime) -> None:
+    acme_orders = ingest(runtime, ACME, 3)
+    ingest(runtime, GLOBEX, 1, start=100)
+    revealed = {order_id: reveal(runtime, ACME, order_id) for order_id in acme_orders}
+    assert all("@" in str(view) for view in revealed.values())
+    acme_before, globex_before = data_keys(runtime, ACME), data_keys(runtime, GLOBEX)
+    tenants_before = tenant_keys(runtime)
+    assert len(acme_before) == 3
+
+    with runtime.store.transaction() as session:
+        assert runtime.keyring.rotate_tenant_key(session, ACME) == 2
+
+    acme_after = data_keys(runtime, ACME)
+    assert set(acme_after) == set(acme_before)  # same data key ids
+    for key_id, row in acme_after.items():
+        assert row.kek_version == 2
+        assert row.wrapped != acme_before[key_id].wrapped
+    globex_after = data_keys(runtime, GLOBEX)
+    assert {k: (r.kek_version, r.wrapped) for k, r in globex_after.items()} == {
+        k: (r.kek_version, r.wrapped) for k, r in globex_before.items()}
+
+    tenants_after = tenant_keys(runtime)
+    old, new = tenants_after[(ACME, "kek", 1)], tenants_after[(ACME, "kek", 2)]
+    assert old.wrapped is None and old.status == "retired" and old.retired_at is not None
+    assert new.wrapped is not None and new.status == "active"
+    for unchanged in ((ACME, "index", 1), (GLOBEX, "kek", 1), (GLOBEX, "index", 1)):
+        assert tenants_after[unchanged].wrapped == tenants_before[unchanged].wrapped
+        assert tenants_after[unchanged].status == "active"
+
+    for reader in (runtime, fresh_runtime(runtime)):
+        for order_id, view in revealed.items():
+            assert reveal(reader, ACME, order_id) == view
+
+    # Orders stored after the rotation use the new tenant key; a second rotation still works.
+    (later,) = ingest(runtime, ACME, 1, start=50)
+    assert {row.kek_version for row in data_keys(runtime, ACME).values()} == {2}
+    later_view = reveal(runtime, ACME, later)
+    with runtime.store.transaction() as session:
+        assert runtime.keyring.rotate_tenant_key(session, ACME) == 3
+    restarted = fresh_runtime(runtime)
+    for order_id, view in {**revealed, later: later_view}.items():
+        assert reveal(restarted, ACME, order_id) == view
+
+
+def test_the_old_tenant_key_is_gone_after_rotation(runtime: Runtime) -> None:
+    """A copy of a data key wrapped under the retired tenant key (say, from a backup) can no
+    longer be unwrapped: that tenant key no longer exists in any form."""
+    with runtime.store.transaction() as session:
+        runtime.keyring.ensure_tenant(session, ACME)
+        created = runtime.keyring.new_data_keys(session, ACME, 1)
+    backup = data_keys(runtime, ACME)[created[0].id]
+    with runtime.store.transaction() as session:
+        runtime.keyring.rotate_tenant_key(session, ACME)
+    with runtime.store.transaction() as session:
+        session.execute(update(DataKey).where(DataKey.id == backup.id)
+                        .values(kek_version=backup.kek_version, wrapped=backup.wrapped))
+    with runtime.store.transaction() as session:
+        with pytest.raises(UnknownTenantKeyError):
+            fresh_keyring(runtime).data_keys(session, ACME, [backup.id])

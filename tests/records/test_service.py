@@ -1,0 +1,142 @@
+"""Ingest, read, reveal and search at the service layer, including what an attacker with
+write access to the database can and cannot achieve."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from sellervault.audit.events import Actor, Channel
+from sellervault.audit.service import Auditor
+from sellervault.crypto.errors import DecryptionError
+from sellervault.crypto.models import DataKey
+from sellervault.records import service as records
+from sellervault.records.errors import OrderNotFoundError, PurposeNotPermittedError
+from sellervault.records.models import Order
+from sellervault.records.spapi import SpApiOrder, map_order
+from sellervault.records.synthetic import synthetic_orders
+from sellervault.runtime import Runtime
+
+
+def _auditor(runtime: Runtime) -> Auditor:
+    return Auditor(runtime.keyring, Actor(Channel.API, actor_id="acc_test"))
+
+
+def _mapped(raw: list[dict[str, Any]]) -> list[Any]:
+    return [map_order(SpApiOrder.model_validate(o)) for o in raw]
+
+
+@pytest.fixture
+def stored(runtime: Runtime) -> list[dict[str, Any]]:
+    raw = list(synthetic_orders(3))
+    records.ingest(runtime, _auditor(runtime), "acme", _mapped(raw))
+    return raw
+
+
+def _row(runtime: Runtime, amazon_id: str) -> Order:
+    with runtime.store.transaction() as session:
+        row = session.scalar(select(Order).where(Order.amazon_order_id == amazon_id))
+        assert row is not None
+        return row
+
+
+def test_reveal_returns_exactly_what_was_ingested(runtime: Runtime,
+                                                  stored: list[dict[str, Any]]) -> None:
+    order = records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
+                           "fulfillment")
+    assert order["BuyerInfo"] == stored[0]["BuyerInfo"]
+    assert order["ShippingAddress"] == stored[0]["ShippingAddress"]
+
+
+def test_each_order_has_its_own_data_key(runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    keys = {_row(runtime, o["AmazonOrderId"]).data_key_id for o in stored}
+    assert len(keys) == len(stored)
+
+
+def test_resending_an_order_updates_in_place(runtime: Runtime,
+                                             stored: list[dict[str, Any]]) -> None:
+    changed = copy.deepcopy(stored[0])
+    changed["BuyerInfo"]["BuyerName"] = "Changed Name"
+    before = _row(runtime, changed["AmazonOrderId"])
+    result = records.ingest(runtime, _auditor(runtime), "acme", _mapped([changed, changed]))
+    after = _row(runtime, changed["AmazonOrderId"])
+    assert (result.inserted, result.updated) == (0, 1)
+    assert (after.id, after.data_key_id) == (before.id, before.data_key_id)
+    assert after.buyer_ct != before.buyer_ct
+    revealed = records.reveal(runtime, _auditor(runtime), "acme", changed["AmazonOrderId"],
+                              "tax-invoicing")
+    assert revealed["BuyerInfo"]["BuyerName"] == "Changed Name"
+
+
+def test_a_ciphertext_moved_to_another_row_fails_to_decrypt(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    victim, target = (_row(runtime, o["AmazonOrderId"]) for o in stored[:2])
+    with runtime.store.transaction() as session:
+        session.execute(update(Order).where(Order.id == target.id).values(
+            buyer_ct=victim.buyer_ct, address_ct=victim.address_ct))
+    with pytest.raises(DecryptionError):
+        records.reveal(runtime, _auditor(runtime), "acme", stored[1]["AmazonOrderId"],
+                       "fulfillment")
+
+
+def test_a_row_pointed_at_another_orders_data_key_fails(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    victim, target = (_row(runtime, o["AmazonOrderId"]) for o in stored[:2])
+    with runtime.store.transaction() as session:
+        session.execute(update(Order).where(Order.id == target.id).values(
+            buyer_ct=victim.buyer_ct, address_ct=victim.address_ct,
+            data_key_id=victim.data_key_id))
+    with pytest.raises(DecryptionError):
+        records.reveal(runtime, _auditor(runtime), "acme", stored[1]["AmazonOrderId"],
+                       "fulfillment")
+
+
+def test_buyer_and_address_records_cannot_be_swapped(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    row = _row(runtime, stored[0]["AmazonOrderId"])
+    with runtime.store.transaction() as session:
+        session.execute(update(Order).where(Order.id == row.id).values(
+            buyer_ct=row.address_ct, address_ct=row.buyer_ct))
+    with pytest.raises(DecryptionError):
+        records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
+                       "fulfillment")
+
+
+def test_a_row_moved_to_another_tenant_fails(runtime: Runtime,
+                                             stored: list[dict[str, Any]]) -> None:
+    other = _mapped(list(synthetic_orders(1, start=100, seed=99)))
+    records.ingest(runtime, _auditor(runtime), "globex", other)
+    row = _row(runtime, stored[0]["AmazonOrderId"])
+    with runtime.store.transaction() as session:
+        session.execute(update(Order).where(Order.id == row.id).values(tenant_id="globex"))
+        session.execute(update(DataKey).where(DataKey.id == row.data_key_id).values(
+            tenant_id="globex"))
+    with pytest.raises(DecryptionError):
+        records.reveal(runtime, _auditor(runtime), "globex", stored[0]["AmazonOrderId"],
+                       "fulfillment")
+
+
+def test_tenants_do_not_see_each_others_orders(runtime: Runtime,
+                                               stored: list[dict[str, Any]]) -> None:
+    with pytest.raises(OrderNotFoundError):
+        records.read_masked(runtime, _auditor(runtime), "globex", stored[0]["AmazonOrderId"])
+    email = stored[0]["BuyerInfo"]["BuyerEmail"]
+    assert records.search(runtime, _auditor(runtime), "globex", buyer_email=email) == []
+    assert len(records.search(runtime, _auditor(runtime), "acme", buyer_email=email)) == 1
+
+
+def test_reveal_refuses_an_unlisted_purpose(runtime: Runtime,
+                                            stored: list[dict[str, Any]]) -> None:
+    with pytest.raises(PurposeNotPermittedError):
+        records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
+                       "marketing")
+
+
+def test_canaries_are_flagged_and_listed(runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    canary = _mapped(list(synthetic_orders(1, start=500, seed=5)))
+    records.seed_canaries(runtime, _auditor(runtime), "acme", canary)
+    assert records.list_canaries(runtime, _auditor(runtime), "acme") == \
+        [canary[0].amazon_order_id]

@@ -1,0 +1,95 @@
+"""Mapping SP-API Orders v0 objects: what stays in clear, what is encrypted, what is indexed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from sellervault.records.spapi import (
+    MASK,
+    IngestRequest,
+    SpApiOrder,
+    map_order,
+    normalize_email,
+    normalize_phone,
+    normalize_postal_code,
+)
+
+
+def _with_pii(order_examples: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(o for o in order_examples if "BuyerInfo" in o and "ShippingAddress" in o)
+
+
+def test_every_marketplace_example_order_parses(order_examples: list[dict[str, Any]]) -> None:
+    assert len(order_examples) >= 4
+    request = IngestRequest.model_validate({"orders": order_examples})
+    assert [o.AmazonOrderId for o in request.orders] == \
+        [o["AmazonOrderId"] for o in order_examples]
+
+
+def test_pii_leaves_the_clear_record_and_only_its_shape_remains(
+        order_examples: list[dict[str, Any]]) -> None:
+    raw = _with_pii(order_examples)
+    mapped = map_order(SpApiOrder.model_validate(raw))
+    clear_text = json.dumps(mapped.clear)
+    for record in ("BuyerInfo", "ShippingAddress"):
+        for field, value in raw[record].items():
+            if isinstance(value, str):
+                assert value not in clear_text or value in ("US",), (record, field)
+            assert field in mapped.clear[record]
+    assert mapped.clear["BuyerInfo"]["BuyerEmail"] == MASK
+    assert mapped.buyer["BuyerInfo"] == raw["BuyerInfo"]
+    assert mapped.shipping_address["ShippingAddress"] == raw["ShippingAddress"]
+    assert mapped.clear["OrderStatus"] == raw["OrderStatus"]
+
+
+def test_unclassified_fields_are_encrypted_not_kept_in_clear(
+        order_examples: list[dict[str, Any]]) -> None:
+    raw = copy.deepcopy(_with_pii(order_examples))
+    raw["BrandNewMarketplaceField"] = "possibly-personal-7731"
+    mapped = map_order(SpApiOrder.model_validate(raw))
+    assert mapped.buyer["BrandNewMarketplaceField"] == "possibly-personal-7731"
+    assert mapped.clear["BrandNewMarketplaceField"] == MASK
+
+
+def test_blind_index_inputs_are_normalised(order_examples: list[dict[str, Any]]) -> None:
+    raw = copy.deepcopy(_with_pii(order_examples))
+    raw["BuyerInfo"]["BuyerEmail"] = "  User@Example.COM "
+    raw["ShippingAddress"]["Phone"] = "+1 (555) 010-2030"
+    raw["ShippingAddress"]["PostalCode"] = "sw1a 1aa"
+    mapped = map_order(SpApiOrder.model_validate(raw))
+    assert (mapped.buyer_email, mapped.buyer_phone, mapped.postal_code) == (
+        "user@example.com", "15550102030", "SW1A1AA")
+
+
+def test_normalisers() -> None:
+    assert normalize_email(" A@B.C ") == "a@b.c"
+    assert normalize_phone("+49 (0)30 1234-5") == "4903012345"
+    assert normalize_postal_code(" 98121 - 2778 ") == "98121-2778"
+
+
+@pytest.mark.parametrize("change,path", [
+    ({"AmazonOrderId": "bad id with spaces"}, ("orders", 0, "AmazonOrderId")),
+    ({"PurchaseDate": "yesterday"}, ("orders", 0, "PurchaseDate")),
+    ({"PurchaseDate": "2024-01-01T00:00:00"}, ("orders", 0, "PurchaseDate")),  # no zone
+    ({"OrderStatus": ""}, ("orders", 0, "OrderStatus")),
+    ({"ShippingAddress": {"CountryCode": "USA"}}, ("orders", 0, "ShippingAddress", "CountryCode")),
+])
+def test_invalid_orders_are_refused_with_the_field_path(
+        order_examples: list[dict[str, Any]], change: dict[str, Any],
+        path: tuple[Any, ...]) -> None:
+    raw = {**copy.deepcopy(_with_pii(order_examples)), **change}
+    with pytest.raises(ValidationError) as refused:
+        IngestRequest.model_validate({"orders": [raw]})
+    assert path in [tuple(error["loc"]) for error in refused.value.errors()]
+
+
+def test_a_request_holds_one_to_a_thousand_orders(order_examples: list[dict[str, Any]]) -> None:
+    with pytest.raises(ValidationError):
+        IngestRequest.model_validate({"orders": []})
+    with pytest.raises(ValidationError):
+        IngestRequest.model_validate({"orders": [_with_pii(order_examples)] * 1001})

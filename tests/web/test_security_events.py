@@ -1,0 +1,98 @@
+"""Every API call writes one typed security event, and a PII endpoint fails closed (503)
+when the event cannot be written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from sellervault import bootstrap
+from sellervault.audit.models import EventRow
+from sellervault.runtime import Runtime
+from tests.support import Server, start_server
+
+
+def _events(runtime: Runtime) -> list[EventRow]:
+    with runtime.store.transaction() as session:
+        return list(session.scalars(select(EventRow).order_by(EventRow.seq)))
+
+
+@pytest.fixture
+def own_server(runtime: Runtime, initialized: bootstrap.InitResult) -> Iterator[Server]:
+    with start_server(runtime, initialized) as running:
+        yield running
+
+
+def test_each_request_writes_exactly_one_event(own_server: Server, runtime: Runtime) -> None:
+    before = len(_events(runtime))
+    with own_server.client() as client:
+        client.get("/health")
+        client.get("/no-such-route")
+        client.get("/tenants/acme/orders/123-1234567-1234567")
+        client.post("/session", json={"email": "x@example.test"})
+    events = _events(runtime)[before:]
+    assert [(e.action, e.outcome, e.status) for e in events] == [
+        ("health:read", "success", 200),
+        ("http:unrouted", "failed", 404),
+        ("orders:read", "denied", 401),
+        ("session:create", "failed", 422),
+    ]
+    assert all(e.channel == "api" and e.source_ip == "127.0.0.1" and e.request_id
+               for e in events)
+
+
+def test_cli_channel_is_recorded(own_server: Server, runtime: Runtime) -> None:
+    with own_server.client(**{"X-SellerVault-Client": "cli"}) as client:
+        client.get("/health")
+    assert _events(runtime)[-1].channel == "cli"
+
+
+def test_refused_reveal_names_actor_tenant_and_reason(own_server: Server,
+                                                      runtime: Runtime) -> None:
+    admin = own_server.admin_token()
+    reader, created = own_server.create_person(
+        admin, "paula.reader@example.test", "Paula Reader",
+        [{"role": "pii-reader", "tenant": "acme"}])
+    with own_server.client(reader, **{"X-Access-Purpose": "marketing"}) as client:
+        response = client.get("/tenants/acme/orders/123-1234567-1234567")
+    assert response.status_code == 403
+    last = _events(runtime)[-1]
+    assert (last.action, last.outcome, last.actor_id, last.tenant_id, last.reason) == (
+        "orders:reveal", "denied", created["id"], "acme", "purpose_not_permitted")
+
+
+def _block_event_writes(runtime: Runtime) -> None:
+    """Make the security log unwritable for real: the database refuses new events."""
+    with runtime.store.engine.begin() as connection:
+        if runtime.store.dialect == "sqlite":
+            connection.execute(text(
+                "CREATE TRIGGER block_events BEFORE INSERT ON security_events "
+                "BEGIN SELECT RAISE(ABORT, 'log disk full'); END"))
+        else:
+            connection.execute(text(
+                "CREATE FUNCTION block_events() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'log disk full'; END $$ LANGUAGE plpgsql"))
+            connection.execute(text(
+                "CREATE TRIGGER block_events BEFORE INSERT ON security_events "
+                "FOR EACH ROW EXECUTE FUNCTION block_events()"))
+
+
+def test_reveal_fails_closed_when_the_log_cannot_be_written(
+        own_server: Server, runtime: Runtime, order_examples: list[dict[str, Any]]) -> None:
+    admin = own_server.admin_token()
+    ingest = own_server.create_service(admin, "seller app ingest",
+                                       [{"role": "ingest", "tenant": "acme"}])
+    reader, _ = own_server.create_person(admin, "paula.reader@example.test", "Paula Reader",
+                                         [{"role": "pii-reader", "tenant": "acme"}])
+    order = order_examples[0]
+    with own_server.client(ingest) as client:
+        assert client.post("/tenants/acme/orders", json={"orders": [order]}).status_code == 200
+    _block_event_writes(runtime)
+    with own_server.client(reader, **{"X-Access-Purpose": "fulfillment"}) as client:
+        response = client.get(f"/tenants/acme/orders/{order['AmazonOrderId']}")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "audit_unavailable"
+    assert order["BuyerInfo"]["BuyerEmail"] not in response.text
