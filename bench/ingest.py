@@ -87,17 +87,30 @@ def _pii_columns() -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 PII_COLUMNS = _pii_columns()
+PII_NAMES = [name for name, _, _ in PII_COLUMNS]
+# Grouped by top-level key, so an absent object skips all its columns at once.
+_PII_GROUPS: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+for _name, _attribute, _path in PII_COLUMNS:
+    _PII_GROUPS.setdefault((_attribute, _path[0]), []).append(
+        (_name, _path[1] if len(_path) > 1 else None))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def _pii_values(order: MappedOrder) -> dict[str, str | None]:
-    values: dict[str, str | None] = {}
-    for name, attribute, path in PII_COLUMNS:
-        node: Any = getattr(order, attribute)
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None and not isinstance(node, str):
-            node = json.dumps(node, separators=(",", ":"))
-        values[name] = node
+    """Each PII field of the order as its own plain value (None when absent)."""
+    values: dict[str, str | None] = dict.fromkeys(PII_NAMES)
+    for (attribute, top), fields in _PII_GROUPS.items():
+        found = (order.buyer if attribute == "buyer" else order.shipping_address).get(top)
+        if found is None:
+            continue
+        for name, sub in fields:
+            if sub is None:
+                values[name] = _text(found)
+            elif isinstance(found, dict) and found.get(sub) is not None:
+                values[name] = _text(found[sub])
     return values
 
 

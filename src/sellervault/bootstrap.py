@@ -53,26 +53,42 @@ def init(settings: Settings, *, admin_email: str, admin_name: str,
                               min_length=settings.password_min_length)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(settings.data_dir, 0o700)
-    passphrase = settings.root_key_passphrase
-    provider = LocalKeyProvider.create(settings.root_key_file,
-                                       passphrase.get_secret_value() if passphrase else None)
-    fingerprint = None
-    if settings.tls_cert_file is None and not settings.certificate_file.exists():
-        fingerprint = generate_self_signed(settings.certificate_file,
-                                           settings.certificate_key_file)
+    created: list[Path] = []
+    try:
+        passphrase = settings.root_key_passphrase
+        provider = LocalKeyProvider.create(settings.root_key_file,
+                                           passphrase.get_secret_value() if passphrase else None)
+        created.append(settings.root_key_file)
+        fingerprint = None
+        if settings.tls_cert_file is None and not settings.certificate_file.exists():
+            fingerprint = generate_self_signed(settings.certificate_file,
+                                               settings.certificate_key_file)
+            created += [settings.certificate_file, settings.certificate_key_file]
+        admin = _create_schema_and_admin(settings, provider, admin_email, admin_name,
+                                         admin_password)
+    except BaseException:
+        # A half-made data directory would block the next `init`; take back what we made.
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    return InitResult(admin.id, admin.totp_secret, settings.certificate_file, fingerprint)
+
+
+def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, email: str,
+                             name: str, password: str) -> accounts.NewPerson:
     store = Store.from_url(settings.effective_database_url())
     try:
         migrate.upgrade(store.engine)
         runtime = Runtime(settings, store, Keyring(provider))
         auditor = Auditor(runtime.keyring, cli_actor())
-        admin = accounts.create_first_admin(runtime, auditor, email=admin_email,
-                                            name=admin_name, password=admin_password)
+        admin = accounts.create_first_admin(runtime, auditor, email=email, name=name,
+                                            password=password)
         with store.transaction() as session:
             auditor.record(session, Action.SYSTEM_INIT, Outcome.SUCCESS,
                            target_type="account", target_id=admin.id)
+        return admin
     finally:
         store.dispose()
-    return InitResult(admin.id, admin.totp_secret, settings.certificate_file, fingerprint)
 
 
 def open_runtime(settings: Settings) -> Runtime:

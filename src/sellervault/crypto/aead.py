@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sellervault.crypto.errors import DecryptionError
 
 FORMAT_V1 = 0x01
+_FORMAT_V1_PREFIX = bytes([FORMAT_V1])
 NONCE_BYTES = 12
 TAG_BYTES = 16
 KEY_BYTES = 32
@@ -28,9 +30,26 @@ KEY_BYTES = 32
 AssociatedData = Sequence[str | int]
 
 
-def bind(*parts: str | int) -> bytes:
-    """Encode associated data unambiguously (a JSON array), so ("a|b","c") != ("a","b|c")."""
+def _bind_json(parts: Sequence[str | int]) -> bytes:
     return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def bind(*parts: str | int) -> bytes:
+    """Encode associated data unambiguously (a JSON array), so ("a|b","c") != ("a","b|c").
+
+    The output is exactly ``json.dumps(list(parts), separators=(",", ":"), ensure_ascii=True)``;
+    plain ``str`` and ``int`` parts (the hot path: one call per sealed record) are encoded
+    with the json module's own C string encoder, anything else goes through ``json.dumps``.
+    """
+    pieces = []
+    for part in parts:
+        if isinstance(part, str) and type(part) is str:
+            pieces.append(encode_basestring_ascii(part))
+        elif type(part) is int:
+            pieces.append(int.__repr__(part))
+        else:  # bool, str/int subclasses (enums): let json decide, byte for byte
+            return _bind_json(parts)
+    return ("[" + ",".join(pieces) + "]").encode()
 
 
 def new_key() -> bytes:
@@ -65,7 +84,7 @@ class Cipher:
 
     def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
-        return bytes([FORMAT_V1]) + nonce + self._aead.encrypt(nonce, plaintext, associated_data)
+        return _FORMAT_V1_PREFIX + nonce + self._aead.encrypt(nonce, plaintext, associated_data)
 
     def open(self, sealed: bytes, associated_data: bytes) -> bytes:
         if len(sealed) < 1 + NONCE_BYTES + TAG_BYTES or sealed[0] != FORMAT_V1:

@@ -12,9 +12,9 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
@@ -42,6 +42,7 @@ from sellervault.runtime import Runtime
 from sellervault.store.types import utcnow
 
 SEARCH_LIMIT = 100
+ORDERS = cast(Table, Order.__table__)
 EMAIL, PHONE, POSTAL = "buyer-email", "buyer-phone", "postal-code"
 
 
@@ -59,8 +60,14 @@ def _record_context(tenant_id: str, record_type: str, order_id: str, data_key_id
     return bind("record", tenant_id, record_type, order_id, data_key_id)
 
 
+# Built once: json.dumps(value, separators=..., ...) would build a new encoder on every call.
+# Same settings as json.dumps with those arguments, so the same bytes.
+_RECORD_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ATTRIBUTES_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return _RECORD_JSON.encode(value).encode()
 
 
 def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
@@ -74,7 +81,7 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
         "last_update_date": order.last_update_date,
         "order_status": order.order_status,
         "marketplace_id": order.marketplace_id,
-        "attributes": json.dumps(order.clear, separators=(",", ":")),
+        "attributes": _ATTRIBUTES_JSON.encode(order.clear),
         "buyer_ct": cipher.seal(_dumps(order.buyer),
                                 _record_context(tenant_id, BUYER.name, order_id, data_key_id)),
         "address_ct": cipher.seal(
@@ -112,7 +119,7 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
                                  index, order, canary)
             values["created_at"] = values["updated_at"] = now
             rows.append(values)
-        session.execute(insert(Order), rows)
+        session.execute(insert(ORDERS), rows)  # Core executemany: no ORM per-row bookkeeping
     if existing:
         try:
             ciphers = keyring.data_keys(session, tenant_id, [dk for _, dk in existing.values()])

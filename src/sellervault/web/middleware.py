@@ -83,7 +83,7 @@ class SecurityMiddleware:
                     except Exception as exc:
                         log.error("security event not written: %s", type(exc).__name__)
                         suppressed = True
-                        await self._unavailable(send, state)
+                        await self._unavailable(send)
                         return
                 message["headers"] = [
                     *[(k, v) for k, v in message.get("headers", [])
@@ -105,7 +105,7 @@ class SecurityMiddleware:
                                     "body": b'{"error":{"code":"internal_error",'
                                             b'"message":"internal error"}}'})
 
-    async def _unavailable(self, send: Send, state: RequestState) -> None:
+    async def _unavailable(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 503,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(UNAVAILABLE_BODY)).encode()),

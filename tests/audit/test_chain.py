@@ -1,0 +1,294 @@
+"""The security log's hash chain, from the attacker's side.
+
+Each event's MAC is HMAC-SHA256, under the security-log key (wrapped by the root key), of
+the previous event's MAC and the event's own fields; a one-row head holds the last sequence
+number and MAC. ``audit.service.verify`` walks the chain and names the first bad event.
+
+The attacker here can write the database with SQL but cannot read the keys: every edit,
+deletion, reordering or forged hash must make ``verify`` fail at the first bad ``seq``.
+One truncation is not caught yet and is asserted as such (see
+``test_truncation_with_a_rewritten_head_is_the_known_gap``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from sellervault.audit import service as audit
+from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac
+from sellervault.audit.events import Actor, Channel, Outcome
+from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.runtime import Runtime
+
+# -- the MAC itself --------------------------------------------------------------------------
+
+KEY = bytes(range(32))
+FIELDS: dict[str, Any] = {
+    "seq": 7, "occurred_at": "2025-11-12T08:00:00.000000Z", "channel": "api",
+    "action": "orders:reveal", "outcome": "denied", "actor_id": "acc_1", "tenant_id": "acme",
+    "target_type": "order", "target_id": "902-3159896-1390916", "source_ip": "203.0.113.9",
+    "request_id": "req-1", "purpose": "marketing", "status": 403, "count": None,
+    "reason": "purpose_not_permitted",
+}
+
+
+def test_mac_is_deterministic_and_independent_of_field_order() -> None:
+    reordered = dict(reversed(list(FIELDS.items())))
+    assert event_mac(KEY, GENESIS, FIELDS) == event_mac(KEY, GENESIS, reordered)
+    assert len(event_mac(KEY, GENESIS, FIELDS)) == 64
+
+
+def test_mac_covers_the_key_and_the_previous_event() -> None:
+    mac = event_mac(KEY, GENESIS, FIELDS)
+    assert event_mac(bytes(32), GENESIS, FIELDS) != mac
+    assert event_mac(KEY, "1" * 64, FIELDS) != mac
+
+
+@pytest.mark.parametrize("name", HASHED_FIELDS)
+def test_mac_covers_every_field(name: str) -> None:
+    changed = {**FIELDS, name: "x" if FIELDS[name] != "x" else "y"}
+    assert event_mac(KEY, GENESIS, changed) != event_mac(KEY, GENESIS, FIELDS)
+
+
+def test_mac_is_not_a_plain_hash() -> None:
+    """Without the log key nobody can compute it, not even from the published format."""
+    body = json.dumps({name: FIELDS.get(name) for name in HASHED_FIELDS}, sort_keys=True,
+                      separators=(",", ":")).encode()
+    assert event_mac(KEY, GENESIS, FIELDS) != hashlib.sha256(
+        GENESIS.encode() + b"\n" + body).hexdigest()
+
+
+# -- a real chain in a real database ---------------------------------------------------------
+
+def verify(rt: Runtime) -> VerifyResult:
+    with rt.store.transaction() as session:
+        return audit.verify(session, rt.keyring)
+
+
+def attack(rt: Runtime, sql: str, **params: Any) -> None:
+    """The attacker's side: plain SQL straight into the database, no service in between."""
+    with rt.store.engine.begin() as connection:
+        connection.execute(text(sql), params)
+
+
+def rows(rt: Runtime) -> list[dict[str, Any]]:
+    with rt.store.engine.connect() as connection:
+        return [dict(row._mapping) for row in
+                connection.execute(text("SELECT * FROM security_events ORDER BY seq"))]
+
+
+def head(rt: Runtime) -> tuple[int, str]:
+    with rt.store.engine.connect() as connection:
+        found = connection.execute(text("SELECT seq, hash FROM security_event_head")).one()
+    return found.seq, found.hash
+
+
+@pytest.fixture
+def chain(runtime: Runtime) -> list[int]:
+    """Six events of one API caller on top of init's own; returns their seq numbers."""
+    auditor = Auditor(runtime.keyring, Actor(Channel.API, actor_id="acc_0123456789abcdef",
+                                             source_ip="203.0.113.9", request_id="req-42"))
+    seqs = []
+    with runtime.store.transaction() as session:
+        for action, outcome, fields in [
+            ("orders:read", Outcome.SUCCESS, {"tenant_id": "acme", "status": 200}),
+            ("orders:reveal", Outcome.DENIED, {"tenant_id": "acme", "purpose": "marketing",
+                                               "target_type": "order", "status": 403,
+                                               "target_id": "902-3159896-1390916",
+                                               "reason": "purpose_not_permitted"}),
+            ("orders:search", Outcome.SUCCESS, {"tenant_id": "acme", "count": 3}),
+            ("orders:reveal", Outcome.SUCCESS, {"tenant_id": "acme", "purpose": "fulfillment",
+                                                "target_type": "order", "status": 200,
+                                                "target_id": "902-3159896-1390916"}),
+            ("session:create", Outcome.DENIED, {"status": 401, "reason": "invalid_credentials"}),
+        ]:
+            seqs.append(auditor.record(session, action, outcome, **fields))
+    with runtime.store.transaction() as session:
+        seqs.append(auditor.record(session, "audit:read", Outcome.SUCCESS, count=6))
+    return seqs
+
+
+def assert_fails_at(rt: Runtime, seq: int, problem: str) -> None:
+    result = verify(rt)
+    assert not result.ok
+    assert result.first_bad_seq == seq, result
+    assert result.problem is not None and problem in result.problem, result
+    assert result.events == seq - 1  # the events before the first bad one are vouched for
+
+
+def test_untouched_chain_verifies(runtime: Runtime, chain: list[int]) -> None:
+    assert verify(runtime) == VerifyResult(True, chain[-1])
+    with runtime.store.transaction() as session:
+        assert audit.count_events(session) == chain[-1]
+    assert head(runtime) == (chain[-1], rows(runtime)[-1]["hash"])
+
+
+def test_chain_starts_at_genesis_and_links_every_event(runtime: Runtime,
+                                                       chain: list[int]) -> None:
+    events = rows(runtime)
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+    assert events[0]["prev_hash"] == GENESIS
+    for previous, event in itertools.pairwise(events):
+        assert event["prev_hash"] == previous["hash"]
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("outcome", "success"),  # a denied reveal made to look allowed
+    ("actor_id", "acc_fedcba9876543210"),  # blamed on someone else
+    ("source_ip", "198.51.100.1"),
+    ("occurred_at", "2020-01-01T00:00:00.000000Z"),
+    ("status", 200),
+    ("purpose", "fulfillment"),
+    ("reason", None),
+])
+def test_edited_field_is_detected(runtime: Runtime, chain: list[int], column: str,
+                                  value: Any) -> None:
+    denied_reveal = chain[1]
+    attack(runtime, f"UPDATE security_events SET {column} = :value WHERE seq = :seq",
+           value=value, seq=denied_reveal)
+    assert_fails_at(runtime, denied_reveal, "altered")
+
+
+def test_relinked_event_is_detected(runtime: Runtime, chain: list[int]) -> None:
+    attack(runtime, "UPDATE security_events SET prev_hash = :genesis WHERE seq = :seq",
+           genesis=GENESIS, seq=chain[2])
+    assert_fails_at(runtime, chain[2], "does not link")
+
+
+def test_deleted_event_in_the_middle_is_detected(runtime: Runtime, chain: list[int]) -> None:
+    attack(runtime, "DELETE FROM security_events WHERE seq = :seq", seq=chain[1])
+    assert_fails_at(runtime, chain[1], "missing")
+
+
+def test_deleted_last_event_is_detected_by_the_head(runtime: Runtime, chain: list[int]) -> None:
+    attack(runtime, "DELETE FROM security_events WHERE seq = :seq", seq=chain[-1])
+    assert_fails_at(runtime, chain[-1], "head")
+
+
+def test_deleted_head_is_detected(runtime: Runtime, chain: list[int]) -> None:
+    attack(runtime, "DELETE FROM security_event_head")
+    assert not verify(runtime).ok
+
+
+def test_rewritten_head_alone_is_detected(runtime: Runtime, chain: list[int]) -> None:
+    """A head pointing back while the events are still there does not match the chain."""
+    events = rows(runtime)
+    attack(runtime, "UPDATE security_event_head SET seq = :seq, hash = :hash",
+           seq=events[-2]["seq"], hash=events[-2]["hash"])
+    assert not verify(runtime).ok
+
+
+@pytest.mark.parametrize("kept", ["all but the last", "none"])
+def test_truncation_with_a_rewritten_head_is_the_known_gap(runtime: Runtime, chain: list[int],
+                                                          kept: str) -> None:
+    """KNOWN GAP, asserted as it is today: deleting the newest events AND rewriting the head
+    row to the last kept event's seq and hash leaves a shorter chain that is consistent in
+    every respect verify can check (each MAC, each link, the head), so verify passes. The
+    same holds for wiping the whole log and its head. Detecting it needs state the attacker
+    cannot rewrite: signed checkpoints exported outside the database, which the later
+    security-log issue adds. When that lands, this test must flip to expect a failure.
+
+    What verify does catch: deleting the last event without touching the head
+    (test_deleted_last_event_is_detected_by_the_head)."""
+    events = rows(runtime)
+    keep = len(events) - 1 if kept == "all but the last" else 0
+    last = events[keep - 1] if keep else {"seq": 0, "hash": GENESIS}
+    attack(runtime, "DELETE FROM security_events WHERE seq > :seq", seq=last["seq"])
+    attack(runtime, "UPDATE security_event_head SET seq = :seq, hash = :hash",
+           seq=last["seq"], hash=last["hash"])
+    assert verify(runtime) == VerifyResult(True, keep)  # undetected: the gap
+
+
+def test_swapped_events_are_detected(runtime: Runtime, chain: list[int]) -> None:
+    first, second = chain[1], chain[3]
+    attack(runtime, "UPDATE security_events SET seq = -1 WHERE seq = :seq", seq=first)
+    attack(runtime, "UPDATE security_events SET seq = :new WHERE seq = :old",
+           new=first, old=second)
+    attack(runtime, "UPDATE security_events SET seq = :new WHERE seq = -1", new=second)
+    assert_fails_at(runtime, first, "does not link")
+
+
+def _forge(prev_hash: str, event: dict[str, Any], algorithm: str) -> str:
+    """What an attacker without the log key can compute, knowing the format from the source."""
+    body = json.dumps({name: event.get(name) for name in HASHED_FIELDS}, sort_keys=True,
+                      separators=(",", ":")).encode()
+    message = prev_hash.encode() + b"\n" + body
+    if algorithm == "sha256":
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(b"", message, hashlib.sha256).hexdigest()  # a guessed (empty) key
+
+
+def _rechain_from(rt: Runtime, start: int, algorithm: str) -> None:
+    """Recompute prev_hash and hash from ``start`` to the end, and the head, as forgeries."""
+    events = rows(rt)
+    prev_hash = next((e["hash"] for e in events if e["seq"] == start - 1), GENESIS)
+    for event in events:
+        if event["seq"] < start:
+            continue
+        forged = _forge(prev_hash, event, algorithm)
+        attack(rt, "UPDATE security_events SET prev_hash = :prev, hash = :hash "
+                   "WHERE seq = :seq", prev=prev_hash, hash=forged, seq=event["seq"])
+        prev_hash = forged
+    attack(rt, "UPDATE security_event_head SET seq = :seq, hash = :hash",
+           seq=events[-1]["seq"], hash=prev_hash)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "hmac-with-guessed-key"])
+def test_edit_with_recomputed_hashes_is_detected(runtime: Runtime, chain: list[int],
+                                                 algorithm: str) -> None:
+    """The attacker edits an event, then recomputes its hash and every later link and the
+    head as consistently as they can without the log key."""
+    denied_reveal = chain[1]
+    attack(runtime, "UPDATE security_events SET outcome = 'success' WHERE seq = :seq",
+           seq=denied_reveal)
+    _rechain_from(runtime, denied_reveal, algorithm)
+    assert_fails_at(runtime, denied_reveal, "altered")
+
+
+def test_forged_event_appended_is_detected(runtime: Runtime, chain: list[int]) -> None:
+    last = rows(runtime)[-1]
+    forged = {**last, "seq": last["seq"] + 1, "action": "audit:read", "outcome": "success",
+              "actor_id": "acc_fedcba9876543210", "prev_hash": last["hash"]}
+    forged["hash"] = _forge(last["hash"], forged, "sha256")
+    columns = ", ".join(forged)
+    attack(runtime, f"INSERT INTO security_events ({columns}) "
+                    f"VALUES ({', '.join(':' + name for name in forged)})", **forged)
+    attack(runtime, "UPDATE security_event_head SET seq = :seq, hash = :hash",
+           seq=forged["seq"], hash=forged["hash"])
+    assert_fails_at(runtime, forged["seq"], "altered")
+
+
+def test_first_bad_event_is_named_when_several_are_bad(runtime: Runtime,
+                                                       chain: list[int]) -> None:
+    attack(runtime, "UPDATE security_events SET count = 99 WHERE seq = :seq", seq=chain[4])
+    attack(runtime, "DELETE FROM security_events WHERE seq = :seq", seq=chain[5])
+    attack(runtime, "UPDATE security_events SET outcome = 'success' WHERE seq = :seq",
+           seq=chain[1])
+    assert_fails_at(runtime, chain[1], "altered")
+
+
+def test_verification_spans_batches(runtime: Runtime, chain: list[int],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain is read in batches; a gap on a batch boundary is still a gap."""
+    monkeypatch.setattr(audit, "VERIFY_BATCH", 2)
+    assert verify(runtime) == VerifyResult(True, chain[-1])
+    boundary = 5  # batches are 1-2, 3-4, 5-6, ...
+    attack(runtime, "DELETE FROM security_events WHERE seq = :seq", seq=boundary)
+    assert_fails_at(runtime, boundary, "missing")
+
+
+def test_appending_after_verification_keeps_the_chain_valid(runtime: Runtime,
+                                                            chain: list[int]) -> None:
+    assert verify(runtime).ok
+    auditor = Auditor(runtime.keyring, Actor(Channel.CLI, source_ip="local"))
+    with runtime.store.transaction() as session:
+        seq = auditor.record(session, "audit:verify", Outcome.SUCCESS, count=chain[-1])
+    assert seq == chain[-1] + 1
+    assert verify(runtime) == VerifyResult(True, seq)

@@ -1,0 +1,231 @@
+"""Writing and verifying the security log.
+
+``record`` appends a typed event inside the caller's transaction, so an operation and its
+event commit together or not at all; an event carries ids, enums, counts and addresses, never
+free text or PII. ``bootstrap.verify_log`` verifies the chain offline and records that it ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pyotp
+import pytest
+from sqlalchemy import String, text
+
+from sellervault import bootstrap
+from sellervault.accounts import service as accounts
+from sellervault.accounts.errors import InvalidCredentialsError
+from sellervault.audit import service as audit
+from sellervault.audit.chain import HASHED_FIELDS
+from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
+from sellervault.audit.models import EventRow
+from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.config import Settings
+from sellervault.runtime import Runtime
+from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
+
+API_CALLER = Actor(Channel.API, actor_id="acc_0123456789abcdef", source_ip="203.0.113.9",
+                   request_id="req-42")
+
+
+def events(rt: Runtime) -> list[dict[str, Any]]:
+    with rt.store.engine.connect() as connection:
+        return [dict(row._mapping) for row in
+                connection.execute(text("SELECT * FROM security_events ORDER BY seq"))]
+
+
+def verify(rt: Runtime) -> VerifyResult:
+    with rt.store.transaction() as session:
+        return audit.verify(session, rt.keyring)
+
+
+# -- the event type: typed fields only -------------------------------------------------------
+
+def test_security_event_has_only_typed_fields() -> None:
+    assert [field.name for field in dataclasses.fields(SecurityEvent)] == [
+        "action", "outcome", "actor", "tenant_id", "target_type", "target_id", "purpose",
+        "status", "count", "reason"]
+    assert [field.name for field in dataclasses.fields(Actor)] == [
+        "channel", "actor_id", "source_ip", "request_id"]
+    with pytest.raises(TypeError):
+        SecurityEvent("session:create", Outcome.DENIED, API_CALLER,  # type: ignore[call-arg]
+                      message="login failed for alice@example.test")
+
+
+def test_security_event_is_immutable() -> None:
+    event = SecurityEvent("orders:read", Outcome.SUCCESS, API_CALLER)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.reason = "anything"  # type: ignore[misc]
+
+
+def test_event_fields_are_exactly_the_chained_columns() -> None:
+    """Every stored column is covered by the MAC, and none can hold a message or a body."""
+    event = SecurityEvent("orders:read", Outcome.SUCCESS, API_CALLER)
+    assert set(event.fields()) | {"seq", "occurred_at"} == set(HASHED_FIELDS)
+    columns = EventRow.__table__.columns
+    assert set(columns.keys()) == set(HASHED_FIELDS) | {"prev_hash", "hash"}
+    for column in columns:
+        if isinstance(column.type, String):
+            assert column.type.length is not None and column.type.length <= 64, column.name
+
+
+def test_event_tag_and_flat_fields() -> None:
+    event = SecurityEvent("orders:reveal", Outcome.DENIED, API_CALLER, tenant_id="acme",
+                          purpose="marketing", status=403, reason="purpose_not_permitted")
+    assert event.tag == "orders:reveal:denied"
+    assert event.fields() == {
+        "action": "orders:reveal", "outcome": "denied", "channel": "api",
+        "actor_id": "acc_0123456789abcdef", "source_ip": "203.0.113.9", "request_id": "req-42",
+        "tenant_id": "acme", "target_type": None, "target_id": None, "purpose": "marketing",
+        "status": 403, "count": None, "reason": "purpose_not_permitted"}
+
+
+# -- recording -------------------------------------------------------------------------------
+
+def test_record_stores_the_event_as_given(runtime: Runtime) -> None:
+    auditor = Auditor(runtime.keyring, API_CALLER)
+    with runtime.store.transaction() as session:
+        seq = auditor.record(session, "orders:reveal", Outcome.DENIED, tenant_id="acme",
+                             target_type="order", target_id="902-3159896-1390916",
+                             purpose="marketing", status=403, reason="purpose_not_permitted")
+    row = events(runtime)[-1]
+    assert row["seq"] == seq
+    assert {name: row[name] for name in HASHED_FIELDS if name not in ("seq", "occurred_at")} == {
+        "channel": "api", "action": "orders:reveal", "outcome": "denied",
+        "actor_id": "acc_0123456789abcdef", "tenant_id": "acme", "target_type": "order",
+        "target_id": "902-3159896-1390916", "source_ip": "203.0.113.9",
+        "request_id": "req-42", "purpose": "marketing", "status": 403, "count": None,
+        "reason": "purpose_not_permitted"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", row["occurred_at"])
+    assert verify(runtime) == VerifyResult(True, seq)
+
+
+def test_events_get_consecutive_numbers(runtime: Runtime) -> None:
+    auditor = Auditor(runtime.keyring, API_CALLER)
+    with runtime.store.transaction() as session:
+        first = auditor.record(session, "orders:read", Outcome.SUCCESS)
+        second = auditor.record(session, "orders:read", Outcome.SUCCESS)
+    with runtime.store.transaction() as session:
+        third = auditor.record(session, "orders:read", Outcome.SUCCESS)
+    assert [second, third] == [first + 1, first + 2]
+    assert first == len(events(runtime)) - 2
+
+
+def test_auditor_knows_when_its_event_was_committed(runtime: Runtime) -> None:
+    auditor = Auditor(runtime.keyring, API_CALLER)
+    with runtime.store.transaction() as session:
+        auditor.record(session, "orders:read", Outcome.SUCCESS)
+        assert not auditor.committed
+    assert auditor.committed
+
+
+def test_rolled_back_operation_leaves_no_event(runtime: Runtime) -> None:
+    """The event shares the operation's transaction: a failed operation takes it along, and
+    the chain stays whole (the next event reuses the number)."""
+    before = events(runtime)
+    auditor = Auditor(runtime.keyring, API_CALLER)
+    with pytest.raises(RuntimeError), runtime.store.transaction() as session:
+        auditor.record(session, "orders:ingest", Outcome.SUCCESS, count=5)
+        raise RuntimeError("the operation failed after its event was written")
+    assert events(runtime) == before
+    assert not auditor.committed
+    with runtime.store.transaction() as session:
+        seq = auditor.record(session, "orders:ingest", Outcome.FAILED)
+    assert seq == before[-1]["seq"] + 1
+    assert verify(runtime).ok
+
+
+def test_free_text_is_refused_at_record_time(runtime: Runtime) -> None:
+    before = events(runtime)
+    auditor = Auditor(runtime.keyring, API_CALLER)
+    with pytest.raises(TypeError), runtime.store.transaction() as session:
+        auditor.record(session, "orders:read", Outcome.ERROR, detail="Traceback: buyer x")
+    assert events(runtime) == before
+
+
+def test_read_events_is_itself_an_event(runtime: Runtime) -> None:
+    before = events(runtime)
+    page = audit.read_events(runtime.store, Auditor(runtime.keyring, API_CALLER), limit=1)
+    assert page == [{**{name: before[0][name] for name in HASHED_FIELDS},
+                     "hash": before[0]["hash"]}]
+    last = events(runtime)[-1]
+    assert (last["action"], last["outcome"], last["count"]) == ("audit:read", "success", 1)
+
+
+# -- no PII in the log: a failed login from the attacker's side -------------------------------
+
+PROBE_EMAIL = "mallory.prober@example.test"
+PROBE_PASSWORD = "Tr0ub4dor&3 guessed"
+
+
+def test_failed_logins_leave_no_email_or_password_in_the_log(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    auditor = Auditor(runtime.keyring, API_CALLER)
+    code = pyotp.TOTP(initialized.totp_secret).now()
+    attempts = [
+        (ADMIN_EMAIL, PROBE_PASSWORD, code),  # a real account, a wrong password
+        (PROBE_EMAIL, ADMIN_PASSWORD, code),  # an unknown email
+        (ADMIN_EMAIL, ADMIN_PASSWORD, "000000" if code != "000000" else "111111"),  # bad TOTP
+        (ADMIN_EMAIL.upper(), PROBE_PASSWORD, code),
+    ]
+    for email, password, totp_code in attempts:
+        with pytest.raises(InvalidCredentialsError):
+            accounts.login(runtime, auditor, email=email, password=password,
+                           totp_code=totp_code)
+
+    logged = events(runtime)
+    denied = [row for row in logged if row["action"] == "session:create"]
+    assert len(denied) == len(attempts)
+    assert {(row["outcome"], row["status"], row["reason"]) for row in denied} == {
+        ("denied", 401, "invalid_credentials")}
+    assert [row["target_id"] for row in denied] == [
+        initialized.admin_id, None, initialized.admin_id, initialized.admin_id]
+
+    secrets = [ADMIN_EMAIL, PROBE_EMAIL, PROBE_PASSWORD, ADMIN_PASSWORD, ADMIN_NAME,
+               "alice.admin", "mallory.prober", "Tr0ub4dor", initialized.totp_secret]
+    for row in logged:
+        for column, value in row.items():
+            shown = str(value).lower()
+            for secret in secrets:
+                assert secret.lower() not in shown, (row["seq"], column)
+    assert verify(runtime).ok
+
+
+# -- offline verification --------------------------------------------------------------------
+
+def test_verify_log_passes_and_records_itself(settings: Settings,
+                                              initialized: bootstrap.InitResult) -> None:
+    first = bootstrap.verify_log(settings)
+    assert first.ok and first.first_bad_seq is None and first.problem is None
+    assert first.events >= 2  # init's own events: accounts:create and system:init
+    second = bootstrap.verify_log(settings)
+    assert second == VerifyResult(True, first.events + 1)  # the first run is in the log now
+    rt = bootstrap.open_runtime(settings)
+    try:
+        logged = events(rt)
+    finally:
+        rt.close()
+    assert [(row["action"], row["outcome"], row["channel"], row["count"]) for row in logged[-2:]
+            ] == [("audit:verify", "success", "cli", first.events),
+                  ("audit:verify", "success", "cli", second.events)]
+
+
+def test_verify_log_reports_tampering_and_records_the_failure(
+        settings: Settings, runtime: Runtime) -> None:
+    with runtime.store.engine.begin() as connection:
+        connection.execute(text(
+            "UPDATE security_events SET actor_id = 'acc_someone_else' WHERE seq = 1"))
+    result = bootstrap.verify_log(settings)
+    assert not result.ok
+    assert result.first_bad_seq == 1
+    assert result.events == 0
+    last = events(runtime)[-1]
+    assert (last["action"], last["outcome"], last["count"]) == ("audit:verify", "failed", 0)
+
+
+def test_verify_log_refuses_an_uninitialised_directory(settings: Settings) -> None:
+    with pytest.raises(bootstrap.BootstrapError):
+        bootstrap.verify_log(settings)
