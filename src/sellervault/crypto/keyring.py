@@ -79,7 +79,7 @@ class Keyring:
             select(TenantKey.purpose).where(TenantKey.tenant_id == tenant_id)
         ).all()
         for purpose in (KEK, INDEX):
-            if True:
+            if purpose not in existing:
                 self._add_tenant_key(session, tenant_id, purpose, version=1)
 
     def _add_tenant_key(self, session: Session, tenant_id: str, purpose: str, version: int) -> bytes:
