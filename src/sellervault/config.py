@@ -168,6 +168,8 @@ def check_database_url(url: str) -> None:
     """Refuse a TCP database connection to a non-loopback host unless it requires TLS."""
     from sqlalchemy.engine import make_url
 
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.split("://", 1)[1]
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in its text
@@ -204,6 +206,7 @@ def load_settings(**overrides: Any) -> Settings:
                      and name.upper() not in known)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    problem: str | None = None
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -211,9 +214,12 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"]) or "settings"
             problems.append(f"{where}: {error['msg']}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        problem = "invalid configuration: " + "; ".join(problems)
     except tomllib.TOMLDecodeError as exc:  # the position only: the text may hold a secret
-        raise ConfigError(f"{CONFIG_FILE_NAME} is not valid TOML: {exc}") from None
+        problem = f"{CONFIG_FILE_NAME} is not valid TOML: {exc}"
+    # Raised outside the handler, so the error keeps no link to the pydantic error (whose
+    # input may be a database URL with its password).
+    raise ConfigError(problem)
 
 
 __all__ = ["ConfigError", "Settings", "check_database_url", "load_settings"]

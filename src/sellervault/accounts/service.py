@@ -38,6 +38,7 @@ from sellervault.crypto.credentials import (
     new_password,
     new_token,
 )
+from sellervault.crypto.errors import DecryptionError
 from sellervault.runtime import Runtime
 from sellervault.store.types import utcnow
 
@@ -89,8 +90,8 @@ def _check_identity(email: str | None, name: str) -> None:
     if not clean or clean.lower() in GENERIC_NAMES:
         raise AccountRequestError("an account needs the name of the one person or service it is")
     if email is not None:
-        local = email.split("@", 1)[0].lower()
-        if "@" not in email or local in GENERIC_NAMES:
+        local, at, domain = email.lower().partition("@")
+        if not (local and at and domain) or local in GENERIC_NAMES:
             raise AccountRequestError("a person's account needs their own email address")
 
 
@@ -185,7 +186,11 @@ def _totp_step(rt: Runtime, session: Session, account: Account, code: str) -> in
     """The time step ``code`` is valid for (now +-1 step), if it was not used before."""
     if account.totp_secret_ct is None or not code.isdigit() or len(code) != 6:
         return None
-    secret = _totp_cipher(rt, session).open(account.totp_secret_ct, bind("totp", account.id))
+    try:
+        secret = _totp_cipher(rt, session).open(account.totp_secret_ct,
+                                                bind("totp", account.id))
+    except DecryptionError:
+        return None  # a secret moved from another account: a failed login, never a 500
     totp = pyotp.TOTP(secret.decode())
     current = int(utcnow().timestamp()) // TOTP_STEP_SECONDS
     for step in (current - 1, current, current + 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -35,6 +36,8 @@ def make_engine(url: str) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    database = engine.url.database
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
@@ -46,10 +49,22 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        _owner_only(database)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _owner_only(database: str | None) -> None:
+    """The database file and its WAL hold ciphertexts and the security log: owner-only,
+    whatever the umask (SQLite gives the -wal and -shm files the database file's mode)."""
+    if not database or database == ":memory:":
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(database + suffix)
+        if path.exists() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 class Store:

@@ -1,0 +1,611 @@
+"""Accounts: the first administrator, people and services, login, bearer tokens.
+
+- ``init`` makes exactly one account, the first administrator; there are no default or
+  shared identities (generic names like "admin" or "Test" are refused).
+- A person logs in with password AND a TOTP code (RFC 6238, +-1 step); each code is accepted
+  once. Wrong password, wrong code and unknown email are one indistinct error; every failure
+  is committed (event and counter) even though the call raises.
+- A person created by an administrator gets a one-time password and must change it (with a
+  TOTP code) before the first session; changing a password ends every open session.
+- A bearer token is a session (idle 15 min, absolute 8 h) or a service API key (expires
+  within 365 days); revoked, expired, forged or mangled tokens are refused.
+- The database holds no credential in clear: tokens and keys as keyed hashes, passwords as
+  Argon2id hashes, TOTP secrets encrypted and bound to their account.
+
+"Attacker" below means someone who can read or write the database but holds no key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyotp
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.sql import ColumnElement
+
+from sellervault import bootstrap
+from sellervault.access.roles import Grant, Principal, Role
+from sellervault.accounts import service as accounts
+from sellervault.accounts.errors import (
+    AccountConflictError,
+    AccountRequestError,
+    AlreadyInitializedError,
+    InvalidCredentialsError,
+    PasswordChangeRequiredError,
+    PasswordPolicyError,
+    UnauthenticatedError,
+)
+from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
+from sellervault.accounts.passwords import verify_password
+from sellervault.audit.events import Actor, Channel
+from sellervault.audit.models import EventRow
+from sellervault.audit.service import Auditor
+from sellervault.config import Settings
+from sellervault.runtime import Runtime
+from sellervault.store.base import Base
+from sellervault.store.types import utcnow
+from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD, NEW_PASSWORD
+
+BOB_EMAIL = "bob.builder@example.test"
+BOB_NAME = "Bob Builder"
+BOB_GRANTS = [Grant(Role.ANALYST, "acme"), Grant(Role.PII_READER, "acme")]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def auditor(rt: Runtime) -> Auditor:
+    return Auditor(rt.keyring, Actor(Channel.API, source_ip="198.51.100.7"))
+
+
+def current_step() -> int:
+    return int(time.time()) // 30
+
+
+def code(secret: str, step: int) -> str:
+    return pyotp.TOTP(secret).at(step * 30)
+
+
+def wrong_code(secret: str, step: int) -> str:
+    """A well-formed code that is valid for no step near ``step`` (so never accepted)."""
+    near = {code(secret, near_step) for near_step in range(step - 3, step + 4)}
+    return next(candidate for candidate in (code(secret, step + offset)
+                                            for offset in range(10, 40))
+                if candidate not in near)
+
+
+def admin_principal(initialized: bootstrap.InitResult) -> Principal:
+    return Principal(initialized.admin_id, "person", (Grant(Role.ADMIN, "*"),))
+
+
+def login_admin(rt: Runtime, initialized: bootstrap.InitResult,
+                step: int) -> accounts.IssuedSession:
+    return accounts.login(rt, auditor(rt), email=ADMIN_EMAIL, password=ADMIN_PASSWORD,
+                          totp_code=code(initialized.totp_secret, step))
+
+
+def table(rt: Runtime, model: type[Base], *where: ColumnElement[bool]) -> list[dict[str, Any]]:
+    with rt.store.engine.connect() as connection:
+        return [dict(row._mapping)
+                for row in connection.execute(select(model.__table__).where(*where))]
+
+
+def account(rt: Runtime, account_id: str) -> dict[str, Any]:
+    [row] = table(rt, Account, Account.id == account_id)
+    return row
+
+
+def events(rt: Runtime, action: str) -> list[dict[str, Any]]:
+    return sorted(table(rt, EventRow, EventRow.action == action), key=lambda row: row["seq"])
+
+
+def tamper(rt: Runtime, model: type[Base], where: ColumnElement[bool], **values: Any) -> None:
+    """The attacker's (or the clock's) side: a write straight into the database."""
+    with rt.store.engine.begin() as connection:
+        connection.execute(update(model).where(where).values(**values))
+
+
+def every_value(rt: Runtime) -> list[tuple[str, str, bytes]]:
+    """(table, column, value as bytes) for every cell of every table."""
+    cells = []
+    with rt.store.engine.connect() as connection:
+        for db_table in Base.metadata.sorted_tables:
+            for row in connection.execute(select(db_table)):
+                for column, value in row._mapping.items():
+                    raw = bytes(value) if isinstance(value, (bytes, memoryview)) else (
+                        str(value).encode())
+                    cells.append((db_table.name, column, raw))
+    return cells
+
+
+def assert_nowhere_in_database(rt: Runtime, *needles: bytes) -> None:
+    cells = every_value(rt)
+    assert len(cells) > 50  # the scan really saw the accounts, keys and events
+    for table_name, column, raw in cells:
+        for needle in needles:
+            assert needle not in raw, (table_name, column)
+
+
+@pytest.fixture
+def bob(runtime: Runtime, initialized: bootstrap.InitResult) -> accounts.NewPerson:
+    """A person created by the administrator: an analyst and PII reader on tenant acme."""
+    return accounts.create_person(runtime, auditor(runtime), admin_principal(initialized),
+                                  email=BOB_EMAIL, name=BOB_NAME, grants=BOB_GRANTS)
+
+
+# -- the first administrator -----------------------------------------------------------------
+
+def test_init_makes_exactly_one_account_the_first_administrator(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    [admin] = table(runtime, Account)
+    assert admin["id"] == initialized.admin_id
+    assert (admin["kind"], admin["email"], admin["name"], admin["status"]) == (
+        "person", ADMIN_EMAIL, ADMIN_NAME, "active")
+    assert admin["must_change_password"] is False
+    assert admin["created_by"] is None
+    assert [(row["role"], row["tenant"]) for row in table(runtime, GrantRow)] == [("admin", "*")]
+
+
+def test_first_administrator_is_created_only_once(runtime: Runtime) -> None:
+    events_before = len(table(runtime, EventRow))
+    with pytest.raises(AlreadyInitializedError):
+        accounts.create_first_admin(runtime, auditor(runtime), email="eve.evans@example.test",
+                                    name="Eve Evans", password="another long passphrase")
+    assert len(table(runtime, Account)) == 1
+    assert len(table(runtime, EventRow)) == events_before
+
+
+@pytest.mark.parametrize("name", ["admin", "Test", " ROOT ", "Administrator", "shared", "",
+                                  "   ", "Demo"])
+def test_generic_or_empty_names_are_refused(name: str) -> None:
+    with pytest.raises(AccountRequestError):
+        accounts.check_new_person(email="carol.chen@example.test", name=name,
+                                  password="correct horse battery staple", min_length=12)
+
+
+@pytest.mark.parametrize("email", ["admin@example.test", "Root@example.test",
+                                   "test@example.test", "no-at-sign.example.test",
+                                   "@example.test", "carol.chen@", "", "@"])
+def test_generic_or_malformed_emails_are_refused(email: str) -> None:
+    with pytest.raises(AccountRequestError):
+        accounts.check_new_person(email=email, name="Carol Chen",
+                                  password="correct horse battery staple", min_length=12)
+
+
+def test_generic_accounts_are_refused_and_nothing_is_written(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    admin = admin_principal(initialized)
+    with pytest.raises(AccountRequestError):
+        accounts.create_person(runtime, auditor(runtime), admin, email="test@example.test",
+                               name="Test", grants=[])
+    with pytest.raises(AccountRequestError):
+        accounts.create_service(runtime, auditor(runtime), admin, name="service", grants=[])
+    with pytest.raises(AccountConflictError):
+        accounts.create_person(runtime, auditor(runtime), admin, email=ADMIN_EMAIL.upper(),
+                               name="Alice Again", grants=[])
+    assert len(table(runtime, Account)) == 1
+    assert len(events(runtime, "accounts:create")) == 1  # init's own
+
+
+# -- people created by an administrator ------------------------------------------------------
+
+def test_created_person_gets_a_one_time_password_and_a_totp_secret(
+        runtime: Runtime, initialized: bootstrap.InitResult, bob: accounts.NewPerson) -> None:
+    assert bob.id.startswith("acc_")
+    assert bob.one_time_password is not None and len(bob.one_time_password) == 24
+    assert len(base64.b32decode(bob.totp_secret)) >= 20  # at least 160 bits
+    row = account(runtime, bob.id)
+    assert (row["email"], row["name"], row["kind"]) == (BOB_EMAIL, BOB_NAME, "person")
+    assert row["must_change_password"] is True
+    assert row["created_by"] == initialized.admin_id
+    assert row["password_hash"].startswith("$argon2id$")
+    assert verify_password(row["password_hash"], bob.one_time_password)
+    assert {(g["role"], g["tenant"]) for g in table(runtime, GrantRow,
+                                                    GrantRow.account_id == bob.id)} == {
+        ("analyst", "acme"), ("pii-reader", "acme")}
+    [created] = [e for e in events(runtime, "accounts:create") if e["target_id"] == bob.id]
+    assert (created["outcome"], created["count"]) == ("success", 2)
+
+
+def test_new_person_must_change_the_password_before_any_session(
+        runtime: Runtime, bob: accounts.NewPerson) -> None:
+    assert bob.one_time_password is not None
+    step = current_step()
+    with pytest.raises(PasswordChangeRequiredError):
+        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
+                       password=bob.one_time_password, totp_code=code(bob.totp_secret, step))
+    assert table(runtime, SessionRow) == []
+    assert account(runtime, bob.id)["totp_last_step"] == 0  # the code is kept for the change
+    [refused] = events(runtime, "session:create")
+    assert (refused["outcome"], refused["status"], refused["reason"]) == (
+        "denied", 403, "password_change_required")
+
+
+def test_one_time_password_alone_is_not_confirmed_without_totp(
+        runtime: Runtime, bob: accounts.NewPerson) -> None:
+    """Without a valid code the answer is the generic failure, not "change your password"
+    (which would tell an attacker that the password was right)."""
+    assert bob.one_time_password is not None
+    with pytest.raises(InvalidCredentialsError):
+        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
+                       password=bob.one_time_password,
+                       totp_code=wrong_code(bob.totp_secret, current_step()))
+    assert account(runtime, bob.id)["failed_logins"] == 1
+
+
+def test_change_password_with_the_one_time_password_then_log_in(
+        runtime: Runtime, bob: accounts.NewPerson) -> None:
+    assert bob.one_time_password is not None
+    step = current_step()
+    before = account(runtime, bob.id)
+    accounts.change_password(runtime, auditor(runtime), email=BOB_EMAIL,
+                             current_password=bob.one_time_password,
+                             totp_code=code(bob.totp_secret, step),
+                             new_password_value=NEW_PASSWORD)
+    after = account(runtime, bob.id)
+    assert after["must_change_password"] is False
+    assert after["totp_last_step"] == step
+    assert after["password_hash"].startswith("$argon2id$")
+    assert verify_password(after["password_hash"], NEW_PASSWORD)
+    assert after["password_changed_at"] > before["password_changed_at"]
+    [changed] = events(runtime, "password:change")
+    assert (changed["outcome"], changed["target_id"]) == ("success", bob.id)
+
+    with pytest.raises(InvalidCredentialsError):  # the one-time password is spent
+        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
+                       password=bob.one_time_password, totp_code=code(bob.totp_secret, step + 1))
+    issued = accounts.login(runtime, auditor(runtime), email=BOB_EMAIL, password=NEW_PASSWORD,
+                            totp_code=code(bob.totp_secret, step + 1))
+    principal = accounts.authenticate(runtime, issued.token)
+    assert (principal.id, principal.kind) == (bob.id, "person")
+    assert set(principal.grants) == set(BOB_GRANTS)
+    assert principal.roles == {Role.ANALYST, Role.PII_READER}
+
+
+def test_change_password_ends_every_open_session(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    step = current_step()
+    issued = login_admin(runtime, initialized, step)
+    assert accounts.authenticate(runtime, issued.token).id == initialized.admin_id
+    accounts.change_password(runtime, auditor(runtime), email=ADMIN_EMAIL,
+                             current_password=ADMIN_PASSWORD,
+                             totp_code=code(initialized.totp_secret, step + 1),
+                             new_password_value=NEW_PASSWORD)
+    with pytest.raises(UnauthenticatedError):
+        accounts.authenticate(runtime, issued.token)
+    [session_row] = table(runtime, SessionRow)
+    assert session_row["revoked_at"] is not None
+
+
+def test_change_password_refuses_a_bad_new_password_and_changes_nothing(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    step = current_step()
+    before = account(runtime, initialized.admin_id)
+    for new_password, error in [
+        (ADMIN_PASSWORD, AccountRequestError),  # the same password again
+        ("short pass", PasswordPolicyError),
+        ("alice loves long passphrases", PasswordPolicyError),  # contains the name
+        ("x" * 129, PasswordPolicyError),
+    ]:
+        with pytest.raises(error):
+            accounts.change_password(runtime, auditor(runtime), email=ADMIN_EMAIL,
+                                     current_password=ADMIN_PASSWORD,
+                                     totp_code=code(initialized.totp_secret, step),
+                                     new_password_value=new_password)
+        assert account(runtime, initialized.admin_id) == before  # hash, TOTP step, all of it
+    login_admin(runtime, initialized, step)  # the code was not spent by the refusals
+
+
+def test_change_password_with_wrong_credentials_is_a_counted_failure(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    step = current_step()
+    before = account(runtime, initialized.admin_id)
+    for current, totp in [("not the password at all", code(initialized.totp_secret, step)),
+                          (ADMIN_PASSWORD, wrong_code(initialized.totp_secret, step))]:
+        with pytest.raises(InvalidCredentialsError):
+            accounts.change_password(runtime, auditor(runtime), email=ADMIN_EMAIL,
+                                     current_password=current, totp_code=totp,
+                                     new_password_value=NEW_PASSWORD)
+    after = account(runtime, initialized.admin_id)
+    assert after["password_hash"] == before["password_hash"]
+    assert after["failed_logins"] == 2
+    assert [(e["outcome"], e["status"], e["reason"]) for e in events(runtime, "password:change")
+            ] == [("denied", 401, "invalid_credentials")] * 2
+
+
+# -- login -----------------------------------------------------------------------------------
+
+def test_login_with_password_and_totp_issues_a_session(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    tamper(runtime, Account, Account.id == initialized.admin_id, failed_logins=3)
+    step = current_step()
+    issued = accounts.login(runtime, auditor(runtime), email=f"  {ADMIN_EMAIL.upper()} ",
+                            password=ADMIN_PASSWORD,
+                            totp_code=code(initialized.totp_secret, step))
+    assert issued.account_id == initialized.admin_id
+    assert issued.token.startswith("svs_") and len(issued.token) > 40
+    assert abs(issued.expires_at - (utcnow() + timedelta(hours=8))) < timedelta(minutes=1)
+    row = account(runtime, initialized.admin_id)
+    assert (row["failed_logins"], row["totp_last_step"]) == (0, step)
+    assert row["last_used_at"] is not None
+    [session_row] = table(runtime, SessionRow)
+    assert session_row["account_id"] == initialized.admin_id
+    [logged_in] = events(runtime, "session:create")
+    assert (logged_in["outcome"], logged_in["target_id"]) == ("success", initialized.admin_id)
+    assert accounts.authenticate(runtime, issued.token) == admin_principal(initialized)
+
+
+def test_wrong_password_wrong_totp_and_unknown_email_are_one_error(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """Every failure looks the same to the caller, and each one is committed (event and
+    counter) although the call raises."""
+    secret = initialized.totp_secret
+    step = current_step()
+    good = code(secret, step)
+    on_admin = [
+        (ADMIN_PASSWORD + "!", good),  # wrong password, right code
+        ("", good),
+        (ADMIN_PASSWORD, wrong_code(secret, step)),  # right password, wrong code
+        (ADMIN_PASSWORD, code(secret, step + 3)),  # a code from the future window
+        (ADMIN_PASSWORD, code(secret, step - 3)),  # an old code
+        (ADMIN_PASSWORD, good[:5]),
+        (ADMIN_PASSWORD, good + "0"),
+        (ADMIN_PASSWORD, f" {good}"),
+        (ADMIN_PASSWORD, "abcdef"),
+        (ADMIN_PASSWORD, ""),
+    ]
+    unknown = [
+        ("nobody.here@example.test", ADMIN_PASSWORD, good),
+        ("nobody.here@example.test", "sellervault-timing-equaliser-not-a-password", good),
+    ]
+    errors = []
+    for email, password, totp in [(ADMIN_EMAIL, p, t) for p, t in on_admin] + unknown:
+        with pytest.raises(InvalidCredentialsError) as caught:
+            accounts.login(runtime, auditor(runtime), email=email, password=password,
+                           totp_code=totp)
+        errors.append((type(caught.value), str(caught.value), caught.value.code,
+                       caught.value.status))
+    assert set(errors) == {(InvalidCredentialsError, "invalid credentials",
+                            "invalid_credentials", 401)}
+
+    assert account(runtime, initialized.admin_id)["failed_logins"] == len(on_admin)
+    denied = events(runtime, "session:create")
+    assert len(denied) == len(on_admin) + len(unknown)
+    assert {(e["outcome"], e["status"], e["reason"]) for e in denied} == {
+        ("denied", 401, "invalid_credentials")}
+    assert [e["target_id"] for e in denied] == (
+        [initialized.admin_id] * len(on_admin) + [None] * len(unknown))
+    assert table(runtime, SessionRow) == []
+
+    login_admin(runtime, initialized, step)  # failures spent no code; success resets
+    assert account(runtime, initialized.admin_id)["failed_logins"] == 0
+
+
+def test_totp_code_cannot_be_replayed(runtime: Runtime,
+                                      initialized: bootstrap.InitResult) -> None:
+    step = current_step()
+    login_admin(runtime, initialized, step)
+    for replayed in (step, step - 1):  # the same code, or any older one
+        with pytest.raises(InvalidCredentialsError):
+            login_admin(runtime, initialized, replayed)
+    login_admin(runtime, initialized, step + 1)  # the next step is still fresh
+    with pytest.raises(InvalidCredentialsError):
+        login_admin(runtime, initialized, step + 1)
+    with pytest.raises(InvalidCredentialsError):  # nor can a spent code change the password
+        accounts.change_password(runtime, auditor(runtime), email=ADMIN_EMAIL,
+                                 current_password=ADMIN_PASSWORD,
+                                 totp_code=code(initialized.totp_secret, step + 1),
+                                 new_password_value=NEW_PASSWORD)
+    assert len(table(runtime, SessionRow)) == 2
+    assert account(runtime, initialized.admin_id)["failed_logins"] == 2
+    assert [e["outcome"] for e in events(runtime, "session:create")] == [
+        "success", "denied", "denied", "success", "denied"]
+
+
+def test_disabled_account_can_neither_log_in_nor_use_its_tokens(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    step = current_step()
+    issued = login_admin(runtime, initialized, step)
+    tamper(runtime, Account, Account.id == initialized.admin_id, status="disabled")
+    with pytest.raises(UnauthenticatedError):
+        accounts.authenticate(runtime, issued.token)
+    with pytest.raises(InvalidCredentialsError):
+        login_admin(runtime, initialized, step + 1)
+
+
+def test_totp_secret_is_bound_to_its_account(runtime: Runtime,
+                                             initialized: bootstrap.InitResult,
+                                             bob: accounts.NewPerson) -> None:
+    """An attacker who controls Bob's account and can write the database copies Bob's
+    password hash and encrypted TOTP secret onto the administrator's row: the secret is
+    bound to Bob's account id, so it does not open as the administrator's: the login fails
+    as any failed login does, and the failure is recorded."""
+    assert bob.one_time_password is not None
+    bobs = account(runtime, bob.id)
+    tamper(runtime, Account, Account.id == initialized.admin_id,
+           password_hash=bobs["password_hash"], totp_secret_ct=bobs["totp_secret_ct"])
+    with pytest.raises(InvalidCredentialsError):
+        accounts.login(runtime, auditor(runtime), email=ADMIN_EMAIL,
+                       password=bob.one_time_password,
+                       totp_code=code(bob.totp_secret, current_step()))
+    assert table(runtime, SessionRow) == []
+    assert events(runtime, "session:create")[-1]["outcome"] == "denied"
+
+
+# -- bearer tokens ---------------------------------------------------------------------------
+
+def test_forged_and_mangled_tokens_are_refused(runtime: Runtime,
+                                               initialized: bootstrap.InitResult) -> None:
+    token = login_admin(runtime, initialized, current_step()).token
+    api_key = accounts.create_service(runtime, auditor(runtime), admin_principal(initialized),
+                                      name="Seller Central Ingest",
+                                      grants=[Grant(Role.INGEST, "acme")]).api_key
+    [stored] = table(runtime, SessionRow)
+    forged = [
+        "", "svs_", "svk_", "svs_" + secrets.token_urlsafe(32), "svk_" + secrets.token_urlsafe(32),
+        "Bearer " + token, token + "x", token[:-1], token.swapcase(), f" {token}",
+        "svk_" + token[4:],  # a session token presented as an API key
+        "svs_" + api_key[4:],  # an API key presented as a session token
+        token[4:], api_key[4:],  # without their prefix
+        "svs_" + stored["token_hash"].hex(),  # the stored hash, read from the database
+        stored["token_hash"].hex(),
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",  # an unsigned JWT
+    ]
+    for candidate in forged:
+        with pytest.raises(UnauthenticatedError):
+            accounts.authenticate(runtime, candidate)
+    assert accounts.authenticate(runtime, token).id == initialized.admin_id
+    assert accounts.authenticate(runtime, api_key).kind == "service"
+
+
+def test_revoked_session_is_refused(runtime: Runtime,
+                                    initialized: bootstrap.InitResult) -> None:
+    token = login_admin(runtime, initialized, current_step()).token
+    tamper(runtime, SessionRow, SessionRow.account_id == initialized.admin_id,
+           revoked_at=utcnow())
+    with pytest.raises(UnauthenticatedError):
+        accounts.authenticate(runtime, token)
+
+
+def test_session_idle_timeout_is_15_minutes(runtime: Runtime,
+                                            initialized: bootstrap.InitResult) -> None:
+    assert runtime.settings.session_idle_minutes == 15
+    step = current_step()
+    idle = login_admin(runtime, initialized, step).token
+    active = login_admin(runtime, initialized, step + 1).token
+    [idle_row, active_row] = sorted(table(runtime, SessionRow), key=lambda r: r["created_at"])
+    now = utcnow()
+    tamper(runtime, SessionRow, SessionRow.token_hash == idle_row["token_hash"],
+           last_seen_at=now - timedelta(minutes=15, seconds=1))
+    tamper(runtime, SessionRow, SessionRow.token_hash == active_row["token_hash"],
+           last_seen_at=now - timedelta(minutes=14))
+    with pytest.raises(UnauthenticatedError):
+        accounts.authenticate(runtime, idle)
+    assert accounts.authenticate(runtime, active).id == initialized.admin_id
+    [seen] = table(runtime, SessionRow, SessionRow.token_hash == active_row["token_hash"])
+    assert seen["last_seen_at"] >= now - timedelta(seconds=5)  # use restarts the idle clock
+
+
+def test_session_absolute_timeout_is_8_hours(runtime: Runtime,
+                                             initialized: bootstrap.InitResult) -> None:
+    token = login_admin(runtime, initialized, current_step()).token
+    [row] = table(runtime, SessionRow)
+    assert row["expires_at"] - row["created_at"] == timedelta(hours=8)
+    where = SessionRow.token_hash == row["token_hash"]
+
+    tamper(runtime, SessionRow, where, last_seen_at=utcnow() - timedelta(minutes=1))
+    accounts.authenticate(runtime, token)  # activity does not extend the absolute limit
+    [used] = table(runtime, SessionRow, where)
+    assert used["expires_at"] == row["expires_at"]
+    assert used["last_seen_at"] > row["last_seen_at"]
+
+    now = utcnow()
+    tamper(runtime, SessionRow, where, created_at=now - timedelta(hours=8, seconds=1),
+           expires_at=now - timedelta(seconds=1), last_seen_at=now)  # active, but too old
+    with pytest.raises(UnauthenticatedError):
+        accounts.authenticate(runtime, token)
+
+
+def test_service_api_key_authenticates_until_expiry_or_revocation(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    admin = admin_principal(initialized)
+    services = [accounts.create_service(runtime, auditor(runtime), admin, name=name,
+                                        grants=[Grant(Role.INGEST, "acme")])
+                for name in ("Seller Central Ingest", "Warehouse Sync", "Tax Exporter")]
+    for service in services:
+        assert service.api_key.startswith("svk_") and service.id.startswith("svc_")
+        principal = accounts.authenticate(runtime, service.api_key)
+        assert principal == Principal(service.id, "service", (Grant(Role.INGEST, "acme"),))
+    expiring, revoked, kept = services
+    for row in table(runtime, ApiKey):
+        assert row["expires_at"] - row["created_at"] == timedelta(days=365)
+
+    tamper(runtime, ApiKey, ApiKey.account_id == expiring.id,
+           expires_at=utcnow() - timedelta(seconds=1))
+    tamper(runtime, ApiKey, ApiKey.account_id == revoked.id, revoked_at=utcnow())
+    for service in (expiring, revoked):
+        with pytest.raises(UnauthenticatedError):
+            accounts.authenticate(runtime, service.api_key)
+    assert accounts.authenticate(runtime, kept.api_key).id == kept.id
+
+
+def test_configured_lifetimes_are_the_ones_applied(runtime: Runtime,
+                                                   initialized: bootstrap.InitResult) -> None:
+    tightened = runtime.settings.model_copy(update={
+        "session_absolute_hours": 2, "session_idle_minutes": 5, "api_key_max_age_days": 30})
+    rt = Runtime(tightened, runtime.store, runtime.keyring)
+    issued = login_admin(rt, initialized, current_step())
+    key = accounts.create_service(rt, auditor(rt), admin_principal(initialized),
+                                  name="Seller Central Ingest", grants=[]).api_key
+    [session_row] = table(rt, SessionRow)
+    [key_row] = table(rt, ApiKey)
+    assert session_row["expires_at"] - session_row["created_at"] == timedelta(hours=2)
+    assert key_row["expires_at"] - key_row["created_at"] == timedelta(days=30)
+    tamper(rt, SessionRow, SessionRow.token_hash == session_row["token_hash"],
+           last_seen_at=utcnow() - timedelta(minutes=5, seconds=1))
+    accounts.authenticate(runtime, issued.token)  # still within the default 15 minutes
+    tamper(rt, SessionRow, SessionRow.token_hash == session_row["token_hash"],
+           last_seen_at=utcnow() - timedelta(minutes=5, seconds=1))
+    with pytest.raises(UnauthenticatedError):
+        accounts.authenticate(rt, issued.token)
+    assert accounts.authenticate(rt, key).kind == "service"
+
+
+# -- no credential in clear ------------------------------------------------------------------
+
+def _forms(secret: str) -> list[bytes]:
+    """A secret as text, and without the readable prefix a token carries."""
+    forms = [secret.encode()]
+    if secret[:4] in ("svs_", "svk_"):
+        forms.append(secret[4:].encode())
+    return forms
+
+
+def test_database_holds_no_credential_in_clear(runtime: Runtime, settings: Settings,
+                                               initialized: bootstrap.InitResult,
+                                               bob: accounts.NewPerson) -> None:
+    """An attacker with a copy of the database (or, on SQLite, of the data directory) finds
+    no session token, API key, password or TOTP secret they could present."""
+    assert bob.one_time_password is not None
+    token = login_admin(runtime, initialized, current_step()).token
+    api_key = accounts.create_service(runtime, auditor(runtime), admin_principal(initialized),
+                                      name="Seller Central Ingest", grants=[]).api_key
+    credentials = [token, api_key, ADMIN_PASSWORD, bob.one_time_password,
+                   initialized.totp_secret, bob.totp_secret]
+    needles = [form for credential in credentials for form in _forms(credential)]
+    needles += [base64.b32decode(secret) for secret in (initialized.totp_secret,
+                                                        bob.totp_secret)]
+    assert_nowhere_in_database(runtime, *needles)
+
+    # Stored as keyed hashes: not even a plain SHA-256 of the token matches (that would let
+    # a database reader confirm a guessed or leaked token offline).
+    [session_row] = table(runtime, SessionRow)
+    [key_row] = table(runtime, ApiKey)
+    assert len(session_row["token_hash"]) == len(key_row["key_hash"]) == 32
+    assert session_row["token_hash"] != hashlib.sha256(token.encode()).digest()
+    assert key_row["key_hash"] != hashlib.sha256(api_key.encode()).digest()
+    for row in table(runtime, Account, Account.kind == "person"):
+        assert row["password_hash"].startswith("$argon2id$")
+        assert row["totp_secret_ct"] is not None and len(row["totp_secret_ct"]) > 32
+
+    if runtime.store.dialect == "sqlite":  # the files themselves, WAL included
+        files = [path for path in settings.data_dir.rglob("*") if path.is_file()]
+        assert any(path.name.endswith("-wal") for path in files)
+        for path in files:
+            content = path.read_bytes()
+            for needle in needles:
+                assert needle not in content, path.name
+
+
+def test_login_timestamps_are_utc(runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    issued = login_admin(runtime, initialized, current_step())
+    assert issued.expires_at.utcoffset() == timedelta(0)
+    [row] = table(runtime, SessionRow)
+    for column in ("created_at", "last_seen_at", "expires_at"):
+        value: datetime = row[column]
+        assert value.utcoffset() == timedelta(0), column
