@@ -14,7 +14,8 @@ from sellervault.records.registry import Purpose
 
 TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH,
                   Action.CANARIES_LIST]
-SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_READ]
+SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_READ,
+                  Action.SESSION_READ]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
@@ -26,6 +27,7 @@ ALLOWED: dict[Role, set[Action]] = {
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},
     Role.INGEST: {Action.ORDERS_INGEST},
 }
+EVERY_ACCOUNT = {Action.SESSION_READ}
 GLOBAL = {Role.ADMIN, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR}
 
 
@@ -49,14 +51,15 @@ def test_policies_validate_against_the_schema() -> None:
 def test_an_account_without_grants_may_do_nothing() -> None:
     nobody = _principal()
     for action in [*TENANT_ACTIONS, *SYSTEM_ACTIONS, Action.ORDERS_REVEAL]:
-        assert not _allowed(nobody, action)
+        assert _allowed(nobody, action) == (action in EVERY_ACCOUNT)
 
 
 @pytest.mark.parametrize("role", list(Role))
 def test_each_role_may_do_exactly_its_actions(role: Role) -> None:
     principal = _principal((role, "*" if role in GLOBAL else "acme"))
     for action in [*TENANT_ACTIONS, *SYSTEM_ACTIONS, Action.ORDERS_REVEAL]:
-        assert _allowed(principal, action) == (action in ALLOWED[role]), (role, action)
+        expected = action in ALLOWED[role] | EVERY_ACCOUNT
+        assert _allowed(principal, action) == expected, (role, action)
 
 
 @pytest.mark.parametrize("role", [Role.ANALYST, Role.PII_READER, Role.INGEST])

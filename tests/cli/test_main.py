@@ -1,24 +1,31 @@
 """`sellervault` bootstrap commands (cli/main.py) run as the real executable: init on a fresh
-data directory, refusals that leave nothing behind, help for every command, and
-`audit verify` catching an edited or deleted security event."""
+data directory, refusals that leave nothing behind, help for every command, serve over TLS,
+and `audit verify` catching an edited or deleted security event."""
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyotp
 import pytest
 import typer
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from typer.testing import CliRunner
 
 from sellervault import bootstrap
 from sellervault.accounts.models import Account
 from sellervault.accounts.passwords import verify_password
+from sellervault.audit.models import EventRow
 from sellervault.cli.main import app
 from sellervault.config import Settings
-from tests.cli.helpers import Cli, mode
+from tests.cli.helpers import COMMAND, Cli, mode
 from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
 
 CONTRACT_COMMANDS = {"init", "serve", "demo", "audit verify", "login", "accounts create",
@@ -108,6 +115,8 @@ def test_init_prints_json_and_keeps_keys_owner_only(cli: Cli, settings: Settings
             admin = session.get(Account, printed["admin_id"])
             assert admin is not None and admin.email == ADMIN_EMAIL
             assert verify_password(admin.password_hash, ADMIN_PASSWORD)
+            events = session.scalars(select(EventRow).order_by(EventRow.seq)).all()
+            assert ("system:init", "cli") in {(e.action, e.channel) for e in events}
     finally:
         runtime.close()
 
@@ -135,23 +144,77 @@ def test_weak_password_fails_and_writes_nothing(cli: Cli, tmp_path: Path,
         assert not data_dir.exists()
 
 
-def test_init_refuses_without_password_stdin(tmp_path: Path) -> None:
+def test_init_on_an_unusable_database_fails_cleanly_and_can_be_retried(cli: Cli,
+                                                                       tmp_path: Path) -> None:
     data_dir = tmp_path / "vault"
-    result = CliRunner().invoke(app, ["init", "--data-dir", str(data_dir), "--admin-email",
-                                      ADMIN_EMAIL, "--admin-name", ADMIN_NAME],
-                                input=ADMIN_PASSWORD + "\n")
-    assert result.exit_code != 0
-    assert "--password-stdin" in result.output
+    unusable = "postgresql+psycopg://postgres:hunter2-not-echoed@127.0.0.1:5432/sv_no_such_db"
+    result = cli.run(*init_args(data_dir), stdin=ADMIN_PASSWORD + "\n",
+                     env={"SELLERVAULT_DATABASE_URL": unusable})
+    assert result.code == 1, result
+    assert result.stderr.startswith("error: the database refused: "), result
+    assert "Traceback" not in result.output
+    assert "hunter2-not-echoed" not in result.output
+    assert [p for p in data_dir.rglob("*") if p.is_file()] == []  # no key left to block a retry
+    retried = cli.run(*init_args(data_dir), stdin=ADMIN_PASSWORD + "\n")
+    assert retried.code == 0, retried
+
+
+def test_init_refuses_without_password_stdin(cli: Cli, tmp_path: Path) -> None:
+    """The flag is a required option: Typer's usage error (exit 2) names it."""
+    data_dir = tmp_path / "vault"
+    result = cli.invoke("init", "--data-dir", data_dir, "--admin-email", ADMIN_EMAIL,
+                        "--admin-name", ADMIN_NAME, stdin=ADMIN_PASSWORD + "\n")
+    assert result.code == 2, result
+    assert "Missing option '--password-stdin'" in result.stderr
     assert not data_dir.exists()
 
 
-def test_init_with_empty_stdin_fails_cleanly(tmp_path: Path) -> None:
+def test_init_with_empty_stdin_fails_cleanly(cli: Cli, tmp_path: Path) -> None:
     data_dir = tmp_path / "vault"
-    result = CliRunner().invoke(app, [str(arg) for arg in init_args(data_dir)], input="")
-    assert result.exit_code == 1
-    assert ("expected the administrator's password on standard input"
-            in " ".join(result.output.split()))
+    result = cli.invoke(*init_args(data_dir), stdin="")
+    assert result.code == 1, result
+    assert "expected the administrator's password on standard input" in result.stderr
     assert not data_dir.exists()
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+def test_serve_answers_over_tls(cli: Cli, settings: Settings,
+                                initialized: bootstrap.InitResult) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("SELLERVAULT_")}
+    environment.update(database_env(settings), XDG_CONFIG_HOME=str(cli.config_home))
+    process = subprocess.Popen([*COMMAND, "serve", "--data-dir", str(settings.data_dir),
+                                "--host", "127.0.0.1", "--port", str(port)],
+                               env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        context = ssl.create_default_context(cafile=str(initialized.certificate))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"https://127.0.0.1:{port}/api/v1/health", verify=context)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        assert "max-age=" in response.headers["strict-transport-security"]
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert f"listening on https://127.0.0.1:{port} (TLS only)" in output
+
+
+def test_serve_refuses_an_uninitialised_directory(cli: Cli, tmp_path: Path) -> None:
+    result = cli.invoke("serve", "--data-dir", tmp_path / "none")
+    assert result.code == 1, result
+    assert "is not initialised; run `sellervault init`" in result.stderr
 
 
 # -- audit verify ----------------------------------------------------------------------------
@@ -191,7 +254,7 @@ def test_audit_verify_detects_a_deleted_event(cli: Cli, settings: Settings,
     assert "security log broken at event 2: event 2 is missing" in broken.stderr
 
 
-def test_audit_verify_on_an_uninitialised_directory(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["audit", "verify", "--data-dir", str(tmp_path / "none")])
-    assert result.exit_code == 2
-    assert "is not initialised; run `sellervault init`" in " ".join(result.output.split())
+def test_audit_verify_on_an_uninitialised_directory(cli: Cli, tmp_path: Path) -> None:
+    result = cli.invoke("audit", "verify", "--data-dir", tmp_path / "none")
+    assert result.code == 2, result
+    assert "is not initialised; run `sellervault init`" in result.stderr

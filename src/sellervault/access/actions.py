@@ -11,6 +11,8 @@ class Action(StrEnum):
     PASSWORD_CHANGE = "password:change"  # noqa: S105 - an action name, not a secret
     HEALTH_READ = "health:read"
     DOCS_READ = "docs:read"
+    # Any authenticated account: who am I.
+    SESSION_READ = "session:read"
     # Accounts and grants.
     ACCOUNTS_CREATE = "accounts:create"
     ACCOUNTS_LIST = "accounts:list"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
-from sellervault.access.roles import Grant, Principal, Role
+from sellervault.access.roles import Grant, Principal, Role, conflicting_roles
 from sellervault.accounts.errors import (
     AccountConflictError,
     AccountRequestError,
@@ -123,6 +123,12 @@ def _add_person(rt: Runtime, session: Session, *, email: str, name: str, passwor
     return account_id, totp_secret
 
 
+def _check_grants(grants: list[Grant]) -> None:
+    if conflicting_roles({grant.role for grant in grants}):
+        raise AccountRequestError(
+            "pii-reader cannot be held together with admin or operator (separation of duties)")
+
+
 def _add_grants(session: Session, account_id: str, grants: list[Grant], by: str | None) -> None:
     now = utcnow()
     for grant in dict.fromkeys(grants):
@@ -148,6 +154,7 @@ def create_first_admin(rt: Runtime, auditor: Auditor, *, email: str, name: str,
 
 def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: str, name: str,
                   grants: list[Grant]) -> NewPerson:
+    _check_grants(grants)
     one_time_password = new_password(24)
     with rt.store.transaction() as session:
         account_id, totp_secret = _add_person(rt, session, email=email, name=name,
@@ -163,6 +170,7 @@ def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: s
 def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: str,
                    grants: list[Grant]) -> NewService:
     _check_identity(None, name)
+    _check_grants(grants)
     now = utcnow()
     with rt.store.transaction() as session:
         account_id = _new_id("svc_")

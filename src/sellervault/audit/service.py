@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
@@ -29,24 +29,35 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Built once (no per-call expression building or cache-key generation); Core statements on the
+# two tables, so appending an event costs no ORM identity-map or unit-of-work bookkeeping.
+_EVENTS = cast(Table, EventRow.__table__)
+_HEADS = cast(Table, ChainHead.__table__)
+_LOCK_HEAD = (select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID)
+              .with_for_update())
+_INSERT_EVENT = insert(_EVENTS)
+_INSERT_HEAD = insert(_HEADS)
+_MOVE_HEAD = (update(_HEADS).where(_HEADS.c.id == HEAD_ID)
+              .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
+
+
 def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
     """Append ``event`` to the chain; returns its sequence number."""
     log_key = keyring.system_key(session, LOG_KEY)
-    head = session.execute(
-        select(ChainHead).where(ChainHead.id == HEAD_ID).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = ChainHead(id=HEAD_ID, seq=0, hash=GENESIS)
-        session.add(head)
+    session.flush()  # the caller's pending changes go first, as an ORM query would autoflush
+    head = session.execute(_LOCK_HEAD).first()
+    head_seq, head_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
     fields = event.fields()
-    fields["seq"] = head.seq + 1
+    fields["seq"] = head_seq + 1
     fields["occurred_at"] = _now_iso()
-    mac = event_mac(log_key, head.hash, fields)
-    session.execute(insert(EventRow), [{**fields, "prev_hash": head.hash, "hash": mac}])
-    head.seq = fields["seq"]
-    head.hash = mac
-    session.flush()
-    return head.seq
+    mac = event_mac(log_key, head_hash, fields)
+    session.execute(_INSERT_EVENT, {**fields, "prev_hash": head_hash, "hash": mac})
+    if head is None:
+        session.execute(_INSERT_HEAD, {"id": HEAD_ID, "seq": fields["seq"], "hash": mac})
+    else:
+        session.execute(_MOVE_HEAD, {"new_seq": fields["seq"], "new_hash": mac})
+    seq: int = fields["seq"]
+    return seq
 
 
 @dataclass(frozen=True, slots=True)

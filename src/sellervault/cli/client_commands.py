@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from sellervault.cli.client import (
@@ -30,7 +33,7 @@ DEFAULT_BATCH = 500
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(1)
 
 
@@ -44,6 +47,7 @@ def _stdin_line(what: str) -> str:
 def login(
     server: Annotated[str, typer.Option(help="The server's https:// address.")] = DEFAULT_SERVER,
     ca_cert: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, readable=True,
         help="CA certificate to trust (the server's self-signed certificate).")] = None,
     email: Annotated[str | None, typer.Option(help="Your own email (people).")] = None,
     totp: Annotated[str | None, typer.Option(help="The current code of your authenticator.")]
@@ -55,7 +59,7 @@ def login(
     = False,
 ) -> None:
     """Sign in (password and TOTP, or a service's API key) and keep the token owner-only."""
-    ca = str(ca_cert) if ca_cert else None
+    ca = str(ca_cert.resolve()) if ca_cert else None  # later commands may run elsewhere
     try:
         if api_key_stdin:
             token = _stdin_line("API key")
@@ -69,9 +73,9 @@ def login(
                 token = checked(client.post("/session", json={
                     "email": email, "password": password, "totp": code}))["token"]
         with open_client(server, ca, token) as client:
-            checked(client.get("/health"))
+            checked(client.get("/session"))  # the token works, or login fails
         path = Credentials(server=server, ca_cert=ca, token=token).save()
-    except ClientError as exc:
+    except (ClientError, httpx.HTTPError) as exc:
         raise _fail(str(exc)) from None
     console.print(f"Logged in to {server}; token stored in {path} (owner-only).")
 
@@ -100,7 +104,7 @@ def accounts_create(
     try:
         with session_client() as client:
             created = checked(client.post("/accounts", json=body))
-    except ClientError as exc:
+    except (ClientError, httpx.HTTPError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
         print(json.dumps(created))
@@ -124,14 +128,17 @@ def orders_get(
     try:
         with session_client() as client:
             order = checked(client.get(f"/tenants/{tenant}/orders/{order_id}", headers=headers))
-    except ClientError as exc:
+    except (ClientError, httpx.HTTPError) as exc:
         raise _fail(str(exc)) from None
     print(json.dumps(order, indent=2))
 
 
-def _batches(path: Path, size: int, progress: Progress, task: Any) -> Iterator[list[Any]]:
-    """Stream a JSON-lines file in batches: memory stays bounded by one batch."""
+def _batches(path: Path, size: int, progress: Progress,
+             task: Any) -> Iterator[tuple[list[int], list[Any]]]:
+    """Stream a JSON-lines file in batches of (line numbers, orders): memory stays bounded
+    by one batch."""
     batch: list[Any] = []
+    numbers: list[int] = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             progress.update(task, advance=len(line))
@@ -140,12 +147,25 @@ def _batches(path: Path, size: int, progress: Progress, task: Any) -> Iterator[l
             try:
                 batch.append(json.loads(line))
             except ValueError:
-                raise _fail(f"line {number} of {path.name} is not valid JSON") from None
+                raise ClientError(f"line {number} of {path.name} is not valid JSON") from None
+            numbers.append(number)
             if len(batch) >= size:
-                yield batch
-                batch = []
+                yield numbers, batch
+                batch, numbers = [], []
     if batch:
-        yield batch
+        yield numbers, batch
+
+
+_ORDER_INDEX = re.compile(r"\borders\.(\d+)\b")
+
+
+def _where(error: ClientError, numbers: list[int], path: Path) -> str:
+    """The file line a refused batch points at: the server names the order's index in the
+    batch (``body.orders.6.PurchaseDate``); without one, the batch's range of lines."""
+    found = _ORDER_INDEX.search(str(error))
+    if found and int(found.group(1)) < len(numbers):
+        return f"line {numbers[int(found.group(1))]} of {path.name}"
+    return f"lines {numbers[0]}-{numbers[-1]} of {path.name}"
 
 
 def import_orders(
@@ -156,8 +176,9 @@ def import_orders(
     = DEFAULT_BATCH,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Stream orders to the server in all-or-nothing batches. Re-running is safe: a re-sent
-    order updates, never duplicates."""
+    """Stream orders to the server in all-or-nothing batches; re-running is safe.
+
+    A re-sent order updates, never duplicates."""
     total = 0
     columns = (TextColumn("[bold]importing"), BarColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
@@ -165,11 +186,14 @@ def import_orders(
         with session_client() as client, Progress(*columns, console=err,
                                                   disable=quiet) as progress:
             task = progress.add_task("import", total=file.stat().st_size)
-            for batch in _batches(file, batch_size, progress, task):
-                result = checked(client.post(f"/tenants/{tenant}/orders",
-                                             json={"orders": batch}))
+            for numbers, batch in _batches(file, batch_size, progress, task):
+                try:
+                    result = checked(client.post(f"/tenants/{tenant}/orders",
+                                                 json={"orders": batch}))
+                except ClientError as exc:
+                    raise ClientError(f"{_where(exc, numbers, file)}: {exc}") from None
                 total += int(result["ingested"])
-    except ClientError as exc:
+    except (ClientError, httpx.HTTPError) as exc:
         raise _fail(f"{exc} (after {total} orders were stored; re-running is safe)") from None
     console.print(f"Imported {total} orders into tenant {tenant}.")
 

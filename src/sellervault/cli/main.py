@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import pyotp
 import typer
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
 
 from sellervault import bootstrap
 from sellervault.accounts.errors import AccountError
@@ -35,8 +37,15 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The data direc
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(code)
+
+
+def database_problem(exc: DBAPIError) -> str:
+    """The driver's first line only: SQLAlchemy's own text adds the statement and its
+    parameters, which can hold an email or a password hash."""
+    lines = str(exc.orig).strip().splitlines()
+    return f"the database refused: {lines[0] if lines else type(exc.orig).__name__}"
 
 
 def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
@@ -74,6 +83,8 @@ def init(
                                 admin_password=password)
     except (bootstrap.BootstrapError, KeyFileError, AccountError) as exc:
         raise fail(str(exc)) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc)) from None
     if as_json:
         print(json.dumps({"admin_id": result.admin_id, "totp_secret": result.totp_secret,
                           "certificate": str(result.certificate)}))
@@ -94,6 +105,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         runtime = bootstrap.open_runtime(settings)
     except (bootstrap.BootstrapError, KeyFileError) as exc:
         raise fail(str(exc)) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc)) from None
     bootstrap.record_serve(runtime)
     console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
     try:
@@ -157,6 +170,8 @@ def audit_verify(data_dir: DataDir = None) -> None:
         result = bootstrap.verify_log(settings)
     except (bootstrap.BootstrapError, KeyFileError) as exc:
         raise fail(str(exc), 2) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc), 2) from None
     if result.ok:
         console.print(f"security log intact: {result.events} events verified")
         return

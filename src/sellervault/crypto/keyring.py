@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.aead import Cipher, bind, new_key
@@ -27,6 +27,15 @@ from sellervault.store.types import utcnow
 KEK = "kek"
 INDEX = "index"
 DATA_KEYS = cast(Table, DataKey.__table__)
+
+# Statements built once: no per-call expression building or cache-key generation.
+_ACTIVE_VERSION = select(TenantKey.version).where(
+    TenantKey.tenant_id == bindparam("tenant_id"), TenantKey.purpose == bindparam("purpose"),
+    TenantKey.status == "active",
+)
+_DATA_KEYS_BY_ID = select(DataKey.id, DataKey.kek_version, DataKey.wrapped).where(
+    DataKey.tenant_id == bindparam("tenant_id"), DataKey.id.in_(bindparam("ids", expanding=True))
+)
 
 
 class UnknownTenantKeyError(CryptoError):
@@ -93,12 +102,7 @@ class Keyring:
         return key
 
     def _active_version(self, session: Session, tenant_id: str, purpose: str) -> int:
-        version = session.scalar(
-            select(TenantKey.version).where(
-                TenantKey.tenant_id == tenant_id, TenantKey.purpose == purpose,
-                TenantKey.status == "active",
-            )
-        )
+        version = session.scalar(_ACTIVE_VERSION, {"tenant_id": tenant_id, "purpose": purpose})
         if version is None:
             raise UnknownTenantKeyError(f"tenant has no active {purpose} key")
         return version
@@ -150,9 +154,7 @@ class Keyring:
         if not data_key_ids:
             return {}
         rows = session.execute(
-            select(DataKey.id, DataKey.kek_version, DataKey.wrapped).where(
-                DataKey.tenant_id == tenant_id, DataKey.id.in_(list(data_key_ids))
-            )
+            _DATA_KEYS_BY_ID, {"tenant_id": tenant_id, "ids": list(data_key_ids)}
         ).all()
         found: dict[str, Cipher] = {}
         keks: dict[int, Cipher] = {}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
@@ -43,6 +43,15 @@ from sellervault.store.types import utcnow
 
 SEARCH_LIMIT = 100
 ORDERS = cast(Table, Order.__table__)
+PURPOSES = frozenset(p.value for p in Purpose)
+
+# Statements built once: no per-call expression building or cache-key generation.
+_FIND_ORDER = select(Order).where(Order.tenant_id == bindparam("tenant_id"),
+                                  Order.amazon_order_id == bindparam("amazon_order_id"))
+_EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id).where(
+    Order.tenant_id == bindparam("tenant_id"),
+    Order.amazon_order_id.in_(bindparam("amazon_order_ids", expanding=True)),
+)
 EMAIL, PHONE, POSTAL = "buyer-email", "buyer-phone", "postal-code"
 
 
@@ -103,9 +112,7 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     existing = {
         amazon_id: (order_id, data_key_id)
         for amazon_id, order_id, data_key_id in session.execute(
-            select(Order.amazon_order_id, Order.id, Order.data_key_id).where(
-                Order.tenant_id == tenant_id, Order.amazon_order_id.in_(list(latest))
-            )
+            _EXISTING_ORDERS, {"tenant_id": tenant_id, "amazon_order_ids": list(latest)}
         )
     }
     index = keyring.blind_index(session, tenant_id)
@@ -145,8 +152,8 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
 
 
 def _find(session: Session, tenant_id: str, amazon_order_id: str) -> Order:
-    row = session.scalar(select(Order).where(Order.tenant_id == tenant_id,
-                                             Order.amazon_order_id == amazon_order_id))
+    row = session.scalar(_FIND_ORDER, {"tenant_id": tenant_id,
+                                       "amazon_order_id": amazon_order_id})
     if row is None:
         raise OrderNotFoundError()
     return row
@@ -189,7 +196,7 @@ def _decrypt(session: Session, keyring: Keyring, row: Order) -> dict[str, Any]:
 def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
            purpose: str) -> dict[str, Any]:
     """The order with PII in clear, for a permitted purpose; the event commits first."""
-    if purpose not in {p.value for p in Purpose}:
+    if purpose not in PURPOSES:
         raise PurposeNotPermittedError()
     with rt.store.transaction() as session:
         row = _find(session, tenant_id, amazon_order_id)

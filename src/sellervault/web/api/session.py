@@ -45,6 +45,28 @@ def create_session(
     return SessionResponse(token=issued.token, expires_at=issued.expires_at)
 
 
+class GrantOut(BaseModel):
+    role: str
+    tenant: str
+
+
+class WhoAmI(BaseModel):
+    account_id: str
+    kind: str
+    grants: list[GrantOut]
+
+
+@router.get("/session", response_model=WhoAmI)
+def who_am_i(
+    state: Annotated[RequestState, Depends(require(Action.SESSION_READ))],
+) -> WhoAmI:
+    """The account behind the bearer token and its grants (clients check a token with it)."""
+    assert state.principal is not None
+    return WhoAmI(account_id=state.principal.id, kind=state.principal.kind,
+                  grants=[GrantOut(role=g.role.value, tenant=g.tenant)
+                          for g in state.principal.grants])
+
+
 @router.post("/password", status_code=204)
 def change_password(
     body: PasswordRequest,

@@ -1,0 +1,34 @@
+"""Reading the security log over the API: security officers and auditors only."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Server
+
+
+@pytest.mark.parametrize("role,allowed", [("security-officer", True), ("auditor", True),
+                                          ("analyst", False), ("operator", False)])
+def test_who_may_read_the_log(server: Server, role: str, allowed: bool) -> None:
+    admin = server.admin_token()
+    tenant = "*" if role in ("security-officer", "auditor", "operator") else "acme"
+    token, _ = server.create_person(admin, f"{role}.reader@example.test", "Rita Reader",
+                                    [{"role": role, "tenant": tenant}])
+    with server.client(token) as client:
+        response = client.get("/audit/events", params={"limit": 5})
+    if not allowed:
+        assert response.status_code == 403
+        return
+    assert response.status_code == 200
+    events = response.json()["events"]
+    assert 1 <= len(events) <= 5
+    assert events[0]["seq"] == 1 and events[0]["action"] == "accounts:create"
+    assert set(events[0]) >= {"seq", "occurred_at", "channel", "action", "outcome", "actor_id",
+                              "hash"}
+
+
+def test_there_is_no_way_to_change_the_log(server: Server) -> None:
+    admin = server.admin_token()
+    with server.client(admin) as client:
+        for method in ("DELETE", "PUT", "PATCH", "POST"):
+            assert client.request(method, "/audit/events").status_code == 405
