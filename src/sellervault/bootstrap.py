@@ -122,6 +122,38 @@ def verify_log(settings: Settings) -> VerifyResult:
         runtime.close()
 
 
+def rotate_root_key(settings: Settings) -> int:
+    """New root key version; every tenant and system key is re-wrapped under it, then older
+    root versions are removed from the key file. Run it with the server stopped: a running
+    server holds the root keyring it loaded at start."""
+    runtime = open_runtime(settings)
+    try:
+        with runtime.store.transaction() as session:
+            version = runtime.keyring.rotate_root(session)
+            Auditor(runtime.keyring, cli_actor()).record(
+                session, Action.KEYS_ROTATE_ROOT, Outcome.SUCCESS, target_type="root-key",
+                target_id=str(version))
+        runtime.keyring.provider.retire_versions_before(version)
+        return version
+    finally:
+        runtime.close()
+
+
+def rotate_tenant_key(settings: Settings, tenant_id: str) -> int:
+    """New key-encryption key for one tenant; its data keys are re-wrapped, data untouched.
+    Safe while the server runs (it looks up a tenant's active key version on every use)."""
+    runtime = open_runtime(settings)
+    try:
+        with runtime.store.transaction() as session:
+            version = runtime.keyring.rotate_tenant_key(session, tenant_id)
+            Auditor(runtime.keyring, cli_actor()).record(
+                session, Action.KEYS_ROTATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,
+                target_type="tenant-key", target_id=str(version))
+        return version
+    finally:
+        runtime.close()
+
+
 DEMO_TENANT = "demo-seller"
 DEMO_ORDERS = 200
 DEMO_CANARIES = 3

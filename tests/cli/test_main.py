@@ -4,9 +4,11 @@ and `audit verify` catching an edited or deleted security event."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -258,3 +260,67 @@ def test_audit_verify_on_an_uninitialised_directory(cli: Cli, tmp_path: Path) ->
     result = cli.invoke("audit", "verify", "--data-dir", tmp_path / "none")
     assert result.code == 2, result
     assert "is not initialised; run `sellervault init`" in result.stderr
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+def _ingest_one(settings: Settings) -> str:
+    from sellervault.audit.events import Actor, Channel
+    from sellervault.audit.service import Auditor
+    from sellervault.records import service as records
+    from sellervault.records.spapi import SpApiOrder, map_order
+    from sellervault.records.synthetic import synthetic_order
+
+    raw = synthetic_order(1)
+    runtime = bootstrap.open_runtime(settings)
+    try:
+        records.ingest(runtime, Auditor(runtime.keyring, Actor(Channel.CLI)), "acme",
+                       [map_order(SpApiOrder.model_validate(raw))])
+    finally:
+        runtime.close()
+    return str(raw["AmazonOrderId"])
+
+
+def _reveal_email(settings: Settings, order_id: str) -> str:
+    from sellervault.audit.events import Actor, Channel
+    from sellervault.audit.service import Auditor
+    from sellervault.records import service as records
+
+    runtime = bootstrap.open_runtime(settings)  # a fresh process's view: nothing cached
+    try:
+        order = records.reveal(runtime, Auditor(runtime.keyring, Actor(Channel.CLI)), "acme",
+                               order_id, "fulfillment")
+    finally:
+        runtime.close()
+    return str(order["BuyerInfo"]["BuyerEmail"])
+
+
+def test_rotate_root_rewraps_and_keeps_only_the_new_version(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    order_id = _ingest_one(settings)
+    email = _reveal_email(settings, order_id)
+    before = settings.root_key_file.read_bytes()
+    result = cli.run("keys", "rotate-root", "--data-dir", settings.data_dir,
+                     env=database_env(settings))
+    assert result.code == 0, result
+    assert "version 2 is active" in result.stdout
+    keyring = json.loads(settings.root_key_file.read_text())["keyring"]
+    assert list(keyring["keys"]) == ["2"] and keyring["active"] == 2
+    assert settings.root_key_file.read_bytes() != before
+    assert stat.S_IMODE(settings.root_key_file.stat().st_mode) == 0o600
+    assert _reveal_email(settings, order_id) == email
+    assert bootstrap.verify_log(settings).ok
+
+
+def test_rotate_tenant_rewraps_data_keys(cli: Cli, settings: Settings,
+                                         initialized: bootstrap.InitResult) -> None:
+    order_id = _ingest_one(settings)
+    email = _reveal_email(settings, order_id)
+    result = cli.run("keys", "rotate-tenant", "acme", "--data-dir", settings.data_dir,
+                     env=database_env(settings))
+    assert result.code == 0, result
+    assert "key version 2 is active" in result.stdout
+    assert _reveal_email(settings, order_id) == email
+    unknown = cli.run("keys", "rotate-tenant", "nobody", "--data-dir", settings.data_dir,
+                      env=database_env(settings))
+    assert unknown.code == 2, unknown

@@ -30,6 +30,8 @@ class Action(StrEnum):
     SYSTEM_INIT = "system:init"
     SYSTEM_SERVE = "system:serve"
     AUDIT_VERIFY = "audit:verify"
+    KEYS_ROTATE_ROOT = "keys:rotate-root"
+    KEYS_ROTATE_TENANT = "keys:rotate-tenant"
 
 
 PUBLIC_ACTIONS = frozenset(

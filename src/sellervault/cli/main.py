@@ -19,6 +19,7 @@ from sellervault.cli import client_commands
 from sellervault.config import ConfigError, Settings, load_settings
 from sellervault.crypto.credentials import new_password
 from sellervault.crypto.errors import KeyFileError
+from sellervault.crypto.keyring import UnknownTenantKeyError
 
 app = typer.Typer(
     name="sellervault", no_args_is_help=True, add_completion=False,
@@ -27,6 +28,9 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(no_args_is_help=True, help="The security log.")
 app.add_typer(audit_app, name="audit")
+keys_app = typer.Typer(no_args_is_help=True, help="Key rotation (operators, on the data "
+                       "directory).")
+app.add_typer(keys_app, name="keys")
 client_commands.register(app)
 
 console = Console()
@@ -176,6 +180,32 @@ def audit_verify(data_dir: DataDir = None) -> None:
         console.print(f"security log intact: {result.events} events verified")
         return
     raise fail(f"security log broken at event {result.first_bad_seq}: {result.problem}")
+
+
+@keys_app.command("rotate-root")
+def keys_rotate_root(data_dir: DataDir = None) -> None:
+    """Rotate the root key: re-wraps every tenant and system key, no data is re-encrypted.
+    Stop the server first; start it again afterwards."""
+    settings = settings_for(data_dir)
+    try:
+        version = bootstrap.rotate_root_key(settings)
+    except (bootstrap.BootstrapError, KeyFileError) as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"root key rotated: version {version} is active, older versions removed")
+
+
+@keys_app.command("rotate-tenant")
+def keys_rotate_tenant(
+    tenant: Annotated[str, typer.Argument(help="The tenant whose key to rotate.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Rotate one tenant's key: re-wraps its data keys, no data is re-encrypted."""
+    settings = settings_for(data_dir)
+    try:
+        version = bootstrap.rotate_tenant_key(settings, tenant)
+    except (bootstrap.BootstrapError, KeyFileError, UnknownTenantKeyError) as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"tenant {tenant}: key version {version} is active, data keys re-wrapped")
 
 
 def main() -> None:
