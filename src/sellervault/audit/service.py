@@ -89,12 +89,16 @@ def verify(session: Session, keyring: Keyring) -> VerifyResult:
             if not macs_equal(row.prev_hash, prev_hash):
                 return VerifyResult(False, last_seq, row.seq,
                                     f"event {row.seq} does not link to event {row.seq - 1}")
-            fields = {column: getattr(row, column) for column in EventRow.__table__.columns.keys()}
+            fields = {name: getattr(row, name) for name in HASHED_FIELDS}
             if not macs_equal(event_mac(log_key, prev_hash, fields), row.hash):
                 return VerifyResult(False, last_seq, row.seq, f"event {row.seq} was altered")
             prev_hash = row.hash
             last_seq = row.seq
             expected_seq += 1
+    if last_seq == 0:
+        # `init` records events before anyone can act, so an empty log was emptied.
+        return VerifyResult(False, 0, 1, "the log is empty: an initialised vault always "
+                                         "holds its init events")
     head_seq = head.seq if head is not None else 0
     if head_seq != last_seq or (head is not None and not macs_equal(head.hash, prev_hash)):
         return VerifyResult(False, last_seq, last_seq + 1,
