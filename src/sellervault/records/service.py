@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import String, Table, bindparam, func, insert, select, true, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
@@ -52,6 +53,21 @@ _EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id).wh
     Order.tenant_id == bindparam("tenant_id"),
     Order.amazon_order_id.in_(bindparam("amazon_order_ids", expanding=True)),
 )
+# The same lookup for PostgreSQL, written so that each id is one probe of the unique
+# (tenant_id, amazon_order_id) index whatever the planner believes about the tenant. With the
+# IN list, a tenant the statistics do not know yet (a new tenant, a table not yet analysed)
+# is estimated at a handful of rows, so PostgreSQL scans every row of the tenant through a
+# tenant_id-prefixed index and tests each against the whole list: every batch of a large
+# import then costs time proportional to the tenant's size. (LIMIT 1 keeps the lateral
+# subquery from being flattened back into that plan; the pair is unique, so it drops nothing.)
+_WANTED = (func.unnest(bindparam("amazon_order_ids", type_=postgresql.ARRAY(String)))
+           .table_valued("amazon_order_id").render_derived(name="wanted"))
+_MATCH = (select(Order.id, Order.data_key_id)
+          .where(Order.tenant_id == bindparam("tenant_id"),
+                 Order.amazon_order_id == _WANTED.c.amazon_order_id)
+          .limit(1).lateral("found"))
+_EXISTING_ORDERS_PG = (select(_WANTED.c.amazon_order_id, _MATCH.c.id, _MATCH.c.data_key_id)
+                       .select_from(_WANTED.join(_MATCH, true())))
 EMAIL, PHONE, POSTAL = "buyer-email", "buyer-phone", "postal-code"
 
 
@@ -112,7 +128,9 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     existing = {
         amazon_id: (order_id, data_key_id)
         for amazon_id, order_id, data_key_id in session.execute(
-            _EXISTING_ORDERS, {"tenant_id": tenant_id, "amazon_order_ids": list(latest)}
+            _EXISTING_ORDERS_PG if session.get_bind().dialect.name == "postgresql"
+            else _EXISTING_ORDERS,
+            {"tenant_id": tenant_id, "amazon_order_ids": list(latest)},
         )
     }
     index = keyring.blind_index(session, tenant_id)
