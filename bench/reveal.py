@@ -186,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ids = seed_orders(runtime, args.orders)
             with running_vault(runtime, initialized) as vault:
                 admin = vault.admin_token()
-                reader = vault.create_person(admin, READER_EMAIL, "Rita Reader",
-                                             [{"role": "pii-reader", "tenant": TENANT}])
+                reader, _ = vault.create_person(admin, READER_EMAIL, "Rita Reader",
+                                                [{"role": "pii-reader", "tenant": TENANT}])
                 headers = {"Authorization": f"Bearer {reader}", "X-Access-Purpose": PURPOSE}
                 with vault.client(reader, **{"X-Access-Purpose": PURPOSE}) as client:
                     sample = client.get(f"/tenants/{TENANT}/orders/{ids[0]}")

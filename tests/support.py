@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pyotp
+import uvicorn
 
 from sellervault import bootstrap
 from sellervault.runtime import Runtime
@@ -92,17 +93,17 @@ class Server:
 
 
 def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets that say they
+    # are TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
 
 
 @contextmanager
-def start_server(runtime: Runtime, initialized: bootstrap.InitResult) -> Iterator[Server]:
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    server = build_server(runtime, "127.0.0.1", port)
+def run_in_thread(server: uvicorn.Server, sock: socket.socket) -> Iterator[None]:
+    """Run a uvicorn server on ``sock`` in a daemon thread until the block ends."""
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -111,9 +112,18 @@ def start_server(runtime: Runtime, initialized: bootstrap.InitResult) -> Iterato
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     try:
-        yield Server(f"https://127.0.0.1:{port}", initialized.certificate, runtime,
-                     initialized.totp_secret)
+        yield
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=15)
         sock.close()
+
+
+@contextmanager
+def start_server(runtime: Runtime, initialized: bootstrap.InitResult) -> Iterator[Server]:
+    """SellerVault itself, built by the product's ``build_server`` (TLS only), on loopback."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    with run_in_thread(build_server(runtime, "127.0.0.1", port), sock):
+        yield Server(f"https://127.0.0.1:{port}", initialized.certificate, runtime,
+                     initialized.totp_secret)

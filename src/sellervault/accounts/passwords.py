@@ -35,6 +35,8 @@ def check_password_rules(password: str, *, min_length: int, email: str | None, n
     lowered = password.lower()
     parts = [part for part in name.lower().split() if len(part) >= 3]
     if email:
-        parts.append(email.lower().split("@", 1)[0])
+        local = email.lower().split("@", 1)[0]
+        if len(local) >= 3:  # as for names: a one- or two-letter part says nothing
+            parts.append(local)
     if any(part and part in lowered for part in parts):
         raise PasswordPolicyError("the password may not contain the account's name or email")

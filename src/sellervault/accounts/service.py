@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
@@ -104,8 +104,13 @@ def check_new_person(*, email: str, name: str, password: str, min_length: int) -
 
 def _add_person(rt: Runtime, session: Session, *, email: str, name: str, password: str,
                 must_change: bool, created_by: str | None) -> tuple[str, str]:
-    check_new_person(email=email, name=name, password=password,
-                     min_length=rt.settings.password_min_length)
+    if must_change:
+        # A generated one-time password: the rules are for what people choose; a random
+        # string may contain a short name by chance, which must not fail the creation.
+        _check_identity(email.strip().lower(), name)
+    else:
+        check_new_person(email=email, name=name, password=password,
+                         min_length=rt.settings.password_min_length)
     email = email.strip().lower()
     if session.scalar(select(Account.id).where(Account.email == email)) is not None:
         raise AccountConflictError("an account with this email already exists")
@@ -302,33 +307,52 @@ def _principal(session: Session, account: Account) -> Principal:
     return Principal(account.id, account.kind, tuple(Grant(Role(r), t) for r, t in rows))
 
 
+# Statements of the per-request authentication path, built once: columns only, no ORM
+# identity map, and a write only when a last-seen time is more than LAST_SEEN_RESOLUTION old.
+_SESSION_LOOKUP = select(SessionRow.account_id, SessionRow.expires_at, SessionRow.last_seen_at,
+                         SessionRow.revoked_at).where(SessionRow.token_hash == bindparam("h"))
+_API_KEY_LOOKUP = select(ApiKey.account_id, ApiKey.expires_at,
+                         ApiKey.revoked_at).where(ApiKey.key_hash == bindparam("h"))
+_ACCOUNT_LOOKUP = select(Account.kind, Account.status,
+                         Account.last_used_at).where(Account.id == bindparam("a"))
+_GRANTS_LOOKUP = select(GrantRow.role, GrantRow.tenant).where(GrantRow.account_id == bindparam("a"))
+_TOUCH_SESSION = update(SessionRow).where(SessionRow.token_hash == bindparam("h")).values(
+    last_seen_at=bindparam("now"))
+_TOUCH_ACCOUNT = update(Account).where(Account.id == bindparam("a")).values(
+    last_used_at=bindparam("now"))
+
+
 def authenticate(rt: Runtime, token: str) -> Principal:
     """The principal behind a bearer token: a live session or an unexpired API key."""
-    if not (token.startswith(SESSION_PREFIX) or token.startswith(API_KEY_PREFIX)):
+    is_session = token.startswith(SESSION_PREFIX)
+    if not (is_session or token.startswith(API_KEY_PREFIX)):
         raise UnauthenticatedError()
     now = utcnow()
     with rt.store.transaction() as session:
         digest = keyed_hash(_pepper(rt, session), token)
-        if token.startswith(SESSION_PREFIX):
-            row = session.get(SessionRow, digest)
+        db = session.connection()  # Core statements on the hot path: no ORM bookkeeping
+        if is_session:
+            live = db.execute(_SESSION_LOOKUP, {"h": digest}).first()
             idle = timedelta(minutes=rt.settings.session_idle_minutes)
-            if (row is None or row.revoked_at is not None or row.expires_at <= now
-                    or row.last_seen_at + idle <= now):
+            if (live is None or live.revoked_at is not None or live.expires_at <= now
+                    or live.last_seen_at + idle <= now):
                 raise UnauthenticatedError()
-            if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
-                row.last_seen_at = now
-            account_id = row.account_id
+            if now - live.last_seen_at >= LAST_SEEN_RESOLUTION:
+                db.execute(_TOUCH_SESSION, {"h": digest, "now": now})
+            account_id: str = live.account_id
         else:
-            key = session.get(ApiKey, digest)
+            key = db.execute(_API_KEY_LOOKUP, {"h": digest}).first()
             if key is None or key.revoked_at is not None or key.expires_at <= now:
                 raise UnauthenticatedError()
             account_id = key.account_id
-        account = session.get(Account, account_id)
+        account = db.execute(_ACCOUNT_LOOKUP, {"a": account_id}).first()
         if account is None or account.status != "active":
             raise UnauthenticatedError()
         if account.last_used_at is None or now - account.last_used_at >= LAST_SEEN_RESOLUTION:
-            account.last_used_at = now
-        return _principal(session, account)
+            db.execute(_TOUCH_ACCOUNT, {"a": account_id, "now": now})
+        grants = db.execute(_GRANTS_LOOKUP, {"a": account_id}).all()
+        return Principal(account_id, account.kind,
+                         tuple(Grant(Role(role), tenant) for role, tenant in grants))
 
 
 def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Grant]]]:

@@ -45,17 +45,18 @@ def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
     """Append ``event`` to the chain; returns its sequence number."""
     log_key = keyring.system_key(session, LOG_KEY)
     session.flush()  # the caller's pending changes go first, as an ORM query would autoflush
-    head = session.execute(_LOCK_HEAD).first()
+    db = session.connection()
+    head = db.execute(_LOCK_HEAD).first()
     head_seq, head_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
     fields = event.fields()
     fields["seq"] = head_seq + 1
     fields["occurred_at"] = _now_iso()
     mac = event_mac(log_key, head_hash, fields)
-    session.execute(_INSERT_EVENT, {**fields, "prev_hash": head_hash, "hash": mac})
+    db.execute(_INSERT_EVENT, {**fields, "prev_hash": head_hash, "hash": mac})
     if head is None:
-        session.execute(_INSERT_HEAD, {"id": HEAD_ID, "seq": fields["seq"], "hash": mac})
+        db.execute(_INSERT_HEAD, {"id": HEAD_ID, "seq": fields["seq"], "hash": mac})
     else:
-        session.execute(_MOVE_HEAD, {"new_seq": fields["seq"], "new_hash": mac})
+        db.execute(_MOVE_HEAD, {"new_seq": fields["seq"], "new_hash": mac})
     seq: int = fields["seq"]
     return seq
 

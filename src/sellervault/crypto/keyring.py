@@ -91,7 +91,8 @@ class Keyring:
             if purpose not in existing:
                 self._add_tenant_key(session, tenant_id, purpose, version=1)
 
-    def _add_tenant_key(self, session: Session, tenant_id: str, purpose: str, version: int) -> bytes:
+    def _add_tenant_key(self, session: Session, tenant_id: str, purpose: str,
+                        version: int) -> bytes:
         key = new_key()
         root_version, wrapped = self._provider.wrap(
             key, _tenant_key_context(tenant_id, purpose, version)
@@ -153,7 +154,7 @@ class Keyring:
         """Unwrap existing data keys of one tenant; a key of another tenant is never returned."""
         if not data_key_ids:
             return {}
-        rows = session.execute(
+        rows = session.connection().execute(
             _DATA_KEYS_BY_ID, {"tenant_id": tenant_id, "ids": list(data_key_ids)}
         ).all()
         found: dict[str, Cipher] = {}
