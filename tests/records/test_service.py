@@ -140,3 +140,12 @@ def test_canaries_are_flagged_and_listed(runtime: Runtime, stored: list[dict[str
     records.seed_canaries(runtime, _auditor(runtime), "acme", canary)
     assert records.list_canaries(runtime, _auditor(runtime), "acme") == \
         [canary[0].amazon_order_id]
+
+
+def test_resending_a_canary_keeps_it_a_canary(runtime: Runtime,
+                                             stored: list[dict[str, Any]]) -> None:
+    canary = _mapped(list(synthetic_orders(1, start=600, seed=5)))
+    records.seed_canaries(runtime, _auditor(runtime), "acme", canary)
+    records.ingest(runtime, _auditor(runtime), "acme", canary)  # an ordinary re-send
+    assert records.list_canaries(runtime, _auditor(runtime), "acme") == \
+        [canary[0].amazon_order_id]

@@ -154,6 +154,7 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
         for amazon_id, (order_id, data_key_id) in existing.items():
             values = _row_values(tenant_id, order_id, data_key_id, ciphers[data_key_id], index,
                                  latest[amazon_id], canary)
+            del values["is_canary"]  # a re-sent order never gains or loses its canary flag
             values["updated_at"] = now
             updates.append(values)
         session.execute(update(Order), updates)  # ORM bulk UPDATE by primary key
