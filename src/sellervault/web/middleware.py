@@ -13,12 +13,12 @@ Authentication and authorization happen in the route dependency (web.context.req
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sellervault.audit.events import Outcome
+from sellervault.runtime import Runtime
 from sellervault.web.context import SCOPE_KEY, RequestState, new_state
 
 log = logging.getLogger("sellervault.web")
@@ -46,7 +46,7 @@ def write_fallback_event(state: RequestState, status: int) -> None:
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Any, hsts_max_age: int) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, hsts_max_age: int) -> None:
         self.app = app
         self.runtime = runtime
         self.security_headers = [
