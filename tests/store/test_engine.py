@@ -26,9 +26,9 @@ def test_sqlite_runs_in_wal_with_secure_delete(tmp_path: Path) -> None:
     engine.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_files_are_owner_only(runtime: Runtime) -> None:
-    if runtime.store.dialect != "sqlite":
-        pytest.skip("file permissions concern the SQLite file only")
+    assert runtime.store.dialect == "sqlite"
     with runtime.store.transaction() as session:
         session.execute(text("SELECT 1"))
     database = Path(runtime.store.engine.url.database or "")
