@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyotp
 from sqlalchemy import bindparam, func, select, update
@@ -309,12 +310,18 @@ def _principal(session: Session, account: Account) -> Principal:
 
 # Statements of the per-request authentication path, built once: columns only, no ORM
 # identity map, and a write only when a last-seen time is more than LAST_SEEN_RESOLUTION old.
-_SESSION_LOOKUP = select(SessionRow.account_id, SessionRow.expires_at, SessionRow.last_seen_at,
-                         SessionRow.revoked_at).where(SessionRow.token_hash == bindparam("h"))
-_API_KEY_LOOKUP = select(ApiKey.account_id, ApiKey.expires_at,
-                         ApiKey.revoked_at).where(ApiKey.key_hash == bindparam("h"))
-_ACCOUNT_LOOKUP = select(Account.kind, Account.status,
-                         Account.last_used_at).where(Account.id == bindparam("a"))
+_ACCOUNT_COLUMNS = (Account.kind, Account.status, Account.last_used_at)
+_SESSION_LOOKUP = (
+    select(SessionRow.account_id, SessionRow.expires_at, SessionRow.last_seen_at,
+           SessionRow.revoked_at, *_ACCOUNT_COLUMNS)
+    .join(Account, Account.id == SessionRow.account_id)
+    .where(SessionRow.token_hash == bindparam("h"))
+)
+_API_KEY_LOOKUP = (
+    select(ApiKey.account_id, ApiKey.expires_at, ApiKey.revoked_at, *_ACCOUNT_COLUMNS)
+    .join(Account, Account.id == ApiKey.account_id)
+    .where(ApiKey.key_hash == bindparam("h"))
+)
 _GRANTS_LOOKUP = select(GrantRow.role, GrantRow.tenant).where(GrantRow.account_id == bindparam("a"))
 _TOUCH_SESSION = update(SessionRow).where(SessionRow.token_hash == bindparam("h")).values(
     last_seen_at=bindparam("now"))
@@ -339,19 +346,18 @@ def authenticate(rt: Runtime, token: str) -> Principal:
                 raise UnauthenticatedError()
             if now - live.last_seen_at >= LAST_SEEN_RESOLUTION:
                 db.execute(_TOUCH_SESSION, {"h": digest, "now": now})
-            account_id: str = live.account_id
+            found: Any = live
         else:
-            key = db.execute(_API_KEY_LOOKUP, {"h": digest}).first()
-            if key is None or key.revoked_at is not None or key.expires_at <= now:
+            found = db.execute(_API_KEY_LOOKUP, {"h": digest}).first()
+            if found is None or found.revoked_at is not None or found.expires_at <= now:
                 raise UnauthenticatedError()
-            account_id = key.account_id
-        account = db.execute(_ACCOUNT_LOOKUP, {"a": account_id}).first()
-        if account is None or account.status != "active":
+        account_id: str = found.account_id
+        if found.status != "active":
             raise UnauthenticatedError()
-        if account.last_used_at is None or now - account.last_used_at >= LAST_SEEN_RESOLUTION:
+        if found.last_used_at is None or now - found.last_used_at >= LAST_SEEN_RESOLUTION:
             db.execute(_TOUCH_ACCOUNT, {"a": account_id, "now": now})
         grants = db.execute(_GRANTS_LOOKUP, {"a": account_id}).all()
-        return Principal(account_id, account.kind,
+        return Principal(account_id, found.kind,
                          tuple(Grant(Role(role), tenant) for role, tenant in grants))
 
 
