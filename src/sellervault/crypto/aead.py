@@ -27,8 +27,6 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 KEY_BYTES = 32
 
-AssociatedData = Sequence[str | int]
-
 
 def _bind_json(parts: Sequence[str | int]) -> bytes:
     return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=True).encode()
@@ -43,7 +41,7 @@ def bind(*parts: str | int) -> bytes:
     """
     pieces = []
     for part in parts:
-        if isinstance(part, str) and type(part) is str:
+        if type(part) is str:
             pieces.append(encode_basestring_ascii(part))
         elif type(part) is int:
             pieces.append(int.__repr__(part))
