@@ -96,3 +96,15 @@ def test_reveal_fails_closed_when_the_log_cannot_be_written(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "audit_unavailable"
     assert order["BuyerInfo"]["BuyerEmail"] not in response.text
+
+
+def test_a_failed_reveal_records_its_permitted_purpose(own_server: Server,
+                                                       runtime: Runtime) -> None:
+    admin = own_server.admin_token()
+    reader, _ = own_server.create_person(admin, "paula.reader@example.test", "Paula Reader",
+                                         [{"role": "pii-reader", "tenant": "acme"}])
+    with own_server.client(reader, **{"X-Access-Purpose": "tax-invoicing"}) as client:
+        assert client.get("/tenants/acme/orders/123-1234567-1234567").status_code == 404
+    last = _events(runtime)[-1]
+    assert (last.action, last.outcome, last.status, last.purpose) == (
+        "orders:reveal", "failed", 404, "tax-invoicing")

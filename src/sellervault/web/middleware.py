@@ -42,7 +42,8 @@ def write_fallback_event(state: RequestState, status: int) -> None:
     reason = state.extra.get("reason")
     with state.runtime.store.transaction() as session:
         state.auditor.record(session, state.action, outcome_for(status, reason),
-                             tenant_id=state.tenant_id, status=status, reason=reason)
+                             tenant_id=state.tenant_id, status=status, reason=reason,
+                             purpose=state.extra.get("purpose"))  # only a permitted one
 
 
 class SecurityMiddleware:

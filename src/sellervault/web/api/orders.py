@@ -54,7 +54,7 @@ def get_order(
         if purpose not in PURPOSES:
             raise PurposeNotPermittedError() from None
         raise
-    state.extra["purpose"] = purpose
+    state.extra["purpose"] = purpose  # permitted: the fallback event of a failure may name it
     order = records.reveal(state.runtime, state.auditor, tenant, amazon_order_id, purpose)
     return JSONResponse({"order": order, "pii": "revealed", "purpose": purpose})
 
