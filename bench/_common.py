@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import statistics
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,10 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
 from sellervault import bootstrap
-from sellervault.config import Settings, load_settings
+from sellervault.config import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for tests/
 from tests.support import (
@@ -29,6 +26,8 @@ from tests.support import (
     ADMIN_PASSWORD,
     free_socket,
     run_in_thread,
+    scratch_postgres,
+    settings_for,
     start_server,
 )
 
@@ -48,31 +47,15 @@ def clean_environment() -> None:
 
 @contextmanager
 def scratch_database(kind: str, directory: Path, label: str) -> Iterator[str]:
-    """A database nobody else uses: a new SQLite file, or a new PostgreSQL database dropped
-    afterwards."""
+    """A database nobody else uses: a new SQLite file, or a scratch PostgreSQL database."""
     if kind == "sqlite":
         directory.mkdir(parents=True, exist_ok=True)
         yield f"sqlite:///{directory / f'{label}.db'}"
         return
     if kind != "postgresql":
         raise ValueError(f"unknown database kind {kind!r}")
-    name = f"sv_bench_{label}_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def settings_for(data_dir: Path, database_url: str) -> Settings:
-    overrides: dict[str, Any] = {"data_dir": data_dir}
-    if not database_url.startswith("sqlite"):
-        overrides["database_url"] = database_url
-    return load_settings(**overrides)
+    with scratch_postgres(POSTGRES_ADMIN_URL, f"sv_bench_{label}") as url:
+        yield url
 
 
 def new_instance(data_dir: Path, database_url: str) -> tuple[Settings, bootstrap.InitResult]:

@@ -9,18 +9,25 @@ so CI always runs both.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from sellervault import bootstrap
-from sellervault.config import Settings, load_settings
+from sellervault.config import Settings
 from sellervault.runtime import Runtime
-from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD, Server, start_server
+from tests.support import (
+    ADMIN_EMAIL,
+    ADMIN_NAME,
+    ADMIN_PASSWORD,
+    PostgresUnavailableError,
+    Server,
+    scratch_postgres,
+    settings_for,
+    start_server,
+)
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -40,33 +47,15 @@ DATABASES = ["sqlite", "postgresql"]
 
 @contextmanager
 def fresh_database(kind: str, directory: Path) -> Iterator[str]:
-    """A database nobody else uses: a new SQLite file, or a new PostgreSQL database that is
-    dropped afterwards (so runs and tests never see each other's rows)."""
+    """A database nobody else uses: a new SQLite file, or a scratch PostgreSQL database."""
     if kind == "sqlite":
         yield f"sqlite:///{directory / 'data' / 'sellervault.db'}"
         return
-    name = f"sv_test_{os.getpid()}_{secrets.token_hex(6)}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any failure means the service is unusable
-        admin.dispose()
-        missing_service(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: "
-                        f"{type(exc).__name__}")
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def settings_for(directory: Path, database_url: str) -> Settings:
-    overrides: dict[str, object] = {"data_dir": directory / "data"}
-    if not database_url.startswith("sqlite"):
-        overrides["database_url"] = database_url
-    return load_settings(**overrides)
+        with scratch_postgres(POSTGRES_ADMIN_URL, "sv_test") as url:
+            yield url
+    except PostgresUnavailableError as exc:
+        missing_service(str(exc))
 
 
 def init_instance(settings: Settings) -> bootstrap.InitResult:
@@ -91,7 +80,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return settings_for(tmp_path, database_url)
+    return settings_for(tmp_path / "data", database_url)
 
 
 @pytest.fixture
@@ -113,7 +102,7 @@ def server(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("server")
     with fresh_database(request.param, directory) as url:
-        settings = settings_for(directory, url)
+        settings = settings_for(directory / "data", url)
         initialized = init_instance(settings)
         rt = bootstrap.open_runtime(settings)
         try:

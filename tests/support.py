@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import ssl
 import threading
@@ -15,8 +17,10 @@ from typing import Any
 import httpx
 import pyotp
 import uvicorn
+from sqlalchemy import create_engine, text
 
 from sellervault import bootstrap
+from sellervault.config import Settings, load_settings
 from sellervault.runtime import Runtime
 from sellervault.web.server import build_server
 
@@ -90,6 +94,39 @@ class Server:
                 "totp": self.next_totp(created["totp_secret"]), "new_password": NEW_PASSWORD})
         assert changed.status_code == 204, changed.text
         return self.login(email, NEW_PASSWORD, created["totp_secret"]), created
+
+
+class PostgresUnavailableError(Exception):
+    """The PostgreSQL server could not give us a scratch database."""
+
+
+@contextmanager
+def scratch_postgres(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database nobody else uses, dropped afterwards (so runs and tests
+    never see each other's rows)."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(6)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any failure means the service is unusable
+        admin.dispose()
+        raise PostgresUnavailableError(
+            f"PostgreSQL is not reachable at {admin_url}: {type(exc).__name__}") from None
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def settings_for(data_dir: Path, database_url: str) -> Settings:
+    """Settings for one instance: its data directory, and the database unless SQLite."""
+    overrides: dict[str, object] = {"data_dir": data_dir}
+    if not database_url.startswith("sqlite"):
+        overrides["database_url"] = database_url
+    return load_settings(**overrides)
 
 
 def free_socket() -> socket.socket:
