@@ -27,7 +27,7 @@ class Purpose(StrEnum):
     LEGAL_OBLIGATION = "legal-obligation"
 
 
-PII_PURPOSES = tuple(Purpose)
+PURPOSES = frozenset(purpose.value for purpose in Purpose)
 PII_DISPOSAL = "crypto-erase 30 days after delivery (or shipment when no delivery date is known)"
 CONFIDENTIAL_DISPOSAL = "delete 18 months after the order"
 

@@ -31,7 +31,7 @@ from sellervault.records.errors import (
     SearchRequestError,
 )
 from sellervault.records.models import Order
-from sellervault.records.registry import BUYER, SHIPPING_ADDRESS, Purpose
+from sellervault.records.registry import BUYER, PURPOSES, SHIPPING_ADDRESS
 from sellervault.records.spapi import (
     MappedOrder,
     normalize_email,
@@ -43,7 +43,6 @@ from sellervault.store.types import utcnow
 
 SEARCH_LIMIT = 100
 ORDERS = cast(Table, Order.__table__)
-PURPOSES = frozenset(p.value for p in Purpose)
 
 # Statements built once: no per-call expression building or cache-key generation.
 _FIND_ORDER = select(*ORDERS.columns).where(

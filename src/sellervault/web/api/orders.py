@@ -12,7 +12,7 @@ from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
 from sellervault.records import service as records
 from sellervault.records.errors import PurposeNotPermittedError
-from sellervault.records.registry import Purpose
+from sellervault.records.registry import PURPOSES
 from sellervault.records.spapi import ORDER_ID_PATTERN, IngestRequest, map_order
 from sellervault.web.context import ForbiddenError, RequestState, require
 
@@ -20,7 +20,6 @@ router = APIRouter(tags=["orders"])
 
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 OrderIdPath = Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
-PURPOSES = frozenset(p.value for p in Purpose)
 
 
 @router.post("/tenants/{tenant}/orders")
