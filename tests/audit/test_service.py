@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyotp
@@ -135,6 +136,35 @@ def test_rolled_back_operation_leaves_no_event(runtime: Runtime) -> None:
     with runtime.store.transaction() as session:
         seq = auditor.record(session, "orders:ingest", Outcome.FAILED)
     assert seq == before[-1]["seq"] + 1
+    assert verify(runtime).ok
+
+
+def test_writers_in_two_processes_keep_one_chain(settings: Settings,
+                                                 runtime: Runtime) -> None:
+    """Each process remembers the head it last wrote; when another process has moved it
+    since, the append reads the real head instead of forking the chain."""
+    other = bootstrap.open_runtime(settings)  # a second engine: another process's view
+    try:
+        seqs = []
+        for writer in (runtime, other, other, runtime, other, runtime, runtime):
+            auditor = Auditor(writer.keyring, API_CALLER)
+            with writer.store.transaction() as session:
+                seqs.append(auditor.record(session, "orders:read", Outcome.SUCCESS))
+    finally:
+        other.close()
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert verify(runtime).ok
+
+
+def test_concurrent_writers_keep_one_chain(runtime: Runtime) -> None:
+    def append(_: int) -> int:
+        auditor = Auditor(runtime.keyring, API_CALLER)
+        with runtime.store.transaction() as session:
+            return auditor.record(session, "orders:read", Outcome.SUCCESS)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        seqs = sorted(pool.map(append, range(60)))
+    assert seqs == list(range(seqs[0], seqs[0] + 60))
     assert verify(runtime).ok
 
 

@@ -4,16 +4,19 @@ TLS off loopback, and a schema that migrations bring exactly to the models."""
 from __future__ import annotations
 
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from sellervault.runtime import Runtime
-from sellervault.store import migrate
-from sellervault.store.engine import Store, make_engine
+from sellervault.store import engine, migrate
+from sellervault.store.engine import Store, after_commit, make_engine
 from sellervault.store.schema import metadata
 
 
@@ -68,3 +71,74 @@ def test_a_transaction_rolls_back_on_error(tmp_path: Path) -> None:
     with store.transaction() as session:
         assert session.execute(text("SELECT count(*) FROM t")).scalar() == 0
     store.dispose()
+
+
+def test_after_commit_callbacks_run_only_when_the_transaction_commits(
+        runtime: Runtime) -> None:
+    calls: list[str] = []
+    with runtime.store.transaction() as session:
+        after_commit(session, lambda: calls.append("committed"))
+        assert calls == []
+    assert calls == ["committed"]
+    with pytest.raises(RuntimeError), runtime.store.transaction() as session:
+        after_commit(session, lambda: calls.append("rolled back"))
+        raise RuntimeError("boom")
+    assert calls == ["committed"]
+
+
+def test_a_read_never_waits_for_a_writer(runtime: Runtime) -> None:
+    """A lookup through ``Store.read`` runs beside an open write transaction and sees only
+    what is committed."""
+    with runtime.store.transaction() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+    with runtime.store.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        with runtime.store.read() as connection:  # same thread: would deadlock if it waited
+            assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    with runtime.store.read() as connection:
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 1
+
+
+def test_writers_of_one_process_take_turns(runtime: Runtime) -> None:
+    with runtime.store.transaction() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+
+    def write(value: int) -> None:
+        with runtime.store.transaction() as session:
+            count = session.execute(text("SELECT count(*) FROM t")).scalar_one()
+            session.execute(text("INSERT INTO t VALUES (:x)"), {"x": count})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(write, range(60)))
+    with runtime.store.read() as connection:
+        values = connection.execute(text("SELECT x FROM t ORDER BY x")).scalars().all()
+    if runtime.store.dialect == "sqlite":  # one writer at a time: each saw the one before
+        assert values == list(range(60))
+    else:
+        assert len(values) == 60
+
+
+def test_a_writer_waiting_too_long_fails_like_a_locked_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "WRITER_TIMEOUT_SECONDS", 0.2)
+    store = Store.from_url(f"sqlite:///{tmp_path / 'x.db'}")
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with store.transaction() as session:
+            session.execute(text("CREATE TABLE t (x INTEGER)"))
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(10)
+        with pytest.raises(OperationalError, match="database is locked"), \
+                store.transaction() as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        release.set()
+        holder.join()
+        store.dispose()

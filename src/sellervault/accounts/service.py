@@ -8,6 +8,7 @@ is never lost with the rollback.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -308,25 +309,37 @@ def _principal(session: Session, account: Account) -> Principal:
     return Principal(account.id, account.kind, tuple(Grant(Role(r), t) for r, t in rows))
 
 
-# Statements of the per-request authentication path, built once: columns only, no ORM
-# identity map, and a write only when a last-seen time is more than LAST_SEEN_RESOLUTION old.
-_ACCOUNT_COLUMNS = (Account.kind, Account.status, Account.last_used_at)
+# The per-request authentication path: one statement (the credential, its account and the
+# account's grants, joined) through a connection with no transaction of its own, since one
+# statement is a consistent read; a write only when a last-seen time is more than
+# LAST_SEEN_RESOLUTION old.
+_ACCOUNT_AND_GRANTS = (Account.kind, Account.status, Account.last_used_at, GrantRow.role,
+                       GrantRow.tenant)
 _SESSION_LOOKUP = (
     select(SessionRow.account_id, SessionRow.expires_at, SessionRow.last_seen_at,
-           SessionRow.revoked_at, *_ACCOUNT_COLUMNS)
+           SessionRow.revoked_at, *_ACCOUNT_AND_GRANTS)
     .join(Account, Account.id == SessionRow.account_id)
+    .outerjoin(GrantRow, GrantRow.account_id == Account.id)
     .where(SessionRow.token_hash == bindparam("h"))
 )
 _API_KEY_LOOKUP = (
-    select(ApiKey.account_id, ApiKey.expires_at, ApiKey.revoked_at, *_ACCOUNT_COLUMNS)
+    select(ApiKey.account_id, ApiKey.expires_at, ApiKey.revoked_at, *_ACCOUNT_AND_GRANTS)
     .join(Account, Account.id == ApiKey.account_id)
+    .outerjoin(GrantRow, GrantRow.account_id == Account.id)
     .where(ApiKey.key_hash == bindparam("h"))
 )
-_GRANTS_LOOKUP = select(GrantRow.role, GrantRow.tenant).where(GrantRow.account_id == bindparam("a"))
 _TOUCH_SESSION = update(SessionRow).where(SessionRow.token_hash == bindparam("h")).values(
     last_seen_at=bindparam("now"))
 _TOUCH_ACCOUNT = update(Account).where(Account.id == bindparam("a")).values(
     last_used_at=bindparam("now"))
+
+
+def _request_pepper(rt: Runtime) -> bytes:
+    pepper = rt.keyring.cached_system_key(CREDENTIAL_PEPPER)
+    if pepper is None:  # first use in this process
+        with rt.store.transaction() as session:
+            pepper = _pepper(rt, session)
+    return pepper
 
 
 def authenticate(rt: Runtime, token: str) -> Principal:
@@ -335,30 +348,30 @@ def authenticate(rt: Runtime, token: str) -> Principal:
     if not (is_session or token.startswith(API_KEY_PREFIX)):
         raise UnauthenticatedError()
     now = utcnow()
-    with rt.store.transaction() as session:
-        digest = keyed_hash(_pepper(rt, session), token)
-        db = session.connection()  # Core statements on the hot path: no ORM bookkeeping
-        if is_session:
-            live = db.execute(_SESSION_LOOKUP, {"h": digest}).first()
-            idle = timedelta(minutes=rt.settings.session_idle_minutes)
-            if (live is None or live.revoked_at is not None or live.expires_at <= now
-                    or live.last_seen_at + idle <= now):
-                raise UnauthenticatedError()
-            if now - live.last_seen_at >= LAST_SEEN_RESOLUTION:
-                db.execute(_TOUCH_SESSION, {"h": digest, "now": now})
-            found: Any = live
-        else:
-            found = db.execute(_API_KEY_LOOKUP, {"h": digest}).first()
-            if found is None or found.revoked_at is not None or found.expires_at <= now:
-                raise UnauthenticatedError()
-        account_id: str = found.account_id
-        if found.status != "active":
+    digest = keyed_hash(_request_pepper(rt), token)
+    with rt.store.read() as db:
+        rows: Sequence[Any] = db.execute(_SESSION_LOOKUP if is_session else _API_KEY_LOOKUP,
+                                     {"h": digest}).all()
+    if not rows:
+        raise UnauthenticatedError()
+    found = rows[0]
+    if found.revoked_at is not None or found.expires_at <= now or found.status != "active":
+        raise UnauthenticatedError()
+    touch_session = False
+    if is_session:
+        if found.last_seen_at + timedelta(minutes=rt.settings.session_idle_minutes) <= now:
             raise UnauthenticatedError()
-        if found.last_used_at is None or now - found.last_used_at >= LAST_SEEN_RESOLUTION:
-            db.execute(_TOUCH_ACCOUNT, {"a": account_id, "now": now})
-        grants = db.execute(_GRANTS_LOOKUP, {"a": account_id}).all()
-        return Principal(account_id, found.kind,
-                         tuple(Grant(Role(role), tenant) for role, tenant in grants))
+        touch_session = now - found.last_seen_at >= LAST_SEEN_RESOLUTION
+    touch_account = found.last_used_at is None or now - found.last_used_at >= LAST_SEEN_RESOLUTION
+    if touch_session or touch_account:
+        with rt.store.transaction() as session:
+            db = session.connection()
+            if touch_session:
+                db.execute(_TOUCH_SESSION, {"h": digest, "now": now})
+            if touch_account:
+                db.execute(_TOUCH_ACCOUNT, {"a": found.account_id, "now": now})
+    grants = tuple(Grant(Role(row.role), row.tenant) for row in rows if row.role is not None)
+    return Principal(found.account_id, found.kind, grants)
 
 
 def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Grant]]]:

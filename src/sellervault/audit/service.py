@@ -6,19 +6,19 @@ commit together or not at all. ``verify`` walks the chain and names the first ba
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy import event as sa_event
+from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
 from sellervault.audit.events import Actor, Outcome, SecurityEvent
 from sellervault.audit.models import ChainHead, EventRow
 from sellervault.crypto.keyring import Keyring
-from sellervault.store.engine import Store
+from sellervault.store.engine import Store, after_commit
 
 LOG_KEY = "security-log"
 HEAD_ID = 1
@@ -26,7 +26,9 @@ VERIFY_BATCH = 5000
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, "Z": 2026-11-29T04:12:13.123456Z (isoformat is strftime's format
+    here, and faster)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 # Built once (no per-call expression building or cache-key generation); Core statements on the
@@ -39,6 +41,14 @@ _INSERT_EVENT = insert(_EVENTS)
 _INSERT_HEAD = insert(_HEADS)
 _MOVE_HEAD = (update(_HEADS).where(_HEADS.c.id == HEAD_ID)
               .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
+# Compare-and-swap: moves the head only if it is still exactly the one this process last saw.
+_MOVE_HEAD_FROM = _MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq"),
+                                   _HEADS.c.hash == bindparam("old_hash"))
+
+# The head this process last wrote, per database. Only a guess: it saves reading the head
+# when no other writer (thread or process) has moved it since, and the compare-and-swap above
+# checks it against the database before anything is written.
+_last_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
 
 
 def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
@@ -46,18 +56,31 @@ def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
     log_key = keyring.system_key(session, LOG_KEY)
     session.flush()  # the caller's pending changes go first, as an ORM query would autoflush
     db = session.connection()
-    head = db.execute(_LOCK_HEAD).first()
-    head_seq, head_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
     fields = event.fields()
-    fields["seq"] = head_seq + 1
     fields["occurred_at"] = _now_iso()
-    mac = event_mac(log_key, head_hash, fields)
-    db.execute(_INSERT_EVENT, {**fields, "prev_hash": head_hash, "hash": mac})
-    if head is None:
-        db.execute(_INSERT_HEAD, {"id": HEAD_ID, "seq": fields["seq"], "hash": mac})
-    else:
-        db.execute(_MOVE_HEAD, {"new_seq": fields["seq"], "new_hash": mac})
+    engine = db.engine
+    guess = _last_heads.get(engine)
+    mac = ""
+    moved = False
+    if guess is not None:
+        fields["seq"] = guess[0] + 1
+        prev_hash = guess[1]
+        mac = event_mac(log_key, prev_hash, fields)
+        moved = db.execute(_MOVE_HEAD_FROM, {"new_seq": fields["seq"], "new_hash": mac,
+                                              "old_seq": guess[0],
+                                              "old_hash": prev_hash}).rowcount == 1
+    if not moved:  # first event of this process, or another writer moved the head
+        head = db.execute(_LOCK_HEAD).first()
+        head_seq, prev_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
+        fields["seq"] = head_seq + 1
+        mac = event_mac(log_key, prev_hash, fields)
+        if head is None:
+            db.execute(_INSERT_HEAD, {"id": HEAD_ID, "seq": fields["seq"], "hash": mac})
+        else:
+            db.execute(_MOVE_HEAD, {"new_seq": fields["seq"], "new_hash": mac})
+    db.execute(_INSERT_EVENT, {**fields, "prev_hash": prev_hash, "hash": mac})
     seq: int = fields["seq"]
+    _last_heads[engine] = (seq, mac)
     return seq
 
 
@@ -129,12 +152,12 @@ class Auditor:
         self.actor = actor
         self.committed = False
 
-    def _mark_committed(self, _session: Session) -> None:
+    def _mark_committed(self) -> None:
         self.committed = True
 
     def record(self, session: Session, action: str, outcome: Outcome, **fields: Any) -> int:
         seq = record(session, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
-        sa_event.listen(session, "after_commit", self._mark_committed, once=True)
+        after_commit(session, self._mark_committed)
         return seq
 
 

@@ -176,6 +176,10 @@ class Keyring:
 
     # -- system keys -------------------------------------------------------------------------
 
+    def cached_system_key(self, name: str) -> bytes | None:
+        """The named system key if this process has already unwrapped it (no database)."""
+        return self._system_keys.get(name)
+
     def system_key(self, session: Session, name: str) -> bytes:
         """A named service-wide secret, created on first use and wrapped by the root key."""
         key = self._system_keys.get(name)

@@ -2,21 +2,34 @@
 
 SQLite (the embedded default) runs in WAL mode with ``secure_delete`` so deleted rows are
 overwritten rather than left in free pages, and every transaction begins IMMEDIATE so the
-security-log chain head is never read by two writers at once. PostgreSQL is reached through
-psycopg 3; a TCP connection to a non-loopback host must use TLS (checked in config).
+security-log chain head is never read by two writers at once. Writers of one process queue
+on a lock before SQLite's: SQLite lets one writer in at a time anyway, and its busy handler
+waits by sleeping (1 ms, 2 ms, 5 ms...), so threads colliding on the database lock would
+leave the CPU idle. PostgreSQL is reached through psycopg 3; a TCP connection to a
+non-loopback host must use TLS (checked in config).
+
+``Store.read`` is for lookups that are one statement: no transaction of their own (each
+statement is atomic), so no write lock, no BEGIN and no COMMIT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sellervault.config import check_database_url
+
+NO_TRANSACTION = "sellervault_no_transaction"
+"""Execution option of ``Store.read`` connections on SQLite: the BEGIN listener skips them."""
+AFTER_COMMIT = "sellervault_after_commit"
+WRITER_TIMEOUT_SECONDS = 30.0  # as SQLite's busy_timeout
 
 
 def _normalize(url: str) -> str:
@@ -55,7 +68,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not connection.get_execution_options().get(NO_TRANSACTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _owner_only(database: str | None) -> None:
@@ -69,12 +83,45 @@ def _owner_only(database: str | None) -> None:
             path.chmod(0o600)
 
 
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the transaction of ``session`` (a ``Store.transaction``) commits;
+    never if it rolls back."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+class _WriterLock:
+    """The process-wide queue for SQLite writers; a wait as long as SQLite's busy timeout
+    fails the same way SQLite would ("database is locked"), never hangs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=WRITER_TIMEOUT_SECONDS):
+            raise OperationalError("BEGIN IMMEDIATE", None, Exception("database is locked"))
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
 class Store:
     """The engine and a session factory; services open their own transactions through it."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        sqlite = engine.dialect.name == "sqlite"
+        self._writer: _WriterLock | _NoLock = _WriterLock() if sqlite else _NoLock()
+        self._reader = engine.execution_options(
+            **({NO_TRANSACTION: True} if sqlite else {"isolation_level": "AUTOCOMMIT"}))
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -87,8 +134,18 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back on any exception."""
-        with self._sessions.begin() as session:
+        with self._writer, self._sessions.begin() as session:
             yield session
+        for callback in session.info.get(AFTER_COMMIT, ()):
+            callback()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection whose every statement runs on its own (autocommit): for a lookup
+        that is a single statement, it needs no transaction, so it costs no BEGIN/COMMIT
+        and never waits for a writer. Never write through it."""
+        with self._reader.connect() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()
