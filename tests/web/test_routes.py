@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
 from sellervault.web.app import build_api
-from sellervault.web.context import ACTION_ATTRIBUTE
+from sellervault.runtime import Runtime
+from sellervault.web.context import ACTION_ATTRIBUTE, NotAuthenticatedError, new_state
 
 
 def _routes(api: FastAPI) -> list[Any]:
@@ -57,3 +60,27 @@ def test_openapi_document_is_served_and_lists_the_contract(server: Any) -> None:
     for path in ("/api/v1/session", "/api/v1/accounts", "/api/v1/tenants/{tenant}/orders",
                  "/api/v1/tenants/{tenant}/orders/{amazon_order_id}"):
         assert path in document["paths"]
+
+
+def test_every_non_public_route_refuses_a_request_without_a_token_first(server: Any) -> None:
+    """Attacker's side: no token is answered 401 before any input is even validated (bad
+    path values, no body), so an anonymous probe learns nothing and is logged as denied."""
+    routes = [route for route in _routes(build_api())
+              if not set(_declared_actions(route)) & PUBLIC_ACTIONS]
+    assert len(routes) >= 8
+    with server.client() as client:
+        for route in routes:
+            path = re.sub(r"\{[^}]+\}", "!!", route.path).removeprefix("/api/v1")
+            for method in route.methods:
+                response = client.request(method, path)
+                assert response.status_code == 401, (method, route.path, response.text)
+                assert response.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_route_that_skips_authenticate_cannot_reach_the_runtime(runtime: Runtime) -> None:
+    state = new_state(runtime, "203.0.113.9", {})
+    state.action = Action.ORDERS_READ
+    with pytest.raises(NotAuthenticatedError):
+        _ = state.runtime
+    state.action = Action.HEALTH_READ  # a public action needs no principal
+    assert state.runtime is runtime

@@ -24,8 +24,8 @@ from sellervault.cli.client import (
     session_client,
 )
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # never hard-wrap paths, secrets or messages
+err = Console(stderr=True, soft_wrap=True)
 accounts_app = typer.Typer(no_args_is_help=True, help="People and service accounts (admin).")
 orders_app = typer.Typer(no_args_is_help=True, help="Orders of a tenant.")
 

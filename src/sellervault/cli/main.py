@@ -33,8 +33,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="Key rotation (operators, on t
 app.add_typer(keys_app, name="keys")
 client_commands.register(app)
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # never hard-wrap paths, secrets or messages
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The data directory "
                     "(default: SELLERVAULT_DATA_DIR, else var/sellervault).")]

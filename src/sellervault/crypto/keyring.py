@@ -12,9 +12,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.aead import Cipher, bind, new_key
@@ -36,6 +36,18 @@ _ACTIVE_VERSION = select(TenantKey.version).where(
 _DATA_KEYS_BY_ID = select(DataKey.id, DataKey.kek_version, DataKey.wrapped).where(
     DataKey.tenant_id == bindparam("tenant_id"), DataKey.id.in_(bindparam("ids", expanding=True))
 )
+
+
+def join_data_key(query: Select[Any], tenant_id: ColumnElement[str],
+                  data_key_id: ColumnElement[str]) -> Select[Any]:
+    """``query`` with the wrapped data key ``data_key_id`` of ``tenant_id`` alongside, as the
+    columns ``data_key_kek_version`` and ``data_key_wrapped`` (NULL when there is none), for
+    ``Keyring.open_data_key``: a record and its key in one statement."""
+    return query.add_columns(
+        DATA_KEYS.c.kek_version.label("data_key_kek_version"),
+        DATA_KEYS.c.wrapped.label("data_key_wrapped"),
+    ).outerjoin(DATA_KEYS, and_(DATA_KEYS.c.id == data_key_id,
+                                DATA_KEYS.c.tenant_id == tenant_id))
 
 
 class UnknownTenantKeyError(CryptoError):
@@ -70,6 +82,7 @@ class Keyring:
     def __init__(self, provider: KeyProvider) -> None:
         self._provider = provider
         self._tenant_keys: dict[tuple[str, str, int], bytes] = {}
+        self._keks: dict[tuple[str, int], Cipher] = {}
         self._system_keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
@@ -157,22 +170,27 @@ class Keyring:
         rows = session.connection().execute(
             _DATA_KEYS_BY_ID, {"tenant_id": tenant_id, "ids": list(data_key_ids)}
         ).all()
-        found: dict[str, Cipher] = {}
-        keks: dict[int, Cipher] = {}
-        for data_key_id, kek_version, wrapped in rows:
-            if wrapped is None:
-                raise DataKeyDestroyedError("data key destroyed")
-            kek = keks.get(kek_version)
-            if kek is None:
-                kek = keks[kek_version] = Cipher(
-                    self._tenant_key(session, tenant_id, KEK, kek_version)
-                )
-            key = kek.open(wrapped, _data_key_context(tenant_id, data_key_id, kek_version))
-            found[data_key_id] = Cipher(key)
-        missing = set(data_key_ids) - found.keys()
-        if missing:
+        found = {data_key_id: self.open_data_key(session, tenant_id, data_key_id, kek_version,
+                                                 wrapped)
+                 for data_key_id, kek_version, wrapped in rows}
+        if set(data_key_ids) - found.keys():
             raise DataKeyDestroyedError("data key missing")
         return found
+
+    def open_data_key(self, session: Session, tenant_id: str, data_key_id: str,
+                      kek_version: int | None, wrapped: bytes | None) -> Cipher:
+        """Unwrap one data key read by the caller (see ``join_data_key``); the associated data
+        binds it to its tenant, id and tenant-key version, so a key row moved between tenants
+        or ids does not open."""
+        if wrapped is None or kek_version is None:  # destroyed, or no such key
+            raise DataKeyDestroyedError("data key destroyed")
+        cache_key = (tenant_id, kek_version)
+        kek = self._keks.get(cache_key)
+        if kek is None:
+            kek = Cipher(self._tenant_key(session, tenant_id, KEK, kek_version))
+            with self._lock:
+                self._keks[cache_key] = kek
+        return Cipher(kek.open(wrapped, _data_key_context(tenant_id, data_key_id, kek_version)))
 
     # -- system keys -------------------------------------------------------------------------
 

@@ -23,7 +23,12 @@ from sellervault.audit.events import Outcome
 from sellervault.audit.service import Auditor
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.blind_index import BlindIndex
-from sellervault.crypto.keyring import DataKeyDestroyedError, Keyring, UnknownTenantKeyError
+from sellervault.crypto.keyring import (
+    DataKeyDestroyedError,
+    Keyring,
+    UnknownTenantKeyError,
+    join_data_key,
+)
 from sellervault.records.errors import (
     OrderErasedError,
     OrderNotFoundError,
@@ -48,6 +53,7 @@ ORDERS = cast(Table, Order.__table__)
 _FIND_ORDER = select(*ORDERS.columns).where(
     ORDERS.c.tenant_id == bindparam("tenant_id"),
     ORDERS.c.amazon_order_id == bindparam("amazon_order_id"))
+_FIND_ORDER_AND_KEY = join_data_key(_FIND_ORDER, ORDERS.c.tenant_id, ORDERS.c.data_key_id)
 _EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id).where(
     Order.tenant_id == bindparam("tenant_id"),
     Order.amazon_order_id.in_(bindparam("amazon_order_ids", expanding=True)),
@@ -169,10 +175,13 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
     return result
 
 
-def _find(session: Session, tenant_id: str, amazon_order_id: str) -> Any:
-    """The order's row (its columns by name), through the connection: no ORM identity map."""
-    row = session.connection().execute(_FIND_ORDER, {"tenant_id": tenant_id,
-                                                     "amazon_order_id": amazon_order_id}).first()
+def _find(session: Session, tenant_id: str, amazon_order_id: str, *,
+          with_key: bool = False) -> Any:
+    """The order's row (its columns by name), through the connection: no ORM identity map;
+    ``with_key`` adds its wrapped data key (``join_data_key``)."""
+    row = session.connection().execute(
+        _FIND_ORDER_AND_KEY if with_key else _FIND_ORDER,
+        {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}).first()
     if row is None:
         raise OrderNotFoundError()
     return row
@@ -195,7 +204,8 @@ def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
 
 def _decrypt(session: Session, keyring: Keyring, row: Any) -> dict[str, Any]:
     try:
-        cipher = keyring.data_keys(session, row.tenant_id, [row.data_key_id])[row.data_key_id]
+        cipher = keyring.open_data_key(session, row.tenant_id, row.data_key_id,
+                                       row.data_key_kek_version, row.data_key_wrapped)
         buyer = json.loads(cipher.open(
             row.buyer_ct or b"", _record_context(row.tenant_id, BUYER.name, row.id,
                                                  row.data_key_id)))
@@ -216,7 +226,7 @@ def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
     if purpose not in PURPOSES:
         raise PurposeNotPermittedError()
     with rt.store.transaction() as session:
-        row = _find(session, tenant_id, amazon_order_id)
+        row = _find(session, tenant_id, amazon_order_id, with_key=True)
         view = _decrypt(session, rt.keyring, row)
         auditor.record(session, Action.ORDERS_REVEAL, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type="order", target_id=row.id, purpose=purpose, count=1)

@@ -1,14 +1,18 @@
 """Per-request state and the permission dependency every route declares.
 
-``require(action)`` is the only way a route gets a principal: it authenticates the bearer
-token, asks the Cedar policy, and records on the request which action was attempted, so the
-fallback security event of a refused or failed request names it.
+``require(action)`` declares a route's action. It runs on the event loop and does no I/O: it
+records on the request which action is attempted (so the fallback security event of a
+refused or failed request names it) and refuses a request without a bearer token at once.
+The route's first step, in its worker thread, is ``state.authenticate()``: the token is
+looked up and the Cedar policy asked, so a request costs one hop to a worker thread, not
+two. Until then the state gives out no runtime, so a route cannot reach a service without
+authenticating first.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,14 +51,36 @@ class TenantNotFoundError(Exception):
         super().__init__("not found")
 
 
+class NotAuthenticatedError(RuntimeError):
+    """A route asked for the runtime before ``authenticate()``: a bug, answered with 500."""
+
+
 @dataclass
 class RequestState:
-    runtime: Runtime
+    _runtime: Runtime
     auditor: Auditor
     action: Action = Action.HTTP_UNROUTED
     tenant_id: str | None = None
     principal: Principal | None = None
+    token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The service runtime: only after ``authenticate()``, or for a public action."""
+        if self.principal is None and self.action not in PUBLIC_ACTIONS:
+            raise NotAuthenticatedError(f"{self.action.value}: authenticate() first")
+        return self._runtime
+
+    def authenticate(self) -> Principal:
+        """The bearer token's principal, authorized for the route's declared action (401,
+        403, or 404 for a tenant it holds no grant on)."""
+        if self.token is None:
+            raise UnauthenticatedError()
+        principal = accounts.authenticate(self._runtime, self.token)
+        self.principal = principal
+        self.auditor.actor = replace(self.auditor.actor, actor_id=principal.id)
+        return self.authorize(self.action, self.tenant_id)
 
     def authorize(self, action: Action, tenant_id: str | None = None,
                   context: dict[str, Any] | None = None) -> Principal:
@@ -76,7 +102,7 @@ class RequestState:
 def new_state(runtime: Runtime, client_host: str | None, headers: dict[str, str]) -> RequestState:
     channel = Channel.CLI if headers.get(CLIENT_HEADER) == "cli" else Channel.API
     actor = Actor(channel=channel, source_ip=client_host, request_id=secrets.token_hex(8))
-    return RequestState(runtime=runtime, auditor=Auditor(runtime.keyring, actor))
+    return RequestState(_runtime=runtime, auditor=Auditor(runtime.keyring, actor))
 
 
 def request_state(request: Request) -> RequestState:
@@ -92,23 +118,19 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def require(action: Action, *, tenant_scoped: bool = False) -> Callable[[Request], RequestState]:
-    """The dependency a route declares: authenticates and authorizes ``action``."""
+def require(action: Action, *,
+            tenant_scoped: bool = False) -> Callable[[Request], Awaitable[RequestState]]:
+    """The dependency a route declares: names its action; a non-public route must then call
+    ``state.authenticate()`` before anything else."""
 
-    def dependency(request: Request) -> RequestState:
+    async def dependency(request: Request) -> RequestState:
         state = request_state(request)
         state.action = action
-        tenant_id = request.path_params.get("tenant") if tenant_scoped else None
-        state.tenant_id = tenant_id
-        if action in PUBLIC_ACTIONS:
-            return state
-        token = _bearer(request)
-        if token is None:
-            raise UnauthenticatedError()
-        principal = accounts.authenticate(state.runtime, token)
-        state.principal = principal
-        state.auditor.actor = replace(state.auditor.actor, actor_id=principal.id)
-        state.authorize(action, tenant_id)
+        state.tenant_id = request.path_params.get("tenant") if tenant_scoped else None
+        if action not in PUBLIC_ACTIONS:
+            state.token = _bearer(request)
+            if state.token is None:  # refused before any input is even validated
+                raise UnauthenticatedError()
         return state
 
     setattr(dependency, ACTION_ATTRIBUTE, action)

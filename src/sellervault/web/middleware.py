@@ -7,7 +7,8 @@
    If even that cannot be written, the response is replaced by a 503: nothing is served
    that the log does not know about.
 
-Authentication and authorization happen in the route dependency (web.context.require).
+Authentication and authorization happen in the route (web.context.require declares the
+action; ``state.authenticate()`` checks it).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def outcome_for(status: int, reason: str | None) -> Outcome:
     return Outcome.SUCCESS
 
 
-def write_fallback_event(state: RequestState, status: int) -> None:
+def write_fallback_event(runtime: Runtime, state: RequestState, status: int) -> None:
     reason = state.extra.get("reason")
-    with state.runtime.store.transaction() as session:
+    with runtime.store.transaction() as session:
         state.auditor.record(session, state.action, outcome_for(status, reason),
                              tenant_id=state.tenant_id, status=status, reason=reason,
                              purpose=state.extra.get("purpose"))  # only a permitted one
@@ -80,7 +81,8 @@ class SecurityMiddleware:
                 status = int(message["status"])
                 if not state.auditor.committed:
                     try:
-                        await anyio.to_thread.run_sync(write_fallback_event, state, status)
+                        await anyio.to_thread.run_sync(write_fallback_event, self.runtime, state,
+                                                    status)
                     except Exception as exc:
                         log.error("security event not written: %s", type(exc).__name__)
                         suppressed = True

@@ -73,18 +73,18 @@ def create_account(
     body: AccountIn,
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_CREATE))],
 ) -> AccountCreated:
-    assert state.principal is not None
+    admin = state.authenticate()
     grants = _grants(body.grants)
     if body.kind == "person":
         if body.email is None:
             raise AccountRequestError("a person's account needs an email")
-        person = accounts.create_person(state.runtime, state.auditor, state.principal,
+        person = accounts.create_person(state.runtime, state.auditor, admin,
                                         email=body.email, name=body.name, grants=grants)
         return AccountCreated(id=person.id, one_time_password=person.one_time_password,
                               totp_secret=person.totp_secret)
     if body.email is not None:
         raise AccountRequestError("a service account has no email")
-    service = accounts.create_service(state.runtime, state.auditor, state.principal,
+    service = accounts.create_service(state.runtime, state.auditor, admin,
                                       name=body.name, grants=grants)
     return AccountCreated(id=service.id, api_key=service.api_key)
 
@@ -93,6 +93,7 @@ def create_account(
 def list_accounts(
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_LIST))],
 ) -> dict[str, list[AccountOut]]:
+    state.authenticate()
     rows = accounts.list_accounts(state.runtime, state.auditor)
     return {"accounts": [
         AccountOut(id=a.id, kind=a.kind, name=a.name, status=a.status, created_at=a.created_at,

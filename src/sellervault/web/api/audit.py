@@ -19,4 +19,5 @@ def list_events(
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
+    state.authenticate()
     return {"events": audit.read_events(state.runtime.store, state.auditor, after, limit)}

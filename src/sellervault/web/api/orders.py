@@ -28,6 +28,7 @@ def ingest_orders(
     body: IngestRequest,
     state: Annotated[RequestState, Depends(require(Action.ORDERS_INGEST, tenant_scoped=True))],
 ) -> dict[str, int]:
+    state.authenticate()
     result = records.ingest(state.runtime, state.auditor, tenant,
                             [map_order(order) for order in body.orders])
     return {"ingested": result.ingested, "inserted": result.inserted, "updated": result.updated}
@@ -44,6 +45,7 @@ def get_order(
 ) -> JSONResponse:
     """Masked by default; with ``X-Access-Purpose`` the PII role gets the PII in clear.
     (Rendered straight to JSON: the hot path skips FastAPI's re-validation of a plain dict.)"""
+    state.authenticate()
     if purpose is None:
         order = records.read_masked(state.runtime, state.auditor, tenant, amazon_order_id)
         return JSONResponse({"order": order, "pii": "masked"})
@@ -66,6 +68,7 @@ def search_orders(
     buyer_phone: Annotated[str | None, Query(max_length=64)] = None,
     postal_code: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
+    state.authenticate()
     orders = records.search(state.runtime, state.auditor, tenant, buyer_email=buyer_email,
                             buyer_phone=buyer_phone, postal_code=postal_code)
     return {"orders": orders, "pii": "masked"}
@@ -76,4 +79,5 @@ def list_canaries(
     tenant: TenantPath,
     state: Annotated[RequestState, Depends(require(Action.CANARIES_LIST, tenant_scoped=True))],
 ) -> dict[str, list[str]]:
+    state.authenticate()
     return {"canaries": records.list_canaries(state.runtime, state.auditor, tenant)}

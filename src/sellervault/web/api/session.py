@@ -61,10 +61,10 @@ def who_am_i(
     state: Annotated[RequestState, Depends(require(Action.SESSION_READ))],
 ) -> WhoAmI:
     """The account behind the bearer token and its grants (clients check a token with it)."""
-    assert state.principal is not None
-    return WhoAmI(account_id=state.principal.id, kind=state.principal.kind,
+    principal = state.authenticate()
+    return WhoAmI(account_id=principal.id, kind=principal.kind,
                   grants=[GrantOut(role=g.role.value, tenant=g.tenant)
-                          for g in state.principal.grants])
+                          for g in principal.grants])
 
 
 @router.post("/password", status_code=204)
