@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
-from sellervault.web.app import build_api
 from sellervault.runtime import Runtime
+from sellervault.web.app import build_api
 from sellervault.web.context import ACTION_ATTRIBUTE, NotAuthenticatedError, new_state
 
 
