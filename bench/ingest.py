@@ -65,6 +65,7 @@ from sellervault.records.spapi import IngestRequest, MappedOrder, map_order
 from sellervault.records.synthetic import synthetic_order
 from sellervault.runtime import Runtime
 from sellervault.store.engine import make_engine
+from sellervault.store.ids import new_ids
 from sellervault.store.types import UTCDateTime
 
 TENANT = "bench-seller"
@@ -119,9 +120,11 @@ def _clear_attributes(order: MappedOrder) -> str:
                       separators=(",", ":"))
 
 
-def _common_values(order: MappedOrder, now: datetime) -> dict[str, Any]:
+def _common_values(order: MappedOrder, order_id: str, now: datetime) -> dict[str, Any]:
+    """The non-PII columns; ``order_id`` comes from the product's own id generator
+    (``sellervault.store.ids``, time-ordered), so every variant's primary key behaves alike."""
     return {
-        "id": secrets.token_hex(16),
+        "id": order_id,
         "tenant_id": TENANT,
         "amazon_order_id": order.amazon_order_id,
         "purchase_date": order.purchase_date,
@@ -198,7 +201,8 @@ def vault_store(runtime: Runtime) -> Store:
 def plaintext_store(engine: Engine) -> Store:
     def store(mapped: list[MappedOrder]) -> None:
         now = datetime.now(UTC)
-        rows = [{**_common_values(order, now), **_pii_values(order)} for order in mapped]
+        rows = [{**_common_values(order, order_id, now), **_pii_values(order)}
+                for order, order_id in zip(mapped, new_ids(len(mapped)), strict=True)]
         with engine.begin() as connection:
             connection.execute(insert(plain_orders), rows)
 
@@ -210,9 +214,10 @@ def peer_store(engine: Engine) -> Store:
 
     def store(mapped: list[MappedOrder]) -> None:
         now = datetime.now(UTC)
+        ids = new_ids(len(mapped))
         with sessions.begin() as session:
-            session.add_all([PeerOrder(**_common_values(order, now), **_pii_values(order))
-                             for order in mapped])
+            session.add_all([PeerOrder(**_common_values(order, order_id, now), **_pii_values(order))
+                             for order, order_id in zip(mapped, ids, strict=True)])
 
     return store
 

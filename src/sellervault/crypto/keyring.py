@@ -7,14 +7,13 @@ Rotation re-wraps keys, never data.
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.aead import Cipher, bind, new_key
@@ -22,11 +21,15 @@ from sellervault.crypto.blind_index import BlindIndex
 from sellervault.crypto.errors import CryptoError
 from sellervault.crypto.models import DataKey, SystemKey, TenantKey
 from sellervault.crypto.provider import KeyProvider
+from sellervault.store.bulk import BulkInsert
+from sellervault.store.ids import new_ids
 from sellervault.store.types import utcnow
 
 KEK = "kek"
 INDEX = "index"
 DATA_KEYS = cast(Table, DataKey.__table__)
+_INSERT_DATA_KEYS = BulkInsert(DATA_KEYS,
+                               ("id", "tenant_id", "kek_version", "wrapped", "created_at"))
 
 # Statements built once: no per-call expression building or cache-key generation.
 _ACTIVE_VERSION = select(TenantKey.version).where(
@@ -146,20 +149,23 @@ class Keyring:
         if count == 0:
             return []
         kek_version = self._active_version(session, tenant_id, KEK)
-        kek = Cipher(self._tenant_key(session, tenant_id, KEK, kek_version))
+        kek = self._kek(session, tenant_id, kek_version)
         now = utcnow()
-        rows = []
-        keys = []
-        for _ in range(count):
-            data_key_id = secrets.token_hex(16)
-            key = new_key()
-            wrapped = kek.seal(key, _data_key_context(tenant_id, data_key_id, kek_version))
-            rows.append({"id": data_key_id, "tenant_id": tenant_id, "kek_version": kek_version,
-                         "wrapped": wrapped, "created_at": now})
-            keys.append(NewDataKey(data_key_id, Cipher(key)))
-        # Core INSERT on the table (one executemany), not the ORM bulk path: same rows, without
-        # the ORM's per-row bookkeeping.
-        session.execute(insert(DATA_KEYS), rows)
+        keys: list[NewDataKey] = []
+
+        def rows() -> Iterator[dict[str, object]]:
+            for data_key_id in new_ids(count):  # time-ordered: the primary-key index appends
+                key = new_key()
+                wrapped = kek.seal(key, _data_key_context(tenant_id, data_key_id, kek_version))
+                keys.append(NewDataKey(data_key_id, Cipher(key)))
+                yield {"id": data_key_id, "tenant_id": tenant_id, "kek_version": kek_version,
+                       "wrapped": wrapped, "created_at": now}
+
+        # One bulk insert (COPY on PostgreSQL), the rows made as they are stored: the same rows
+        # as the ORM or Core would insert, without their per-row bookkeeping.
+        _INSERT_DATA_KEYS.execute(session, rows())
+        if len(keys) != count:
+            raise RuntimeError("data keys were not all stored")
         return keys
 
     def data_keys(self, session: Session, tenant_id: str,
@@ -184,13 +190,17 @@ class Keyring:
         or ids does not open."""
         if wrapped is None or kek_version is None:  # destroyed, or no such key
             raise DataKeyDestroyedError("data key destroyed")
-        cache_key = (tenant_id, kek_version)
-        kek = self._keks.get(cache_key)
-        if kek is None:
-            kek = Cipher(self._tenant_key(session, tenant_id, KEK, kek_version))
-            with self._lock:
-                self._keks[cache_key] = kek
+        kek = self._kek(session, tenant_id, kek_version)
         return Cipher(kek.open(wrapped, _data_key_context(tenant_id, data_key_id, kek_version)))
+
+    def _kek(self, session: Session, tenant_id: str, version: int) -> Cipher:
+        """The tenant's key-encryption key of ``version``, ready to use (built once)."""
+        kek = self._keks.get((tenant_id, version))
+        if kek is None:
+            kek = Cipher(self._tenant_key(session, tenant_id, KEK, version))
+            with self._lock:
+                self._keks[(tenant_id, version)] = kek
+        return kek
 
     # -- system keys -------------------------------------------------------------------------
 

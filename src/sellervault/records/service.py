@@ -9,12 +9,12 @@ security event commits before any PII leaves the service.
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, insert, select, true, update
+from pydantic_core import PydanticSerializationError, to_json
+from sqlalchemy import String, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -44,10 +44,13 @@ from sellervault.records.spapi import (
     normalize_postal_code,
 )
 from sellervault.runtime import Runtime
+from sellervault.store.bulk import BulkInsert
+from sellervault.store.ids import new_ids
 from sellervault.store.types import utcnow
 
 SEARCH_LIMIT = 100
 ORDERS = cast(Table, Order.__table__)
+_INSERT_ORDERS = BulkInsert(ORDERS, ORDERS.columns.keys())  # every column, in every row
 
 # Statements built once: no per-call expression building or cache-key generation.
 _FIND_ORDER = select(*ORDERS.columns).where(
@@ -90,14 +93,32 @@ def _record_context(tenant_id: str, record_type: str, order_id: str, data_key_id
     return bind("record", tenant_id, record_type, order_id, data_key_id)
 
 
-# Built once: json.dumps(value, separators=..., ...) would build a new encoder on every call.
-# Same settings as json.dumps with those arguments, so the same bytes.
+# The records and the attributes are compact JSON. pydantic-core's serializer (Rust) writes
+# it about three times faster than the json module for an order's dicts, and the same bytes
+# for the JSON values ingest produces (they come from ``model_dump(mode="json")``), except
+# that a float below 1e-4 is written ``1e-7`` where json writes ``1e-07`` (the same number).
+# The json module stays the reference: anything pydantic-core refuses (a lone surrogate)
+# goes through it, so it fails or succeeds exactly as before.
 _RECORD_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ATTRIBUTES_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _dumps(value: Any) -> bytes:
-    return _RECORD_JSON.encode(value).encode()
+    """A record as UTF-8 JSON (ensure_ascii=False), to be sealed."""
+    try:
+        return to_json(value)
+    except PydanticSerializationError:
+        return _RECORD_JSON.encode(value).encode()
+
+
+def _attributes(value: dict[str, Any]) -> str:
+    """The clear attributes as ASCII JSON (non-ASCII escaped, as json.dumps does by default)."""
+    try:
+        encoded = to_json(value)
+    except PydanticSerializationError:
+        return _ATTRIBUTES_JSON.encode(value)
+    # pydantic-core writes non-ASCII as UTF-8; the json module escapes it. Keep the escapes.
+    return encoded.decode("ascii") if encoded.isascii() else _ATTRIBUTES_JSON.encode(value)
 
 
 def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
@@ -111,7 +132,7 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
         "last_update_date": order.last_update_date,
         "order_status": order.order_status,
         "marketplace_id": order.marketplace_id,
-        "attributes": _ATTRIBUTES_JSON.encode(order.clear),
+        "attributes": _attributes(order.clear),
         "buyer_ct": cipher.seal(_dumps(order.buyer),
                                 _record_context(tenant_id, BUYER.name, order_id, data_key_id)),
         "address_ct": cipher.seal(
@@ -142,14 +163,19 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     fresh = [order for amazon_id, order in latest.items() if amazon_id not in existing]
     now = utcnow()
     if fresh:
-        rows = []
-        for order, data_key in zip(fresh, keyring.new_data_keys(session, tenant_id, len(fresh)),
-                                   strict=True):
-            values = _row_values(tenant_id, secrets.token_hex(16), data_key.id, data_key.cipher,
-                                 index, order, canary)
-            values["created_at"] = values["updated_at"] = now
-            rows.append(values)
-        session.execute(insert(ORDERS), rows)  # Core executemany: no ORM per-row bookkeeping
+        data_keys = keyring.new_data_keys(session, tenant_id, len(fresh))
+        order_ids = new_ids(len(fresh))  # time-ordered: the primary-key index appends
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for order, order_id, data_key in zip(fresh, order_ids, data_keys, strict=True):
+                values = _row_values(tenant_id, order_id, data_key.id, data_key.cipher, index,
+                                     order, canary)
+                values["created_at"] = values["updated_at"] = now
+                yield values
+
+        # One bulk insert (COPY on PostgreSQL), each row sealed while the ones before it are
+        # being stored; no ORM or Core per-row bookkeeping.
+        _INSERT_ORDERS.execute(session, rows())
     if existing:
         try:
             ciphers = keyring.data_keys(session, tenant_id, [dk for _, dk in existing.values()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,28 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, one function from an aware datetime to the stored text.
+
+        It gives exactly the text that ``process_bind_param`` followed by SQLAlchemy's SQLite
+        ``DATETIME`` processor gives (``YYYY-MM-DD HH:MM:SS.ffffff``, in UTC; a test compares
+        them), without the two extra calls and the ``%``-formatting with a dict per value:
+        ingest binds five datetimes per order. Other dialects keep the generic chain.
+        """
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            # isoformat of a UTC datetime with microseconds is "YYYY-MM-DD HH:MM:SS.ffffff+00:00"
+            # (always a four-digit year); the stored text is that without the offset.
+            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
