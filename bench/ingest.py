@@ -67,6 +67,7 @@ from sellervault.runtime import Runtime
 from sellervault.store.engine import make_engine
 from sellervault.store.ids import new_ids
 from sellervault.store.types import UTCDateTime
+from sellervault.web.server import freeze_startup_objects
 
 TENANT = "bench-seller"
 VARIANTS = ("vault", "plaintext", "peer")
@@ -292,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for variant in VARIANTS:
             run_round(stores[variant], warmup)
+        freeze_startup_objects()  # as `sellervault serve` does once it is set up
 
         totals: dict[str, list[float]] = {v: [] for v in VARIANTS}
         parses: dict[str, list[float]] = {v: [] for v in VARIANTS}

@@ -62,7 +62,7 @@ from sellervault.records import service as records
 from sellervault.records.spapi import IngestRequest, map_order
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
-from sellervault.web.server import build_server
+from sellervault.web.server import build_server, freeze_startup_objects
 
 TENANT = "bench-seller"
 PURPOSE = "fulfillment"
@@ -202,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bare_server = build_server(runtime, "127.0.0.1", sock.getsockname()[1])
                 bare_server.config.app = bare_app(same_size_body(size))  # same TLS config
                 with serve_in_thread(bare_server, sock):
+                    freeze_startup_objects()  # as `sellervault serve` does once it is set up
                     bare_url = f"https://127.0.0.1:{sock.getsockname()[1]}"
                     targets = {
                         "reveal": Target(vault.base_url + "/api/v1",

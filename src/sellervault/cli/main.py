@@ -103,7 +103,7 @@ def init(
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
-    from sellervault.web.server import build_server
+    from sellervault.web.server import build_server, freeze_startup_objects
 
     try:
         runtime = bootstrap.open_runtime(settings)
@@ -114,7 +114,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     bootstrap.record_serve(runtime)
     console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
     try:
-        build_server(runtime, host, port).run()
+        server = build_server(runtime, host, port)
+        freeze_startup_objects()
+        server.run()
     finally:
         runtime.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from sellervault.runtime import Runtime
@@ -39,3 +41,14 @@ def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
         lifespan="off",
     )
     return uvicorn.Server(config)
+
+
+def freeze_startup_objects() -> None:
+    """Keep what start-up allocated (modules, the app, compiled statements, the pool) out of
+    the garbage collector's generations from now on.
+
+    Those objects live as long as the process; without this, every full collection, which
+    the objects of a large request (an ingest batch) set off, walks all of them again.
+    """
+    gc.collect()
+    gc.freeze()
