@@ -46,6 +46,27 @@ def test_sqlite_text_is_the_generic_chains_text(value: datetime) -> None:
     assert process(None) is None
 
 
+def _generic_sqlite_read(stored: str) -> datetime | None:
+    """What SQLAlchemy reads back from a UTCDateTime's text without the fast processor."""
+    column_type = UTCDateTime()
+    impl = column_type.impl_instance.dialect_impl(SQLITE).result_processor(SQLITE, None)
+    assert impl is not None
+    return column_type.process_result_value(impl(stored), SQLITE)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=aware)
+def test_sqlite_reads_back_what_the_generic_chain_reads(value: datetime) -> None:
+    read = UTCDateTime().dialect_impl(SQLITE).result_processor(SQLITE, None)
+    assert read is not None
+    stored = _generic_sqlite(value)
+    back = read(stored)
+    assert back == _generic_sqlite_read(stored)
+    assert back.tzinfo == UTC
+    assert read("2026-03-28 23:30:15") == _generic_sqlite_read("2026-03-28 23:30:15")
+    assert read(None) is None
+
+
 def test_naive_datetimes_are_refused() -> None:
     process = UTCDateTime().dialect_impl(SQLITE).bind_processor(SQLITE)
     assert process is not None

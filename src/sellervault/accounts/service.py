@@ -8,10 +8,8 @@ is never lost with the rollback.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import pyotp
 from sqlalchemy import bindparam, func, select, update
@@ -42,6 +40,7 @@ from sellervault.crypto.credentials import (
 )
 from sellervault.crypto.errors import DecryptionError
 from sellervault.runtime import Runtime
+from sellervault.store.prepared import Prepared
 from sellervault.store.types import utcnow
 
 CREDENTIAL_PEPPER = "credential-pepper"
@@ -315,14 +314,14 @@ def _principal(session: Session, account: Account) -> Principal:
 # LAST_SEEN_RESOLUTION old.
 _ACCOUNT_AND_GRANTS = (Account.kind, Account.status, Account.last_used_at, GrantRow.role,
                        GrantRow.tenant)
-_SESSION_LOOKUP = (
+_SESSION_LOOKUP = Prepared(
     select(SessionRow.account_id, SessionRow.expires_at, SessionRow.last_seen_at,
            SessionRow.revoked_at, *_ACCOUNT_AND_GRANTS)
     .join(Account, Account.id == SessionRow.account_id)
     .outerjoin(GrantRow, GrantRow.account_id == Account.id)
     .where(SessionRow.token_hash == bindparam("h"))
 )
-_API_KEY_LOOKUP = (
+_API_KEY_LOOKUP = Prepared(
     select(ApiKey.account_id, ApiKey.expires_at, ApiKey.revoked_at, *_ACCOUNT_AND_GRANTS)
     .join(Account, Account.id == ApiKey.account_id)
     .outerjoin(GrantRow, GrantRow.account_id == Account.id)
@@ -350,8 +349,7 @@ def authenticate(rt: Runtime, token: str) -> Principal:
     now = utcnow()
     digest = keyed_hash(_request_pepper(rt), token)
     with rt.store.read() as db:
-        rows: Sequence[Any] = db.execute(_SESSION_LOOKUP if is_session else _API_KEY_LOOKUP,
-                                     {"h": digest}).all()
+        rows = (_SESSION_LOOKUP if is_session else _API_KEY_LOOKUP).all(db, {"h": digest})
     if not rows:
         raise UnauthenticatedError()
     found = rows[0]

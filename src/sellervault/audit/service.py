@@ -19,6 +19,7 @@ from sellervault.audit.events import Actor, Outcome, SecurityEvent
 from sellervault.audit.models import ChainHead, EventRow
 from sellervault.crypto.keyring import Keyring
 from sellervault.store.engine import Store, after_commit
+from sellervault.store.prepared import Prepared
 
 LOG_KEY = "security-log"
 HEAD_ID = 1
@@ -37,13 +38,14 @@ _EVENTS = cast(Table, EventRow.__table__)
 _HEADS = cast(Table, ChainHead.__table__)
 _LOCK_HEAD = (select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID)
               .with_for_update())
-_INSERT_EVENT = insert(_EVENTS)
+_INSERT_EVENT = Prepared(insert(_EVENTS).values(
+    {column.name: bindparam(column.name) for column in _EVENTS.columns}))
 _INSERT_HEAD = insert(_HEADS)
 _MOVE_HEAD = (update(_HEADS).where(_HEADS.c.id == HEAD_ID)
               .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 # Compare-and-swap: moves the head only if it is still exactly the one this process last saw.
-_MOVE_HEAD_FROM = _MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq"),
-                                   _HEADS.c.hash == bindparam("old_hash"))
+_MOVE_HEAD_FROM = Prepared(_MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq"),
+                                            _HEADS.c.hash == bindparam("old_hash")))
 
 # The head this process last wrote, per database. Only a guess: it saves reading the head
 # when no other writer (thread or process) has moved it since, and the compare-and-swap above
@@ -66,9 +68,8 @@ def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
         fields["seq"] = guess[0] + 1
         prev_hash = guess[1]
         mac = event_mac(log_key, prev_hash, fields)
-        moved = db.execute(_MOVE_HEAD_FROM, {"new_seq": fields["seq"], "new_hash": mac,
-                                              "old_seq": guess[0],
-                                              "old_hash": prev_hash}).rowcount == 1
+        moved = _MOVE_HEAD_FROM.execute(db, {"new_seq": fields["seq"], "new_hash": mac,
+                                             "old_seq": guess[0], "old_hash": prev_hash}) == 1
     if not moved:  # first event of this process, or another writer moved the head
         head = db.execute(_LOCK_HEAD).first()
         head_seq, prev_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
@@ -78,7 +79,7 @@ def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
             db.execute(_INSERT_HEAD, {"id": HEAD_ID, "seq": fields["seq"], "hash": mac})
         else:
             db.execute(_MOVE_HEAD, {"new_seq": fields["seq"], "new_hash": mac})
-    db.execute(_INSERT_EVENT, {**fields, "prev_hash": prev_hash, "hash": mac})
+    _INSERT_EVENT.execute(db, {**fields, "prev_hash": prev_hash, "hash": mac})
     seq: int = fields["seq"]
     _last_heads[engine] = (seq, mac)
     return seq

@@ -46,6 +46,7 @@ from sellervault.records.spapi import (
 from sellervault.runtime import Runtime
 from sellervault.store.bulk import BulkInsert
 from sellervault.store.ids import new_ids
+from sellervault.store.prepared import Prepared
 from sellervault.store.types import utcnow
 
 SEARCH_LIMIT = 100
@@ -53,10 +54,14 @@ ORDERS = cast(Table, Order.__table__)
 _INSERT_ORDERS = BulkInsert(ORDERS, ORDERS.columns.keys())  # every column, in every row
 
 # Statements built once: no per-call expression building or cache-key generation.
-_FIND_ORDER = select(*ORDERS.columns).where(
+# What reading and revealing an order need (not its dates, counted per read otherwise).
+_ORDER_LOOKUP = select(ORDERS.c.id, ORDERS.c.tenant_id, ORDERS.c.data_key_id,
+                       ORDERS.c.attributes, ORDERS.c.buyer_ct, ORDERS.c.address_ct).where(
     ORDERS.c.tenant_id == bindparam("tenant_id"),
     ORDERS.c.amazon_order_id == bindparam("amazon_order_id"))
-_FIND_ORDER_AND_KEY = join_data_key(_FIND_ORDER, ORDERS.c.tenant_id, ORDERS.c.data_key_id)
+_FIND_ORDER = Prepared(_ORDER_LOOKUP)
+_FIND_ORDER_AND_KEY = Prepared(join_data_key(_ORDER_LOOKUP, ORDERS.c.tenant_id,
+                                             ORDERS.c.data_key_id))
 _EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id).where(
     Order.tenant_id == bindparam("tenant_id"),
     Order.amazon_order_id.in_(bindparam("amazon_order_ids", expanding=True)),
@@ -203,11 +208,10 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
 
 def _find(session: Session, tenant_id: str, amazon_order_id: str, *,
           with_key: bool = False) -> Any:
-    """The order's row (its columns by name), through the connection: no ORM identity map;
-    ``with_key`` adds its wrapped data key (``join_data_key``)."""
-    row = session.connection().execute(
-        _FIND_ORDER_AND_KEY if with_key else _FIND_ORDER,
-        {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}).first()
+    """The order's row (its columns by name) through a prepared statement; ``with_key`` adds
+    its wrapped data key (``join_data_key``)."""
+    row = (_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).first(
+        session.connection(), {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id})
     if row is None:
         raise OrderNotFoundError()
     return row
