@@ -9,14 +9,17 @@ from sellervault.store.base import Base
 
 
 class EventRow(Base):
+    """One event. Read by ``seq`` only (verification, the audit API), so no secondary index:
+    each would cost every request a B-tree update (migration 0003)."""
+
     __tablename__ = "security_events"
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    occurred_at: Mapped[str] = mapped_column(String(32), index=True)
+    occurred_at: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
-    actor_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(64))
     tenant_id: Mapped[str | None] = mapped_column(String(64))
     target_type: Mapped[str | None] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64))
