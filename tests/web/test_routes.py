@@ -12,7 +12,13 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
 from sellervault.runtime import Runtime
 from sellervault.web.app import build_api
-from sellervault.web.context import ACTION_ATTRIBUTE, NotAuthenticatedError, new_state
+from sellervault.web.context import (
+    ACTION_ATTRIBUTE,
+    ForbiddenError,
+    NotAuthenticatedError,
+    TenantNotFoundError,
+    new_state,
+)
 
 
 def _routes(api: FastAPI) -> list[Any]:
@@ -84,3 +90,16 @@ def test_a_route_that_skips_authenticate_cannot_reach_the_runtime(runtime: Runti
         _ = state.runtime
     state.action = Action.HEALTH_READ  # a public action needs no principal
     assert state.runtime is runtime
+
+
+def test_a_refused_principal_gets_no_runtime_even_if_the_refusal_is_caught(
+        server: Any) -> None:
+    """An admin has no grant for orders:read on a tenant: authenticate() refuses, and a
+    route that swallowed the refusal would still find no runtime."""
+    state = new_state(server.runtime, "203.0.113.9", {})
+    state.action, state.tenant_id = Action.ORDERS_READ, "acme"
+    state.token = server.admin_token()
+    with pytest.raises((ForbiddenError, TenantNotFoundError)):
+        state.authenticate()
+    with pytest.raises(NotAuthenticatedError):
+        _ = state.runtime

@@ -64,11 +64,13 @@ class RequestState:
     principal: Principal | None = None
     token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    _authorized: bool = False
 
     @property
     def runtime(self) -> Runtime:
-        """The service runtime: only after ``authenticate()``, or for a public action."""
-        if self.principal is None and self.action not in PUBLIC_ACTIONS:
+        """The service runtime: only once ``authenticate()`` has passed, or for a public
+        action."""
+        if not self._authorized and self.action not in PUBLIC_ACTIONS:
             raise NotAuthenticatedError(f"{self.action.value}: authenticate() first")
         return self._runtime
 
@@ -80,7 +82,9 @@ class RequestState:
         principal = accounts.authenticate(self._runtime, self.token)
         self.principal = principal
         self.auditor.actor = replace(self.auditor.actor, actor_id=principal.id)
-        return self.authorize(self.action, self.tenant_id)
+        self.authorize(self.action, self.tenant_id)
+        self._authorized = True  # only now: a refusal caught by a route still gives nothing
+        return principal
 
     def authorize(self, action: Action, tenant_id: str | None = None,
                   context: dict[str, Any] | None = None) -> Principal:
