@@ -101,7 +101,9 @@ class Prepared:
         cursor = self._run(connection, params)
         try:
             raw = cursor.fetchall()
-            reader = self._reader(connection.dialect, cursor.description)
+            # (psycopg builds ``description`` anew on each access: only read it once)
+            reader = (self._readers.get(connection.dialect.name)
+                      or self._reader(connection.dialect, cursor.description))
         finally:
             cursor.close()
         make, processors = reader.row._make, reader.processors
