@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +104,6 @@ class _WriterLock:
         self._lock.release()
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
 class Store:
     """The engine and a session factory; services open their own transactions through it."""
 
@@ -119,7 +111,7 @@ class Store:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         sqlite = engine.dialect.name == "sqlite"
-        self._writer: _WriterLock | _NoLock = _WriterLock() if sqlite else _NoLock()
+        self._writer: AbstractContextManager[None] = _WriterLock() if sqlite else nullcontext()
         self._reader = engine.execution_options(
             **({NO_TRANSACTION: True} if sqlite else {"isolation_level": "AUTOCOMMIT"}))
 
