@@ -86,6 +86,23 @@ def test_after_commit_callbacks_run_only_when_the_transaction_commits(
     assert calls == ["committed"]
 
 
+def test_a_core_write_commits_rolls_back_and_runs_its_hooks_like_a_transaction(
+        runtime: Runtime) -> None:
+    calls: list[str] = []
+    with runtime.store.write() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        after_commit(connection, lambda: calls.append("committed"))
+        assert calls == []
+    with pytest.raises(RuntimeError), runtime.store.write() as connection:
+        connection.execute(text("INSERT INTO t VALUES (2)"))
+        after_commit(connection, lambda: calls.append("rolled back"))
+        raise RuntimeError("boom")
+    with runtime.store.write() as connection:  # the pooled connection keeps no stale hooks
+        assert connection.execute(text("SELECT x FROM t")).scalars().all() == [1]
+    assert calls == ["committed"]
+
+
 def test_a_read_never_waits_for_a_writer(runtime: Runtime) -> None:
     """A lookup through ``Store.read`` runs beside an open write transaction and sees only
     what is committed."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
@@ -53,11 +53,14 @@ _MOVE_HEAD_FROM = Prepared(_MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq")
 _last_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
 
 
-def record(session: Session, keyring: Keyring, event: SecurityEvent) -> int:
-    """Append ``event`` to the chain; returns its sequence number."""
+def record(session: Session | Connection, keyring: Keyring, event: SecurityEvent) -> int:
+    """Append ``event`` to the chain, in the caller's transaction; its sequence number."""
     log_key = keyring.system_key(session, LOG_KEY)
-    session.flush()  # the caller's pending changes go first, as an ORM query would autoflush
-    db = session.connection()
+    if isinstance(session, Session):
+        session.flush()  # the caller's pending changes go first, as an ORM query would
+        db = session.connection()
+    else:
+        db = session
     fields = event.fields()
     fields["occurred_at"] = _now_iso()
     engine = db.engine
@@ -156,7 +159,8 @@ class Auditor:
     def _mark_committed(self) -> None:
         self.committed = True
 
-    def record(self, session: Session, action: str, outcome: Outcome, **fields: Any) -> int:
+    def record(self, session: Session | Connection, action: str, outcome: Outcome,
+               **fields: Any) -> int:
         seq = record(session, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
         after_commit(session, self._mark_committed)
         return seq

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.aead import Cipher, bind, new_key
@@ -51,6 +61,27 @@ def join_data_key(query: Select[Any], tenant_id: ColumnElement[str],
         DATA_KEYS.c.wrapped.label("data_key_wrapped"),
     ).outerjoin(DATA_KEYS, and_(DATA_KEYS.c.id == data_key_id,
                                 DATA_KEYS.c.tenant_id == tenant_id))
+
+
+Db = Session | Connection
+"""Where a key lookup runs: an ORM session, or a Core connection in a transaction."""
+
+
+def _connection(db: Db) -> Connection:
+    """The Core connection of ``db``; a session's pending rows are flushed first (as an ORM
+    query would autoflush), so a key added in this transaction is found."""
+    if isinstance(db, Session):
+        db.flush()
+        return db.connection()
+    return db
+
+
+_TENANT_KEY = select(TenantKey.root_version, TenantKey.wrapped).where(
+    TenantKey.tenant_id == bindparam("tenant_id"), TenantKey.purpose == bindparam("purpose"),
+    TenantKey.version == bindparam("version"))
+_SYSTEM_KEY = select(SystemKey.root_version, SystemKey.wrapped).where(
+    SystemKey.name == bindparam("name"))
+_SYSTEM_KEYS = cast(Table, SystemKey.__table__)
 
 
 class UnknownTenantKeyError(CryptoError):
@@ -124,12 +155,13 @@ class Keyring:
             raise UnknownTenantKeyError(f"tenant has no active {purpose} key")
         return version
 
-    def _tenant_key(self, session: Session, tenant_id: str, purpose: str, version: int) -> bytes:
+    def _tenant_key(self, db: Db, tenant_id: str, purpose: str, version: int) -> bytes:
         cache_key = (tenant_id, purpose, version)
         key = self._tenant_keys.get(cache_key)
         if key is not None:
             return key
-        row = session.get(TenantKey, (tenant_id, purpose, version))
+        row = _connection(db).execute(_TENANT_KEY, {"tenant_id": tenant_id, "purpose": purpose,
+                                                    "version": version}).first()
         if row is None or row.wrapped is None:
             raise UnknownTenantKeyError(f"tenant has no {purpose} key version {version}")
         key = self._provider.unwrap(row.root_version, row.wrapped,
@@ -183,21 +215,21 @@ class Keyring:
             raise DataKeyDestroyedError("data key missing")
         return found
 
-    def open_data_key(self, session: Session, tenant_id: str, data_key_id: str,
+    def open_data_key(self, db: Db, tenant_id: str, data_key_id: str,
                       kek_version: int | None, wrapped: bytes | None) -> Cipher:
         """Unwrap one data key read by the caller (see ``join_data_key``); the associated data
         binds it to its tenant, id and tenant-key version, so a key row moved between tenants
         or ids does not open."""
         if wrapped is None or kek_version is None:  # destroyed, or no such key
             raise DataKeyDestroyedError("data key destroyed")
-        kek = self._kek(session, tenant_id, kek_version)
+        kek = self._kek(db, tenant_id, kek_version)
         return Cipher(kek.open(wrapped, _data_key_context(tenant_id, data_key_id, kek_version)))
 
-    def _kek(self, session: Session, tenant_id: str, version: int) -> Cipher:
+    def _kek(self, db: Db, tenant_id: str, version: int) -> Cipher:
         """The tenant's key-encryption key of ``version``, ready to use (built once)."""
         kek = self._keks.get((tenant_id, version))
         if kek is None:
-            kek = Cipher(self._tenant_key(session, tenant_id, KEK, version))
+            kek = Cipher(self._tenant_key(db, tenant_id, KEK, version))
             with self._lock:
                 self._keks[(tenant_id, version)] = kek
         return kek
@@ -208,18 +240,19 @@ class Keyring:
         """The named system key if this process has already unwrapped it (no database)."""
         return self._system_keys.get(name)
 
-    def system_key(self, session: Session, name: str) -> bytes:
+    def system_key(self, db: Db, name: str) -> bytes:
         """A named service-wide secret, created on first use and wrapped by the root key."""
         key = self._system_keys.get(name)
         if key is not None:
             return key
-        row = session.get(SystemKey, name)
+        connection = _connection(db)
+        row = connection.execute(_SYSTEM_KEY, {"name": name}).first()
         if row is None:
             key = new_key()
             root_version, wrapped = self._provider.wrap(key, _system_key_context(name))
-            session.add(SystemKey(name=name, root_version=root_version, wrapped=wrapped,
-                                  created_at=utcnow()))
-            session.flush()
+            connection.execute(insert(_SYSTEM_KEYS), {
+                "name": name, "root_version": root_version, "wrapped": wrapped,
+                "created_at": utcnow()})
         else:
             key = self._provider.unwrap(row.root_version, row.wrapped, _system_key_context(name))
         with self._lock:
