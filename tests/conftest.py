@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, MetaData
 
 from sellervault import bootstrap
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
+from sellervault.store.engine import make_engine
 from tests.support import (
     ADMIN_EMAIL,
     ADMIN_NAME,
@@ -56,6 +58,20 @@ def fresh_database(kind: str, directory: Path) -> Iterator[str]:
             yield url
     except PostgresUnavailableError as exc:
         missing_service(str(exc))
+
+
+@contextmanager
+def engine_with_tables(kind: str, directory: Path, metadata: MetaData) -> Iterator[Engine]:
+    """An engine on a fresh database holding the tables of ``metadata`` (for store tests
+    that need tables of their own, not SellerVault's schema)."""
+    (directory / "data").mkdir(exist_ok=True)
+    with fresh_database(kind, directory) as url:
+        engine = make_engine(url)
+        metadata.create_all(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def init_instance(settings: Settings) -> bootstrap.InitResult:

@@ -33,9 +33,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from sellervault.store.bulk import BulkInsert
-from sellervault.store.engine import make_engine
 from sellervault.store.types import UTCDateTime
-from tests.conftest import fresh_database
+from tests.conftest import engine_with_tables
 
 metadata = MetaData()
 
@@ -70,12 +69,8 @@ ROWS: list[dict[str, Any]] = [
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    (tmp_path / "data").mkdir()
-    with fresh_database(request.param, tmp_path) as url:
-        created = make_engine(url)
-        metadata.create_all(created)
+    with engine_with_tables(request.param, tmp_path, metadata) as created:
         yield created
-        created.dispose()
 
 
 def _raw(engine: Engine, table: Table) -> list[tuple[Any, ...]]:

@@ -32,10 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from sellervault.store.engine import make_engine
 from sellervault.store.prepared import Prepared
 from sellervault.store.types import UTCDateTime
-from tests.conftest import fresh_database
+from tests.conftest import engine_with_tables
 
 metadata = MetaData()
 THINGS = Table("things", metadata,
@@ -58,14 +57,10 @@ ALL = select(THINGS).where(THINGS.c.id >= bindparam("from_id")).order_by(THINGS.
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    (tmp_path / "data").mkdir()
-    with fresh_database(request.param, tmp_path) as url:
-        created = make_engine(url)
-        metadata.create_all(created)
+    with engine_with_tables(request.param, tmp_path, metadata) as created:
         with created.begin() as connection:
             connection.execute(insert(THINGS), ROWS)
         yield created
-        created.dispose()
 
 
 def test_rows_are_what_connection_execute_returns(engine: Engine) -> None:

@@ -18,7 +18,7 @@ from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equa
 from sellervault.audit.events import Actor, Outcome, SecurityEvent
 from sellervault.audit.models import ChainHead, EventRow
 from sellervault.crypto.keyring import Keyring
-from sellervault.store.engine import Store, after_commit
+from sellervault.store.engine import Store, after_commit, core_connection
 from sellervault.store.prepared import Prepared
 
 LOG_KEY = "security-log"
@@ -56,11 +56,7 @@ _last_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKe
 def record(session: Session | Connection, keyring: Keyring, event: SecurityEvent) -> int:
     """Append ``event`` to the chain, in the caller's transaction; its sequence number."""
     log_key = keyring.system_key(session, LOG_KEY)
-    if isinstance(session, Session):
-        session.flush()  # the caller's pending changes go first, as an ORM query would
-        db = session.connection()
-    else:
-        db = session
+    db = core_connection(session)  # a session's pending changes go first
     fields = event.fields()
     fields["occurred_at"] = _now_iso()
     engine = db.engine

@@ -32,6 +32,7 @@ from sellervault.crypto.errors import CryptoError
 from sellervault.crypto.models import DataKey, SystemKey, TenantKey
 from sellervault.crypto.provider import KeyProvider
 from sellervault.store.bulk import BulkInsert
+from sellervault.store.engine import core_connection
 from sellervault.store.ids import new_ids
 from sellervault.store.types import utcnow
 
@@ -65,15 +66,6 @@ def join_data_key(query: Select[Any], tenant_id: ColumnElement[str],
 
 Db = Session | Connection
 """Where a key lookup runs: an ORM session, or a Core connection in a transaction."""
-
-
-def _connection(db: Db) -> Connection:
-    """The Core connection of ``db``; a session's pending rows are flushed first (as an ORM
-    query would autoflush), so a key added in this transaction is found."""
-    if isinstance(db, Session):
-        db.flush()
-        return db.connection()
-    return db
 
 
 _TENANT_KEY = select(TenantKey.root_version, TenantKey.wrapped).where(
@@ -160,7 +152,7 @@ class Keyring:
         key = self._tenant_keys.get(cache_key)
         if key is not None:
             return key
-        row = _connection(db).execute(_TENANT_KEY, {"tenant_id": tenant_id, "purpose": purpose,
+        row = core_connection(db).execute(_TENANT_KEY, {"tenant_id": tenant_id, "purpose": purpose,
                                                     "version": version}).first()
         if row is None or row.wrapped is None:
             raise UnknownTenantKeyError(f"tenant has no {purpose} key version {version}")
@@ -245,7 +237,7 @@ class Keyring:
         key = self._system_keys.get(name)
         if key is not None:
             return key
-        connection = _connection(db)
+        connection = core_connection(db)
         row = connection.execute(_SYSTEM_KEY, {"name": name}).first()
         if row is None:
             key = new_key()

@@ -45,6 +45,7 @@ from sellervault.records.spapi import (
 )
 from sellervault.runtime import Runtime
 from sellervault.store.bulk import BulkInsert
+from sellervault.store.engine import core_connection
 from sellervault.store.ids import new_ids
 from sellervault.store.prepared import Prepared
 from sellervault.store.types import utcnow
@@ -210,9 +211,8 @@ def _find(db: Session | Connection, tenant_id: str, amazon_order_id: str, *,
           with_key: bool = False) -> Any:
     """The order's row (its columns by name) through a prepared statement; ``with_key`` adds
     its wrapped data key (``join_data_key``)."""
-    connection = db.connection() if isinstance(db, Session) else db
     row = (_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).first(
-        connection, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id})
+        core_connection(db), {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id})
     if row is None:
         raise OrderNotFoundError()
     return row

@@ -83,6 +83,16 @@ def _owner_only(database: str | None) -> None:
             path.chmod(0o600)
 
 
+def core_connection(db: Session | Connection) -> Connection:
+    """The Core connection of a ``Store.transaction`` session or a ``Store.write`` connection.
+    A session's pending ORM changes are flushed first (as an ORM query would autoflush), so
+    Core statements see them."""
+    if isinstance(db, Session):
+        db.flush()
+        return db.connection()
+    return db
+
+
 def after_commit(db: Session | Connection, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the transaction of ``db`` (a ``Store.transaction`` session or a
     ``Store.write`` connection) commits; never if it rolls back."""
