@@ -1,8 +1,9 @@
 """Writing and verifying the security log.
 
 ``record`` appends a typed event inside the caller's transaction, so an operation and its
-event commit together or not at all; an event carries ids, enums, counts and addresses, never
-free text or PII. ``bootstrap.verify_log`` verifies the chain offline and records that it ran.
+event commit together or not at all; ``append`` commits one on its own. An event carries ids,
+enums, counts and addresses, never free text or PII. ``bootstrap.verify_log`` verifies the
+chain offline and records that it ran.
 """
 
 from __future__ import annotations
@@ -139,17 +140,39 @@ def test_rolled_back_operation_leaves_no_event(runtime: Runtime) -> None:
     assert verify(runtime).ok
 
 
+def test_append_commits_its_event_on_its_own(runtime: Runtime) -> None:
+    """``append`` is for an operation that changes nothing else (a read, a reveal): the event
+    is committed, and chained, when it returns."""
+    auditor = Auditor(runtime.keyring, API_CALLER)
+    seq = auditor.append(runtime.store, "orders:reveal", Outcome.SUCCESS, tenant_id="acme",
+                         target_type="order", target_id="ord_1", purpose="fulfillment",
+                         count=1)
+    assert auditor.committed
+    row = events(runtime)[-1]  # through another connection
+    assert (row["seq"], row["action"], row["purpose"], row["count"]) == (
+        seq, "orders:reveal", "fulfillment", 1)
+    assert verify(runtime) == VerifyResult(True, seq)
+
+
+def _write_event(rt: Runtime, how: str) -> int:
+    """One event, in a transaction of its own (``record``) or standalone (``append``)."""
+    auditor = Auditor(rt.keyring, API_CALLER)
+    if how == "append":
+        return auditor.append(rt.store, "orders:read", Outcome.SUCCESS)
+    with rt.store.transaction() as session:
+        return auditor.record(session, "orders:read", Outcome.SUCCESS)
+
+
 def test_writers_in_two_processes_keep_one_chain(settings: Settings,
                                                  runtime: Runtime) -> None:
     """Each process remembers the head it last wrote; when another process has moved it
     since, the append reads the real head instead of forking the chain."""
     other = bootstrap.open_runtime(settings)  # a second engine: another process's view
     try:
-        seqs = []
-        for writer in (runtime, other, other, runtime, other, runtime, runtime):
-            auditor = Auditor(writer.keyring, API_CALLER)
-            with writer.store.transaction() as session:
-                seqs.append(auditor.record(session, "orders:read", Outcome.SUCCESS))
+        seqs = [_write_event(writer, how) for writer, how in [
+            (runtime, "record"), (other, "record"), (other, "append"), (runtime, "append"),
+            (other, "record"), (runtime, "record"), (runtime, "append"), (other, "append"),
+            (runtime, "append"), (runtime, "record")]]
     finally:
         other.close()
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -157,14 +180,11 @@ def test_writers_in_two_processes_keep_one_chain(settings: Settings,
 
 
 def test_concurrent_writers_keep_one_chain(runtime: Runtime) -> None:
-    def append(_: int) -> int:
-        auditor = Auditor(runtime.keyring, API_CALLER)
-        with runtime.store.transaction() as session:
-            return auditor.record(session, "orders:read", Outcome.SUCCESS)
-
+    """Threads appending standalone events and recording events in transactions, at once."""
     with ThreadPoolExecutor(max_workers=6) as pool:
-        seqs = sorted(pool.map(append, range(60)))
-    assert seqs == list(range(seqs[0], seqs[0] + 60))
+        seqs = sorted(pool.map(lambda n: _write_event(runtime, ("append", "record")[n % 3 == 0]),
+                               range(90)))
+    assert seqs == list(range(seqs[0], seqs[0] + 90))
     assert verify(runtime).ok
 
 

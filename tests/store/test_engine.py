@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from sellervault.runtime import Runtime
 from sellervault.store import engine, migrate
+from sellervault.store.driver import Db
 from sellervault.store.engine import Store, after_commit, make_engine
+from sellervault.store.prepared import Prepared
 from sellervault.store.schema import metadata
 
 
@@ -86,34 +88,65 @@ def test_after_commit_callbacks_run_only_when_the_transaction_commits(
     assert calls == ["committed"]
 
 
-def test_a_core_write_commits_rolls_back_and_runs_its_hooks_like_a_transaction(
+T = Table("t", MetaData(), Column("x", Integer))
+_ADD = Prepared(insert(T).values(x=bindparam("x")))
+_ALL = Prepared(select(T.c.x).order_by(T.c.x))
+
+
+def _values(db: Db) -> list[int]:
+    return [row.x for row in _ALL.all(db, {})]
+
+
+def _create_t(runtime: Runtime) -> None:
+    with runtime.store.transaction() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+
+
+def test_a_driver_write_commits_rolls_back_and_runs_its_hooks_like_a_transaction(
         runtime: Runtime) -> None:
+    _create_t(runtime)
     calls: list[str] = []
-    with runtime.store.write() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
-        connection.execute(text("INSERT INTO t VALUES (1)"))
-        after_commit(connection, lambda: calls.append("committed"))
+    with runtime.store.write() as db:
+        _ADD.execute(db, {"x": 1})
+        after_commit(db, lambda: calls.append("committed"))
         assert calls == []
-    with pytest.raises(RuntimeError), runtime.store.write() as connection:
-        connection.execute(text("INSERT INTO t VALUES (2)"))
-        after_commit(connection, lambda: calls.append("rolled back"))
+    with pytest.raises(RuntimeError), runtime.store.write() as db:
+        _ADD.execute(db, {"x": 2})
+        after_commit(db, lambda: calls.append("rolled back"))
         raise RuntimeError("boom")
-    with runtime.store.write() as connection:  # the pooled connection keeps no stale hooks
-        assert connection.execute(text("SELECT x FROM t")).scalars().all() == [1]
+    with runtime.store.write() as db:  # the pooled connection keeps no stale hooks
+        assert _values(db) == [1]
     assert calls == ["committed"]
 
 
 def test_a_read_never_waits_for_a_writer(runtime: Runtime) -> None:
     """A lookup through ``Store.read`` runs beside an open write transaction and sees only
     what is committed."""
-    with runtime.store.transaction() as session:
-        session.execute(text("CREATE TABLE t (x INTEGER)"))
+    _create_t(runtime)
     with runtime.store.transaction() as session:
         session.execute(text("INSERT INTO t VALUES (1)"))
-        with runtime.store.read() as connection:  # same thread: would deadlock if it waited
-            assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
-    with runtime.store.read() as connection:
-        assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 1
+        with runtime.store.read() as db:  # same thread: would deadlock if it waited
+            assert _values(db) == []
+    with runtime.store.read() as db:
+        assert _values(db) == [1]
+
+
+def test_each_statement_of_a_read_commits_and_the_connection_goes_back_transactional(
+        runtime: Runtime) -> None:
+    _create_t(runtime)
+    with runtime.store.read() as db:
+        _ADD.execute(db, {"x": 1})  # a one-statement write: committed at once
+        with runtime.store.read() as other:
+            assert _values(other) == [1]
+    for _ in range(3):  # whichever pooled connection comes next is in a transaction again
+        with pytest.raises(RuntimeError), runtime.store.write() as db:
+            _ADD.execute(db, {"x": 2})
+            raise RuntimeError("boom")
+        with pytest.raises(RuntimeError), runtime.store.transaction() as session:
+            session.execute(text("INSERT INTO t VALUES (3)"))
+            raise RuntimeError("boom")
+    with runtime.store.read() as db:
+        assert _values(db) == [1]
 
 
 def test_writers_of_one_process_take_turns(runtime: Runtime) -> None:
@@ -127,8 +160,8 @@ def test_writers_of_one_process_take_turns(runtime: Runtime) -> None:
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(write, range(60)))
-    with runtime.store.read() as connection:
-        values = connection.execute(text("SELECT x FROM t ORDER BY x")).scalars().all()
+    with runtime.store.read() as db:
+        values = _values(db)
     if runtime.store.dialect == "sqlite":  # one writer at a time: each saw the one before
         assert values == list(range(60))
     else:

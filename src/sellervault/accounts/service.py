@@ -363,11 +363,11 @@ def authenticate(rt: Runtime, token: str) -> Principal:
     touch_account = found.last_used_at is None or now - found.last_used_at >= LAST_SEEN_RESOLUTION
     if touch_session or touch_account:
         with rt.store.transaction() as session:
-            db = session.connection()
+            connection = session.connection()  # Core statements: no ORM bookkeeping
             if touch_session:
-                db.execute(_TOUCH_SESSION, {"h": digest, "now": now})
+                connection.execute(_TOUCH_SESSION, {"h": digest, "now": now})
             if touch_account:
-                db.execute(_TOUCH_ACCOUNT, {"a": found.account_id, "now": now})
+                connection.execute(_TOUCH_ACCOUNT, {"a": found.account_id, "now": now})
     grants = tuple(Grant(Role(row.role), row.tenant) for row in rows if row.role is not None)
     return Principal(found.account_id, found.kind, grants)
 

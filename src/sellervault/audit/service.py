@@ -1,24 +1,28 @@
 """Writing and verifying the security log.
 
 ``record`` appends an event inside the caller's transaction, so an operation and its event
-commit together or not at all. ``verify`` walks the chain and names the first bad event.
+commit together or not at all. ``append`` writes an event on its own, committed before it
+returns: for an operation that changes nothing else (a read, a reveal). ``verify`` walks the
+chain and names the first bad event.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
 from sellervault.audit.events import Actor, Outcome, SecurityEvent
 from sellervault.audit.models import ChainHead, EventRow
 from sellervault.crypto.keyring import Keyring
-from sellervault.store.engine import Store, after_commit, core_connection
+from sellervault.store.driver import Db, DriverConnection, driver_of
+from sellervault.store.engine import Store, after_commit
 from sellervault.store.prepared import Prepared
 
 LOG_KEY = "security-log"
@@ -32,20 +36,29 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-# Built once (no per-call expression building or cache-key generation); Core statements on the
-# two tables, so appending an event costs no ORM identity-map or unit-of-work bookkeeping.
+# Built once and run as prepared statements on the driver's connection, so appending an event
+# costs no expression building, no ORM bookkeeping and no SQLAlchemy execution machinery.
 _EVENTS = cast(Table, EventRow.__table__)
 _HEADS = cast(Table, ChainHead.__table__)
-_LOCK_HEAD = (select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID)
-              .with_for_update())
-_INSERT_EVENT = Prepared(insert(_EVENTS).values(
-    {column.name: bindparam(column.name) for column in _EVENTS.columns}))
-_INSERT_HEAD = insert(_HEADS)
+_LOCK_HEAD = Prepared(select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID)
+                      .with_for_update())
+_EVENT_VALUES = {column.name: bindparam(column.name, type_=column.type)
+                 for column in _EVENTS.columns}
+_INSERT_EVENT = Prepared(insert(_EVENTS).values(_EVENT_VALUES))
+_INSERT_HEAD = Prepared(insert(_HEADS).values(id=HEAD_ID, seq=bindparam("new_seq"),
+                                              hash=bindparam("new_hash")))
 _MOVE_HEAD = (update(_HEADS).where(_HEADS.c.id == HEAD_ID)
               .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 # Compare-and-swap: moves the head only if it is still exactly the one this process last saw.
-_MOVE_HEAD_FROM = Prepared(_MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq"),
-                                            _HEADS.c.hash == bindparam("old_hash")))
+_MOVE_HEAD_FROM = _MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq"),
+                                   _HEADS.c.hash == bindparam("old_hash"))
+_MOVE_HEAD_ANYWAY = Prepared(_MOVE_HEAD)  # (after _LOCK_HEAD)
+_MOVE_HEAD_IF_UNMOVED = Prepared(_MOVE_HEAD_FROM)
+# PostgreSQL: the compare-and-swap and the insert as one statement, so a standalone event is
+# one round trip and its own transaction: the event row is inserted only if the head moved.
+_moved = _MOVE_HEAD_FROM.returning(_HEADS.c.seq).cte("moved")
+_APPEND_IF_UNMOVED = Prepared(insert(_EVENTS).from_select(
+    list(_EVENT_VALUES), select(*_EVENT_VALUES.values()).select_from(_moved)))
 
 # The head this process last wrote, per database. Only a guess: it saves reading the head
 # when no other writer (thread or process) has moved it since, and the compare-and-swap above
@@ -53,35 +66,71 @@ _MOVE_HEAD_FROM = Prepared(_MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq")
 _last_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
 
 
-def record(session: Session | Connection, keyring: Keyring, event: SecurityEvent) -> int:
+def record(db: Db, keyring: Keyring, event: SecurityEvent) -> int:
     """Append ``event`` to the chain, in the caller's transaction; its sequence number."""
-    log_key = keyring.system_key(session, LOG_KEY)
-    db = core_connection(session)  # a session's pending changes go first
-    fields = event.fields()
-    fields["occurred_at"] = _now_iso()
-    engine = db.engine
-    guess = _last_heads.get(engine)
-    mac = ""
-    moved = False
+    connection = driver_of(db)  # a session's pending changes go first
+    log_key = keyring.system_key(connection, LOG_KEY)
+    guess = _last_heads.get(connection.engine)
     if guess is not None:
-        fields["seq"] = guess[0] + 1
-        prev_hash = guess[1]
-        mac = event_mac(log_key, prev_hash, fields)
-        moved = _MOVE_HEAD_FROM.execute(db, {"new_seq": fields["seq"], "new_hash": mac,
-                                             "old_seq": guess[0], "old_hash": prev_hash}) == 1
-    if not moved:  # first event of this process, or another writer moved the head
-        head = db.execute(_LOCK_HEAD).first()
-        head_seq, prev_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
-        fields["seq"] = head_seq + 1
-        mac = event_mac(log_key, prev_hash, fields)
-        if head is None:
-            db.execute(_INSERT_HEAD, {"id": HEAD_ID, "seq": fields["seq"], "hash": mac})
-        else:
-            db.execute(_MOVE_HEAD, {"new_seq": fields["seq"], "new_hash": mac})
-    _INSERT_EVENT.execute(db, {**fields, "prev_hash": prev_hash, "hash": mac})
-    seq: int = fields["seq"]
-    _last_heads[engine] = (seq, mac)
+        row = _chained(event, log_key, guess)
+        if _MOVE_HEAD_IF_UNMOVED.execute(connection, _head_move(row, guess)) == 1:
+            return _insert(connection, row)
+    # The first event of this process, or another writer moved the head: read it, locked.
+    head = _LOCK_HEAD.first(connection, {})
+    row = _chained(event, log_key, (0, GENESIS) if head is None else (head.seq, head.hash))
+    (_INSERT_HEAD if head is None else _MOVE_HEAD_ANYWAY).execute(
+        connection, {"new_seq": row["seq"], "new_hash": row["hash"]})
+    return _insert(connection, row)
+
+
+def _chained(event: SecurityEvent, log_key: bytes, head: tuple[int, str]) -> dict[str, Any]:
+    """The event's row as the successor of ``head`` (its seq and hash)."""
+    row = event.fields()
+    row["occurred_at"] = _now_iso()
+    row["seq"] = head[0] + 1
+    row["prev_hash"] = head[1]
+    row["hash"] = event_mac(log_key, head[1], row)
+    return row
+
+
+def _head_move(row: dict[str, Any], guess: tuple[int, str]) -> dict[str, Any]:
+    return {"new_seq": row["seq"], "new_hash": row["hash"], "old_seq": guess[0],
+            "old_hash": guess[1]}
+
+
+def _insert(connection: DriverConnection, row: dict[str, Any]) -> int:
+    _INSERT_EVENT.execute(connection, row)
+    return _remember(connection.engine, row)
+
+
+def _remember(engine: Engine, row: dict[str, Any]) -> int:
+    seq: int = row["seq"]
+    _last_heads[engine] = (seq, row["hash"])
     return seq
+
+
+# Standalone appends of this process take turns on PostgreSQL, so each one's guess of the head
+# is the one before it (held for one round trip); on SQLite the writer lock does that.
+_standalone = threading.Lock()
+
+
+def append(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
+    """Append ``event`` on its own, committed when this returns; its sequence number.
+
+    On PostgreSQL that is one statement (compare-and-swap of the head and insert) on an
+    autocommit connection; if another writer moved the head, or on SQLite, a short
+    transaction of its own.
+    """
+    if store.dialect == "postgresql":
+        with _standalone, store.read() as connection:
+            guess = _last_heads.get(connection.engine)
+            if guess is not None:
+                row = _chained(event, keyring.system_key(connection, LOG_KEY), guess)
+                if _APPEND_IF_UNMOVED.execute(connection, {**row, **_head_move(row, guess)}):
+                    return _remember(connection.engine, row)
+                _last_heads.pop(connection.engine, None)  # stale: read the head instead
+    with store.write() as connection:
+        return record(connection, keyring, event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +204,17 @@ class Auditor:
     def _mark_committed(self) -> None:
         self.committed = True
 
-    def record(self, session: Session | Connection, action: str, outcome: Outcome,
+    def record(self, db: Session | DriverConnection, action: str, outcome: Outcome,
                **fields: Any) -> int:
-        seq = record(session, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
-        after_commit(session, self._mark_committed)
+        """An event in the transaction of ``db`` (see ``record``)."""
+        seq = record(db, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
+        after_commit(db, self._mark_committed)
+        return seq
+
+    def append(self, store: Store, action: str, outcome: Outcome, **fields: Any) -> int:
+        """An event committed on its own (see ``append``)."""
+        seq = append(store, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
+        self.committed = True
         return seq
 
 

@@ -15,7 +15,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Select,
     Table,
     and_,
@@ -32,8 +31,9 @@ from sellervault.crypto.errors import CryptoError
 from sellervault.crypto.models import DataKey, SystemKey, TenantKey
 from sellervault.crypto.provider import KeyProvider
 from sellervault.store.bulk import BulkInsert
-from sellervault.store.engine import core_connection
+from sellervault.store.driver import Db
 from sellervault.store.ids import new_ids
+from sellervault.store.prepared import Prepared
 from sellervault.store.types import utcnow
 
 KEK = "kek"
@@ -64,16 +64,14 @@ def join_data_key(query: Select[Any], tenant_id: ColumnElement[str],
                                 DATA_KEYS.c.tenant_id == tenant_id))
 
 
-Db = Session | Connection
-"""Where a key lookup runs: an ORM session, or a Core connection in a transaction."""
-
-
-_TENANT_KEY = select(TenantKey.root_version, TenantKey.wrapped).where(
+_TENANT_KEY = Prepared(select(TenantKey.root_version, TenantKey.wrapped).where(
     TenantKey.tenant_id == bindparam("tenant_id"), TenantKey.purpose == bindparam("purpose"),
-    TenantKey.version == bindparam("version"))
-_SYSTEM_KEY = select(SystemKey.root_version, SystemKey.wrapped).where(
-    SystemKey.name == bindparam("name"))
+    TenantKey.version == bindparam("version")))
+_SYSTEM_KEY = Prepared(select(SystemKey.root_version, SystemKey.wrapped).where(
+    SystemKey.name == bindparam("name")))
 _SYSTEM_KEYS = cast(Table, SystemKey.__table__)
+_ADD_SYSTEM_KEY = Prepared(insert(_SYSTEM_KEYS).values(
+    {name: bindparam(name) for name in ("name", "root_version", "wrapped", "created_at")}))
 
 
 class UnknownTenantKeyError(CryptoError):
@@ -152,8 +150,8 @@ class Keyring:
         key = self._tenant_keys.get(cache_key)
         if key is not None:
             return key
-        row = core_connection(db).execute(_TENANT_KEY, {"tenant_id": tenant_id, "purpose": purpose,
-                                                    "version": version}).first()
+        row = _TENANT_KEY.first(db, {"tenant_id": tenant_id, "purpose": purpose,
+                                     "version": version})
         if row is None or row.wrapped is None:
             raise UnknownTenantKeyError(f"tenant has no {purpose} key version {version}")
         key = self._provider.unwrap(row.root_version, row.wrapped,
@@ -237,14 +235,12 @@ class Keyring:
         key = self._system_keys.get(name)
         if key is not None:
             return key
-        connection = core_connection(db)
-        row = connection.execute(_SYSTEM_KEY, {"name": name}).first()
+        row = _SYSTEM_KEY.first(db, {"name": name})
         if row is None:
             key = new_key()
             root_version, wrapped = self._provider.wrap(key, _system_key_context(name))
-            connection.execute(insert(_SYSTEM_KEYS), {
-                "name": name, "root_version": root_version, "wrapped": wrapped,
-                "created_at": utcnow()})
+            _ADD_SYSTEM_KEY.execute(db, {"name": name, "root_version": root_version,
+                                         "wrapped": wrapped, "created_at": utcnow()})
         else:
             key = self._provider.unwrap(row.root_version, row.wrapped, _system_key_context(name))
         with self._lock:

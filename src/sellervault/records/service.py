@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic_core import PydanticSerializationError, to_json
-from sqlalchemy import Connection, String, Table, bindparam, func, select, true, update
+from sqlalchemy import String, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -45,7 +45,7 @@ from sellervault.records.spapi import (
 )
 from sellervault.runtime import Runtime
 from sellervault.store.bulk import BulkInsert
-from sellervault.store.engine import core_connection
+from sellervault.store.driver import Db
 from sellervault.store.ids import new_ids
 from sellervault.store.prepared import Prepared
 from sellervault.store.types import utcnow
@@ -207,12 +207,11 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
     return result
 
 
-def _find(db: Session | Connection, tenant_id: str, amazon_order_id: str, *,
-          with_key: bool = False) -> Any:
+def _find(db: Db, tenant_id: str, amazon_order_id: str, *, with_key: bool = False) -> Any:
     """The order's row (its columns by name) through a prepared statement; ``with_key`` adds
     its wrapped data key (``join_data_key``)."""
     row = (_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).first(
-        core_connection(db), {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id})
+        db, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id})
     if row is None:
         raise OrderNotFoundError()
     return row
@@ -226,14 +225,14 @@ def masked_view(row: Any) -> dict[str, Any]:
 def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
                 amazon_order_id: str) -> dict[str, Any]:
     """The order with every PII value masked; no key is unwrapped."""
-    with rt.store.transaction() as session:
-        row = _find(session, tenant_id, amazon_order_id)
-        auditor.record(session, Action.ORDERS_READ, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type="order", target_id=row.id, count=1)
-        return masked_view(row)
+    with rt.store.read() as db:
+        row = _find(db, tenant_id, amazon_order_id)
+    auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, tenant_id=tenant_id,
+                   target_type="order", target_id=row.id, count=1)
+    return masked_view(row)
 
 
-def _decrypt(db: Connection, keyring: Keyring, row: Any) -> dict[str, Any]:
+def _decrypt(db: Db, keyring: Keyring, row: Any) -> dict[str, Any]:
     try:
         cipher = keyring.open_data_key(db, row.tenant_id, row.data_key_id,
                                        row.data_key_kek_version, row.data_key_wrapped)
@@ -253,15 +252,19 @@ def _decrypt(db: Connection, keyring: Keyring, row: Any) -> dict[str, Any]:
 
 def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
            purpose: str) -> dict[str, Any]:
-    """The order with PII in clear, for a permitted purpose; the event commits first."""
+    """The order with PII in clear, for a permitted purpose; the event commits first.
+
+    The lookup and the event are two atomic steps, not one transaction: a reveal changes
+    nothing, and the event records the reveal that happened (if the order was deleted in
+    between, it is still true that its PII was read while it existed)."""
     if purpose not in PURPOSES:
         raise PurposeNotPermittedError()
-    with rt.store.write() as db:  # the hot path: a Core connection, no ORM session
+    with rt.store.read() as db:  # the hot path: one statement on the driver's connection
         row = _find(db, tenant_id, amazon_order_id, with_key=True)
         view = _decrypt(db, rt.keyring, row)
-        auditor.record(db, Action.ORDERS_REVEAL, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type="order", target_id=row.id, purpose=purpose, count=1)
-    return view
+    auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS, tenant_id=tenant_id,
+                   target_type="order", target_id=row.id, purpose=purpose, count=1)
+    return view  # only once the event is committed
 
 
 def search(rt: Runtime, auditor: Auditor, tenant_id: str, *, buyer_email: str | None = None,

@@ -7,8 +7,9 @@ bind and result processors SQLAlchemy itself would apply (so values are the same
 key, execution context, events, result object) costs about ten times the query itself; a
 reveal runs four such statements, authentication one.
 
-It runs on the caller's connection, inside the caller's transaction; a driver error is raised
-as SQLAlchemy's exception class for it, never showing the parameters.
+It runs on the caller's session, Core connection or driver connection (``store.driver``),
+inside the caller's transaction; a driver error is raised as SQLAlchemy's exception class for
+it, never showing the parameters.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Executable
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Dialect, Executable
 from sqlalchemy.sql.compiler import Compiled
+
+from sellervault.store.driver import Db, driver_of, translate_error
 
 Processor = Callable[[Any], Any]
 
@@ -78,7 +80,8 @@ class Prepared:
             found = self._readers[dialect.name] = _Reader(row, processors)
         return found
 
-    def _run(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+    def _run(self, db: Db, params: Mapping[str, Any]) -> tuple[Dialect, Any]:
+        connection = driver_of(db)
         dialect = connection.dialect
         compiled = self._compile(dialect)
         values = dict(compiled.constants)
@@ -87,23 +90,22 @@ class Prepared:
             values[name] = processor(values[name])
         arguments: Any = (values if compiled.positional is None
                           else tuple(values[name] for name in compiled.positional))
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = connection.driver.cursor()
         try:
             cursor.execute(compiled.sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
             cursor.close()
-            raise DBAPIError.instance(compiled.sql, None, exc, dialect.loaded_dbapi.Error,
-                                      hide_parameters=True, dialect=dialect) from exc
-        return cursor
+            raise translate_error(dialect, compiled.sql, exc) from exc
+        return dialect, cursor
 
-    def all(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+    def all(self, db: Db, params: Mapping[str, Any]) -> list[Any]:
         """Every row, as named tuples of converted values."""
-        cursor = self._run(connection, params)
+        dialect, cursor = self._run(db, params)
         try:
             raw = cursor.fetchall()
             # (psycopg builds ``description`` anew on each access: only read it once)
-            reader = (self._readers.get(connection.dialect.name)
-                      or self._reader(connection.dialect, cursor.description))
+            reader = (self._readers.get(dialect.name)
+                      or self._reader(dialect, cursor.description))
         finally:
             cursor.close()
         make, processors = reader.row._make, reader.processors
@@ -111,13 +113,13 @@ class Prepared:
                       for value, convert in zip(row, processors, strict=True)])
                 for row in raw]
 
-    def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
-        rows = self.all(connection, params)
+    def first(self, db: Db, params: Mapping[str, Any]) -> Any | None:
+        rows = self.all(db, params)
         return rows[0] if rows else None
 
-    def execute(self, connection: Connection, params: Mapping[str, Any]) -> int:
+    def execute(self, db: Db, params: Mapping[str, Any]) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
-        cursor = self._run(connection, params)
+        _, cursor = self._run(db, params)
         try:
             count: int = cursor.rowcount
         finally:
