@@ -86,6 +86,7 @@ def test_settings_are_frozen() -> None:
     ("SELLERVAULT_AUDIT_RETENTION_DAYS", "730", "audit_retention_days", 730),
     ("SELLERVAULT_SESSION_IDLE_MINUTES", "5", "session_idle_minutes", 5),
     ("SELLERVAULT_DATA_DIR", "/srv/vault", "data_dir", Path("/srv/vault")),
+    ("SELLERVAULT_WORKER_THREADS", "2", "worker_threads", 2),
 ])
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, variable: str,
                                         value: str, attribute: str, expected: object) -> None:
@@ -172,6 +173,11 @@ def test_tls_below_1_2_is_refused(version: str) -> None:
 @pytest.mark.parametrize("setting", ["session_idle_minutes", "session_absolute_hours"])
 def test_session_lifetimes_must_be_positive(setting: str) -> None:
     assert setting in config_error(**{setting: 0})
+
+
+@pytest.mark.parametrize("threads", [0, -1, 17])
+def test_worker_threads_stay_between_one_and_the_pool(threads: int) -> None:
+    assert "worker_threads" in config_error(worker_threads=threads)
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
     hsts_max_age: int = 63072000
+    worker_threads: int | None = Field(
+        default=None, ge=1, le=16,
+        description="threads running requests' database work; empty: the database's default "
+                    "(1 on SQLite, 4 on PostgreSQL)")
 
     audit_retention_days: int = 365
     deletion_deadline_hours: int = 72

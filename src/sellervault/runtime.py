@@ -26,5 +26,10 @@ class Runtime:
         store = Store.from_url(settings.effective_database_url())
         return cls(settings, store, Keyring(provider))
 
+    @property
+    def worker_threads(self) -> int:
+        """Threads for requests' database work: the setting, else the database's default."""
+        return self.settings.worker_threads or self.store.default_worker_threads
+
     def close(self) -> None:
         self.store.dispose()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
@@ -14,10 +18,13 @@ from sellervault.web.middleware import SecurityMiddleware
 API_PREFIX = "/api/v1"
 
 
-def build_api() -> FastAPI:
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def build_api(lifespan: Lifespan | None = None) -> FastAPI:
     """The FastAPI application alone (for route inspection); serve ``create_app`` instead."""
     api = FastAPI(
-        title="SellerVault", version=__version__,
+        title="SellerVault", version=__version__, lifespan=lifespan,
         openapi_url=None, docs_url=None, redoc_url=None,  # OpenAPI served by a guarded route
     )
     for module in (session, accounts, orders, audit, meta):
@@ -26,5 +33,18 @@ def build_api() -> FastAPI:
     return api
 
 
+def worker_threads(count: int) -> Lifespan:
+    """At start-up, size the thread pool that runs the routes (each route is a plain function:
+    its database work blocks) to ``count`` (``Runtime.worker_threads``)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = count
+        yield
+
+    return lifespan
+
+
 def create_app(runtime: Runtime) -> ASGIApp:
-    return SecurityMiddleware(build_api(), runtime, runtime.settings.hsts_max_age)
+    return SecurityMiddleware(build_api(worker_threads(runtime.worker_threads)), runtime,
+                              runtime.settings.hsts_max_age)

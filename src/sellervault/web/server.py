@@ -38,7 +38,7 @@ def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
         server_header=False,
         log_level="warning",
         proxy_headers=False,
-        lifespan="off",
+        lifespan="on",  # the app's start-up sizes its worker threads
     )
     return uvicorn.Server(config)
 

@@ -1,0 +1,54 @@
+"""The application's start-up: the routes' worker threads are sized for the database.
+
+Routes are plain functions whose database work blocks, so they run on anyio's worker threads;
+``Runtime.worker_threads`` (the ``worker_threads`` setting, else the database's default: one
+on SQLite, whose writers take turns anyway, several on PostgreSQL) sizes that pool when the
+server starts.
+"""
+
+from __future__ import annotations
+
+import anyio
+import anyio.to_thread
+import pytest
+from fastapi import FastAPI
+
+from sellervault.config import Settings
+from sellervault.runtime import Runtime
+from sellervault.web.app import create_app
+from sellervault.web.middleware import SecurityMiddleware
+from sellervault.web.server import build_server
+
+
+def threads_after_start_up(api: FastAPI) -> int:
+    """Run the app's lifespan start-up in a fresh event loop; the loop's thread-pool size."""
+
+    async def start() -> int:
+        async with api.router.lifespan_context(api):
+            return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+    return anyio.run(start)
+
+
+def api_of(runtime: Runtime) -> FastAPI:
+    app = create_app(runtime)
+    assert isinstance(app, SecurityMiddleware) and isinstance(app.app, FastAPI)
+    return app.app
+
+
+def test_the_database_sets_the_default(runtime: Runtime) -> None:
+    expected = 1 if runtime.store.dialect == "sqlite" else 4
+    assert runtime.worker_threads == expected
+    assert threads_after_start_up(api_of(runtime)) == expected
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_setting_overrides_the_default(settings: Settings, runtime: Runtime) -> None:
+    tuned = Runtime(settings.model_copy(update={"worker_threads": 3}), runtime.store,
+                    runtime.keyring)
+    assert threads_after_start_up(api_of(tuned)) == 3
+
+
+def test_the_server_runs_the_start_up(runtime: Runtime) -> None:
+    """uvicorn skips an app's lifespan unless told to run it."""
+    assert build_server(runtime, "127.0.0.1", 8443).config.lifespan == "on"
