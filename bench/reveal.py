@@ -59,7 +59,7 @@ from sellervault import bootstrap
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor, count_events
 from sellervault.records import service as records
-from sellervault.records.spapi import IngestRequest, map_order
+from sellervault.records.spapi import map_order, parse_request
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
 from sellervault.web.server import build_server, freeze_startup_objects
@@ -159,7 +159,7 @@ def seed_orders(runtime: Runtime, count: int) -> list[str]:
     raw = list(synthetic_orders(count, prefix="903"))
     for start in range(0, count, 500):
         body = json.dumps({"orders": raw[start:start + 500]}).encode()
-        mapped = [map_order(o) for o in IngestRequest.model_validate_json(body).orders]
+        mapped = [map_order(o) for o in parse_request(body)]
         records.ingest(runtime, auditor, TENANT, mapped)
         ids += [m.amazon_order_id for m in mapped]
     return ids

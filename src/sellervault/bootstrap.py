@@ -162,12 +162,12 @@ DEMO_CANARIES = 3
 def seed_demo(runtime: Runtime, orders: int = DEMO_ORDERS, canaries: int = DEMO_CANARIES) -> None:
     """A synthetic tenant with clearly fake orders and a few canary orders among them."""
     from sellervault.records import service as records
-    from sellervault.records.spapi import SpApiOrder, map_order
+    from sellervault.records.spapi import map_order, validate_order
     from sellervault.records.synthetic import synthetic_orders
 
     auditor = Auditor(runtime.keyring, cli_actor())
-    batch = [map_order(SpApiOrder.model_validate(raw)) for raw in synthetic_orders(orders)]
+    batch = [map_order(validate_order(raw)) for raw in synthetic_orders(orders)]
     records.ingest(runtime, auditor, DEMO_TENANT, batch)
-    decoys = [map_order(SpApiOrder.model_validate(raw))
+    decoys = [map_order(validate_order(raw))
               for raw in synthetic_orders(canaries, start=orders, seed=11)]
     records.seed_canaries(runtime, auditor, DEMO_TENANT, decoys)

@@ -268,14 +268,14 @@ def _ingest_one(settings: Settings) -> str:
     from sellervault.audit.events import Actor, Channel
     from sellervault.audit.service import Auditor
     from sellervault.records import service as records
-    from sellervault.records.spapi import SpApiOrder, map_order
+    from sellervault.records.spapi import map_order, validate_order
     from sellervault.records.synthetic import synthetic_order
 
     raw = synthetic_order(1)
     runtime = bootstrap.open_runtime(settings)
     try:
         records.ingest(runtime, Auditor(runtime.keyring, Actor(Channel.CLI)), "acme",
-                       [map_order(SpApiOrder.model_validate(raw))])
+                       [map_order(validate_order(raw))])
     finally:
         runtime.close()
     return str(raw["AmazonOrderId"])

@@ -36,7 +36,7 @@ from sellervault.crypto.keyring import (
 from sellervault.crypto.models import DataKey, SystemKey, TenantKey
 from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.records import service as records
-from sellervault.records.spapi import SpApiOrder, map_order
+from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
 from sellervault.store.types import utcnow
@@ -87,7 +87,7 @@ def ingest(runtime: Runtime, tenant_id: str, count: int, start: int = 0) -> dict
     """Store synthetic orders through the records service; returns them by order id."""
     auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
     raw = {order["AmazonOrderId"]: order for order in synthetic_orders(count, start=start)}
-    mapped = [map_order(SpApiOrder.model_validate(order)) for order in raw.values()]
+    mapped = [map_order(validate_order(order)) for order in raw.values()]
     assert records.ingest(runtime, auditor, tenant_id, mapped).inserted == count
     return raw
 

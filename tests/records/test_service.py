@@ -16,7 +16,7 @@ from sellervault.crypto.models import DataKey
 from sellervault.records import service as records
 from sellervault.records.errors import OrderNotFoundError, PurposeNotPermittedError
 from sellervault.records.models import Order
-from sellervault.records.spapi import SpApiOrder, map_order
+from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
 
@@ -26,7 +26,7 @@ def _auditor(runtime: Runtime) -> Auditor:
 
 
 def _mapped(raw: list[dict[str, Any]]) -> list[Any]:
-    return [map_order(SpApiOrder.model_validate(o)) for o in raw]
+    return [map_order(validate_order(o)) for o in raw]
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def ingest_orders(
 ) -> dict[str, int]:
     state.authenticate()
     result = records.ingest(state.runtime, state.auditor, tenant,
-                            [map_order(order) for order in body.orders])
+                            [map_order(order) for order in body["orders"]])
     return {"ingested": result.ingested, "inserted": result.inserted, "updated": result.updated}
 
 
