@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -34,6 +35,21 @@ def test_digest_is_hmac_sha256_of_kind_and_value() -> None:
     expected = hmac.new(key, b"buyer-email\x00jo@example.test", hashlib.sha256).digest()
     assert BlindIndex(key).digest("buyer-email", "jo@example.test") == expected
     assert len(expected) == 32
+
+
+def test_one_index_serves_many_digests_and_threads_alike() -> None:
+    """The keyed state is reused across digests (and the threads of an ingest or a search):
+    every digest must still be the plain HMAC of its own message."""
+    key = new_key()
+    index = BlindIndex(key)
+    messages = [(KINDS[n % 3], f"value-{n}") for n in range(600)]
+
+    def expected(kind: str, value: str) -> bytes:
+        return hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda m: index.digest(*m), messages))
+    assert got == [expected(kind, value) for kind, value in messages]
 
 
 @PROPERTY

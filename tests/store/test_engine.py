@@ -28,6 +28,7 @@ def test_sqlite_runs_in_wal_with_secure_delete(tmp_path: Path) -> None:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA secure_delete")).scalar() == 1
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 10_000
     engine.dispose()
 
 
