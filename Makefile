@@ -29,7 +29,8 @@ lint: $(STAMP) ## ruff and mypy
 bench: $(STAMP) ## Benchmarks, each a ratio against a baseline run beside it
 	$(BIN)/python bench/ingest.py --db sqlite
 	$(BIN)/python bench/ingest.py --db postgresql
-	$(BIN)/python bench/reveal.py
+	$(BIN)/python bench/reveal.py --db sqlite
+	$(BIN)/python bench/reveal.py --db postgresql
 	$(BIN)/python bench/import_memory.py
 
 clean: ## Remove the venv and local data
