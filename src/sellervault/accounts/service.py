@@ -10,7 +10,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import anyio.to_thread
 import pyotp
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -327,10 +329,10 @@ _API_KEY_LOOKUP = Prepared(
     .outerjoin(GrantRow, GrantRow.account_id == Account.id)
     .where(ApiKey.key_hash == bindparam("h"))
 )
-_TOUCH_SESSION = update(SessionRow).where(SessionRow.token_hash == bindparam("h")).values(
-    last_seen_at=bindparam("now"))
-_TOUCH_ACCOUNT = update(Account).where(Account.id == bindparam("a")).values(
-    last_used_at=bindparam("now"))
+_TOUCH_SESSION = Prepared(update(SessionRow).where(SessionRow.token_hash == bindparam("h"))
+                          .values(last_seen_at=bindparam("now")))
+_TOUCH_ACCOUNT = Prepared(update(Account).where(Account.id == bindparam("a"))
+                          .values(last_used_at=bindparam("now")))
 
 
 def _request_pepper(rt: Runtime) -> bytes:
@@ -341,35 +343,74 @@ def _request_pepper(rt: Runtime) -> bytes:
     return pepper
 
 
-def authenticate(rt: Runtime, token: str) -> Principal:
-    """The principal behind a bearer token: a live session or an unexpired API key."""
+@dataclass(frozen=True, slots=True)
+class _TokenLookup:
+    """What to ask the database about a bearer token (its keyed hash, never the token)."""
+
+    statement: Prepared
+    params: dict[str, Any]
+    is_session: bool
+    now: datetime
+
+
+def _token_lookup(pepper: bytes, token: str) -> _TokenLookup:
     is_session = token.startswith(SESSION_PREFIX)
     if not (is_session or token.startswith(API_KEY_PREFIX)):
         raise UnauthenticatedError()
-    now = utcnow()
-    digest = keyed_hash(_request_pepper(rt), token)
-    with rt.store.read() as db:
-        rows = (_SESSION_LOOKUP if is_session else _API_KEY_LOOKUP).all(db, {"h": digest})
+    return _TokenLookup(_SESSION_LOOKUP if is_session else _API_KEY_LOOKUP,
+                        {"h": keyed_hash(pepper, token)}, is_session, utcnow())
+
+
+Touch = tuple[Prepared, dict[str, Any]]
+
+
+def _principal_of(rt: Runtime, lookup: _TokenLookup,
+                  rows: list[Any]) -> tuple[Principal, list[Touch]]:
+    """The principal behind a live credential (else 401), and the last-seen updates due."""
     if not rows:
         raise UnauthenticatedError()
     found = rows[0]
+    now = lookup.now
     if found.revoked_at is not None or found.expires_at <= now or found.status != "active":
         raise UnauthenticatedError()
-    touch_session = False
-    if is_session:
+    touches: list[Touch] = []
+    if lookup.is_session:
         if found.last_seen_at + timedelta(minutes=rt.settings.session_idle_minutes) <= now:
             raise UnauthenticatedError()
-        touch_session = now - found.last_seen_at >= LAST_SEEN_RESOLUTION
-    touch_account = found.last_used_at is None or now - found.last_used_at >= LAST_SEEN_RESOLUTION
-    if touch_session or touch_account:
-        with rt.store.transaction() as session:
-            connection = session.connection()  # Core statements: no ORM bookkeeping
-            if touch_session:
-                connection.execute(_TOUCH_SESSION, {"h": digest, "now": now})
-            if touch_account:
-                connection.execute(_TOUCH_ACCOUNT, {"a": found.account_id, "now": now})
+        if now - found.last_seen_at >= LAST_SEEN_RESOLUTION:
+            touches.append((_TOUCH_SESSION, {"h": lookup.params["h"], "now": now}))
+    if found.last_used_at is None or now - found.last_used_at >= LAST_SEEN_RESOLUTION:
+        touches.append((_TOUCH_ACCOUNT, {"a": found.account_id, "now": now}))
     grants = tuple(Grant(Role(row.role), row.tenant) for row in rows if row.role is not None)
-    return Principal(found.account_id, found.kind, grants)
+    return Principal(found.account_id, found.kind, grants), touches
+
+
+def authenticate(rt: Runtime, token: str) -> Principal:
+    """The principal behind a bearer token: a live session or an unexpired API key."""
+    lookup = _token_lookup(_request_pepper(rt), token)
+    with rt.store.read() as db:
+        rows = lookup.statement.all(db, lookup.params)
+    principal, touches = _principal_of(rt, lookup, rows)
+    if touches:
+        with rt.store.write() as db:
+            for statement, params in touches:
+                statement.execute(db, params)
+    return principal
+
+
+async def authenticate_async(rt: Runtime, token: str) -> Principal:
+    """``authenticate`` in the event loop (``Store.has_async``: PostgreSQL in a server): the
+    same lookup and checks, awaited instead of holding a worker thread."""
+    pepper = rt.keyring.cached_system_key(CREDENTIAL_PEPPER)
+    if pepper is None:  # first use in this process: read (or make) it on a worker thread
+        pepper = await anyio.to_thread.run_sync(_request_pepper, rt)
+    lookup = _token_lookup(pepper, token)
+    async with rt.store.read_async() as db:
+        rows = await lookup.statement.all_async(db, lookup.params)
+        principal, touches = _principal_of(rt, lookup, rows)
+        for statement, params in touches:  # each a statement of its own, as they may be
+            await statement.execute_async(db, params)
+    return principal
 
 
 def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Grant]]]:

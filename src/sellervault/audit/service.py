@@ -8,12 +8,14 @@ chain and names the first bad event.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import anyio.to_thread
 from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -133,6 +135,30 @@ def append(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
         return record(connection, keyring, event)
 
 
+# Standalone appends in an event loop take turns too (an asyncio lock per loop).
+_loop_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary())
+
+
+async def append_async(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
+    """``append`` in the event loop (``Store.has_async``): the one statement, awaited. The
+    first event of the process, a head moved by another writer, or a log key not unwrapped
+    yet take the blocking form on a worker thread instead."""
+    log_key = keyring.cached_system_key(LOG_KEY)
+    if log_key is not None:
+        loop = asyncio.get_running_loop()
+        turn = _loop_turns.get(loop) or _loop_turns.setdefault(loop, asyncio.Lock())
+        async with turn, store.read_async() as connection:
+            guess = _last_heads.get(store.engine)
+            if guess is not None:
+                row = _chained(event, log_key, guess)
+                if await _APPEND_IF_UNMOVED.execute_async(
+                        connection, {**row, **_head_move(row, guess)}):
+                    return _remember(store.engine, row)
+                _last_heads.pop(store.engine, None)  # stale: read the head instead
+    return await anyio.to_thread.run_sync(append, store, keyring, event)
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     ok: bool
@@ -214,6 +240,14 @@ class Auditor:
     def append(self, store: Store, action: str, outcome: Outcome, **fields: Any) -> int:
         """An event committed on its own (see ``append``)."""
         seq = append(store, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
+        self.committed = True
+        return seq
+
+    async def append_async(self, store: Store, action: str, outcome: Outcome,
+                           **fields: Any) -> int:
+        """``append`` in the event loop (see ``append_async``)."""
+        seq = await append_async(store, self.keyring,
+                                 SecurityEvent(action, outcome, self.actor, **fields))
         self.committed = True
         return seq
 

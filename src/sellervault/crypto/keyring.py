@@ -205,20 +205,28 @@ class Keyring:
             raise DataKeyDestroyedError("data key missing")
         return found
 
-    def open_data_key(self, db: Db, tenant_id: str, data_key_id: str,
+    def open_data_key(self, db: Db | None, tenant_id: str, data_key_id: str,
                       kek_version: int | None, wrapped: bytes | None) -> Cipher:
         """Unwrap one data key read by the caller (see ``join_data_key``); the associated data
         binds it to its tenant, id and tenant-key version, so a key row moved between tenants
-        or ids does not open."""
+        or ids does not open. ``db`` may be None when ``has_kek`` said the tenant key is
+        already unwrapped in this process (code in the event loop, which must not block)."""
         if wrapped is None or kek_version is None:  # destroyed, or no such key
             raise DataKeyDestroyedError("data key destroyed")
         kek = self._kek(db, tenant_id, kek_version)
         return Cipher(kek.open(wrapped, _data_key_context(tenant_id, data_key_id, kek_version)))
 
-    def _kek(self, db: Db, tenant_id: str, version: int) -> Cipher:
+    def has_kek(self, tenant_id: str, version: int | None) -> bool:
+        """Whether the tenant's key-encryption key of ``version`` is unwrapped in this
+        process already (so opening its data keys needs no database)."""
+        return (tenant_id, version) in self._keks
+
+    def _kek(self, db: Db | None, tenant_id: str, version: int) -> Cipher:
         """The tenant's key-encryption key of ``version``, ready to use (built once)."""
         kek = self._keks.get((tenant_id, version))
         if kek is None:
+            if db is None:
+                raise RuntimeError("tenant key not unwrapped yet: pass a database")
             kek = Cipher(self._tenant_key(db, tenant_id, KEK, version))
             with self._lock:
                 self._keks[(tenant_id, version)] = kek

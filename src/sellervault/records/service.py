@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import anyio.to_thread
 from pydantic_core import PydanticSerializationError, to_json
 from sqlalchemy import String, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
@@ -210,11 +211,21 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
 def _find(db: Db, tenant_id: str, amazon_order_id: str, *, with_key: bool = False) -> Any:
     """The order's row (its columns by name) through a prepared statement; ``with_key`` adds
     its wrapped data key (``join_data_key``)."""
-    row = (_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).first(
-        db, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id})
-    if row is None:
+    return _found((_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).all(
+        db, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
+
+
+async def _find_async(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
+                      with_key: bool = False) -> Any:
+    async with rt.store.read_async() as db:
+        return _found(await (_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).all_async(
+            db, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
+
+
+def _found(rows: list[Any]) -> Any:
+    if not rows:
         raise OrderNotFoundError()
-    return row
+    return rows[0]
 
 
 def masked_view(row: Any) -> dict[str, Any]:
@@ -232,7 +243,17 @@ def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
     return masked_view(row)
 
 
-def _decrypt(db: Db, keyring: Keyring, row: Any) -> dict[str, Any]:
+async def read_masked_async(rt: Runtime, auditor: Auditor, tenant_id: str,
+                            amazon_order_id: str) -> dict[str, Any]:
+    """``read_masked`` in the event loop (``Store.has_async``)."""
+    row = await _find_async(rt, tenant_id, amazon_order_id)
+    await auditor.append_async(rt.store, Action.ORDERS_READ, Outcome.SUCCESS,
+                               tenant_id=tenant_id, target_type="order", target_id=row.id,
+                               count=1)
+    return masked_view(row)
+
+
+def _decrypt(db: Db | None, keyring: Keyring, row: Any) -> dict[str, Any]:
     try:
         cipher = keyring.open_data_key(db, row.tenant_id, row.data_key_id,
                                        row.data_key_kek_version, row.data_key_wrapped)
@@ -265,6 +286,27 @@ def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
     auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS, tenant_id=tenant_id,
                    target_type="order", target_id=row.id, purpose=purpose, count=1)
     return view  # only once the event is committed
+
+
+async def reveal_async(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
+                       purpose: str) -> dict[str, Any]:
+    """``reveal`` in the event loop (``Store.has_async``): the same two steps, awaited."""
+    if purpose not in PURPOSES:
+        raise PurposeNotPermittedError()
+    row = await _find_async(rt, tenant_id, amazon_order_id, with_key=True)
+    if rt.keyring.has_kek(row.tenant_id, row.data_key_kek_version):
+        view = _decrypt(None, rt.keyring, row)  # no database needed: no blocking
+    else:  # the tenant key's first use in this process (or an erased key): a worker thread
+        view = await anyio.to_thread.run_sync(_decrypt_reading_keys, rt, row)
+    await auditor.append_async(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
+                               tenant_id=tenant_id, target_type="order", target_id=row.id,
+                               purpose=purpose, count=1)
+    return view  # only once the event is committed
+
+
+def _decrypt_reading_keys(rt: Runtime, row: Any) -> dict[str, Any]:
+    with rt.store.read() as db:
+        return _decrypt(db, rt.keyring, row)
 
 
 def search(rt: Runtime, auditor: Auditor, tenant_id: str, *, buyer_email: str | None = None,

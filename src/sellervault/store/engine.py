@@ -16,17 +16,24 @@ that is one statement (no write lock, no BEGIN and no COMMIT).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import (
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from pathlib import Path
 from typing import Any
 
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sellervault.config import check_database_url
-from sellervault.store.driver import DriverConnection, translate_error
+from sellervault.store.driver import AsyncDriverConnection, DriverConnection, translate_error
 
 AFTER_COMMIT = "sellervault_after_commit"
 WRITER_TIMEOUT_SECONDS = 30.0  # as SQLite's busy_timeout
@@ -118,6 +125,7 @@ class Store:
         self._sqlite = engine.dialect.name == "sqlite"
         self._writer: AbstractContextManager[None] = (_WriterLock() if self._sqlite
                                                       else nullcontext())
+        self._async_pool: AsyncConnectionPool[Any] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -189,6 +197,42 @@ class Store:
                         pooled.invalidate()
         finally:
             pooled.close()
+
+    # -- the event loop's connections (PostgreSQL) ---------------------------------------------
+
+    async def open_async(self, size: int) -> None:
+        """Open ``size`` autocommit connections for code running in the event loop (a server's
+        start-up; they belong to its loop). PostgreSQL only: SQLite has no asynchronous
+        driver, so its work stays on worker threads."""
+        if self._sqlite or self._async_pool is not None:
+            return
+        # The same connection parameters (TLS included) and type adapters as the engine's.
+        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        adapters = kwargs.pop("context", None)
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            make_conninfo(*args, **kwargs), min_size=size, max_size=size, open=False,
+            kwargs={"autocommit": True, "context": adapters}, name="sellervault-event-loop")
+        await pool.open(wait=True, timeout=30)
+        self._async_pool = pool
+
+    async def close_async(self) -> None:
+        pool, self._async_pool = self._async_pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def has_async(self) -> bool:
+        """Whether ``read_async`` is open (PostgreSQL, inside a started server)."""
+        return self._async_pool is not None
+
+    @asynccontextmanager
+    async def read_async(self) -> AsyncIterator[AsyncDriverConnection]:
+        """``read`` for the event loop: an autocommit connection whose statements are awaited,
+        so a request waits for PostgreSQL without holding a worker thread."""
+        if self._async_pool is None:
+            raise RuntimeError("no event-loop connections: open_async() first")
+        async with self._async_pool.connection() as connection:
+            yield AsyncDriverConnection(self.engine, connection)
 
     @staticmethod
     def _driver_call(db: DriverConnection, statement: str) -> None:

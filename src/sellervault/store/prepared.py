@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Dialect, Executable
 from sqlalchemy.sql.compiler import Compiled
 
-from sellervault.store.driver import Db, driver_of, translate_error
+from sellervault.store.driver import AsyncDriverConnection, Db, driver_of, translate_error
 
 Processor = Callable[[Any], Any]
 
@@ -80,9 +80,8 @@ class Prepared:
             found = self._readers[dialect.name] = _Reader(row, processors)
         return found
 
-    def _run(self, db: Db, params: Mapping[str, Any]) -> tuple[Dialect, Any]:
-        connection = driver_of(db)
-        dialect = connection.dialect
+    def _arguments(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
+        """The SQL and its parameters, converted, in the driver's form."""
         compiled = self._compile(dialect)
         values = dict(compiled.constants)
         values.update(params)
@@ -90,12 +89,27 @@ class Prepared:
             values[name] = processor(values[name])
         arguments: Any = (values if compiled.positional is None
                           else tuple(values[name] for name in compiled.positional))
+        return compiled.sql, arguments
+
+    def _rows(self, dialect: Dialect, raw: Sequence[Any], description: Any) -> list[Any]:
+        """Rows as named tuples of converted values (``description`` is read only when the
+        reader is first built: psycopg makes it anew on each access)."""
+        reader = self._readers.get(dialect.name) or self._reader(dialect, description)
+        make, processors = reader.row._make, reader.processors
+        return [make([value if convert is None or value is None else convert(value)
+                      for value, convert in zip(row, processors, strict=True)])
+                for row in raw]
+
+    def _run(self, db: Db, params: Mapping[str, Any]) -> tuple[Dialect, Any]:
+        connection = driver_of(db)
+        dialect = connection.dialect
+        sql, arguments = self._arguments(dialect, params)
         cursor = connection.driver.cursor()
         try:
-            cursor.execute(compiled.sql, arguments)
+            cursor.execute(sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
             cursor.close()
-            raise translate_error(dialect, compiled.sql, exc) from exc
+            raise translate_error(dialect, sql, exc) from exc
         return dialect, cursor
 
     def all(self, db: Db, params: Mapping[str, Any]) -> list[Any]:
@@ -103,15 +117,10 @@ class Prepared:
         dialect, cursor = self._run(db, params)
         try:
             raw = cursor.fetchall()
-            # (psycopg builds ``description`` anew on each access: only read it once)
-            reader = (self._readers.get(dialect.name)
-                      or self._reader(dialect, cursor.description))
+            description = cursor.description if dialect.name not in self._readers else None
         finally:
             cursor.close()
-        make, processors = reader.row._make, reader.processors
-        return [make([value if convert is None or value is None else convert(value)
-                      for value, convert in zip(row, processors, strict=True)])
-                for row in raw]
+        return self._rows(dialect, raw, description)
 
     def first(self, db: Db, params: Mapping[str, Any]) -> Any | None:
         rows = self.all(db, params)
@@ -124,4 +133,35 @@ class Prepared:
             count: int = cursor.rowcount
         finally:
             cursor.close()
+        return count
+
+    # -- awaited, on the event loop's connections (PostgreSQL) ----------------------------
+
+    async def _run_async(self, db: AsyncDriverConnection, params: Mapping[str, Any]) -> Any:
+        sql, arguments = self._arguments(db.dialect, params)
+        cursor = db.driver.cursor()
+        try:
+            await cursor.execute(sql, arguments)
+        except db.dialect.loaded_dbapi.Error as exc:
+            await cursor.close()
+            raise translate_error(db.dialect, sql, exc) from exc
+        return cursor
+
+    async def all_async(self, db: AsyncDriverConnection, params: Mapping[str, Any]) -> list[Any]:
+        """``all``, awaited."""
+        cursor = await self._run_async(db, params)
+        try:
+            raw = await cursor.fetchall()
+            description = cursor.description if db.dialect.name not in self._readers else None
+        finally:
+            await cursor.close()
+        return self._rows(db.dialect, raw, description)
+
+    async def execute_async(self, db: AsyncDriverConnection, params: Mapping[str, Any]) -> int:
+        """``execute``, awaited."""
+        cursor = await self._run_async(db, params)
+        try:
+            count: int = cursor.rowcount
+        finally:
+            await cursor.close()
         return count

@@ -16,6 +16,7 @@ from sellervault.web.api import accounts, audit, meta, orders, session
 from sellervault.web.middleware import SecurityMiddleware
 
 API_PREFIX = "/api/v1"
+EVENT_LOOP_CONNECTIONS = 4  # each request holds one for a single statement at a time
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -33,18 +34,23 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
     return api
 
 
-def worker_threads(count: int) -> Lifespan:
-    """At start-up, size the thread pool that runs the routes (each route is a plain function:
-    its database work blocks) to ``count`` (``Runtime.worker_threads``)."""
+def start_up(runtime: Runtime) -> Lifespan:
+    """The server's start-up and shut-down. Routes that block (plain functions) run on
+    anyio's worker threads: the pool is sized to ``Runtime.worker_threads``. On PostgreSQL the
+    hot path's connections for the event loop open here and close at shut-down."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = count
-        yield
+        anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.worker_threads
+        await runtime.store.open_async(EVENT_LOOP_CONNECTIONS)
+        try:
+            yield
+        finally:
+            await runtime.store.close_async()
 
     return lifespan
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
-    return SecurityMiddleware(build_api(worker_threads(runtime.worker_threads)), runtime,
+    return SecurityMiddleware(build_api(start_up(runtime)), runtime,
                               runtime.settings.hsts_max_age)

@@ -74,12 +74,27 @@ class RequestState:
             raise NotAuthenticatedError(f"{self.action.value}: authenticate() first")
         return self._runtime
 
+    @property
+    def in_event_loop(self) -> bool:
+        """Whether this request's database work can be awaited in the event loop
+        (PostgreSQL in a started server: ``Store.has_async``) instead of blocking a worker
+        thread. Routes on the hot path then use the ``*_async`` services."""
+        return self._runtime.store.has_async
+
     def authenticate(self) -> Principal:
         """The bearer token's principal, authorized for the route's declared action (401,
         403, or 404 for a tenant it holds no grant on)."""
         if self.token is None:
             raise UnauthenticatedError()
-        principal = accounts.authenticate(self._runtime, self.token)
+        return self._accept(accounts.authenticate(self._runtime, self.token))
+
+    async def authenticate_async(self) -> Principal:
+        """``authenticate`` in the event loop (see ``in_event_loop``)."""
+        if self.token is None:
+            raise UnauthenticatedError()
+        return self._accept(await accounts.authenticate_async(self._runtime, self.token))
+
+    def _accept(self, principal: Principal) -> Principal:
         self.principal = principal
         self.auditor.actor = replace(self.auditor.actor, actor_id=principal.id)
         self.authorize(self.action, self.tenant_id)

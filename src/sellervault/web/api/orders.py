@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
@@ -37,18 +38,38 @@ def ingest_orders(
 @router.get("/tenants/{tenant}/orders/{amazon_order_id}", response_class=JSONResponse,
             responses={200: {"description": '{"order": {...}, "pii": "masked"|"revealed", '
                                             '"purpose"?}'}})
-def get_order(
+async def get_order(
     tenant: TenantPath,
     amazon_order_id: OrderIdPath,
     state: Annotated[RequestState, Depends(require(Action.ORDERS_READ, tenant_scoped=True))],
     purpose: Annotated[str | None, Header(alias="X-Access-Purpose", max_length=64)] = None,
 ) -> JSONResponse:
     """Masked by default; with ``X-Access-Purpose`` the PII role gets the PII in clear.
-    (Rendered straight to JSON: the hot path skips FastAPI's re-validation of a plain dict.)"""
+    The hot path: on PostgreSQL it is awaited in the event loop, elsewhere it runs on a
+    worker thread. (Rendered straight to JSON: no re-validation of a plain dict.)"""
+    if not state.in_event_loop:
+        return await run_in_threadpool(_get_order, tenant, amazon_order_id, state, purpose)
+    await state.authenticate_async()
+    if purpose is None:
+        return _masked(await records.read_masked_async(state.runtime, state.auditor, tenant,
+                                                       amazon_order_id))
+    _authorize_reveal(state, tenant, purpose)
+    return _revealed(await records.reveal_async(state.runtime, state.auditor, tenant,
+                                                amazon_order_id, purpose), purpose)
+
+
+def _get_order(tenant: str, amazon_order_id: str, state: RequestState,
+               purpose: str | None) -> JSONResponse:
     state.authenticate()
     if purpose is None:
-        order = records.read_masked(state.runtime, state.auditor, tenant, amazon_order_id)
-        return JSONResponse({"order": order, "pii": "masked"})
+        return _masked(records.read_masked(state.runtime, state.auditor, tenant,
+                                           amazon_order_id))
+    _authorize_reveal(state, tenant, purpose)
+    return _revealed(records.reveal(state.runtime, state.auditor, tenant, amazon_order_id,
+                                    purpose), purpose)
+
+
+def _authorize_reveal(state: RequestState, tenant: str, purpose: str) -> None:
     try:
         state.authorize(Action.ORDERS_REVEAL, tenant, {"purpose": purpose})
     except ForbiddenError:
@@ -56,7 +77,13 @@ def get_order(
             raise PurposeNotPermittedError() from None
         raise
     state.extra["purpose"] = purpose  # permitted: the fallback event of a failure may name it
-    order = records.reveal(state.runtime, state.auditor, tenant, amazon_order_id, purpose)
+
+
+def _masked(order: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"order": order, "pii": "masked"})
+
+
+def _revealed(order: dict[str, Any], purpose: str) -> JSONResponse:
     return JSONResponse({"order": order, "pii": "revealed", "purpose": purpose})
 
 
