@@ -8,12 +8,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import httpx
 import pyotp
 import uvicorn
@@ -23,6 +24,8 @@ from sellervault import bootstrap
 from sellervault.config import Settings, load_settings
 from sellervault.runtime import Runtime
 from sellervault.web.server import build_server
+
+T = TypeVar("T")
 
 ADMIN_EMAIL = "alice.admin@example.test"
 ADMIN_NAME = "Alice Admin"
@@ -164,3 +167,17 @@ def start_server(runtime: Runtime, initialized: bootstrap.InitResult) -> Iterato
     with run_in_thread(build_server(runtime, "127.0.0.1", port), sock):
         yield Server(f"https://127.0.0.1:{port}", initialized.certificate, runtime,
                      initialized.totp_secret)
+
+
+def in_event_loop(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work()`` in a fresh event loop with the runtime's event-loop connections open
+    (PostgreSQL), as they are inside a started server; closed again afterwards."""
+
+    async def run() -> T:
+        await runtime.store.open_async(2)
+        try:
+            return await work()
+        finally:
+            await runtime.store.close_async()
+
+    return anyio.run(run)

@@ -8,6 +8,7 @@ chain offline and records that it ran.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from sellervault.audit.models import EventRow
 from sellervault.audit.service import Auditor, VerifyResult
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
-from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
+from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD, in_event_loop
 
 API_CALLER = Actor(Channel.API, actor_id="acc_0123456789abcdef", source_ip="203.0.113.9",
                    request_id="req-42")
@@ -185,6 +186,36 @@ def test_concurrent_writers_keep_one_chain(runtime: Runtime) -> None:
         seqs = sorted(pool.map(lambda n: _write_event(runtime, ("append", "record")[n % 3 == 0]),
                                range(90)))
     assert seqs == list(range(seqs[0], seqs[0] + 90))
+    assert verify(runtime).ok
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (event loop: PG)
+def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Settings,
+                                                                  runtime: Runtime) -> None:
+    """``append_async`` (a server's hot path on PostgreSQL) interleaved with blocking appends
+    and transactions of this process and of another one, and many at once."""
+    other = bootstrap.open_runtime(settings)
+
+    async def append_async() -> int:
+        return await Auditor(runtime.keyring, API_CALLER).append_async(
+            runtime.store, "orders:read", Outcome.SUCCESS)
+
+    async def work() -> tuple[list[int], list[int]]:
+        in_turn = []
+        for writer, how in [(runtime, "async"), (runtime, "record"), (runtime, "async"),
+                            (other, "append"), (runtime, "async"), (runtime, "append"),
+                            (other, "record"), (runtime, "async"), (runtime, "async")]:
+            in_turn.append(await append_async() if how == "async"
+                           else _write_event(writer, how))
+        at_once = await asyncio.gather(*[append_async() for _ in range(30)])
+        return in_turn, list(at_once)
+
+    try:
+        in_turn, at_once = in_event_loop(runtime, work)
+    finally:
+        other.close()
+    assert in_turn == list(range(in_turn[0], in_turn[0] + len(in_turn)))
+    assert sorted(at_once) == list(range(in_turn[-1] + 1, in_turn[-1] + 31))
     assert verify(runtime).ok
 
 

@@ -165,6 +165,25 @@ def test_data_keys_round_trip(runtime: Runtime) -> None:
     assert {row.kek_version for row in data_keys(runtime, ACME).values()} == {1}
 
 
+def test_without_a_database_only_an_unwrapped_tenant_key_opens_data_keys(
+        runtime: Runtime) -> None:
+    """Code in the event loop must not block: it asks ``has_kek`` and, when the tenant key
+    is already unwrapped in the process, opens a data key with no database at all."""
+    with runtime.store.transaction() as session:
+        runtime.keyring.ensure_tenant(session, ACME)
+        created = runtime.keyring.new_data_keys(session, ACME, 1)
+    row = data_keys(runtime, ACME)[created[0].id]
+    keyring = fresh_keyring(runtime)
+    assert not keyring.has_kek(ACME, row.kek_version)
+    with pytest.raises(RuntimeError, match="pass a database"):
+        keyring.open_data_key(None, ACME, row.id, row.kek_version, row.wrapped)
+    with runtime.store.read() as db:
+        keyring.open_data_key(db, ACME, row.id, row.kek_version, row.wrapped)
+    assert keyring.has_kek(ACME, row.kek_version) and not keyring.has_kek(GLOBEX, 1)
+    opened = keyring.open_data_key(None, ACME, row.id, row.kek_version, row.wrapped)
+    assert_same_keys({row.id: opened}, seal_under(created))
+
+
 def test_data_keys_of_one_tenant_are_never_returned_for_another(runtime: Runtime) -> None:
     keyring = runtime.keyring
     with runtime.store.transaction() as session:

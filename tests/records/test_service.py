@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from sellervault import bootstrap
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor
+from sellervault.config import Settings
 from sellervault.crypto.errors import DecryptionError
 from sellervault.crypto.models import DataKey
 from sellervault.records import service as records
@@ -19,6 +21,7 @@ from sellervault.records.models import Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
+from tests.support import in_event_loop
 
 
 def _auditor(runtime: Runtime) -> Auditor:
@@ -133,6 +136,37 @@ def test_reveal_refuses_an_unlisted_purpose(runtime: Runtime,
     with pytest.raises(PurposeNotPermittedError):
         records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
                        "marketing")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (event loop: PG)
+def test_the_event_loop_forms_answer_and_refuse_as_the_blocking_ones(
+        settings: Settings, runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """``reveal_async`` / ``read_masked_async`` (a server's hot path on PostgreSQL), in a
+    fresh process whose tenant key is not unwrapped yet (it is, on a worker thread)."""
+    fresh = bootstrap.open_runtime(settings)
+    amazon_id = stored[0]["AmazonOrderId"]
+
+    async def work() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        assert not fresh.keyring.has_kek("acme", 1)
+        revealed = await records.reveal_async(fresh, _auditor(fresh), "acme", amazon_id,
+                                              "fulfillment")
+        again = await records.reveal_async(fresh, _auditor(fresh), "acme", amazon_id,
+                                           "fulfillment")  # the key cached: no thread
+        masked = await records.read_masked_async(fresh, _auditor(fresh), "acme", amazon_id)
+        with pytest.raises(OrderNotFoundError):
+            await records.reveal_async(fresh, _auditor(fresh), "globex", amazon_id,
+                                       "fulfillment")
+        with pytest.raises(PurposeNotPermittedError):
+            await records.reveal_async(fresh, _auditor(fresh), "acme", amazon_id, "marketing")
+        return revealed, again, masked
+
+    try:
+        revealed, again, masked = in_event_loop(fresh, work)
+    finally:
+        fresh.close()
+    assert revealed == again == records.reveal(runtime, _auditor(runtime), "acme", amazon_id,
+                                               "fulfillment")
+    assert masked == records.read_masked(runtime, _auditor(runtime), "acme", amazon_id)
 
 
 def test_canaries_are_flagged_and_listed(runtime: Runtime, stored: list[dict[str, Any]]) -> None:

@@ -20,6 +20,7 @@ from sellervault.store.driver import Db
 from sellervault.store.engine import Store, after_commit, make_engine
 from sellervault.store.prepared import Prepared
 from sellervault.store.schema import metadata
+from tests.support import in_event_loop
 
 
 def test_sqlite_runs_in_wal_with_secure_delete(tmp_path: Path) -> None:
@@ -193,3 +194,23 @@ def test_a_writer_waiting_too_long_fails_like_a_locked_database(
         release.set()
         holder.join()
         store.dispose()
+
+
+def test_event_loop_connections_exist_on_postgresql_only_while_open(runtime: Runtime) -> None:
+    """A server's start-up opens them (PostgreSQL); SQLite has no asynchronous driver."""
+    store = runtime.store
+    postgres = store.dialect == "postgresql"
+
+    async def inside() -> None:
+        assert store.has_async is postgres
+        if not postgres:
+            with pytest.raises(RuntimeError, match="open_async"):
+                async with store.read_async():
+                    pass
+            return
+        async with store.read_async() as db:
+            assert db.driver.autocommit  # each statement commits by itself
+
+    assert not store.has_async
+    in_event_loop(runtime, inside)
+    assert not store.has_async

@@ -1,9 +1,11 @@
-"""The application's start-up: the routes' worker threads are sized for the database.
+"""The application's start-up: the worker threads sized for the database, and on
+PostgreSQL the event loop's own connections.
 
-Routes are plain functions whose database work blocks, so they run on anyio's worker threads;
-``Runtime.worker_threads`` (the ``worker_threads`` setting, else the database's default: one
-on SQLite, whose writers take turns anyway, several on PostgreSQL) sizes that pool when the
-server starts.
+Routes whose database work blocks run on anyio's worker threads; ``Runtime.worker_threads``
+(the ``worker_threads`` setting, else the database's default: one on SQLite, whose writers
+take turns anyway, four on PostgreSQL) sizes that pool when the server starts. On PostgreSQL
+the hot path (the order route) awaits its statements in the event loop instead, on
+connections opened at start-up and closed at shut-down.
 """
 
 from __future__ import annotations
@@ -52,3 +54,15 @@ def test_the_setting_overrides_the_default(settings: Settings, runtime: Runtime)
 def test_the_server_runs_the_start_up(runtime: Runtime) -> None:
     """uvicorn skips an app's lifespan unless told to run it."""
     assert build_server(runtime, "127.0.0.1", 8443).config.lifespan == "on"
+
+
+def test_start_up_opens_the_event_loop_connections_on_postgresql_and_shut_down_closes_them(
+        runtime: Runtime) -> None:
+    api = api_of(runtime)
+
+    async def serve() -> bool:
+        async with api.router.lifespan_context(api):
+            return runtime.store.has_async
+
+    assert anyio.run(serve) is (runtime.store.dialect == "postgresql")
+    assert not runtime.store.has_async

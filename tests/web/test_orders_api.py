@@ -47,6 +47,13 @@ def _pii_values(order: dict[str, Any]) -> list[str]:
     return values
 
 
+def test_on_postgresql_the_order_route_runs_in_the_event_loop(server: Server) -> None:
+    """So the reveal tests below cover the event-loop path on PostgreSQL and the worker-thread
+    path on SQLite."""
+    store = server.runtime.store
+    assert store.has_async is (store.dialect == "postgresql")
+
+
 def test_ingest_reports_count_and_is_idempotent(server: Server, world: dict[str, Any]) -> None:
     fresh = copy.deepcopy(world["orders"][0])
     fresh["AmazonOrderId"] = "222-0000000-0000001"
