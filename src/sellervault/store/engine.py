@@ -137,11 +137,12 @@ class Store:
 
     @property
     def default_worker_threads(self) -> int:
-        """How many threads should run requests' database work. SQLite: one. Its writers take
-        turns anyway and every request writes (its security event), so more threads would
-        only queue for the writer lock and hand the interpreter lock back and forth (a
-        reveal cost ~20% more server CPU with four). PostgreSQL: several, so that round
-        trips overlap; fewer than the pool's 20 connections."""
+        """How many threads should run requests' blocking database work. SQLite: one. Its
+        writers take turns anyway and every request writes (its security event), so more
+        threads would only queue for the writer lock and hand the interpreter lock back and
+        forth (a reveal cost ~20% more server CPU with four). PostgreSQL: four, so that slow
+        statements do not wait for each other (the hot path awaits its statements in the
+        event loop instead, see ``read_async``); fewer than the pool's 20 connections."""
         return 1 if self._sqlite else 4
 
     @contextmanager

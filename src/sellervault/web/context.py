@@ -5,8 +5,9 @@ records on the request which action is attempted (so the fallback security event
 refused or failed request names it) and refuses a request without a bearer token at once.
 The route's first step, in its worker thread, is ``state.authenticate()``: the token is
 looked up and the Cedar policy asked, so a request costs one hop to a worker thread, not
-two. Until then the state gives out no runtime, so a route cannot reach a service without
-authenticating first.
+two. (The order route on PostgreSQL awaits ``state.authenticate_async()`` in the event loop
+instead, with no hop at all.) Until then the state gives out no runtime, so a route cannot
+reach a service without authenticating first.
 """
 
 from __future__ import annotations
