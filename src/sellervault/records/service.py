@@ -222,6 +222,13 @@ async def _find_async(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
             db, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
 
 
+def _order_event(row: Any, purpose: str | None = None) -> dict[str, Any]:
+    """The event fields of reading one order (masked, or revealed for ``purpose``): the same
+    whichever form, blocking or in the event loop, did the reading."""
+    return {"tenant_id": row.tenant_id, "target_type": "order", "target_id": row.id,
+            "purpose": purpose, "count": 1}
+
+
 def _found(rows: list[Any]) -> Any:
     if not rows:
         raise OrderNotFoundError()
@@ -238,8 +245,7 @@ def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
     """The order with every PII value masked; no key is unwrapped."""
     with rt.store.read() as db:
         row = _find(db, tenant_id, amazon_order_id)
-    auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, tenant_id=tenant_id,
-                   target_type="order", target_id=row.id, count=1)
+    auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, **_order_event(row))
     return masked_view(row)
 
 
@@ -248,8 +254,7 @@ async def read_masked_async(rt: Runtime, auditor: Auditor, tenant_id: str,
     """``read_masked`` in the event loop (``Store.has_async``)."""
     row = await _find_async(rt, tenant_id, amazon_order_id)
     await auditor.append_async(rt.store, Action.ORDERS_READ, Outcome.SUCCESS,
-                               tenant_id=tenant_id, target_type="order", target_id=row.id,
-                               count=1)
+                               **_order_event(row))
     return masked_view(row)
 
 
@@ -283,8 +288,8 @@ def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
     with rt.store.read() as db:  # the hot path: one statement on the driver's connection
         row = _find(db, tenant_id, amazon_order_id, with_key=True)
         view = _decrypt(db, rt.keyring, row)
-    auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS, tenant_id=tenant_id,
-                   target_type="order", target_id=row.id, purpose=purpose, count=1)
+    auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
+                   **_order_event(row, purpose))
     return view  # only once the event is committed
 
 
@@ -299,8 +304,7 @@ async def reveal_async(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_ord
     else:  # the tenant key's first use in this process (or an erased key): a worker thread
         view = await anyio.to_thread.run_sync(_decrypt_reading_keys, rt, row)
     await auditor.append_async(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
-                               tenant_id=tenant_id, target_type="order", target_id=row.id,
-                               purpose=purpose, count=1)
+                               **_order_event(row, purpose))
     return view  # only once the event is committed
 
 
