@@ -54,6 +54,23 @@ def test_reveal_returns_exactly_what_was_ingested(runtime: Runtime,
     assert order["ShippingAddress"] == stored[0]["ShippingAddress"]
 
 
+def test_reveal_and_masked_read_return_unusual_values_exactly(runtime: Runtime) -> None:
+    """Whatever JSON an order held comes back as it went in: big integers, tiny floats,
+    non-ASCII text, nulls inside undeclared objects, lists."""
+    raw = copy.deepcopy(next(iter(synthetic_orders(1, start=700))))
+    raw["BuyerInfo"]["BuyerName"] = "Zoë Łukasz 山田 \u2028"
+    raw["GiftMessage"] = {"Text": "für dich", "Lines": [None, 1.5e-7, 10**30, True]}
+    raw["PromotionIds"] = ["p-1", "p-2"]
+    records.ingest(runtime, _auditor(runtime), "acme", _mapped([raw]))
+    order = records.reveal(runtime, _auditor(runtime), "acme", raw["AmazonOrderId"],
+                           "fulfillment")
+    for key in ("BuyerInfo", "ShippingAddress", "GiftMessage", "PromotionIds", "OrderTotal"):
+        assert order[key] == raw[key], key
+    masked = records.read_masked(runtime, _auditor(runtime), "acme", raw["AmazonOrderId"])
+    assert masked["GiftMessage"] == {"Text": "***", "Lines": [None, "***", "***", "***"]}
+    assert masked["PromotionIds"] == ["***", "***"]  # not classified: encrypted too
+
+
 def test_each_order_has_its_own_data_key(runtime: Runtime, stored: list[dict[str, Any]]) -> None:
     keys = {_row(runtime, o["AmazonOrderId"]).data_key_id for o in stored}
     assert len(keys) == len(stored)

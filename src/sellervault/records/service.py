@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio.to_thread
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError, from_json, to_json
 from sqlalchemy import String, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -236,7 +236,7 @@ def _found(rows: list[Any]) -> Any:
 
 
 def masked_view(row: Any) -> dict[str, Any]:
-    view: dict[str, Any] = json.loads(row.attributes)
+    view: dict[str, Any] = from_json(row.attributes)
     return view
 
 
@@ -262,10 +262,10 @@ def _decrypt(db: Db | None, keyring: Keyring, row: Any) -> dict[str, Any]:
     try:
         cipher = keyring.open_data_key(db, row.tenant_id, row.data_key_id,
                                        row.data_key_kek_version, row.data_key_wrapped)
-        buyer = json.loads(cipher.open(
+        buyer = from_json(cipher.open(
             row.buyer_ct or b"", _record_context(row.tenant_id, BUYER.name, row.id,
                                                  row.data_key_id)))
-        address = json.loads(cipher.open(
+        address = from_json(cipher.open(
             row.address_ct or b"", _record_context(row.tenant_id, SHIPPING_ADDRESS.name, row.id,
                                                    row.data_key_id)))
     except DataKeyDestroyedError:
