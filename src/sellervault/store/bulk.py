@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Dialect, LargeBinary, Table, bindparam, insert
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
+
+from sellervault.store.driver import translate_error
 
 Processor = Callable[[Any], Any]
 _NOTHING = object()
@@ -135,7 +136,6 @@ class BulkInsert:
         compiled = self._compile(dialect)
         values = self._values(compiled.processors, rows)
         driver: Any = connection.connection.driver_connection  # psycopg or sqlite3 connection
-        dbapi_error = dialect.loaded_dbapi.Error
         try:
             if dialect.name == "postgresql":
                 with driver.cursor() as cursor, cursor.copy(compiled.statement) as copy:
@@ -144,8 +144,7 @@ class BulkInsert:
                         copy.write_row(row)
             else:  # sqlite3 (qmark, positional) takes the rows as they come
                 driver.executemany(compiled.statement, values)
-        except dbapi_error as exc:
+        except dialect.loaded_dbapi.Error as exc:
             # The same exception classes as a failed INSERT (IntegrityError, DataError, ...),
             # never showing the values.
-            raise DBAPIError.instance(compiled.statement, None, exc, dbapi_error,
-                                      hide_parameters=True, dialect=dialect) from exc
+            raise translate_error(dialect, compiled.statement, exc) from exc
