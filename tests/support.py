@@ -181,3 +181,25 @@ def in_event_loop(runtime: Runtime, work: Callable[[], Awaitable[T]]) -> T:
             await runtime.store.close_async()
 
     return anyio.run(run)
+
+
+def block_event_writes(runtime: Runtime) -> None:
+    """Make the security log unwritable for real: the database refuses new events."""
+    with runtime.store.engine.begin() as connection:
+        if runtime.store.dialect == "sqlite":
+            connection.execute(text(
+                "CREATE TRIGGER block_events BEFORE INSERT ON security_events "
+                "BEGIN SELECT RAISE(ABORT, 'log disk full'); END"))
+        else:
+            connection.execute(text(
+                "CREATE FUNCTION block_events() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'log disk full'; END $$ LANGUAGE plpgsql"))
+            connection.execute(text(
+                "CREATE TRIGGER block_events BEFORE INSERT ON security_events "
+                "FOR EACH ROW EXECUTE FUNCTION block_events()"))
+
+
+def unblock_event_writes(runtime: Runtime) -> None:
+    with runtime.store.engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER block_events" + (
+            "" if runtime.store.dialect == "sqlite" else " ON security_events")))

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pyotp
 import pytest
-from sqlalchemy import String, text
+from sqlalchemy import Connection, String, text
+from sqlalchemy.exc import DBAPIError
 
 from sellervault import bootstrap
 from sellervault.accounts import service as accounts
@@ -28,7 +31,14 @@ from sellervault.audit.models import EventRow
 from sellervault.audit.service import Auditor, VerifyResult
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
-from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD, in_event_loop
+from tests.support import (
+    ADMIN_EMAIL,
+    ADMIN_NAME,
+    ADMIN_PASSWORD,
+    block_event_writes,
+    in_event_loop,
+    unblock_event_writes,
+)
 
 API_CALLER = Actor(Channel.API, actor_id="acc_0123456789abcdef", source_ip="203.0.113.9",
                    request_id="req-42")
@@ -193,8 +203,10 @@ def test_concurrent_writers_keep_one_chain(runtime: Runtime) -> None:
 def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Settings,
                                                                   runtime: Runtime) -> None:
     """``append_async`` (a server's hot path on PostgreSQL) interleaved with blocking appends
-    and transactions of this process and of another one, and many at once."""
+    and transactions of this process and of another one, and many at once (more than one
+    batch holds)."""
     other = bootstrap.open_runtime(settings)
+    many = audit.BATCH_LIMIT + 6
 
     async def append_async() -> int:
         return await Auditor(runtime.keyring, API_CALLER).append_async(
@@ -207,7 +219,7 @@ def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Sett
                             (other, "record"), (runtime, "async"), (runtime, "async")]:
             in_turn.append(await append_async() if how == "async"
                            else _write_event(writer, how))
-        at_once = await asyncio.gather(*[append_async() for _ in range(30)])
+        at_once = await asyncio.gather(*[append_async() for _ in range(many)])
         return in_turn, list(at_once)
 
     try:
@@ -215,7 +227,102 @@ def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Sett
     finally:
         other.close()
     assert in_turn == list(range(in_turn[0], in_turn[0] + len(in_turn)))
-    assert sorted(at_once) == list(range(in_turn[-1] + 1, in_turn[-1] + 31))
+    assert sorted(at_once) == list(range(in_turn[-1] + 1, in_turn[-1] + 1 + many))
+    assert verify(runtime).ok
+
+
+def _append_async(rt: Runtime, **fields: Any) -> Awaitable[int]:
+    return Auditor(rt.keyring, API_CALLER).append_async(rt.store, "orders:read",
+                                                        Outcome.SUCCESS, **fields)
+
+
+def _lock_waiters(rt: Runtime) -> int:
+    """Statements of this database waiting for a lock (the chain head's) right now."""
+    with rt.store.engine.connect() as connection:
+        return connection.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")) or 0
+
+
+@contextmanager
+def _head_held(rt: Runtime) -> Iterator[Connection]:
+    """Another writer holding the chain head, until the block ends."""
+    with rt.store.engine.connect() as holder:
+        holder.execute(text("SELECT seq FROM security_event_head FOR UPDATE"))
+        yield holder
+        holder.commit()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (event loop: PG)
+def test_event_loop_appends_arriving_meanwhile_go_in_together(runtime: Runtime) -> None:
+    """While one append is in the database, the ones arriving meanwhile wait their turn and
+    then go in as one statement: one transaction (so one commit) for all of them, where a
+    turn each made every request wait for every one before it."""
+    async def work() -> list[int]:
+        await _append_async(runtime)  # the process's first event: it learns the head
+        with _head_held(runtime) as holder:
+            tasks = [asyncio.ensure_future(_append_async(runtime)) for _ in range(10)]
+            await asyncio.sleep(0.3)
+            assert _lock_waiters(runtime) == 1  # one statement in flight; nine queued here
+            assert not any(task.done() for task in tasks)
+            holder.commit()
+        return list(await asyncio.gather(*tasks))
+
+    seqs = in_event_loop(runtime, work)
+    assert sorted(seqs) == list(range(seqs[0], seqs[0] + 10))
+    with runtime.store.engine.connect() as connection:
+        transactions = connection.scalar(text(
+            "SELECT count(DISTINCT xmin::text) FROM security_events WHERE seq >= :first"),
+            {"first": seqs[0]})
+    assert transactions == 2  # the first alone, then the nine that queued behind it
+    assert verify(runtime).ok
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_event_loop_appends_fail_closed_together_when_the_log_refuses(
+        runtime: Runtime) -> None:
+    """A database refusing events fails every caller of the batch (each retried alone, each
+    refused): none gets a sequence number, nothing is written; once it accepts events again
+    the chain goes on intact."""
+    async def work() -> list[int | BaseException]:
+        await _append_async(runtime)
+        block_event_writes(runtime)
+        try:
+            return list(await asyncio.gather(*[_append_async(runtime) for _ in range(6)],
+                                             return_exceptions=True))
+        finally:
+            unblock_event_writes(runtime)
+
+    before = len(events(runtime))
+    outcomes = in_event_loop(runtime, work)
+    assert all(isinstance(outcome, DBAPIError) for outcome in outcomes), outcomes
+    assert len(events(runtime)) == before + 1
+    assert in_event_loop(runtime, lambda: _append_async(runtime)) == before + 2
+    assert verify(runtime).ok
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_event_the_database_refuses_does_not_fail_its_batch(runtime: Runtime) -> None:
+    """An event the database refuses (a value longer than its column: refused, never cut)
+    fails only its own caller; the events that went in the same batch are written."""
+    too_long = "o" * 65  # target_id is VARCHAR(64)
+
+    async def work() -> list[int | BaseException]:
+        await _append_async(runtime)
+        with _head_held(runtime) as holder:
+            first = asyncio.ensure_future(_append_async(runtime))
+            await asyncio.sleep(0.1)  # in the database, waiting for the head
+            batch = [asyncio.ensure_future(_append_async(runtime, target_id=target_id))
+                     for target_id in ("ord_1", too_long, "ord_2")]
+            await asyncio.sleep(0.1)
+            holder.commit()
+        return list(await asyncio.gather(first, *batch, return_exceptions=True))
+
+    outcomes = in_event_loop(runtime, work)
+    assert isinstance(outcomes[2], DBAPIError)
+    assert [type(outcome) for i, outcome in enumerate(outcomes) if i != 2] == [int] * 3
+    assert too_long not in {row["target_id"] for row in events(runtime)}
+    assert {"ord_1", "ord_2"} <= {row["target_id"] for row in events(runtime)}
     assert verify(runtime).ok
 
 

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from sellervault import bootstrap
 from sellervault.audit.models import EventRow
 from sellervault.runtime import Runtime
-from tests.support import Server, start_server
+from tests.support import Server, block_event_writes, start_server
 
 
 def _events(runtime: Runtime) -> list[EventRow]:
@@ -64,22 +64,6 @@ def test_refused_reveal_names_actor_tenant_and_reason(own_server: Server,
         "orders:reveal", "denied", created["id"], "acme", "purpose_not_permitted")
 
 
-def _block_event_writes(runtime: Runtime) -> None:
-    """Make the security log unwritable for real: the database refuses new events."""
-    with runtime.store.engine.begin() as connection:
-        if runtime.store.dialect == "sqlite":
-            connection.execute(text(
-                "CREATE TRIGGER block_events BEFORE INSERT ON security_events "
-                "BEGIN SELECT RAISE(ABORT, 'log disk full'); END"))
-        else:
-            connection.execute(text(
-                "CREATE FUNCTION block_events() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'log disk full'; END $$ LANGUAGE plpgsql"))
-            connection.execute(text(
-                "CREATE TRIGGER block_events BEFORE INSERT ON security_events "
-                "FOR EACH ROW EXECUTE FUNCTION block_events()"))
-
-
 def test_reveal_fails_closed_when_the_log_cannot_be_written(
         own_server: Server, runtime: Runtime, order_examples: list[dict[str, Any]]) -> None:
     admin = own_server.admin_token()
@@ -90,7 +74,7 @@ def test_reveal_fails_closed_when_the_log_cannot_be_written(
     order = order_examples[0]
     with own_server.client(ingest) as client:
         assert client.post("/tenants/acme/orders", json={"orders": [order]}).status_code == 200
-    _block_event_writes(runtime)
+    block_event_writes(runtime)
     with own_server.client(reader, **{"X-Access-Purpose": "fulfillment"}) as client:
         response = client.get(f"/tenants/acme/orders/{order['AmazonOrderId']}")
     assert response.status_code == 503

@@ -2,13 +2,16 @@
 
 ``record`` appends an event inside the caller's transaction, so an operation and its event
 commit together or not at all. ``append`` writes an event on its own, committed before it
-returns: for an operation that changes nothing else (a read, a reveal). ``verify`` walks the
-chain and names the first bad event.
+returns: for an operation that changes nothing else (a read, a reveal); in a server's event
+loop on PostgreSQL (``append_async``), the events of requests appending at the same moment go
+in together, one statement and one commit for all. ``verify`` walks the chain and names the
+first bad event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from dataclasses import dataclass
@@ -16,7 +19,22 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import anyio.to_thread
-from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
+from pydantic_core import to_json
+from sqlalchemy import (
+    JSON,
+    Engine,
+    String,
+    Table,
+    Text,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy import column as sql_column
 from sqlalchemy.orm import Session
 
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
@@ -26,6 +44,8 @@ from sellervault.crypto.keyring import Keyring
 from sellervault.store.driver import Db, DriverConnection, driver_of
 from sellervault.store.engine import Store, after_commit
 from sellervault.store.prepared import Prepared
+
+log = logging.getLogger("sellervault.audit")
 
 LOG_KEY = "security-log"
 HEAD_ID = 1
@@ -87,7 +107,11 @@ def record(db: Db, keyring: Keyring, event: SecurityEvent) -> int:
 
 def _chained(event: SecurityEvent, log_key: bytes, head: tuple[int, str]) -> dict[str, Any]:
     """The event's row as the successor of ``head`` (its seq and hash)."""
-    row = event.fields()
+    return _chained_fields(event.fields(), log_key, head)
+
+
+def _chained_fields(row: dict[str, Any], log_key: bytes,
+                    head: tuple[int, str]) -> dict[str, Any]:
     row["occurred_at"] = _now_iso()
     row["seq"] = head[0] + 1
     row["prev_hash"] = head[1]
@@ -135,27 +159,95 @@ def append(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
         return record(connection, keyring, event)
 
 
-# Standalone appends in an event loop take turns too (an asyncio lock per loop).
-_loop_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+# PostgreSQL, in the event loop: the events waiting their turn go in together, as one
+# statement and one transaction (one commit, so one log flush, for all of them): the head moves
+# from the guess to the last of them, and the rows are inserted only if it did. The rows travel
+# as one JSON parameter (PostgreSQL's json_to_recordset): as cheap to send as one event's
+# scalars, where arrays of each column cost psycopg twice that. Text is cast on insert to the
+# column's VARCHAR(n), which refuses a longer value as the one-event insert does.
+_BATCH_COLUMNS = [column.name for column in _EVENTS.columns]
+_batch = func.json_to_recordset(sql_cast(bindparam("rows", type_=String()), JSON)).table_valued(*[
+    sql_column(column.name, Text() if isinstance(column.type, String) else column.type)
+    for column in _EVENTS.columns
+]).render_derived(name="batch", with_types=True)
+_APPEND_BATCH_IF_UNMOVED = Prepared(insert(_EVENTS).from_select(
+    _BATCH_COLUMNS,
+    select(*[_batch.c[name] for name in _BATCH_COLUMNS])
+    .where(exists(select(_MOVE_HEAD_FROM.returning(_HEADS.c.seq).cte("moved").c.seq)))))
+BATCH_LIMIT = 64  # events per statement; more wait for the next turn
+
+
+class _Batches:
+    """The appends of one event loop, taking turns (an asyncio lock): a caller's turn writes
+    every event waiting by then, its own and those of callers still queued for the lock, who
+    then find theirs done. Under load a turn is one round trip and one commit for several
+    events, where a turn per event made every request queue for the one before."""
+
+    def __init__(self) -> None:
+        self.turn = asyncio.Lock()
+        self.waiting: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
+
+    async def append(self, store: Store, log_key: bytes, event: SecurityEvent) -> int | None:
+        """The event's sequence number, or None when it must take the blocking path."""
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((event.fields(), done))
+        async with self.turn:
+            while not done.done():  # (more than BATCH_LIMIT were waiting before this one)
+                batch = self.waiting[:BATCH_LIMIT]
+                del self.waiting[:BATCH_LIMIT]
+                await _write_batch(store, log_key, batch)
+        return done.result()
+
+
+async def _write_batch(store: Store, log_key: bytes,
+                       batch: list[tuple[dict[str, Any], asyncio.Future[int | None]]]) -> None:
+    """Chain and write ``batch``; settle each caller's future with its sequence number, or
+    with None: then each appends on its own through the blocking path, which reads the head
+    (the guess was wrong) and raises its own error (the batch failed: so one event the
+    database refuses does not fail the others, and a database that is down fails them all)."""
+    engine = store.engine
+    guess = _last_heads.get(engine)
+    written = 0
+    try:
+        if guess is not None:
+            rows, head = [], guess
+            for fields, _ in batch:
+                rows.append(_chained_fields(fields, log_key, head))
+                head = (rows[-1]["seq"], rows[-1]["hash"])
+            async with store.read_async() as connection:
+                written = await _APPEND_BATCH_IF_UNMOVED.execute_async(connection, {
+                    "rows": to_json(rows).decode(), "new_seq": head[0], "new_hash": head[1],
+                    "old_seq": guess[0], "old_hash": guess[1]})
+    except Exception as exc:
+        log.warning("a batch of %d security events was not written (%s): each is retried "
+                    "on its own", len(batch), type(exc).__name__)
+    finally:  # (also when this turn is cancelled: the others retry on their own)
+        if written == len(batch):
+            _last_heads[engine] = head
+            for row, (_, done) in zip(rows, batch, strict=True):
+                done.set_result(row["seq"])
+        else:  # (a failed batch may or may not have committed: read the head again)
+            _last_heads.pop(engine, None)
+            for _, done in batch:
+                done.set_result(None)
+
+
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batches] = (
     weakref.WeakKeyDictionary())
 
 
 async def append_async(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
-    """``append`` in the event loop (``Store.has_async``): the one statement, awaited. The
-    first event of the process, a head moved by another writer, or a log key not unwrapped
-    yet take the blocking form on a worker thread instead."""
+    """``append`` in the event loop (``Store.has_async``): events waiting at once are written
+    together, in one statement (see ``_Batches``). The first event of the process, a head
+    moved by another writer, or a log key not unwrapped yet take the blocking form on a
+    worker thread instead."""
     log_key = keyring.cached_system_key(LOG_KEY)
-    if log_key is not None:
+    if log_key is not None and store.engine in _last_heads:
         loop = asyncio.get_running_loop()
-        turn = _loop_turns.get(loop) or _loop_turns.setdefault(loop, asyncio.Lock())
-        async with turn, store.read_async() as connection:
-            guess = _last_heads.get(store.engine)
-            if guess is not None:
-                row = _chained(event, log_key, guess)
-                if await _APPEND_IF_UNMOVED.execute_async(
-                        connection, {**row, **_head_move(row, guess)}):
-                    return _remember(store.engine, row)
-                _last_heads.pop(store.engine, None)  # stale: read the head instead
+        batches = _batches.get(loop) or _batches.setdefault(loop, _Batches())
+        seq = await batches.append(store, log_key, event)
+        if seq is not None:
+            return seq
     return await anyio.to_thread.run_sync(append, store, keyring, event)
 
 
