@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -31,12 +32,14 @@ from sellervault.audit.models import EventRow
 from sellervault.audit.service import Auditor, VerifyResult
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
+from tests.conftest import fresh_database, init_instance
 from tests.support import (
     ADMIN_EMAIL,
     ADMIN_NAME,
     ADMIN_PASSWORD,
     block_event_writes,
     in_event_loop,
+    settings_for,
     unblock_event_writes,
 )
 
@@ -261,8 +264,10 @@ def test_event_loop_appends_arriving_meanwhile_go_in_together(runtime: Runtime) 
     async def work() -> list[int]:
         await _append_async(runtime)  # the process's first event: it learns the head
         with _head_held(runtime) as holder:
-            tasks = [asyncio.ensure_future(_append_async(runtime)) for _ in range(10)]
-            await asyncio.sleep(0.3)
+            tasks = [asyncio.ensure_future(_append_async(runtime))]
+            await asyncio.sleep(0.2)  # in the database, waiting for the head
+            tasks += [asyncio.ensure_future(_append_async(runtime)) for _ in range(9)]
+            await asyncio.sleep(0.2)
             assert _lock_waiters(runtime) == 1  # one statement in flight; nine queued here
             assert not any(task.done() for task in tasks)
             holder.commit()
@@ -324,6 +329,36 @@ def test_an_event_the_database_refuses_does_not_fail_its_batch(runtime: Runtime)
     assert too_long not in {row["target_id"] for row in events(runtime)}
     assert {"ord_1", "ord_2"} <= {row["target_id"] for row in events(runtime)}
     assert verify(runtime).ok
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_event_loop_appends_to_two_databases_stay_apart(runtime: Runtime,
+                                                        tmp_path: Path) -> None:
+    """Two instances served from one event loop (as in a test process or an embedding): each
+    event goes to its own database's chain, however their appends interleave."""
+    with fresh_database("postgresql", tmp_path / "second") as url:
+        second_settings = settings_for(tmp_path / "second" / "data", url)
+        init_instance(second_settings)
+        second = bootstrap.open_runtime(second_settings)
+        try:
+            async def work() -> None:
+                await second.store.open_async(2)
+                try:  # (each database's first append teaches this process its head)
+                    await _append_async(runtime, target_id="ord_False")
+                    await _append_async(second, target_id="ord_True")
+                    await asyncio.gather(*[_append_async(rt, target_id=f"ord_{rt is second}")
+                                           for rt in (runtime, second) * 8])
+                finally:
+                    await second.store.close_async()
+
+            before = len(events(runtime)), len(events(second))
+            in_event_loop(runtime, work)
+            mine = [row["target_id"] for row in events(runtime)[before[0]:]]
+            theirs = [row["target_id"] for row in events(second)[before[1]:]]
+            assert (mine, theirs) == (["ord_False"] * 9, ["ord_True"] * 9)
+            assert verify(runtime).ok and verify(second).ok
+        finally:
+            second.close()
 
 
 def test_free_text_is_refused_at_record_time(runtime: Runtime) -> None:

@@ -178,16 +178,18 @@ BATCH_LIMIT = 64  # events per statement; more wait for the next turn
 
 
 class _Batches:
-    """The appends of one event loop, taking turns (an asyncio lock): a caller's turn writes
-    every event waiting by then, its own and those of callers still queued for the lock, who
-    then find theirs done. Under load a turn is one round trip and one commit for several
-    events, where a turn per event made every request queue for the one before."""
+    """The appends of one event loop to one database, taking turns (an asyncio lock): a
+    caller's turn writes every event waiting by then, its own and those of callers still
+    queued for the lock, who then find theirs done. Under load a turn is one round trip and
+    one commit for several events, where a turn per event made every request queue for the
+    one before."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.turn = asyncio.Lock()
         self.waiting: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
 
-    async def append(self, store: Store, log_key: bytes, event: SecurityEvent) -> int | None:
+    async def append(self, log_key: bytes, event: SecurityEvent) -> int | None:
         """The event's sequence number, or None when it must take the blocking path."""
         done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self.waiting.append((event.fields(), done))
@@ -195,7 +197,7 @@ class _Batches:
             while not done.done():  # (more than BATCH_LIMIT were waiting before this one)
                 batch = self.waiting[:BATCH_LIMIT]
                 del self.waiting[:BATCH_LIMIT]
-                await _write_batch(store, log_key, batch)
+                await _write_batch(self.store, log_key, batch)
         return done.result()
 
 
@@ -232,7 +234,7 @@ async def _write_batch(store: Store, log_key: bytes,
                 done.set_result(None)
 
 
-_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batches] = (
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Engine, _Batches]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -243,9 +245,10 @@ async def append_async(store: Store, keyring: Keyring, event: SecurityEvent) -> 
     worker thread instead."""
     log_key = keyring.cached_system_key(LOG_KEY)
     if log_key is not None and store.engine in _last_heads:
-        loop = asyncio.get_running_loop()
-        batches = _batches.get(loop) or _batches.setdefault(loop, _Batches())
-        seq = await batches.append(store, log_key, event)
+        of_loop = _batches.setdefault(asyncio.get_running_loop(), {})
+        batches = of_loop.get(store.engine) or of_loop.setdefault(store.engine,
+                                                                  _Batches(store))
+        seq = await batches.append(log_key, event)
         if seq is not None:
             return seq
     return await anyio.to_thread.run_sync(append, store, keyring, event)
