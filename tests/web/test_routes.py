@@ -84,7 +84,7 @@ def test_every_non_public_route_refuses_a_request_without_a_token_first(server: 
 
 
 def test_a_route_that_skips_authenticate_cannot_reach_the_runtime(runtime: Runtime) -> None:
-    state = new_state(runtime, "203.0.113.9", {})
+    state = new_state(runtime, "203.0.113.9", [])
     state.action = Action.ORDERS_READ
     with pytest.raises(NotAuthenticatedError):
         _ = state.runtime
@@ -96,7 +96,7 @@ def test_a_refused_principal_gets_no_runtime_even_if_the_refusal_is_caught(
         server: Any) -> None:
     """An admin has no grant for orders:read on a tenant: authenticate() refuses, and a
     route that swallowed the refusal would still find no runtime."""
-    state = new_state(server.runtime, "203.0.113.9", {})
+    state = new_state(server.runtime, "203.0.113.9", [])
     state.action, state.tenant_id = Action.ORDERS_READ, "acme"
     state.token = server.admin_token()
     with pytest.raises((ForbiddenError, TenantNotFoundError)):

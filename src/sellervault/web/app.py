@@ -28,7 +28,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         title="SellerVault", version=__version__, lifespan=lifespan,
         openapi_url=None, docs_url=None, redoc_url=None,  # OpenAPI served by a guarded route
     )
-    for module in (session, accounts, orders, audit, meta):
+    for module in (orders, session, accounts, audit, meta):  # the hot path's routes first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)
     return api

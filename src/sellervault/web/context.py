@@ -30,7 +30,7 @@ from sellervault.runtime import Runtime
 
 SCOPE_KEY = "sellervault"
 ACTION_ATTRIBUTE = "sellervault_action"
-CLIENT_HEADER = "x-sellervault-client"
+CLIENT_HEADER = b"x-sellervault-client"  # (ASGI header names are lower case)
 
 
 class ForbiddenError(Exception):
@@ -119,8 +119,11 @@ class RequestState:
         raise ForbiddenError()
 
 
-def new_state(runtime: Runtime, client_host: str | None, headers: dict[str, str]) -> RequestState:
-    channel = Channel.CLI if headers.get(CLIENT_HEADER) == "cli" else Channel.API
+def new_state(runtime: Runtime, client_host: str | None,
+              headers: list[tuple[bytes, bytes]]) -> RequestState:
+    """The state of a request with these ASGI ``headers``: the channel is the CLI's when its
+    client says so (a label for the log, not a credential)."""
+    channel = Channel.CLI if (CLIENT_HEADER, b"cli") in headers else Channel.API
     actor = Actor(channel=channel, source_ip=client_host, request_id=secrets.token_hex(8))
     return RequestState(_runtime=runtime, auditor=Auditor(runtime.keyring, actor))
 

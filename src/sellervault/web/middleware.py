@@ -64,10 +64,8 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1")
-                   for key, value in scope.get("headers", [])}
         client = scope.get("client")
-        state = new_state(self.runtime, client[0] if client else None, headers)
+        state = new_state(self.runtime, client[0] if client else None, scope["headers"])
         scope[SCOPE_KEY] = state
         started = False
         suppressed = False

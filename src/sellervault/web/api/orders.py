@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from sellervault.access.actions import Action
@@ -18,6 +19,15 @@ from sellervault.records.spapi import ORDER_ID_PATTERN, IngestRequest, map_order
 from sellervault.web.context import ForbiddenError, RequestState, require
 
 router = APIRouter(tags=["orders"])
+
+
+class OrderResponse(JSONResponse):
+    """An order view, rendered by pydantic-core: the view is plain JSON values already (parsed
+    from storage), and this is a quarter of the standard library encoder's cost."""
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
 
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 OrderIdPath = Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
@@ -35,7 +45,7 @@ def ingest_orders(
     return {"ingested": result.ingested, "inserted": result.inserted, "updated": result.updated}
 
 
-@router.get("/tenants/{tenant}/orders/{amazon_order_id}", response_class=JSONResponse,
+@router.get("/tenants/{tenant}/orders/{amazon_order_id}", response_class=OrderResponse,
             responses={200: {"description": '{"order": {...}, "pii": "masked"|"revealed", '
                                             '"purpose"?}'}})
 async def get_order(
@@ -80,11 +90,11 @@ def _authorize_reveal(state: RequestState, tenant: str, purpose: str) -> None:
 
 
 def _masked(order: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"order": order, "pii": "masked"})
+    return OrderResponse({"order": order, "pii": "masked"})
 
 
 def _revealed(order: dict[str, Any], purpose: str) -> JSONResponse:
-    return JSONResponse({"order": order, "pii": "revealed", "purpose": purpose})
+    return OrderResponse({"order": order, "pii": "revealed", "purpose": purpose})
 
 
 @router.get("/tenants/{tenant}/orders")
