@@ -76,11 +76,21 @@ _MOVE_HEAD_FROM = _MOVE_HEAD.where(_HEADS.c.seq == bindparam("old_seq"),
                                    _HEADS.c.hash == bindparam("old_hash"))
 _MOVE_HEAD_ANYWAY = Prepared(_MOVE_HEAD)  # (after _LOCK_HEAD)
 _MOVE_HEAD_IF_UNMOVED = Prepared(_MOVE_HEAD_FROM)
-# PostgreSQL: the compare-and-swap and the insert as one statement, so a standalone event is
-# one round trip and its own transaction: the event row is inserted only if the head moved.
-_moved = _MOVE_HEAD_FROM.returning(_HEADS.c.seq).cte("moved")
+# PostgreSQL: standalone events (one, or a batch from the event loop) as one statement, so one
+# round trip and one transaction (one commit, one log flush): the head moves from the guess to
+# the last of them (compare-and-swap), and the rows are inserted only if it did. The rows travel
+# as one JSON parameter (PostgreSQL's json_to_recordset): as cheap to send as one event's
+# scalars, where arrays of each column cost psycopg twice that. Text is cast on insert to the
+# column's VARCHAR(n), which refuses a longer value as the one-row insert does.
+_BATCH_COLUMNS = [column.name for column in _EVENTS.columns]
+_batch = func.json_to_recordset(sql_cast(bindparam("rows", type_=String()), JSON)).table_valued(*[
+    sql_column(column.name, Text() if isinstance(column.type, String) else column.type)
+    for column in _EVENTS.columns
+]).render_derived(name="batch", with_types=True)
 _APPEND_IF_UNMOVED = Prepared(insert(_EVENTS).from_select(
-    list(_EVENT_VALUES), select(*_EVENT_VALUES.values()).select_from(_moved)))
+    _BATCH_COLUMNS,
+    select(*[_batch.c[name] for name in _BATCH_COLUMNS])
+    .where(exists(select(_MOVE_HEAD_FROM.returning(_HEADS.c.seq).cte("moved").c.seq)))))
 
 # The head this process last wrote, per database. Only a guess: it saves reading the head
 # when no other writer (thread or process) has moved it since, and the compare-and-swap above
@@ -119,6 +129,18 @@ def _chained_fields(row: dict[str, Any], log_key: bytes,
     return row
 
 
+def _chained_from_guess(fields: list[dict[str, Any]], log_key: bytes,
+                        guess: tuple[int, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows of events chained one after another from ``guess``, and the parameters with which
+    ``_APPEND_IF_UNMOVED`` writes them all."""
+    rows, head = [], guess
+    for row in fields:
+        rows.append(_chained_fields(row, log_key, head))
+        head = (rows[-1]["seq"], rows[-1]["hash"])
+    return rows, {"rows": to_json(rows).decode(), "new_seq": head[0], "new_hash": head[1],
+                  "old_seq": guess[0], "old_hash": guess[1]}
+
+
 def _head_move(row: dict[str, Any], guess: tuple[int, str]) -> dict[str, Any]:
     return {"new_seq": row["seq"], "new_hash": row["hash"], "old_seq": guess[0],
             "old_hash": guess[1]}
@@ -151,29 +173,15 @@ def append(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
         with _standalone, store.read() as connection:
             guess = _last_heads.get(connection.engine)
             if guess is not None:
-                row = _chained(event, keyring.system_key(connection, LOG_KEY), guess)
-                if _APPEND_IF_UNMOVED.execute(connection, {**row, **_head_move(row, guess)}):
-                    return _remember(connection.engine, row)
+                rows, params = _chained_from_guess(
+                    [event.fields()], keyring.system_key(connection, LOG_KEY), guess)
+                if _APPEND_IF_UNMOVED.execute(connection, params):
+                    return _remember(connection.engine, rows[0])
                 _last_heads.pop(connection.engine, None)  # stale: read the head instead
     with store.write() as connection:
         return record(connection, keyring, event)
 
 
-# PostgreSQL, in the event loop: the events waiting their turn go in together, as one
-# statement and one transaction (one commit, so one log flush, for all of them): the head moves
-# from the guess to the last of them, and the rows are inserted only if it did. The rows travel
-# as one JSON parameter (PostgreSQL's json_to_recordset): as cheap to send as one event's
-# scalars, where arrays of each column cost psycopg twice that. Text is cast on insert to the
-# column's VARCHAR(n), which refuses a longer value as the one-event insert does.
-_BATCH_COLUMNS = [column.name for column in _EVENTS.columns]
-_batch = func.json_to_recordset(sql_cast(bindparam("rows", type_=String()), JSON)).table_valued(*[
-    sql_column(column.name, Text() if isinstance(column.type, String) else column.type)
-    for column in _EVENTS.columns
-]).render_derived(name="batch", with_types=True)
-_APPEND_BATCH_IF_UNMOVED = Prepared(insert(_EVENTS).from_select(
-    _BATCH_COLUMNS,
-    select(*[_batch.c[name] for name in _BATCH_COLUMNS])
-    .where(exists(select(_MOVE_HEAD_FROM.returning(_HEADS.c.seq).cte("moved").c.seq)))))
 BATCH_LIMIT = 64  # events per statement; more wait for the next turn
 
 
@@ -212,20 +220,15 @@ async def _write_batch(store: Store, log_key: bytes,
     written = 0
     try:
         if guess is not None:
-            rows, head = [], guess
-            for fields, _ in batch:
-                rows.append(_chained_fields(fields, log_key, head))
-                head = (rows[-1]["seq"], rows[-1]["hash"])
+            rows, params = _chained_from_guess([fields for fields, _ in batch], log_key, guess)
             async with store.read_async() as connection:
-                written = await _APPEND_BATCH_IF_UNMOVED.execute_async(connection, {
-                    "rows": to_json(rows).decode(), "new_seq": head[0], "new_hash": head[1],
-                    "old_seq": guess[0], "old_hash": guess[1]})
+                written = await _APPEND_IF_UNMOVED.execute_async(connection, params)
     except Exception as exc:
         log.warning("a batch of %d security events was not written (%s): each is retried "
                     "on its own", len(batch), type(exc).__name__)
     finally:  # (also when this turn is cancelled: the others retry on their own)
         if written == len(batch):
-            _last_heads[engine] = head
+            _remember(engine, rows[-1])
             for row, (_, done) in zip(rows, batch, strict=True):
                 done.set_result(row["seq"])
         else:  # (a failed batch may or may not have committed: read the head again)
