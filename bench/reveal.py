@@ -9,8 +9,9 @@ instance's own certificate), on loopback:
   holding ``pii-reader`` on the tenant: bearer-token authentication, two Cedar decisions,
   the order's data key unwrapped, both PII records decrypted, and a hash-chained security
   event committed before the response.
-- ``bare``: the same ``build_server`` config with its app swapped for a bare FastAPI app
-  whose one ``async`` endpoint returns a fixed JSON body of the same size as a reveal.
+- ``bare``: the same ``build_server`` config with its app swapped for a bare FastAPI app (set
+  up as SellerVault's is: FastAPI's own telemetry off) whose one ``async`` endpoint returns a
+  fixed JSON body of the same size as a reveal.
 
 The load comes from a separate process (multiprocessing, spawn) running a few threads, each
 with its own keep-alive ``httpx`` client; rounds are bounded in time and alternate between
@@ -62,6 +63,7 @@ from sellervault.records import service as records
 from sellervault.records.spapi import map_order, parse_request
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
+from sellervault.web.app import TELEMETRY_OFF
 from sellervault.web.server import build_server, freeze_startup_objects
 
 TENANT = "bench-seller"
@@ -137,7 +139,8 @@ def load_generator(conn: Connection, targets: dict[str, Target], ca_file: str,
 # -- the servers -----------------------------------------------------------------------------
 
 def bare_app(body: bytes) -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None,
+                  telemetry=TELEMETRY_OFF)  # the same FastAPI set-up as SellerVault's
 
     @app.get("/bare")
     async def bare() -> Response:

@@ -6,9 +6,17 @@ Routes whose database work blocks run on anyio's worker threads; ``Runtime.worke
 take turns anyway, four on PostgreSQL) sizes that pool when the server starts. On PostgreSQL
 the hot path (the order route) awaits its statements in the event loop instead, on
 connections opened at start-up and closed at shut-down.
+
+FastAPI's own OpenTelemetry is switched off: it would report requests, with their parsed
+arguments, validation errors and exception messages, to whatever provider the process has.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
 
 import anyio
 import anyio.to_thread
@@ -66,3 +74,67 @@ def test_start_up_opens_the_event_loop_connections_on_postgresql_and_shut_down_c
 
     assert anyio.run(serve) is (runtime.store.dialect == "postgresql")
     assert not runtime.store.has_async
+
+
+# Global OpenTelemetry providers can be set once per process: each probe runs in its own. The
+# providers are "configured" ones (not OpenTelemetry's no-op or proxy classes), which is when
+# FastAPI's telemetry switches itself on; they note every tracer or logger asked of them and
+# every record emitted.
+TELEMETRY_PROBE = textwrap.dedent("""
+    import json, sys
+    from opentelemetry import _logs, trace
+    from opentelemetry._logs import LoggerProvider, NoOpLogger
+    from opentelemetry.trace import NoOpTracer, TracerProvider
+
+    asked = []
+
+    class Tracers(TracerProvider):
+        def get_tracer(self, *args, **kwargs):
+            asked.append("tracer")
+            return NoOpTracer()
+
+    class Logger(NoOpLogger):
+        def emit(self, *args, **kwargs):
+            asked.append("log record")
+
+    class Loggers(LoggerProvider):
+        def get_logger(self, name, *args, **kwargs):
+            asked.append("logger")
+            return Logger(name)
+
+    trace.set_tracer_provider(Tracers())
+    _logs.set_logger_provider(Loggers())
+
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+    from sellervault.web.app import build_api
+
+    app = FastAPI() if sys.argv[1] == "plain-fastapi" else build_api()
+
+    @app.get("/probe/{number}")
+    def probe(number: int) -> dict:
+        return {}
+
+    with TestClient(app) as client:
+        status = client.get("/probe/jane.doe@example.com").status_code
+    print(json.dumps({"status": status, "asked": asked}))
+""")
+
+
+def telemetry_asked_for(app: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", TELEMETRY_PROBE, app],
+                          capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == 422  # the probe request fails validation in both apps
+    asked: list[str] = result["asked"]
+    return asked
+
+
+def test_fastapi_telemetry_is_off_so_a_configured_provider_gets_nothing() -> None:
+    assert telemetry_asked_for("sellervault") == []
+
+
+def test_the_telemetry_probe_sees_a_plain_fastapi_app_report() -> None:
+    """The probe's control: FastAPI's default does report a request to these providers."""
+    asked = telemetry_asked_for("plain-fastapi")
+    assert "tracer" in asked and "log record" in asked

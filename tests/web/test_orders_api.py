@@ -7,7 +7,9 @@ import copy
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from sellervault.audit.models import EventRow
 from tests.support import Server
 
 TENANT = "acme"
@@ -36,6 +38,13 @@ def _get(server: Server, token: str, order_id: str, tenant: str = TENANT,
     headers = {"X-Access-Purpose": purpose} if purpose else {}
     with server.client(token, **headers) as client:
         return client.get(f"/tenants/{tenant}/orders/{order_id}")
+
+
+def _last_event(server: Server) -> EventRow:
+    with server.runtime.store.transaction() as session:
+        event = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
+        session.expunge(event)
+        return event
 
 
 def _pii_values(order: dict[str, Any]) -> list[str]:
@@ -192,6 +201,45 @@ def test_malformed_ingest_is_422(server: Server, world: dict[str, Any], body: by
         response = client.post(f"/tenants/{TENANT}/orders", content=body)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("tenant", "order_id", "purposes", "bad_field"), [
+    ("Acme-Secret", "111-0000000-0000001", [], "path.tenant"),
+    ("acme%0A", "111-0000000-0000001", [], "path.tenant"),  # a trailing newline: no match
+    (TENANT, "secret!marker", [], "path.amazon_order_id"),
+    (TENANT, "x" * 65, [], "path.amazon_order_id"),
+    (TENANT, "111-0000000-0000001", ["secret-marker-" + "x" * 51], "header.X-Access-Purpose"),
+    (TENANT, "111-0000000-0000001", ["fulfillment", "secret-marker"], "header.X-Access-Purpose"),
+])
+def test_a_malformed_order_address_is_422_naming_the_field_never_its_value(
+        server: Server, world: dict[str, Any], tenant: str, order_id: str, purposes: list[str],
+        bad_field: str) -> None:
+    """The order route checks its own inputs (web.api.orders.order_address): the patterns in
+    full, one purpose of at most 64 characters, and nothing is looked up or revealed."""
+    seq_before = _last_event(server).seq
+    with server.client(world["reader"]) as client:
+        response = client.get(f"/tenants/{tenant}/orders/{order_id}",
+                              headers=[("X-Access-Purpose", purpose) for purpose in purposes])
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert [field["path"] for field in error["fields"]] == [bad_field]
+    assert "secret" not in response.text.lower()
+    event = _last_event(server)  # the refusal's own event, and no other (no reveal)
+    assert (event.seq, event.outcome, event.reason) == (seq_before + 1, "failed",
+                                                        "invalid_request")
+
+
+def test_the_longest_permitted_inputs_pass_the_checks(server: Server,
+                                                      world: dict[str, Any]) -> None:
+    """The bounds are inclusive: a 63-character tenant, a 64-character order id and a
+    64-character purpose get past the checks (to a 404, and a 403 for the unknown purpose)."""
+    tenant, order_id = "a" * 63, "1" * 64
+    assert _get(server, world["reader"], order_id, tenant=tenant).status_code == 404
+    response = _get(server, world["reader"], world["orders"][0]["AmazonOrderId"],
+                    purpose="p" * 64)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "purpose_not_permitted"
 
 
 def test_no_token_and_forged_token_are_401(server: Server, world: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
+from sellervault.access.roles import TENANT_ID_PATTERN
+from sellervault.records.spapi import ORDER_ID_PATTERN
 from sellervault.runtime import Runtime
 from sellervault.web.app import build_api
 from sellervault.web.context import (
@@ -66,6 +68,19 @@ def test_openapi_document_is_served_and_lists_the_contract(server: Any) -> None:
     for path in ("/api/v1/session", "/api/v1/accounts", "/api/v1/tenants/{tenant}/orders",
                  "/api/v1/tenants/{tenant}/orders/{amazon_order_id}"):
         assert path in document["paths"]
+
+
+def test_openapi_document_describes_the_order_routes_own_checks() -> None:
+    """The order route reads its inputs itself (web.api.orders.order_address); the document
+    still states them, with the bounds that are enforced."""
+    document = build_api().openapi()
+    operation = document["paths"]["/api/v1/tenants/{tenant}/orders/{amazon_order_id}"]["get"]
+    parameters = {(p["in"], p["name"]): p for p in operation["parameters"]}
+    assert set(parameters) == {("path", "tenant"), ("path", "amazon_order_id"),
+                               ("header", "X-Access-Purpose")}
+    assert parameters["path", "tenant"]["schema"]["pattern"] == TENANT_ID_PATTERN
+    assert parameters["path", "amazon_order_id"]["schema"]["pattern"] == ORDER_ID_PATTERN
+    assert parameters["header", "X-Access-Purpose"]["schema"]["maxLength"] == 64
 
 
 def test_every_non_public_route_refuses_a_request_without_a_token_first(server: Any) -> None:

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from sellervault import __version__
@@ -21,12 +22,25 @@ EVENT_LOOP_CONNECTIONS = 4  # each request holds one for a single statement at a
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
+# FastAPI's own OpenTelemetry, all of it off. Left on (FastAPI's default), it reports every
+# request to whatever global providers the process has, or with FASTAPI_OTEL_AUTO_CONFIGURE=true
+# sets up OTLP exporters itself; what it hands their processors includes the request's parsed
+# arguments and its validation errors with their input values, and its logs carry the message
+# and stack trace of an unhandled exception: buyer PII and secrets, leaving by a channel that has
+# none of the security log's rules. A request's record is its security event. (Left on, it
+# would also ask three providers on every request whether they are set up.)
+TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+    "auto_configure": False,
+}
+
 
 def build_api(lifespan: Lifespan | None = None) -> FastAPI:
     """The FastAPI application alone (for route inspection); serve ``create_app`` instead."""
     api = FastAPI(
         title="SellerVault", version=__version__, lifespan=lifespan,
         openapi_url=None, docs_url=None, redoc_url=None,  # OpenAPI served by a guarded route
+        telemetry=TELEMETRY_OFF,
     )
     for module in (orders, session, accounts, audit, meta):  # the hot path's routes first
         api.include_router(module.router, prefix=API_PREFIX)
