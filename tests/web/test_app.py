@@ -14,6 +14,7 @@ arguments, validation errors and exception messages, to whatever provider the pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -121,17 +122,23 @@ TELEMETRY_PROBE = textwrap.dedent("""
 """)
 
 
-def telemetry_asked_for(app: str) -> list[str]:
+def telemetry_asked_for(app: str, env: dict[str, str] | None = None) -> list[str]:
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", TELEMETRY_PROBE, app],
-                          capture_output=True, text=True, timeout=60, check=True)
+                          capture_output=True, text=True, timeout=60, check=True,
+                          env={**os.environ, **(env or {})})
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == 422  # the probe request fails validation in both apps
     asked: list[str] = result["asked"]
     return asked
 
 
-def test_fastapi_telemetry_is_off_so_a_configured_provider_gets_nothing() -> None:
-    assert telemetry_asked_for("sellervault") == []
+@pytest.mark.parametrize("env", [
+    {},
+    {"FASTAPI_OTEL_AUTO_CONFIGURE": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+], ids=["default", "auto-configure-asked-for"])
+def test_fastapi_telemetry_is_off_so_a_configured_provider_gets_nothing(
+        env: dict[str, str]) -> None:
+    assert telemetry_asked_for("sellervault", env) == []
 
 
 def test_the_telemetry_probe_sees_a_plain_fastapi_app_report() -> None:
