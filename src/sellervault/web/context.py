@@ -12,6 +12,7 @@ reach a service without authenticating first.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ from fastapi import Request
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
 from sellervault.access.policy import is_authorized
-from sellervault.access.roles import ALL_TENANTS, Principal
+from sellervault.access.roles import ALL_TENANTS, TENANT_ID_PATTERN, Principal
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.events import Actor, Channel
@@ -31,6 +32,7 @@ from sellervault.runtime import Runtime
 SCOPE_KEY = "sellervault"
 ACTION_ATTRIBUTE = "sellervault_action"
 CLIENT_HEADER = b"x-sellervault-client"  # (ASGI header names are lower case)
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
 class ForbiddenError(Exception):
@@ -141,6 +143,15 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
+def _path_tenant(request: Request) -> str | None:
+    """The tenant named in the path, if it is a well-formed tenant id. The dependency runs
+    before the route's own input checks, and the tenant it notes goes into the request's
+    security event: a malformed one (free text from the request, an email address, a value
+    too long for the column) is noted as none, and the route's check then refuses it (422)."""
+    tenant = request.path_params.get("tenant")
+    return tenant if tenant is not None and _TENANT_ID.fullmatch(tenant) else None
+
+
 def require(action: Action, *,
             tenant_scoped: bool = False) -> Callable[[Request], Awaitable[RequestState]]:
     """The dependency a route declares: names its action; a non-public route must then call
@@ -149,7 +160,7 @@ def require(action: Action, *,
     async def dependency(request: Request) -> RequestState:
         state = request_state(request)
         state.action = action
-        state.tenant_id = request.path_params.get("tenant") if tenant_scoped else None
+        state.tenant_id = _path_tenant(request) if tenant_scoped else None
         if action not in PUBLIC_ACTIONS:
             state.token = _bearer(request)
             if state.token is None:  # refused before any input is even validated

@@ -32,7 +32,6 @@ class OrderResponse(JSONResponse):
 
 
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
-OrderIdPath = Annotated[str, Path(pattern=ORDER_ID_PATTERN)]
 
 
 @router.post("/tenants/{tenant}/orders")
