@@ -12,7 +12,6 @@ reach a service without authenticating first.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,7 @@ from fastapi import Request
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
 from sellervault.access.policy import is_authorized
-from sellervault.access.roles import ALL_TENANTS, TENANT_ID_PATTERN, Principal
+from sellervault.access.roles import ALL_TENANTS, Principal, is_tenant_id
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.events import Actor, Channel
@@ -32,7 +31,6 @@ from sellervault.runtime import Runtime
 SCOPE_KEY = "sellervault"
 ACTION_ATTRIBUTE = "sellervault_action"
 CLIENT_HEADER = b"x-sellervault-client"  # (ASGI header names are lower case)
-_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
 class ForbiddenError(Exception):
@@ -149,7 +147,7 @@ def _path_tenant(request: Request) -> str | None:
     security event: a malformed one (free text from the request, an email address, a value
     too long for the column) is noted as none, and the route's check then refuses it (422)."""
     tenant = request.path_params.get("tenant")
-    return tenant if tenant is not None and _TENANT_ID.fullmatch(tenant) else None
+    return tenant if tenant is not None and is_tenant_id(tenant) else None
 
 
 def require(action: Action, *,

@@ -13,7 +13,7 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from sellervault.access.actions import Action
-from sellervault.access.roles import TENANT_ID_PATTERN
+from sellervault.access.roles import TENANT_ID_PATTERN, is_tenant_id
 from sellervault.records import service as records
 from sellervault.records.errors import PurposeNotPermittedError
 from sellervault.records.registry import PURPOSES
@@ -49,7 +49,6 @@ def ingest_orders(
 PURPOSE_HEADER = "X-Access-Purpose"
 PURPOSE_MAX_LENGTH = 64
 _PURPOSE_KEY = PURPOSE_HEADER.lower().encode()  # (ASGI header names are lower case)
-_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
 
 
@@ -73,7 +72,7 @@ def order_address(request: Request) -> OrderAddress:
     amazon_order_id = request.path_params["amazon_order_id"]
     purposes = [value for name, value in request.scope["headers"] if name == _PURPOSE_KEY]
     errors = []
-    if _TENANT_ID.fullmatch(tenant) is None:
+    if not is_tenant_id(tenant):
         errors.append({"type": "string_pattern_mismatch", "loc": ("path", "tenant")})
     if _ORDER_ID.fullmatch(amazon_order_id) is None:
         errors.append({"type": "string_pattern_mismatch", "loc": ("path", "amazon_order_id")})
