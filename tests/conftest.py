@@ -35,7 +35,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "SV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = bool(os.environ.get("CI"))
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"  # copied in, with licence: data/README.md
 
 
 def missing_service(reason: str) -> None:
@@ -133,7 +133,7 @@ def order_examples() -> list[dict[str, object]]:
     """The marketplace's own SP-API example orders (fake sample data)."""
     import json
 
-    path = SHARED_DATA / "sp-api-order-examples.json"
+    path = TEST_DATA / "sp-api-order-examples.json"
     document = json.loads(path.read_text())
     found: dict[str, dict[str, object]] = {}
 
