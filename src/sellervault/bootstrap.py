@@ -7,12 +7,14 @@ is an HTTPS client), and each still writes a security event.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
 from sellervault.audit import service as audit
+from sellervault.audit.errors import ChainHeadMissingError
 from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.service import Auditor, VerifyResult
 from sellervault.config import Settings
@@ -80,7 +82,7 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, ema
     try:
         migrate.upgrade(store.engine)
         runtime = Runtime(settings, store, Keyring(provider))
-        auditor = Auditor(runtime.keyring, cli_actor())
+        auditor = Auditor(runtime.keyring, cli_actor(), starts_chain=True)
         admin = accounts.create_first_admin(runtime, auditor, email=email, name=name,
                                             password=password)
         with store.transaction() as session:
@@ -106,17 +108,25 @@ def record_serve(runtime: Runtime) -> None:
         auditor.record(session, Action.SYSTEM_SERVE, Outcome.SUCCESS)
 
 
-def verify_log(settings: Settings) -> VerifyResult:
-    """Verify the chain offline, then record that a verification ran and how it ended."""
+def verify_log(settings: Settings,
+               on_batch: Callable[[int], None] | None = None) -> VerifyResult:
+    """Verify the chain (from one snapshot: a running server goes on meanwhile), then record
+    that a verification ran and how it ended. A log whose head is gone cannot take that
+    event; the result says why."""
     runtime = open_runtime(settings)
     try:
-        with runtime.store.transaction() as session:
-            result = audit.verify(session, runtime.keyring)
+        result = audit.verify(runtime.store, runtime.keyring, on_batch)
         auditor = Auditor(runtime.keyring, cli_actor())
-        with runtime.store.transaction() as session:
-            auditor.record(session, Action.AUDIT_VERIFY,
-                           Outcome.SUCCESS if result.ok else Outcome.FAILED,
-                           target_type="security_event", count=result.events)
+        try:
+            with runtime.store.transaction() as session:
+                auditor.record(session, Action.AUDIT_VERIFY,
+                               Outcome.SUCCESS if result.ok else Outcome.FAILED,
+                               target_type="security_event", count=result.events)
+        except ChainHeadMissingError:
+            if result.ok:  # (the head vanished after the walk: report that, not success)
+                return VerifyResult(False, result.events, result.events + 1,
+                                    "the log's head is missing: an initialised vault always "
+                                    "has one")
         return result
     finally:
         runtime.close()

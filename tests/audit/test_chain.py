@@ -8,6 +8,12 @@ The attacker here can write the database with SQL but cannot read the keys: ever
 deletion, reordering or forged hash must make ``verify`` fail at the first bad ``seq``.
 One truncation is not caught yet and is asserted as such (see
 ``test_truncation_with_a_rewritten_head_is_the_known_gap``).
+
+Only ``init`` starts a chain (its first event creates the head). A wiped log (events and head
+deleted, or the head reset) is never started again by a writer, which would hide everything
+before it: every later write fails closed, and ``verify`` requires the chain to begin with
+the events ``init`` writes. ``verify`` reads one snapshot, up to the head it read, so it runs
+beside a live server without a false alarm and without holding up its writers.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from sellervault import bootstrap
 from sellervault.audit import service as audit
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac
-from sellervault.audit.events import Actor, Channel, Outcome
+from sellervault.audit.errors import ChainAlreadyStartedError, ChainHeadMissingError
+from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
 from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.config import Settings
 from sellervault.runtime import Runtime
 
 # -- the MAC itself --------------------------------------------------------------------------
@@ -68,8 +77,7 @@ def test_mac_is_not_a_plain_hash() -> None:
 # -- a real chain in a real database ---------------------------------------------------------
 
 def verify(rt: Runtime) -> VerifyResult:
-    with rt.store.transaction() as session:
-        return audit.verify(session, rt.keyring)
+    return audit.verify(rt.store, rt.keyring)
 
 
 def attack(rt: Runtime, sql: str, **params: Any) -> None:
@@ -309,3 +317,143 @@ def test_appending_after_verification_keeps_the_chain_valid(runtime: Runtime,
         seq = auditor.record(session, "audit:verify", Outcome.SUCCESS, count=chain[-1])
     assert seq == chain[-1] + 1
     assert verify(runtime) == VerifyResult(True, seq)
+
+
+# -- a wiped log is never started again ------------------------------------------------------
+
+WIPES = {
+    "events and head deleted": ["DELETE FROM security_events", "DELETE FROM security_event_head"],
+    "head deleted": ["DELETE FROM security_event_head"],
+    "events deleted, head reset": ["DELETE FROM security_events",
+                                   "UPDATE security_event_head SET seq = 0, hash = :genesis"],
+}
+
+
+@pytest.mark.parametrize("wipe", WIPES)
+def test_a_wiped_log_refuses_every_later_event(runtime: Runtime, chain: list[int],
+                                               wipe: str) -> None:
+    """The reproduction: wipe the log, then any write (a request's event, the failed
+    verification's own event). Before, the writer started a fresh chain at 1 and `verify`
+    called the log intact; now every writer refuses and nothing is written."""
+    for sql in WIPES[wipe]:
+        attack(runtime, sql, genesis=GENESIS)
+    left = rows(runtime)
+    auditor = Auditor(runtime.keyring, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
+    with pytest.raises(ChainHeadMissingError), runtime.store.transaction() as session:
+        auditor.record(session, "orders:read", Outcome.SUCCESS)
+    with pytest.raises(ChainHeadMissingError):
+        auditor.append(runtime.store, "orders:reveal", Outcome.SUCCESS, purpose="fulfillment")
+    assert rows(runtime) == left
+    assert not verify(runtime).ok
+
+
+def test_a_wiped_log_fails_verification_in_the_cli_too(settings: Settings, runtime: Runtime,
+                                                       chain: list[int]) -> None:
+    """`audit verify` on a wiped log: a broken result (exit 1), not a crash, even though its
+    own audit:verify event cannot be written."""
+    attack(runtime, "DELETE FROM security_events")
+    attack(runtime, "DELETE FROM security_event_head")
+    result = bootstrap.verify_log(settings)
+    assert not result.ok and result.first_bad_seq == 1
+    assert "head is missing" in (result.problem or "")
+    assert rows(runtime) == []
+
+
+def test_a_chain_restarted_from_genesis_is_detected(runtime: Runtime, chain: list[int]) -> None:
+    """What the old writer did after a wipe, done here on purpose: a new chain from genesis,
+    every MAC valid. Verification refuses it because it does not begin with init's events."""
+    attack(runtime, "DELETE FROM security_events")
+    attack(runtime, "DELETE FROM security_event_head")
+    event = SecurityEvent("orders:read", Outcome.SUCCESS, Actor(Channel.API))
+    with runtime.store.transaction() as session:
+        assert audit.record(session, runtime.keyring, event, starts_chain=True) == 1
+    assert_fails_at(runtime, 1, "not the init event")
+
+
+def test_only_one_chain_can_be_started(runtime: Runtime) -> None:
+    event = SecurityEvent("system:init", Outcome.SUCCESS, Actor(Channel.CLI))
+    before = rows(runtime)
+    with pytest.raises(ChainAlreadyStartedError), runtime.store.transaction() as session:
+        audit.record(session, runtime.keyring, event, starts_chain=True)
+    assert rows(runtime) == before
+
+
+def test_the_chain_begins_with_the_events_init_writes(runtime: Runtime) -> None:
+    assert [(e["channel"], e["action"], e["outcome"]) for e in rows(runtime)[:2]] == list(
+        audit.INIT_EVENTS) == [("cli", "accounts:create", "success"),
+                               ("cli", "system:init", "success")]
+
+
+def test_a_missing_log_key_is_a_broken_log_not_a_new_key(runtime: Runtime,
+                                                          chain: list[int]) -> None:
+    attack(runtime, "DELETE FROM system_keys WHERE name = :name", name=audit.LOG_KEY)
+    fresh = type(runtime.keyring)(runtime.keyring.provider)  # nothing cached
+    result = audit.verify(runtime.store, fresh)
+    assert not result.ok and "key is missing" in (result.problem or "")
+    with runtime.store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM system_keys WHERE name = :name"),
+                                  {"name": audit.LOG_KEY}).scalar() == 0
+
+
+# -- verification beside a running server ----------------------------------------------------
+
+def _append_in_another_thread(rt: Runtime, count: int) -> bool:
+    """Append ``count`` events from another thread (its own connection); whether they were
+    all committed within five seconds."""
+    import threading
+
+    done = threading.Event()
+
+    def work() -> None:
+        auditor = Auditor(rt.keyring, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
+        for _ in range(count):
+            auditor.append(rt.store, "orders:read", Outcome.SUCCESS, tenant_id="acme")
+        done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    return done.wait(timeout=5)
+
+
+def test_verification_reads_one_snapshot_and_lets_writers_go_on(
+        runtime: Runtime, chain: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between two batches of the walk, another connection appends and commits events. They
+    commit at once (on SQLite the walk holds no write lock: before, they waited for the whole
+    walk), and the walk neither sees them nor calls the log broken (on PostgreSQL it read the
+    head first and the events later: "ends at event N but its head says M")."""
+    monkeypatch.setattr(audit, "VERIFY_BATCH", 2)
+    head_before = head(runtime)[0]
+    appended: list[bool] = []
+    result = audit.verify(runtime.store, runtime.keyring,
+                          on_batch=lambda _seq: appended.append(
+                              _append_in_another_thread(runtime, 3)) if not appended else None)
+    assert appended == [True]
+    assert result == VerifyResult(True, head_before)
+    assert verify(runtime) == VerifyResult(True, head_before + 3)
+
+
+def test_verification_beside_parallel_writers(runtime: Runtime, chain: list[int]) -> None:
+    """Real parallel connections appending all the time (on PostgreSQL the reported case: 10
+    broken results in 10 runs): every verification is intact."""
+    import threading
+
+    stop = threading.Event()
+    written = [0, 0]
+
+    def writer(slot: int) -> None:
+        auditor = Auditor(runtime.keyring, Actor(Channel.API, actor_id=f"acc_writer{slot}"))
+        while not stop.is_set():
+            auditor.append(runtime.store, "orders:read", Outcome.SUCCESS, tenant_id="acme")
+            written[slot] += 1
+
+    threads = [threading.Thread(target=writer, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    try:
+        results = [verify(runtime) for _ in range(10)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert sum(written) > 0
+    assert all(result.ok for result in results), results
+    assert verify(runtime) == VerifyResult(True, head(runtime)[0])

@@ -256,6 +256,23 @@ def test_audit_verify_detects_a_deleted_event(cli: Cli, settings: Settings,
     assert "security log broken at event 2: event 2 is missing" in broken.stderr
 
 
+def test_audit_verify_fails_on_a_wiped_log(cli: Cli, settings: Settings,
+                                           initialized: bootstrap.InitResult) -> None:
+    """The whole log and its head deleted: exit 1 naming the missing head (its own event
+    cannot be written, and that is no reason to exit as if it could not run)."""
+    tamper(settings, "DELETE FROM security_event_head")
+    engine = create_engine(settings.effective_database_url())
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM security_events"))
+    finally:
+        engine.dispose()
+    broken = cli.run("audit", "verify", "--data-dir", settings.data_dir,
+                     env=database_env(settings))
+    assert broken.code == 1, broken
+    assert "security log broken at event 1: the log's head is missing" in broken.stderr
+
+
 def test_audit_verify_on_an_uninitialised_directory(cli: Cli, tmp_path: Path) -> None:
     result = cli.invoke("audit", "verify", "--data-dir", tmp_path / "none")
     assert result.code == 2, result

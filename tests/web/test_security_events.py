@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from sellervault import bootstrap
 from sellervault.audit.models import EventRow
@@ -100,6 +100,32 @@ def test_reveal_fails_closed_when_the_log_cannot_be_written(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "audit_unavailable"
     assert order["BuyerInfo"]["BuyerEmail"] not in response.text
+
+
+def test_every_request_fails_closed_on_a_wiped_log(own_server: Server, runtime: Runtime,
+                                                  order_examples: list[dict[str, Any]]) -> None:
+    """A database writer deletes the log and its head. Before, the next request started a new
+    chain at 1 (and `audit verify` then called the log intact); now no event can be written,
+    so every request, a reveal included, is refused with 503 and leaves the tables empty."""
+    admin = own_server.admin_token()
+    reader, _ = own_server.create_person(admin, "paula.reader@example.test", "Paula Reader",
+                                         [{"role": "pii-reader", "tenant": "acme"}])
+    ingest = own_server.create_service(admin, "shop-sync", [{"role": "ingest",
+                                                            "tenant": "acme"}])
+    order = order_examples[0]
+    with own_server.client(ingest) as client:
+        assert client.post("/tenants/acme/orders", json={"orders": [order]}).status_code == 200
+    with runtime.store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM security_events"))
+        connection.execute(text("DELETE FROM security_event_head"))
+    with own_server.client(reader, **{"X-Access-Purpose": "fulfillment"}) as client:
+        revealed = client.get(f"/tenants/acme/orders/{order['AmazonOrderId']}")
+        health = client.get("/health")
+    for response in (revealed, health):
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "audit_unavailable"
+    assert order["BuyerInfo"]["BuyerEmail"] not in revealed.text
+    assert _events(runtime) == []
 
 
 def test_a_failed_reveal_records_its_permitted_purpose(own_server: Server,

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -22,6 +23,7 @@ import anyio.to_thread
 from pydantic_core import to_json
 from sqlalchemy import (
     JSON,
+    Connection,
     Engine,
     String,
     Table,
@@ -38,6 +40,7 @@ from sqlalchemy import column as sql_column
 from sqlalchemy.orm import Session
 
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
+from sellervault.audit.errors import ChainAlreadyStartedError, ChainHeadMissingError
 from sellervault.audit.events import Actor, Outcome, SecurityEvent
 from sellervault.audit.models import ChainHead, EventRow
 from sellervault.crypto.keyring import Keyring
@@ -98,20 +101,32 @@ _APPEND_IF_UNMOVED = Prepared(insert(_EVENTS).from_select(
 _last_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
 
 
-def record(db: Db, keyring: Keyring, event: SecurityEvent) -> int:
-    """Append ``event`` to the chain, in the caller's transaction; its sequence number."""
+def record(db: Db, keyring: Keyring, event: SecurityEvent, *,
+           starts_chain: bool = False) -> int:
+    """Append ``event`` to the chain, in the caller's transaction; its sequence number.
+
+    Only ``init`` passes ``starts_chain`` (its first event creates the head); for every other
+    writer a missing head is a log that was wiped, and nothing is written
+    (``ChainHeadMissingError``)."""
     connection = driver_of(db)  # a session's pending changes go first
     log_key = keyring.system_key(connection, LOG_KEY)
-    guess = _last_heads.get(connection.engine)
+    guess = None if starts_chain else _last_heads.get(connection.engine)
     if guess is not None:
         row = _chained(event, log_key, guess)
         if _MOVE_HEAD_IF_UNMOVED.execute(connection, _head_move(row, guess)) == 1:
             return _insert(connection, row)
     # The first event of this process, or another writer moved the head: read it, locked.
     head = _LOCK_HEAD.first(connection, {})
-    row = _chained(event, log_key, (0, GENESIS) if head is None else (head.seq, head.hash))
-    (_INSERT_HEAD if head is None else _MOVE_HEAD_ANYWAY).execute(
-        connection, {"new_seq": row["seq"], "new_hash": row["hash"]})
+    if starts_chain:
+        if head is not None:
+            raise ChainAlreadyStartedError()
+        row = _chained(event, log_key, (0, GENESIS))
+        _INSERT_HEAD.execute(connection, {"new_seq": row["seq"], "new_hash": row["hash"]})
+        return _insert(connection, row)
+    if head is None or head.seq < 1:  # (init's first event is 1: a head at 0 was reset)
+        raise ChainHeadMissingError()
+    row = _chained(event, log_key, (head.seq, head.hash))
+    _MOVE_HEAD_ANYWAY.execute(connection, {"new_seq": row["seq"], "new_hash": row["hash"]})
     return _insert(connection, row)
 
 
@@ -265,42 +280,91 @@ class VerifyResult:
     problem: str | None = None
 
 
-def verify(session: Session, keyring: Keyring) -> VerifyResult:
-    """Check every MAC, every link, the sequence and the head; stop at the first bad event."""
-    log_key = keyring.system_key(session, LOG_KEY)
-    head = session.get(ChainHead, HEAD_ID)
+# The events `init` writes first, in this order (channel, action, outcome): a chain that does
+# not begin with them was started again after the log was emptied.
+INIT_EVENTS = (("cli", "accounts:create", "success"), ("cli", "system:init", "success"))
+_EVENTS_FROM = select(_EVENTS).where(_EVENTS.c.seq >= bindparam("first"),
+                                     _EVENTS.c.seq <= bindparam("last")).order_by(_EVENTS.c.seq)
+_READ_HEAD = select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID)
+_EVENTS_AFTER = select(func.count()).select_from(_EVENTS).where(
+    _EVENTS.c.seq > bindparam("last"))
+
+
+def verify(store: Store, keyring: Keyring,
+           on_batch: Callable[[int], None] | None = None) -> VerifyResult:
+    """Check the head, every MAC, every link and the sequence, and that the chain begins
+    with init's events; stop at the first bad event.
+
+    It reads one snapshot (``Store.snapshot``), up to the head as it was then: events
+    appended meanwhile by a running server are neither seen nor waited for, and no write
+    waits for the walk. ``on_batch`` is called with the last verified sequence number after
+    each batch (progress)."""
+    with store.snapshot() as connection:
+        log_key = keyring.find_system_key(connection, LOG_KEY)
+        head = connection.execute(_READ_HEAD).first()
+        if head is None or log_key is None:
+            missing = "head" if head is None else "key"
+            return VerifyResult(False, 0, 1, f"the log's {missing} is missing: an initialised "
+                                             "vault always has one")
+        if head.seq < 1:
+            return VerifyResult(False, 0, 1, "the log is empty: an initialised vault always "
+                                             "holds its init events")
+        result = _walk(connection, log_key, head.seq, on_batch)
+        if result is not None:
+            return result
+        if not macs_equal(head.hash, _hash_of(connection, head.seq)):
+            return VerifyResult(False, head.seq, head.seq + 1,
+                                f"the log ends at event {head.seq} but its head says otherwise")
+        after = connection.execute(_EVENTS_AFTER, {"last": head.seq}).scalar_one()
+        if after:
+            return VerifyResult(False, head.seq, head.seq + 1,
+                                f"the log ends at event {head.seq + after} but its head says "
+                                f"{head.seq}")
+    return VerifyResult(True, head.seq)
+
+
+def _walk(connection: Connection, log_key: bytes, last: int,
+          on_batch: Callable[[int], None] | None) -> VerifyResult | None:
+    """The first bad event among 1..``last``, or None when all of them are good."""
     prev_hash = GENESIS
-    expected_seq = 1
-    last_seq = 0
-    while True:
-        rows = session.scalars(
-            select(EventRow).where(EventRow.seq >= expected_seq).order_by(EventRow.seq)
-            .limit(VERIFY_BATCH)
-        ).all()
+    expected = 1
+    while expected <= last:
+        rows = connection.execute(_EVENTS_FROM, {"first": expected, "last": min(
+            last, expected + VERIFY_BATCH - 1)}).all()
         if not rows:
             break
         for row in rows:
-            if row.seq != expected_seq:
-                return VerifyResult(False, last_seq, expected_seq,
-                                    f"event {expected_seq} is missing")
-            if not macs_equal(row.prev_hash, prev_hash):
-                return VerifyResult(False, last_seq, row.seq,
-                                    f"event {row.seq} does not link to event {row.seq - 1}")
-            fields = {name: getattr(row, name) for name in HASHED_FIELDS}
-            if not macs_equal(event_mac(log_key, prev_hash, fields), row.hash):
-                return VerifyResult(False, last_seq, row.seq, f"event {row.seq} was altered")
+            problem = _problem(row, expected, prev_hash, log_key)
+            if problem is not None:
+                return VerifyResult(False, expected - 1, expected, problem)
             prev_hash = row.hash
-            last_seq = row.seq
-            expected_seq += 1
-    if last_seq == 0:
-        # `init` records events before anyone can act, so an empty log was emptied.
-        return VerifyResult(False, 0, 1, "the log is empty: an initialised vault always "
-                                         "holds its init events")
-    head_seq = head.seq if head is not None else 0
-    if head_seq != last_seq or (head is not None and not macs_equal(head.hash, prev_hash)):
-        return VerifyResult(False, last_seq, last_seq + 1,
-                            f"the log ends at event {last_seq} but its head says {head_seq}")
-    return VerifyResult(True, last_seq)
+            expected += 1
+        if on_batch is not None:
+            on_batch(expected - 1)
+    if expected <= last:
+        return VerifyResult(False, expected - 1, expected,
+                            f"the log ends at event {expected - 1} but its head says {last}")
+    return None
+
+
+def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes) -> str | None:
+    if row.seq != expected:
+        return f"event {expected} is missing"
+    if not macs_equal(row.prev_hash, prev_hash):
+        return f"event {row.seq} does not link to event {row.seq - 1}"
+    fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+    if not macs_equal(event_mac(log_key, prev_hash, fields), row.hash):
+        return f"event {row.seq} was altered"
+    if row.seq <= len(INIT_EVENTS) and (row.channel, row.action,
+                                        row.outcome) != INIT_EVENTS[row.seq - 1]:
+        return (f"event {row.seq} is not the init event the log begins with: the log was "
+                "started again")
+    return None
+
+
+def _hash_of(connection: Connection, seq: int) -> str:
+    found = connection.execute(select(_EVENTS.c.hash).where(_EVENTS.c.seq == seq)).scalar()
+    return str(found) if found is not None else ""
 
 
 def count_events(session: Session) -> int:
@@ -317,13 +381,15 @@ class Auditor:
     """Records the events of one request or command, and knows whether one was committed.
 
     The web layer writes a fallback event for a request only when no service committed one,
-    so every request ends with exactly one event, success or failure.
+    so every request ends with exactly one event, success or failure. ``init``'s auditor
+    ``starts_chain``: its first event creates the chain's head (see ``record``).
     """
 
-    def __init__(self, keyring: Keyring, actor: Actor) -> None:
+    def __init__(self, keyring: Keyring, actor: Actor, *, starts_chain: bool = False) -> None:
         self.keyring = keyring
         self.actor = actor
         self.committed = False
+        self._starts_chain = starts_chain
 
     def _mark_committed(self) -> None:
         self.committed = True
@@ -331,7 +397,9 @@ class Auditor:
     def record(self, db: Session | DriverConnection, action: str, outcome: Outcome,
                **fields: Any) -> int:
         """An event in the transaction of ``db`` (see ``record``)."""
-        seq = record(db, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
+        seq = record(db, self.keyring, SecurityEvent(action, outcome, self.actor, **fields),
+                     starts_chain=self._starts_chain)
+        self._starts_chain = False
         after_commit(db, self._mark_committed)
         return seq
 

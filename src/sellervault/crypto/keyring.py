@@ -238,6 +238,23 @@ class Keyring:
         """The named system key if this process has already unwrapped it (no database)."""
         return self._system_keys.get(name)
 
+    def find_system_key(self, db: Db, name: str) -> bytes | None:
+        """The named system key if it exists; never creates one (for readers such as log
+        verification, for whom a missing key is a finding, not a first use)."""
+        key = self._system_keys.get(name)
+        if key is not None:
+            return key
+        row = _SYSTEM_KEY.first(db, {"name": name})
+        if row is None:
+            return None
+        return self._remember_system_key(
+            name, self._provider.unwrap(row.root_version, row.wrapped, _system_key_context(name)))
+
+    def _remember_system_key(self, name: str, key: bytes) -> bytes:
+        with self._lock:
+            self._system_keys[name] = key
+        return key
+
     def system_key(self, db: Db, name: str) -> bytes:
         """A named service-wide secret, created on first use and wrapped by the root key."""
         key = self._system_keys.get(name)
@@ -251,9 +268,7 @@ class Keyring:
                                          "wrapped": wrapped, "created_at": utcnow()})
         else:
             key = self._provider.unwrap(row.root_version, row.wrapped, _system_key_context(name))
-        with self._lock:
-            self._system_keys[name] = key
-        return key
+        return self._remember_system_key(name, key)
 
     # -- rotation ----------------------------------------------------------------------------
 

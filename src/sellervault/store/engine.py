@@ -28,7 +28,7 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,7 @@ from sellervault.config import check_database_url
 from sellervault.store.driver import AsyncDriverConnection, DriverConnection, translate_error
 
 AFTER_COMMIT = "sellervault_after_commit"
+SNAPSHOT_OPTION = "sellervault_snapshot"  # (a Connection execution option: Store.snapshot)
 WRITER_TIMEOUT_SECONDS = 30.0  # as SQLite's busy_timeout
 WAL_CHECKPOINT_PAGES = 10_000
 
@@ -81,7 +82,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        deferred = connection.get_execution_options().get(SNAPSHOT_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def _owner_only(database: str | None) -> None:
@@ -152,6 +154,21 @@ class Store:
             yield session
         for callback in session.info.get(AFTER_COMMIT, ()):
             callback()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only view of the database at one moment, for a long read that must be
+        consistent (verifying the security log) without holding up writers: PostgreSQL
+        REPEATABLE READ, READ ONLY; SQLite a deferred read transaction, which in WAL mode sees
+        the database as of its first statement and never takes the write lock."""
+        with self.engine.connect() as connection:
+            if self._sqlite:
+                connection = connection.execution_options(**{SNAPSHOT_OPTION: True})
+            else:
+                connection = connection.execution_options(isolation_level="REPEATABLE READ",
+                                                          postgresql_readonly=True)
+            with connection.begin():
+                yield connection
 
     @contextmanager
     def write(self) -> Iterator[DriverConnection]:
