@@ -10,11 +10,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 import pyotp
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
@@ -227,32 +227,55 @@ def _check_person_credentials(rt: Runtime, session: Session, email: str, passwor
     return account, _totp_step(rt, session, account, totp_code)
 
 
+def _claim_step(session: Session, account: Account, step: int) -> bool:
+    """Use up the TOTP step ``step`` and lock the account row until the transaction ends, in
+    one statement that changes the row only if nobody used this step (or a later one) and the
+    password hash is still the one just verified. Under READ COMMITTED two logins with one
+    code both passed a check made on their earlier reads; here the second one's UPDATE waits
+    for the first's commit, re-reads the row and changes nothing. A login that overlaps a
+    password change is refused the same way, or its session is revoked by the change (which
+    claims the same row before revoking)."""
+    claimed = cast(CursorResult[Any], session.execute(
+        update(Account)
+        .where(Account.id == account.id, Account.totp_last_step < step,
+               Account.password_hash == account.password_hash, Account.status == "active")
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)))
+    return claimed.rowcount == 1
+
+
+def _count_failure(session: Session, account: Account | None) -> None:
+    """One more failed attempt, counted in the database (never lost to a concurrent one)."""
+    if account is not None:
+        session.execute(update(Account).where(Account.id == account.id)
+                        .values(failed_logins=Account.failed_logins + 1)
+                        .execution_options(synchronize_session=False))
+
+
 def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
           totp_code: str) -> IssuedSession:
-    """Password and TOTP for a person; a TOTP code is accepted once (replays are refused)."""
+    """Password and TOTP for a person; a TOTP code is accepted once (replays are refused,
+    also when they arrive at the same moment: ``_claim_step``)."""
     with rt.store.transaction() as session:
         account, step = _check_person_credentials(rt, session, email, password, totp_code)
-        if account is None or step is None:
-            if account is not None:
-                account.failed_logins += 1
+        if account is not None and step is not None and account.must_change_password:
+            # The code is not consumed: the person changes the password with it next.
+            auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
+                           target_type="account", target_id=account.id, status=403,
+                           reason=PasswordChangeRequiredError.code)
+            failed = False
+        elif account is not None and step is not None and _claim_step(session, account, step):
+            account.failed_logins = 0
+            issued = _issue_session(rt, session, account)
+            auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
+                           target_type="account", target_id=account.id)
+            return issued
+        else:
+            failed = True
+            _count_failure(session, account)
             auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
                            target_type="account", target_id=account.id if account else None,
                            status=401, reason=InvalidCredentialsError.code)
-            failed = True
-        else:
-            failed = False
-            account.failed_logins = 0
-            if account.must_change_password:
-                # The code is not consumed: the person changes the password with it next.
-                auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
-                               target_type="account", target_id=account.id, status=403,
-                               reason=PasswordChangeRequiredError.code)
-            else:
-                account.totp_last_step = step
-                issued = _issue_session(rt, session, account)
-                auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
-                               target_type="account", target_id=account.id)
-                return issued
     if failed:
         raise InvalidCredentialsError()
     raise PasswordChangeRequiredError()
@@ -271,27 +294,28 @@ def _issue_session(rt: Runtime, session: Session, account: Account) -> IssuedSes
 
 def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_password: str,
                     totp_code: str, new_password_value: str) -> None:
+    """A new password with the current one and a TOTP code (used up); every open session of
+    the account ends with it, including one a concurrent login is issuing (``_claim_step``)."""
     with rt.store.transaction() as session:
         account, step = _check_person_credentials(rt, session, email, current_password,
                                                   totp_code)
-        if account is None or step is None:
-            if account is not None:
-                account.failed_logins += 1
+        if account is not None and step is not None:
+            if verify_password(account.password_hash, new_password_value):
+                raise AccountRequestError("the new password must differ from the current one")
+            check_password_rules(new_password_value,
+                                 min_length=rt.settings.password_min_length,
+                                 email=account.email, name=account.name)
+        if account is None or step is None or not _claim_step(session, account, step):
+            _count_failure(session, account)
             auditor.record(session, Action.PASSWORD_CHANGE, Outcome.DENIED,
                            target_type="account", target_id=account.id if account else None,
                            status=401, reason=InvalidCredentialsError.code)
             ok = False
         else:
             ok = True
-            if verify_password(account.password_hash, new_password_value):
-                raise AccountRequestError("the new password must differ from the current one")
-            check_password_rules(new_password_value,
-                                 min_length=rt.settings.password_min_length,
-                                 email=account.email, name=account.name)
             account.password_hash = hash_password(new_password_value)
             account.password_changed_at = utcnow()
             account.must_change_password = False
-            account.totp_last_step = step
             account.failed_logins = 0
             # A changed password ends every open session of the account.
             session.execute(update(SessionRow).where(
