@@ -6,6 +6,14 @@ configuration may tighten any number but never loosen it past its floor (start i
 with a ConfigError naming the setting); a setting nobody knows is an error, not a silent
 no-op, whether it comes from the environment or the file; secrets never show in a repr or
 an error; and a TCP database connection to a non-loopback host must require TLS.
+
+That last rule is decided on where libpq will really connect, not on the URL alone: what the
+URL leaves out libpq takes from its environment, so a URL without a host is local only if
+``PGHOST`` is, ``PGHOSTADDR`` counts where the URL gives no hostaddr, and ``PGSSLMODE`` where
+it gives no sslmode (the URL wins over the environment). A libpq service (``service=``,
+``servicefile=``, ``PGSERVICE``, ``PGSERVICEFILE``), a psycopg ``conninfo=`` and the deprecated
+``requiressl=`` could supply the host or TLS mode unchecked: they are refused, whatever the
+host. Refusals name the setting or variable, never the URL, its password or a host.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from sellervault.config import CONFIG_FILE_NAME, ConfigError, check_database_url
 
 DB_PASSWORD = "s3cret-db-pw-7f1c"
 PASSPHRASE = "root-passphrase-9b2e"
+LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGSSLMODE", "PGSERVICE", "PGSERVICEFILE",
+                   "PGREQUIRESSL")
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +38,14 @@ def _empty_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
+
+
+@pytest.fixture(autouse=True)
+def _no_libpq_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq's variables decide where a database URL really connects: the machine's own must
+    not change a result (a test that needs one sets it)."""
+    for name in LIBPQ_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 def config_error(**overrides: object) -> str:
@@ -345,3 +363,114 @@ def test_database_url_of_another_kind_is_refused(url: str) -> None:
     with pytest.raises(ValueError):
         check_database_url(url)
     assert "database_url" in config_error(database_url=url)
+
+
+# -- database connections in transit: what libpq fills in from its environment -----------------
+
+REMOTE = "192.0.2.2"  # TEST-NET-1: never a real database
+
+
+@pytest.mark.parametrize(("url", "environ"), [
+    # No host in the URL: libpq takes PGHOST, and only a local one goes without TLS.
+    ("postgresql://sv@/sellervault", {"PGHOST": REMOTE}),
+    ("postgresql://sv@/sellervault", {"PGHOST": f"/var/run/postgresql,{REMOTE}"}),
+    ("postgresql+psycopg://sv@/sellervault", {"PGHOST": "db.example.com"}),
+    ("postgresql://sv@/sellervault", {"PGHOST": REMOTE, "PGSSLMODE": "prefer"}),
+    # No hostaddr in the URL: libpq connects to PGHOSTADDR, whatever the host is called.
+    ("postgresql://sv@localhost/sellervault", {"PGHOSTADDR": REMOTE}),
+    ("postgresql://sv@127.0.0.1:5432/sellervault", {"PGHOSTADDR": f"127.0.0.1,{REMOTE}"}),
+    ("postgresql://sv@/sellervault", {"PGHOSTADDR": REMOTE}),
+    # PGSSLMODE counts only when it requires TLS, and the URL's sslmode wins over it.
+    ("postgresql://sv@db.example.com/sellervault", {"PGSSLMODE": "disable"}),
+    ("postgresql://sv@db.example.com/sellervault", {"PGSSLMODE": "prefer"}),
+    ("postgresql://sv@db.example.com/sellervault", {"PGSSLMODE": "allow"}),
+    ("postgresql://sv@db.example.com/sellervault?sslmode=disable", {"PGSSLMODE": "verify-full"}),
+    ("postgresql://sv@/sellervault?sslmode=prefer", {"PGHOST": REMOTE, "PGSSLMODE": "require"}),
+])
+def test_database_url_completed_by_libpq_environment_to_a_remote_host_without_tls_is_refused(
+        url: str, environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="without TLS"):
+        check_database_url(url, environ=environ)
+
+
+@pytest.mark.parametrize(("url", "environ"), [
+    ("postgresql://sv@/sellervault", {"PGHOST": "/var/run/postgresql"}),
+    ("postgresql://sv@/sellervault", {"PGHOST": "127.0.0.1"}),
+    ("postgresql://sv@/sellervault", {"PGHOST": "localhost,/tmp"}),
+    ("postgresql://sv@/sellervault", {"PGHOST": "", "PGHOSTADDR": ""}),  # set but empty: unset
+    ("postgresql://sv@/sellervault?sslmode=verify-full", {"PGHOST": REMOTE}),
+    ("postgresql://sv@/sellervault", {"PGHOST": REMOTE, "PGSSLMODE": "verify-full"}),
+    # What the URL gives wins over the environment:
+    ("postgresql://sv@127.0.0.1/sellervault", {"PGHOST": REMOTE}),
+    ("postgresql://sv@/sellervault?host=/var/run/postgresql", {"PGHOST": REMOTE}),
+    ("postgresql://sv@localhost/sellervault?hostaddr=127.0.0.1", {"PGHOSTADDR": REMOTE}),
+    ("postgresql://sv@db.example.com/sellervault", {"PGSSLMODE": "verify-full"}),
+    ("postgresql://sv@db.example.com/sellervault", {"PGSSLMODE": "require"}),
+    ("postgresql://sv@db.example.com/sellervault?sslmode=verify-ca", {"PGSSLMODE": "disable"}),
+    ("postgresql://sv@localhost/sellervault", {"PGSSLMODE": "disable"}),  # loopback: no TLS
+    ("sqlite:///var/sellervault/sellervault.db", {"PGHOST": REMOTE, "PGSERVICE": "x"}),
+])
+def test_database_url_completed_by_libpq_environment_is_accepted_when_local_or_tls(
+        url: str, environ: dict[str, str]) -> None:
+    check_database_url(url, environ=environ)
+
+
+@pytest.mark.parametrize(("url", "named"), [
+    ("postgresql://sv@localhost/sellervault?service=x", "service"),
+    ("postgresql://sv@/sellervault?service=x&sslmode=verify-full", "service"),
+    ("postgresql://sv@localhost/sellervault?servicefile=/tmp/pg_service.conf", "servicefile"),
+    # psycopg reads a conninfo parameter as a connection string of its own:
+    (f"postgresql+psycopg://sv@/sellervault?conninfo=host%3D{REMOTE}%20sslmode%3Ddisable",
+     "conninfo"),
+    # requiressl overrides an sslmode written before it: this connects without TLS.
+    ("postgresql://sv@db.example.com/sellervault?sslmode=verify-full&requiressl=0",
+     "requiressl"),
+])
+def test_database_url_with_a_source_of_its_own_for_host_or_tls_is_refused(url: str,
+                                                                         named: str) -> None:
+    with pytest.raises(ValueError, match=f"database_url may not .*{named}"):
+        check_database_url(url, environ={})
+
+
+@pytest.mark.parametrize("variable", ["PGSERVICE", "PGSERVICEFILE"])
+@pytest.mark.parametrize("url", [
+    "postgresql://sv@localhost/sellervault",  # the service could still move host and sslmode
+    "postgresql://sv@/sellervault",
+    "postgresql://sv@db.example.com/sellervault?sslmode=verify-full",
+])
+def test_libpq_service_in_the_environment_is_refused_by_name(url: str, variable: str) -> None:
+    with pytest.raises(ValueError, match=f"^{variable} is set") as caught:
+        check_database_url(url, environ={variable: "/etc/pg_service.conf"})
+    assert "database_url" in str(caught.value)
+
+
+@pytest.mark.parametrize(("url", "environ"), [
+    (f"postgresql://sv:{DB_PASSWORD}@/sellervault", {"PGHOST": REMOTE}),
+    (f"postgresql://sv:{DB_PASSWORD}@localhost/sellervault", {"PGHOSTADDR": REMOTE}),
+    (f"postgresql://sv:{DB_PASSWORD}@db.example.com/sellervault", {"PGSSLMODE": "prefer"}),
+    (f"postgresql://sv:{DB_PASSWORD}@localhost/sellervault?service=db.example.com", {}),
+    (f"postgresql://sv:{DB_PASSWORD}@/sellervault?conninfo=host%3D{REMOTE}", {}),
+    (f"postgresql://sv:{DB_PASSWORD}@localhost/sellervault", {"PGSERVICE": REMOTE}),
+])
+def test_libpq_refusals_name_the_setting_never_the_url_password_or_host(
+        monkeypatch: pytest.MonkeyPatch, url: str, environ: dict[str, str]) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SELLERVAULT_DATABASE_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = _all_text(caught.value)
+    assert "database_url" in text
+    for secret in (DB_PASSWORD, REMOTE, "db.example.com", "sellervault?"):
+        assert secret not in text
+
+
+def test_load_settings_reads_pghost_from_the_real_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end, through the process environment as a deployment sets it."""
+    monkeypatch.setenv("SELLERVAULT_DATABASE_URL", "postgresql://sv@/sellervault")
+    assert load_settings().database_url is not None  # libpq's default: the local socket
+    monkeypatch.setenv("PGHOST", REMOTE)
+    assert "database_url" in config_error()
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
+    assert load_settings().database_url is not None

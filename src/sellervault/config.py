@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,29 @@ ENV_PREFIX = "SELLERVAULT_"
 CONFIG_FILE_NAME = "sellervault.toml"
 LOOPBACK_NAMES = {"localhost"}
 SECURE_SSLMODES = {"require", "verify-ca", "verify-full"}
+LIBPQ_DEFAULT_SSLMODE = "prefer"
+LIBPQ_DEFAULT_HOST = ""  # no host anywhere: libpq's Unix socket directory (local)
+
+# Where libpq or psycopg could take the host or the TLS mode from outside the URL and outside
+# the variables check_database_url reads. They are refused, not followed: SellerVault does not
+# parse pg_service.conf (where it is and which entry wins are libpq's rules, and it can change
+# after the check), a conninfo parameter is a whole psycopg connection string of its own, and
+# the deprecated requiressl overrides an sslmode written before it ("sslmode=require&
+# requiressl=0" connects without TLS).
+_SERVICE = ("a libpq service file could supply the database host, hostaddr and sslmode, which "
+            "SellerVault does not check")
+UNCHECKED_PARAMETERS = {
+    "service": f"database_url may not name a service: {_SERVICE}; put them in the URL",
+    "servicefile": f"database_url may not name a servicefile: {_SERVICE}; put them in the URL",
+    "conninfo": "database_url may not carry a conninfo parameter: psycopg would take the host "
+                "and sslmode from it unchecked; put them in the URL",
+    "requiressl": "database_url may not carry requiressl (deprecated): it can override "
+                  "sslmode; use sslmode=verify-full",
+}
+UNCHECKED_VARIABLES = {
+    "PGSERVICE": f"PGSERVICE is set: {_SERVICE}; unset it and put them in database_url",
+    "PGSERVICEFILE": f"PGSERVICEFILE is set: {_SERVICE}; unset it and put them in database_url",
+}
 
 
 class ConfigError(Exception):
@@ -168,8 +192,12 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.sqlite_file}"
 
 
-def check_database_url(url: str) -> None:
-    """Refuse a TCP database connection to a non-loopback host unless it requires TLS."""
+def check_database_url(url: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse a PostgreSQL connection that libpq would make to a non-loopback host without
+    TLS. Decided on what libpq will *effectively* use, not on the URL alone: libpq fills what
+    the URL leaves out from ``environ`` (``PGHOST``, ``PGHOSTADDR``, ``PGSSLMODE``), so a URL
+    without a host is a local socket only if ``PGHOST`` says so too. ``environ`` is a parameter
+    so tests can give their own; it must be the environment the connections are made in."""
     from sqlalchemy.engine import make_url
 
     if url.startswith("postgres://"):
@@ -183,23 +211,58 @@ def check_database_url(url: str) -> None:
     if parsed.get_backend_name() != "postgresql":
         raise ValueError("database_url must be a sqlite or postgresql URL")
     query: dict[str, Any] = dict(parsed.query)
-    # libpq also takes hosts from the query (host=a,b or repeated; hostaddr is where it really
-    # connects): every one of them must be a local socket or loopback to go without TLS.
-    hosts = [parsed.host or ""]
-    for key in ("host", "hostaddr"):
-        values = query.get(key, ())
-        for value in values if isinstance(values, tuple) else (values,):
-            hosts.extend(str(value).split(","))
-    if all(_is_local(host) for host in hosts):
+    _refuse_unchecked_sources(query, environ)
+    if all(_is_local(host) for host in _effective_hosts(parsed.host, query, environ)):
         return
-    sslmode = query.get("sslmode")
+    if _effective_sslmode(query, environ) not in SECURE_SSLMODES:
+        raise ValueError(
+            "database_url points at a non-loopback host without TLS (libpq's PGHOST, "
+            "PGHOSTADDR and PGSSLMODE count too); add sslmode=verify-full (or require)"
+        )
+
+
+def _refuse_unchecked_sources(query: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+    """Refuse what would let libpq or psycopg take the host or the TLS mode from somewhere this
+    check does not read, whatever the host (a loopback URL too: the service could move it)."""
+    for name, problem in UNCHECKED_PARAMETERS.items():
+        if name in query:
+            raise ValueError(problem)
+    for name, problem in UNCHECKED_VARIABLES.items():
+        if name in environ:
+            raise ValueError(problem)
+
+
+def _effective_hosts(url_host: str | None, query: Mapping[str, Any],
+                     environ: Mapping[str, str]) -> list[str]:
+    """Every host and hostaddr libpq would use. Where the URL gives none, libpq takes
+    ``PGHOST`` (else its local socket directory) and ``PGHOSTADDR``. libpq connects to the
+    hostaddr when there is one, but the host is checked too: refusing a remote host name in
+    front of a loopback hostaddr errs on the safe side and keeps the rule simple."""
+    hosts = _entries(url_host, query.get("host")) or _entries(environ.get("PGHOST"))
+    hostaddrs = _entries(query.get("hostaddr")) or _entries(environ.get("PGHOSTADDR"))
+    return (hosts or [LIBPQ_DEFAULT_HOST]) + hostaddrs
+
+
+def _entries(*given: str | tuple[str, ...] | None) -> list[str]:
+    """The entries of libpq's comma-separated lists (a query key given twice is a tuple);
+    empty when nothing is given, which is when libpq turns to its environment. SQLAlchemy
+    drops an empty query value (``?host=``), so libpq never sees one either."""
+    entries: list[str] = []
+    for item in given:
+        for value in item if isinstance(item, tuple) else (item,):
+            if value:
+                entries.extend(str(value).split(","))
+    return entries
+
+
+def _effective_sslmode(query: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """The URL's sslmode, else ``PGSSLMODE``, else libpq's default ``prefer`` (which lets an
+    attacker on the path turn TLS off). The deprecated ``PGREQUIRESSL=1`` is not read: it can
+    only raise an unset sslmode to ``require``, so ignoring it refuses, never accepts."""
+    sslmode = query["sslmode"] if "sslmode" in query else environ.get("PGSSLMODE")
     if isinstance(sslmode, tuple):
         sslmode = sslmode[-1]
-    if sslmode not in SECURE_SSLMODES:
-        raise ValueError(
-            "database_url points at a non-loopback host without TLS; "
-            "add sslmode=verify-full (or require)"
-        )
+    return str(sslmode) if sslmode is not None else LIBPQ_DEFAULT_SSLMODE
 
 
 def load_settings(**overrides: Any) -> Settings:

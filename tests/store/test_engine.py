@@ -65,6 +65,25 @@ def test_remote_postgres_without_tls_is_refused_before_connecting(url: str) -> N
         make_engine(url)
 
 
+@pytest.mark.parametrize(("variable", "value", "match"), [
+    ("PGHOST", "192.0.2.2", "without TLS"),
+    ("PGHOSTADDR", "192.0.2.2", "without TLS"),
+    ("PGSERVICE", "sellervault", "PGSERVICE"),
+])
+def test_postgres_completed_by_libpq_environment_is_refused_before_connecting(
+        monkeypatch: pytest.MonkeyPatch, variable: str, value: str, match: str) -> None:
+    """The engine checks the URL with the environment its connections are made in: libpq
+    would take the host from PGHOST, connect to PGHOSTADDR, or read a service file."""
+    for name in ("PGHOST", "PGHOSTADDR", "PGSSLMODE", "PGSERVICE", "PGSERVICEFILE"):
+        monkeypatch.delenv(name, raising=False)
+    make_engine("postgresql://vault@localhost/sellervault").dispose()
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=match):
+        make_engine("postgresql://vault@/sellervault")
+    with pytest.raises(ValueError, match=match):
+        Store.from_url("postgresql+psycopg://vault@/sellervault")
+
+
 def test_a_transaction_rolls_back_on_error(tmp_path: Path) -> None:
     store = Store.from_url(f"sqlite:///{tmp_path / 'x.db'}")
     with store.transaction() as session:

@@ -6,7 +6,8 @@ security-log chain head is never read by two writers at once. Writers of one pro
 on a lock before SQLite's: SQLite lets one writer in at a time anyway, and its busy handler
 waits by sleeping (1 ms, 2 ms, 5 ms...), so threads colliding on the database lock would
 leave the CPU idle. PostgreSQL is reached through psycopg 3; a TCP connection to a
-non-loopback host must use TLS (checked in config).
+non-loopback host must use TLS, judged on where libpq will really connect, its environment
+(``PGHOST``...) included (checked in config, and again here, before any connection).
 
 ``Store.write`` and ``Store.read`` are the hot path's: the driver's own connection
 (``store.driver``) for ``Prepared`` statements, in a transaction, or in autocommit for work
