@@ -151,7 +151,8 @@ def rotate_root_key(settings: Settings) -> int:
 
 def rotate_tenant_key(settings: Settings, tenant_id: str) -> int:
     """New key-encryption key for one tenant; its data keys are re-wrapped, data untouched.
-    Safe while the server runs (it looks up a tenant's active key version on every use)."""
+    Safe while the server runs: a server looks up a tenant's active key version on every use,
+    and ingests of the tenant wait for the rotation (``Keyring.rotate_tenant_key``)."""
     runtime = open_runtime(settings)
     try:
         with runtime.store.transaction() as session:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from sellervault.audit import service as audit
 from sellervault.audit.events import Actor, Channel
@@ -353,3 +353,136 @@ def test_the_old_tenant_key_is_gone_after_rotation(runtime: Runtime) -> None:
                         .values(kek_version=backup.kek_version, wrapped=backup.wrapped))
     with runtime.store.transaction() as session, pytest.raises(UnknownTenantKeyError):
         fresh_keyring(runtime).data_keys(session, ACME, [backup.id])
+
+
+# -- rotation while ingest runs --------------------------------------------------------------
+
+def test_rotation_while_ingest_runs_loses_no_order(runtime: Runtime) -> None:
+    """The reported loss (PostgreSQL, READ COMMITTED): ingests running in other connections
+    read the still-active old tenant key version while a rotation re-wrapped, wrapped their
+    data keys under it, and the rotation then destroyed it; those orders revealed only while
+    the old key stayed cached, and after a restart never again. Now rotation and ingest take
+    the tenant's key lock (exclusive / shared): after rotating under continuous ingest and a
+    restart, every order reveals, and every retired tenant key is referenced by none."""
+    import threading
+
+    ingest(runtime, ACME, 1500)  # enough data keys that the rotation takes a while
+    stop = threading.Event()
+    stored: list[str] = []
+    failures: list[BaseException] = []
+
+    def keep_ingesting(worker: int) -> None:
+        start = 100_000 * (worker + 1)
+        try:
+            while not stop.is_set():
+                stored.extend(ingest(runtime, ACME, 3, start=start))
+                start += 3
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    workers = [threading.Thread(target=keep_ingesting, args=(n,)) for n in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(2):
+            with runtime.store.transaction() as session:
+                runtime.keyring.rotate_tenant_key(session, ACME)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+    assert not failures, failures
+    assert stored  # ingest did run alongside
+
+    restarted = fresh_runtime(runtime)  # nothing cached: only what the database holds
+    keys = data_keys(runtime, ACME)
+    with runtime.store.transaction() as session:
+        assert len(restarted.keyring.data_keys(session, ACME, list(keys))) == len(keys)
+    for order_id in stored:
+        assert reveal(restarted, ACME, order_id)["BuyerInfo"]
+    live_versions = {row.kek_version for row in keys.values()}
+    for (tenant, purpose, version), row in tenant_keys(runtime).items():
+        if tenant == ACME and purpose == "kek" and version in live_versions:
+            assert row.wrapped is not None
+
+
+def test_rotation_never_destroys_a_tenant_key_a_data_key_still_uses(runtime: Runtime) -> None:
+    """The second guard, shown on its own: a data key wrapped under the old version appears
+    while the rotation is re-wrapping (a database trigger writes it, as the race did), after
+    the rotation read the keys to re-wrap. The old version is retired but kept, so that key
+    still opens after a restart; the next rotation re-wraps it and then destroys the
+    version."""
+    with runtime.store.transaction() as session:
+        runtime.keyring.ensure_tenant(session, ACME)
+        first, straggler = runtime.keyring.new_data_keys(session, ACME, 2)
+    sealed = seal_under([straggler])
+    postgres = runtime.store.dialect == "postgresql"
+    with runtime.store.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE straggler AS SELECT * FROM data_keys "
+                                "WHERE id = :id"), {"id": straggler.id})
+        connection.execute(text("DELETE FROM data_keys WHERE id = :id"), {"id": straggler.id})
+        reinsert = ("INSERT INTO data_keys SELECT * FROM straggler WHERE NOT EXISTS "
+                    "(SELECT 1 FROM data_keys WHERE data_keys.id = straggler.id)")
+        if postgres:
+            connection.execute(text(f"CREATE FUNCTION straggle() RETURNS trigger AS $$ BEGIN "
+                                    f"{reinsert}; RETURN NEW; END $$ LANGUAGE plpgsql"))
+            connection.execute(text("CREATE TRIGGER straggle AFTER UPDATE ON data_keys "
+                                    "FOR EACH ROW EXECUTE FUNCTION straggle()"))
+        else:
+            connection.execute(text(f"CREATE TRIGGER straggle AFTER UPDATE ON data_keys "
+                                    f"BEGIN {reinsert}; END"))
+    with runtime.store.transaction() as session:
+        assert runtime.keyring.rotate_tenant_key(session, ACME) == 2
+    assert {key: row.kek_version for key, row in data_keys(runtime, ACME).items()} == {
+        first.id: 2, straggler.id: 1}
+    version_1 = tenant_keys(runtime)[(ACME, "kek", 1)]
+    assert version_1.status == "retired" and version_1.wrapped is not None
+    with runtime.store.transaction() as session:
+        assert_same_keys(fresh_keyring(runtime).data_keys(session, ACME, [straggler.id]),
+                         sealed)
+
+    with runtime.store.engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER straggle" + (" ON data_keys" if postgres
+                                                           else "")))
+    with runtime.store.transaction() as session:
+        assert runtime.keyring.rotate_tenant_key(session, ACME) == 3
+    assert tenant_keys(runtime)[(ACME, "kek", 1)].wrapped is None
+    with runtime.store.transaction() as session:
+        assert_same_keys(fresh_keyring(runtime).data_keys(session, ACME, [straggler.id]),
+                         sealed)
+
+
+def test_two_first_ingests_of_a_new_tenant_both_succeed(runtime: Runtime) -> None:
+    """Both see a tenant without keys and both create version 1: the second insert adds
+    nothing (before: a primary-key violation, a 500 for one of the two ingests)."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def first_ingest(start: int) -> None:
+        barrier.wait()
+        try:
+            results.append(ingest(runtime, "newcomer", 2, start=start))
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=first_ingest, args=(n * 10,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 2 and all(isinstance(r, dict) for r in results), results
+    assert {key for key in tenant_keys(runtime) if key[0] == "newcomer"} == {
+        ("newcomer", "kek", 1), ("newcomer", "index", 1)}
+    restarted = fresh_runtime(runtime)
+    for order_id in {**results[0], **results[1]}:
+        assert reveal(restarted, "newcomer", order_id)["BuyerInfo"]
+
+
+def test_tenant_lock_ids_are_stable_and_distinct() -> None:
+    from sellervault.crypto.keyring import tenant_lock_id
+
+    assert tenant_lock_id(ACME) == tenant_lock_id(ACME)
+    assert tenant_lock_id(ACME) != tenant_lock_id(GLOBEX)
+    assert -(2**63) <= tenant_lock_id(ACME) < 2**63

@@ -7,6 +7,7 @@ Rotation re-wraps keys, never data.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,10 +20,13 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    func,
     insert,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.aead import Cipher, bind, new_key
@@ -70,6 +74,7 @@ _TENANT_KEY = Prepared(select(TenantKey.root_version, TenantKey.wrapped).where(
 _SYSTEM_KEY = Prepared(select(SystemKey.root_version, SystemKey.wrapped).where(
     SystemKey.name == bindparam("name")))
 _SYSTEM_KEYS = cast(Table, SystemKey.__table__)
+_TENANT_KEYS = cast(Table, TenantKey.__table__)
 _ADD_SYSTEM_KEY = Prepared(insert(_SYSTEM_KEYS).values(
     {name: bindparam(name) for name in ("name", "root_version", "wrapped", "created_at")}))
 
@@ -120,7 +125,10 @@ class Keyring:
     # -- tenant keys -------------------------------------------------------------------------
 
     def ensure_tenant(self, session: Session, tenant_id: str) -> None:
-        """Create the tenant's key-encryption and index keys if it has none yet."""
+        """Create the tenant's key-encryption and index keys if it has none yet, and hold its
+        keys steady until the transaction ends (``_hold_tenant_keys``): the data keys this
+        transaction wraps are under the tenant key that is active when it commits."""
+        _hold_tenant_keys(session, tenant_id, exclusive=False)
         existing = session.scalars(
             select(TenantKey.purpose).where(TenantKey.tenant_id == tenant_id)
         ).all()
@@ -129,15 +137,19 @@ class Keyring:
                 self._add_tenant_key(session, tenant_id, purpose, version=1)
 
     def _add_tenant_key(self, session: Session, tenant_id: str, purpose: str,
-                        version: int) -> bytes:
-        key = new_key()
+                        version: int) -> None:
+        """Store a new wrapped tenant key. Two first ingests of a new tenant may both get here:
+        the second one's insert waits for the first's commit and then adds nothing, and it
+        reads (unwraps) the stored key like every later use."""
         root_version, wrapped = self._provider.wrap(
-            key, _tenant_key_context(tenant_id, purpose, version)
+            new_key(), _tenant_key_context(tenant_id, purpose, version)
         )
-        session.add(TenantKey(tenant_id=tenant_id, purpose=purpose, version=version,
-                              root_version=root_version, wrapped=wrapped, status="active",
-                              created_at=utcnow()))
-        return key
+        insert_into = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
+                       else sqlite_insert)
+        session.execute(insert_into(_TENANT_KEYS).values(
+            tenant_id=tenant_id, purpose=purpose, version=version, root_version=root_version,
+            wrapped=wrapped, status="active", created_at=utcnow(),
+        ).on_conflict_do_nothing())
 
     def _active_version(self, session: Session, tenant_id: str, purpose: str) -> int:
         version = session.scalar(_ACTIVE_VERSION, {"tenant_id": tenant_id, "purpose": purpose})
@@ -292,10 +304,16 @@ class Keyring:
 
     def rotate_tenant_key(self, session: Session, tenant_id: str) -> int:
         """New tenant key version; every data key of the tenant is re-wrapped under it and the
-        old version's wrapped key is destroyed. Data ciphertexts are untouched."""
+        old version's wrapped key is destroyed. Data ciphertexts are untouched.
+
+        Safe while ingest runs: it holds the tenant's keys exclusively
+        (``_hold_tenant_keys``), so it waits for ingests in flight and later ones wait for it;
+        and it never destroys an old version that a data key still references."""
+        _hold_tenant_keys(session, tenant_id, exclusive=True)
         old_version = self._active_version(session, tenant_id, KEK)
         new_version = old_version + 1
-        new_kek = Cipher(self._add_tenant_key(session, tenant_id, KEK, new_version))
+        self._add_tenant_key(session, tenant_id, KEK, new_version)
+        new_kek = self._kek(session, tenant_id, new_version)
         olds: dict[int, Cipher] = {}
         for row in session.scalars(
             select(DataKey).where(DataKey.tenant_id == tenant_id, DataKey.wrapped.is_not(None))
@@ -309,12 +327,42 @@ class Keyring:
                            _data_key_context(tenant_id, row.id, row.kek_version))
             row.wrapped = new_kek.seal(key, _data_key_context(tenant_id, row.id, new_version))
             row.kek_version = new_version
+        session.flush()
         retired_at: datetime = utcnow()
         session.execute(
             update(TenantKey)
             .where(TenantKey.tenant_id == tenant_id, TenantKey.purpose == KEK,
                    TenantKey.version < new_version)
-            .values(status="retired", wrapped=None, retired_at=retired_at)
+            .values(status="retired", retired_at=func.coalesce(TenantKey.retired_at,
+                                                               retired_at))
+        )
+        still_used = (select(DataKey.id).where(DataKey.tenant_id == tenant_id,
+                                               DataKey.kek_version == TenantKey.version,
+                                               DataKey.wrapped.is_not(None)).exists())
+        session.execute(
+            update(TenantKey)
+            .where(TenantKey.tenant_id == tenant_id, TenantKey.purpose == KEK,
+                   TenantKey.version < new_version, ~still_used)
+            .values(wrapped=None)
         )
         session.flush()
         return new_version
+
+
+def _hold_tenant_keys(session: Session, tenant_id: str, *, exclusive: bool) -> None:
+    """A transaction-scoped lock on one tenant's keys (PostgreSQL advisory lock): shared by
+    the transactions that wrap new data keys, exclusive for a rotation. Under READ COMMITTED
+    an ingest would otherwise read the active version while a rotation is re-wrapping, wrap
+    its data keys under the version the rotation then destroys, and lose their PII at the
+    next restart. SQLite needs none: its write transactions begin IMMEDIATE, one at a time."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    session.execute(select(lock(tenant_lock_id(tenant_id))))
+
+
+def tenant_lock_id(tenant_id: str) -> int:
+    """The advisory lock id of a tenant's keys: 64 bits of a domain-separated SHA-256 (two
+    tenants sharing one would only wait for each other, never lose anything)."""
+    digest = hashlib.sha256(b"sellervault/tenant-keys/" + tenant_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
