@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         description="threads running requests' database work; empty: the database's default "
                     "(1 on SQLite, 4 on PostgreSQL)")
 
+    max_connections: int = Field(
+        default=512, ge=1, le=100_000,
+        description="connections and requests in progress at once; beyond it, 503")
+
     audit_retention_days: int = 365
     deletion_deadline_hours: int = 72
     session_idle_minutes: int = Field(default=15, ge=1)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
@@ -16,11 +16,16 @@ from sellervault.runtime import Runtime
 from sellervault.web.app import build_api
 from sellervault.web.context import (
     ACTION_ATTRIBUTE,
+    Declaration,
     ForbiddenError,
+    GuardedRoute,
     NotAuthenticatedError,
     TenantNotFoundError,
+    declaration_of,
     new_state,
+    require,
 )
+from sellervault.web.limits import MAX_BODY_BYTES, MAX_INGEST_BODY_BYTES
 
 
 def _routes(api: FastAPI) -> list[Any]:
@@ -60,6 +65,31 @@ def test_the_walk_notices_a_route_without_an_action() -> None:
 
     offenders = [route.path for route in _routes(api) if not _declared_actions(route)]
     assert offenders == ["/api/v1/forgotten"]
+
+
+def test_every_route_applies_its_declaration_before_the_body_is_read() -> None:
+    """Each route is a GuardedRoute (the 401 for a missing token, and the 413 for a body
+    announced over the route's limit, come before FastAPI reads the body); and the walk can
+    tell: a route added with plain FastAPI is not one."""
+    api = build_api()
+
+    @api.post("/api/v1/plain")
+    def plain(_state: Annotated[Any, Depends(require(Action.ACCOUNTS_CREATE))]
+              ) -> dict[str, str]:
+        return {}
+
+    unguarded = [route.path for route in _routes(api)
+                 if not isinstance(route.original_route, GuardedRoute)]
+    assert unguarded == ["/api/v1/plain"]
+    assert declaration_of(_routes(api)[-1].original_route) == Declaration(
+        Action.ACCOUNTS_CREATE)
+
+
+def test_only_ingest_takes_a_large_body() -> None:
+    limits = {(method, route.path): declaration_of(route.original_route).max_body  # type: ignore[union-attr]
+              for route in _routes(build_api()) for method in route.methods}
+    assert {key: limit for key, limit in limits.items() if limit != MAX_BODY_BYTES} == {
+        ("POST", "/api/v1/tenants/{tenant}/orders"): MAX_INGEST_BODY_BYTES}
 
 
 def test_openapi_document_is_served_and_lists_the_contract(server: Any) -> None:

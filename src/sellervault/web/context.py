@@ -1,23 +1,27 @@
 """Per-request state and the permission dependency every route declares.
 
-``require(action)`` declares a route's action. It runs on the event loop and does no I/O: it
-records on the request which action is attempted (so the fallback security event of a
-refused or failed request names it) and refuses a request without a bearer token at once.
-The route's first step, in its worker thread, is ``state.authenticate()``: the token is
-looked up and the Cedar policy asked, so a request costs one hop to a worker thread, not
-two. (The order route on PostgreSQL awaits ``state.authenticate_async()`` in the event loop
-instead, with no hop at all.) Until then the state gives out no runtime, so a route cannot
-reach a service without authenticating first.
+``require(action)`` declares a route's action (and its body limit). Every route is a
+``GuardedRoute``, which applies the declaration before FastAPI reads the body, on the event
+loop and with no I/O: it records on the request which action is attempted (so the fallback
+security event of a refused or failed request names it), refuses a request without a bearer
+token at once (401) and a body announced over the limit (413). The route's first step, in
+its worker thread, is ``state.authenticate()``: the token is looked up and the Cedar policy
+asked, so a request costs one hop to a worker thread, not two. (The order route on
+PostgreSQL awaits ``state.authenticate_async()`` in the event loop instead, with no hop at
+all.) Until then the state gives out no runtime, so a route cannot reach a service without
+authenticating first.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
 from sellervault.access.policy import is_authorized
@@ -27,9 +31,11 @@ from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor
 from sellervault.runtime import Runtime
+from sellervault.web.limits import MAX_BODY_BYTES
 
 SCOPE_KEY = "sellervault"
 ACTION_ATTRIBUTE = "sellervault_action"
+DECLARATION_ATTRIBUTE = "sellervault_declaration"
 CLIENT_HEADER = b"x-sellervault-client"  # (ASGI header names are lower case)
 
 
@@ -52,6 +58,15 @@ class TenantNotFoundError(Exception):
         super().__init__("not found")
 
 
+class BodyTooLargeError(StarletteHTTPException):
+    """A body larger than the route takes (413), refused before or while it is read. An HTTP
+    exception, because it is raised from inside FastAPI's reading of the body, which turns
+    anything else into a 400."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
 class NotAuthenticatedError(RuntimeError):
     """A route asked for the runtime before ``authenticate()``: a bug, answered with 500."""
 
@@ -65,6 +80,8 @@ class RequestState:
     principal: Principal | None = None
     token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    max_body: int = MAX_BODY_BYTES
+    """The largest body the route takes (its declaration); the middleware counts against it."""
     _authorized: bool = False
 
     @property
@@ -142,29 +159,96 @@ def _bearer(request: Request) -> str | None:
 
 
 def _path_tenant(request: Request) -> str | None:
-    """The tenant named in the path, if it is a well-formed tenant id. The dependency runs
-    before the route's own input checks, and the tenant it notes goes into the request's
-    security event: a malformed one (free text from the request, an email address, a value
-    too long for the column) is noted as none, and the route's check then refuses it (422)."""
+    """The tenant named in the path, if it is a well-formed tenant id. The declaration is
+    applied before the route's own input checks, and the tenant it notes goes into the
+    request's security event: a malformed one (free text from the request, an email address,
+    a value too long for the column) is noted as none, and the route's check then refuses it
+    (422)."""
     tenant = request.path_params.get("tenant")
     return tenant if tenant is not None and is_tenant_id(tenant) else None
 
 
-def require(action: Action, *,
-            tenant_scoped: bool = False) -> Callable[[Request], Awaitable[RequestState]]:
-    """The dependency a route declares: names its action; a non-public route must then call
-    ``state.authenticate()`` before anything else."""
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What a route declares with ``require``: its action, whether the path names a tenant,
+    and the largest body it takes."""
+
+    action: Action
+    tenant_scoped: bool = False
+    max_body: int = MAX_BODY_BYTES
+
+
+def _declare(request: Request, declared: Declaration) -> RequestState:
+    """Note the route's action (and tenant) on the request, for its security event; refuse a
+    non-public action without a bearer token (401), then a body announced larger than the
+    route takes (413). Nothing of the body has been read."""
+    state = request_state(request)
+    state.action = declared.action
+    state.tenant_id = _path_tenant(request) if declared.tenant_scoped else None
+    state.max_body = declared.max_body
+    if declared.action not in PUBLIC_ACTIONS:
+        state.token = _bearer(request)
+        if state.token is None:
+            raise UnauthenticatedError()
+    if _content_length(request) > declared.max_body:
+        raise BodyTooLargeError()
+    return state
+
+
+def _content_length(request: Request) -> int:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else 0  # (the server refuses a malformed one)
+
+
+def require(action: Action, *, tenant_scoped: bool = False,
+            max_body: int = MAX_BODY_BYTES) -> Callable[[Request], Awaitable[RequestState]]:
+    """The dependency a route declares: names its action (and its body limit); a non-public
+    route must then call ``state.authenticate()`` before anything else. ``GuardedRoute``
+    applies the declaration before the body is read; the dependency applies it again (a
+    no-op then), so a route built without ``GuardedRoute`` still refuses, only later."""
+    declared = Declaration(action, tenant_scoped, max_body)
 
     async def dependency(request: Request) -> RequestState:
-        state = request_state(request)
-        state.action = action
-        state.tenant_id = _path_tenant(request) if tenant_scoped else None
-        if action not in PUBLIC_ACTIONS:
-            state.token = _bearer(request)
-            if state.token is None:  # refused before any input is even validated
-                raise UnauthenticatedError()
-        return state
+        return _declare(request, declared)
 
     setattr(dependency, ACTION_ATTRIBUTE, action)
+    setattr(dependency, DECLARATION_ATTRIBUTE, declared)
     dependency.__name__ = f"require_{action.value.replace(':', '_')}"
     return dependency
+
+
+def declaration_of(route: APIRoute) -> Declaration | None:
+    """What ``route`` declares with ``require``, or None for a route that declares nothing
+    (tests/web/test_routes.py fails on such a route)."""
+    for dependency in route.dependant.dependencies:
+        declared = getattr(dependency.call, DECLARATION_ATTRIBUTE, None)
+        if isinstance(declared, Declaration):
+            return declared
+    return None
+
+
+class GuardedRoute(APIRoute):
+    """An API route that applies its declaration before FastAPI reads the request body.
+
+    FastAPI reads and parses a body before it runs any dependency, so ``require`` alone let
+    an anonymous caller make the server receive, hold and parse a body (up to the route's
+    limit) before its 401. Here a non-public route refuses a request without a bearer token
+    first, and any route a body announced over its limit (413), having read nothing but the
+    headers; the limit holds while the body is read too (``web.middleware``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        declared = declaration_of(self)
+        if declared is None:
+            return handler
+
+        async def guarded(request: Request) -> Response:
+            _declare(request, declared)
+            return await handler(request)
+
+        return guarded
+
+
+def api_router(tag: str) -> APIRouter:
+    """A router whose routes are ``GuardedRoute``s (every SellerVault router is one)."""
+    return APIRouter(tags=[tag], route_class=GuardedRoute)

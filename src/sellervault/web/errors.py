@@ -59,9 +59,10 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code, str(exc))
 
 
-def _http(_request: Request, exc: Exception) -> JSONResponse:
+def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
+    _note_reason(request, code)
     return error_response(exc.status_code, code, code.replace("_", " "))
 
 

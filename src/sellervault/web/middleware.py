@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sellervault.audit.events import Outcome
 from sellervault.runtime import Runtime
-from sellervault.web.context import SCOPE_KEY, RequestState, new_state
+from sellervault.web.context import SCOPE_KEY, BodyTooLargeError, RequestState, new_state
 
 log = logging.getLogger("sellervault.web")
 
@@ -47,18 +47,30 @@ def write_fallback_event(runtime: Runtime, state: RequestState, status: int) -> 
                              purpose=state.extra.get("purpose"))  # only a permitted one
 
 
+def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries (also the server's own 431, web.limits)."""
+    return [
+        (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"cache-control", b"no-store"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+    ]
+
+
+def _sends_a_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if (name == b"content-length" and value.strip() not in (b"", b"0")) or (
+                name == b"transfer-encoding"):
+            return True
+    return False
+
+
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime, hsts_max_age: int) -> None:
         self.app = app
         self.runtime = runtime
-        self.security_headers = [
-            (b"strict-transport-security",
-             f"max-age={hsts_max_age}; includeSubDomains".encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"cache-control", b"no-store"),
-            (b"referrer-policy", b"no-referrer"),
-            (b"x-frame-options", b"DENY"),
-        ]
+        self.security_headers = security_headers(hsts_max_age)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +81,24 @@ class SecurityMiddleware:
         scope[SCOPE_KEY] = state
         started = False
         suppressed = False
+        unread_body = _sends_a_body(scope["headers"])
+        if unread_body:
+            received = 0
+
+            async def receive_within_limit(receive: Receive = receive) -> Message:
+                """The body as it arrives, refused (413) once it passes the route's limit;
+                notes when all of it has been read."""
+                nonlocal unread_body, received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > state.max_body:
+                        raise BodyTooLargeError()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    unread_body = False
+                return message
+
+            receive = receive_within_limit
 
         async def guarded_send(message: Message) -> None:
             nonlocal started, suppressed
@@ -91,6 +121,9 @@ class SecurityMiddleware:
                       if k.lower() != b"cache-control"],
                     *self.security_headers,
                     (b"x-request-id", (state.auditor.actor.request_id or "").encode()),
+                    # Refused before its body was read (401, 413): close rather than read
+                    # and discard the rest of it to find the next request.
+                    *([(b"connection", b"close")] if unread_body else []),
                 ]
             await send(message)
 

@@ -8,6 +8,8 @@ import uvicorn
 
 from sellervault.runtime import Runtime
 from sellervault.web.app import create_app
+from sellervault.web.limits import bounded_protocol
+from sellervault.web.middleware import security_headers
 from sellervault.web.tls import harden
 
 
@@ -39,6 +41,9 @@ def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
         log_level="warning",
         proxy_headers=False,
         lifespan="on",  # the app's start-up sizes its worker threads
+        http=bounded_protocol(security_headers(settings.hsts_max_age)),  # 431 past 16 KiB
+        ws="none",  # no WebSocket upgrade, whatever is installed: it would pass the middleware
+        limit_concurrency=settings.max_connections,  # beyond: 503, before any work
     )
     return uvicorn.Server(config)
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import ALL_TENANTS, Grant, Role, is_tenant_id
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import AccountRequestError
-from sellervault.web.context import RequestState, require
+from sellervault.web.context import RequestState, api_router, require
 
-router = APIRouter(tags=["accounts"])
+router = api_router("accounts")
 
 
 class GrantIn(BaseModel):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
 from sellervault.access.actions import Action
 from sellervault.audit import service as audit
-from sellervault.web.context import RequestState, require
+from sellervault.web.context import RequestState, api_router, require
 
-router = APIRouter(tags=["audit"])
+router = api_router("audit")
 
 
 @router.get("/audit/events")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
 from sellervault.access.actions import Action
-from sellervault.web.context import RequestState, require
+from sellervault.web.context import RequestState, api_router, require
 
-router = APIRouter(tags=["meta"])
+router = api_router("meta")
 
 
 @router.get("/health")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, NamedTuple
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
@@ -18,9 +18,10 @@ from sellervault.records import service as records
 from sellervault.records.errors import PurposeNotPermittedError
 from sellervault.records.registry import PURPOSES
 from sellervault.records.spapi import ORDER_ID_PATTERN, IngestRequest, map_order
-from sellervault.web.context import ForbiddenError, RequestState, require
+from sellervault.web.context import ForbiddenError, RequestState, api_router, require
+from sellervault.web.limits import MAX_INGEST_BODY_BYTES
 
-router = APIRouter(tags=["orders"])
+router = api_router("orders")
 
 
 class OrderResponse(JSONResponse):
@@ -38,7 +39,8 @@ TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 def ingest_orders(
     tenant: TenantPath,
     body: IngestRequest,
-    state: Annotated[RequestState, Depends(require(Action.ORDERS_INGEST, tenant_scoped=True))],
+    state: Annotated[RequestState, Depends(require(Action.ORDERS_INGEST, tenant_scoped=True,
+                                                   max_body=MAX_INGEST_BODY_BYTES))],
 ) -> dict[str, int]:
     state.authenticate()
     result = records.ingest(state.runtime, state.auditor, tenant,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
-from sellervault.web.context import RequestState, require
+from sellervault.web.context import RequestState, api_router, require
 
-router = APIRouter(tags=["session"])
+router = api_router("session")
 
 
 class SessionRequest(BaseModel):
