@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         default=512, ge=1, le=100_000,
         description="connections and requests in progress at once; beyond it, 503")
 
+    search_budget_per_hour: int = Field(
+        default=60, ge=1, le=600,
+        description="searches by buyer email, phone or postal code per principal and hour")
+
     audit_retention_days: int = 365
     deletion_deadline_hours: int = 72
     session_idle_minutes: int = Field(default=15, ge=1)

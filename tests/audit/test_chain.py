@@ -66,6 +66,20 @@ def test_mac_covers_every_field(name: str) -> None:
     assert event_mac(KEY, GENESIS, changed) != event_mac(KEY, GENESIS, FIELDS)
 
 
+def test_a_later_field_is_covered_when_set_and_absent_when_not() -> None:
+    """Events written before ``criteria`` existed keep their MAC (it is not in the body while
+    unset); once set, setting, changing or clearing it changes the MAC."""
+    unset = event_mac(KEY, GENESIS, FIELDS)
+    assert event_mac(KEY, GENESIS, {**FIELDS, "criteria": None}) == unset
+    with_criteria = event_mac(KEY, GENESIS, {**FIELDS, "criteria": "postal-code"})
+    assert with_criteria != unset
+    assert event_mac(KEY, GENESIS, {**FIELDS, "criteria": "buyer-email"}) != with_criteria
+    body = json.dumps({**{name: FIELDS.get(name) for name in HASHED_FIELDS},
+                       "criteria": "postal-code"}, sort_keys=True, separators=(",", ":"))
+    assert with_criteria == hmac.new(KEY, GENESIS.encode() + b"\n" + body.encode(),
+                                     hashlib.sha256).hexdigest()
+
+
 def test_mac_is_not_a_plain_hash() -> None:
     """Without the log key nobody can compute it, not even from the published format."""
     body = json.dumps({name: FIELDS.get(name) for name in HASHED_FIELDS}, sort_keys=True,
@@ -157,6 +171,13 @@ EDITS: list[tuple[str, Any]] = [
     ("reason", None),
     ("action", "orders:read"),
 ]
+
+
+def test_a_later_field_set_on_an_old_event_is_detected(runtime: Runtime,
+                                                        chain: list[int]) -> None:
+    attack(runtime, "UPDATE security_events SET criteria = 'postal-code' WHERE seq = :seq",
+           seq=chain[2])
+    assert_fails_at(runtime, chain[2], "altered")
 
 
 def test_edited_field_is_detected(runtime: Runtime, chain: list[int]) -> None:

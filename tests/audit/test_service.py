@@ -26,7 +26,7 @@ from sellervault import bootstrap
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import InvalidCredentialsError
 from sellervault.audit import service as audit
-from sellervault.audit.chain import HASHED_FIELDS
+from sellervault.audit.chain import CHAINED_FIELDS, HASHED_FIELDS
 from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
 from sellervault.audit.models import EventRow
 from sellervault.audit.service import Auditor, VerifyResult
@@ -62,7 +62,7 @@ def verify(rt: Runtime) -> VerifyResult:
 def test_security_event_has_only_typed_fields() -> None:
     assert [field.name for field in dataclasses.fields(SecurityEvent)] == [
         "action", "outcome", "actor", "tenant_id", "target_type", "target_id", "purpose",
-        "status", "count", "reason"]
+        "status", "count", "reason", "criteria"]
     assert [field.name for field in dataclasses.fields(Actor)] == [
         "channel", "actor_id", "source_ip", "request_id"]
     with pytest.raises(TypeError):
@@ -79,9 +79,9 @@ def test_security_event_is_immutable() -> None:
 def test_event_fields_are_exactly_the_chained_columns() -> None:
     """Every stored column is covered by the MAC, and none can hold a message or a body."""
     event = SecurityEvent("orders:read", Outcome.SUCCESS, API_CALLER)
-    assert set(event.fields()) | {"seq", "occurred_at"} == set(HASHED_FIELDS)
+    assert set(event.fields()) | {"seq", "occurred_at"} == set(CHAINED_FIELDS)
     columns = EventRow.__table__.columns
-    assert set(columns.keys()) == set(HASHED_FIELDS) | {"prev_hash", "hash"}
+    assert set(columns.keys()) == set(CHAINED_FIELDS) | {"prev_hash", "hash"}
     for column in columns:
         if isinstance(column.type, String):
             assert column.type.length is not None and column.type.length <= 64, column.name
@@ -95,7 +95,7 @@ def test_event_tag_and_flat_fields() -> None:
         "action": "orders:reveal", "outcome": "denied", "channel": "api",
         "actor_id": "acc_0123456789abcdef", "source_ip": "203.0.113.9", "request_id": "req-42",
         "tenant_id": "acme", "target_type": None, "target_id": None, "purpose": "marketing",
-        "status": 403, "count": None, "reason": "purpose_not_permitted"}
+        "status": 403, "count": None, "reason": "purpose_not_permitted", "criteria": None}
 
 
 # -- recording -------------------------------------------------------------------------------
@@ -371,7 +371,7 @@ def test_free_text_is_refused_at_record_time(runtime: Runtime) -> None:
 def test_read_events_is_itself_an_event(runtime: Runtime) -> None:
     before = events(runtime)
     page = audit.read_events(runtime.store, Auditor(runtime.keyring, API_CALLER), limit=1)
-    assert page == [{**{name: before[0][name] for name in HASHED_FIELDS},
+    assert page == [{**{name: before[0][name] for name in CHAINED_FIELDS},
                      "hash": before[0]["hash"]}]
     last = events(runtime)[-1]
     assert (last["action"], last["outcome"], last["count"]) == ("audit:read", "success", 1)

@@ -7,9 +7,10 @@ import copy
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from sellervault import bootstrap
+from sellervault.access.errors import BudgetExhaustedError
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor
 from sellervault.config import Settings
@@ -144,8 +145,47 @@ def test_tenants_do_not_see_each_others_orders(runtime: Runtime,
     with pytest.raises(OrderNotFoundError):
         records.read_masked(runtime, _auditor(runtime), "globex", stored[0]["AmazonOrderId"])
     email = stored[0]["BuyerInfo"]["BuyerEmail"]
-    assert records.search(runtime, _auditor(runtime), "globex", buyer_email=email) == []
-    assert len(records.search(runtime, _auditor(runtime), "acme", buyer_email=email)) == 1
+    assert _search(runtime, "globex", buyer_email=email) == []
+    assert len(_search(runtime, "acme", buyer_email=email)) == 1
+
+
+def _search(runtime: Runtime, tenant: str, principal: str = "acc_test",
+            **criteria: str) -> list[dict[str, Any]]:
+    return records.search(runtime, _auditor(runtime), principal, tenant, purpose="fulfillment",
+                          **criteria)
+
+
+def _events(runtime: Runtime) -> list[Any]:
+    with runtime.store.engine.connect() as connection:
+        return list(connection.execute(text("SELECT * FROM security_events ORDER BY seq")))
+
+
+def test_a_search_event_names_its_purpose_and_criteria_kinds_never_values(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    order = stored[0]
+    email = order["BuyerInfo"]["BuyerEmail"]
+    postal = order["ShippingAddress"]["PostalCode"]
+    assert len(_search(runtime, "acme", buyer_email=email, postal_code=postal)) == 1
+    event = _events(runtime)[-1]
+    assert (event.action, event.purpose, event.criteria, event.count) == (
+        "orders:search", "fulfillment", "buyer-email+postal-code", 1)
+    assert email not in repr(tuple(event)) and postal not in repr(tuple(event))
+
+
+def test_each_principal_has_a_budget_of_searches_per_hour(
+        settings: Settings, runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """Looping over postal codes (the review's attack) stops at the budget; another
+    principal still has its own; nothing is written for a refused search."""
+    limited = Runtime(settings.model_copy(update={"search_budget_per_hour": 3}),
+                      runtime.store, runtime.keyring)
+    for code in ("10001", "10002", "10003"):
+        _search(limited, "acme", principal="acc_mapper", postal_code=code)
+    before = len(_events(runtime))
+    with pytest.raises(BudgetExhaustedError) as refused:
+        _search(limited, "acme", principal="acc_mapper", postal_code="10004")
+    assert 0 < refused.value.retry_after <= 3600
+    assert len(_events(runtime)) == before
+    _search(limited, "acme", principal="acc_someone_else", postal_code="10004")
 
 
 def test_reveal_refuses_an_unlisted_purpose(runtime: Runtime,

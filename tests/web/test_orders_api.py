@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from sellervault import bootstrap
 from sellervault.audit.models import EventRow
-from tests.support import Server
+from sellervault.runtime import Runtime
+from tests.support import Server, start_server
 
 TENANT = "acme"
 OTHER = "globex"
@@ -159,22 +161,95 @@ def test_reader_cannot_ingest(server: Server, world: dict[str, Any]) -> None:
     assert response.status_code == 403
 
 
+def _search(server: Server, token: str, purpose: str | None = "fulfillment",
+            tenant: str = TENANT, **params: str) -> Any:
+    headers = {"X-Access-Purpose": purpose} if purpose else {}
+    with server.client(token, **headers) as client:
+        return client.get(f"/tenants/{tenant}/orders", params=params)
+
+
 def test_search_by_normalised_email_uses_blind_index(server: Server,
                                                      world: dict[str, Any]) -> None:
     order = next(o for o in world["orders"] if o.get("BuyerInfo", {}).get("BuyerEmail"))
     email = order["BuyerInfo"]["BuyerEmail"]
-    with server.client(world["analyst"]) as client:
-        found = client.get(f"/tenants/{TENANT}/orders",
-                           params={"buyer_email": f"  {email.upper()} "})
-        nothing = client.get(f"/tenants/{TENANT}/orders",
-                             params={"buyer_email": "nobody@example.test"})
-        no_criteria = client.get(f"/tenants/{TENANT}/orders")
+    found = _search(server, world["reader"], buyer_email=f"  {email.upper()} ")
+    nothing = _search(server, world["reader"], buyer_email="nobody@example.test")
+    no_criteria = _search(server, world["reader"])
     assert found.status_code == 200
     ids = {o["AmazonOrderId"] for o in found.json()["orders"]}
     assert order["AmazonOrderId"] in ids
     assert email not in found.text
     assert nothing.json()["orders"] == []
     assert no_criteria.status_code == 422
+
+
+def _postal_code(world: dict[str, Any]) -> str:
+    return str(next(o for o in world["orders"]
+                    if (o.get("ShippingAddress") or {}).get("PostalCode"))
+               ["ShippingAddress"]["PostalCode"])
+
+
+def test_an_analyst_cannot_map_orders_to_postal_codes(server: Server,
+                                                      world: dict[str, Any]) -> None:
+    """The review's finding: an analyst searched by postal code alone, got the masked orders
+    with their ids, and so could map every order to its postal code one ZIP code at a time.
+    A search by buyer data is a PII operation: refused to an analyst, with or without a
+    purpose, and logged as a denial naming the kinds of criteria, never the value."""
+    postal = _postal_code(world)
+    for purpose in (None, "fulfillment"):
+        refused = _search(server, world["analyst"], purpose=purpose, postal_code=postal)
+        assert refused.status_code == 403, refused.text
+        assert postal not in refused.text
+    event = _last_event(server)
+    assert (event.action, event.outcome, event.status, event.criteria) == (
+        "orders:search", "denied", 403, "postal-code")
+    assert postal not in str([getattr(event, column.name) for column in EventRow.__table__.columns])
+
+
+@pytest.mark.parametrize("purpose", [None, "marketing"])
+def test_a_pii_reader_searches_only_for_a_permitted_purpose(
+        server: Server, world: dict[str, Any], purpose: str | None) -> None:
+    refused = _search(server, world["reader"], purpose=purpose, postal_code=_postal_code(world))
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "purpose_not_permitted"
+
+
+def test_a_permitted_search_is_logged_with_its_purpose_and_criteria(
+        server: Server, world: dict[str, Any]) -> None:
+    found = _search(server, world["reader"], purpose="tax-invoicing",
+                    postal_code=_postal_code(world))
+    assert found.status_code == 200 and found.json()["orders"]
+    event = _last_event(server)
+    assert (event.action, event.outcome, event.purpose, event.criteria, event.count) == (
+        "orders:search", "success", "tax-invoicing", "postal-code",
+        len(found.json()["orders"]))
+
+
+def test_the_search_budget_holds_against_parallel_requests(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """Parallel searches by one principal past its budget: exactly the budget is served, the
+    rest get 429 with Retry-After (the check and the count are one statement; under READ
+    COMMITTED a read-then-write would let several take the last unit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    limited = Runtime(runtime.settings.model_copy(update={"search_budget_per_hour": 5}),
+                      runtime.store, runtime.keyring)
+    with start_server(limited, initialized) as own:
+        admin = own.admin_token()
+        reader, _ = own.create_person(admin, "pat.prober@example.test", "Pat Prober",
+                                      [{"role": "pii-reader", "tenant": TENANT}])
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda n: _search(own, reader, postal_code=f"{n:05d}"),
+                                    range(12)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] * 5 + [429] * 7
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert refused.json()["error"]["code"] == "budget_exhausted"
+    assert 0 < int(refused.headers["retry-after"]) <= 3600
+    with runtime.store.engine.connect() as connection:
+        outcomes = connection.execute(select(EventRow.outcome, EventRow.status).where(
+            EventRow.action == "orders:search")).all()
+    assert sorted(outcomes) == sorted([("success", None)] * 5 + [("denied", 429)] * 7)
 
 
 def test_bad_batch_changes_nothing_and_names_the_path(server: Server,

@@ -17,6 +17,12 @@ HASHED_FIELDS = (
     "target_type", "target_id", "source_ip", "request_id", "purpose", "status", "count",
     "reason",
 )
+LATER_FIELDS = ("criteria",)
+"""Fields added after the first release. Each is in the MAC'd body only when it is set (not
+null), so the events written before it existed keep their MACs; setting, clearing or
+changing it on any event changes that event's body, so it cannot be edited unnoticed."""
+CHAINED_FIELDS = HASHED_FIELDS + LATER_FIELDS
+"""Every column the MAC covers."""
 
 
 # The MAC'd body is the JSON object of HASHED_FIELDS with sorted keys and no spaces. The dict
@@ -27,7 +33,11 @@ _BODY_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def event_mac(log_key: bytes, prev_hash: str, fields: dict[str, Any]) -> str:
-    body = _BODY_JSON.encode({name: fields.get(name) for name in _BODY_ORDER}).encode()
+    values = {name: fields.get(name) for name in _BODY_ORDER}
+    later = {name: fields[name] for name in LATER_FIELDS if fields.get(name) is not None}
+    if later:
+        values = dict(sorted({**values, **later}.items()))
+    body = _BODY_JSON.encode(values).encode()
     return hmac.digest(log_key, prev_hash.encode() + b"\n" + body, hashlib.sha256).hex()
 
 

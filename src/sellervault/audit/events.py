@@ -45,6 +45,8 @@ class SecurityEvent:
     count: int | None = None
     reason: str | None = None
     """An error code from sellervault's fixed vocabulary, never a message."""
+    criteria: str | None = None
+    """The kinds of criteria a search used, from a fixed vocabulary, never their values."""
 
     @property
     def tag(self) -> str:
@@ -57,6 +59,7 @@ class SecurityEvent:
             "action": self.action, "outcome": self.outcome.value, "tenant_id": self.tenant_id,
             "target_type": self.target_type, "target_id": self.target_id,
             "purpose": self.purpose, "status": self.status, "count": self.count,
-            "reason": self.reason, "channel": actor.channel.value, "actor_id": actor.actor_id,
+            "reason": self.reason, "criteria": self.criteria, "channel": actor.channel.value,
+            "actor_id": actor.actor_id,
             "source_ip": actor.source_ip, "request_id": actor.request_id,
         }

@@ -29,6 +29,8 @@ class EventRow(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     count: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(String(64))
+    criteria: Mapped[str | None] = mapped_column(String(64))
+    """Which kinds of criteria a search used (``buyer-email+postal-code``), never values."""
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

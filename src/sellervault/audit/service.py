@@ -39,7 +39,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy import column as sql_column
 from sqlalchemy.orm import Session
 
-from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac, macs_equal
+from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_mac, macs_equal
 from sellervault.audit.errors import ChainAlreadyStartedError, ChainHeadMissingError
 from sellervault.audit.events import Actor, Outcome, SecurityEvent
 from sellervault.audit.models import ChainHead, EventRow
@@ -352,7 +352,7 @@ def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes) -> str | N
         return f"event {expected} is missing"
     if not macs_equal(row.prev_hash, prev_hash):
         return f"event {row.seq} does not link to event {row.seq - 1}"
-    fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+    fields = {name: getattr(row, name) for name in CHAINED_FIELDS}
     if not macs_equal(event_mac(log_key, prev_hash, fields), row.hash):
         return f"event {row.seq} was altered"
     if row.seq <= len(INIT_EVENTS) and (row.channel, row.action,
@@ -425,5 +425,5 @@ def read_events(store: Store, auditor: Auditor, after_seq: int = 0,
         rows = list_events(session, after_seq=after_seq, limit=limit)
         auditor.record(session, "audit:read", Outcome.SUCCESS, target_type="security_event",
                        count=len(rows))
-        return [{**{name: getattr(row, name) for name in HASHED_FIELDS}, "hash": row.hash}
+        return [{**{name: getattr(row, name) for name in CHAINED_FIELDS}, "hash": row.hash}
                 for row in rows]

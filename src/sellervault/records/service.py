@@ -19,7 +19,9 @@ from sqlalchemy import String, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from sellervault.access import budgets
 from sellervault.access.actions import Action
+from sellervault.access.budgets import Budget
 from sellervault.audit.events import Outcome
 from sellervault.audit.service import Auditor
 from sellervault.crypto.aead import Cipher, bind
@@ -313,9 +315,28 @@ def _decrypt_reading_keys(rt: Runtime, row: Any) -> dict[str, Any]:
         return _decrypt(db, rt.keyring, row)
 
 
-def search(rt: Runtime, auditor: Auditor, tenant_id: str, *, buyer_email: str | None = None,
-           buyer_phone: str | None = None, postal_code: str | None = None) -> list[dict[str, Any]]:
-    """Orders matching every given criterion exactly (after normalisation), masked."""
+SEARCH_BUDGET = "orders-search"
+SEARCH_WINDOW_SECONDS = 3600
+
+
+def search_criteria(*, buyer_email: str | None = None, buyer_phone: str | None = None,
+                    postal_code: str | None = None) -> str:
+    """The kinds of criteria given (``buyer-email+postal-code``): what a search's event
+    records, never the values. Empty when none is given."""
+    given = [(EMAIL, buyer_email), (PHONE, buyer_phone), (POSTAL, postal_code)]
+    return "+".join(kind for kind, value in given if value is not None)
+
+
+def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, purpose: str,
+           buyer_email: str | None = None, buyer_phone: str | None = None,
+           postal_code: str | None = None) -> list[dict[str, Any]]:
+    """Orders matching every given criterion exactly (after normalisation), masked.
+
+    Every criterion is PII, and a search confirms or maps it (one ZIP code at a time, every
+    order's postal code), so a search is a PII operation: the caller states a permitted
+    purpose (checked by the policy before this is called) and each principal has a budget of
+    searches per hour (``access.budgets``); the event records the purpose and the kinds of
+    criteria, never their values."""
     criteria = [(EMAIL, Order.email_bidx, buyer_email, normalize_email),
                 (PHONE, Order.phone_bidx, buyer_phone, normalize_phone),
                 (POSTAL, Order.postal_bidx, postal_code, normalize_postal_code)]
@@ -323,7 +344,9 @@ def search(rt: Runtime, auditor: Auditor, tenant_id: str, *, buyer_email: str | 
              if value is not None]
     if not given or any(not value for _, _, value in given):
         raise SearchRequestError("give buyer_email, buyer_phone or postal_code")
+    budget = Budget(SEARCH_BUDGET, rt.settings.search_budget_per_hour, SEARCH_WINDOW_SECONDS)
     with rt.store.transaction() as session:
+        budgets.take(session, budget, principal_id, utcnow())
         try:
             index = rt.keyring.blind_index(session, tenant_id)
         except UnknownTenantKeyError:
@@ -335,7 +358,10 @@ def search(rt: Runtime, auditor: Auditor, tenant_id: str, *, buyer_email: str | 
                 query = query.where(column == index.digest(kind, value))
             rows = session.scalars(query.order_by(Order.purchase_date).limit(SEARCH_LIMIT)).all()
         auditor.record(session, Action.ORDERS_SEARCH, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type="order", count=len(rows))
+                       target_type="order", count=len(rows), purpose=purpose,
+                       criteria=search_criteria(buyer_email=buyer_email,
+                                                buyer_phone=buyer_phone,
+                                                postal_code=postal_code))
         return [masked_view(row) for row in rows]
 
 

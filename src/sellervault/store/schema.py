@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sellervault.access import models as access_models
 from sellervault.accounts import models as accounts_models
 from sellervault.audit import models as audit_models
 from sellervault.crypto import models as crypto_models
@@ -9,4 +10,4 @@ from sellervault.records import models as records_models
 from sellervault.store.base import Base
 
 metadata = Base.metadata
-DOMAIN_MODELS = (accounts_models, audit_models, crypto_models, records_models)
+DOMAIN_MODELS = (access_models, accounts_models, audit_models, crypto_models, records_models)

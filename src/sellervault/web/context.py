@@ -99,12 +99,13 @@ class RequestState:
         thread. Routes on the hot path then use the ``*_async`` services."""
         return self._runtime.store.has_async
 
-    def authenticate(self) -> Principal:
+    def authenticate(self, context: dict[str, Any] | None = None) -> Principal:
         """The bearer token's principal, authorized for the route's declared action (401,
-        403, or 404 for a tenant it holds no grant on)."""
+        403, or 404 for a tenant it holds no grant on); ``context`` is the policy's request
+        context (a stated purpose)."""
         if self.token is None:
             raise UnauthenticatedError()
-        return self._accept(accounts.authenticate(self._runtime, self.token))
+        return self._accept(accounts.authenticate(self._runtime, self.token), context)
 
     async def authenticate_async(self) -> Principal:
         """``authenticate`` in the event loop (see ``in_event_loop``)."""
@@ -112,10 +113,11 @@ class RequestState:
             raise UnauthenticatedError()
         return self._accept(await accounts.authenticate_async(self._runtime, self.token))
 
-    def _accept(self, principal: Principal) -> Principal:
+    def _accept(self, principal: Principal,
+                context: dict[str, Any] | None = None) -> Principal:
         self.principal = principal
         self.auditor.actor = replace(self.auditor.actor, actor_id=principal.id)
-        self.authorize(self.action, self.tenant_id)
+        self.authorize(self.action, self.tenant_id, context)
         self._authorized = True  # only now: a refusal caught by a route still gives nothing
         return principal
 

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
 from sellervault.crypto.errors import CryptoError
 from sellervault.records.errors import RecordError
@@ -56,7 +57,10 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "status", 400)
     code = getattr(exc, "code", "error")
     _note_reason(request, "no_grant_on_tenant" if isinstance(exc, TenantNotFoundError) else code)
-    return error_response(status, code, str(exc))
+    response = error_response(status, code, str(exc))
+    if isinstance(exc, BudgetExhaustedError):
+        response.headers["retry-after"] = str(exc.retry_after)
+    return response
 
 
 def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -80,7 +84,7 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
-    for kind in (AccountError, RecordError, ForbiddenError, TenantNotFoundError):
+    for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

@@ -24,7 +24,7 @@ from sellervault.web.context import SCOPE_KEY, BodyTooLargeError, RequestState, 
 
 log = logging.getLogger("sellervault.web")
 
-DENIAL_REASONS = frozenset({"no_grant_on_tenant", "purpose_not_permitted"})
+DENIAL_REASONS = frozenset({"no_grant_on_tenant", "purpose_not_permitted", "budget_exhausted"})
 UNAVAILABLE_BODY = (b'{"error":{"code":"audit_unavailable",'
                     b'"message":"the security log cannot be written; request refused"}}')
 
@@ -44,7 +44,8 @@ def write_fallback_event(runtime: Runtime, state: RequestState, status: int) -> 
     with runtime.store.transaction() as session:
         state.auditor.record(session, state.action, outcome_for(status, reason),
                              tenant_id=state.tenant_id, status=status, reason=reason,
-                             purpose=state.extra.get("purpose"))  # only a permitted one
+                             purpose=state.extra.get("purpose"),  # only a permitted one
+                             criteria=state.extra.get("criteria"))
 
 
 def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:

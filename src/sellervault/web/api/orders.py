@@ -72,20 +72,32 @@ def order_address(request: Request) -> OrderAddress:
     most 64 characters; a failure is the same 422 naming each bad field, never its value."""
     tenant = request.path_params["tenant"]
     amazon_order_id = request.path_params["amazon_order_id"]
-    purposes = [value for name, value in request.scope["headers"] if name == _PURPOSE_KEY]
-    errors = []
+    errors: list[dict[str, Any]] = []
     if not is_tenant_id(tenant):
         errors.append({"type": "string_pattern_mismatch", "loc": ("path", "tenant")})
     if _ORDER_ID.fullmatch(amazon_order_id) is None:
         errors.append({"type": "string_pattern_mismatch", "loc": ("path", "amazon_order_id")})
+    purpose = _stated_purpose(request, errors)
+    if errors:
+        raise RequestValidationError(errors)
+    return OrderAddress(tenant, amazon_order_id, purpose)
+
+
+def _stated_purpose(request: Request, errors: list[dict[str, Any]]) -> str | None:
+    """The one purpose the request states (``X-Access-Purpose``), or None; two, or one over
+    64 characters, add a validation error."""
+    purposes = [value for name, value in request.scope["headers"] if name == _PURPOSE_KEY]
     if len(purposes) > 1:
         errors.append({"type": "too_many_values", "loc": ("header", PURPOSE_HEADER)})
     elif purposes and len(purposes[0]) > PURPOSE_MAX_LENGTH:
         errors.append({"type": "string_too_long", "loc": ("header", PURPOSE_HEADER)})
-    if errors:
-        raise RequestValidationError(errors)
-    purpose = purposes[0].decode("latin-1") if purposes else None  # (as Starlette decodes)
-    return OrderAddress(tenant, amazon_order_id, purpose)
+    return purposes[0].decode("latin-1") if purposes else None  # (as Starlette decodes)
+
+
+def _purpose_parameter(required: bool, description: str) -> dict[str, Any]:
+    return {"name": PURPOSE_HEADER, "in": "header", "required": required,
+            "schema": {"type": "string", "maxLength": PURPOSE_MAX_LENGTH},
+            "description": description}
 
 
 _ORDER_ADDRESS_PARAMETERS = [  # what order_address reads, for the OpenAPI document
@@ -93,9 +105,8 @@ _ORDER_ADDRESS_PARAMETERS = [  # what order_address reads, for the OpenAPI docum
      "schema": {"type": "string", "pattern": TENANT_ID_PATTERN}},
     {"name": "amazon_order_id", "in": "path", "required": True,
      "schema": {"type": "string", "pattern": ORDER_ID_PATTERN}},
-    {"name": PURPOSE_HEADER, "in": "header", "required": False,
-     "schema": {"type": "string", "maxLength": PURPOSE_MAX_LENGTH},
-     "description": "a permitted purpose: the PII in clear for the PII role; absent: masked"},
+    _purpose_parameter(False, "a permitted purpose: the PII in clear for the PII role; "
+                              "absent: masked"),
 ]
 
 
@@ -151,17 +162,35 @@ def _revealed(order: dict[str, Any], purpose: str) -> JSONResponse:
     return OrderResponse({"order": order, "pii": "revealed", "purpose": purpose})
 
 
-@router.get("/tenants/{tenant}/orders")
+@router.get("/tenants/{tenant}/orders", openapi_extra={"parameters": [
+    _purpose_parameter(True, "a permitted purpose: searching by buyer data is a PII operation")]})
 def search_orders(
+    request: Request,
     tenant: TenantPath,
     state: Annotated[RequestState, Depends(require(Action.ORDERS_SEARCH, tenant_scoped=True))],
     buyer_email: Annotated[str | None, Query(max_length=320)] = None,
     buyer_phone: Annotated[str | None, Query(max_length=64)] = None,
     postal_code: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
-    state.authenticate()
-    orders = records.search(state.runtime, state.auditor, tenant, buyer_email=buyer_email,
-                            buyer_phone=buyer_phone, postal_code=postal_code)
+    """Masked orders found by buyer email, phone or postal code: a PII operation (the PII
+    role, a permitted purpose, a budget per hour), since it confirms or maps PII."""
+    errors: list[dict[str, Any]] = []
+    purpose = _stated_purpose(request, errors)
+    if errors:
+        raise RequestValidationError(errors)
+    state.extra["criteria"] = records.search_criteria(
+        buyer_email=buyer_email, buyer_phone=buyer_phone, postal_code=postal_code) or None
+    stated = purpose or ""
+    try:
+        principal = state.authenticate({"purpose": stated})
+    except ForbiddenError:
+        if stated not in PURPOSES:
+            raise PurposeNotPermittedError() from None
+        raise
+    state.extra["purpose"] = stated  # permitted: the fallback event of a failure may name it
+    orders = records.search(state.runtime, state.auditor, principal.id, tenant,
+                            purpose=stated, buyer_email=buyer_email, buyer_phone=buyer_phone,
+                            postal_code=postal_code)
     return {"orders": orders, "pii": "masked"}
 
 
