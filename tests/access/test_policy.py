@@ -18,13 +18,15 @@ from sellervault.records.registry import Purpose
 TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH,
                   Action.CANARIES_LIST]
 SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_READ,
-                  Action.SESSION_READ]
+                  Action.SESSION_READ, Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE,
+                  Action.ACCOUNTS_REJECT]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
     Role.ADMIN: {Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST},
     Role.OPERATOR: set(),
-    Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST},
+    Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST, Action.APPROVALS_LIST,
+                            Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT},
     Role.AUDITOR: {Action.AUDIT_READ},
     Role.ANALYST: {Action.ORDERS_READ},
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},

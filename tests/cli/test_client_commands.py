@@ -188,6 +188,35 @@ def test_accounts_create_without_json_shows_the_secret_once(users: Users) -> Non
     assert "api_key: svk_" in result.stdout
 
 
+def test_a_pii_service_waits_for_a_security_officer(server: Server, users: Users) -> None:
+    """The admin creates it and is told its key waits; a security officer lists and approves
+    it through the CLI; the admin's own `approvals approve` is refused."""
+    created = users.admin.invoke("accounts", "create", "--kind", "service", "--name",
+                                 "acme labels", "--grant", f"pii-reader:{TENANT}")
+    assert created.code == 0, created
+    assert "its key works once a security officer (not you)" in created.stdout
+    account_id = next(word for word in created.stdout.split() if word.startswith("svc_"))
+    account_id = account_id.rstrip(".")
+    refused = users.admin.invoke("approvals", "approve", account_id)
+    assert refused.code == 1 and "forbidden" in refused.stderr
+
+    officer_token, _ = server.create_person(
+        users.token(users.admin), "otto.officer@example.test", "Otto Officer",
+        [{"role": "security-officer", "tenant": "*"}])
+    cli = Cli(users.workdir / "officer")  # logged in as the admin is, with the officer's token
+    cli.credentials_file.parent.mkdir(parents=True)
+    cli.credentials_file.write_text(json.dumps({**users.admin.credentials(),
+                                                "token": officer_token}))
+    listed = cli.invoke("approvals", "list")
+    assert listed.code == 0, listed
+    assert account_id in listed.stdout and f"pii-reader:{TENANT}" in listed.stdout
+    approved = cli.invoke("approvals", "approve", account_id)
+    assert approved.code == 0, approved
+    assert f"Account {account_id} is now active." in approved.stdout
+    again = cli.invoke("approvals", "reject", account_id)
+    assert again.code == 1 and "not waiting for approval" in again.stderr
+
+
 def test_accounts_create_needs_the_admin_role(users: Users) -> None:
     result = users.ingest.invoke("accounts", "create", "--kind", "service", "--name", "sneaky",
                                  "--grant", "admin:*", "--json")

@@ -16,6 +16,10 @@ class Action(StrEnum):
     # Accounts and grants.
     ACCOUNTS_CREATE = "accounts:create"
     ACCOUNTS_LIST = "accounts:list"
+    # A service that may read PII waits for a second person (a security officer).
+    APPROVALS_LIST = "approvals:list"
+    ACCOUNTS_APPROVE = "accounts:approve"
+    ACCOUNTS_REJECT = "accounts:reject"
     # Orders of a tenant.
     ORDERS_INGEST = "orders:ingest"
     ORDERS_READ = "orders:read"

@@ -53,3 +53,31 @@ class AlreadyInitializedError(AccountError):
 
     def __init__(self) -> None:
         super().__init__("accounts already exist; init creates only the first administrator")
+
+
+class AccountNotFoundError(AccountError):
+    code = "not_found"
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("no such account")
+
+
+class NotPendingError(AccountError):
+    """The account is not waiting for approval (approved, rejected, or never needed it)."""
+
+    code = "not_pending"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("this account is not waiting for approval")
+
+
+class SecondPersonRequiredError(AccountError):
+    """The approver created the account: approval takes a second person."""
+
+    code = "second_person_required"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("an account's creator cannot approve or reject it")

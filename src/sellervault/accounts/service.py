@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import Grant, Principal, Role, conflicting_roles
+from sellervault.accounts import approvals
 from sellervault.accounts.errors import (
     AccountConflictError,
     AccountRequestError,
@@ -67,6 +68,9 @@ class NewPerson:
 class NewService:
     id: str
     api_key: str
+    status: str
+    """``pending`` for a service that may read PII until a second person approves it
+    (``accounts.approvals``); ``active`` otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +183,13 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
                    grants: list[Grant]) -> NewService:
     _check_identity(None, name)
     _check_grants(grants)
+    approvals.check_service_grants(grants)
+    status = approvals.service_status(grants)
     now = utcnow()
     with rt.store.transaction() as session:
         account_id = _new_id("svc_")
         session.add(Account(id=account_id, kind="service", email=None, name=name.strip(),
-                            status="active", must_change_password=False, totp_last_step=0,
+                            status=status, must_change_password=False, totp_last_step=0,
                             failed_logins=0, created_by=creator.id, created_at=now))
         session.flush()
         _add_grants(session, account_id, grants, creator.id)
@@ -194,8 +200,10 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
             expires_at=now + timedelta(days=rt.settings.api_key_max_age_days),
         ))
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
-                       target_type="account", target_id=account_id, count=len(grants))
-    return NewService(account_id, api_key)
+                       target_type="account", target_id=account_id, count=len(grants),
+                       reason=approvals.APPROVAL_REQUIRED if status == approvals.PENDING
+                       else None)
+    return NewService(account_id, api_key, status)
 
 
 def _totp_step(rt: Runtime, session: Session, account: Account, code: str) -> int | None:

@@ -28,6 +28,9 @@ console = Console(soft_wrap=True)  # never hard-wrap paths, secrets or messages
 err = Console(stderr=True, soft_wrap=True)
 accounts_app = typer.Typer(no_args_is_help=True, help="People and service accounts (admin).")
 orders_app = typer.Typer(no_args_is_help=True, help="Orders of a tenant.")
+approvals_app = typer.Typer(
+    no_args_is_help=True,
+    help="Services that may read PII, waiting for a second person (security officer).")
 
 DEFAULT_BATCH = 500
 
@@ -113,6 +116,56 @@ def accounts_create(
     for key in ("one_time_password", "totp_secret", "api_key"):
         if key in created:
             console.print(f"  {key}: {created[key]}")
+    if created.get("status") == "pending":
+        console.print("It holds pii-reader: its key works once a security officer (not you) "
+                      f"runs `sellervault approvals approve {created['id']}`.")
+
+
+@approvals_app.command("list")
+def approvals_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Accounts waiting for approval, with the grants they would get."""
+    try:
+        with session_client() as client:
+            pending = checked(client.get("/approvals"))["approvals"]
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(pending))
+        return
+    if not pending:
+        console.print("Nothing is waiting for approval.")
+    for item in pending:
+        grants = ", ".join(f"{g['role']}:{g['tenant']}" for g in item["grants"])
+        console.print(escape(f"{item['account_id']}  {item['kind']}  {item['name']}  "
+                             f"[{grants}]  created by {item['created_by']} at "
+                             f"{item['created_at']}"), highlight=False)
+
+
+def _decide(account_id: str, decision: str) -> None:
+    try:
+        with session_client() as client:
+            result = checked(client.post(f"/approvals/{account_id}/{decision}"))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Account {result['account_id']} is now {result['status']}.")
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    account_id: Annotated[str, typer.Argument(help="The account id (svc_...).")],
+) -> None:
+    """Approve a pending account: its API key works from now on."""
+    _decide(account_id, "approve")
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    account_id: Annotated[str, typer.Argument(help="The account id (svc_...).")],
+) -> None:
+    """Reject a pending account: its API key never works."""
+    _decide(account_id, "reject")
 
 
 @orders_app.command("get")
@@ -203,3 +256,4 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_orders)
     app.add_typer(accounts_app, name="accounts")
     app.add_typer(orders_app, name="orders")
+    app.add_typer(approvals_app, name="approvals")

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 from sellervault import __version__
 from sellervault.runtime import Runtime
 from sellervault.web import errors
-from sellervault.web.api import accounts, audit, meta, orders, session
+from sellervault.web.api import accounts, approvals, audit, meta, orders, session
 from sellervault.web.middleware import SecurityMiddleware
 
 API_PREFIX = "/api/v1"
@@ -42,7 +42,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         openapi_url=None, docs_url=None, redoc_url=None,  # OpenAPI served by a guarded route
         telemetry=TELEMETRY_OFF,
     )
-    for module in (orders, session, accounts, audit, meta):  # the hot path's routes first
+    for module in (orders, session, accounts, approvals, audit, meta):  # hot path's first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)
     return api

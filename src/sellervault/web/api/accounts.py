@@ -12,6 +12,7 @@ from sellervault.access.actions import Action
 from sellervault.access.roles import ALL_TENANTS, Grant, Role, is_tenant_id
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import AccountRequestError
+from sellervault.web.api.schemas import GrantOut
 from sellervault.web.context import RequestState, api_router, require
 
 router = api_router("accounts")
@@ -43,11 +44,9 @@ class AccountCreated(BaseModel):
     one_time_password: str | None = None
     totp_secret: str | None = None
     api_key: str | None = None
-
-
-class GrantOut(BaseModel):
-    role: str
-    tenant: str
+    status: str | None = None
+    """A service's: ``pending`` (holds pii-reader: its key works once a security officer
+    approves it) or ``active``."""
 
 
 class AccountOut(BaseModel):
@@ -86,7 +85,7 @@ def create_account(
         raise AccountRequestError("a service account has no email")
     service = accounts.create_service(state.runtime, state.auditor, admin,
                                       name=body.name, grants=grants)
-    return AccountCreated(id=service.id, api_key=service.api_key)
+    return AccountCreated(id=service.id, api_key=service.api_key, status=service.status)
 
 
 @router.get("/accounts")
@@ -98,6 +97,6 @@ def list_accounts(
     return {"accounts": [
         AccountOut(id=a.id, kind=a.kind, name=a.name, status=a.status, created_at=a.created_at,
                    last_used_at=a.last_used_at,
-                   grants=[GrantOut(role=g.role.value, tenant=g.tenant) for g in grants])
+                   grants=[GrantOut.of(g) for g in grants])
         for a, grants in rows
     ]}

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
+from sellervault.web.api.schemas import GrantOut
 from sellervault.web.context import RequestState, api_router, require
 
 router = api_router("session")
@@ -45,11 +46,6 @@ def create_session(
     return SessionResponse(token=issued.token, expires_at=issued.expires_at)
 
 
-class GrantOut(BaseModel):
-    role: str
-    tenant: str
-
-
 class WhoAmI(BaseModel):
     account_id: str
     kind: str
@@ -63,8 +59,7 @@ def who_am_i(
     """The account behind the bearer token and its grants (clients check a token with it)."""
     principal = state.authenticate()
     return WhoAmI(account_id=principal.id, kind=principal.kind,
-                  grants=[GrantOut(role=g.role.value, tenant=g.tenant)
-                          for g in principal.grants])
+                  grants=[GrantOut.of(g) for g in principal.grants])
 
 
 @router.post("/password", status_code=204)

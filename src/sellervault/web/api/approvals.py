@@ -1,0 +1,69 @@
+"""Approvals (role ``security-officer``): the second person for a service that may read PII
+(``accounts.approvals``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Path
+from pydantic import BaseModel
+
+from sellervault.access.actions import Action
+from sellervault.accounts import approvals
+from sellervault.web.api.schemas import GrantOut
+from sellervault.web.context import RequestState, api_router, require
+
+router = api_router("approvals")
+
+ACCOUNT_ID_PATTERN = r"^(acc|svc)_[0-9a-f]{24}$"
+AccountId = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN)]
+
+
+class PendingOut(BaseModel):
+    account_id: str
+    kind: str
+    name: str
+    grants: list[GrantOut]
+    created_by: str | None
+    created_at: datetime
+
+
+class Decision(BaseModel):
+    account_id: str
+    status: str
+
+
+@router.get("/approvals")
+def list_approvals(
+    state: Annotated[RequestState, Depends(require(Action.APPROVALS_LIST))],
+) -> dict[str, list[PendingOut]]:
+    """Accounts waiting for a second person, with the grants they would get."""
+    state.authenticate()
+    return {"approvals": [
+        PendingOut(account_id=p.id, kind=p.kind, name=p.name,
+                   grants=[GrantOut.of(g) for g in p.grants], created_by=p.created_by,
+                   created_at=p.created_at)
+        for p in approvals.list_pending(state.runtime, state.auditor)]}
+
+
+@router.post("/approvals/{account_id}/approve")
+def approve(
+    account_id: AccountId,
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_APPROVE))],
+) -> Decision:
+    """The account's key works from now on; its creator cannot do this."""
+    officer = state.authenticate()
+    return Decision(account_id=account_id, status=approvals.decide(
+        state.runtime, state.auditor, officer, account_id, approve=True))
+
+
+@router.post("/approvals/{account_id}/reject")
+def reject(
+    account_id: AccountId,
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_REJECT))],
+) -> Decision:
+    """The account's key never works."""
+    officer = state.authenticate()
+    return Decision(account_id=account_id, status=approvals.decide(
+        state.runtime, state.auditor, officer, account_id, approve=False))
