@@ -11,6 +11,10 @@
   within 365 days); revoked, expired, forged or mangled tokens are refused.
 - The database holds no credential in clear: tokens and keys as keyed hashes, passwords as
   Argon2id hashes, TOTP secrets encrypted and bound to their account.
+- One account per mailbox: an email that looks like an existing one (a Cyrillic letter,
+  fullwidth forms, an accent, a +tag) is a conflict, also when two creations race; generic
+  names are refused however spelled, for people, services and the first administrator; and a
+  lookalike email never logs into the account it imitates.
 
 "Attacker" below means someone who can read or write the database but holds no key.
 """
@@ -20,16 +24,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.sql import ColumnElement
 
 from sellervault import bootstrap
+from sellervault.access.actions import Action
 from sellervault.access.roles import Grant, Principal, Role
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import (
@@ -43,7 +49,8 @@ from sellervault.accounts.errors import (
 )
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
 from sellervault.accounts.passwords import verify_password
-from sellervault.audit.events import Actor, Channel
+from sellervault.audit import service as audit
+from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.models import EventRow
 from sellervault.audit.service import Auditor
 from sellervault.config import Settings
@@ -55,6 +62,12 @@ from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD, NEW_PASSWORD
 BOB_EMAIL = "bob.builder@example.test"
 BOB_NAME = "Bob Builder"
 BOB_GRANTS = [Grant(Role.ANALYST, "acme"), Grant(Role.PII_READER, "acme")]
+CYRILLIC_A = "\N{CYRILLIC SMALL LETTER A}"
+CYRILLIC_CAPITAL_A = "\N{CYRILLIC SMALL LETTER A}".upper()
+CYRILLIC_ER = "\N{CYRILLIC SMALL LETTER ER}"  # looks like p
+CYRILLIC_O = "\N{CYRILLIC SMALL LETTER O}"
+CYRILLIC_IE = "\N{CYRILLIC SMALL LETTER IE}"  # looks like e
+DOTTED_CAPITAL_I = "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}"
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -131,6 +144,10 @@ def assert_nowhere_in_database(rt: Runtime, *needles: bytes) -> None:
             assert needle not in raw, (table_name, column)
 
 
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
 @pytest.fixture
 def bob(runtime: Runtime, initialized: bootstrap.InitResult) -> accounts.NewPerson:
     """A person created by the administrator: an analyst and PII reader on tenant acme."""
@@ -190,6 +207,220 @@ def test_generic_accounts_are_refused_and_nothing_is_written(
                                name="Alice Again", grants=[])
     assert len(table(runtime, Account)) == 1
     assert len(events(runtime, "accounts:create")) == 1  # init's own
+
+# -- lookalike identities --------------------------------------------------------------------
+
+BOB_LOOKALIKES = [
+    f"b{CYRILLIC_O}b.builder@example.test",  # a Cyrillic o
+    f"bob.builder@ex{CYRILLIC_A}mple.test",  # in the domain
+    fullwidth("BOB.BUILDER") + "@example.test",
+    "bob.builder+orders@example.test",  # a +tag is the same mailbox
+    "B\N{LATIN CAPITAL LETTER O WITH ACUTE}B.BUILDER@example.test",
+]
+
+
+@pytest.mark.parametrize("email", BOB_LOOKALIKES)
+def test_lookalike_emails_of_a_person_are_refused_and_nothing_is_written(
+        runtime: Runtime, initialized: bootstrap.InitResult, bob: accounts.NewPerson,
+        email: str) -> None:
+    """Someone who makes "bob.builder@" with a Cyrillic o gets a second account that an
+    administrator reading a list cannot tell from Bob's: refused as the same mailbox."""
+    with pytest.raises(AccountConflictError) as refused:
+        accounts.create_person(runtime, auditor(runtime), admin_principal(initialized),
+                               email=email, name="Robert Builder", grants=BOB_GRANTS)
+    assert email.strip() not in str(refused.value)
+    assert {row["id"] for row in table(runtime, Account)} == {initialized.admin_id, bob.id}
+    assert {row["account_id"] for row in table(runtime, GrantRow)} == {initialized.admin_id,
+                                                                       bob.id}
+    assert [e["target_id"] for e in events(runtime, "accounts:create")] == [
+        initialized.admin_id, bob.id]
+
+
+def test_people_are_stored_with_a_normalised_email_and_their_mailbox_key(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    from sellervault.accounts.identity import mailbox
+
+    admin = admin_principal(initialized)
+    made = accounts.create_person(runtime, auditor(runtime), admin,
+                                  email=fullwidth("Pat.Picker+Orders@Example.TEST"),
+                                  name="Pat Picker", grants=[])
+    service = accounts.create_service(runtime, auditor(runtime), admin, name="Warehouse Sync",
+                                      grants=[])
+    row = account(runtime, made.id)
+    assert row["email"] == "pat.picker+orders@example.test"  # the tag is kept
+    pat = mailbox("pat.picker@example.test")
+    assert pat is not None and row["mailbox_key"] == pat.key  # the key has none
+    assert account(runtime, service.id)["mailbox_key"] is None
+    admin_mailbox = mailbox(ADMIN_EMAIL)
+    assert admin_mailbox is not None
+    assert account(runtime, initialized.admin_id)["mailbox_key"] == admin_mailbox.key
+
+
+@pytest.mark.parametrize("email,name", [
+    (f"{CYRILLIC_A}dmin@example.test", "Carol Chen"),
+    (f"ADM{DOTTED_CAPITAL_I}N@example.test", "Carol Chen"),
+    (fullwidth("admin") + "@example.test", "Carol Chen"),
+    ("admin+carol@example.test", "Carol Chen"),
+    (f"supp{CYRILLIC_O}rt+eu@example.test", "Carol Chen"),
+    ("carol.chen@example.test", f"{CYRILLIC_CAPITAL_A}dmin"),
+    ("carol.chen@example.test", f"T{CYRILLIC_IE}st"),
+    ("carol.chen@example.test", fullwidth("ROOT")),
+    ("carol.chen@example.test", "ADM1N"),
+    ("carol.chen@example.test", "\N{ZERO WIDTH SPACE}"),
+])
+def test_generic_lookalike_people_are_refused_and_nothing_is_written(
+        runtime: Runtime, initialized: bootstrap.InitResult, email: str, name: str) -> None:
+    with pytest.raises(AccountRequestError) as refused:
+        accounts.create_person(runtime, auditor(runtime), admin_principal(initialized),
+                               email=email, name=name, grants=[])
+    assert email not in str(refused.value) and name not in str(refused.value)
+    assert len(table(runtime, Account)) == 1
+    assert len(events(runtime, "accounts:create")) == 1  # init's own
+
+
+@pytest.mark.parametrize("name", [f"{CYRILLIC_CAPITAL_A}dmin", f"{CYRILLIC_A}dmin",
+                                  fullwidth("Service"), f"SYST{CYRILLIC_IE.upper()}M",
+                                  "ADMlN", f"ADM{DOTTED_CAPITAL_I}N"])
+def test_generic_lookalike_services_are_refused_and_nothing_is_written(
+        runtime: Runtime, initialized: bootstrap.InitResult, name: str) -> None:
+    with pytest.raises(AccountRequestError):
+        accounts.create_service(runtime, auditor(runtime), admin_principal(initialized),
+                                name=name, grants=[Grant(Role.INGEST, "acme")])
+    assert len(table(runtime, Account)) == 1
+    assert table(runtime, ApiKey) == []
+    assert len(events(runtime, "accounts:create")) == 1
+
+
+def test_a_lookalike_email_cannot_log_in_to_the_real_account(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """Login compares the normalised email exactly, never the skeleton: the right password
+    and a valid code with "alice.admin@" spelled with a Cyrillic a is an unknown email."""
+    step = current_step()
+    good = code(initialized.totp_secret, step)
+    for lookalike in (f"alice.{CYRILLIC_A}dmin@example.test",
+                      f"alice.admin@ex{CYRILLIC_A}mple.test",
+                      "alice.admin+x@example.test"):
+        with pytest.raises(InvalidCredentialsError):
+            accounts.login(runtime, auditor(runtime), email=lookalike,
+                           password=ADMIN_PASSWORD, totp_code=good)
+    assert table(runtime, SessionRow) == []
+    assert account(runtime, initialized.admin_id)["failed_logins"] == 0
+    assert {e["target_id"] for e in events(runtime, "session:create")} == {None}
+    login_admin(runtime, initialized, step)  # the code is still unspent
+
+
+def test_login_looks_up_the_normalised_email(runtime: Runtime,
+                                            initialized: bootstrap.InitResult) -> None:
+    """The administrator typing their address in fullwidth forms (an input method's
+    default) reaches their own account: it is the same text after NFKC."""
+    issued = accounts.login(runtime, auditor(runtime), email=fullwidth(ADMIN_EMAIL.upper()),
+                            password=ADMIN_PASSWORD,
+                            totp_code=code(initialized.totp_secret, current_step()))
+    assert issued.account_id == initialized.admin_id
+
+
+@pytest.mark.parametrize("email,name", [
+    (f"{CYRILLIC_A}dmin@example.test", "Alice Admin"),
+    ("admin+alice@example.test", "Alice Admin"),
+    (fullwidth("root") + "@example.test", "Alice Admin"),
+    (ADMIN_EMAIL, f"{CYRILLIC_CAPITAL_A}dmin"),
+    (ADMIN_EMAIL, f"ADM{DOTTED_CAPITAL_I}N"),
+])
+def test_the_first_administrator_goes_through_the_same_rules(settings: Settings, email: str,
+                                                             name: str) -> None:
+    with pytest.raises(AccountRequestError):
+        bootstrap.init(settings, admin_email=email, admin_name=name,
+                       admin_password=ADMIN_PASSWORD)
+    assert not bootstrap.is_initialized(settings)  # nothing made: init can run again
+    bootstrap.init(settings, admin_email=ADMIN_EMAIL, admin_name=ADMIN_NAME,
+                   admin_password=ADMIN_PASSWORD)
+
+
+def test_the_first_administrators_email_is_stored_normalised(settings: Settings) -> None:
+    made = bootstrap.init(settings, admin_email=f" {fullwidth('Alice.Admin')}@Example.TEST ",
+                          admin_name=ADMIN_NAME, admin_password=ADMIN_PASSWORD)
+    rt = bootstrap.open_runtime(settings)
+    try:
+        assert account(rt, made.admin_id)["email"] == ADMIN_EMAIL
+        login_admin(rt, made, current_step())
+    finally:
+        rt.close()
+
+
+class HeldAuditor(Auditor):
+    """Holds a creation's transaction open at its event, after the account row is written
+    and before the commit: the moment a second creation can slip past the check."""
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt.keyring, Actor(Channel.API, source_ip="198.51.100.8"))
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def record(self, db: Any, action: str, outcome: Outcome, **fields: Any) -> int:
+        if action == Action.ACCOUNTS_CREATE:
+            self.holding.set()
+            assert self.release.wait(30)
+        return super().record(db, action, outcome, **fields)
+
+
+def _wait_until_blocked_on_a_lock(rt: Runtime) -> None:
+    """PostgreSQL: until a session of this database waits for a lock (the second INSERT,
+    on the first one's uncommitted key). SQLite: writers queue before they read, so the
+    second creation waits for the first to commit whatever the timing."""
+    if rt.store.dialect == "sqlite":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + 20
+    with rt.store.engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.execute(text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'")).scalar()
+            connection.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    pytest.fail("the second creation never waited for the first one's row")
+
+
+def test_a_racing_creation_of_the_same_mailbox_is_a_conflict_and_writes_nothing(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """Two administrators create Pat at once, one with a Cyrillic p and a. The second passes
+    the check before the first commits; the unique mailbox key stops its INSERT, and that
+    becomes the same conflict, with its transaction rolled back (no row, grant or event)."""
+    admin = admin_principal(initialized)
+    held = HeldAuditor(runtime)
+    outcomes: dict[str, object] = {}
+
+    def create(label: str, who: Auditor, email: str) -> None:
+        try:
+            outcomes[label] = accounts.create_person(runtime, who, admin, email=email,
+                                                     name="Pat Picker", grants=BOB_GRANTS)
+        except Exception as exc:
+            outcomes[label] = exc
+
+    first = threading.Thread(target=create, args=("first", held, "pat.picker@example.test"))
+    second = threading.Thread(target=create, args=(
+        "second", auditor(runtime), f"{CYRILLIC_ER}{CYRILLIC_A}t.picker@example.test"))
+    first.start()
+    try:
+        assert held.holding.wait(30)
+        second.start()
+        _wait_until_blocked_on_a_lock(runtime)
+    finally:
+        held.release.set()
+        first.join(30)
+        second.join(30)
+    assert isinstance(outcomes["first"], accounts.NewPerson)
+    assert isinstance(outcomes["second"], AccountConflictError), outcomes["second"]
+    people = table(runtime, Account, Account.kind == "person")
+    assert sorted(row["id"] for row in people) == sorted([initialized.admin_id,
+                                                          outcomes["first"].id])
+    assert len(table(runtime, GrantRow)) == 1 + len(BOB_GRANTS)
+    assert [e["target_id"] for e in events(runtime, "accounts:create")] == [
+        initialized.admin_id, outcomes["first"].id]
+    with runtime.store.transaction() as session:  # the rolled-back creation left no gap
+        assert audit.verify(session, runtime.keyring).ok
 
 
 # -- people created by an administrator ------------------------------------------------------

@@ -1,12 +1,29 @@
-"""The accounts API: only administrators create and list accounts; secrets are shown once."""
+"""The accounts API: only administrators create and list accounts; secrets are shown once.
+
+One account per mailbox: lookalike emails are a 409 even when sent at the same moment, and a
+refusal (422 or 409) never repeats the email or name it refused.
+"""
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import func, select
 
+from sellervault.accounts.models import Account
 from tests.support import NEW_PASSWORD, Server
+
+CYRILLIC_A = "\N{CYRILLIC SMALL LETTER A}"
+CYRILLIC_ER = "\N{CYRILLIC SMALL LETTER ER}"  # looks like p
+CYRILLIC_O = "\N{CYRILLIC SMALL LETTER O}"
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +114,88 @@ def test_session_read_names_the_account_and_needs_a_token(server: Server, admin:
     assert {"role": "admin", "tenant": "*"} in me.json()["grants"]
     with server.client("svk_not-a-real-key") as client:
         assert client.get("/session").status_code == 401
+
+
+def _echoes(response: httpx.Response, *submitted: str) -> list[str]:
+    """Which of the submitted values (as sent, or case-folded) the response carries, in its
+    raw text or its decoded JSON."""
+    decoded = json.dumps(response.json(), ensure_ascii=False)
+    return [value for value in submitted
+            for form in {value, value.strip().casefold()}
+            if form in response.text or form in decoded]
+
+
+@pytest.fixture(scope="module")
+def gil(server: Server, admin: str) -> str:
+    """A person whose lookalikes the tests below submit."""
+    email = "gil.ghost@example.test"
+    response = _create(server, admin, {"kind": "person", "email": email, "name": "Gil Ghost"})
+    assert response.status_code == 201, response.text
+    return email
+
+
+@pytest.mark.parametrize("email", [
+    f"gil.gh{CYRILLIC_O}st@example.test",
+    "gil.ghost+vault@example.test",
+    fullwidth("GIL.GHOST") + "@example.test",
+    f"gil.ghost@ex{CYRILLIC_A}mple.test",
+])
+def test_a_lookalike_of_an_existing_email_is_a_conflict_that_does_not_echo_it(
+        server: Server, admin: str, gil: str, email: str) -> None:
+    name = "Gilbert Ghostly"
+    response = _create(server, admin, {"kind": "person", "email": email, "name": name})
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "account_exists"
+    assert _echoes(response, email, name, gil, "gil.ghost") == []
+
+
+@pytest.mark.parametrize("body", [
+    {"kind": "person", "email": f"{CYRILLIC_A}dmin@example.test", "name": "Ada Lovelace"},
+    {"kind": "person", "email": "admin+ada@example.test", "name": "Ada Lovelace"},
+    {"kind": "person", "email": fullwidth("support") + "@example.test", "name": "Ada Lovelace"},
+    {"kind": "person", "email": "ada.lovelace@example.test",
+     "name": f"{CYRILLIC_A.upper()}dmin"},
+    {"kind": "service", "name": f"{CYRILLIC_A.upper()}dmin"},
+    {"kind": "service", "name": fullwidth("root")},
+])
+def test_a_generic_lookalike_is_refused_without_echoing_it(server: Server, admin: str,
+                                                          body: dict[str, Any]) -> None:
+    response = _create(server, admin, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_account"
+    submitted = [body["name"]] + ([body["email"], body["email"].split("@")[0]]
+                                  if "email" in body else [])
+    assert _echoes(response, *submitted) == []
+
+
+def test_lookalikes_created_at_the_same_moment_make_one_account(server: Server,
+                                                                admin: str) -> None:
+    """Four administrators' requests for Quinn, each a different spelling of one mailbox,
+    released together: exactly one is created, the others are 409 (not 500), and one row
+    exists. On PostgreSQL the requests run in parallel and the unique index decides; on
+    SQLite the writers take turns and the check before the insert does."""
+    emails = ["quinn.racer@example.test",
+              f"quinn.r{CYRILLIC_A}cer@example.test",
+              "quinn.racer+1@example.test",
+              fullwidth("QUINN.RACER") + "@example.test"]
+    start = threading.Barrier(len(emails))
+    statuses: list[int] = []
+
+    def create(email: str) -> None:
+        body = {"kind": "person", "email": email, "name": "Quinn Racer",
+                "grants": [{"role": "analyst", "tenant": "acme"}]}
+        with server.client(admin) as client:
+            client.get("/session")  # connected and authenticated before the start
+            start.wait(timeout=30)
+            statuses.append(client.post("/accounts", json=body).status_code)
+
+    threads = [threading.Thread(target=create, args=(email,)) for email in emails]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [201, 409, 409, 409]
+    with server.runtime.store.engine.connect() as connection:
+        made = connection.execute(select(func.count()).select_from(Account)
+                                  .where(Account.name == "Quinn Racer")).scalar()
+    assert made == 1

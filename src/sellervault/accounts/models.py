@@ -17,6 +17,10 @@ class Account(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    # A person's mailbox up to lookalikes and +tags (accounts.identity); NULL for a service.
+    # The unique index, not the check before the insert, is what keeps one account per
+    # mailbox when two creations race.
+    mailbox_key: Mapped[str | None] = mapped_column(String(320), unique=True, index=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="active")
     password_hash: Mapped[str | None] = mapped_column(String(256))

@@ -15,11 +15,12 @@ from typing import Any, cast
 import anyio.to_thread
 import pyotp
 from sqlalchemy import CursorResult, bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import Grant, Principal, Role, conflicting_roles
-from sellervault.accounts import approvals
+from sellervault.accounts import approvals, identity
 from sellervault.accounts.errors import (
     AccountConflictError,
     AccountRequestError,
@@ -28,6 +29,7 @@ from sellervault.accounts.errors import (
     PasswordChangeRequiredError,
     UnauthenticatedError,
 )
+from sellervault.accounts.identity import normalize_email
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
 from sellervault.accounts.passwords import check_password_rules, hash_password, verify_password
 from sellervault.audit.events import Outcome
@@ -50,11 +52,12 @@ CREDENTIAL_PEPPER = "credential-pepper"
 ACCOUNT_SECRETS = "account-secrets"
 TOTP_STEP_SECONDS = 30
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
-# A person is one named human (policy A1): shared and default identities are refused.
-GENERIC_NAMES = frozenset({
-    "admin", "administrator", "root", "superuser", "test", "tester", "user", "guest", "shared",
-    "support", "team", "ops", "operator", "default", "demo", "service", "system", "sysadmin",
-})
+# Fixed: a lookalike or +tag of an existing email is refused with the same words.
+ACCOUNT_EXISTS = "this mailbox has an account already (the same email, a lookalike or a +tag)"
+# The unique constraints that say "this mailbox has an account" when a concurrent creation
+# committed first (PostgreSQL names the constraint; SQLite names the column).
+_MAILBOX_UNIQUES = {"ix_accounts_mailbox_key": "accounts.mailbox_key",
+                    "uq_accounts_email": "accounts.email"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,46 +95,72 @@ def _pepper(rt: Runtime, session: Session) -> bytes:
     return rt.keyring.system_key(session, CREDENTIAL_PEPPER)
 
 
-def _check_identity(email: str | None, name: str) -> None:
-    clean = name.strip()
-    if not clean or clean.lower() in GENERIC_NAMES:
+def _check_name(name: str) -> None:
+    """Generic names are compared up to lookalikes (``identity.is_generic``): "Admin" with a
+    Cyrillic capital A is still the shared "admin" the policy refuses."""
+    if identity.is_blank(name) or identity.is_generic(name):
         raise AccountRequestError("an account needs the name of the one person or service it is")
-    if email is not None:
-        local, at, domain = email.lower().partition("@")
-        if not (local and at and domain) or local in GENERIC_NAMES:
-            raise AccountRequestError("a person's account needs their own email address")
 
 
-def check_new_person(*, email: str, name: str, password: str, min_length: int) -> None:
-    """Everything that can refuse a new person, checked before anything is written."""
-    _check_identity(email.strip().lower(), name)
-    check_password_rules(password, min_length=min_length, email=email.strip().lower(),
-                         name=name)
+def _check_identity(email: str, name: str) -> identity.Mailbox:
+    """A person's name and email, refused if generic or malformed; the email's mailbox."""
+    _check_name(name)
+    mailbox = identity.mailbox(email)
+    if mailbox is None or mailbox.is_generic:
+        raise AccountRequestError("a person's account needs their own email address")
+    return mailbox
+
+
+def check_new_person(*, email: str, name: str, password: str,
+                     min_length: int) -> identity.Mailbox:
+    """Everything that can refuse a new person, checked before anything is written; the
+    email's mailbox."""
+    mailbox = _check_identity(email, name)
+    check_password_rules(password, min_length=min_length, email=mailbox.email, name=name)
+    return mailbox
+
+
+def _is_mailbox_conflict(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is a unique constraint on the account's mailbox or email (a concurrent
+    creation of the same mailbox committed first), not some other integrity failure."""
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if constraint is not None:  # PostgreSQL
+        return constraint in _MAILBOX_UNIQUES
+    return any(column in str(exc.orig) for column in _MAILBOX_UNIQUES.values())
 
 
 def _add_person(rt: Runtime, session: Session, *, email: str, name: str, password: str,
                 must_change: bool, created_by: str | None) -> tuple[str, str]:
+    """Add a person to ``session``, flushed: a mailbox that has an account already (checked
+    first, and by the unique index for a concurrent creation) is a conflict."""
     if must_change:
         # A generated one-time password: the rules are for what people choose; a random
         # string may contain a short name by chance, which must not fail the creation.
-        _check_identity(email.strip().lower(), name)
+        mailbox = _check_identity(email, name)
     else:
-        check_new_person(email=email, name=name, password=password,
-                         min_length=rt.settings.password_min_length)
-    email = email.strip().lower()
-    if session.scalar(select(Account.id).where(Account.email == email)) is not None:
-        raise AccountConflictError("an account with this email already exists")
+        mailbox = check_new_person(email=email, name=name, password=password,
+                                   min_length=rt.settings.password_min_length)
+    if session.scalar(select(Account.id).where(Account.mailbox_key == mailbox.key)) is not None:
+        raise AccountConflictError(ACCOUNT_EXISTS)
     account_id = _new_id("acc_")
     totp_secret = pyotp.random_base32()
     now = utcnow()
     session.add(Account(
-        id=account_id, kind="person", email=email, name=name.strip(), status="active",
+        id=account_id, kind="person", email=mailbox.email, mailbox_key=mailbox.key,
+        name=name.strip(), status="active",
         password_hash=hash_password(password), must_change_password=must_change,
         password_changed_at=now,
         totp_secret_ct=_totp_cipher(rt, session).seal(totp_secret.encode(),
                                                       bind("totp", account_id)),
         totp_last_step=0, failed_logins=0, created_by=created_by, created_at=now,
     ))
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if not _is_mailbox_conflict(exc):
+            raise
+        # The caller's transaction rolls back as the error leaves it: nothing is kept.
+        raise AccountConflictError(ACCOUNT_EXISTS) from None
     return account_id, totp_secret
 
 
@@ -181,7 +210,7 @@ def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: s
 
 def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: str,
                    grants: list[Grant]) -> NewService:
-    _check_identity(None, name)
+    _check_name(name)
     _check_grants(grants)
     approvals.check_service_grants(grants)
     status = approvals.service_status(grants)
@@ -227,7 +256,7 @@ def _totp_step(rt: Runtime, session: Session, account: Account, code: str) -> in
 def _check_person_credentials(rt: Runtime, session: Session, email: str, password: str,
                               totp_code: str) -> tuple[Account | None, int | None]:
     account = session.scalar(
-        select(Account).where(Account.email == email.strip().lower(), Account.kind == "person")
+        select(Account).where(Account.email == normalize_email(email), Account.kind == "person")
     )
     password_ok = verify_password(account.password_hash if account else None, password)
     if account is None or not password_ok or account.status != "active":

@@ -20,8 +20,13 @@ def _config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    command.upgrade(_config(engine), "head")
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    command.upgrade(_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Back to ``revision`` (an operator rolling back a release; tests of a migration)."""
+    command.downgrade(_config(engine), revision)
 
 
 def is_current(engine: Engine) -> bool:

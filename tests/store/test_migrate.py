@@ -1,0 +1,130 @@
+"""Migrations that move data, on both databases, from the revision before them.
+
+0004 (account mailbox keys): every existing person gets the mailbox key the service would
+give them now, and their email its new normal form (so they still log in); services get
+none. Two existing people who are one mailbox stop the upgrade with a message naming the
+accounts, never the emails, and leave the database exactly as it was (still 0003). The
+downgrade drops the column; upgrading again works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, MetaData, Table, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from sellervault.accounts.identity import mailbox
+from sellervault.accounts.models import Account
+from sellervault.store import migrate
+from sellervault.store.engine import make_engine
+from sellervault.store.types import utcnow
+
+CYRILLIC_A = "\N{CYRILLIC SMALL LETTER A}"
+CYRILLIC_ER = "\N{CYRILLIC SMALL LETTER ER}"
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
+@pytest.fixture
+def at_0003(database_url: str, tmp_path: Path) -> Iterator[Engine]:
+    """A database migrated to 0003, the schema before mailbox keys."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    engine = make_engine(database_url)
+    migrate.upgrade(engine, "0003")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def add_account(engine: Engine, account_id: str, email: str | None,
+                kind: str = "person") -> None:
+    """A row as the code before 0004 wrote it (its email trimmed and lower-cased)."""
+    with engine.begin() as connection:
+        connection.execute(insert(Account.__table__).values(
+            id=account_id, kind=kind, email=email.strip().lower() if email else None,
+            name=f"Person {account_id}", status="active", must_change_password=False,
+            totp_last_step=0, failed_logins=0, created_at=utcnow()))
+
+
+def rows(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Every account row, with the columns the database has (not the model's)."""
+    accounts = Table("accounts", MetaData(), autoload_with=engine)
+    with engine.connect() as connection:
+        return {row.id: dict(row._mapping) for row in connection.execute(select(accounts))}
+
+
+def revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("accounts")}
+
+
+def key_of(email: str) -> str:
+    found = mailbox(email)
+    assert found is not None
+    return found.key
+
+
+def test_0004_gives_every_person_a_mailbox_key_and_a_normalised_email(
+        at_0003: Engine) -> None:
+    add_account(at_0003, "acc_alice", "Alice.Admin@Example.test")
+    add_account(at_0003, "acc_pat", "pat.picker+orders@example.test")
+    add_account(at_0003, "acc_sam", fullwidth("Sam.Okafor@Example.test"))
+    add_account(at_0003, "acc_legacy", "+legacy@example.test")  # accepted before, no mailbox
+    add_account(at_0003, "svc_sync", None, kind="service")
+    migrate.upgrade(at_0003)
+    assert migrate.is_current(at_0003)
+    after = rows(at_0003)
+    assert after["acc_alice"]["email"] == "alice.admin@example.test"
+    assert after["acc_alice"]["mailbox_key"] == key_of("alice.admin@example.test")
+    assert after["acc_pat"]["email"] == "pat.picker+orders@example.test"
+    assert after["acc_pat"]["mailbox_key"] == key_of("pat.picker@example.test")
+    assert after["acc_sam"]["email"] == "sam.okafor@example.test"  # as login now looks it up
+    assert after["acc_sam"]["mailbox_key"] == key_of("sam.okafor@example.test")
+    assert after["acc_legacy"]["mailbox_key"] == "+legacy@example.test"
+    assert after["svc_sync"]["mailbox_key"] is None
+
+    with pytest.raises(IntegrityError), at_0003.begin() as connection:  # the index guards
+        connection.execute(insert(Account.__table__).values(
+            id="acc_pat2", kind="person", email=f"{CYRILLIC_ER}{CYRILLIC_A}t.picker@x.test",
+            mailbox_key=after["acc_pat"]["mailbox_key"], name="Pat Again", status="active",
+            must_change_password=False, totp_last_step=0, failed_logins=0,
+            created_at=utcnow()))
+
+
+def test_0004_stops_on_two_people_with_one_mailbox_and_changes_nothing(
+        at_0003: Engine) -> None:
+    add_account(at_0003, "acc_pat", "pat.picker@example.test")
+    add_account(at_0003, "acc_zoe", "zoe.angstrom@example.test")
+    lookalike = f"{CYRILLIC_ER}{CYRILLIC_A}t.picker@example.test"
+    add_account(at_0003, "acc_pat_lookalike", lookalike)
+    before = rows(at_0003)
+    with pytest.raises(RuntimeError, match="same mailbox") as stopped:
+        migrate.upgrade(at_0003)
+    message = str(stopped.value)
+    assert "acc_pat" in message and "acc_pat_lookalike" in message
+    assert "picker" not in message and lookalike not in message
+    assert revision(at_0003) == "0003"
+    assert "mailbox_key" not in columns(at_0003)
+    assert rows(at_0003) == before
+
+
+def test_0004_downgrades_and_upgrades_again(at_0003: Engine) -> None:
+    add_account(at_0003, "acc_pat", "pat.picker@example.test")
+    migrate.upgrade(at_0003)
+    migrate.downgrade(at_0003, "0003")
+    assert revision(at_0003) == "0003"
+    assert "mailbox_key" not in columns(at_0003)
+    assert rows(at_0003)["acc_pat"]["email"] == "pat.picker@example.test"
+    migrate.upgrade(at_0003)
+    assert rows(at_0003)["acc_pat"]["mailbox_key"] == key_of("pat.picker@example.test")
