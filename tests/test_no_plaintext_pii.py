@@ -79,7 +79,7 @@ def _exercise(server: Server, order: dict[str, Any]) -> None:
     with server.client(reader, **{"X-Access-Purpose": "fulfillment"}) as client:
         revealed = client.get(f"/tenants/acme/orders/{order['AmazonOrderId']}")
         assert DISTINCT["BuyerEmail"] in revealed.text  # the probe really went in
-    with server.client(reader) as client:
+    with server.client(reader, **{"X-Access-Purpose": "fulfillment"}) as client:
         found = client.get("/tenants/acme/orders", params={"buyer_email": DISTINCT["BuyerEmail"],
                                                            "postal_code": DISTINCT["PostalCode"]})
         assert [o["AmazonOrderId"] for o in found.json()["orders"]] == [order["AmazonOrderId"]]

@@ -154,7 +154,8 @@ def test_admin_creates_a_service_whose_key_works(server: Server, users: Users) -
                              "acme backfill", "--grant", f"ingest:{TENANT}", "--json")
     assert result.code == 0, result
     created = result.json()
-    assert set(created) == {"id", "api_key"}
+    assert set(created) == {"id", "api_key", "status"}
+    assert created["status"] == "active"  # no pii-reader: no approval needed
     order = synthetic_order(1, prefix="906")
     with server.client(created["api_key"]) as client:
         response = client.post(f"/tenants/{TENANT}/orders", json={"orders": [order]})
