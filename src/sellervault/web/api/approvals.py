@@ -53,9 +53,7 @@ def approve(
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_APPROVE))],
 ) -> Decision:
     """The account's key works from now on; its creator cannot do this."""
-    officer = state.authenticate()
-    return Decision(account_id=account_id, status=approvals.decide(
-        state.runtime, state.auditor, officer, account_id, approve=True))
+    return _decide(state, account_id, approve=True)
 
 
 @router.post("/approvals/{account_id}/reject")
@@ -64,6 +62,10 @@ def reject(
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_REJECT))],
 ) -> Decision:
     """The account's key never works."""
+    return _decide(state, account_id, approve=False)
+
+
+def _decide(state: RequestState, account_id: str, *, approve: bool) -> Decision:
     officer = state.authenticate()
     return Decision(account_id=account_id, status=approvals.decide(
-        state.runtime, state.auditor, officer, account_id, approve=False))
+        state.runtime, state.auditor, officer, account_id, approve=approve))
