@@ -14,7 +14,7 @@ from pathlib import Path
 from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
 from sellervault.audit import service as audit
-from sellervault.audit.errors import ChainHeadMissingError
+from sellervault.audit.errors import LogError
 from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.service import Auditor, VerifyResult
 from sellervault.config import Settings
@@ -111,8 +111,8 @@ def record_serve(runtime: Runtime) -> None:
 def verify_log(settings: Settings,
                on_batch: Callable[[int], None] | None = None) -> VerifyResult:
     """Verify the chain (from one snapshot: a running server goes on meanwhile), then record
-    that a verification ran and how it ended. A log whose head is gone cannot take that
-    event; the result says why."""
+    that a verification ran and how it ended. A log whose head or key is gone cannot take
+    that event; the result says why."""
     runtime = open_runtime(settings)
     try:
         result = audit.verify(runtime.store, runtime.keyring, on_batch)
@@ -122,11 +122,9 @@ def verify_log(settings: Settings,
                 auditor.record(session, Action.AUDIT_VERIFY,
                                Outcome.SUCCESS if result.ok else Outcome.FAILED,
                                target_type="security_event", count=result.events)
-        except ChainHeadMissingError:
-            if result.ok:  # (the head vanished after the walk: report that, not success)
-                return VerifyResult(False, result.events, result.events + 1,
-                                    "the log's head is missing: an initialised vault always "
-                                    "has one")
+        except LogError as exc:
+            if result.ok:  # (the head or key vanished after the walk: report that instead)
+                return VerifyResult(False, result.events, result.events + 1, str(exc))
         return result
     finally:
         runtime.close()

@@ -139,6 +139,9 @@ def test_a_tag_stays_in_the_stored_email_but_not_in_the_key() -> None:
     fullwidth("pat.picker+x@example.test"),
     f"pat.picker@ex{CYRILLIC_A}mple.test",  # a lookalike domain
     " pat.picker@example.test ",
+    "pat.picker@example.test.",  # the DNS root: the same domain
+    "pat.picker@example\N{IDEOGRAPHIC FULL STOP}test",  # IDNA reads it as a dot
+    "pat.picker@example\N{HALFWIDTH IDEOGRAPHIC FULL STOP}test",
 ])
 def test_one_mailbox_however_written(same: str) -> None:
     found, real = mailbox(same), mailbox("pat.picker@example.test")

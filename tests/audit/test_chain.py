@@ -30,7 +30,11 @@ from sqlalchemy import text
 from sellervault import bootstrap
 from sellervault.audit import service as audit
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac
-from sellervault.audit.errors import ChainAlreadyStartedError, ChainHeadMissingError
+from sellervault.audit.errors import (
+    ChainAlreadyStartedError,
+    ChainHeadMissingError,
+    LogKeyMissingError,
+)
 from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
 from sellervault.audit.service import Auditor, VerifyResult
 from sellervault.config import Settings
@@ -399,18 +403,40 @@ def test_only_one_chain_can_be_started(runtime: Runtime) -> None:
     assert rows(runtime) == before
 
 
-def test_the_chain_begins_with_the_events_init_writes(runtime: Runtime) -> None:
-    assert [(e["channel"], e["action"], e["outcome"]) for e in rows(runtime)[:2]] == list(
-        audit.INIT_EVENTS) == [("cli", "accounts:create", "success"),
-                               ("cli", "system:init", "success")]
+def test_the_chain_begins_with_the_event_init_writes(runtime: Runtime) -> None:
+    first = rows(runtime)[0]
+    assert (first["channel"], first["action"], first["outcome"], first["actor_id"]) == (
+        audit.INIT_EVENT) == ("cli", "accounts:create", "success", None)
+
+
+def test_only_the_first_event_is_required_to_be_inits(runtime: Runtime) -> None:
+    """An init that died between its two transactions leaves accounts:create and then
+    whatever came next: a log that verifies (requiring system:init second would make it
+    unverifiable for ever, with no init to run again)."""
+    attack(runtime, "DELETE FROM security_events")
+    attack(runtime, "DELETE FROM security_event_head")
+    with runtime.store.transaction() as session:
+        audit.record(session, runtime.keyring,
+                     SecurityEvent("accounts:create", Outcome.SUCCESS, Actor(Channel.CLI)),
+                     starts_chain=True)
+        audit.record(session, runtime.keyring,
+                     SecurityEvent("system:serve", Outcome.SUCCESS, Actor(Channel.SYSTEM)))
+    assert verify(runtime) == VerifyResult(True, 2)
 
 
 def test_a_missing_log_key_is_a_broken_log_not_a_new_key(runtime: Runtime,
                                                           chain: list[int]) -> None:
+    """Verify reports it, and no writer makes a new key (whose MACs the earlier events would
+    never verify with): every write refuses, as for a missing head."""
     attack(runtime, "DELETE FROM system_keys WHERE name = :name", name=audit.LOG_KEY)
     fresh = type(runtime.keyring)(runtime.keyring.provider)  # nothing cached
     result = audit.verify(runtime.store, fresh)
     assert not result.ok and "key is missing" in (result.problem or "")
+    auditor = Auditor(fresh, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
+    with pytest.raises(LogKeyMissingError), runtime.store.transaction() as session:
+        auditor.record(session, "orders:read", Outcome.SUCCESS)
+    with pytest.raises(LogKeyMissingError):
+        auditor.append(runtime.store, "orders:read", Outcome.SUCCESS)
     with runtime.store.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM system_keys WHERE name = :name"),
                                   {"name": audit.LOG_KEY}).scalar() == 0

@@ -486,3 +486,31 @@ def test_tenant_lock_ids_are_stable_and_distinct() -> None:
     assert tenant_lock_id(ACME) == tenant_lock_id(ACME)
     assert tenant_lock_id(ACME) != tenant_lock_id(GLOBEX)
     assert -(2**63) <= tenant_lock_id(ACME) < 2**63
+
+
+def test_an_ingest_waits_for_a_rotation_only_so_long(runtime: Runtime,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a rotation holds a tenant's keys, an ingest of that tenant gives up after
+    TENANT_LOCK_WAIT_MS (503, try again) instead of holding a worker thread for the whole
+    rotation; nothing of it is written. Other tenants are not held up."""
+    import time
+
+    from sellervault.crypto import keyring as keyring_module
+    from sellervault.crypto.errors import TenantKeysBusyError
+    from sellervault.crypto.keyring import tenant_lock_id
+
+    if runtime.store.dialect != "postgresql":
+        pytest.skip("SQLite's writers take turns: there is no lock to wait on")
+    monkeypatch.setattr(keyring_module, "TENANT_LOCK_WAIT_MS", 200)
+    ingest(runtime, ACME, 1)
+    before = len(data_keys(runtime, ACME))
+    with runtime.store.engine.connect() as rotation:
+        rotation.execute(select(text(f"pg_advisory_xact_lock({tenant_lock_id(ACME)})")))
+        started = time.monotonic()
+        with pytest.raises(TenantKeysBusyError):
+            ingest(runtime, ACME, 1, start=10)
+        assert time.monotonic() - started < 5
+        ingest(runtime, GLOBEX, 1, start=20)  # another tenant goes on
+        rotation.rollback()
+    assert len(data_keys(runtime, ACME)) == before
+    ingest(runtime, ACME, 1, start=10)  # and once the rotation is done, so does this one

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sellervault.accounts.identity import mailbox
 from sellervault.accounts.models import Account
+from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import make_engine
 from sellervault.store.types import utcnow
@@ -128,3 +129,24 @@ def test_0004_downgrades_and_upgrades_again(at_0003: Engine) -> None:
     assert rows(at_0003)["acc_pat"]["email"] == "pat.picker@example.test"
     migrate.upgrade(at_0003)
     assert rows(at_0003)["acc_pat"]["mailbox_key"] == key_of("pat.picker@example.test")
+
+
+# -- 0005: search criteria in the security log -----------------------------------------------
+
+def test_0005_downgrade_is_refused_once_events_record_criteria(runtime: Runtime) -> None:
+    """Events with criteria carry it in their MACs: dropping the column would break the log's
+    verification, so the downgrade refuses and changes nothing; without such events it
+    goes through and upgrading again works."""
+    from sellervault.audit import service as audit
+    from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
+
+    engine = runtime.store.engine
+    migrate.downgrade(engine, "0004")  # no criteria yet: allowed
+    migrate.upgrade(engine, "head")
+    with runtime.store.transaction() as session:
+        audit.record(session, runtime.keyring, SecurityEvent(
+            "orders:search", Outcome.SUCCESS, Actor(Channel.API), criteria="postal-code"))
+    with pytest.raises(Exception, match="record search criteria"):
+        migrate.downgrade(engine, "0004")
+    assert "criteria" in {c["name"] for c in inspect(engine).get_columns("security_events")}
+    assert audit.verify(runtime.store, runtime.keyring).ok

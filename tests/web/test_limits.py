@@ -6,13 +6,17 @@ server takes in before it refuses.
   server by 345 MB before its 401). The refusal closes the connection.
 - A body over the route's limit is a 413 (64 KiB everywhere, 16 MiB for ingest), from the
   Content-Length before anything is read, or as soon as a chunked body passes the limit.
-- A request head (request line and headers) over 16 KiB is a 431 and the connection closes.
+- What is not body (request line, headers, chunk framing, trailers) over 16 KiB is a 431 and
+  the connection closes, pipelined requests included.
+- A request head not complete within 10 s of the connection's start (or of its first byte)
+  closes the connection; one client address holds at most 32 connections.
 - Connections and requests in progress past ``SELLERVAULT_MAX_CONNECTIONS`` get a 503.
 - No WebSocket upgrade is ever served, whatever is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -25,6 +29,7 @@ from sqlalchemy import select
 from sellervault import bootstrap
 from sellervault.audit.models import EventRow
 from sellervault.runtime import Runtime
+from sellervault.web import limits
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_INGEST_BODY_BYTES
 from sellervault.web.server import build_server
 from tests.support import Server, start_server
@@ -153,6 +158,81 @@ def test_a_request_head_over_16_kib_gets_431_and_the_server_goes_on(server: Serv
     assert "strict-transport-security" in headers
     with server.client() as client:
         assert client.get("/health").status_code == 200
+
+
+def test_chunked_trailers_count_against_the_limit(server: Server) -> None:
+    """The review's bypass: after a chunked body's last chunk, a trailer of any size was
+    buffered by the parser (and added to the request's headers) with no limit and no token
+    needed. Now it counts like a header: 431."""
+    with _tls(server) as tls:
+        tls.sendall(b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                    b"application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+                    b"2\r\n{}\r\n0\r\nx-trailer: ")
+        try:
+            for _ in range(64):  # 1 MiB offered
+                tls.sendall(b"a" * 16384)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+        status, _, body = _response(tls)
+    assert status == 431 and b'"headers_too_large"' in body
+
+
+def test_a_pipelined_request_head_is_counted_too(server: Server) -> None:
+    """A head that arrives in the same read as the end of the previous request's body."""
+    body = b'{"email":"x@example.test","password":"x","totp":"000000"}'
+    first = (b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+             b"content-length: %d\r\n\r\n" % len(body) + body)
+    second = b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 200_000
+    with _tls(server) as tls:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            tls.sendall(first + second)
+        answers = []
+        for _ in range(2):
+            try:
+                answers.append(_response(tls)[0])
+            except (ConnectionResetError, ssl.SSLError, IndexError, ValueError):
+                break
+    assert 431 in answers
+    assert 200 not in answers  # the oversized health check was never served
+
+
+def test_a_head_that_never_completes_is_closed(server: Server,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections that say nothing, or trickle a head, are closed: before, they held a place
+    under the server-wide cap for ever (uvicorn times nothing before a first response)."""
+    monkeypatch.setattr(limits, "HEAD_TIMEOUT_SECONDS", 0.5)
+    with _tls(server) as silent, _tls(server) as trickling:
+        trickling.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n")
+        time.sleep(1.2)
+        for connection in (silent, trickling):
+            assert connection.recv(100) == b""  # closed by the server
+
+
+def test_one_address_cannot_hold_every_connection(server: Server,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "MAX_CONNECTIONS_PER_ADDRESS", 3)
+    held = [_tls(server) for _ in range(3)]
+    try:
+        with _tls(server) as fourth:
+            assert fourth.recv(100) == b""  # closed at once
+    finally:
+        for connection in held:
+            connection.close()
+    time.sleep(0.2)
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("length", ["0" * 4400 + "2", "9" * 40])
+def test_an_absurd_content_length_is_413_not_500(server: Server, length: str) -> None:
+    """llhttp accepts any number of leading zeros; Python's int() refuses over 4,300 digits.
+    Before: a 500 for anyone, token or not."""
+    status, _, body = _send_head(
+        server, f"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+                f"\r\ncontent-length: {length}\r\n\r\n{{}}")
+    # 2 bytes with leading zeros: read and refused on its merits (422); forty nines: 413 (or
+    # the parser's own 400)
+    assert status in ((422,) if length.startswith("0") else (400, 413)), body
 
 
 def test_a_request_head_just_under_the_limit_is_served(server: Server) -> None:

@@ -43,9 +43,12 @@ def take(session: Session, budget: Budget, principal_id: str, now: datetime) -> 
         principal_id=principal_id, budget=budget.name, window_start=window, used=1)
     statement = proposed.on_conflict_do_update(
         index_elements=[_BUDGETS.c.principal_id, _BUDGETS.c.budget],
-        set_={"used": case((_BUDGETS.c.window_start == window, _BUDGETS.c.used + 1), else_=1),
-              "window_start": window},
-        where=or_(_BUDGETS.c.window_start != window, _BUDGETS.c.used < budget.limit),
+        # A window only moves forward: a process whose clock is behind counts against the
+        # newer window another process opened, instead of starting it again at 1.
+        set_={"used": case((_BUDGETS.c.window_start < window, 1), else_=_BUDGETS.c.used + 1),
+              "window_start": case((_BUDGETS.c.window_start < window, window),
+                                   else_=_BUDGETS.c.window_start)},
+        where=or_(_BUDGETS.c.window_start < window, _BUDGETS.c.used < budget.limit),
     ).returning(_BUDGETS.c.used)
     used = session.execute(statement).scalar()
     if used is None:

@@ -108,6 +108,18 @@ class Mailbox:
         return self.local_key in _GENERIC_KEYS
 
 
+# Full stops that IDNA (UTS #46) reads as the label separator "." (after NFKC, U+FF0E is
+# "." already and U+FF61 is U+3002).
+_IDNA_DOTS = str.maketrans({"\N{IDEOGRAPHIC FULL STOP}": ".",
+                            "\N{HALFWIDTH IDEOGRAPHIC FULL STOP}": "."})
+
+
+def _domain_as_resolved(domain: str) -> str:
+    """The domain as mail to it is delivered: IDNA's other full stops are dots, and a
+    trailing dot (the DNS root) names the same domain."""
+    return domain.translate(_IDNA_DOTS).rstrip(".")
+
+
 def mailbox(email: str) -> Mailbox | None:
     """The mailbox of ``email``; None unless it is one local part, one ``@`` and a domain.
 
@@ -121,7 +133,7 @@ def mailbox(email: str) -> Mailbox | None:
     if not at or "@" in domain or len(email) > MAX_LENGTH:
         return None
     local_key = comparison_key(local).partition(_TAG)[0]
-    domain_key = comparison_key(domain)
+    domain_key = comparison_key(_domain_as_resolved(domain))
     if not local_key.strip() or not domain_key.strip():
         return None
     key = f"{local_key}@{domain_key}"

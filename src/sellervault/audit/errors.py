@@ -20,3 +20,11 @@ class ChainAlreadyStartedError(LogError):
 
     def __init__(self) -> None:
         super().__init__("the security log already has a head")
+
+
+class LogKeyMissingError(LogError):
+    """The security-log key is gone from an initialised vault. A new one would MAC every later
+    event under a key the earlier events do not verify with: nothing is written."""
+
+    def __init__(self) -> None:
+        super().__init__("the security log's key is missing; the log must be investigated")

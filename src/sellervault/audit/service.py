@@ -40,7 +40,11 @@ from sqlalchemy import column as sql_column
 from sqlalchemy.orm import Session
 
 from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_mac, macs_equal
-from sellervault.audit.errors import ChainAlreadyStartedError, ChainHeadMissingError
+from sellervault.audit.errors import (
+    ChainAlreadyStartedError,
+    ChainHeadMissingError,
+    LogKeyMissingError,
+)
 from sellervault.audit.events import Actor, Outcome, SecurityEvent
 from sellervault.audit.models import ChainHead, EventRow
 from sellervault.crypto.keyring import Keyring
@@ -109,7 +113,7 @@ def record(db: Db, keyring: Keyring, event: SecurityEvent, *,
     writer a missing head is a log that was wiped, and nothing is written
     (``ChainHeadMissingError``)."""
     connection = driver_of(db)  # a session's pending changes go first
-    log_key = keyring.system_key(connection, LOG_KEY)
+    log_key = _log_key(connection, keyring, starts_chain)
     guess = None if starts_chain else _last_heads.get(connection.engine)
     if guess is not None:
         row = _chained(event, log_key, guess)
@@ -128,6 +132,16 @@ def record(db: Db, keyring: Keyring, event: SecurityEvent, *,
     row = _chained(event, log_key, (head.seq, head.hash))
     _MOVE_HEAD_ANYWAY.execute(connection, {"new_seq": row["seq"], "new_hash": row["hash"]})
     return _insert(connection, row)
+
+
+def _log_key(connection: DriverConnection, keyring: Keyring, starts_chain: bool) -> bytes:
+    """The security-log key; only the chain's start may create it."""
+    if starts_chain:
+        return keyring.system_key(connection, LOG_KEY)
+    key = keyring.find_system_key(connection, LOG_KEY)
+    if key is None:
+        raise LogKeyMissingError()
+    return key
 
 
 def _chained(event: SecurityEvent, log_key: bytes, head: tuple[int, str]) -> dict[str, Any]:
@@ -189,7 +203,7 @@ def append(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
             guess = _last_heads.get(connection.engine)
             if guess is not None:
                 rows, params = _chained_from_guess(
-                    [event.fields()], keyring.system_key(connection, LOG_KEY), guess)
+                    [event.fields()], _log_key(connection, keyring, False), guess)
                 if _APPEND_IF_UNMOVED.execute(connection, params):
                     return _remember(connection.engine, rows[0])
                 _last_heads.pop(connection.engine, None)  # stale: read the head instead
@@ -280,9 +294,10 @@ class VerifyResult:
     problem: str | None = None
 
 
-# The events `init` writes first, in this order (channel, action, outcome): a chain that does
-# not begin with them was started again after the log was emptied.
-INIT_EVENTS = (("cli", "accounts:create", "success"), ("cli", "system:init", "success"))
+# The event `init` writes first (channel, action, outcome, actor): the first administrator's
+# creation, from the command line, by nobody. A chain that does not begin with it was started
+# again after the log was emptied (no other writer ever records that event with no actor).
+INIT_EVENT = ("cli", "accounts:create", "success", None)
 _EVENTS_FROM = select(_EVENTS).where(_EVENTS.c.seq >= bindparam("first"),
                                      _EVENTS.c.seq <= bindparam("last")).order_by(_EVENTS.c.seq)
 _READ_HEAD = select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID)
@@ -293,7 +308,7 @@ _EVENTS_AFTER = select(func.count()).select_from(_EVENTS).where(
 def verify(store: Store, keyring: Keyring,
            on_batch: Callable[[int], None] | None = None) -> VerifyResult:
     """Check the head, every MAC, every link and the sequence, and that the chain begins
-    with init's events; stop at the first bad event.
+    with init's first event; stop at the first bad event.
 
     It reads one snapshot (``Store.snapshot``), up to the head as it was then: events
     appended meanwhile by a running server are neither seen nor waited for, and no write
@@ -355,10 +370,8 @@ def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes) -> str | N
     fields = {name: getattr(row, name) for name in CHAINED_FIELDS}
     if not macs_equal(event_mac(log_key, prev_hash, fields), row.hash):
         return f"event {row.seq} was altered"
-    if row.seq <= len(INIT_EVENTS) and (row.channel, row.action,
-                                        row.outcome) != INIT_EVENTS[row.seq - 1]:
-        return (f"event {row.seq} is not the init event the log begins with: the log was "
-                "started again")
+    if row.seq == 1 and (row.channel, row.action, row.outcome, row.actor_id) != INIT_EVENT:
+        return "event 1 is not the init event the log begins with: the log was started again"
     return None
 
 

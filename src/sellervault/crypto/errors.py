@@ -17,3 +17,16 @@ class DecryptionError(CryptoError):
 
 class KeyFileError(CryptoError):
     """The root key file is missing, malformed, or too widely readable."""
+
+
+class TenantKeysBusyError(Exception):
+    """A tenant's keys are held by a rotation for longer than an ingest waits: the ingest is
+    refused (503, try again) rather than hold a worker thread for the whole rotation. Not a
+    ``CryptoError``: nothing failed a check."""
+
+    code = "tenant_keys_busy"
+    status = 503
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("the tenant's keys are being rotated; try again shortly")

@@ -23,15 +23,17 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.aead import Cipher, bind, new_key
 from sellervault.crypto.blind_index import BlindIndex
-from sellervault.crypto.errors import CryptoError
+from sellervault.crypto.errors import CryptoError, TenantKeysBusyError
 from sellervault.crypto.models import DataKey, SystemKey, TenantKey
 from sellervault.crypto.provider import KeyProvider
 from sellervault.store.bulk import BulkInsert
@@ -349,6 +351,10 @@ class Keyring:
         return new_version
 
 
+TENANT_LOCK_WAIT_MS = 5000
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
+
+
 def _hold_tenant_keys(session: Session, tenant_id: str, *, exclusive: bool) -> None:
     """A transaction-scoped lock on one tenant's keys (PostgreSQL advisory lock): shared by
     the transactions that wrap new data keys, exclusive for a rotation. Under READ COMMITTED
@@ -357,8 +363,19 @@ def _hold_tenant_keys(session: Session, tenant_id: str, *, exclusive: bool) -> N
     next restart. SQLite needs none: its write transactions begin IMMEDIATE, one at a time."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
-    session.execute(select(lock(tenant_lock_id(tenant_id))))
+    if exclusive:
+        session.execute(select(func.pg_advisory_xact_lock(tenant_lock_id(tenant_id))))
+        return
+    # An ingest waits for a rotation at most TENANT_LOCK_WAIT_MS: a long rotation must not
+    # hold every worker thread (and so every other route) while it runs.
+    session.execute(text(f"SET LOCAL lock_timeout = {int(TENANT_LOCK_WAIT_MS)}"))
+    try:
+        session.execute(select(func.pg_advisory_xact_lock_shared(tenant_lock_id(tenant_id))))
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise TenantKeysBusyError() from None
+        raise
+    session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
 
 
 def tenant_lock_id(tenant_id: str) -> int:

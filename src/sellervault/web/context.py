@@ -31,7 +31,7 @@ from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor
 from sellervault.runtime import Runtime
-from sellervault.web.limits import MAX_BODY_BYTES
+from sellervault.web.limits import MAX_BODY_BYTES, MAX_INGEST_BODY_BYTES
 
 SCOPE_KEY = "sellervault"
 ACTION_ATTRIBUTE = "sellervault_action"
@@ -198,8 +198,14 @@ def _declare(request: Request, declared: Declaration) -> RequestState:
 
 
 def _content_length(request: Request) -> int:
+    """The announced body size; one too long to be real (llhttp accepts any number of
+    leading zeros, Python's int() refuses over 4,300 digits) counts as over every limit.
+    A malformed value never gets here: the HTTP parser refuses it."""
     value = request.headers.get("content-length", "")
-    return int(value) if value.isdigit() else 0  # (the server refuses a malformed one)
+    if not (value.isascii() and value.isdigit()):
+        return 0
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else MAX_INGEST_BODY_BYTES + 1
 
 
 def require(action: Action, *, tenant_scoped: bool = False,

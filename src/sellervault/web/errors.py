@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
-from sellervault.crypto.errors import CryptoError
+from sellervault.crypto.errors import CryptoError, TenantKeysBusyError
 from sellervault.records.errors import RecordError
 from sellervault.web.context import SCOPE_KEY, ForbiddenError, TenantNotFoundError
 
@@ -58,7 +58,7 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
     code = getattr(exc, "code", "error")
     _note_reason(request, "no_grant_on_tenant" if isinstance(exc, TenantNotFoundError) else code)
     response = error_response(status, code, str(exc))
-    if isinstance(exc, BudgetExhaustedError):
+    if isinstance(exc, BudgetExhaustedError | TenantKeysBusyError):
         response.headers["retry-after"] = str(exc.retry_after)
     return response
 
@@ -84,7 +84,8 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
-    for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError):
+    for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
+                 TenantKeysBusyError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

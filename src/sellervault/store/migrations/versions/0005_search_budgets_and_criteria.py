@@ -36,8 +36,20 @@ def upgrade() -> None:
     op.add_column('security_events', sa.Column('criteria', sa.String(length=64), nullable=True))
 
 
+class CriteriaInTheLogError(RuntimeError):
+    """Refuses a downgrade that would break the security log's verification."""
+
+
 def downgrade() -> None:
-    """Downgrade schema."""
+    """Downgrade schema. Refused once any event has criteria: the column is covered by those
+    events' MACs, so dropping it would make them (and the chain after them) fail
+    verification for good."""
+    recorded = op.get_bind().execute(sa.text(
+        "SELECT count(*) FROM security_events WHERE criteria IS NOT NULL")).scalar()
+    if recorded:
+        raise CriteriaInTheLogError(
+            f"{recorded} security events record search criteria, which their MACs cover: "
+            "downgrading below 0005 would make the log fail verification")
     with op.batch_alter_table('security_events', schema=None) as batch_op:
         batch_op.drop_column('criteria')
     op.drop_table('access_budgets')
