@@ -82,6 +82,8 @@ class RequestState:
     extra: dict[str, Any] = field(default_factory=dict)
     max_body: int = MAX_BODY_BYTES
     """The largest body the route takes (its declaration); the middleware counts against it."""
+    declared: Declaration | None = None
+    """The declaration applied to this request, once it passed (``_declare``)."""
     _authorized: bool = False
 
     @property
@@ -194,6 +196,7 @@ def _declare(request: Request, declared: Declaration) -> RequestState:
             raise UnauthenticatedError()
     if _content_length(request) > declared.max_body:
         raise BodyTooLargeError()
+    state.declared = declared
     return state
 
 
@@ -217,6 +220,9 @@ def require(action: Action, *, tenant_scoped: bool = False,
     declared = Declaration(action, tenant_scoped, max_body)
 
     async def dependency(request: Request) -> RequestState:
+        state = request_state(request)
+        if state.declared is declared:  # GuardedRoute applied it already
+            return state
         return _declare(request, declared)
 
     setattr(dependency, ACTION_ATTRIBUTE, action)
