@@ -15,7 +15,7 @@ from sellervault.records.spapi import ORDER_ID_PATTERN
 from sellervault.runtime import Runtime
 from sellervault.web.app import build_api
 from sellervault.web.context import (
-    ACTION_ATTRIBUTE,
+    DECLARATION_ATTRIBUTE,
     Declaration,
     ForbiddenError,
     GuardedRoute,
@@ -36,8 +36,9 @@ def _routes(api: FastAPI) -> list[Any]:
 def _declared_actions(route: Any) -> list[Action]:
     assert isinstance(route.original_route, APIRoute), \
         f"{route.path} is not an API route, so it cannot declare an action"
-    return [getattr(dep.call, ACTION_ATTRIBUTE) for dep in route.dependant.dependencies
-            if dep.call is not None and hasattr(dep.call, ACTION_ATTRIBUTE)]
+    return [getattr(dep.call, DECLARATION_ATTRIBUTE).action
+            for dep in route.dependant.dependencies
+            if dep.call is not None and hasattr(dep.call, DECLARATION_ATTRIBUTE)]
 
 
 def test_every_route_declares_exactly_one_action() -> None:

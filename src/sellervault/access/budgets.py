@@ -14,12 +14,11 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, case, or_
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from sellervault.access.errors import BudgetExhaustedError
 from sellervault.access.models import BudgetRow
+from sellervault.store.upsert import insert_into
 
 _BUDGETS = cast(Table, BudgetRow.__table__)
 
@@ -37,9 +36,7 @@ def take(session: Session, budget: Budget, principal_id: str, now: datetime) -> 
     ``BudgetExhaustedError`` with the seconds until the window ends."""
     moment = int(now.timestamp())
     window = moment - moment % budget.window_seconds
-    insert_into = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
-                   else sqlite_insert)
-    proposed = insert_into(_BUDGETS).values(
+    proposed = insert_into(session, _BUDGETS).values(
         principal_id=principal_id, budget=budget.name, window_start=window, used=1)
     statement = proposed.on_conflict_do_update(
         index_elements=[_BUDGETS.c.principal_id, _BUDGETS.c.budget],

@@ -324,10 +324,10 @@ def verify(store: Store, keyring: Keyring,
         if head.seq < 1:
             return VerifyResult(False, 0, 1, "the log is empty: an initialised vault always "
                                              "holds its init events")
-        result = _walk(connection, log_key, head.seq, on_batch)
+        result, last_hash = _walk(connection, log_key, head.seq, on_batch)
         if result is not None:
             return result
-        if not macs_equal(head.hash, _hash_of(connection, head.seq)):
+        if not macs_equal(head.hash, last_hash):
             return VerifyResult(False, head.seq, head.seq + 1,
                                 f"the log ends at event {head.seq} but its head says otherwise")
         after = connection.execute(_EVENTS_AFTER, {"last": head.seq}).scalar_one()
@@ -339,8 +339,9 @@ def verify(store: Store, keyring: Keyring,
 
 
 def _walk(connection: Connection, log_key: bytes, last: int,
-          on_batch: Callable[[int], None] | None) -> VerifyResult | None:
-    """The first bad event among 1..``last``, or None when all of them are good."""
+          on_batch: Callable[[int], None] | None) -> tuple[VerifyResult | None, str]:
+    """The first bad event among 1..``last`` (None when all of them are good), and the hash
+    of the last good one."""
     prev_hash = GENESIS
     expected = 1
     while expected <= last:
@@ -351,15 +352,16 @@ def _walk(connection: Connection, log_key: bytes, last: int,
         for row in rows:
             problem = _problem(row, expected, prev_hash, log_key)
             if problem is not None:
-                return VerifyResult(False, expected - 1, expected, problem)
+                return VerifyResult(False, expected - 1, expected, problem), prev_hash
             prev_hash = row.hash
             expected += 1
         if on_batch is not None:
             on_batch(expected - 1)
     if expected <= last:
         return VerifyResult(False, expected - 1, expected,
-                            f"the log ends at event {expected - 1} but its head says {last}")
-    return None
+                            f"the log ends at event {expected - 1} but its head says "
+                            f"{last}"), prev_hash
+    return None, prev_hash
 
 
 def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes) -> str | None:
@@ -373,11 +375,6 @@ def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes) -> str | N
     if row.seq == 1 and (row.channel, row.action, row.outcome, row.actor_id) != INIT_EVENT:
         return "event 1 is not the init event the log begins with: the log was started again"
     return None
-
-
-def _hash_of(connection: Connection, seq: int) -> str:
-    found = connection.execute(select(_EVENTS.c.hash).where(_EVENTS.c.seq == seq)).scalar()
-    return str(found) if found is not None else ""
 
 
 def count_events(session: Session) -> int:

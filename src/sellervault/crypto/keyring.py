@@ -26,8 +26,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -41,6 +39,7 @@ from sellervault.store.driver import Db
 from sellervault.store.ids import new_ids
 from sellervault.store.prepared import Prepared
 from sellervault.store.types import utcnow
+from sellervault.store.upsert import insert_into
 
 KEK = "kek"
 INDEX = "index"
@@ -146,9 +145,7 @@ class Keyring:
         root_version, wrapped = self._provider.wrap(
             new_key(), _tenant_key_context(tenant_id, purpose, version)
         )
-        insert_into = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
-                       else sqlite_insert)
-        session.execute(insert_into(_TENANT_KEYS).values(
+        session.execute(insert_into(session, _TENANT_KEYS).values(
             tenant_id=tenant_id, purpose=purpose, version=version, root_version=root_version,
             wrapped=wrapped, status="active", created_at=utcnow(),
         ).on_conflict_do_nothing())

@@ -34,7 +34,6 @@ from sellervault.runtime import Runtime
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_INGEST_BODY_BYTES
 
 SCOPE_KEY = "sellervault"
-ACTION_ATTRIBUTE = "sellervault_action"
 DECLARATION_ATTRIBUTE = "sellervault_declaration"
 CLIENT_HEADER = b"x-sellervault-client"  # (ASGI header names are lower case)
 
@@ -80,11 +79,15 @@ class RequestState:
     principal: Principal | None = None
     token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    max_body: int = MAX_BODY_BYTES
-    """The largest body the route takes (its declaration); the middleware counts against it."""
     declared: Declaration | None = None
     """The declaration applied to this request, once it passed (``_declare``)."""
     _authorized: bool = False
+
+    @property
+    def max_body(self) -> int:
+        """The largest body the route takes (its declaration; the default until it has
+        passed): the middleware counts the body against it."""
+        return self.declared.max_body if self.declared is not None else MAX_BODY_BYTES
 
     @property
     def runtime(self) -> Runtime:
@@ -189,7 +192,6 @@ def _declare(request: Request, declared: Declaration) -> RequestState:
     state = request_state(request)
     state.action = declared.action
     state.tenant_id = _path_tenant(request) if declared.tenant_scoped else None
-    state.max_body = declared.max_body
     if declared.action not in PUBLIC_ACTIONS:
         state.token = _bearer(request)
         if state.token is None:
@@ -225,7 +227,6 @@ def require(action: Action, *, tenant_scoped: bool = False,
             return state
         return _declare(request, declared)
 
-    setattr(dependency, ACTION_ATTRIBUTE, action)
     setattr(dependency, DECLARATION_ATTRIBUTE, declared)
     dependency.__name__ = f"require_{action.value.replace(':', '_')}"
     return dependency

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import Depends, Path, Query, Request
@@ -13,7 +14,7 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from sellervault.access.actions import Action
-from sellervault.access.roles import TENANT_ID_PATTERN, is_tenant_id
+from sellervault.access.roles import TENANT_ID_PATTERN, Principal, is_tenant_id
 from sellervault.records import service as records
 from sellervault.records.errors import PurposeNotPermittedError
 from sellervault.records.registry import PURPOSES
@@ -145,13 +146,23 @@ def _get_order(tenant: str, amazon_order_id: str, state: RequestState,
 
 
 def _authorize_reveal(state: RequestState, tenant: str, purpose: str) -> None:
+    _for_purpose(state, purpose,
+                 lambda: state.authorize(Action.ORDERS_REVEAL, tenant, {"purpose": purpose}))
+
+
+def _for_purpose(state: RequestState, purpose: str,
+                 decide: Callable[[], Principal]) -> Principal:
+    """The policy decision ``decide`` about a PII operation stating ``purpose``: a refusal of
+    a purpose that is not permitted says so (403 purpose_not_permitted); a permitted purpose
+    is noted, so the fallback event of a later failure names it."""
     try:
-        state.authorize(Action.ORDERS_REVEAL, tenant, {"purpose": purpose})
+        principal = decide()
     except ForbiddenError:
         if purpose not in PURPOSES:
             raise PurposeNotPermittedError() from None
         raise
-    state.extra["purpose"] = purpose  # permitted: the fallback event of a failure may name it
+    state.extra["purpose"] = purpose
+    return principal
 
 
 def _masked(order: dict[str, Any]) -> JSONResponse:
@@ -181,13 +192,7 @@ def search_orders(
     state.extra["criteria"] = records.search_criteria(
         buyer_email=buyer_email, buyer_phone=buyer_phone, postal_code=postal_code) or None
     stated = purpose or ""
-    try:
-        principal = state.authenticate({"purpose": stated})
-    except ForbiddenError:
-        if stated not in PURPOSES:
-            raise PurposeNotPermittedError() from None
-        raise
-    state.extra["purpose"] = stated  # permitted: the fallback event of a failure may name it
+    principal = _for_purpose(state, stated, lambda: state.authenticate({"purpose": stated}))
     orders = records.search(state.runtime, state.auditor, principal.id, tenant,
                             purpose=stated, buyer_email=buyer_email, buyer_phone=buyer_phone,
                             postal_code=postal_code)
