@@ -99,7 +99,8 @@ def accounts_create(
         help="ROLE:TENANT (repeatable); TENANT is a tenant id or *.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Create a person (one-time password + TOTP secret) or a service (API key)."""
+    """Create a person (one-time password + TOTP secret) or a service (API key; pending a
+    security officer's approval when it holds pii-reader)."""
     body: dict[str, Any] = {"kind": kind, "name": name,
                             "grants": [_parse_grant(g) for g in grant or []]}
     if email is not None:
