@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+import anyio
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
@@ -16,12 +17,14 @@ from sellervault.runtime import Runtime
 from sellervault.web.app import build_api
 from sellervault.web.context import (
     DECLARATION_ATTRIBUTE,
+    SCOPE_KEY,
     Declaration,
     ForbiddenError,
     GuardedRoute,
     NotAuthenticatedError,
     TenantNotFoundError,
     declaration_of,
+    guard,
     new_state,
     require,
 )
@@ -129,23 +132,31 @@ def test_every_non_public_route_refuses_a_request_without_a_token_first(server: 
                 assert response.json()["error"]["code"] == "unauthenticated"
 
 
-def test_a_route_that_skips_authenticate_cannot_reach_the_runtime(runtime: Runtime) -> None:
+def test_a_route_whose_guard_has_not_passed_cannot_reach_the_runtime(runtime: Runtime) -> None:
     state = new_state(runtime, "203.0.113.9", [])
     state.action = Action.ORDERS_READ
     with pytest.raises(NotAuthenticatedError):
         _ = state.runtime
-    state.action = Action.HEALTH_READ  # a public action needs no principal
-    assert state.runtime is runtime
+    with pytest.raises(NotAuthenticatedError):
+        _ = state.principal
 
 
 def test_a_refused_principal_gets_no_runtime_even_if_the_refusal_is_caught(
         server: Any) -> None:
-    """An admin has no grant for orders:read on a tenant: authenticate() refuses, and a
-    route that swallowed the refusal would still find no runtime."""
+    """An admin has no grant for orders:read on a tenant: the guard refuses, and a route
+    that swallowed the refusal would still find no runtime."""
+    route = next(r for r in _routes(build_api()) if r.path.endswith("/{amazon_order_id}"))
+    declared = declaration_of(route.original_route)
+    assert declared is not None
     state = new_state(server.runtime, "203.0.113.9", [])
-    state.action, state.tenant_id = Action.ORDERS_READ, "acme"
-    state.token = server.admin_token()
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+             "headers": [(b"authorization", f"Bearer {server.admin_token()}".encode())],
+             "path_params": {"tenant": "acme", "amazon_order_id": "123-1234567-1234567"},
+             SCOPE_KEY: state}
     with pytest.raises((ForbiddenError, TenantNotFoundError)):
-        state.authenticate()
+        anyio.run(guard, Request(scope), declared)
+    with pytest.raises(NotAuthenticatedError):
+        _ = state.runtime
+    state.action = Action.HEALTH_READ  # nor by naming a public action afterwards
     with pytest.raises(NotAuthenticatedError):
         _ = state.runtime

@@ -46,22 +46,27 @@ def test_each_request_writes_exactly_one_event(own_server: Server, runtime: Runt
 
 @pytest.mark.parametrize("tenant", ["Jane.Doe@Example.com", "a" * 70, "acme%0A"])
 def test_a_malformed_tenant_is_refused_and_never_written_to_the_log(
-        own_server: Server, runtime: Runtime, tenant: str) -> None:
+        own_server: Server, runtime: Runtime, initialized: bootstrap.InitResult,
+        tenant: str) -> None:
     """Attacker's side: the tenant path segment is free text until checked. Each tenant-scoped
-    route refuses a malformed one (422, before the token is even looked up), and its security
-    event records no tenant: no request text in the log, and no value too long for the column
-    turning the refusal into a 503."""
+    route refuses a malformed one, after authentication (401 with a token that is not live,
+    422 with one that is), and its security event records no tenant: no request text in the
+    log, and no value too long for the column turning the refusal into a 503."""
+    admin = own_server.admin_token()
     before = len(_events(runtime))
-    with own_server.client("svs_not-looked-up") as client:
-        statuses = [client.get(f"/tenants/{tenant}/orders/123-1234567-1234567").status_code,
-                    client.get(f"/tenants/{tenant}/orders",
-                               params={"postal_code": "12345"}).status_code,
-                    client.post(f"/tenants/{tenant}/orders", json={"orders": []}).status_code,
-                    client.get(f"/tenants/{tenant}/canaries").status_code]
-    assert statuses == [422, 422, 422, 422]
+    for token, status in (("svs_not-live", 401), (admin, 422)):
+        with own_server.client(token) as client:
+            statuses = [client.get(f"/tenants/{tenant}/orders/123-1234567-1234567").status_code,
+                        client.get(f"/tenants/{tenant}/orders",
+                                   params={"postal_code": "12345"}).status_code,
+                        client.post(f"/tenants/{tenant}/orders",
+                                    json={"orders": []}).status_code,
+                        client.get(f"/tenants/{tenant}/canaries").status_code]
+        assert statuses == [status] * 4
     events = _events(runtime)[before:]
     assert [(e.outcome, e.reason, e.tenant_id) for e in events] == [
-        ("failed", "invalid_request", None)] * 4
+        ("denied", "unauthenticated", None)] * 4 + [("failed", "invalid_request", None)] * 4
+    assert {e.actor_id for e in events[4:]} == {initialized.admin_id}
 
 
 def test_cli_channel_is_recorded(own_server: Server, runtime: Runtime) -> None:

@@ -41,6 +41,9 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         title="SellerVault", version=__version__, lifespan=lifespan,
         openapi_url=None, docs_url=None, redoc_url=None,  # OpenAPI served by a guarded route
         telemetry=TELEMETRY_OFF,
+        # No redirect from /path/ to /path: it was built from the Host header, an open
+        # redirect for anyone who can make a client send a request with a forged one.
+        redirect_slashes=False,
     )
     for module in (orders, session, accounts, approvals, audit, meta):  # hot path's first
         api.include_router(module.router, prefix=API_PREFIX)

@@ -1,15 +1,19 @@
-"""Per-request state and the permission dependency every route declares.
+"""Per-request state and the declaration every route makes.
 
-``require(action)`` declares a route's action (and its body limit). Every route is a
-``GuardedRoute``, which applies the declaration before FastAPI reads the body, on the event
-loop and with no I/O: it records on the request which action is attempted (so the fallback
-security event of a refused or failed request names it), refuses a request without a bearer
-token at once (401) and a body announced over the limit (413). The route's first step, in
-its worker thread, is ``state.authenticate()``: the token is looked up and the Cedar policy
-asked, so a request costs one hop to a worker thread, not two. (The order route on
-PostgreSQL awaits ``state.authenticate_async()`` in the event loop instead, with no hop at
-all.) Until then the state gives out no runtime, so a route cannot reach a service without
-authenticating first.
+``require(action)`` declares a route's action, its body limit, and whether it reads a stated
+purpose. Every route is a ``GuardedRoute``, which applies the declaration before FastAPI
+reads the body or validates a single parameter: it notes on the request which action is
+attempted (so the security event of a refused or failed request names it, with the stated
+purpose when it is one of the vocabulary's), refuses a request without a bearer token (401)
+or with a body announced over the limit (413), looks the token up (401) and asks the Cedar
+policy (403, or 404 for a tenant the caller holds no grant on). Only then is the body read,
+parsed (``web.body``) and validated: an anonymous or unauthorized caller cannot make the
+server read, hold or parse anything, and a request that fails validation is logged with its
+actor. Until the guard has passed, the state gives out no runtime, so a route cannot reach a
+service unauthenticated.
+
+The token is looked up in the event loop on PostgreSQL (``Store.has_async``), on a worker
+thread otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
@@ -30,12 +36,18 @@ from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor
+from sellervault.records.errors import PurposeNotPermittedError
+from sellervault.records.registry import PURPOSES
 from sellervault.runtime import Runtime
+from sellervault.web.body import JSONBodyRequest
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_INGEST_BODY_BYTES
 
 SCOPE_KEY = "sellervault"
 DECLARATION_ATTRIBUTE = "sellervault_declaration"
 CLIENT_HEADER = b"x-sellervault-client"  # (ASGI header names are lower case)
+PURPOSE_HEADER = "X-Access-Purpose"
+PURPOSE_MAX_LENGTH = 64
+_PURPOSE_KEY = PURPOSE_HEADER.lower().encode()
 
 
 class ForbiddenError(Exception):
@@ -67,7 +79,8 @@ class BodyTooLargeError(StarletteHTTPException):
 
 
 class NotAuthenticatedError(RuntimeError):
-    """A route asked for the runtime before ``authenticate()``: a bug, answered with 500."""
+    """A route reached the runtime or the principal before the guard passed: a bug,
+    answered with 500."""
 
 
 @dataclass
@@ -76,12 +89,15 @@ class RequestState:
     auditor: Auditor
     action: Action = Action.HTTP_UNROUTED
     tenant_id: str | None = None
-    principal: Principal | None = None
+    purpose: str | None = None
+    """The purpose the request states, when it is one of the vocabulary's (free text never
+    reaches the log). Once the guard has passed, a route that reads purposes reveals only
+    when this is set: a stated purpose that the policy refuses never gets that far."""
     token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     declared: Declaration | None = None
-    """The declaration applied to this request, once it passed (``_declare``)."""
-    _authorized: bool = False
+    """The declaration applied to this request, once its guard has passed."""
+    _principal: Principal | None = None
 
     @property
     def max_body(self) -> int:
@@ -91,11 +107,19 @@ class RequestState:
 
     @property
     def runtime(self) -> Runtime:
-        """The service runtime: only once ``authenticate()`` has passed, or for a public
-        action."""
-        if not self._authorized and self.action not in PUBLIC_ACTIONS:
-            raise NotAuthenticatedError(f"{self.action.value}: authenticate() first")
+        """The service runtime: only once the guard has authorized the caller, or for a
+        public action."""
+        if self.declared is None or (self._principal is None
+                                     and self.action not in PUBLIC_ACTIONS):
+            raise NotAuthenticatedError(f"{self.action.value}: the guard has not passed")
         return self._runtime
+
+    @property
+    def principal(self) -> Principal:
+        """The authenticated and authorized caller."""
+        if self.declared is None or self._principal is None:
+            raise NotAuthenticatedError(f"{self.action.value}: the guard has not passed")
+        return self._principal
 
     @property
     def in_event_loop(self) -> bool:
@@ -104,34 +128,22 @@ class RequestState:
         thread. Routes on the hot path then use the ``*_async`` services."""
         return self._runtime.store.has_async
 
-    def authenticate(self, context: dict[str, Any] | None = None) -> Principal:
-        """The bearer token's principal, authorized for the route's declared action (401,
-        403, or 404 for a tenant it holds no grant on); ``context`` is the policy's request
-        context (a stated purpose)."""
+    async def identify(self) -> Principal:
+        """The bearer token's account (401 without one, or for one that is not live); the
+        event of whatever follows names it."""
         if self.token is None:
             raise UnauthenticatedError()
-        return self._accept(accounts.authenticate(self._runtime, self.token), context)
-
-    async def authenticate_async(self) -> Principal:
-        """``authenticate`` in the event loop (see ``in_event_loop``)."""
-        if self.token is None:
-            raise UnauthenticatedError()
-        return self._accept(await accounts.authenticate_async(self._runtime, self.token))
-
-    def _accept(self, principal: Principal,
-                context: dict[str, Any] | None = None) -> Principal:
-        self.principal = principal
+        if self.in_event_loop:
+            principal = await accounts.authenticate_async(self._runtime, self.token)
+        else:
+            principal = await run_in_threadpool(accounts.authenticate, self._runtime,
+                                                self.token)
         self.auditor.actor = replace(self.auditor.actor, actor_id=principal.id)
-        self.authorize(self.action, self.tenant_id, context)
-        self._authorized = True  # only now: a refusal caught by a route still gives nothing
         return principal
 
-    def authorize(self, action: Action, tenant_id: str | None = None,
+    def authorize(self, principal: Principal, action: Action, tenant_id: str | None = None,
                   context: dict[str, Any] | None = None) -> Principal:
         """Ask the policy; raise 403, or 404 for a tenant the principal holds no grant on."""
-        principal = self.principal
-        if principal is None:
-            raise UnauthenticatedError()
         self.action = action
         self.tenant_id = tenant_id
         if is_authorized(principal, action, tenant_id, context):
@@ -165,41 +177,88 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def _path_tenant(request: Request) -> str | None:
-    """The tenant named in the path, if it is a well-formed tenant id. The declaration is
-    applied before the route's own input checks, and the tenant it notes goes into the
-    request's security event: a malformed one (free text from the request, an email address,
-    a value too long for the column) is noted as none, and the route's check then refuses it
-    (422)."""
-    tenant = request.path_params.get("tenant")
-    return tenant if tenant is not None and is_tenant_id(tenant) else None
-
-
 @dataclass(frozen=True, slots=True)
 class Declaration:
     """What a route declares with ``require``: its action, whether the path names a tenant,
-    and the largest body it takes."""
+    the largest body it takes, and ``with_purpose``: the action a request asks for when it
+    states a purpose (``X-Access-Purpose``), decided with that purpose as the policy's
+    context. A route whose own action is its ``with_purpose`` always needs a purpose."""
 
     action: Action
     tenant_scoped: bool = False
     max_body: int = MAX_BODY_BYTES
+    with_purpose: Action | None = None
+    notes: Callable[[Request], dict[str, Any]] | None = None
+    """What the request's event notes from its head before it is authorized (a search's
+    kinds of criteria: so that a refused search is logged with what it asked for)."""
 
 
-def _declare(request: Request, declared: Declaration) -> RequestState:
-    """Note the route's action (and tenant) on the request, for its security event; refuse a
-    non-public action without a bearer token (401), then a body announced larger than the
-    route takes (413). Nothing of the body has been read."""
+def stated_purpose(request: Request, errors: list[dict[str, Any]]) -> str | None:
+    """The one purpose the request states (``X-Access-Purpose``), or None; two, or one over
+    64 characters, add a validation error."""
+    purposes = [value for name, value in request.scope["headers"] if name == _PURPOSE_KEY]
+    if len(purposes) > 1:
+        errors.append({"type": "too_many_values", "loc": ("header", PURPOSE_HEADER)})
+        return None
+    if purposes and len(purposes[0]) > PURPOSE_MAX_LENGTH:
+        errors.append({"type": "string_too_long", "loc": ("header", PURPOSE_HEADER)})
+        return None
+    return purposes[0].decode("latin-1") if purposes else None  # (as Starlette decodes)
+
+
+async def guard(request: Request, declared: Declaration) -> RequestState:
+    """Apply ``declared`` to the request, reading nothing of its body: note the action (and
+    tenant and purpose) for the request's security event; then 401 without a token, 413 for a
+    body announced over the limit, 401 for a token that is not live, 422 for a malformed
+    tenant or purpose (only now: validation comes after authentication), and the policy's
+    decision (403/404; 403 ``purpose_not_permitted`` for a purpose outside the vocabulary)."""
     state = request_state(request)
-    state.action = declared.action
-    state.tenant_id = _path_tenant(request) if declared.tenant_scoped else None
-    if declared.action not in PUBLIC_ACTIONS:
-        state.token = _bearer(request)
-        if state.token is None:
-            raise UnauthenticatedError()
-    if _content_length(request) > declared.max_body:
-        raise BodyTooLargeError()
+    tenant = request.path_params.get("tenant") if declared.tenant_scoped else None
+    errors: list[dict[str, Any]] = []
+    if tenant is not None and not is_tenant_id(tenant):
+        # Free text from the path (an email address, a value too long for the column)
+        # never reaches the log: noted as no tenant, refused below.
+        errors.append({"type": "string_pattern_mismatch", "loc": ("path", "tenant")})
+        tenant = None
+    purpose = (stated_purpose(request, errors) if declared.with_purpose is not None
+               else None)
+    action = declared.action if purpose is None else declared.with_purpose
+    assert action is not None
+    state.action, state.tenant_id = action, tenant
+    state.purpose = purpose if purpose in PURPOSES else None
+    if declared.notes is not None:
+        state.extra.update(declared.notes(request))
+    if declared.action in PUBLIC_ACTIONS:
+        _refuse_announced_excess(request, declared)
+        if errors:
+            raise RequestValidationError(errors)
+        state.declared = declared
+        return state
+    state.token = _bearer(request)
+    if state.token is None:
+        raise UnauthenticatedError()
+    _refuse_announced_excess(request, declared)
+    principal = await state.identify()
+    if errors:
+        raise RequestValidationError(errors)
+    if action == declared.with_purpose:
+        context = {"purpose": purpose or ""}
+        try:
+            state.authorize(principal, action, tenant, context)
+        except ForbiddenError:
+            if purpose not in PURPOSES:
+                raise PurposeNotPermittedError() from None
+            raise
+    else:
+        state.authorize(principal, action, tenant)
+    state._principal = principal
     state.declared = declared
     return state
+
+
+def _refuse_announced_excess(request: Request, declared: Declaration) -> None:
+    if _content_length(request) > declared.max_body:
+        raise BodyTooLargeError()
 
 
 def _content_length(request: Request) -> int:
@@ -213,19 +272,21 @@ def _content_length(request: Request) -> int:
     return int(digits) if len(digits) <= 18 else MAX_INGEST_BODY_BYTES + 1
 
 
-def require(action: Action, *, tenant_scoped: bool = False,
-            max_body: int = MAX_BODY_BYTES) -> Callable[[Request], Awaitable[RequestState]]:
-    """The dependency a route declares: names its action (and its body limit); a non-public
-    route must then call ``state.authenticate()`` before anything else. ``GuardedRoute``
-    applies the declaration before the body is read; the dependency applies it again (a
-    no-op then), so a route built without ``GuardedRoute`` still refuses, only later."""
-    declared = Declaration(action, tenant_scoped, max_body)
+def require(action: Action, *, tenant_scoped: bool = False, max_body: int = MAX_BODY_BYTES,
+            with_purpose: Action | None = None,
+            notes: Callable[[Request], dict[str, Any]] | None = None,
+            ) -> Callable[[Request], Awaitable[RequestState]]:
+    """The dependency a route declares (see ``Declaration``); it gives the route its
+    request state once the guard has passed. ``GuardedRoute`` applies the guard before the
+    body is read; the dependency applies it itself for a route built without one (only
+    later: tests/web/test_routes.py fails on such a route)."""
+    declared = Declaration(action, tenant_scoped, max_body, with_purpose, notes)
 
     async def dependency(request: Request) -> RequestState:
         state = request_state(request)
         if state.declared is declared:  # GuardedRoute applied it already
             return state
-        return _declare(request, declared)
+        return await guard(request, declared)
 
     setattr(dependency, DECLARATION_ATTRIBUTE, declared)
     dependency.__name__ = f"require_{action.value.replace(':', '_')}"
@@ -243,13 +304,13 @@ def declaration_of(route: APIRoute) -> Declaration | None:
 
 
 class GuardedRoute(APIRoute):
-    """An API route that applies its declaration before FastAPI reads the request body.
+    """An API route that applies its declaration's guard before FastAPI reads the request
+    body or validates any parameter, and parses a JSON body with ``web.body``'s rules.
 
-    FastAPI reads and parses a body before it runs any dependency, so ``require`` alone let
-    an anonymous caller make the server receive, hold and parse a body (up to the route's
-    limit) before its 401. Here a non-public route refuses a request without a bearer token
-    first, and any route a body announced over its limit (413), having read nothing but the
-    headers; the limit holds while the body is read too (``web.middleware``)."""
+    FastAPI reads, parses and validates the body and parameters before it runs any
+    dependency, so ``require`` alone let any caller (with no token, or any string as one)
+    make the server receive, hold and parse a body before its 401, and a request failing
+    validation was answered (and logged) as if nobody had made it."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -258,8 +319,8 @@ class GuardedRoute(APIRoute):
             return handler
 
         async def guarded(request: Request) -> Response:
-            _declare(request, declared)
-            return await handler(request)
+            await guard(request, declared)
+            return await handler(JSONBodyRequest(request.scope, request.receive))
 
         return guarded
 

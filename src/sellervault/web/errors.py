@@ -1,7 +1,10 @@
 """JSON errors: ``{"error": {"code", "message"}}`` with fixed messages that never echo input.
 
 A validation error names the path of each bad field (``body.orders.0.PurchaseDate``) and
-the kind of problem, never the value that was sent.
+the kind of problem, never the value that was sent. A key is named only if the API declares
+it (a property or parameter of the OpenAPI document): any other key, however it got into a
+path (an unknown field, a key inside free-form data), is written ``(key)``, since it is
+input, and could be anything, a password sent as a field name included.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError
 from sellervault.records.errors import RecordError
+from sellervault.web.body import Location, UnacceptableBodyError
 from sellervault.web.context import SCOPE_KEY, ForbiddenError, TenantNotFoundError
 
 log = logging.getLogger("sellervault.web")
@@ -32,18 +36,64 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return response
 
 
-def _field_path(location: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in location)
+UNDECLARED_KEY = "(key)"
+MAX_FIELDS = 20
+_LOCATIONS = frozenset({"body", "query", "path", "header"})
+
+
+def declared_names(document: dict[str, Any]) -> frozenset[str]:
+    """Every name the OpenAPI document declares: properties of its schemas, parameters."""
+    names: set[str] = set(_LOCATIONS)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                names.update(properties)
+            if node.get("in") in _LOCATIONS and isinstance(node.get("name"), str):
+                names.add(node["name"])
+            for item in node.values():
+                walk(item)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(document)
+    return frozenset(names)
+
+
+def _vocabulary(request: Request) -> frozenset[str]:
+    app = request.app
+    names: frozenset[str] | None = getattr(app.state, "declared_names", None)
+    if names is None:
+        names = app.state.declared_names = declared_names(app.openapi())
+    return names
+
+
+def _field_path(location: Location, vocabulary: frozenset[str]) -> str:
+    return ".".join(str(part) if isinstance(part, int) or part in vocabulary
+                    else UNDECLARED_KEY for part in location)
+
+
+def _invalid(request: Request, problems: list[tuple[Location, str]]) -> JSONResponse:
+    _note_reason(request, "invalid_request")
+    vocabulary = _vocabulary(request)
+    fields = [{"path": _field_path(location, vocabulary), "problem": problem}
+              for location, problem in problems[:MAX_FIELDS]]
+    paths = ", ".join(dict.fromkeys(item["path"] for item in fields))
+    return error_response(422, "invalid_request", f"invalid or missing value at {paths}",
+                          fields=fields)
 
 
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    _note_reason(request, "invalid_request")
-    fields = [{"path": _field_path(tuple(error.get("loc", ()))), "problem": error.get("type")}
-              for error in exc.errors()[:20]]
-    paths = ", ".join(item["path"] for item in fields)
-    return error_response(422, "invalid_request", f"invalid or missing value at {paths}",
-                          fields=fields)
+    return _invalid(request, [(tuple(error.get("loc", ())), str(error.get("type")))
+                              for error in exc.errors()[:MAX_FIELDS]])
+
+
+def _unacceptable_body(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnacceptableBodyError)
+    return _invalid(request, [(exc.location, exc.problem)])
 
 
 def _note_reason(request: Request, reason: str) -> None:
@@ -84,6 +134,7 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(UnacceptableBodyError, _unacceptable_body)
     for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
                  TenantKeysBusyError):
         app.add_exception_handler(kind, _domain)

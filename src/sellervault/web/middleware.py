@@ -7,8 +7,8 @@
    If even that cannot be written, the response is replaced by a 503: nothing is served
    that the log does not know about.
 
-Authentication and authorization happen in the route (web.context.require declares the
-action; ``state.authenticate()`` checks it).
+Authentication and authorization happen in the route's guard (``web.context``), before its
+body is read.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def write_fallback_event(runtime: Runtime, state: RequestState, status: int) -> 
     with runtime.store.transaction() as session:
         state.auditor.record(session, state.action, outcome_for(status, reason),
                              tenant_id=state.tenant_id, status=status, reason=reason,
-                             purpose=state.extra.get("purpose"),  # only a permitted one
+                             purpose=state.purpose,  # only one of the vocabulary
                              criteria=state.extra.get("criteria"))
 
 
@@ -57,6 +57,13 @@ def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
         (b"referrer-policy", b"no-referrer"),
         (b"x-frame-options", b"DENY"),
     ]
+
+
+def _request_id(state: RequestState) -> tuple[bytes, bytes]:
+    """Every response names its request (the id its security event carries, or would
+    have: a 503 audit_unavailable has no event, and its id is what a support request quotes
+    to find it in the server log)."""
+    return b"x-request-id", (state.auditor.actor.request_id or "").encode()
 
 
 def _sends_a_body(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -113,15 +120,16 @@ class SecurityMiddleware:
                         await anyio.to_thread.run_sync(write_fallback_event, self.runtime, state,
                                                     status)
                     except Exception as exc:
-                        log.error("security event not written: %s", type(exc).__name__)
+                        log.error("security event not written (request %s): %s",
+                                  state.auditor.actor.request_id, type(exc).__name__)
                         suppressed = True
-                        await self._unavailable(send)
+                        await self._unavailable(send, state)
                         return
                 message["headers"] = [
                     *[(k, v) for k, v in message.get("headers", [])
                       if k.lower() != b"cache-control"],
                     *self.security_headers,
-                    (b"x-request-id", (state.auditor.actor.request_id or "").encode()),
+                    _request_id(state),
                     # Refused before its body was read (401, 413): close rather than read
                     # and discard the rest of it to find the next request.
                     *([(b"connection", b"close")] if unread_body else []),
@@ -140,9 +148,9 @@ class SecurityMiddleware:
                                     "body": b'{"error":{"code":"internal_error",'
                                             b'"message":"internal error"}}'})
 
-    async def _unavailable(self, send: Send) -> None:
+    async def _unavailable(self, send: Send, state: RequestState) -> None:
         await send({"type": "http.response.start", "status": 503,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(UNAVAILABLE_BODY)).encode()),
-                                *self.security_headers]})
+                                *self.security_headers, _request_id(state)]})
         await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})

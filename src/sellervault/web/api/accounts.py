@@ -72,7 +72,7 @@ def create_account(
     body: AccountIn,
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_CREATE))],
 ) -> AccountCreated:
-    admin = state.authenticate()
+    admin = state.principal
     grants = _grants(body.grants)
     if body.kind == "person":
         if body.email is None:
@@ -92,7 +92,6 @@ def create_account(
 def list_accounts(
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_LIST))],
 ) -> dict[str, list[AccountOut]]:
-    state.authenticate()
     rows = accounts.list_accounts(state.runtime, state.auditor)
     return {"accounts": [
         AccountOut(id=a.id, kind=a.kind, name=a.name, status=a.status, created_at=a.created_at,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from sellervault.access.actions import Action
 from sellervault.web.context import RequestState, api_router, require
@@ -17,6 +17,14 @@ def health(
     _state: Annotated[RequestState, Depends(require(Action.HEALTH_READ))],
 ) -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.head("/health")
+def health_head(
+    _state: Annotated[RequestState, Depends(require(Action.HEALTH_READ))],
+) -> Response:
+    """What a load balancer's probe sends: the status alone."""
+    return Response(status_code=200)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -57,7 +57,7 @@ def who_am_i(
     state: Annotated[RequestState, Depends(require(Action.SESSION_READ))],
 ) -> WhoAmI:
     """The account behind the bearer token and its grants (clients check a token with it)."""
-    principal = state.authenticate()
+    principal = state.principal
     return WhoAmI(account_id=principal.id, kind=principal.kind,
                   grants=[GrantOut.of(g) for g in principal.grants])
 

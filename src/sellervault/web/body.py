@@ -1,0 +1,122 @@
+"""Request bodies: strict JSON, parsed off the event loop when large, refused when they could
+not be stored and served back exactly.
+
+What a body may hold is decided once, here, for every route: JSON as RFC 8259 defines it
+(UTF-8, no ``NaN``/``Infinity``, no lone surrogate in a string or a key), numbers that fit a
+double (``1e400`` would become infinity, which JSON cannot carry back), and at most
+``MAX_JSON_DEPTH`` levels of nesting. An ingest key could otherwise store an order that no
+read can serve (a read would fail, or answer with text that is not JSON) and that hides the
+good orders a search finds beside it. The parser is pydantic-core's (jiter), the one that
+reads stored orders back, so what passes here reads back.
+
+A refusal is a 422 naming where the problem is and what it is, never the value (and keys the
+API does not declare are not named either: ``web.errors``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pydantic_core import from_json
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from sellervault.web.limits import MAX_BODY_BYTES
+
+MAX_JSON_DEPTH = 32
+"""Levels of nesting in a body, the body itself the first: an ingest body's order is the
+third, and a real SP-API order nests four more at most."""
+INLINE_PARSE_BYTES = MAX_BODY_BYTES
+"""Bodies up to this size are parsed in the event loop (well under a millisecond); larger
+ones (ingest's, up to 16 MiB) on a worker thread, so that other requests are not held up."""
+
+Location = tuple[str | int, ...]
+
+
+class UnacceptableBodyError(StarletteHTTPException):
+    """A body that is not JSON this API accepts (422). An HTTP exception because it is raised
+    from inside FastAPI's reading of the body, which turns anything else into a 400."""
+
+    def __init__(self, location: Location, problem: str) -> None:
+        super().__init__(status_code=422)
+        self.location = location
+        self.problem = problem
+
+
+class JSONBodyRequest(Request):
+    """The request FastAPI reads a route's body from (``web.context.GuardedRoute``)."""
+
+    async def json(self) -> Any:
+        body = await self.body()
+        if len(body) <= INLINE_PARSE_BYTES:
+            return parse_json(body)
+        return await run_in_threadpool(parse_json, body)
+
+
+def parse_json(body: bytes) -> Any:
+    """The body's JSON value, or ``UnacceptableBodyError`` naming the first problem."""
+    try:
+        value = from_json(body, allow_inf_nan=False)
+    except ValueError:
+        # Not JSON we take; find where, with a parser that reads further (slower, but only
+        # for a refused request, and one that got past authentication).
+        raise _diagnosis(body) from None
+    problem = find_problem(value)
+    if problem is not None:
+        raise UnacceptableBodyError(*problem)
+    return value
+
+
+def find_problem(value: Any, location: Location = ("body",),
+                 depth: int = 1) -> tuple[Location, str] | None:
+    """The location and kind of the first value JSON cannot carry back exactly: nesting
+    past ``MAX_JSON_DEPTH`` (``too_deep``), a number that is not finite (``not_finite``),
+    text that is not Unicode (``invalid_unicode``: a lone surrogate)."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        if depth > MAX_JSON_DEPTH:
+            return location, "too_deep"
+        items = value.items() if kind is dict else enumerate(value)
+        for key, item in items:
+            if type(key) is str and not _is_unicode(key):
+                return location, "invalid_unicode"
+            problem = find_problem(item, (*location, key), depth + 1)
+            if problem is not None:
+                return problem
+    elif kind is float:
+        if not math.isfinite(value):
+            return location, "not_finite"
+    elif kind is str and not _is_unicode(value):
+        return location, "invalid_unicode"
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _diagnosis(body: bytes) -> UnacceptableBodyError:
+    """Why pydantic-core refused ``body``: the standard library's parser accepts what it
+    refused (NaN, lone surrogates, deeper nesting), so the walk can name the place."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        return UnacceptableBodyError(("body",), "too_deep")
+    except UnicodeDecodeError:
+        return UnacceptableBodyError(("body",), "invalid_unicode")
+    except ValueError:
+        return UnacceptableBodyError(("body",), "json_invalid")
+    try:
+        problem = find_problem(value)
+    except RecursionError:  # (the walk stops at MAX_JSON_DEPTH; this is a safety net)
+        return UnacceptableBodyError(("body",), "too_deep")
+    return UnacceptableBodyError(*(problem or (("body",), "json_invalid")))
