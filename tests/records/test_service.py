@@ -188,6 +188,21 @@ def test_each_principal_has_a_budget_of_searches_per_hour(
     _search(limited, "acme", principal="acc_someone_else", postal_code="10004")
 
 
+def test_a_masked_read_that_fails_is_not_logged_as_a_success(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """An order whose stored attributes no longer parse (here, a row edited in the database):
+    the read fails before its event, so the log does not record a read that served nothing.
+    (Before, the event committed first: issue 10, finding 2.)"""
+    amazon_id = stored[0]["AmazonOrderId"]
+    with runtime.store.transaction() as session:
+        session.execute(update(Order).where(Order.amazon_order_id == amazon_id)
+                        .values(attributes='{"Extra": ' + '[' * 300 + ']' * 300 + '}'))
+    before = len(_events(runtime))
+    with pytest.raises(ValueError):
+        records.read_masked(runtime, _auditor(runtime), "acme", amazon_id)
+    assert len(_events(runtime)) == before
+
+
 def test_reveal_refuses_an_unlisted_purpose(runtime: Runtime,
                                             stored: list[dict[str, Any]]) -> None:
     with pytest.raises(PurposeNotPermittedError):

@@ -37,3 +37,18 @@ def test_there_is_no_way_to_change_the_log(server: Server, admin: str) -> None:
     with server.client(admin) as client:
         for method in ("DELETE", "PUT", "PATCH", "POST"):
             assert client.request(method, "/audit/events").status_code == 405
+
+
+def test_the_cursor_is_bounded_to_what_the_column_holds(server: Server, admin: str) -> None:
+    """Before: ``after=9223372036854775808`` was a 500 (the driver's OverflowError)."""
+    officer, _ = server.create_person(admin, "otto.officer@example.test", "Otto Officer",
+                                      [{"role": "security-officer", "tenant": "*"}])
+    with server.client(officer) as client:
+        for after, status in ((2**63 - 1, 200), (2**63, 422), (10**400, 422), (-1, 422)):
+            response = client.get("/audit/events", params={"after": str(after)})
+            assert response.status_code == status, (after, response.text)
+            if status == 200:
+                assert response.json() == {"events": []}
+            else:
+                fields = response.json()["error"]["fields"]
+                assert [field["path"] for field in fields] == ["query.after"]

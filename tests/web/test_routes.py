@@ -160,3 +160,20 @@ def test_a_refused_principal_gets_no_runtime_even_if_the_refusal_is_caught(
     state.action = Action.HEALTH_READ  # nor by naming a public action afterwards
     with pytest.raises(NotAuthenticatedError):
         _ = state.runtime
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_the_request_names(server: Any) -> None:
+    """Before: ``GET /api/v1/health/`` with ``Host: evil.example`` was a 307 to
+    ``https://evil.example/api/v1/health``, unauthenticated: an open redirect."""
+    with server.client(Host="evil.example") as client:
+        for path in ("/health/", "/openapi.json/", "/session/"):
+            response = client.get(path, follow_redirects=False)
+            assert response.status_code == 404, (path, response.status_code)
+            assert "location" not in response.headers
+            assert "evil.example" not in response.text
+
+
+def test_health_answers_a_head_request(server: Any) -> None:
+    with server.client() as client:
+        response = client.head("/health")
+    assert response.status_code == 200 and response.content == b""

@@ -3,6 +3,7 @@ when the event cannot be written."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,6 +106,8 @@ def test_reveal_fails_closed_when_the_log_cannot_be_written(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "audit_unavailable"
     assert order["BuyerInfo"]["BuyerEmail"] not in response.text
+    # Named like every response (README); before, this one had no X-Request-Id.
+    assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])
 
 
 def test_every_request_fails_closed_on_a_wiped_log(own_server: Server, runtime: Runtime,

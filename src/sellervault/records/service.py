@@ -247,17 +247,19 @@ def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
     """The order with every PII value masked; no key is unwrapped."""
     with rt.store.read() as db:
         row = _find(db, tenant_id, amazon_order_id)
+    view = masked_view(row)  # before the event: a read that fails is not logged a success
     auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, **_order_event(row))
-    return masked_view(row)
+    return view
 
 
 async def read_masked_async(rt: Runtime, auditor: Auditor, tenant_id: str,
                             amazon_order_id: str) -> dict[str, Any]:
     """``read_masked`` in the event loop (``Store.has_async``)."""
     row = await _find_async(rt, tenant_id, amazon_order_id)
+    view = masked_view(row)
     await auditor.append_async(rt.store, Action.ORDERS_READ, Outcome.SUCCESS,
                                **_order_event(row))
-    return masked_view(row)
+    return view
 
 
 def _decrypt(db: Db | None, keyring: Keyring, row: Any) -> dict[str, Any]:

@@ -1,0 +1,120 @@
+"""web.context's guard, from the attacker's side: authentication and authorization come
+before the body is read and before any input is validated, and the request's event names
+who asked for what.
+
+Found by fuzzing (issue 10): with any string as a bearer token the server read and parsed
+the body (an 87 MB body stalled every other request for seconds) and answered 422 listing
+the bad fields, logged as a failed request rather than a failed authentication; with a valid
+token, a request that failed validation was logged with no actor; a reveal that failed
+before its route ran was logged as ``orders:read`` with no purpose.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import select
+
+from sellervault.access.actions import PUBLIC_ACTIONS
+from sellervault.audit.models import EventRow
+from sellervault.web.app import build_api
+from sellervault.web.context import declaration_of
+from tests.support import Server
+
+NOT_LIVE = "svs_not-a-live-token"
+
+
+def _last_event(server: Server) -> EventRow:
+    with server.runtime.store.transaction() as session:
+        event = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
+        session.expunge(event)
+        return event
+
+
+def _guarded_routes() -> list[tuple[str, str]]:
+    routes = []
+    for route in iter_route_contexts(build_api().routes):
+        declared = declaration_of(route.original_route)
+        assert declared is not None
+        if declared.action not in PUBLIC_ACTIONS:
+            routes += [(method, route.path) for method in route.methods]
+    return routes
+
+
+def test_a_token_that_is_not_live_is_401_before_any_input_is_checked(server: Server) -> None:
+    """Malformed path values, an over-long query, a body that is not JSON: a token that is
+    not live gets 401 on every route, never a 422 that describes the route's inputs."""
+    routes = _guarded_routes()
+    assert len(routes) >= 9
+    with server.client(NOT_LIVE, **{"Content-Type": "application/json",
+                                    "X-Access-Purpose": "x" * 100}) as client:
+        for method, path in routes:
+            url = re.sub(r"\{[^}]+\}", "!!", path).removeprefix("/api/v1")
+            response = client.request(method, url, params={"limit": "0", "after": "-1"},
+                                      content=b"{not json" if method == "POST" else None)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.json()["error"]["code"] == "unauthenticated"
+            event = _last_event(server)
+            assert (event.outcome, event.reason, event.actor_id) == (
+                "denied", "unauthenticated", None)
+
+
+def _tls(server: Server) -> ssl.SSLSocket:
+    parts = urlsplit(server.base_url)
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    raw = socket.create_connection((parts.hostname, parts.port), timeout=5)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tenants/acme/orders", "/api/v1/accounts"])
+def test_a_token_that_is_not_live_gets_its_401_before_the_body_is_read(server: Server,
+                                                                       path: str) -> None:
+    """A body announced at the route's limit, of which only the head is sent: the 401 comes
+    at once, and the connection closes rather than read the rest."""
+    started = time.monotonic()
+    with _tls(server) as tls:
+        tls.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {NOT_LIVE}\r\n"
+                    f"content-type: application/json\r\ncontent-length: 65536\r\n\r\n"
+                    .encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"connection: close" in answer.lower()
+    assert time.monotonic() - started < 4
+
+
+def test_a_request_that_fails_validation_is_logged_with_its_actor(
+        server: Server, initialized_admin_id: str) -> None:
+    with server.client(server.admin_token()) as client:
+        response = client.post("/accounts", json={"kind": "robot", "name": "R2"})
+    assert response.status_code == 422
+    event = _last_event(server)
+    assert (event.action, event.outcome, event.reason, event.actor_id) == (
+        "accounts:create", "failed", "invalid_request", initialized_admin_id)
+
+
+@pytest.fixture(scope="module")
+def initialized_admin_id(server: Server) -> str:
+    with server.client(server.admin_token()) as client:
+        account_id: str = client.get("/session").json()["account_id"]
+    return account_id
+
+
+@pytest.mark.parametrize(("purpose", "logged"), [("fulfillment", "fulfillment"),
+                                                 ("jane.doe@example.test", None)])
+def test_a_reveal_refused_before_its_route_names_the_reveal_and_its_purpose(
+        server: Server, purpose: str, logged: str | None) -> None:
+    """The event of a request stating a purpose names ``orders:reveal`` from the start, and
+    the purpose when it is one of the vocabulary's (free text never reaches the log)."""
+    with server.client(NOT_LIVE, **{"X-Access-Purpose": purpose}) as client:
+        response = client.get("/tenants/acme/orders/123-1234567-1234567")
+    assert response.status_code == 401
+    event = _last_event(server)
+    assert (event.action, event.purpose, event.outcome) == ("orders:reveal", logged, "denied")
