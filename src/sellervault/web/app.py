@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from sellervault import __version__
 from sellervault.runtime import Runtime
-from sellervault.web import errors
+from sellervault.web import errors, openapi
 from sellervault.web.api import accounts, approvals, audit, meta, orders, session
 from sellervault.web.middleware import SecurityMiddleware
 
@@ -48,6 +50,15 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
     for module in (orders, session, accounts, approvals, audit, meta):  # hot path's first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)
+
+    def document() -> dict[str, Any]:
+        """FastAPI's document completed by ``web.openapi`` (built once)."""
+        if api.openapi_schema is None:
+            api.openapi_schema = openapi.complete(api, get_openapi(
+                title=api.title, version=api.version, routes=api.routes))
+        return api.openapi_schema
+
+    api.openapi = document  # type: ignore[method-assign]  # (FastAPI's documented way)
     return api
 
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
@@ -42,7 +43,8 @@ _LOCATIONS = frozenset({"body", "query", "path", "header"})
 
 
 def declared_names(document: dict[str, Any]) -> frozenset[str]:
-    """Every name the OpenAPI document declares: properties of its schemas, parameters."""
+    """Every name the OpenAPI document declares: properties of its schemas, parameters, the
+    tags of its unions."""
     names: set[str] = set(_LOCATIONS)
 
     def walk(node: Any) -> None:
@@ -52,6 +54,9 @@ def declared_names(document: dict[str, Any]) -> frozenset[str]:
                 names.update(properties)
             if node.get("in") in _LOCATIONS and isinstance(node.get("name"), str):
                 names.add(node["name"])
+            discriminator = node.get("discriminator")
+            if isinstance(discriminator, dict):  # a union's tags: body.person.email
+                names.update(discriminator.get("mapping", {}))
             for item in node.values():
                 walk(item)
         elif isinstance(node, list):
@@ -117,7 +122,21 @@ def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     _note_reason(request, code)
-    return error_response(exc.status_code, code, code.replace("_", " "))
+    response = error_response(exc.status_code, code, code.replace("_", " "))
+    if exc.status_code == 405:
+        response.headers["allow"] = ", ".join(_allowed_methods(request))
+    return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own 405 names only the
+    first route that matches the path, and the ingest and search routes share one)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 def _crypto(request: Request, exc: Exception) -> JSONResponse:

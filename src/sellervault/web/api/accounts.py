@@ -6,37 +6,49 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
-from sellervault.access.roles import ALL_TENANTS, Grant, Role, is_tenant_id
+from sellervault.access.roles import TENANT_ID_PATTERN, Grant, Role
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import AccountRequestError
 from sellervault.web.api.schemas import GrantOut
 from sellervault.web.context import RequestState, api_router, require
+from sellervault.web.openapi import own_errors
 
 router = api_router("accounts")
+
+
+GRANT_TENANT_PATTERN = r"^(\*|" + TENANT_ID_PATTERN.removeprefix("^").removesuffix("$") + ")$"
 
 
 class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
-    tenant: str = Field(max_length=64)
-
-    @field_validator("tenant")
-    @classmethod
-    def _tenant(cls, value: str) -> str:
-        if value != ALL_TENANTS and not is_tenant_id(value):
-            raise ValueError("a tenant id or '*'")
-        return value
+    tenant: str = Field(max_length=64, pattern=GRANT_TENANT_PATTERN,
+                        description="a tenant id, or '*' for every tenant")
 
 
-class AccountIn(BaseModel):
+class PersonIn(BaseModel):
+    """A person: one named human, signing in with an email, a password and TOTP."""
+
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["person", "service"]
+    kind: Literal["person"]
     name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    email: str = Field(min_length=3, max_length=320)
     grants: list[GrantIn] = Field(default_factory=list, max_length=50)
+
+
+class ServiceIn(BaseModel):
+    """A service: a program with an API key, and no email."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["service"]
+    name: str = Field(min_length=1, max_length=200)
+    grants: list[GrantIn] = Field(default_factory=list, max_length=50)
+
+
+AccountIn = Annotated[PersonIn | ServiceIn, Field(discriminator="kind")]
 
 
 class AccountCreated(BaseModel):
@@ -67,22 +79,18 @@ def _grants(items: list[GrantIn]) -> list[Grant]:
 
 
 @router.post("/accounts", status_code=201, response_model=AccountCreated,
-             response_model_exclude_none=True)
+             response_model_exclude_none=True, responses=own_errors(409))
 def create_account(
     body: AccountIn,
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_CREATE))],
 ) -> AccountCreated:
     admin = state.principal
     grants = _grants(body.grants)
-    if body.kind == "person":
-        if body.email is None:
-            raise AccountRequestError("a person's account needs an email")
+    if isinstance(body, PersonIn):
         person = accounts.create_person(state.runtime, state.auditor, admin,
                                         email=body.email, name=body.name, grants=grants)
         return AccountCreated(id=person.id, one_time_password=person.one_time_password,
                               totp_secret=person.totp_secret)
-    if body.email is not None:
-        raise AccountRequestError("a service account has no email")
     service = accounts.create_service(state.runtime, state.auditor, admin,
                                       name=body.name, grants=grants)
     return AccountCreated(id=service.id, api_key=service.api_key, status=service.status)

@@ -13,6 +13,7 @@ from sellervault.access.actions import Action
 from sellervault.accounts import approvals
 from sellervault.web.api.schemas import GrantOut
 from sellervault.web.context import RequestState, api_router, require
+from sellervault.web.openapi import own_errors
 
 router = api_router("approvals")
 
@@ -46,7 +47,7 @@ def list_approvals(
         for p in approvals.list_pending(state.runtime, state.auditor)]}
 
 
-@router.post("/approvals/{account_id}/approve")
+@router.post("/approvals/{account_id}/approve", responses=own_errors(404, 409))
 def approve(
     account_id: AccountId,
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_APPROVE))],
@@ -55,7 +56,7 @@ def approve(
     return _decide(state, account_id, approve=True)
 
 
-@router.post("/approvals/{account_id}/reject")
+@router.post("/approvals/{account_id}/reject", responses=own_errors(404, 409))
 def reject(
     account_id: AccountId,
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_REJECT))],

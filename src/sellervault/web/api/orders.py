@@ -24,6 +24,7 @@ from sellervault.web.context import (
     require,
 )
 from sellervault.web.limits import MAX_INGEST_BODY_BYTES
+from sellervault.web.openapi import own_errors
 
 router = api_router("orders")
 
@@ -89,7 +90,7 @@ _ORDER_ADDRESS_PARAMETERS = [  # what the guard and order_id read, for the OpenA
 @router.get("/tenants/{tenant}/orders/{amazon_order_id}", response_class=OrderResponse,
             openapi_extra={"parameters": _ORDER_ADDRESS_PARAMETERS},
             responses={200: {"description": '{"order": {...}, "pii": "masked"|"revealed", '
-                                            '"purpose"?}'}})
+                                            '"purpose"?}'}, **own_errors(410)})
 async def get_order(
     request: Request,
     state: Annotated[RequestState, Depends(require(Action.ORDERS_READ, tenant_scoped=True,
@@ -135,7 +136,7 @@ def _search_criteria(request: Request) -> dict[str, Any]:
         postal_code=query.get("postal_code")) or None}
 
 
-@router.get("/tenants/{tenant}/orders", openapi_extra={"parameters": [
+@router.get("/tenants/{tenant}/orders", responses=own_errors(429), openapi_extra={"parameters": [
     _purpose_parameter(True, "a permitted purpose: searching by buyer data is a PII operation")]})
 def search_orders(
     tenant: TenantPath,

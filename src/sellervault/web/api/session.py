@@ -12,6 +12,7 @@ from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
 from sellervault.web.api.schemas import GrantOut
 from sellervault.web.context import RequestState, api_router, require
+from sellervault.web.openapi import own_errors
 
 router = api_router("session")
 
@@ -36,7 +37,7 @@ class PasswordRequest(BaseModel):
     new_password: str = Field(min_length=1, max_length=1024)
 
 
-@router.post("/session", response_model=SessionResponse)
+@router.post("/session", response_model=SessionResponse, responses=own_errors(401, 403))
 def create_session(
     body: SessionRequest,
     state: Annotated[RequestState, Depends(require(Action.SESSION_CREATE))],
@@ -62,7 +63,7 @@ def who_am_i(
                   grants=[GrantOut.of(g) for g in principal.grants])
 
 
-@router.post("/password", status_code=204)
+@router.post("/password", status_code=204, responses=own_errors(401))
 def change_password(
     body: PasswordRequest,
     state: Annotated[RequestState, Depends(require(Action.PASSWORD_CHANGE))],
