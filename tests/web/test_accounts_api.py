@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from sellervault.access.roles import GLOBAL_ROLES, Role
 from sellervault.accounts.models import Account
+from sellervault.web.api.accounts import ServiceWideGrantIn, TenantGrantIn
 from tests.support import NEW_PASSWORD, Server
 
 CYRILLIC_A = "\N{CYRILLIC SMALL LETTER A}"
@@ -199,3 +201,12 @@ def test_lookalikes_created_at_the_same_moment_make_one_account(server: Server,
         made = connection.execute(select(func.count()).select_from(Account)
                                   .where(Account.name == "Quinn Racer")).scalar()
     assert made == 1
+
+
+def test_the_grant_schema_knows_which_roles_are_service_wide() -> None:
+    """The document states what ``Grant`` enforces (a service-wide role only on '*'), so a
+    client, or a fuzzer, is not told a grant is valid that the API then refuses."""
+    service_wide = set(get_args(ServiceWideGrantIn.model_fields["role"].annotation))
+    on_a_tenant = set(get_args(TenantGrantIn.model_fields["role"].annotation))
+    assert service_wide == set(GLOBAL_ROLES)
+    assert service_wide | on_a_tenant == set(Role) and not service_wide & on_a_tenant

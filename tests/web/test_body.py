@@ -61,6 +61,16 @@ def test_a_lone_surrogate_is_refused_where_it_is(text: str, location: tuple[Any,
     assert _refusal(text.encode()) == (location, "invalid_unicode")
 
 
+@pytest.mark.parametrize(("text", "location"), [
+    ('{"email": "a\\u0000@example.test"}', ("body", "email")),
+    ('{"Extra": {"a\\u0000": 1}}', ("body", "Extra")),
+])
+def test_a_nul_character_is_refused_where_it_is(text: str, location: tuple[Any, ...]) -> None:
+    """PostgreSQL's text cannot hold one: found by the suite's own fuzzing (a password change
+    whose email held a NUL was a 500 on PostgreSQL)."""
+    assert _refusal(text.encode()) == (location, "nul_character")
+
+
 def test_a_surrogate_pair_is_one_character_and_passes() -> None:
     assert parse_json(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001F600"}
 
@@ -191,3 +201,14 @@ def test_invalid_utf8_in_a_login_is_a_422_logged_as_the_login(server: Server) ->
                                                    "problem": "invalid_unicode"}]
     event = _last_event(server)
     assert (event.action, event.outcome, event.status) == ("session:create", "failed", 422)
+
+
+def test_a_nul_character_in_a_password_change_is_a_422_not_a_500(server: Server) -> None:
+    """Found by the suite's fuzzing: on PostgreSQL the email reached a query and failed."""
+    with server.client() as client:
+        response = client.post("/password", json={
+            "email": "a\u0000@example.test", "current_password": "x", "totp": "123456",
+            "new_password": "y"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"] == [{"path": "body.email",
+                                                   "problem": "nul_character"}]

@@ -3,7 +3,8 @@ not be stored and served back exactly.
 
 What a body may hold is decided once, here, for every route: JSON as RFC 8259 defines it
 (UTF-8, no ``NaN``/``Infinity``, no lone surrogate in a string or a key), numbers that fit a
-double (``1e400`` would become infinity, which JSON cannot carry back), and at most
+double (``1e400`` would become infinity, which JSON cannot carry back), no NUL character in
+text (PostgreSQL's text cannot hold one: a login with one was a 500), and at most
 ``MAX_JSON_DEPTH`` levels of nesting. An ingest key could otherwise store an order that no
 read can serve (a read would fail, or answer with text that is not JSON) and that hides the
 good orders a search finds beside it. The parser is pydantic-core's (jiter), the one that
@@ -74,34 +75,37 @@ def find_problem(value: Any, location: Location = ("body",),
                  depth: int = 1) -> tuple[Location, str] | None:
     """The location and kind of the first value JSON cannot carry back exactly: nesting
     past ``MAX_JSON_DEPTH`` (``too_deep``), a number that is not finite (``not_finite``),
-    text that is not Unicode (``invalid_unicode``: a lone surrogate)."""
+    text that is not Unicode (``invalid_unicode``: a lone surrogate) or holds a NUL
+    (``nul_character``)."""
     kind = type(value)
     if kind is dict or kind is list:
         if depth > MAX_JSON_DEPTH:
             return location, "too_deep"
         items = value.items() if kind is dict else enumerate(value)
         for key, item in items:
-            if type(key) is str and not _is_unicode(key):
-                return location, "invalid_unicode"
+            if type(key) is str and (text_problem := _text_problem(key)) is not None:
+                return location, text_problem
             problem = find_problem(item, (*location, key), depth + 1)
             if problem is not None:
                 return problem
     elif kind is float:
         if not math.isfinite(value):
             return location, "not_finite"
-    elif kind is str and not _is_unicode(value):
-        return location, "invalid_unicode"
+    elif kind is str and (text_problem := _text_problem(value)) is not None:
+        return location, text_problem
     return None
 
 
-def _is_unicode(text: str) -> bool:
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "nul_character"
     if text.isascii():
-        return True
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "invalid_unicode"
+    return None
 
 
 def _diagnosis(body: bytes) -> UnacceptableBodyError:

@@ -22,11 +22,25 @@ router = api_router("accounts")
 GRANT_TENANT_PATTERN = r"^(\*|" + TENANT_ID_PATTERN.removeprefix("^").removesuffix("$") + ")$"
 
 
-class GrantIn(BaseModel):
+class ServiceWideGrantIn(BaseModel):
+    """A role whose actions are service-wide (``access.roles.GLOBAL_ROLES``): on every
+    tenant."""
+
     model_config = ConfigDict(extra="forbid")
-    role: Role
+    role: Literal[Role.ADMIN, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR]
+    tenant: Literal["*"]
+
+
+class TenantGrantIn(BaseModel):
+    """A role on one tenant, or on every tenant (``*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal[Role.ANALYST, Role.PII_READER, Role.INGEST]
     tenant: str = Field(max_length=64, pattern=GRANT_TENANT_PATTERN,
                         description="a tenant id, or '*' for every tenant")
+
+
+GrantIn = Annotated[ServiceWideGrantIn | TenantGrantIn, Field(discriminator="role")]
 
 
 class PersonIn(BaseModel):

@@ -19,7 +19,8 @@ def health(
     return {"status": "ok"}
 
 
-@router.head("/health")
+@router.head("/health", response_class=Response,
+             responses={200: {"description": "healthy (no body)", "content": {}}})
 def health_head(
     _state: Annotated[RequestState, Depends(require(Action.HEALTH_READ))],
 ) -> Response:
