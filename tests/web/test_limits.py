@@ -11,12 +11,21 @@ server takes in before it refuses.
 - A request head not complete within 10 s of the connection's start (or of its first byte)
   closes the connection; one client address holds at most 32 connections.
 - Connections and requests in progress past ``SELLERVAULT_MAX_CONNECTIONS`` get a 503.
+- What the HTTP parser refuses (a control character in a header, Transfer-Encoding with
+  Content-Length, two Content-Lengths, a bad request line, HTTP/0.9) gets a 400 like the
+  application's errors: JSON, security headers, the connection closed, nothing echoed.
+- Each of these refusals of the HTTP layer (400, 431, 503, a head timeout, a connection over
+  the per-address cap) is one ``http:refused`` security event with its reason and the client
+  address; before, they left no trace.
 - No WebSocket upgrade is ever served, whatever is installed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import re
 import socket
 import ssl
 import time
@@ -24,15 +33,17 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from sellervault import bootstrap
+from sellervault.audit import service as audit
 from sellervault.audit.models import EventRow
 from sellervault.runtime import Runtime
-from sellervault.web import limits
+from sellervault.web import limits, refusals
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_INGEST_BODY_BYTES
+from sellervault.web.middleware import security_headers
 from sellervault.web.server import build_server
-from tests.support import Server, start_server
+from tests.support import Server, block_event_writes, start_server, unblock_event_writes
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +90,73 @@ def _send_head(server: Server, head: str) -> tuple[int, dict[str, str], bytes]:
 def _last_event(server: Server) -> EventRow:
     with server.runtime.store.transaction() as session:
         return session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
+
+
+def _last_seq(runtime: Runtime) -> int:
+    with runtime.store.transaction() as session:
+        return session.scalar(select(func.max(EventRow.seq))) or 0
+
+
+def _refusal_events(runtime: Runtime, after: int, expected: int) -> list[EventRow]:
+    """The ``http:refused`` events after ``after``, once ``expected`` of them are there (they
+    are written off the event loop, after the connection is closed), and a moment later, so
+    that one too many shows."""
+    deadline = time.monotonic() + 10
+    while True:
+        with runtime.store.transaction() as session:
+            events = list(session.scalars(
+                select(EventRow).where(EventRow.seq > after, EventRow.action == "http:refused")
+                .order_by(EventRow.seq)))
+        if len(events) >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    with runtime.store.transaction() as session:
+        return list(session.scalars(
+            select(EventRow).where(EventRow.seq > after, EventRow.action == "http:refused")
+            .order_by(EventRow.seq)))
+
+
+def _refusal(event: EventRow) -> tuple[object, ...]:
+    return (event.channel, event.source_ip, event.actor_id, event.outcome, event.status,
+            event.reason, event.count)
+
+
+def _exchange(server: Server, request: bytes) -> tuple[bytes, bool]:
+    """Send raw bytes; everything the server answers, and whether it then closed the
+    connection (within the socket's timeout)."""
+    with _tls(server) as tls:
+        tls.sendall(request)
+        data = b""
+        try:
+            while chunk := tls.recv(65536):
+                data += chunk
+        except TimeoutError:
+            return data, False
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        return data, True
+
+
+def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in
+               (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def _assert_refusal_answer(server: Server, status: int, headers: dict[str, str], body: bytes,
+                           expected_status: int, code: str) -> None:
+    """A refusal of the HTTP layer answers like the application's errors do."""
+    assert status == expected_status
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    for name, value in security_headers(server.runtime.settings.hsts_max_age):
+        assert headers[name.decode()] == value.decode()
+    assert len(headers["x-request-id"]) == 16
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message"} and error["code"] == code
 
 
 BODY_ROUTES = [("POST", "/api/v1/tenants/acme/orders", "orders:ingest"),
@@ -145,6 +223,7 @@ def test_a_body_within_the_limit_is_served(server: Server) -> None:
 
 
 def test_a_request_head_over_16_kib_gets_431_and_the_server_goes_on(server: Server) -> None:
+    before = _last_seq(server.runtime)
     with _tls(server) as tls:
         tls.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\nx-padding: ")
         try:  # the server closes after 16 KiB: the rest of a 1 MiB header never goes in
@@ -153,9 +232,10 @@ def test_a_request_head_over_16_kib_gets_431_and_the_server_goes_on(server: Serv
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass
         status, headers, body = _response(tls)
-    assert status == 431 and b'"headers_too_large"' in body
-    assert headers.get("connection") == "close"
-    assert "strict-transport-security" in headers
+    _assert_refusal_answer(server, status, headers, body, 431, "headers_too_large")
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert _refusal(event) == ("api", "127.0.0.1", None, "failed", 431, "headers_too_large", 1)
+    assert event.request_id == headers["x-request-id"]
     with server.client() as client:
         assert client.get("/health").status_code == 200
 
@@ -164,6 +244,7 @@ def test_chunked_trailers_count_against_the_limit(server: Server) -> None:
     """The review's bypass: after a chunked body's last chunk, a trailer of any size was
     buffered by the parser (and added to the request's headers) with no limit and no token
     needed. Now it counts like a header: 431."""
+    before = _last_seq(server.runtime)
     with _tls(server) as tls:
         tls.sendall(b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: "
                     b"application/json\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -175,6 +256,8 @@ def test_chunked_trailers_count_against_the_limit(server: Server) -> None:
             pass
         status, _, body = _response(tls)
     assert status == 431 and b'"headers_too_large"' in body
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert (event.reason, event.status) == ("headers_too_large", 431)
 
 
 def test_a_pipelined_request_head_is_counted_too(server: Server) -> None:
@@ -183,6 +266,7 @@ def test_a_pipelined_request_head_is_counted_too(server: Server) -> None:
     first = (b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
              b"content-length: %d\r\n\r\n" % len(body) + body)
     second = b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 200_000
+    before = _last_seq(server.runtime)
     with _tls(server) as tls:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
             tls.sendall(first + second)
@@ -194,6 +278,8 @@ def test_a_pipelined_request_head_is_counted_too(server: Server) -> None:
                 break
     assert 431 in answers
     assert 200 not in answers  # the oversized health check was never served
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert (event.reason, event.status) == ("headers_too_large", 431)
 
 
 def test_a_head_that_never_completes_is_closed(server: Server,
@@ -201,24 +287,32 @@ def test_a_head_that_never_completes_is_closed(server: Server,
     """Connections that say nothing, or trickle a head, are closed: before, they held a place
     under the server-wide cap for ever (uvicorn times nothing before a first response)."""
     monkeypatch.setattr(limits, "HEAD_TIMEOUT_SECONDS", 0.5)
+    before = _last_seq(server.runtime)
     with _tls(server) as silent, _tls(server) as trickling:
         trickling.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n")
         time.sleep(1.2)
         for connection in (silent, trickling):
-            assert connection.recv(100) == b""  # closed by the server
+            assert connection.recv(100) == b""  # closed by the server, with no answer
+    events = _refusal_events(server.runtime, before, 2)
+    assert [_refusal(event) for event in events] == [
+        ("api", "127.0.0.1", None, "failed", None, "head_timeout", 1)] * 2
+    assert len({event.request_id for event in events}) == 2
 
 
 def test_one_address_cannot_hold_every_connection(server: Server,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "MAX_CONNECTIONS_PER_ADDRESS", 3)
+    before = _last_seq(server.runtime)
     held = [_tls(server) for _ in range(3)]
     try:
         with _tls(server) as fourth:
-            assert fourth.recv(100) == b""  # closed at once
+            assert fourth.recv(100) == b""  # closed at once, with no answer
     finally:
         for connection in held:
             connection.close()
-    time.sleep(0.2)
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert _refusal(event) == ("api", "127.0.0.1", None, "denied", None,
+                               "too_many_connections", 1)
     with server.client() as client:
         assert client.get("/health").status_code == 200
 
@@ -227,12 +321,17 @@ def test_one_address_cannot_hold_every_connection(server: Server,
 def test_an_absurd_content_length_is_413_not_500(server: Server, length: str) -> None:
     """llhttp accepts any number of leading zeros; Python's int() refuses over 4,300 digits.
     Before: a 500 for anyone, token or not."""
+    before = _last_seq(server.runtime)
     status, _, body = _send_head(
         server, f"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
                 f"\r\ncontent-length: {length}\r\n\r\n{{}}")
     # 2 bytes with leading zeros: read and refused on its merits (422); forty nines: 413 (or
     # the parser's own 400)
     assert status in ((422,) if length.startswith("0") else (400, 413)), body
+    if status == 400:  # the parser's: a refusal of the HTTP layer, logged as one
+        assert b'"malformed_request"' in body
+        assert [e.reason for e in _refusal_events(server.runtime, before, 1)] == [
+            "malformed_request"]
 
 
 def test_a_request_head_just_under_the_limit_is_served(server: Server) -> None:
@@ -246,17 +345,155 @@ def test_connections_past_the_limit_get_503(runtime: Runtime,
     limited = Runtime(runtime.settings.model_copy(update={"max_connections": 3}),
                       runtime.store, runtime.keyring)
     with start_server(limited, initialized) as server:
+        before = _last_seq(runtime)
         idle = [_tls(server) for _ in range(3)]  # connected, saying nothing
         try:
-            with server.client() as client:
-                refused = client.get("/health")
+            status, headers, body = _send_head(
+                server, "GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
         finally:
             for connection in idle:
                 connection.close()
-        assert refused.status_code == 503
-        time.sleep(0.2)  # the server notices the closed connections
+        _assert_refusal_answer(server, status, headers, body, 503, "server_busy")
+        # the server had no room: not the client's doing (a 5xx is an error, web.refusals)
+        [event] = _refusal_events(runtime, before, 1)
+        assert _refusal(event) == ("api", "127.0.0.1", None, "error", 503, "server_busy", 1)
+        assert event.request_id == headers["x-request-id"]
         with server.client() as client:
             assert client.get("/health").status_code == 200
+
+
+MARKER = "sv-probe-4f1c9a"
+"""In every malformed request below; never in an answer."""
+
+MALFORMED = {
+    "a control character in a header value":
+        f"GET /api/v1/health?q={MARKER} HTTP/1.1\r\nhost: x\r\nx-note: {MARKER}\x01\r\n\r\n",
+    "Transfer-Encoding with Content-Length":
+        f"POST /api/v1/session?q={MARKER} HTTP/1.1\r\nhost: x\r\ncontent-type: "
+        "application/json\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n"
+        "0\r\n\r\n",
+    "two different Content-Lengths":
+        f"POST /api/v1/session?q={MARKER} HTTP/1.1\r\nhost: x\r\ncontent-type: "
+        "application/json\r\ncontent-length: 2\r\ncontent-length: 7\r\n\r\n{}",
+    "an HTTP/0.9 request line": f"GET /{MARKER}\r\n",
+    "an HTTP/0.9 request line with headers (before: served as 1.1)":
+        f"GET /api/v1/health?q={MARKER}\r\nhost: x\r\n\r\n",
+    "HTTP/2.0 written as text (before: served as 1.1)":
+        f"GET /api/v1/health?q={MARKER} HTTP/2.0\r\nhost: x\r\n\r\n",
+    "a malformed request line": f"GET/{MARKER} HTTP/1.1\r\nhost: x\r\n\r\n",
+    "malformed chunk framing":
+        f"POST /api/v1/session?q={MARKER} HTTP/1.1\r\nhost: x\r\ncontent-type: "
+        "application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_text", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_what_the_parser_refuses_is_answered_and_logged_like_any_refusal(
+        server: Server, request_text: str) -> None:
+    """Finding 9: these got uvicorn's plain-text 400 with no security headers and no event
+    (the HTTP/0.9 line was left waiting, and with headers, or as HTTP/2.0, it was served).
+    Now: a JSON 400 with the security headers, the connection closed, nothing echoed, and
+    one ``http:refused`` event naming the client address."""
+    before = _last_seq(server.runtime)
+    raw, closed = _exchange(server, request_text.encode("latin-1"))
+    assert closed
+    assert MARKER.encode() not in raw
+    status, headers, body = _parse(raw)
+    _assert_refusal_answer(server, status, headers, body, 400, "malformed_request")
+    assert raw.count(b"HTTP/1.1 ") == 1  # nothing served besides
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert _refusal(event) == ("api", "127.0.0.1", None, "failed", 400, "malformed_request", 1)
+    assert event.request_id == headers["x-request-id"]
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
+
+
+def test_a_versionless_line_after_a_served_request_is_refused_at_once(server: Server) -> None:
+    """A later request on a kept-alive connection: llhttp still holds the first request's
+    version there, so the line itself is what shows it has none."""
+    before = _last_seq(server.runtime)
+    with _tls(server) as tls:
+        tls.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert _response(tls)[0] == 200
+        tls.sendall(b"GET /api/v1/health\r\n")
+        status, headers, body = _response(tls)
+        assert tls.recv(100) == b""
+    _assert_refusal_answer(server, status, headers, body, 400, "malformed_request")
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert (event.reason, event.request_id) == ("malformed_request", headers["x-request-id"])
+
+
+def test_an_upgrade_is_answered_as_a_plain_request_and_the_connection_closed(
+        server: Server) -> None:
+    """WebSockets are off and h2c is never spoken: llhttp reads nothing after an Upgrade, so
+    the request is answered as a plain one and the connection closed (before: it stayed
+    open, and each further read logged two warnings)."""
+    with _tls(server) as tls:
+        tls.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\n"
+                    b"upgrade: h2c\r\n\r\n")
+        status, headers, _ = _response(tls)
+        assert (status, headers.get("connection")) == (200, "close")
+        assert tls.recv(100) == b""
+
+
+def test_refusals_wait_for_the_log_in_bounded_memory(server: Server,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a write of the refusal events waits (here: the log's head is locked), more
+    refusals from one address, for one reason, become one event with their ``count``; past
+    ``MAX_PENDING`` waiting events, a new key's refusals are counted without an address. The
+    sum of ``count`` is every refusal, and the chain verifies."""
+    monkeypatch.setattr(refusals, "MAX_PENDING", 1)
+    malformed = MALFORMED["a control character in a header value"].encode("latin-1")
+    before = _last_seq(server.runtime)
+    ids = []
+    with server.runtime.store.transaction() as session:  # the head row (SQLite: the writer)
+        session.execute(text("UPDATE security_event_head SET seq = seq WHERE id = 1"))
+        for _ in range(3):  # the first one's write waits; the next two wait as one event
+            raw, _ = _exchange(server, malformed)
+            ids.append(_parse(raw)[1]["x-request-id"])
+        with _tls(server) as tls:  # a second key, past MAX_PENDING
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                tls.sendall(b"GET /api/v1/health HTTP/1.1\r\nx-padding: "
+                            + b"a" * (MAX_HEAD_BYTES + 1))
+            assert _response(tls)[0] == 431
+        time.sleep(0.3)
+    events = _refusal_events(server.runtime, before, 3)
+    assert [(e.source_ip, e.reason, e.count, e.request_id) for e in events] == [
+        ("127.0.0.1", "malformed_request", 1, ids[0]),
+        ("127.0.0.1", "malformed_request", 2, ids[1]),
+        (None, "headers_too_large", 1, events[2].request_id)]
+    assert audit.verify(server.runtime.store, server.runtime.keyring).ok
+
+
+def test_a_refusal_whose_event_cannot_be_written_is_still_answered(
+        server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    """The event is written off the event loop: a log that refuses it (the database does,
+    for real) neither blocks nor breaks the protocol, and the failure is logged by type
+    name only."""
+    malformed = MALFORMED["two different Content-Lengths"].encode("latin-1")
+    before = _last_seq(server.runtime)
+    caplog.set_level(logging.ERROR, logger="sellervault.web")
+    block_event_writes(server.runtime)
+    try:
+        for _ in range(2):
+            raw, closed = _exchange(server, malformed)
+            assert closed and _parse(raw)[0] == 400
+        deadline = time.monotonic() + 10
+        while sum(int(m.split()[0]) for m in _not_logged(caplog)) < 2:  # both, in 1 or 2
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        unblock_event_writes(server.runtime)
+    messages = _not_logged(caplog)
+    assert all(re.fullmatch(r"[12] refused requests not logged: \w+", m) for m in messages)
+    assert _refusal_events(server.runtime, before, 0) == []
+    raw, _ = _exchange(server, malformed)
+    assert _parse(raw)[0] == 400
+    assert len(_refusal_events(server.runtime, before, 1)) == 1
+
+
+def _not_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "not logged" in r.getMessage()]
 
 
 def test_websocket_upgrades_are_never_served(runtime: Runtime) -> None:

@@ -30,6 +30,8 @@ class Action(StrEnum):
     AUDIT_READ = "audit:read"
     # Requests that matched no route.
     HTTP_UNROUTED = "http:unrouted"
+    # Requests the HTTP layer refused before the application saw them (web.refusals).
+    HTTP_REFUSED = "http:refused"
     # Bootstrap commands run against the data directory.
     SYSTEM_INIT = "system:init"
     SYSTEM_SERVE = "system:serve"

@@ -10,6 +10,7 @@ from sellervault.runtime import Runtime
 from sellervault.web.app import create_app
 from sellervault.web.limits import bounded_protocol
 from sellervault.web.middleware import security_headers
+from sellervault.web.refusals import RefusalLog
 from sellervault.web.tls import harden
 
 
@@ -41,7 +42,9 @@ def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
         log_level="warning",
         proxy_headers=False,
         lifespan="on",  # the app's start-up sizes its worker threads
-        http=bounded_protocol(security_headers(settings.hsts_max_age)),  # 431 past 16 KiB
+        # 400 for what the parser refuses, 431 past 16 KiB, 503 past limit_concurrency; each
+        # refusal an http:refused event
+        http=bounded_protocol(security_headers(settings.hsts_max_age), RefusalLog(runtime)),
         ws="none",  # no WebSocket upgrade, whatever is installed: it would pass the middleware
         limit_concurrency=settings.max_connections,  # beyond: 503, before any work
     )
