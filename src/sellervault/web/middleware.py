@@ -49,7 +49,8 @@ def write_fallback_event(runtime: Runtime, state: RequestState, status: int) -> 
 
 
 def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
-    """The headers every response carries (also the HTTP layer's own refusals: 400, 431, 503, web.limits)."""
+    """The headers every response carries (also the HTTP layer's own refusals: 400, 431,
+    503, web.limits)."""
     return [
         (b"strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains".encode()),
         (b"x-content-type-options", b"nosniff"),
