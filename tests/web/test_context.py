@@ -18,13 +18,15 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi import Request
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
 from sellervault.access.actions import PUBLIC_ACTIONS
 from sellervault.audit.models import EventRow
+from sellervault.web import context
 from sellervault.web.app import build_api
-from sellervault.web.context import declaration_of
+from sellervault.web.context import Declaration, RequestState, declaration_of
 from tests.support import Server
 
 NOT_LIVE = "svs_not-a-live-token"
@@ -118,3 +120,23 @@ def test_a_reveal_refused_before_its_route_names_the_reveal_and_its_purpose(
     assert response.status_code == 401
     event = _last_event(server)
     assert (event.action, event.purpose, event.outcome) == ("orders:reveal", logged, "denied")
+
+
+def test_the_guard_is_applied_once_per_request(server: Server,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """GuardedRoute applies it, and the route's dependency sees that it has. (It ran twice:
+    FastAPI makes the route's declaration anew for each copy of a route, so the dependency's
+    check by identity never matched, and every request looked its token up twice.)"""
+    admin = server.admin_token()
+    applied: list[str] = []
+    original = context.guard
+
+    async def counting(request: Request, declared: Declaration) -> RequestState:
+        applied.append(declared.action.value)
+        return await original(request, declared)
+
+    monkeypatch.setattr(context, "guard", counting)
+    with server.client(admin) as client:
+        assert client.get("/session").status_code == 200
+        assert client.post("/accounts", json={"kind": "robot"}).status_code == 422
+    assert applied == ["session:read", "accounts:create"]

@@ -284,7 +284,10 @@ def require(action: Action, *, tenant_scoped: bool = False, max_body: int = MAX_
 
     async def dependency(request: Request) -> RequestState:
         state = request_state(request)
-        if state.declared is declared:  # GuardedRoute applied it already
+        # GuardedRoute applied it already. (Compared by value: FastAPI evaluates a route's
+        # annotations, and so calls ``require``, again for each copy of the route it makes,
+        # so the declaration the route holds is an equal object, not the same one.)
+        if state.declared == declared:
             return state
         return await guard(request, declared)
 
