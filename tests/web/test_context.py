@@ -11,25 +11,35 @@ before its route ran was logged as ``orders:read`` with no purpose.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
 import time
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi import Request
 from fastapi.routing import iter_route_contexts
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from sellervault.access.actions import PUBLIC_ACTIONS
+from sellervault.accounts.models import ApiKey
 from sellervault.audit.models import EventRow
+from sellervault.records.models import Order
 from sellervault.web import context
 from sellervault.web.app import build_api
 from sellervault.web.context import Declaration, RequestState, declaration_of
 from tests.support import Server
 
 NOT_LIVE = "svs_not-a-live-token"
+
+
+@pytest.fixture(scope="module")
+def admin(server: Server) -> str:
+    """One administrator login for the module (a second within 30 s waits for the clock)."""
+    return server.admin_token()
 
 
 def _last_event(server: Server) -> EventRow:
@@ -93,8 +103,8 @@ def test_a_token_that_is_not_live_gets_its_401_before_the_body_is_read(server: S
 
 
 def test_a_request_that_fails_validation_is_logged_with_its_actor(
-        server: Server, initialized_admin_id: str) -> None:
-    with server.client(server.admin_token()) as client:
+        server: Server, admin: str, initialized_admin_id: str) -> None:
+    with server.client(admin) as client:
         response = client.post("/accounts", json={"kind": "robot", "name": "R2"})
     assert response.status_code == 422
     event = _last_event(server)
@@ -103,8 +113,8 @@ def test_a_request_that_fails_validation_is_logged_with_its_actor(
 
 
 @pytest.fixture(scope="module")
-def initialized_admin_id(server: Server) -> str:
-    with server.client(server.admin_token()) as client:
+def initialized_admin_id(server: Server, admin: str) -> str:
+    with server.client(admin) as client:
         account_id: str = client.get("/session").json()["account_id"]
     return account_id
 
@@ -122,12 +132,11 @@ def test_a_reveal_refused_before_its_route_names_the_reveal_and_its_purpose(
     assert (event.action, event.purpose, event.outcome) == ("orders:reveal", logged, "denied")
 
 
-def test_the_guard_is_applied_once_per_request(server: Server,
+def test_the_guard_is_applied_once_per_request(server: Server, admin: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """GuardedRoute applies it, and the route's dependency sees that it has. (It ran twice:
     FastAPI makes the route's declaration anew for each copy of a route, so the dependency's
     check by identity never matched, and every request looked its token up twice.)"""
-    admin = server.admin_token()
     applied: list[str] = []
     original = context.guard
 
@@ -140,3 +149,60 @@ def test_the_guard_is_applied_once_per_request(server: Server,
         assert client.get("/session").status_code == 200
         assert client.post("/accounts", json={"kind": "robot"}).status_code == 422
     assert applied == ["session:read", "accounts:create"]
+
+
+def test_a_credential_revoked_while_its_body_arrives_does_not_act(server: Server,
+                                                                 admin: str) -> None:
+    """The guard decides before the body is read; a body can take minutes. A key revoked in
+    between is refused once the body is in, and nothing is stored."""
+    key = server.create_service(admin, "slow sender",
+                                [{"role": "ingest", "tenant": "acme"}])
+    body = json.dumps({"orders": [{
+        "AmazonOrderId": "201-0000000-0000001", "PurchaseDate": "2026-11-01T10:00:00Z",
+        "LastUpdateDate": "2026-11-01T10:00:00Z", "OrderStatus": "Shipped"}]}).encode()
+    with _tls(server) as tls:
+        tls.sendall(b"POST /api/v1/tenants/acme/orders HTTP/1.1\r\nhost: x\r\n"
+                    b"authorization: Bearer " + key.encode() + b"\r\n"
+                    b"content-type: application/json\r\n"
+                    b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10])
+        time.sleep(0.3)  # the guard has passed; the route waits for the rest of the body
+        with server.runtime.store.transaction() as session:
+            session.execute(update(ApiKey).values(revoked_at=datetime.now(UTC)))
+        tls.sendall(body[10:])
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := tls.recv(65536)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    with server.runtime.store.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == 0
+    event = _last_event(server)
+    assert (event.action, event.outcome, event.reason) == ("orders:ingest", "denied",
+                                                           "unauthenticated")
+
+
+def test_an_oversized_body_from_an_unknown_caller_is_a_401_not_a_413(server: Server) -> None:
+    """A route's body limit is not told to a caller who is not known (nor logged as a
+    failed request instead of a failed authentication)."""
+    with _tls(server) as tls:
+        tls.sendall(f"POST /api/v1/accounts HTTP/1.1\r\nhost: x\r\nauthorization: Bearer "
+                    f"{NOT_LIVE}\r\ncontent-type: application/json\r\ncontent-length: 70000"
+                    f"\r\n\r\n".encode())
+        assert tls.recv(65536).startswith(b"HTTP/1.1 401 ")
+
+
+def test_two_authorization_headers_are_refused(server: Server, admin: str) -> None:
+    """A proxy that takes the last one would disagree with the vault about who is calling."""
+    with server.client() as client:
+        response = client.get("/session", headers=[("Authorization", f"Bearer {admin}"),
+                                                   ("Authorization", f"Bearer {NOT_LIVE}")])
+    assert response.status_code == 401
+
+
+def test_an_anonymous_caller_cannot_write_tenant_shaped_text_into_the_log(
+        server: Server, admin: str) -> None:
+    with server.client() as client:
+        assert client.get("/tenants/5551234567/canaries").status_code == 401
+    assert _last_event(server).tenant_id is None
+    with server.client(admin) as client:  # a known caller's is recorded
+        assert client.get("/tenants/5551234567/canaries").status_code == 403
+    assert _last_event(server).tenant_id == "5551234567"

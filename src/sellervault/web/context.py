@@ -98,6 +98,7 @@ class RequestState:
     declared: Declaration | None = None
     """The declaration applied to this request, once its guard has passed."""
     _principal: Principal | None = None
+    _stated_purpose: str | None = None
 
     @property
     def max_body(self) -> int:
@@ -170,8 +171,14 @@ def request_state(request: Request) -> RequestState:
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    """The bearer token of the request's one ``Authorization`` header. Two such headers are
+    refused (no token): a proxy that takes the last one would disagree with this service
+    about who is calling."""
+    headers: list[bytes] = [value for name, value in request.scope["headers"]
+                            if name == b"authorization"]
+    if len(headers) != 1:
+        return None
+    scheme, _, token = headers[0].decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
@@ -208,57 +215,86 @@ def stated_purpose(request: Request, errors: list[dict[str, Any]]) -> str | None
 
 async def guard(request: Request, declared: Declaration) -> RequestState:
     """Apply ``declared`` to the request, reading nothing of its body: note the action (and
-    tenant and purpose) for the request's security event; then 401 without a token, 413 for a
-    body announced over the limit, 401 for a token that is not live, 422 for a malformed
-    tenant or purpose (only now: validation comes after authentication), and the policy's
-    decision (403/404; 403 ``purpose_not_permitted`` for a purpose outside the vocabulary)."""
+    purpose) for the request's security event; then 401 without a token, or for one that is
+    not live; 413 for a body announced over the limit; 422 for a malformed tenant or purpose
+    (only now: validation comes after authentication); and the policy's decision (403/404;
+    403 ``purpose_not_permitted`` for a purpose outside the vocabulary). A public route
+    skips the token."""
     state = request_state(request)
-    tenant = request.path_params.get("tenant") if declared.tenant_scoped else None
     errors: list[dict[str, Any]] = []
-    if tenant is not None and not is_tenant_id(tenant):
-        # Free text from the path (an email address, a value too long for the column)
-        # never reaches the log: noted as no tenant, refused below.
-        errors.append({"type": "string_pattern_mismatch", "loc": ("path", "tenant")})
-        tenant = None
+    tenant = _path_tenant(request, declared, errors)
     purpose = (stated_purpose(request, errors) if declared.with_purpose is not None
                else None)
     action = declared.action if purpose is None else declared.with_purpose
     assert action is not None
-    state.action, state.tenant_id = action, tenant
+    state.action = action
     state.purpose = purpose if purpose in PURPOSES else None
     if declared.notes is not None:
         state.extra.update(declared.notes(request))
-    if declared.action in PUBLIC_ACTIONS:
-        _refuse_announced_excess(request, declared)
-        if errors:
-            raise RequestValidationError(errors)
-        state.declared = declared
-        return state
-    state.token = _bearer(request)
-    if state.token is None:
-        raise UnauthenticatedError()
+    if declared.action not in PUBLIC_ACTIONS:
+        state.token = _bearer(request)
+        principal = await state.identify()
+    state.tenant_id = tenant  # (for a caller who is known, or a public route: see _path_tenant)
     _refuse_announced_excess(request, declared)
-    principal = await state.identify()
     if errors:
         raise RequestValidationError(errors)
-    if action == declared.with_purpose:
-        context = {"purpose": purpose or ""}
-        try:
-            state.authorize(principal, action, tenant, context)
-        except ForbiddenError:
-            if purpose not in PURPOSES:
-                raise PurposeNotPermittedError() from None
-            raise
-    else:
-        state.authorize(principal, action, tenant)
-    state._principal = principal
+    if declared.action not in PUBLIC_ACTIONS:
+        _authorize(state, principal, action, tenant, purpose, declared)
+        state._principal = principal
+        state._stated_purpose = purpose
     state.declared = declared
     return state
+
+
+async def confirm_after_body(request: Request, state: RequestState) -> None:
+    """Look the credential up again, and ask the policy again, once a request's body is in.
+
+    The guard decided before the body was read, and a body can take minutes to arrive (16 MiB
+    at the slowest rate ``web.limits`` allows); a credential revoked or expired meanwhile, or
+    a grant withdrawn, must not act on it. Only requests that carried a body pay for it."""
+    declared, principal = state.declared, state._principal
+    if declared is None or principal is None or not _carries_body(request):
+        return
+    principal = await state.identify()
+    _authorize(state, principal, state.action, state.tenant_id, state._stated_purpose,
+               declared)
+    state._principal = principal
+
+
+def _authorize(state: RequestState, principal: Principal, action: Action, tenant: str | None,
+               purpose: str | None, declared: Declaration) -> None:
+    if action != declared.with_purpose:
+        state.authorize(principal, action, tenant)
+        return
+    try:
+        state.authorize(principal, action, tenant, {"purpose": purpose or ""})
+    except ForbiddenError:
+        if purpose not in PURPOSES:
+            raise PurposeNotPermittedError() from None
+        raise
+
+
+def _path_tenant(request: Request, declared: Declaration,
+                 errors: list[dict[str, Any]]) -> str | None:
+    """The tenant the path names, for a tenant-scoped route. A malformed one (free text from
+    the path: an email address, a value too long for the column) adds a validation error and
+    is noted as none, so it never reaches the log; a well-formed one is noted only once the
+    caller is known (``guard``), so that an anonymous caller cannot write tenant-shaped text
+    (a phone number) into the log."""
+    tenant: str | None = request.path_params.get("tenant") if declared.tenant_scoped else None
+    if tenant is not None and not is_tenant_id(tenant):
+        errors.append({"type": "string_pattern_mismatch", "loc": ("path", "tenant")})
+        return None
+    return tenant
 
 
 def _refuse_announced_excess(request: Request, declared: Declaration) -> None:
     if _content_length(request) > declared.max_body:
         raise BodyTooLargeError()
+
+
+def _carries_body(request: Request) -> bool:
+    return _content_length(request) > 0 or "transfer-encoding" in request.headers
 
 
 def _content_length(request: Request) -> int:
@@ -286,8 +322,10 @@ def require(action: Action, *, tenant_scoped: bool = False, max_body: int = MAX_
         state = request_state(request)
         # GuardedRoute applied it already. (Compared by value: FastAPI evaluates a route's
         # annotations, and so calls ``require``, again for each copy of the route it makes,
-        # so the declaration the route holds is an equal object, not the same one.)
+        # so the declaration the route holds is an equal object, not the same one.) FastAPI
+        # runs this once the body is read: the credential is confirmed again if there was one.
         if state.declared == declared:
+            await confirm_after_body(request, state)
             return state
         return await guard(request, declared)
 
