@@ -85,3 +85,20 @@ def test_the_declared_names_come_from_the_api_document() -> None:
     assert {"orders", "AmazonOrderId", "BuyerInfo", "BuyerEmail", "email", "new_password",
             "X-Access-Purpose", "amazon_order_id", "after", "body", "query"} <= names
     assert SECRET_KEY not in names and "Extra" not in names
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/tenants/acme/orders", "GET, POST"),
+    ("DELETE", "/accounts", "GET, POST"),
+    ("OPTIONS", "/health", "GET, HEAD"),
+    ("GET", "/approvals/acc_0123456789abcdef01234567/approve", "POST"),
+])
+def test_a_method_not_served_names_every_method_that_is(server: Server, method: str,
+                                                        path: str, allowed: str) -> None:
+    """405 with ``Allow`` (RFC 9110): every method served at the path, across the routes that
+    share it. (It was empty: the walk looked for methods on FastAPI's included routers.)"""
+    with server.client() as client:
+        response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.json()["error"]["code"] == "method_not_allowed"

@@ -10,13 +10,15 @@ input, and could be anything, a password sent as a field name included.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
@@ -131,12 +133,16 @@ def _http(request: Request, exc: Exception) -> JSONResponse:
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette's own 405 names only the
     first route that matches the path, and the ingest and search routes share one)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+    app = request.app
+    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
+        app.state, "route_methods", None)
+    if table is None:
+        table = app.state.route_methods = [
+            (compile_path(context.path or "")[0], frozenset(context.methods or ()))
+            for context in iter_route_contexts(app.routes)]
+    path = request.scope["path"]
+    return sorted({method for pattern, methods in table if pattern.match(path)
+                   for method in methods})
 
 
 def _crypto(request: Request, exc: Exception) -> JSONResponse:

@@ -7,9 +7,10 @@ added here from the declaration, and the document cannot drift from the code:
 - the bearer scheme on every route that is not public (``security``), so that a client, or
   a fuzzer checking that authentication is enforced, knows which routes need a token;
 - the refusals of the guard: 401 (no token, or one that is not live), 403 (the policy),
-  404 (a tenant the caller holds no grant on), 413 (a body over the route's limit), 422
-  (a malformed input); 503 everywhere (the security log cannot be written, so nothing is
-  served); and each route's own (``own_errors``: a conflict, an order not found...);
+  404 (a tenant the caller holds no grant on), 413 (a body over the route's limit, on any
+  route: a GET can announce one too), 422 (a malformed input); 503 everywhere (the
+  security log cannot be written, so nothing is served); and each route's own
+  (``own_errors``: a conflict, an order not found...);
 - every error in its one shape, ``{"error": {"code", "message", "fields"?}}``;
 - links between operations (the account an admin creates is the one a security officer
   approves; the order an ingest stores is the one a reader reads), for stateful testing.
@@ -68,7 +69,7 @@ def own_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _guard_statuses(route: APIRoute) -> set[int]:
     declared = declaration_of(route)
-    statuses = {503}
+    statuses = {413, 503}  # any request may announce a body larger than its route takes
     if declared is None:
         return statuses
     if declared.action not in PUBLIC_ACTIONS:
@@ -76,7 +77,7 @@ def _guard_statuses(route: APIRoute) -> set[int]:
     if declared.tenant_scoped:
         statuses |= {404, 422}
     if route.body_field is not None:
-        statuses |= {413, 422}
+        statuses.add(422)
     if route.dependant.query_params or route.dependant.path_params:
         statuses.add(422)
     return statuses
