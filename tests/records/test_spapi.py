@@ -117,6 +117,9 @@ def test_normalisers() -> None:
     ({"PurchaseDate": "2024-01-01T00:00:00"}, ("orders", 0, "PurchaseDate")),  # no zone
     ({"OrderStatus": ""}, ("orders", 0, "OrderStatus")),
     ({"ShippingAddress": {"CountryCode": "USA"}}, ("orders", 0, "ShippingAddress", "CountryCode")),
+    # valid date-times with no UTC form (a 500 at ingest before: found in review)
+    ({"PurchaseDate": "0001-01-01T00:00:00+00:01"}, ("orders", 0, "PurchaseDate")),
+    ({"LastUpdateDate": "9999-12-31T23:59:59-00:01"}, ("orders", 0, "LastUpdateDate")),
 ])
 def test_invalid_orders_are_refused_with_the_field_path(
         order_examples: list[dict[str, Any]], change: dict[str, Any],
@@ -132,3 +135,11 @@ def test_a_request_holds_one_to_a_thousand_orders(order_examples: list[dict[str,
         validate_request({"orders": []})
     with pytest.raises(ValidationError):
         validate_request({"orders": [_with_pii(order_examples)] * 1001})
+
+
+def test_a_date_time_is_kept_as_sent_with_its_offset() -> None:
+    """The UTC check does not rewrite the date: the order reads back as it was sent."""
+    order = validate_order({"AmazonOrderId": "1", "PurchaseDate": "0001-01-01T00:01:00+00:01",
+                            "LastUpdateDate": "2026-11-01T10:00:00+02:00",
+                            "OrderStatus": "Shipped"})
+    assert order["LastUpdateDate"].utcoffset() == timedelta(hours=2)

@@ -328,3 +328,18 @@ def test_no_token_and_forged_token_are_401(server: Server, world: dict[str, Any]
                 response = client.get(f"/tenants/{TENANT}/orders/{order_id}")
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthenticated"
+
+
+@pytest.mark.parametrize("dates", [
+    {"PurchaseDate": "0001-01-01T00:00:00+00:01"},
+    {"LastUpdateDate": "9999-12-31T23:59:59-00:01"},
+])
+def test_a_date_with_no_utc_form_is_422_not_500(server: Server, world: dict[str, Any],
+                                                dates: dict[str, str]) -> None:
+    order = {**copy.deepcopy(world["orders"][0]), "AmazonOrderId": "111-0000000-0000009",
+             **dates}
+    with server.client(world["ingest"]) as client:
+        response = client.post(f"/tenants/{TENANT}/orders", json={"orders": [order]})
+    assert response.status_code == 422, response.text
+    assert [field["path"] for field in response.json()["error"]["fields"]] == [
+        f"body.orders.0.{next(iter(dates))}"]

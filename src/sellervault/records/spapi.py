@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NotRequired
 
-from pydantic import AwareDatetime, ConfigDict, Field, TypeAdapter, with_config
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, TypeAdapter, with_config
 from pydantic_core import to_jsonable_python
 from typing_extensions import TypedDict  # (pydantic needs this one on Python < 3.12)
 
@@ -27,6 +27,19 @@ ORDER_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z-]{0,63}$"
 # parse). Fields not declared here are kept as they come (SP-API objects gain fields over
 # time), and stored encrypted if they are PII or not yet classified.
 _OPEN = ConfigDict(extra="allow", str_max_length=4096)
+
+
+def _storable_in_utc(value: datetime) -> datetime:
+    """An order's dates are stored in UTC: ``0001-01-01T00:00:00+00:01`` is a valid date-time
+    that has no UTC form (it was a 500 at ingest). Kept as sent; only checked."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the date-time has no UTC form within years 1..9999") from None
+    return value
+
+
+OrderDateTime = Annotated[AwareDatetime, AfterValidator(_storable_in_utc)]
 
 
 @with_config(_OPEN)
@@ -70,8 +83,8 @@ class BuyerInfo(TypedDict, total=False):
 @with_config(_OPEN)
 class SpApiOrder(TypedDict):
     AmazonOrderId: Annotated[str, Field(pattern=ORDER_ID_PATTERN)]
-    PurchaseDate: AwareDatetime
-    LastUpdateDate: AwareDatetime
+    PurchaseDate: OrderDateTime
+    LastUpdateDate: OrderDateTime
     OrderStatus: Annotated[str, Field(min_length=1, max_length=64)]
     MarketplaceId: NotRequired[Annotated[str | None, Field(max_length=64)]]
     OrderTotal: NotRequired[Money | None]
