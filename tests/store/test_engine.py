@@ -3,15 +3,20 @@ TLS off loopback, and a schema that migrations bring exactly to the models."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import threading
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import anyio
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, Table, bindparam, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from sellervault.runtime import Runtime
@@ -20,6 +25,7 @@ from sellervault.store.driver import Db
 from sellervault.store.engine import Store, after_commit, make_engine
 from sellervault.store.prepared import Prepared
 from sellervault.store.schema import metadata
+from tests.conftest import fresh_database
 from tests.support import in_event_loop
 
 
@@ -233,3 +239,174 @@ def test_event_loop_connections_exist_on_postgresql_only_while_open(runtime: Run
     assert not store.has_async
     in_event_loop(runtime, inside)
     assert not store.has_async
+
+
+# -- pooled PostgreSQL connections whose server side has gone --------------------------------
+
+_PID = Prepared(select(func.pg_backend_pid().label("pid")))
+
+
+@pytest.fixture
+def postgres_store(tmp_path: Path) -> Iterator[Store]:
+    """A store on a fresh PostgreSQL database holding table ``t``, one connection pooled."""
+    with fresh_database("postgresql", tmp_path) as url:
+        store = Store.from_url(url)
+        try:
+            with store.transaction() as session:
+                session.execute(text("CREATE TABLE t (x INTEGER)"))
+            yield store
+        finally:
+            store.dispose()
+
+
+def _admin(store: Store) -> psycopg.Connection[Any]:
+    """A connection of the test's own to the store's database (the pool never sees it)."""
+    url = store.engine.url.set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+def _terminate(store: Store, pids: Collection[int]) -> None:
+    """End these backends as an administrator would, waiting until each has exited, so its
+    FATAL message and the end of its connection are on their way to the pooled client."""
+    with _admin(store) as admin:
+        for pid in pids:
+            ended = admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid]).fetchone()
+            assert ended == (True,)
+
+
+def _use(store: Store, how: str) -> int:
+    """One unit of work through ``store.<how>()``; the backend it ran on. A write or a
+    transaction adds a row to ``t``."""
+    if how == "read":
+        with store.read() as db:
+            pid: int = _PID.first(db, {}).pid
+    elif how == "write":
+        with store.write() as db:
+            _ADD.execute(db, {"x": 1})
+            pid = _PID.first(db, {}).pid
+    else:
+        with store.transaction() as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    return pid
+
+
+async def _use_async(store: Store) -> int:
+    async with store.read_async() as db:
+        rows = await _PID.all_async(db, {})
+    pid: int = rows[0].pid
+    return pid
+
+
+def _rows_in_t(store: Store) -> int:
+    with store.read() as db:
+        return len(_values(db))
+
+
+@pytest.mark.parametrize("how", ["read", "write", "transaction"])
+def test_a_pooled_connection_whose_backend_was_terminated_is_replaced_before_use(
+        postgres_store: Store, how: str) -> None:
+    """Its server side gone, the pooled connection is found dead at checkout, before any
+    statement, and the work runs on a new one at the first try."""
+    store = postgres_store
+    pid = _use(store, how)
+    assert _use(store, how) == pid  # the one pooled connection, used again
+    _terminate(store, [pid])
+    replaced = _use(store, how)
+    assert replaced != pid
+    assert _use(store, how) == replaced  # and the new one is pooled in its place
+    assert _rows_in_t(store) == (0 if how == "read" else 4)
+
+
+def test_an_event_loop_connection_whose_backend_was_terminated_is_replaced_before_use(
+        postgres_store: Store) -> None:
+    store = postgres_store
+
+    async def work() -> None:
+        await store.open_async(1)
+        try:
+            pid = await _use_async(store)
+            assert await _use_async(store) == pid
+            _terminate(store, [pid])
+            replaced = await _use_async(store)
+            assert replaced != pid
+            assert await _use_async(store) == replaced
+        finally:
+            await store.close_async()
+
+    anyio.run(work)
+
+
+def test_every_pooled_connection_terminated_at_once_is_replaced_before_use(
+        postgres_store: Store) -> None:
+    """As after a server restart: each checkout meets a dead connection first."""
+    store = postgres_store
+    with store.read() as a, store.read() as b, store.read() as c:
+        dead = {_PID.first(db, {}).pid for db in (a, b, c)}
+    assert len(dead) == 3
+    _terminate(store, dead)
+    used = {_use(store, how) for how in ("read", "write", "transaction", "read", "write")}
+    assert not used & dead
+    assert _rows_in_t(store) == 3
+
+
+def test_every_event_loop_connection_terminated_at_once_is_replaced_before_use(
+        postgres_store: Store) -> None:
+    store = postgres_store
+
+    async def work() -> None:
+        await store.open_async(3)
+        try:
+            async with store.read_async() as a, store.read_async() as b, \
+                    store.read_async() as c:
+                dead = {(await _PID.all_async(db, {}))[0].pid for db in (a, b, c)}
+            assert len(dead) == 3
+            _terminate(store, dead)
+            used = await asyncio.gather(*(_use_async(store) for _ in range(3)))
+            used += [await _use_async(store) for _ in range(3)]
+            assert not set(used) & dead
+        finally:
+            await store.close_async()
+
+    anyio.run(work)
+
+
+def test_checking_a_pooled_connection_sends_nothing_to_the_server(postgres_store: Store) -> None:
+    """Finding dead connections costs no round trip (no pre-ping): between two uses of a
+    healthy connection, through each way of taking one, its backend saw nothing (its last
+    statement and when its state last changed are as they were) and it is handed out again."""
+    store = postgres_store
+
+    def backend(pid: int) -> tuple[Any, ...]:
+        with _admin(store) as admin:
+            found = admin.execute("SELECT query, state, state_change FROM pg_stat_activity"
+                                  " WHERE pid = %s", [pid]).fetchone()
+        assert found is not None
+        return tuple(found)
+
+    pid = _use(store, "read")
+    before = backend(pid)
+    assert "pg_backend_pid" in before[0] and before[1] == "idle"
+    for _ in range(3):
+        with store.read():
+            pass
+        with store.write():
+            pass
+    assert backend(pid) == before
+    assert _use(store, "read") == pid
+
+    async def work() -> None:
+        await store.open_async(1)
+        try:
+            pid = await _use_async(store)
+            before = backend(pid)
+            assert "pg_backend_pid" in before[0] and before[1] == "idle"
+            for _ in range(3):
+                async with store.read_async():
+                    pass
+            assert backend(pid) == before
+            assert await _use_async(store) == pid
+        finally:
+            await store.close_async()
+
+    anyio.run(work)
