@@ -18,7 +18,12 @@ from sqlalchemy import func, select
 
 from sellervault.audit.models import EventRow
 from sellervault.records.models import Order
-from sellervault.web.body import MAX_JSON_DEPTH, UnacceptableBodyError, parse_json
+from sellervault.web.body import (
+    INLINE_PARSE_BYTES,
+    MAX_JSON_DEPTH,
+    UnacceptableBodyError,
+    parse_json,
+)
 from tests.support import Server
 
 TENANT = "acme"
@@ -101,6 +106,27 @@ def test_nesting_up_to_the_limit_passes() -> None:
 ])
 def test_what_is_not_json_is_refused_naming_the_body(body: bytes, problem: str) -> None:
     assert _refusal(body) == (("body",), problem)
+
+
+def _large(inner: str) -> bytes:
+    """A body over INLINE_PARSE_BYTES (parsed on a worker thread) holding ``inner``."""
+    body = f'{{"padding": "{"x" * INLINE_PARSE_BYTES}", "Extra": {inner}}}'.encode()
+    assert len(body) > INLINE_PARSE_BYTES
+    return body
+
+
+@pytest.mark.parametrize(("inner", "refusal"), [
+    ("[1, NaN]", (("body", "Extra", 1), "not_finite")),
+    (_nested(300), (("body",), "too_deep")),
+    ('"\\udfff"', (("body",), "invalid_unicode")),
+    ("[1,", (("body",), "json_invalid")),
+])
+def test_a_large_body_is_not_parsed_a_third_time_to_name_the_place(
+        inner: str, refusal: tuple[tuple[Any, ...], str]) -> None:
+    """Found in review: a refused 14 MiB body was parsed again by the standard library to
+    name the place (1.3 s holding the interpreter). NaN and Infinity are still placed (the
+    fast parser reads them when asked); what it cannot read names the body."""
+    assert _refusal(_large(inner)) == refusal
 
 
 # -- over HTTPS, from an ingest key's side ----------------------------------------------------

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from pydantic_core import from_json
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -32,7 +34,12 @@ MAX_JSON_DEPTH = 32
 third, and a real SP-API order nests four more at most."""
 INLINE_PARSE_BYTES = MAX_BODY_BYTES
 """Bodies up to this size are parsed in the event loop (well under a millisecond); larger
-ones (ingest's, up to 16 MiB) on a worker thread, so that other requests are not held up."""
+ones (ingest's, up to 16 MiB) on a worker thread of their own, one at a time
+(``_LARGE_BODIES``): the parser holds the interpreter while it runs, so concurrent large
+bodies would add up, and they must not take the threads that requests' database work
+runs on. A body of millions of tiny values costs up to about a second; only an ingest key
+that passed the guard can send one."""
+_LARGE_BODIES = anyio.CapacityLimiter(1)
 
 Location = tuple[str | int, ...]
 
@@ -54,7 +61,7 @@ class JSONBodyRequest(Request):
         body = await self.body()
         if len(body) <= INLINE_PARSE_BYTES:
             return parse_json(body)
-        return await run_in_threadpool(parse_json, body)
+        return await anyio.to_thread.run_sync(parse_json, body, limiter=_LARGE_BODIES)
 
 
 def parse_json(body: bytes) -> Any:
@@ -109,18 +116,37 @@ def _text_problem(text: str) -> str | None:
 
 
 def _diagnosis(body: bytes) -> UnacceptableBodyError:
-    """Why pydantic-core refused ``body``: the standard library's parser accepts what it
-    refused (NaN, lone surrogates, deeper nesting), so the walk can name the place."""
+    """Why pydantic-core refused ``body``, and where. NaN and Infinity it reads when asked,
+    and the walk finds them; for a small body, the standard library's parser also reads
+    what it refused for good (lone surrogates, deeper nesting), so the walk can name the
+    place. A large body is not parsed a third time: its error names the body."""
     try:
-        value = json.loads(body)
-    except RecursionError:
-        return UnacceptableBodyError(("body",), "too_deep")
-    except UnicodeDecodeError:
-        return UnacceptableBodyError(("body",), "invalid_unicode")
-    except ValueError:
-        return UnacceptableBodyError(("body",), "json_invalid")
+        value = from_json(body, allow_inf_nan=True)
+    except ValueError as exc:
+        if len(body) > INLINE_PARSE_BYTES:
+            return UnacceptableBodyError(("body",), _problem_named_by(str(exc)))
+        try:
+            value = json.loads(body)
+        except RecursionError:
+            return UnacceptableBodyError(("body",), "too_deep")
+        except UnicodeDecodeError:
+            return UnacceptableBodyError(("body",), "invalid_unicode")
+        except ValueError:
+            return UnacceptableBodyError(("body",), "json_invalid")
     try:
         problem = find_problem(value)
     except RecursionError:  # (the walk stops at MAX_JSON_DEPTH; this is a safety net)
         return UnacceptableBodyError(("body",), "too_deep")
     return UnacceptableBodyError(*(problem or (("body",), "json_invalid")))
+
+
+_PARSER_PROBLEMS = [(re.compile("recursion limit"), "too_deep"),
+                    (re.compile("surrogate|unicode|utf-8", re.IGNORECASE), "invalid_unicode")]
+
+
+def _problem_named_by(message: str) -> str:
+    """The problem code for pydantic-core's error message (a fixed text and a position)."""
+    for pattern, problem in _PARSER_PROBLEMS:
+        if pattern.search(message):
+            return problem
+    return "json_invalid"
