@@ -20,6 +20,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -61,14 +63,26 @@ def schemathesis(server: Server, token: str | None,
                "--generation-database", "none", "--no-color"]
     if token is not None:
         command += ["-H", f"Authorization: Bearer {token}"]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300,
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=400,
                           check=False)
 
 
+@pytest.fixture(scope="module")
+def runs(server: Server, credentials: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[dict[str | None, Future[subprocess.CompletedProcess[str]]]]:
+    """Every role's run, two at a time (the machine has two cores; each run and the server
+    share them), started together so that the suite waits for them once."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {role: pool.submit(schemathesis, server, credentials[role] if role else None,
+                                 tmp_path_factory.mktemp("schemathesis"))
+               for role in ROLES}
+
+
 @pytest.mark.parametrize("role", ROLES, ids=[role or "no-credentials" for role in ROLES])
-def test_schemathesis_finds_no_failure(server: Server, credentials: dict[str, str],
-                                       role: str | None, tmp_path: Path) -> None:
-    result = schemathesis(server, credentials[role] if role else None, tmp_path)
+def test_schemathesis_finds_no_failure(
+        runs: dict[str | None, Future[subprocess.CompletedProcess[str]]],
+        credentials: dict[str, str], role: str | None) -> None:
+    result = runs[role].result()
     report = result.stdout[-12_000:] + result.stderr[-2_000:]
     assert result.returncode == 0, report
     operations = sum(len(methods) for methods in build_api().openapi()["paths"].values())
