@@ -78,29 +78,59 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
-def find_problem(value: Any, location: Location = ("body",),
-                 depth: int = 1) -> tuple[Location, str] | None:
+def find_problem(value: Any, location: Location = ("body",)) -> tuple[Location, str] | None:
     """The location and kind of the first value JSON cannot carry back exactly: nesting
     past ``MAX_JSON_DEPTH`` (``too_deep``), a number that is not finite (``not_finite``),
     text that is not Unicode (``invalid_unicode``: a lone surrogate) or holds a NUL
-    (``nul_character``)."""
+    (``nul_character``). The path is built only for a problem found (the walk runs over
+    every value of every body)."""
+    found = _problem_in(value, 1)
+    if found is None:
+        return None
+    path, problem = found
+    return (*location, *reversed(path)), problem
+
+
+def _problem_in(value: Any, depth: int) -> tuple[list[str | int], str] | None:
+    """``find_problem``'s walk: the path comes back reversed (appended on the way out)."""
     kind = type(value)
-    if kind is dict or kind is list:
+    if kind is str:
+        problem = _text_problem(value)
+        return None if problem is None else ([], problem)
+    if kind is float:
+        return None if math.isfinite(value) else ([], "not_finite")
+    if kind is dict:
         if depth > MAX_JSON_DEPTH:
-            return location, "too_deep"
-        items = value.items() if kind is dict else enumerate(value)
-        for key, item in items:
-            if type(key) is str and (text_problem := _text_problem(key)) is not None:
-                return location, text_problem
-            problem = find_problem(item, (*location, key), depth + 1)
-            if problem is not None:
-                return problem
-    elif kind is float:
-        if not math.isfinite(value):
-            return location, "not_finite"
-    elif kind is str and (text_problem := _text_problem(value)) is not None:
-        return location, text_problem
+            return [], "too_deep"
+        for key, item in value.items():
+            if not (key.isascii() and "\x00" not in key):  # (the common case, inline)
+                problem = _text_problem(key)
+                if problem is not None:
+                    return [], problem
+            if type(item) is str and item.isascii() and "\x00" not in item:
+                continue
+            if type(item) in _PLAIN:
+                continue
+            found = _problem_in(item, depth + 1)
+            if found is not None:
+                found[0].append(key)
+                return found
+    elif kind is list:
+        if depth > MAX_JSON_DEPTH:
+            return [], "too_deep"
+        for index, item in enumerate(value):
+            if type(item) is str and item.isascii() and "\x00" not in item:
+                continue
+            if type(item) in _PLAIN:
+                continue
+            found = _problem_in(item, depth + 1)
+            if found is not None:
+                found[0].append(index)
+                return found
     return None
+
+
+_PLAIN = frozenset({int, bool, type(None)})  # (values that cannot hold a problem)
 
 
 def _text_problem(text: str) -> str | None:
