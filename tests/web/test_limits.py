@@ -6,10 +6,19 @@ server takes in before it refuses.
   server by 345 MB before its 401). The refusal closes the connection.
 - A body over the route's limit is a 413 (64 KiB everywhere, 16 MiB for ingest), from the
   Content-Length before anything is read, or as soon as a chunked body passes the limit.
-- What is not body (request line, headers, chunk framing, trailers) over 16 KiB is a 431 and
-  the connection closes, pipelined requests included.
+- A request line and headers over 16 KiB are a 431 and the connection closes, pipelined
+  requests included; so is a chunked body's framing (chunk-size lines, extensions,
+  trailers) more than 16 KiB ahead of its data, each byte of data paying for one of framing
+  (before: 16 KiB of framing in all, and a 12 MiB ingest in 4 KiB chunks got a 431).
 - A request head not complete within 10 s of the connection's start (or of its first byte)
   closes the connection; one client address holds at most 32 connections.
+- A body must then arrive at 32 KiB/s on average after a 10 s grace: a trickle gets a 408
+  ``body_timeout`` (before: a byte every few seconds held a connection for ever), a body at
+  a modest pace is served. A refused connection whose client never finishes TLS's close is
+  dropped 5 s later (before: 30 s more under the caps).
+- A refusal is answered only if its answer is the connection's next response: behind an
+  unanswered request, that request is answered and the connection closed (before: the 400
+  replaced the earlier answer, and a reveal was logged as delivered).
 - Connections and requests in progress past ``SELLERVAULT_MAX_CONNECTIONS`` get a 503.
 - What the HTTP parser refuses (a control character in a header, Transfer-Encoding with
   Content-Length, two Content-Lengths, a bad request line, HTTP/0.9) gets a 400 like the
@@ -30,6 +39,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -38,6 +48,7 @@ from sqlalchemy import func, select, text
 from sellervault import bootstrap
 from sellervault.audit import service as audit
 from sellervault.audit.models import EventRow
+from sellervault.records.synthetic import synthetic_order
 from sellervault.runtime import Runtime
 from sellervault.web import limits, refusals
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_INGEST_BODY_BYTES
@@ -47,9 +58,26 @@ from tests.support import Server, block_event_writes, start_server, unblock_even
 
 
 @pytest.fixture(scope="module")
-def ingest_key(server: Server) -> str:
-    return server.create_service(server.admin_token(), "limit prober",
-                                 [{"role": "ingest", "tenant": "acme"}])
+def admin(server: Server) -> str:
+    return server.admin_token()
+
+
+@pytest.fixture(scope="module")
+def ingest_key(server: Server, admin: str) -> str:
+    return server.create_service(admin, "limit prober", [{"role": "ingest", "tenant": "acme"}])
+
+
+def _ingest_body(orders: int, size: int, prefix: str) -> bytes:
+    """An ingest body of ``orders`` synthetic orders, padded to about ``size`` bytes with
+    fields SP-API does not declare (kept, within the body's limit)."""
+    padded = []
+    for i in range(orders):
+        order = synthetic_order(i, prefix=prefix)
+        padding = max(size // orders - len(json.dumps(order)) - 20, 0)
+        order.update({f"SellerNote{j}": "n" * 4000 for j in range(padding // 4000)})
+        order["SellerNote"] = "n" * (padding % 4000)
+        padded.append(order)
+    return json.dumps({"orders": padded}, separators=(",", ":")).encode()
 
 
 def _tls(server: Server) -> ssl.SSLSocket:
@@ -159,6 +187,23 @@ def _assert_refusal_answer(server: Server, status: int, headers: dict[str, str],
     assert set(error) == {"code", "message"} and error["code"] == code
 
 
+SESSION_HEAD = (b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n")
+LOGIN = b'{"email":"x@example.test","password":"x","totp":"000000"}'
+"""A login that fails on its merits: 401."""
+
+
+def _ingest_head(ingest_key: str, framing: bytes) -> bytes:
+    return (b"POST /api/v1/tenants/acme/orders HTTP/1.1\r\nhost: x\r\n"
+            b"authorization: Bearer " + ingest_key.encode() + b"\r\n"
+            b"content-type: application/json\r\n" + framing + b"\r\n")
+
+
+def _chunked(body: bytes, size: int) -> bytes:
+    return b"".join(b"%x\r\n" % len(body[start:start + size]) + body[start:start + size]
+                    + b"\r\n" for start in range(0, len(body), size)) + b"0\r\n\r\n"
+
+
 BODY_ROUTES = [("POST", "/api/v1/tenants/acme/orders", "orders:ingest"),
                ("POST", "/api/v1/accounts", "accounts:create")]
 
@@ -261,25 +306,25 @@ def test_chunked_trailers_count_against_the_limit(server: Server) -> None:
 
 
 def test_a_pipelined_request_head_is_counted_too(server: Server) -> None:
-    """A head that arrives in the same read as the end of the previous request's body."""
-    body = b'{"email":"x@example.test","password":"x","totp":"000000"}'
-    first = (b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-             b"content-length: %d\r\n\r\n" % len(body) + body)
+    """A head that arrives in the same read as the end of the previous request's body is
+    counted from its first byte: past 16 KiB, nothing more is read and the connection closes.
+    The request before it still gets its answer (the connection's next response), and the
+    refused one none: a 431 there would have taken the first request's place."""
     second = b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 200_000
     before = _last_seq(server.runtime)
     with _tls(server) as tls:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            tls.sendall(first + second)
+            tls.sendall(SESSION_HEAD % len(LOGIN) + LOGIN + second)
         answers = []
         for _ in range(2):
             try:
-                answers.append(_response(tls)[0])
+                status, headers, _ = _response(tls)
             except (ConnectionResetError, ssl.SSLError, IndexError, ValueError):
                 break
-    assert 431 in answers
-    assert 200 not in answers  # the oversized health check was never served
+            answers.append((status, headers.get("connection")))
+    assert answers == [(401, "close")]  # the oversized health check was never served
     [event] = _refusal_events(server.runtime, before, 1)
-    assert (event.reason, event.status) == ("headers_too_large", 431)
+    assert (event.reason, event.status) == ("headers_too_large", None)
 
 
 def test_a_head_that_never_completes_is_closed(server: Server,
@@ -315,6 +360,158 @@ def test_one_address_cannot_hold_every_connection(server: Server,
                                "too_many_connections", 1)
     with server.client() as client:
         assert client.get("/health").status_code == 200
+
+
+@pytest.fixture
+def server_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """What the server logs, uvicorn's and asyncio's included (uvicorn's does not
+    propagate)."""
+    caplog.set_level(logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("uvicorn", "asyncio")]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
+    yield caplog
+    for logger in loggers:
+        logger.removeHandler(caplog.handler)
+
+
+def _events_after(runtime: Runtime, after: int, action: str) -> list[EventRow]:
+    with runtime.store.transaction() as session:
+        return list(session.scalars(select(EventRow).where(
+            EventRow.seq > after, EventRow.action == action).order_by(EventRow.seq)))
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["a byte at a time", "nothing more"])
+def test_a_body_that_trickles_is_cut_off(server: Server, monkeypatch: pytest.MonkeyPatch,
+                                         server_log: pytest.LogCaptureFixture,
+                                         trickle: bool) -> None:
+    """The review's attack, scaled down: ``POST /session`` announcing 60,000 bytes, sending
+    ``{`` and then a byte every so often, or nothing more. Before: the connection stayed open
+    as long as the client liked (527 of them kept the server at its cap; one sending nothing
+    stayed 150 s). Now: a 408 once the grace is used (1 s here, 10 s in production), the
+    connection closed and the refusal logged. The application, which was waiting for the
+    body, ends without an error: it records its request as failed (a 400 it cannot send)."""
+    monkeypatch.setattr(limits, "BODY_GRACE_SECONDS", 1.0)
+    before = _last_seq(server.runtime)
+    raw = b""
+    with _tls(server) as tls:
+        tls.sendall(SESSION_HEAD % 60000 + b"{")
+        started = time.monotonic()
+        tls.settimeout(0.2)
+        while time.monotonic() - started < 6:
+            try:
+                chunk = tls.recv(65536)
+            except TimeoutError:
+                if trickle:
+                    with contextlib.suppress(OSError):
+                        tls.sendall(b" ")
+                continue
+            if not chunk:
+                break
+            raw += chunk
+        elapsed = time.monotonic() - started
+    assert raw, "the server is still waiting for the body"
+    assert 0.9 <= elapsed < 4.0  # the grace, and not much more
+    status, headers, body = _parse(raw)
+    _assert_refusal_answer(server, status, headers, body, 408, "body_timeout")
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert _refusal(event) == ("api", "127.0.0.1", None, "failed", 408, "body_timeout", 1)
+    assert event.request_id == headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while not (ended := _events_after(server.runtime, before, "session:create")):
+        assert time.monotonic() < deadline, "the application's request never ended"
+        time.sleep(0.05)
+    assert [(e.outcome, e.status) for e in ended] == [("failed", 400)]
+    assert audit.verify(server.runtime.store, server.runtime.keyring).ok
+    assert [r.getMessage() for r in server_log.records if r.levelno >= logging.WARNING] == []
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
+
+
+def test_a_body_at_a_modest_pace_is_served(server: Server, ingest_key: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control: about 200 KiB to the ingest route in 10 KiB pieces over 2 s (100 KiB/s,
+    a slow uplink), with a grace of 0.5 s: the rate it keeps, not the grace, is what lets it
+    through. In production a 16 MiB ingest has 10 s + 512 s."""
+    monkeypatch.setattr(limits, "BODY_GRACE_SECONDS", 0.5)
+    body = _ingest_body(150, 200 * 1024, "905")
+    with _tls(server) as tls:
+        tls.sendall(_ingest_head(ingest_key, b"content-length: %d\r\n" % len(body)))
+        for start in range(0, len(body), 10240):
+            time.sleep(0.1)
+            tls.sendall(body[start:start + 10240])
+        status, _, answer = _response(tls)
+    assert status == 200, answer
+    assert json.loads(answer)["ingested"] == 150
+
+
+def test_the_body_clock_stops_while_the_server_is_not_reading(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request pipelined behind one still being answered is not read until that answer is
+    out (here the first request's event waits for the log's head, locked by the test): the
+    wait is the server's, and the body's clock starts when the server reads again."""
+    monkeypatch.setattr(limits, "BODY_GRACE_SECONDS", 0.3)
+    with _tls(server) as tls:
+        with server.runtime.store.transaction() as session:  # (SQLite: the writer)
+            session.execute(text("UPDATE security_event_head SET seq = seq WHERE id = 1"))
+            tls.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n"
+                        + SESSION_HEAD % len(LOGIN) + LOGIN[:1])
+            time.sleep(1.2)
+        assert _response(tls)[0] == 200
+        tls.sendall(LOGIN[1:])
+        assert _response(tls)[0] == 401
+
+
+def test_a_refused_connection_is_dropped_when_its_client_never_closes(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection the server closes stays counted, under the per-address and server-wide
+    caps, until TLS's close completes, and asyncio and uvloop wait 30 s for a client that
+    never answers the server's close_notify: a head timeout held a place for 40 s, not 10.
+    Now a refused connection is dropped ``CLOSE_TIMEOUT_SECONDS`` after its refusal."""
+    monkeypatch.setattr(limits, "MAX_CONNECTIONS_PER_ADDRESS", 1)
+    monkeypatch.setattr(limits, "HEAD_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(limits, "CLOSE_TIMEOUT_SECONDS", 0.5)
+    with _tls(server):  # says nothing, reads nothing, never closes
+        time.sleep(2.0)
+        with _tls(server) as second:  # the address's one place is free again
+            second.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert _response(second)[0] == 200
+
+
+def test_a_large_body_in_4_kib_chunks_is_served(server: Server, ingest_key: str) -> None:
+    """The review's finding: a 12 MiB ingest sent chunked in 4 KiB pieces (Java's default)
+    got a 431, its 2,964 chunk-size lines and line breaks (8 bytes each) counted against the
+    head's 16 KiB. Here 10 MiB in 2,550 chunks: 20 KiB of framing, well behind its data."""
+    body = _ingest_body(1000, 10 * limits.MIB, "907")
+    with _tls(server) as tls:
+        tls.settimeout(60)  # a thousand orders to store
+        tls.sendall(_ingest_head(ingest_key, b"transfer-encoding: chunked\r\n")
+                    + _chunked(body, 4096))
+        status, _, answer = _response(tls)
+    assert status == 200, answer[:300]
+    assert json.loads(answer)["ingested"] == 1000
+
+
+CHUNK_ABUSE = {
+    "a chunk extension of 1 MiB": b"1;x=" + b"a" * limits.MIB + b"\r\n{\r\n0\r\n\r\n",
+    "20,000 chunks of 1 byte (5 of framing each)": b"1\r\n \r\n" * 20_000 + b"0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("chunks", list(CHUNK_ABUSE.values()), ids=list(CHUNK_ABUSE))
+def test_chunk_framing_far_ahead_of_its_data_gets_431(server: Server, chunks: bytes) -> None:
+    """What the chunk framing may cost is still bounded: not per message any more, but
+    against the data it carries (a byte of framing per byte of data, 16 KiB ahead at most).
+    A public route, no token needed; the body is within its 64 KiB."""
+    before = _last_seq(server.runtime)
+    with _tls(server) as tls:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            tls.sendall(b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                        b"application/json\r\ntransfer-encoding: chunked\r\n\r\n" + chunks)
+        status, headers, body = _response(tls)
+    _assert_refusal_answer(server, status, headers, body, 431, "headers_too_large")
+    [event] = _refusal_events(server.runtime, before, 1)
+    assert (event.reason, event.status) == ("headers_too_large", 431)
 
 
 @pytest.mark.parametrize("length", ["0" * 4400 + "2", "9" * 40])
@@ -406,6 +603,61 @@ def test_what_the_parser_refuses_is_answered_and_logged_like_any_refusal(
     assert event.request_id == headers["x-request-id"]
     with server.client() as client:
         assert client.get("/health").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def reader(server: Server, admin: str, ingest_key: str) -> tuple[str, dict[str, Any]]:
+    """A pii-reader's token, and an order of acme's to reveal."""
+    order = synthetic_order(0, prefix="906")
+    with server.client(ingest_key) as client:
+        assert client.post("/tenants/acme/orders", json={"orders": [order]}).status_code == 200
+    token, _ = server.create_person(admin, "limits.reader@example.test", "Limits Reader",
+                                    [{"role": "pii-reader", "tenant": "acme"}])
+    return token, order
+
+
+PIPELINED_MALFORMED = {
+    "in its head": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n",
+    "in its chunk framing, its head queued": b"POST /api/v1/session HTTP/1.1\r\nhost: x\r\n"
+    b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+}
+
+
+@pytest.mark.parametrize("malformed", list(PIPELINED_MALFORMED.values()),
+                         ids=list(PIPELINED_MALFORMED))
+@pytest.mark.parametrize("first", ["health", "reveal"])
+def test_a_malformed_request_behind_a_valid_one_leaves_it_its_answer(
+        server: Server, reader: tuple[str, dict[str, Any]], first: str,
+        malformed: bytes) -> None:
+    """The review's finding: in one write, a valid request and a malformed one behind it.
+    Before: the client got only the 400, in the place of the valid request's answer, whose
+    event said it was served (for a reveal: PII logged as revealed, never delivered); or,
+    with the malformed request's head complete, nothing at all. Now the valid request is
+    answered, with ``Connection: close``, the connection closes, and the malformed one,
+    never answered nor run, is logged as refused (no status)."""
+    token, order = reader
+    if first == "health":
+        valid, action = b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n", "health:read"
+    else:
+        valid, action = (f"GET /api/v1/tenants/acme/orders/{order['AmazonOrderId']} HTTP/1.1"
+                         f"\r\nhost: x\r\nauthorization: Bearer {token}\r\n"
+                         "x-access-purpose: fulfillment\r\n\r\n").encode(), "orders:reveal"
+    before = _last_seq(server.runtime)
+    raw, closed = _exchange(server, valid + malformed)
+    assert closed and raw.count(b"HTTP/1.1 ") == 1
+    status, headers, body = _parse(raw)
+    assert (status, headers["connection"]) == (200, "close"), body
+    if first == "reveal":
+        assert json.loads(body)["order"]["BuyerInfo"]["BuyerEmail"] == (
+            order["BuyerInfo"]["BuyerEmail"])
+    [refused] = _refusal_events(server.runtime, before, 1)
+    assert _refusal(refused) == ("api", "127.0.0.1", None, "failed", None,
+                                 "malformed_request", 1)
+    with server.runtime.store.transaction() as session:
+        served = session.scalars(select(EventRow).where(
+            EventRow.request_id == headers["x-request-id"])).one()
+    assert (served.action, served.outcome) == (action, "success")  # and it was
+    assert _events_after(server.runtime, before, "session:create") == []  # never run
 
 
 def test_a_versionless_line_after_a_served_request_is_refused_at_once(server: Server) -> None:

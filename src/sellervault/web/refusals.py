@@ -1,36 +1,40 @@
 """The security events of requests the HTTP layer refuses before the application sees them.
 
 ``web.limits`` refuses a malformed request (400 ``malformed_request``), a head over 16 KiB
-(431 ``headers_too_large``), a request past the server-wide cap (503 ``server_busy``), and
+or chunk framing too far ahead of its body (431 ``headers_too_large``), a body arriving too
+slowly (408 ``body_timeout``), a request past the server-wide cap (503 ``server_busy``), and
 closes without an answer a connection whose head did not come in time (``head_timeout``) or
-one over the per-address cap (``too_many_connections``). Each refusal is one ``http:refused``
-event, channel ``api``, with the client address, the request id of its response, the status
-sent (none for a close without an answer), the reason, and ``count``: the number of refusals
-it stands for, 1 unless the log fell behind (below). These events are the count of refusals
-per source address that detectors read: the sum of ``count`` over a source address's
-``http:refused`` events (``GET /api/v1/audit/events``, or the ``security_events`` table by
+one over the per-address cap (``too_many_connections``). A refusal that would have been
+answered in place of an earlier request's response is not answered at all: that response goes
+out, and the connection closes after it. Each refusal is one ``http:refused`` event, channel
+``api``, with the client address, the request id of its response, the status sent (none for
+a close without an answer), the reason, and ``count``: the number of refusals it stands for,
+1 unless the log fell behind (below). These events are the count of refusals per source
+address that detectors read: the sum of ``count`` over a source address's ``http:refused``
+events (``GET /api/v1/audit/events``, or the ``security_events`` table by
 ``source_ip`` and ``action``).
 
 Outcomes: ``failed`` for what the client got wrong (a malformed request, a head too large or
-too slow: 4xx, as ``web.middleware.outcome_for`` has it); ``denied`` for a connection over the
-per-address cap, a limit on this client's own behaviour (like ``budget_exhausted``), which a
-detector of abusive addresses should count; ``error`` for the server-wide cap, as every 5xx
-(``tenant_keys_busy`` included): the server had no room, the client did nothing wrong, and a
-detector counting an address's denials must not count a client that came while it was full.
+too slow, a body too slow: 4xx, as ``web.middleware.outcome_for`` has it); ``denied`` for a
+connection over the per-address cap, a limit on this client's own behaviour (like
+``budget_exhausted``), which a detector of abusive addresses should count; ``error`` for the
+server-wide cap, as every 5xx (``tenant_keys_busy`` included): the server had no room, the
+client did nothing wrong, and a detector counting an address's denials must not count a
+client that came while it was full.
 
 One event per refusal cannot flood the log cheaply. Every refusal closes its connection, so
 each event costs the client a new TCP connection and TLS handshake (a protocol hears of a
 connection only once its handshake is done); a request the application refuses (a 401
 without a token, on a connection kept alive) already writes one event for far less. One
-address holds at most 32 connections at once, so head timeouts come at most 32 per 10 s per
-address. What that argument does not bound is this process's memory when the writer falls
-behind (a slow or unreachable database): a request the application refuses waits for its
-event and holds a place under the connection cap while it waits, a refusal does not (its
-connection is already closed). So refusals that arrive while a write is in flight are
-coalesced: those of the same address, reason and status become one event whose ``count``
-says how many; past ``MAX_PENDING`` waiting events, a new address's refusals are counted in
-one event per reason and status without an address. Nothing refused goes uncounted, and
-what waits is bounded.
+address holds at most 32 connections at once, so head and body timeouts come at most 32 per
+10 s per address. What that argument does not bound is this process's memory when the writer
+falls behind (a slow or unreachable database): a request the application refuses waits for
+its event and holds a place under the connection cap while it waits, a refusal does not (its
+connection is closed without waiting for the event). So refusals that arrive while a write is
+in flight are coalesced: those of the same address, reason and status become one event whose
+``count`` says how many; past ``MAX_PENDING`` waiting events, a new address's refusals are
+counted in one event per reason and status without an address. Nothing refused goes
+uncounted, and what waits is bounded.
 
 The events are written off the event loop, one batch at a time, on the loop's default
 executor (not anyio's worker threads, which the application sizes to its database, one on
@@ -56,6 +60,7 @@ OUTCOMES: dict[Refusal, Outcome] = {
     Refusal.MALFORMED_REQUEST: Outcome.FAILED,
     Refusal.HEADERS_TOO_LARGE: Outcome.FAILED,
     Refusal.HEAD_TIMEOUT: Outcome.FAILED,
+    Refusal.BODY_TIMEOUT: Outcome.FAILED,
     Refusal.TOO_MANY_CONNECTIONS: Outcome.DENIED,
     Refusal.SERVER_BUSY: Outcome.ERROR,
 }

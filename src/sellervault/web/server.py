@@ -42,7 +42,8 @@ def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
         log_level="warning",
         proxy_headers=False,
         lifespan="on",  # the app's start-up sizes its worker threads
-        # 400 for what the parser refuses, 431 past 16 KiB, 503 past limit_concurrency; each
+        # 400 for what the parser refuses, 431 past 16 KiB of head (or of framing ahead of
+        # a chunked body's data), 408 for a body too slow, 503 past limit_concurrency; each
         # refusal an http:refused event
         http=bounded_protocol(security_headers(settings.hsts_max_age), RefusalLog(runtime)),
         ws="none",  # no WebSocket upgrade, whatever is installed: it would pass the middleware
