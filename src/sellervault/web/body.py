@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -99,11 +100,14 @@ def _problem_in(value: Any, depth: int) -> tuple[list[str | int], str] | None:
         return None if problem is None else ([], problem)
     if kind is float:
         return None if math.isfinite(value) else ([], "not_finite")
-    if kind is dict:
+    if kind is dict or kind is list:
         if depth > MAX_JSON_DEPTH:
             return [], "too_deep"
-        for key, item in value.items():
-            if not (key.isascii() and "\x00" not in key):  # (the common case, inline)
+        is_object = kind is dict
+        pairs: Iterable[tuple[Any, Any]] = value.items() if is_object else enumerate(value)
+        for key, item in pairs:
+            # (the common cases, inline: the walk runs over every value of every body)
+            if is_object and not (key.isascii() and "\x00" not in key):
                 problem = _text_problem(key)
                 if problem is not None:
                     return [], problem
@@ -114,18 +118,6 @@ def _problem_in(value: Any, depth: int) -> tuple[list[str | int], str] | None:
             found = _problem_in(item, depth + 1)
             if found is not None:
                 found[0].append(key)
-                return found
-    elif kind is list:
-        if depth > MAX_JSON_DEPTH:
-            return [], "too_deep"
-        for index, item in enumerate(value):
-            if type(item) is str and item.isascii() and "\x00" not in item:
-                continue
-            if type(item) in _PLAIN:
-                continue
-            found = _problem_in(item, depth + 1)
-            if found is not None:
-                found[0].append(index)
                 return found
     return None
 
