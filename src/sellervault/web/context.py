@@ -4,13 +4,14 @@
 purpose. Every route is a ``GuardedRoute``, which applies the declaration before FastAPI
 reads the body or validates a single parameter: it notes on the request which action is
 attempted (so the security event of a refused or failed request names it, with the stated
-purpose when it is one of the vocabulary's), refuses a request without a bearer token (401)
-or with a body announced over the limit (413), looks the token up (401) and asks the Cedar
-policy (403, or 404 for a tenant the caller holds no grant on). Only then is the body read,
-parsed (``web.body``) and validated: an anonymous or unauthorized caller cannot make the
-server read, hold or parse anything, and a request that fails validation is logged with its
-actor. Until the guard has passed, the state gives out no runtime, so a route cannot reach a
-service unauthenticated.
+purpose when it is one of the vocabulary's), refuses a request without one bearer token
+(401), looks the token up (401), refuses a body announced over the limit (413) and asks the
+Cedar policy (403, or 404 for a tenant the caller holds no grant on). Only then is the body
+read, parsed (``web.body``) and validated: an anonymous or unauthorized caller cannot make
+the server read, hold or parse anything, and a request that fails validation is logged with
+its actor. Once a body is in, the credential and the decision are confirmed again
+(``confirm_after_body``): a body may take minutes to arrive. Until the guard has passed, the
+state gives out no runtime, so a route cannot reach a service unauthenticated.
 
 The token is looked up in the event loop on PostgreSQL (``Store.has_async``), on a worker
 thread otherwise.
