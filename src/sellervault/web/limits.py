@@ -199,6 +199,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._address: str | None = None
         self._refusing: Refusal | None = None
         self._refused = False
+        self._lost = False
         self._close_timer: asyncio.TimerHandle | None = None
         # The request whose head is complete and whose body is still being read, the one
         # parsed before it, and its body's clock.
@@ -221,6 +222,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True  # (a response still being sent must not arm a timer afterwards)
         self._cancel_head_timer()
         self._cancel_body_timer()
         if self._close_timer is not None:
@@ -439,7 +441,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                       type(exc).__name__)
 
     def _arm_close_timer(self) -> None:
-        self._close_timer = self.loop.call_later(CLOSE_TIMEOUT_SECONDS, self._drop)
+        if not self._lost:
+            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT_SECONDS, self._drop)
 
     def _drop(self) -> None:
         """The client has not finished closing the connection (TLS's ``close_notify`` in
