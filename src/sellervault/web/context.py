@@ -99,7 +99,6 @@ class RequestState:
     declared: Declaration | None = None
     """The declaration applied to this request, once its guard has passed."""
     _principal: Principal | None = None
-    _stated_purpose: str | None = None
 
     @property
     def max_body(self) -> int:
@@ -242,7 +241,6 @@ async def guard(request: Request, declared: Declaration) -> RequestState:
     if declared.action not in PUBLIC_ACTIONS:
         _authorize(state, principal, action, tenant, purpose, declared)
         state._principal = principal
-        state._stated_purpose = purpose
     state.declared = declared
     return state
 
@@ -254,11 +252,11 @@ async def confirm_after_body(request: Request, state: RequestState) -> None:
     at the slowest rate ``web.limits`` allows); a credential revoked or expired meanwhile, or
     a grant withdrawn, must not act on it. Only requests that carried a body pay for it."""
     declared, principal = state.declared, state._principal
-    if declared is None or principal is None or not _carries_body(request):
+    if declared is None or principal is None or not sends_a_body(request.scope["headers"]):
         return
     principal = await state.identify()
-    _authorize(state, principal, state.action, state.tenant_id, state._stated_purpose,
-               declared)
+    # (the purpose as stated: once the guard has passed, a stated one is of the vocabulary)
+    _authorize(state, principal, state.action, state.tenant_id, state.purpose, declared)
     state._principal = principal
 
 
@@ -294,8 +292,13 @@ def _refuse_announced_excess(request: Request, declared: Declaration) -> None:
         raise BodyTooLargeError()
 
 
-def _carries_body(request: Request) -> bool:
-    return _content_length(request) > 0 or "transfer-encoding" in request.headers
+def sends_a_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request with these ASGI headers announces a body (a length, or chunks)."""
+    for name, value in headers:
+        if (name == b"content-length" and value.strip() not in (b"", b"0")) or (
+                name == b"transfer-encoding"):
+            return True
+    return False
 
 
 def _content_length(request: Request) -> int:

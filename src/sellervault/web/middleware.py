@@ -20,7 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sellervault.audit.events import Outcome
 from sellervault.runtime import Runtime
-from sellervault.web.context import SCOPE_KEY, BodyTooLargeError, RequestState, new_state
+from sellervault.web.context import (
+    SCOPE_KEY,
+    BodyTooLargeError,
+    RequestState,
+    new_state,
+    sends_a_body,
+)
 
 log = logging.getLogger("sellervault.web")
 
@@ -67,14 +73,6 @@ def _request_id(state: RequestState) -> tuple[bytes, bytes]:
     return b"x-request-id", (state.auditor.actor.request_id or "").encode()
 
 
-def _sends_a_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if (name == b"content-length" and value.strip() not in (b"", b"0")) or (
-                name == b"transfer-encoding"):
-            return True
-    return False
-
-
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime, hsts_max_age: int) -> None:
         self.app = app
@@ -90,7 +88,7 @@ class SecurityMiddleware:
         scope[SCOPE_KEY] = state
         started = False
         suppressed = False
-        unread_body = _sends_a_body(scope["headers"])
+        unread_body = sends_a_body(scope["headers"])
         if unread_body:
             received = 0
 
