@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
@@ -15,16 +16,18 @@ class Runtime:
     settings: Settings
     store: Store
     keyring: Keyring
+    clock: Clock = SYSTEM_CLOCK
+    """Where every service reads the time (``sellervault.clock``)."""
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
+    def open(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
         """Open an initialised data directory (keys and database must already exist)."""
         passphrase = settings.root_key_passphrase
         provider = LocalKeyProvider(
             settings.root_key_file, passphrase.get_secret_value() if passphrase else None
         )
         store = Store.from_url(settings.effective_database_url())
-        return cls(settings, store, Keyring(provider))
+        return cls(settings, store, Keyring(provider), clock)
 
     @property
     def worker_threads(self) -> int:
