@@ -76,6 +76,12 @@ def auditor(rt: Runtime) -> Auditor:
     return Auditor(rt.keyring, Actor(Channel.API, source_ip="198.51.100.7"))
 
 
+def authenticate(rt: Runtime, token: str) -> Principal:
+    """``accounts.authenticate``, run to its end from this (blocking) test."""
+    return rt.store.call(accounts.authenticate, rt, token)
+
+
+
 def current_step() -> int:
     return int(time.time()) // 30
 
@@ -491,7 +497,7 @@ def test_change_password_with_the_one_time_password_then_log_in(
                        password=bob.one_time_password, totp_code=code(bob.totp_secret, step + 1))
     issued = accounts.login(runtime, auditor(runtime), email=BOB_EMAIL, password=NEW_PASSWORD,
                             totp_code=code(bob.totp_secret, step + 1))
-    principal = accounts.authenticate(runtime, issued.token)
+    principal = authenticate(runtime, issued.token)
     assert (principal.id, principal.kind) == (bob.id, "person")
     assert set(principal.grants) == set(BOB_GRANTS)
     assert principal.roles == {Role.ANALYST, Role.PII_READER}
@@ -501,13 +507,13 @@ def test_change_password_ends_every_open_session(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
     step = current_step()
     issued = login_admin(runtime, initialized, step)
-    assert accounts.authenticate(runtime, issued.token).id == initialized.admin_id
+    assert authenticate(runtime, issued.token).id == initialized.admin_id
     accounts.change_password(runtime, auditor(runtime), email=ADMIN_EMAIL,
                              current_password=ADMIN_PASSWORD,
                              totp_code=code(initialized.totp_secret, step + 1),
                              new_password_value=NEW_PASSWORD)
     with pytest.raises(UnauthenticatedError):
-        accounts.authenticate(runtime, issued.token)
+        authenticate(runtime, issued.token)
     [session_row] = table(runtime, SessionRow)
     assert session_row["revoked_at"] is not None
 
@@ -567,7 +573,7 @@ def test_login_with_password_and_totp_issues_a_session(
     assert session_row["account_id"] == initialized.admin_id
     [logged_in] = events(runtime, "session:create")
     assert (logged_in["outcome"], logged_in["target_id"]) == ("success", initialized.admin_id)
-    assert accounts.authenticate(runtime, issued.token) == admin_principal(initialized)
+    assert authenticate(runtime, issued.token) == admin_principal(initialized)
 
 
 def test_wrong_password_wrong_totp_and_unknown_email_are_one_error(
@@ -643,7 +649,7 @@ def test_disabled_account_can_neither_log_in_nor_use_its_tokens(
     issued = login_admin(runtime, initialized, step)
     tamper(runtime, Account, Account.id == initialized.admin_id, status="disabled")
     with pytest.raises(UnauthenticatedError):
-        accounts.authenticate(runtime, issued.token)
+        authenticate(runtime, issued.token)
     with pytest.raises(InvalidCredentialsError):
         login_admin(runtime, initialized, step + 1)
 
@@ -688,9 +694,9 @@ def test_forged_and_mangled_tokens_are_refused(runtime: Runtime,
     ]
     for candidate in forged:
         with pytest.raises(UnauthenticatedError):
-            accounts.authenticate(runtime, candidate)
-    assert accounts.authenticate(runtime, token).id == initialized.admin_id
-    assert accounts.authenticate(runtime, api_key).kind == "service"
+            authenticate(runtime, candidate)
+    assert authenticate(runtime, token).id == initialized.admin_id
+    assert authenticate(runtime, api_key).kind == "service"
 
 
 def test_revoked_session_is_refused(runtime: Runtime,
@@ -699,7 +705,7 @@ def test_revoked_session_is_refused(runtime: Runtime,
     tamper(runtime, SessionRow, SessionRow.account_id == initialized.admin_id,
            revoked_at=utcnow())
     with pytest.raises(UnauthenticatedError):
-        accounts.authenticate(runtime, token)
+        authenticate(runtime, token)
 
 
 def test_session_idle_timeout_is_15_minutes(runtime: Runtime,
@@ -715,8 +721,8 @@ def test_session_idle_timeout_is_15_minutes(runtime: Runtime,
     tamper(runtime, SessionRow, SessionRow.token_hash == active_row["token_hash"],
            last_seen_at=now - timedelta(minutes=14))
     with pytest.raises(UnauthenticatedError):
-        accounts.authenticate(runtime, idle)
-    assert accounts.authenticate(runtime, active).id == initialized.admin_id
+        authenticate(runtime, idle)
+    assert authenticate(runtime, active).id == initialized.admin_id
     [seen] = table(runtime, SessionRow, SessionRow.token_hash == active_row["token_hash"])
     assert seen["last_seen_at"] >= now - timedelta(seconds=5)  # use restarts the idle clock
 
@@ -729,7 +735,7 @@ def test_session_absolute_timeout_is_8_hours(runtime: Runtime,
     where = SessionRow.token_hash == row["token_hash"]
 
     tamper(runtime, SessionRow, where, last_seen_at=utcnow() - timedelta(minutes=1))
-    accounts.authenticate(runtime, token)  # activity does not extend the absolute limit
+    authenticate(runtime, token)  # activity does not extend the absolute limit
     [used] = table(runtime, SessionRow, where)
     assert used["expires_at"] == row["expires_at"]
     assert used["last_seen_at"] > row["last_seen_at"]
@@ -738,7 +744,7 @@ def test_session_absolute_timeout_is_8_hours(runtime: Runtime,
     tamper(runtime, SessionRow, where, created_at=now - timedelta(hours=8, seconds=1),
            expires_at=now - timedelta(seconds=1), last_seen_at=now)  # active, but too old
     with pytest.raises(UnauthenticatedError):
-        accounts.authenticate(runtime, token)
+        authenticate(runtime, token)
 
 
 def test_service_api_key_authenticates_until_expiry_or_revocation(
@@ -749,7 +755,7 @@ def test_service_api_key_authenticates_until_expiry_or_revocation(
                 for name in ("Seller Central Ingest", "Warehouse Sync", "Tax Exporter")]
     for service in services:
         assert service.api_key.startswith("svk_") and service.id.startswith("svc_")
-        principal = accounts.authenticate(runtime, service.api_key)
+        principal = authenticate(runtime, service.api_key)
         assert principal == Principal(service.id, "service", (Grant(Role.INGEST, "acme"),))
     expiring, revoked, kept = services
     for row in table(runtime, ApiKey):
@@ -760,8 +766,8 @@ def test_service_api_key_authenticates_until_expiry_or_revocation(
     tamper(runtime, ApiKey, ApiKey.account_id == revoked.id, revoked_at=utcnow())
     for service in (expiring, revoked):
         with pytest.raises(UnauthenticatedError):
-            accounts.authenticate(runtime, service.api_key)
-    assert accounts.authenticate(runtime, kept.api_key).id == kept.id
+            authenticate(runtime, service.api_key)
+    assert authenticate(runtime, kept.api_key).id == kept.id
 
 
 def test_configured_lifetimes_are_the_ones_applied(runtime: Runtime,
@@ -778,12 +784,12 @@ def test_configured_lifetimes_are_the_ones_applied(runtime: Runtime,
     assert key_row["expires_at"] - key_row["created_at"] == timedelta(days=30)
     tamper(rt, SessionRow, SessionRow.token_hash == session_row["token_hash"],
            last_seen_at=utcnow() - timedelta(minutes=5, seconds=1))
-    accounts.authenticate(runtime, issued.token)  # still within the default 15 minutes
+    authenticate(runtime, issued.token)  # still within the default 15 minutes
     tamper(rt, SessionRow, SessionRow.token_hash == session_row["token_hash"],
            last_seen_at=utcnow() - timedelta(minutes=5, seconds=1))
     with pytest.raises(UnauthenticatedError):
-        accounts.authenticate(rt, issued.token)
-    assert accounts.authenticate(rt, key).kind == "service"
+        authenticate(rt, issued.token)
+    assert authenticate(rt, key).kind == "service"
 
 
 # -- no credential in clear ------------------------------------------------------------------

@@ -52,6 +52,12 @@ FIELDS: dict[str, Any] = {
 }
 
 
+def append(rt: Runtime, auditor: Auditor, action: str, outcome: Outcome, **fields: Any) -> int:
+    """``Auditor.append``, run to its end from this (blocking) test."""
+    return rt.store.call(auditor.append, rt.store, action, outcome, **fields)
+
+
+
 def test_mac_is_deterministic_and_independent_of_field_order() -> None:
     reordered = dict(reversed(list(FIELDS.items())))
     assert event_mac(KEY, GENESIS, FIELDS) == event_mac(KEY, GENESIS, reordered)
@@ -367,7 +373,7 @@ def test_a_wiped_log_refuses_every_later_event(runtime: Runtime, chain: list[int
     with pytest.raises(ChainHeadMissingError), runtime.store.transaction() as session:
         auditor.record(session, "orders:read", Outcome.SUCCESS)
     with pytest.raises(ChainHeadMissingError):
-        auditor.append(runtime.store, "orders:reveal", Outcome.SUCCESS, purpose="fulfillment")
+        append(runtime, auditor, "orders:reveal", Outcome.SUCCESS, purpose="fulfillment")
     assert rows(runtime) == left
     assert not verify(runtime).ok
 
@@ -436,7 +442,7 @@ def test_a_missing_log_key_is_a_broken_log_not_a_new_key(runtime: Runtime,
     with pytest.raises(LogKeyMissingError), runtime.store.transaction() as session:
         auditor.record(session, "orders:read", Outcome.SUCCESS)
     with pytest.raises(LogKeyMissingError):
-        auditor.append(runtime.store, "orders:read", Outcome.SUCCESS)
+        append(runtime, auditor, "orders:read", Outcome.SUCCESS)
     with runtime.store.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM system_keys WHERE name = :name"),
                                   {"name": audit.LOG_KEY}).scalar() == 0
@@ -454,7 +460,7 @@ def _append_in_another_thread(rt: Runtime, count: int) -> bool:
     def work() -> None:
         auditor = Auditor(rt.keyring, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
         for _ in range(count):
-            auditor.append(rt.store, "orders:read", Outcome.SUCCESS, tenant_id="acme")
+            append(rt, auditor, "orders:read", Outcome.SUCCESS, tenant_id="acme")
         done.set()
 
     threading.Thread(target=work, daemon=True).start()
@@ -489,7 +495,7 @@ def test_verification_beside_parallel_writers(runtime: Runtime, chain: list[int]
     def writer(slot: int) -> None:
         auditor = Auditor(runtime.keyring, Actor(Channel.API, actor_id=f"acc_writer{slot}"))
         while not stop.is_set():
-            auditor.append(runtime.store, "orders:read", Outcome.SUCCESS, tenant_id="acme")
+            append(runtime, auditor, "orders:read", Outcome.SUCCESS, tenant_id="acme")
             written[slot] += 1
 
     threads = [threading.Thread(target=writer, args=(slot,)) for slot in (0, 1)]

@@ -47,6 +47,12 @@ API_CALLER = Actor(Channel.API, actor_id="acc_0123456789abcdef", source_ip="203.
                    request_id="req-42")
 
 
+def append(rt: Runtime, auditor: Auditor, action: str, outcome: Outcome, **fields: Any) -> int:
+    """``Auditor.append``, run to its end from this (blocking) test."""
+    return rt.store.call(auditor.append, rt.store, action, outcome, **fields)
+
+
+
 def events(rt: Runtime) -> list[dict[str, Any]]:
     with rt.store.engine.connect() as connection:
         return [dict(row._mapping) for row in
@@ -157,7 +163,7 @@ def test_append_commits_its_event_on_its_own(runtime: Runtime) -> None:
     """``append`` is for an operation that changes nothing else (a read, a reveal): the event
     is committed, and chained, when it returns."""
     auditor = Auditor(runtime.keyring, API_CALLER)
-    seq = auditor.append(runtime.store, "orders:reveal", Outcome.SUCCESS, tenant_id="acme",
+    seq = append(runtime, auditor, "orders:reveal", Outcome.SUCCESS, tenant_id="acme",
                          target_type="order", target_id="ord_1", purpose="fulfillment",
                          count=1)
     assert auditor.committed
@@ -171,7 +177,7 @@ def _write_event(rt: Runtime, how: str) -> int:
     """One event, in a transaction of its own (``record``) or standalone (``append``)."""
     auditor = Auditor(rt.keyring, API_CALLER)
     if how == "append":
-        return auditor.append(rt.store, "orders:read", Outcome.SUCCESS)
+        return append(rt, auditor, "orders:read", Outcome.SUCCESS)
     with rt.store.transaction() as session:
         return auditor.record(session, "orders:read", Outcome.SUCCESS)
 
@@ -211,7 +217,7 @@ def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Sett
     many = audit.BATCH_LIMIT + 6
 
     async def append_async() -> int:
-        return await Auditor(runtime.keyring, API_CALLER).append_async(
+        return await Auditor(runtime.keyring, API_CALLER).append(
             runtime.store, "orders:read", Outcome.SUCCESS)
 
     async def work() -> tuple[list[int], list[int]]:
@@ -234,7 +240,7 @@ def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Sett
 
 
 def _append_async(rt: Runtime, **fields: Any) -> Awaitable[int]:
-    return Auditor(rt.keyring, API_CALLER).append_async(rt.store, "orders:read",
+    return Auditor(rt.keyring, API_CALLER).append(rt.store, "orders:read",
                                                         Outcome.SUCCESS, **fields)
 
 

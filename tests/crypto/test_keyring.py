@@ -94,7 +94,8 @@ def ingest(runtime: Runtime, tenant_id: str, count: int, start: int = 0) -> dict
 
 def reveal(runtime: Runtime, tenant_id: str, amazon_order_id: str) -> dict[str, Any]:
     auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
-    return records.reveal(runtime, auditor, tenant_id, amazon_order_id, "fulfillment")
+    return runtime.store.call(records.reveal, runtime, auditor, tenant_id, amazon_order_id,
+                              "fulfillment")
 
 
 # -- tenant keys -----------------------------------------------------------------------------

@@ -25,6 +25,16 @@ from sellervault.runtime import Runtime
 from tests.support import in_event_loop
 
 
+def reveal(rt: Runtime, *args: Any) -> dict[str, Any]:
+    """``records.reveal``, run to its end from this (blocking) test."""
+    return rt.store.call(records.reveal, rt, *args)
+
+
+def read_masked(rt: Runtime, *args: Any) -> dict[str, Any]:
+    return rt.store.call(records.read_masked, rt, *args)
+
+
+
 def _auditor(runtime: Runtime) -> Auditor:
     return Auditor(runtime.keyring, Actor(Channel.API, actor_id="acc_test"))
 
@@ -49,7 +59,7 @@ def _row(runtime: Runtime, amazon_id: str) -> Order:
 
 def test_reveal_returns_exactly_what_was_ingested(runtime: Runtime,
                                                   stored: list[dict[str, Any]]) -> None:
-    order = records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
+    order = reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
                            "fulfillment")
     assert order["BuyerInfo"] == stored[0]["BuyerInfo"]
     assert order["ShippingAddress"] == stored[0]["ShippingAddress"]
@@ -63,11 +73,11 @@ def test_reveal_and_masked_read_return_unusual_values_exactly(runtime: Runtime) 
     raw["GiftMessage"] = {"Text": "für dich", "Lines": [None, 1.5e-7, 10**30, True]}
     raw["PromotionIds"] = ["p-1", "p-2"]
     records.ingest(runtime, _auditor(runtime), "acme", _mapped([raw]))
-    order = records.reveal(runtime, _auditor(runtime), "acme", raw["AmazonOrderId"],
+    order = reveal(runtime, _auditor(runtime), "acme", raw["AmazonOrderId"],
                            "fulfillment")
     for key in ("BuyerInfo", "ShippingAddress", "GiftMessage", "PromotionIds", "OrderTotal"):
         assert order[key] == raw[key], key
-    masked = records.read_masked(runtime, _auditor(runtime), "acme", raw["AmazonOrderId"])
+    masked = read_masked(runtime, _auditor(runtime), "acme", raw["AmazonOrderId"])
     assert masked["GiftMessage"] == {"Text": "***", "Lines": [None, "***", "***", "***"]}
     assert masked["PromotionIds"] == ["***", "***"]  # not classified: encrypted too
 
@@ -87,7 +97,7 @@ def test_resending_an_order_updates_in_place(runtime: Runtime,
     assert (result.inserted, result.updated) == (0, 1)
     assert (after.id, after.data_key_id) == (before.id, before.data_key_id)
     assert after.buyer_ct != before.buyer_ct
-    revealed = records.reveal(runtime, _auditor(runtime), "acme", changed["AmazonOrderId"],
+    revealed = reveal(runtime, _auditor(runtime), "acme", changed["AmazonOrderId"],
                               "tax-invoicing")
     assert revealed["BuyerInfo"]["BuyerName"] == "Changed Name"
 
@@ -99,7 +109,7 @@ def test_a_ciphertext_moved_to_another_row_fails_to_decrypt(
         session.execute(update(Order).where(Order.id == target.id).values(
             buyer_ct=victim.buyer_ct, address_ct=victim.address_ct))
     with pytest.raises(DecryptionError):
-        records.reveal(runtime, _auditor(runtime), "acme", stored[1]["AmazonOrderId"],
+        reveal(runtime, _auditor(runtime), "acme", stored[1]["AmazonOrderId"],
                        "fulfillment")
 
 
@@ -111,7 +121,7 @@ def test_a_row_pointed_at_another_orders_data_key_fails(
             buyer_ct=victim.buyer_ct, address_ct=victim.address_ct,
             data_key_id=victim.data_key_id))
     with pytest.raises(DecryptionError):
-        records.reveal(runtime, _auditor(runtime), "acme", stored[1]["AmazonOrderId"],
+        reveal(runtime, _auditor(runtime), "acme", stored[1]["AmazonOrderId"],
                        "fulfillment")
 
 
@@ -122,7 +132,7 @@ def test_buyer_and_address_records_cannot_be_swapped(
         session.execute(update(Order).where(Order.id == row.id).values(
             buyer_ct=row.address_ct, address_ct=row.buyer_ct))
     with pytest.raises(DecryptionError):
-        records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
+        reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
                        "fulfillment")
 
 
@@ -136,14 +146,14 @@ def test_a_row_moved_to_another_tenant_fails(runtime: Runtime,
         session.execute(update(DataKey).where(DataKey.id == row.data_key_id).values(
             tenant_id="globex"))
     with pytest.raises(DecryptionError):
-        records.reveal(runtime, _auditor(runtime), "globex", stored[0]["AmazonOrderId"],
+        reveal(runtime, _auditor(runtime), "globex", stored[0]["AmazonOrderId"],
                        "fulfillment")
 
 
 def test_tenants_do_not_see_each_others_orders(runtime: Runtime,
                                                stored: list[dict[str, Any]]) -> None:
     with pytest.raises(OrderNotFoundError):
-        records.read_masked(runtime, _auditor(runtime), "globex", stored[0]["AmazonOrderId"])
+        read_masked(runtime, _auditor(runtime), "globex", stored[0]["AmazonOrderId"])
     email = stored[0]["BuyerInfo"]["BuyerEmail"]
     assert _search(runtime, "globex", buyer_email=email) == []
     assert len(_search(runtime, "acme", buyer_email=email)) == 1
@@ -199,14 +209,14 @@ def test_a_masked_read_that_fails_is_not_logged_as_a_success(
                         .values(attributes='{"Extra": ' + '[' * 300 + ']' * 300 + '}'))
     before = len(_events(runtime))
     with pytest.raises(ValueError):
-        records.read_masked(runtime, _auditor(runtime), "acme", amazon_id)
+        read_masked(runtime, _auditor(runtime), "acme", amazon_id)
     assert len(_events(runtime)) == before
 
 
 def test_reveal_refuses_an_unlisted_purpose(runtime: Runtime,
                                             stored: list[dict[str, Any]]) -> None:
     with pytest.raises(PurposeNotPermittedError):
-        records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
+        reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
                        "marketing")
 
 
@@ -220,25 +230,25 @@ def test_the_event_loop_forms_answer_and_refuse_as_the_blocking_ones(
 
     async def work() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         assert not fresh.keyring.has_kek("acme", 1)
-        revealed = await records.reveal_async(fresh, _auditor(fresh), "acme", amazon_id,
+        revealed = await records.reveal(fresh, _auditor(fresh), "acme", amazon_id,
                                               "fulfillment")
-        again = await records.reveal_async(fresh, _auditor(fresh), "acme", amazon_id,
+        again = await records.reveal(fresh, _auditor(fresh), "acme", amazon_id,
                                            "fulfillment")  # the key cached: no thread
-        masked = await records.read_masked_async(fresh, _auditor(fresh), "acme", amazon_id)
+        masked = await records.read_masked(fresh, _auditor(fresh), "acme", amazon_id)
         with pytest.raises(OrderNotFoundError):
-            await records.reveal_async(fresh, _auditor(fresh), "globex", amazon_id,
+            await records.reveal(fresh, _auditor(fresh), "globex", amazon_id,
                                        "fulfillment")
         with pytest.raises(PurposeNotPermittedError):
-            await records.reveal_async(fresh, _auditor(fresh), "acme", amazon_id, "marketing")
+            await records.reveal(fresh, _auditor(fresh), "acme", amazon_id, "marketing")
         return revealed, again, masked
 
     try:
         revealed, again, masked = in_event_loop(fresh, work)
     finally:
         fresh.close()
-    assert revealed == again == records.reveal(runtime, _auditor(runtime), "acme", amazon_id,
+    assert revealed == again == reveal(runtime, _auditor(runtime), "acme", amazon_id,
                                                "fulfillment")
-    assert masked == records.read_masked(runtime, _auditor(runtime), "acme", amazon_id)
+    assert masked == read_masked(runtime, _auditor(runtime), "acme", amazon_id)
 
 
 def test_canaries_are_flagged_and_listed(runtime: Runtime, stored: list[dict[str, Any]]) -> None:

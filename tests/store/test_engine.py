@@ -227,18 +227,18 @@ def test_event_loop_connections_exist_on_postgresql_only_while_open(runtime: Run
     postgres = store.dialect == "postgresql"
 
     async def inside() -> None:
-        assert store.has_async is postgres
+        assert store.in_event_loop is postgres
         if not postgres:
-            with pytest.raises(RuntimeError, match="open_async"):
-                async with store.read_async():
+            with pytest.raises(RuntimeError, match=r"Store\.run"):
+                async with store.connect():
                     pass
             return
-        async with store.read_async() as db:
+        async with store.connect() as db:
             assert db.driver.autocommit  # each statement commits by itself
 
-    assert not store.has_async
+    assert not store.in_event_loop
     in_event_loop(runtime, inside)
-    assert not store.has_async
+    assert not store.in_event_loop
 
 
 # -- pooled PostgreSQL connections whose server side has gone --------------------------------
@@ -292,8 +292,8 @@ def _use(store: Store, how: str) -> int:
 
 
 async def _use_async(store: Store) -> int:
-    async with store.read_async() as db:
-        rows = await _PID.all_async(db, {})
+    async with store.connect() as db:
+        rows = await db.all(_PID, {})
     pid: int = rows[0].pid
     return pid
 
@@ -357,9 +357,9 @@ def test_every_event_loop_connection_terminated_at_once_is_replaced_before_use(
     async def work() -> None:
         await store.open_async(3)
         try:
-            async with store.read_async() as a, store.read_async() as b, \
-                    store.read_async() as c:
-                dead = {(await _PID.all_async(db, {}))[0].pid for db in (a, b, c)}
+            async with store.connect() as a, store.connect() as b, \
+                    store.connect() as c:
+                dead = {(await db.all(_PID, {}))[0].pid for db in (a, b, c)}
             assert len(dead) == 3
             _terminate(store, dead)
             used = await asyncio.gather(*(_use_async(store) for _ in range(3)))
@@ -402,7 +402,7 @@ def test_checking_a_pooled_connection_sends_nothing_to_the_server(postgres_store
             before = backend(pid)
             assert "pg_backend_pid" in before[0] and before[1] == "idle"
             for _ in range(3):
-                async with store.read_async():
+                async with store.connect():
                     pass
             assert backend(pid) == before
             assert await _use_async(store) == pid

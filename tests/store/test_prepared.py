@@ -6,8 +6,7 @@
   (``id == 1``) are kept; a write reports how many rows it changed.
 - It runs in the caller's transaction; a driver error is SQLAlchemy's exception for it, and
   never shows the parameters. IN-list parameters are refused when the statement is made.
-- On PostgreSQL the same statement can be awaited on an event-loop connection, with the same
-  rows, conversions and errors.
+- The awaited form (``store.connection``) has its own specification: test_connection.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from sqlalchemy import (
     Boolean,
@@ -35,8 +33,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from sellervault.store.driver import AsyncDriverConnection
-from sellervault.store.engine import Store
 from sellervault.store.prepared import Prepared
 from sellervault.store.types import UTCDateTime
 from tests.conftest import engine_with_tables
@@ -115,41 +111,3 @@ def test_in_list_parameters_are_refused(engine: Engine) -> None:
     query = Prepared(select(THINGS).where(THINGS.c.id.in_(bindparam("ids", expanding=True))))
     with engine.connect() as connection, pytest.raises(ValueError, match="IN-list"):
         query.all(connection, {"ids": [1, 2]})
-
-
-# -- awaited, on the event loop's connections (PostgreSQL only) ------------------------------
-
-def _on_event_loop_connection(engine: Engine, work: Any) -> Any:
-    """Run ``work(db)`` on an ``AsyncDriverConnection`` from a Store's event-loop pool."""
-    store = Store(engine)
-
-    async def run() -> Any:
-        await store.open_async(1)
-        try:
-            async with store.read_async() as db:
-                return await work(db)
-        finally:
-            await store.close_async()
-
-    return anyio.run(run)
-
-
-@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # (none on SQLite)
-def test_awaited_statements_read_and_write_as_the_blocking_ones(engine: Engine) -> None:
-    rename = Prepared(update(THINGS).where(THINGS.c.id == 2).values(name=bindparam("new")))
-    add = Prepared(insert(THINGS).values(id=bindparam("id"), name=bindparam("name")))
-
-    async def work(db: AsyncDriverConnection) -> Any:
-        rows = await Prepared(ALL).all_async(db, {"from_id": 0})
-        changed = await rename.execute_async(db, {"new": "renamed"})  # autocommit: kept
-        with pytest.raises(IntegrityError) as failed:
-            await add.execute_async(db, {"id": 1, "name": "secret-value-4242"})
-        return rows, changed, str(failed.value)
-
-    with engine.connect() as connection:
-        expected = [row._asdict() for row in Prepared(ALL).all(connection, {"from_id": 0})]
-    rows, changed, error = _on_event_loop_connection(engine, work)
-    assert [row._asdict() for row in rows] == expected
-    assert changed == 1 and "secret-value-4242" not in error
-    with engine.connect() as connection:  # committed by itself (autocommit)
-        assert Prepared(BY_NAME).first(connection, {"name": "renamed"}) is not None

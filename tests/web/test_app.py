@@ -71,10 +71,10 @@ def test_start_up_opens_the_event_loop_connections_on_postgresql_and_shut_down_c
 
     async def serve() -> bool:
         async with api.router.lifespan_context(api):
-            return runtime.store.has_async
+            return runtime.store.has_loop_connections
 
     assert anyio.run(serve) is (runtime.store.dialect == "postgresql")
-    assert not runtime.store.has_async
+    assert not runtime.store.has_loop_connections
 
 
 # Global OpenTelemetry providers can be set once per process: each probe runs in its own. The

@@ -62,7 +62,7 @@ def test_on_postgresql_the_order_route_runs_in_the_event_loop(server: Server) ->
     """So the reveal tests below cover the event-loop path on PostgreSQL and the worker-thread
     path on SQLite."""
     store = server.runtime.store
-    assert store.has_async is (store.dialect == "postgresql")
+    assert store.has_loop_connections is (store.dialect == "postgresql")
 
 
 def test_ingest_reports_count_and_is_idempotent(server: Server, world: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import anyio.to_thread
 import pyotp
 from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -446,31 +445,18 @@ def _principal_of(rt: Runtime, lookup: _TokenLookup,
     return Principal(found.account_id, found.kind, grants), touches
 
 
-def authenticate(rt: Runtime, token: str) -> Principal:
-    """The principal behind a bearer token: a live session or an unexpired API key."""
-    lookup = _token_lookup(_request_pepper(rt), token)
-    with rt.store.read() as db:
-        rows = lookup.statement.all(db, lookup.params)
-    principal, touches = _principal_of(rt, lookup, rows)
-    if touches:
-        with rt.store.write() as db:
-            for statement, params in touches:
-                statement.execute(db, params)
-    return principal
-
-
-async def authenticate_async(rt: Runtime, token: str) -> Principal:
-    """``authenticate`` in the event loop (``Store.has_async``: PostgreSQL in a server): the
-    same lookup and checks, awaited instead of holding a worker thread."""
+async def authenticate(rt: Runtime, token: str) -> Principal:
+    """The principal behind a bearer token: a live session or an unexpired API key. One
+    statement, then each last-seen update due as a statement of its own."""
     pepper = rt.keyring.cached_system_key(CREDENTIAL_PEPPER)
-    if pepper is None:  # first use in this process: read (or make) it on a worker thread
-        pepper = await anyio.to_thread.run_sync(_request_pepper, rt)
+    if pepper is None:  # first use in this process: read (or make) it
+        pepper = await rt.store.offload(_request_pepper, rt)
     lookup = _token_lookup(pepper, token)
-    async with rt.store.read_async() as db:
-        rows = await lookup.statement.all_async(db, lookup.params)
+    async with rt.store.connect() as db:
+        rows = await db.all(lookup.statement, lookup.params)
         principal, touches = _principal_of(rt, lookup, rows)
-        for statement, params in touches:  # each a statement of its own, as they may be
-            await statement.execute_async(db, params)
+        for statement, params in touches:
+            await db.execute(statement, params)
     return principal
 
 

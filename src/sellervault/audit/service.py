@@ -3,8 +3,8 @@
 ``record`` appends an event inside the caller's transaction, so an operation and its event
 commit together or not at all. ``append`` writes an event on its own, committed before it
 returns: for an operation that changes nothing else (a read, a reveal); in a server's event
-loop on PostgreSQL (``append_async``), the events of requests appending at the same moment go
-in together, one statement and one commit for all. ``verify`` walks the chain and names the
+loop on PostgreSQL, the events of requests appending at the same moment go in together, one
+statement and one commit for all. ``verify`` walks the chain and names the
 first bad event.
 """
 
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import anyio.to_thread
 from pydantic_core import to_json
 from sqlalchemy import (
     JSON,
@@ -191,13 +190,10 @@ def _remember(engine: Engine, row: dict[str, Any]) -> int:
 _standalone = threading.Lock()
 
 
-def append(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
-    """Append ``event`` on its own, committed when this returns; its sequence number.
-
-    On PostgreSQL that is one statement (compare-and-swap of the head and insert) on an
-    autocommit connection; if another writer moved the head, or on SQLite, a short
-    transaction of its own.
-    """
+def _append_now(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
+    """``append``'s blocking step: on PostgreSQL one statement (compare-and-swap of the head
+    and insert) on an autocommit connection; if another writer moved the head, or on SQLite,
+    a short transaction of its own."""
     if store.dialect == "postgresql":
         with _standalone, store.read() as connection:
             guess = _last_heads.get(connection.engine)
@@ -250,8 +246,8 @@ async def _write_batch(store: Store, log_key: bytes,
     try:
         if guess is not None:
             rows, params = _chained_from_guess([fields for fields, _ in batch], log_key, guess)
-            async with store.read_async() as connection:
-                written = await _APPEND_IF_UNMOVED.execute_async(connection, params)
+            async with store.connect() as connection:
+                written = await connection.execute(_APPEND_IF_UNMOVED, params)
     except Exception as exc:
         log.warning("a batch of %d security events was not written (%s): each is retried "
                     "on its own", len(batch), type(exc).__name__)
@@ -270,20 +266,22 @@ _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Engine, _Bat
     weakref.WeakKeyDictionary())
 
 
-async def append_async(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
-    """``append`` in the event loop (``Store.has_async``): events waiting at once are written
-    together, in one statement (see ``_Batches``). The first event of the process, a head
-    moved by another writer, or a log key not unwrapped yet take the blocking form on a
-    worker thread instead."""
+async def append(store: Store, keyring: Keyring, event: SecurityEvent) -> int:
+    """Append ``event`` on its own, committed when this returns; its sequence number.
+
+    In a server's event loop on PostgreSQL (``Store.in_event_loop``), events waiting at once
+    are written together, in one statement (see ``_Batches``). Elsewhere, and for the first
+    event of the process, a head moved by another writer or a log key not unwrapped yet, the
+    blocking step (``_append_now``), on a worker thread if called from the loop."""
     log_key = keyring.cached_system_key(LOG_KEY)
-    if log_key is not None and store.engine in _last_heads:
+    if log_key is not None and store.engine in _last_heads and store.in_event_loop:
         of_loop = _batches.setdefault(asyncio.get_running_loop(), {})
         batches = of_loop.get(store.engine) or of_loop.setdefault(store.engine,
                                                                   _Batches(store))
         seq = await batches.append(log_key, event)
         if seq is not None:
             return seq
-    return await anyio.to_thread.run_sync(append, store, keyring, event)
+    return await store.offload(_append_now, store, keyring, event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,17 +411,10 @@ class Auditor:
         after_commit(db, self._mark_committed)
         return seq
 
-    def append(self, store: Store, action: str, outcome: Outcome, **fields: Any) -> int:
+    async def append(self, store: Store, action: str, outcome: Outcome, **fields: Any) -> int:
         """An event committed on its own (see ``append``)."""
-        seq = append(store, self.keyring, SecurityEvent(action, outcome, self.actor, **fields))
-        self.committed = True
-        return seq
-
-    async def append_async(self, store: Store, action: str, outcome: Outcome,
-                           **fields: Any) -> int:
-        """``append`` in the event loop (see ``append_async``)."""
-        seq = await append_async(store, self.keyring,
-                                 SecurityEvent(action, outcome, self.actor, **fields))
+        seq = await append(store, self.keyring,
+                           SecurityEvent(action, outcome, self.actor, **fields))
         self.committed = True
         return seq
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import anyio.to_thread
 from pydantic_core import PydanticSerializationError, from_json, to_json
 from sqlalchemy import String, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
@@ -210,23 +209,17 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
     return result
 
 
-def _find(db: Db, tenant_id: str, amazon_order_id: str, *, with_key: bool = False) -> Any:
-    """The order's row (its columns by name) through a prepared statement; ``with_key`` adds
-    its wrapped data key (``join_data_key``)."""
-    return _found((_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).all(
-        db, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
-
-
-async def _find_async(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
-                      with_key: bool = False) -> Any:
-    async with rt.store.read_async() as db:
-        return _found(await (_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER).all_async(
-            db, {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
+async def _find(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
+                with_key: bool = False) -> Any:
+    """The order's row (its columns by name), one prepared statement; ``with_key`` adds its
+    wrapped data key (``join_data_key``)."""
+    async with rt.store.connect() as db:
+        return _found(await db.all(_FIND_ORDER_AND_KEY if with_key else _FIND_ORDER,
+                                   {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
 
 
 def _order_event(row: Any, purpose: str | None = None) -> dict[str, Any]:
-    """The event fields of reading one order (masked, or revealed for ``purpose``): the same
-    whichever form, blocking or in the event loop, did the reading."""
+    """The event fields of reading one order (masked, or revealed for ``purpose``)."""
     return {"tenant_id": row.tenant_id, "target_type": "order", "target_id": row.id,
             "purpose": purpose, "count": 1}
 
@@ -242,23 +235,12 @@ def masked_view(row: Any) -> dict[str, Any]:
     return view
 
 
-def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
-                amazon_order_id: str) -> dict[str, Any]:
+async def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
+                      amazon_order_id: str) -> dict[str, Any]:
     """The order with every PII value masked; no key is unwrapped."""
-    with rt.store.read() as db:
-        row = _find(db, tenant_id, amazon_order_id)
+    row = await _find(rt, tenant_id, amazon_order_id)
     view = masked_view(row)  # before the event: a read that fails is not logged a success
-    auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, **_order_event(row))
-    return view
-
-
-async def read_masked_async(rt: Runtime, auditor: Auditor, tenant_id: str,
-                            amazon_order_id: str) -> dict[str, Any]:
-    """``read_masked`` in the event loop (``Store.has_async``)."""
-    row = await _find_async(rt, tenant_id, amazon_order_id)
-    view = masked_view(row)
-    await auditor.append_async(rt.store, Action.ORDERS_READ, Outcome.SUCCESS,
-                               **_order_event(row))
+    await auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, **_order_event(row))
     return view
 
 
@@ -280,8 +262,8 @@ def _decrypt(db: Db | None, keyring: Keyring, row: Any) -> dict[str, Any]:
     return view
 
 
-def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
-           purpose: str) -> dict[str, Any]:
+async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
+                 purpose: str) -> dict[str, Any]:
     """The order with PII in clear, for a permitted purpose; the event commits first.
 
     The lookup and the event are two atomic steps, not one transaction: a reveal changes
@@ -289,26 +271,13 @@ def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
     between, it is still true that its PII was read while it existed)."""
     if purpose not in PURPOSES:
         raise PurposeNotPermittedError()
-    with rt.store.read() as db:  # the hot path: one statement on the driver's connection
-        row = _find(db, tenant_id, amazon_order_id, with_key=True)
-        view = _decrypt(db, rt.keyring, row)
-    auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
-                   **_order_event(row, purpose))
-    return view  # only once the event is committed
-
-
-async def reveal_async(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
-                       purpose: str) -> dict[str, Any]:
-    """``reveal`` in the event loop (``Store.has_async``): the same two steps, awaited."""
-    if purpose not in PURPOSES:
-        raise PurposeNotPermittedError()
-    row = await _find_async(rt, tenant_id, amazon_order_id, with_key=True)
+    row = await _find(rt, tenant_id, amazon_order_id, with_key=True)
     if rt.keyring.has_kek(row.tenant_id, row.data_key_kek_version):
-        view = _decrypt(None, rt.keyring, row)  # no database needed: no blocking
-    else:  # the tenant key's first use in this process (or an erased key): a worker thread
-        view = await anyio.to_thread.run_sync(_decrypt_reading_keys, rt, row)
-    await auditor.append_async(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
-                               **_order_event(row, purpose))
+        view = _decrypt(None, rt.keyring, row)  # the tenant key is cached: no database
+    else:  # the tenant key's first use in this process (or an erased key): it is read
+        view = await rt.store.offload(_decrypt_reading_keys, rt, row)
+    await auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
+                         **_order_event(row, purpose))
     return view  # only once the event is committed
 
 

@@ -4,8 +4,8 @@
 ``Connection`` around it, which saves a request its per-use bookkeeping (connection object,
 transaction object, events). Only ``Prepared`` statements run on it. ``driver_of`` gives the
 same view of an ORM session or a Core connection, so a service function that appends to the
-security log or reads a key works inside any of the three. On PostgreSQL, ``Store.read_async``
-hands out the async form (``AsyncDriverConnection``) to code running in the event loop.
+security log or reads a key works inside any of the three. The request path's operations run
+their statements through ``store.connection``, one awaitable interface over both drivers.
 """
 
 from __future__ import annotations
@@ -25,20 +25,6 @@ class DriverConnection:
     """The DBAPI connection: ``sqlite3.Connection`` or ``psycopg.Connection``."""
     info: dict[str, Any]
     """Per-transaction notes (``after_commit`` hooks), like ``Session.info``."""
-
-    @property
-    def dialect(self) -> Dialect:
-        return self.engine.dialect
-
-
-@dataclass(frozen=True, slots=True)
-class AsyncDriverConnection:
-    """A psycopg ``AsyncConnection`` in autocommit mode, from ``Store.read_async``: for the
-    PostgreSQL hot path, which runs in the event loop."""
-
-    engine: Engine
-    driver: Any
-    """The ``psycopg.AsyncConnection``."""
 
     @property
     def dialect(self) -> Dialect:

@@ -9,9 +9,11 @@ leave the CPU idle. PostgreSQL is reached through psycopg 3; a TCP connection to
 non-loopback host must use TLS, judged on where libpq will really connect, its environment
 (``PGHOST``...) included (checked in config, and again here, before any connection).
 
-``Store.write`` and ``Store.read`` are the hot path's: the driver's own connection
-(``store.driver``) for ``Prepared`` statements, in a transaction, or in autocommit for work
-that is one statement (no write lock, no BEGIN and no COMMIT).
+``Store.write`` and ``Store.read`` give the driver's own connection (``store.driver``) for
+``Prepared`` statements, in a transaction, or in autocommit for work that is one statement
+(no write lock, no BEGIN and no COMMIT). The request path's operations are written once, as
+coroutines, against ``Store.connect`` (``store.connection``), and run with ``Store.run``
+from the event loop or ``Store.call`` from blocking code.
 
 A pooled PostgreSQL connection whose server side has gone (its backend terminated, the server
 restarted) is found at checkout, before any statement, and replaced: see ``server_gone``.
@@ -19,31 +21,50 @@ restarted) is found at checkout, before any statement, and replaced: see ``serve
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import select
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
     contextmanager,
     nullcontext,
 )
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import anyio.to_thread
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection as CoreConnection
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sellervault.config import check_database_url
-from sellervault.store.driver import AsyncDriverConnection, DriverConnection, translate_error
+from sellervault.store.connection import Connection, InlineConnection, LoopConnection, drive
+from sellervault.store.driver import DriverConnection, translate_error
 
 AFTER_COMMIT = "sellervault_after_commit"
 SNAPSHOT_OPTION = "sellervault_snapshot"  # (a Connection execution option: Store.snapshot)
 WRITER_TIMEOUT_SECONDS = 30.0  # as SQLite's busy_timeout
 WAL_CHECKPOINT_PAGES = 10_000
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+_DRIVEN: ContextVar[bool] = ContextVar("sellervault_driven", default=False)
+"""Set while ``Store.call`` drives an operation: it runs without the event loop."""
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _normalize(url: str) -> str:
@@ -82,7 +103,7 @@ def server_gone(connection: Any) -> bool:
     discarded): a server that disappears without closing its end (a host down, a network
     partition), and a backend terminated in the microseconds between this poll and the first
     statement. The store does not retry that statement: ``read``, ``write`` and
-    ``read_async`` hand a connection to the caller's block, which the store cannot run again,
+    ``connect`` hand a connection to the caller's block, which the store cannot run again,
     and a ``read`` also runs one-statement writes in autocommit, whose outcome is unknown once
     the connection is lost.
     """
@@ -171,6 +192,7 @@ class Store:
         self._writer: AbstractContextManager[None] = (_WriterLock() if self._sqlite
                                                       else nullcontext())
         self._async_pool: AsyncConnectionPool[Any] | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -187,7 +209,7 @@ class Store:
         threads would only queue for the writer lock and hand the interpreter lock back and
         forth (a reveal cost ~20% more server CPU with four). PostgreSQL: four, so that slow
         statements do not wait for each other (the hot path awaits its statements in the
-        event loop instead, see ``read_async``); fewer than the pool's 20 connections."""
+        event loop instead, see ``run``); fewer than the pool's 20 connections."""
         return 1 if self._sqlite else 4
 
     @contextmanager
@@ -199,7 +221,7 @@ class Store:
             callback()
 
     @contextmanager
-    def snapshot(self) -> Iterator[Connection]:
+    def snapshot(self) -> Iterator[CoreConnection]:
         """A read-only view of the database at one moment, for a long read that must be
         consistent (verifying the security log) without holding up writers: PostgreSQL
         REPEATABLE READ, READ ONLY; SQLite a deferred read transaction, which in WAL mode sees
@@ -259,12 +281,12 @@ class Store:
         finally:
             pooled.close()
 
-    # -- the event loop's connections (PostgreSQL) ---------------------------------------------
+    # -- the request path: one awaitable interface (``store.connection``) ---------------------
 
     async def open_async(self, size: int) -> None:
-        """Open ``size`` autocommit connections for code running in the event loop (a server's
-        start-up; they belong to its loop). PostgreSQL only: SQLite has no asynchronous
-        driver, so its work stays on worker threads."""
+        """Open ``size`` autocommit connections for operations awaited in this event loop (a
+        server's start-up; they belong to its loop). PostgreSQL only: SQLite has no
+        asynchronous driver, so its operations run on a worker thread (``run``)."""
         if self._sqlite or self._async_pool is not None:
             return
         # The same connection parameters (TLS included) and type adapters as the engine's.
@@ -274,25 +296,74 @@ class Store:
             make_conninfo(*args, **kwargs), min_size=size, max_size=size, open=False,
             kwargs={"autocommit": True, "context": adapters}, name="sellervault-event-loop")
         await pool.open(wait=True, timeout=30)
-        self._async_pool = pool
+        self._async_pool, self._async_loop = pool, asyncio.get_running_loop()
 
     async def close_async(self) -> None:
-        pool, self._async_pool = self._async_pool, None
+        pool, self._async_pool, self._async_loop = self._async_pool, None, None
         if pool is not None:
             await pool.close()
 
+    def _loop_pool(self) -> AsyncConnectionPool[Any] | None:
+        """The event loop's connections, when called from the loop that opened them."""
+        pool = self._async_pool
+        if pool is None or _running_loop() is not self._async_loop:
+            return None
+        return pool
+
     @property
-    def has_async(self) -> bool:
-        """Whether ``read_async`` is open (PostgreSQL, inside a started server)."""
+    def has_loop_connections(self) -> bool:
+        """Whether an event loop's connections are open (PostgreSQL, in a started server):
+        operations run from that loop are awaited in it."""
         return self._async_pool is not None
 
+    @property
+    def in_event_loop(self) -> bool:
+        """Whether the caller is an operation awaited in the event loop whose connections are
+        open (PostgreSQL, inside a started server), not one driven by ``call``."""
+        return not _DRIVEN.get() and self._loop_pool() is not None
+
+    async def run(self, operation: Callable[P, Coroutine[Any, Any, T]], *args: P.args,
+                  **kwargs: P.kwargs) -> T:
+        """Run a request-path operation from the event loop: awaited right here on
+        PostgreSQL (its statements awaited on the loop's connections), else driven on one
+        worker thread (SQLite: the whole operation is one hop)."""
+        if self.in_event_loop:
+            return await operation(*args, **kwargs)
+        return await anyio.to_thread.run_sync(
+            functools.partial(self.call, operation, *args, **kwargs))
+
+    def call(self, operation: Callable[P, Coroutine[Any, Any, T]], *args: P.args,
+             **kwargs: P.kwargs) -> T:
+        """Run a request-path operation from blocking code (the command line, a worker
+        thread, a test) to its end, on this thread: its statements and blocking steps run
+        right here (``connect`` gives it the blocking driver, ``offload`` runs inline)."""
+        driven = _DRIVEN.set(True)
+        try:
+            return drive(operation(*args, **kwargs))
+        finally:
+            _DRIVEN.reset(driven)
+
+    async def offload(self, function: Callable[P, T], *args: P.args,
+                      **kwargs: P.kwargs) -> T:
+        """Blocking work inside an operation (reading a key not cached yet, a transaction):
+        on a worker thread when the operation is awaited in the event loop, else (driven by
+        ``call``) right here."""
+        if not _DRIVEN.get():
+            return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs))
+        return function(*args, **kwargs)
+
     @asynccontextmanager
-    async def read_async(self) -> AsyncIterator[AsyncDriverConnection]:
-        """``read`` for the event loop: an autocommit connection whose statements are awaited,
-        so a request waits for PostgreSQL without holding a worker thread."""
-        pool = self._async_pool
+    async def connect(self) -> AsyncIterator[Connection]:
+        """An autocommit connection for a request-path operation (see ``store.connection``):
+        the event loop's on PostgreSQL in a server, the blocking driver's elsewhere."""
+        pool = None if _DRIVEN.get() else self._loop_pool()
         if pool is None:
-            raise RuntimeError("no event-loop connections: open_async() first")
+            if not _DRIVEN.get():
+                raise RuntimeError("no event-loop connections here: run the operation with "
+                                   "Store.run (from the loop) or Store.call (blocking)")
+            with self.read() as db:
+                yield InlineConnection(db)
+            return
         # getconn/putconn rather than pool.connection(): half the cost per use, and the
         # connections are in autocommit, so there is no transaction to end (putconn still
         # resets or discards one left in any other state).
@@ -310,7 +381,7 @@ class Store:
             await pool.putconn(connection)
             connection = await pool.getconn()
         try:
-            yield AsyncDriverConnection(self.engine, connection)
+            yield LoopConnection(self.engine, connection)
         finally:
             await pool.putconn(connection)
 

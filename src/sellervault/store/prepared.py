@@ -8,8 +8,9 @@ key, execution context, events, result object) costs about ten times the query i
 reveal runs four such statements, authentication one.
 
 It runs on the caller's session, Core connection or driver connection (``store.driver``),
-inside the caller's transaction; a driver error is raised as SQLAlchemy's exception class for
-it, never showing the parameters.
+inside the caller's transaction, or awaited through ``store.connection`` (which uses
+``arguments`` and ``rows``, the steps that do no I/O); a driver error is raised as
+SQLAlchemy's exception class for it, never showing the parameters.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import Dialect, Executable
 from sqlalchemy.sql.compiler import Compiled
 
-from sellervault.store.driver import AsyncDriverConnection, Db, driver_of, translate_error
+from sellervault.store.driver import Db, driver_of, translate_error
 
 Processor = Callable[[Any], Any]
 
@@ -80,7 +81,7 @@ class Prepared:
             found = self._readers[dialect.name] = _Reader(row, processors)
         return found
 
-    def _arguments(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
+    def arguments(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
         """The SQL and its parameters, converted, in the driver's form."""
         compiled = self._compile(dialect)
         values = dict(compiled.constants)
@@ -91,7 +92,12 @@ class Prepared:
                           else tuple(values[name] for name in compiled.positional))
         return compiled.sql, arguments
 
-    def _rows(self, dialect: Dialect, raw: Sequence[Any], description: Any) -> list[Any]:
+    def reads_description(self, dialect: Dialect) -> bool:
+        """Whether ``rows`` needs the cursor's description (only until it has built its
+        reader for ``dialect``)."""
+        return dialect.name not in self._readers
+
+    def rows(self, dialect: Dialect, raw: Sequence[Any], description: Any) -> list[Any]:
         """Rows as named tuples of converted values (``description`` is read only when the
         reader is first built: psycopg makes it anew on each access)."""
         reader = self._readers.get(dialect.name) or self._reader(dialect, description)
@@ -103,7 +109,7 @@ class Prepared:
     def _run(self, db: Db, params: Mapping[str, Any]) -> tuple[Dialect, Any]:
         connection = driver_of(db)
         dialect = connection.dialect
-        sql, arguments = self._arguments(dialect, params)
+        sql, arguments = self.arguments(dialect, params)
         cursor = connection.driver.cursor()
         try:
             cursor.execute(sql, arguments)
@@ -117,10 +123,10 @@ class Prepared:
         dialect, cursor = self._run(db, params)
         try:
             raw = cursor.fetchall()
-            description = cursor.description if dialect.name not in self._readers else None
+            description = cursor.description if self.reads_description(dialect) else None
         finally:
             cursor.close()
-        return self._rows(dialect, raw, description)
+        return self.rows(dialect, raw, description)
 
     def first(self, db: Db, params: Mapping[str, Any]) -> Any | None:
         rows = self.all(db, params)
@@ -133,35 +139,4 @@ class Prepared:
             count: int = cursor.rowcount
         finally:
             cursor.close()
-        return count
-
-    # -- awaited, on the event loop's connections (PostgreSQL) ----------------------------
-
-    async def _run_async(self, db: AsyncDriverConnection, params: Mapping[str, Any]) -> Any:
-        sql, arguments = self._arguments(db.dialect, params)
-        cursor = db.driver.cursor()
-        try:
-            await cursor.execute(sql, arguments)
-        except db.dialect.loaded_dbapi.Error as exc:
-            await cursor.close()
-            raise translate_error(db.dialect, sql, exc) from exc
-        return cursor
-
-    async def all_async(self, db: AsyncDriverConnection, params: Mapping[str, Any]) -> list[Any]:
-        """``all``, awaited."""
-        cursor = await self._run_async(db, params)
-        try:
-            raw = await cursor.fetchall()
-            description = cursor.description if db.dialect.name not in self._readers else None
-        finally:
-            await cursor.close()
-        return self._rows(db.dialect, raw, description)
-
-    async def execute_async(self, db: AsyncDriverConnection, params: Mapping[str, Any]) -> int:
-        """``execute``, awaited."""
-        cursor = await self._run_async(db, params)
-        try:
-            count: int = cursor.rowcount
-        finally:
-            await cursor.close()
         return count

@@ -13,7 +13,7 @@ its actor. Once a body is in, the credential and the decision are confirmed agai
 (``confirm_after_body``): a body may take minutes to arrive. Until the guard has passed, the
 state gives out no runtime, so a route cannot reach a service unauthenticated.
 
-The token is looked up in the event loop on PostgreSQL (``Store.has_async``), on a worker
+The token is looked up by ``Store.run``: awaited in the event loop on PostgreSQL, on a worker
 thread otherwise.
 """
 
@@ -27,7 +27,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
@@ -122,23 +121,13 @@ class RequestState:
             raise NotAuthenticatedError(f"{self.action.value}: the guard has not passed")
         return self._principal
 
-    @property
-    def in_event_loop(self) -> bool:
-        """Whether this request's database work can be awaited in the event loop
-        (PostgreSQL in a started server: ``Store.has_async``) instead of blocking a worker
-        thread. Routes on the hot path then use the ``*_async`` services."""
-        return self._runtime.store.has_async
-
     async def identify(self) -> Principal:
         """The bearer token's account (401 without one, or for one that is not live); the
         event of whatever follows names it."""
         if self.token is None:
             raise UnauthenticatedError()
-        if self.in_event_loop:
-            principal = await accounts.authenticate_async(self._runtime, self.token)
-        else:
-            principal = await run_in_threadpool(accounts.authenticate, self._runtime,
-                                                self.token)
+        principal = await self._runtime.store.run(accounts.authenticate, self._runtime,
+                                                  self.token)
         self.auditor.actor = replace(self.auditor.actor, actor_id=principal.id)
         return principal
 

@@ -10,7 +10,6 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
-from starlette.concurrency import run_in_threadpool
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
@@ -97,27 +96,16 @@ async def get_order(
                                                    with_purpose=Action.ORDERS_REVEAL))],
 ) -> JSONResponse:
     """Masked by default; with ``X-Access-Purpose`` the PII role gets the PII in clear (the
-    guard has authorized ``orders:reveal`` for that purpose). The hot path: on PostgreSQL it
-    is awaited in the event loop, elsewhere it runs on a worker thread. (Rendered straight
-    to JSON: no re-validation of a plain dict.)"""
+    guard has authorized ``orders:reveal`` for that purpose). The hot path: ``Store.run``
+    awaits it in the event loop on PostgreSQL and gives it one worker thread elsewhere.
+    (Rendered straight to JSON: no re-validation of a plain dict.)"""
     tenant: str = request.path_params["tenant"]  # (the guard checked it)
-    amazon_order_id, purpose = order_id(request), state.purpose
-    if not state.in_event_loop:
-        return await run_in_threadpool(_get_order, tenant, amazon_order_id, state, purpose)
+    amazon_order_id, purpose, run = order_id(request), state.purpose, state.runtime.store.run
     if purpose is None:
-        return _masked(await records.read_masked_async(state.runtime, state.auditor, tenant,
-                                                       amazon_order_id))
-    return _revealed(await records.reveal_async(state.runtime, state.auditor, tenant,
-                                                amazon_order_id, purpose), purpose)
-
-
-def _get_order(tenant: str, amazon_order_id: str, state: RequestState,
-               purpose: str | None) -> JSONResponse:
-    if purpose is None:
-        return _masked(records.read_masked(state.runtime, state.auditor, tenant,
-                                           amazon_order_id))
-    return _revealed(records.reveal(state.runtime, state.auditor, tenant, amazon_order_id,
-                                    purpose), purpose)
+        return _masked(await run(records.read_masked, state.runtime, state.auditor, tenant,
+                                 amazon_order_id))
+    return _revealed(await run(records.reveal, state.runtime, state.auditor, tenant,
+                               amazon_order_id, purpose), purpose)
 
 
 def _masked(order: dict[str, Any]) -> JSONResponse:
