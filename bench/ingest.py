@@ -56,8 +56,9 @@ from _common import (
     spread,
 )
 from sellervault import bootstrap
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
-from sellervault.audit.service import Auditor, count_events
+from sellervault.audit.reading import count_events
 from sellervault.records import service as records
 from sellervault.records.models import Order
 from sellervault.records.registry import BUYER, CLEAR_TOP_LEVEL, SHIPPING_ADDRESS
@@ -191,7 +192,7 @@ def vault_store(runtime: Runtime) -> Store:
     actor = Actor(channel=Channel.API, actor_id="bench-ingest", source_ip="127.0.0.1")
 
     def store(mapped: list[MappedOrder]) -> None:
-        auditor = Auditor(runtime.keyring, actor)  # one per request, as the web layer does
+        auditor = Auditor(runtime.audit, actor)  # one per request, as the web layer does
         result = records.ingest(runtime, auditor, TENANT, mapped)
         if result.inserted != len(mapped):
             raise RuntimeError("vault ingest did not insert every order")

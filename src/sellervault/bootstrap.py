@@ -13,10 +13,11 @@ from pathlib import Path
 
 from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
-from sellervault.audit import service as audit
+from sellervault.audit import verification
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.errors import LogError
 from sellervault.audit.events import Actor, Channel, Outcome
-from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.audit.verification import VerifyResult
 from sellervault.config import Settings
 from sellervault.crypto.certificates import generate_self_signed
 from sellervault.crypto.keyring import Keyring
@@ -82,7 +83,7 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, ema
     try:
         migrate.upgrade(store.engine)
         runtime = Runtime(settings, store, Keyring(provider))
-        auditor = Auditor(runtime.keyring, cli_actor(), starts_chain=True)
+        auditor = Auditor(runtime.audit, cli_actor(), starts_chain=True)
         admin = accounts.create_first_admin(runtime, auditor, email=email, name=name,
                                             password=password)
         with store.transaction() as session:
@@ -103,7 +104,7 @@ def open_runtime(settings: Settings) -> Runtime:
 
 
 def record_serve(runtime: Runtime) -> None:
-    auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
     with runtime.store.transaction() as session:
         auditor.record(session, Action.SYSTEM_SERVE, Outcome.SUCCESS)
 
@@ -115,8 +116,8 @@ def verify_log(settings: Settings,
     that event; the result says why."""
     runtime = open_runtime(settings)
     try:
-        result = audit.verify(runtime.store, runtime.keyring, on_batch)
-        auditor = Auditor(runtime.keyring, cli_actor())
+        result = verification.verify(runtime.store, runtime.keyring, on_batch)
+        auditor = Auditor(runtime.audit, cli_actor())
         try:
             with runtime.store.transaction() as session:
                 auditor.record(session, Action.AUDIT_VERIFY,
@@ -138,7 +139,7 @@ def rotate_root_key(settings: Settings) -> int:
     try:
         with runtime.store.transaction() as session:
             version = runtime.keyring.rotate_root(session)
-            Auditor(runtime.keyring, cli_actor()).record(
+            Auditor(runtime.audit, cli_actor()).record(
                 session, Action.KEYS_ROTATE_ROOT, Outcome.SUCCESS, target_type="root-key",
                 target_id=str(version))
         runtime.keyring.provider.retire_versions_before(version)
@@ -155,7 +156,7 @@ def rotate_tenant_key(settings: Settings, tenant_id: str) -> int:
     try:
         with runtime.store.transaction() as session:
             version = runtime.keyring.rotate_tenant_key(session, tenant_id)
-            Auditor(runtime.keyring, cli_actor()).record(
+            Auditor(runtime.audit, cli_actor()).record(
                 session, Action.KEYS_ROTATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,
                 target_type="tenant-key", target_id=str(version))
         return version
@@ -174,7 +175,7 @@ def seed_demo(runtime: Runtime, orders: int = DEMO_ORDERS, canaries: int = DEMO_
     from sellervault.records.spapi import map_order, validate_order
     from sellervault.records.synthetic import synthetic_orders
 
-    auditor = Auditor(runtime.keyring, cli_actor())
+    auditor = Auditor(runtime.audit, cli_actor())
     batch = [map_order(validate_order(raw)) for raw in synthetic_orders(orders)]
     records.ingest(runtime, auditor, DEMO_TENANT, batch)
     decoys = [map_order(validate_order(raw))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from sellervault.audit.log import AuditLog
 from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
 from sellervault.crypto.keyring import Keyring
@@ -18,6 +19,11 @@ class Runtime:
     keyring: Keyring
     clock: Clock = SYSTEM_CLOCK
     """Where every service reads the time (``sellervault.clock``)."""
+    audit: AuditLog = field(init=False)
+    """The security log's writers' keyring and clock, and its subscribers."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "audit", AuditLog(self.keyring, self.clock))
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
@@ -35,4 +41,5 @@ class Runtime:
         return self.settings.worker_threads or self.store.default_worker_threads
 
     def close(self) -> None:
+        self.audit.close()
         self.store.dispose()

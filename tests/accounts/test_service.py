@@ -49,10 +49,10 @@ from sellervault.accounts.errors import (
 )
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
 from sellervault.accounts.passwords import verify_password
-from sellervault.audit import service as audit
+from sellervault.audit import verification
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.models import EventRow
-from sellervault.audit.service import Auditor
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
 from sellervault.store.base import Base
@@ -73,7 +73,7 @@ DOTTED_CAPITAL_I = "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}"
 # -- helpers ---------------------------------------------------------------------------------
 
 def auditor(rt: Runtime) -> Auditor:
-    return Auditor(rt.keyring, Actor(Channel.API, source_ip="198.51.100.7"))
+    return Auditor(rt.audit, Actor(Channel.API, source_ip="198.51.100.7"))
 
 
 def authenticate(rt: Runtime, token: str) -> Principal:
@@ -358,7 +358,7 @@ class HeldAuditor(Auditor):
     and before the commit: the moment a second creation can slip past the check."""
 
     def __init__(self, rt: Runtime) -> None:
-        super().__init__(rt.keyring, Actor(Channel.API, source_ip="198.51.100.8"))
+        super().__init__(rt.audit, Actor(Channel.API, source_ip="198.51.100.8"))
         self.holding = threading.Event()
         self.release = threading.Event()
 
@@ -425,7 +425,7 @@ def test_a_racing_creation_of_the_same_mailbox_is_a_conflict_and_writes_nothing(
     assert len(table(runtime, GrantRow)) == 1 + len(BOB_GRANTS)
     assert [e["target_id"] for e in events(runtime, "accounts:create")] == [
         initialized.admin_id, outcomes["first"].id]
-    assert audit.verify(runtime.store, runtime.keyring).ok  # the rollback left no gap
+    assert verification.verify(runtime.store, runtime.keyring).ok  # the rollback left no gap
 
 
 # -- people created by an administrator ------------------------------------------------------

@@ -28,7 +28,8 @@ import pytest
 from sqlalchemy import text
 
 from sellervault import bootstrap
-from sellervault.audit import service as audit
+from sellervault.audit import reading, verification, writing
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac
 from sellervault.audit.errors import (
     ChainAlreadyStartedError,
@@ -36,7 +37,8 @@ from sellervault.audit.errors import (
     LogKeyMissingError,
 )
 from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
-from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.audit.log import AuditLog
+from sellervault.audit.verification import VerifyResult
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
 
@@ -101,7 +103,7 @@ def test_mac_is_not_a_plain_hash() -> None:
 # -- a real chain in a real database ---------------------------------------------------------
 
 def verify(rt: Runtime) -> VerifyResult:
-    return audit.verify(rt.store, rt.keyring)
+    return verification.verify(rt.store, rt.keyring)
 
 
 def attack(rt: Runtime, sql: str, **params: Any) -> None:
@@ -125,7 +127,7 @@ def head(rt: Runtime) -> tuple[int, str]:
 @pytest.fixture
 def chain(runtime: Runtime) -> list[int]:
     """Six events of one API caller on top of init's own; returns their seq numbers."""
-    auditor = Auditor(runtime.keyring, Actor(Channel.API, actor_id="acc_0123456789abcdef",
+    auditor = Auditor(runtime.audit, Actor(Channel.API, actor_id="acc_0123456789abcdef",
                                              source_ip="203.0.113.9", request_id="req-42"))
     seqs = []
     with runtime.store.transaction() as session:
@@ -158,7 +160,7 @@ def assert_fails_at(rt: Runtime, seq: int, problem: str) -> None:
 def test_untouched_chain_verifies(runtime: Runtime, chain: list[int]) -> None:
     assert verify(runtime) == VerifyResult(True, chain[-1])
     with runtime.store.transaction() as session:
-        assert audit.count_events(session) == chain[-1]
+        assert reading.count_events(session) == chain[-1]
     assert head(runtime) == (chain[-1], rows(runtime)[-1]["hash"])
 
 
@@ -333,7 +335,7 @@ def test_first_bad_event_is_named_when_several_are_bad(runtime: Runtime,
 def test_verification_spans_batches(runtime: Runtime, chain: list[int],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The chain is read in batches; a gap on a batch boundary is still a gap."""
-    monkeypatch.setattr(audit, "VERIFY_BATCH", 2)
+    monkeypatch.setattr(verification, "VERIFY_BATCH", 2)
     assert verify(runtime) == VerifyResult(True, chain[-1])
     boundary = 5  # batches are 1-2, 3-4, 5-6, ...
     attack(runtime, "DELETE FROM security_events WHERE seq = :seq", seq=boundary)
@@ -343,7 +345,7 @@ def test_verification_spans_batches(runtime: Runtime, chain: list[int],
 def test_appending_after_verification_keeps_the_chain_valid(runtime: Runtime,
                                                             chain: list[int]) -> None:
     assert verify(runtime).ok
-    auditor = Auditor(runtime.keyring, Actor(Channel.CLI, source_ip="local"))
+    auditor = Auditor(runtime.audit, Actor(Channel.CLI, source_ip="local"))
     with runtime.store.transaction() as session:
         seq = auditor.record(session, "audit:verify", Outcome.SUCCESS, count=chain[-1])
     assert seq == chain[-1] + 1
@@ -369,7 +371,7 @@ def test_a_wiped_log_refuses_every_later_event(runtime: Runtime, chain: list[int
     for sql in WIPES[wipe]:
         attack(runtime, sql, genesis=GENESIS)
     left = rows(runtime)
-    auditor = Auditor(runtime.keyring, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
+    auditor = Auditor(runtime.audit, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
     with pytest.raises(ChainHeadMissingError), runtime.store.transaction() as session:
         auditor.record(session, "orders:read", Outcome.SUCCESS)
     with pytest.raises(ChainHeadMissingError):
@@ -397,7 +399,7 @@ def test_a_chain_restarted_from_genesis_is_detected(runtime: Runtime, chain: lis
     attack(runtime, "DELETE FROM security_event_head")
     event = SecurityEvent("orders:read", Outcome.SUCCESS, Actor(Channel.API))
     with runtime.store.transaction() as session:
-        assert audit.record(session, runtime.keyring, event, starts_chain=True) == 1
+        assert writing.record(session, runtime.audit, event, starts_chain=True) == 1
     assert_fails_at(runtime, 1, "not the init event")
 
 
@@ -405,14 +407,14 @@ def test_only_one_chain_can_be_started(runtime: Runtime) -> None:
     event = SecurityEvent("system:init", Outcome.SUCCESS, Actor(Channel.CLI))
     before = rows(runtime)
     with pytest.raises(ChainAlreadyStartedError), runtime.store.transaction() as session:
-        audit.record(session, runtime.keyring, event, starts_chain=True)
+        writing.record(session, runtime.audit, event, starts_chain=True)
     assert rows(runtime) == before
 
 
 def test_the_chain_begins_with_the_event_init_writes(runtime: Runtime) -> None:
     first = rows(runtime)[0]
     assert (first["channel"], first["action"], first["outcome"], first["actor_id"]) == (
-        audit.INIT_EVENT) == ("cli", "accounts:create", "success", None)
+        verification.INIT_EVENT) == ("cli", "accounts:create", "success", None)
 
 
 def test_only_the_first_event_is_required_to_be_inits(runtime: Runtime) -> None:
@@ -422,10 +424,10 @@ def test_only_the_first_event_is_required_to_be_inits(runtime: Runtime) -> None:
     attack(runtime, "DELETE FROM security_events")
     attack(runtime, "DELETE FROM security_event_head")
     with runtime.store.transaction() as session:
-        audit.record(session, runtime.keyring,
+        writing.record(session, runtime.audit,
                      SecurityEvent("accounts:create", Outcome.SUCCESS, Actor(Channel.CLI)),
                      starts_chain=True)
-        audit.record(session, runtime.keyring,
+        writing.record(session, runtime.audit,
                      SecurityEvent("system:serve", Outcome.SUCCESS, Actor(Channel.SYSTEM)))
     assert verify(runtime) == VerifyResult(True, 2)
 
@@ -434,18 +436,19 @@ def test_a_missing_log_key_is_a_broken_log_not_a_new_key(runtime: Runtime,
                                                           chain: list[int]) -> None:
     """Verify reports it, and no writer makes a new key (whose MACs the earlier events would
     never verify with): every write refuses, as for a missing head."""
-    attack(runtime, "DELETE FROM system_keys WHERE name = :name", name=audit.LOG_KEY)
+    attack(runtime, "DELETE FROM system_keys WHERE name = :name", name=writing.LOG_KEY)
     fresh = type(runtime.keyring)(runtime.keyring.provider)  # nothing cached
-    result = audit.verify(runtime.store, fresh)
+    result = verification.verify(runtime.store, fresh)
     assert not result.ok and "key is missing" in (result.problem or "")
-    auditor = Auditor(fresh, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
+    auditor = Auditor(AuditLog(fresh, runtime.clock),
+                      Actor(Channel.API, actor_id="acc_0123456789abcdef"))
     with pytest.raises(LogKeyMissingError), runtime.store.transaction() as session:
         auditor.record(session, "orders:read", Outcome.SUCCESS)
     with pytest.raises(LogKeyMissingError):
         append(runtime, auditor, "orders:read", Outcome.SUCCESS)
     with runtime.store.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM system_keys WHERE name = :name"),
-                                  {"name": audit.LOG_KEY}).scalar() == 0
+                                  {"name": writing.LOG_KEY}).scalar() == 0
 
 
 # -- verification beside a running server ----------------------------------------------------
@@ -458,7 +461,7 @@ def _append_in_another_thread(rt: Runtime, count: int) -> bool:
     done = threading.Event()
 
     def work() -> None:
-        auditor = Auditor(rt.keyring, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
+        auditor = Auditor(rt.audit, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
         for _ in range(count):
             append(rt, auditor, "orders:read", Outcome.SUCCESS, tenant_id="acme")
         done.set()
@@ -473,10 +476,10 @@ def test_verification_reads_one_snapshot_and_lets_writers_go_on(
     commit at once (on SQLite the walk holds no write lock: before, they waited for the whole
     walk), and the walk neither sees them nor calls the log broken (on PostgreSQL it read the
     head first and the events later: "ends at event N but its head says M")."""
-    monkeypatch.setattr(audit, "VERIFY_BATCH", 2)
+    monkeypatch.setattr(verification, "VERIFY_BATCH", 2)
     head_before = head(runtime)[0]
     appended: list[bool] = []
-    result = audit.verify(runtime.store, runtime.keyring,
+    result = verification.verify(runtime.store, runtime.keyring,
                           on_batch=lambda _seq: appended.append(
                               _append_in_another_thread(runtime, 3)) if not appended else None)
     assert appended == [True]
@@ -493,7 +496,7 @@ def test_verification_beside_parallel_writers(runtime: Runtime, chain: list[int]
     written = [0, 0]
 
     def writer(slot: int) -> None:
-        auditor = Auditor(runtime.keyring, Actor(Channel.API, actor_id=f"acc_writer{slot}"))
+        auditor = Auditor(runtime.audit, Actor(Channel.API, actor_id=f"acc_writer{slot}"))
         while not stop.is_set():
             append(runtime, auditor, "orders:read", Outcome.SUCCESS, tenant_id="acme")
             written[slot] += 1

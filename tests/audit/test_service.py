@@ -25,11 +25,12 @@ from sqlalchemy.exc import DBAPIError
 from sellervault import bootstrap
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import InvalidCredentialsError
-from sellervault.audit import service as audit
+from sellervault.audit import batching, reading, verification
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.chain import CHAINED_FIELDS, HASHED_FIELDS
 from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
 from sellervault.audit.models import EventRow
-from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.audit.verification import VerifyResult
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
 from tests.conftest import fresh_database, init_instance
@@ -60,7 +61,7 @@ def events(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def verify(rt: Runtime) -> VerifyResult:
-    return audit.verify(rt.store, rt.keyring)
+    return verification.verify(rt.store, rt.keyring)
 
 
 # -- the event type: typed fields only -------------------------------------------------------
@@ -107,7 +108,7 @@ def test_event_tag_and_flat_fields() -> None:
 # -- recording -------------------------------------------------------------------------------
 
 def test_record_stores_the_event_as_given(runtime: Runtime) -> None:
-    auditor = Auditor(runtime.keyring, API_CALLER)
+    auditor = Auditor(runtime.audit, API_CALLER)
     with runtime.store.transaction() as session:
         seq = auditor.record(session, "orders:reveal", Outcome.DENIED, tenant_id="acme",
                              target_type="order", target_id="902-3159896-1390916",
@@ -125,7 +126,7 @@ def test_record_stores_the_event_as_given(runtime: Runtime) -> None:
 
 
 def test_events_get_consecutive_numbers(runtime: Runtime) -> None:
-    auditor = Auditor(runtime.keyring, API_CALLER)
+    auditor = Auditor(runtime.audit, API_CALLER)
     with runtime.store.transaction() as session:
         first = auditor.record(session, "orders:read", Outcome.SUCCESS)
         second = auditor.record(session, "orders:read", Outcome.SUCCESS)
@@ -136,7 +137,7 @@ def test_events_get_consecutive_numbers(runtime: Runtime) -> None:
 
 
 def test_auditor_knows_when_its_event_was_committed(runtime: Runtime) -> None:
-    auditor = Auditor(runtime.keyring, API_CALLER)
+    auditor = Auditor(runtime.audit, API_CALLER)
     with runtime.store.transaction() as session:
         auditor.record(session, "orders:read", Outcome.SUCCESS)
         assert not auditor.committed
@@ -147,7 +148,7 @@ def test_rolled_back_operation_leaves_no_event(runtime: Runtime) -> None:
     """The event shares the operation's transaction: a failed operation takes it along, and
     the chain stays whole (the next event reuses the number)."""
     before = events(runtime)
-    auditor = Auditor(runtime.keyring, API_CALLER)
+    auditor = Auditor(runtime.audit, API_CALLER)
     with pytest.raises(RuntimeError), runtime.store.transaction() as session:
         auditor.record(session, "orders:ingest", Outcome.SUCCESS, count=5)
         raise RuntimeError("the operation failed after its event was written")
@@ -162,7 +163,7 @@ def test_rolled_back_operation_leaves_no_event(runtime: Runtime) -> None:
 def test_append_commits_its_event_on_its_own(runtime: Runtime) -> None:
     """``append`` is for an operation that changes nothing else (a read, a reveal): the event
     is committed, and chained, when it returns."""
-    auditor = Auditor(runtime.keyring, API_CALLER)
+    auditor = Auditor(runtime.audit, API_CALLER)
     seq = append(runtime, auditor, "orders:reveal", Outcome.SUCCESS, tenant_id="acme",
                          target_type="order", target_id="ord_1", purpose="fulfillment",
                          count=1)
@@ -175,7 +176,7 @@ def test_append_commits_its_event_on_its_own(runtime: Runtime) -> None:
 
 def _write_event(rt: Runtime, how: str) -> int:
     """One event, in a transaction of its own (``record``) or standalone (``append``)."""
-    auditor = Auditor(rt.keyring, API_CALLER)
+    auditor = Auditor(rt.audit, API_CALLER)
     if how == "append":
         return append(rt, auditor, "orders:read", Outcome.SUCCESS)
     with rt.store.transaction() as session:
@@ -214,10 +215,10 @@ def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Sett
     and transactions of this process and of another one, and many at once (more than one
     batch holds)."""
     other = bootstrap.open_runtime(settings)
-    many = audit.BATCH_LIMIT + 6
+    many = batching.BATCH_LIMIT + 6
 
     async def append_async() -> int:
-        return await Auditor(runtime.keyring, API_CALLER).append(
+        return await Auditor(runtime.audit, API_CALLER).append(
             runtime.store, "orders:read", Outcome.SUCCESS)
 
     async def work() -> tuple[list[int], list[int]]:
@@ -240,7 +241,7 @@ def test_event_loop_appends_share_one_chain_with_blocking_writers(settings: Sett
 
 
 def _append_async(rt: Runtime, **fields: Any) -> Awaitable[int]:
-    return Auditor(rt.keyring, API_CALLER).append(rt.store, "orders:read",
+    return Auditor(rt.audit, API_CALLER).append(rt.store, "orders:read",
                                                         Outcome.SUCCESS, **fields)
 
 
@@ -368,7 +369,7 @@ def test_event_loop_appends_to_two_databases_stay_apart(runtime: Runtime,
 
 def test_free_text_is_refused_at_record_time(runtime: Runtime) -> None:
     before = events(runtime)
-    auditor = Auditor(runtime.keyring, API_CALLER)
+    auditor = Auditor(runtime.audit, API_CALLER)
     with pytest.raises(TypeError), runtime.store.transaction() as session:
         auditor.record(session, "orders:read", Outcome.ERROR, detail="Traceback: buyer x")
     assert events(runtime) == before
@@ -376,7 +377,7 @@ def test_free_text_is_refused_at_record_time(runtime: Runtime) -> None:
 
 def test_read_events_is_itself_an_event(runtime: Runtime) -> None:
     before = events(runtime)
-    page = audit.read_events(runtime.store, Auditor(runtime.keyring, API_CALLER), limit=1)
+    page = reading.read_events(runtime.store, Auditor(runtime.audit, API_CALLER), limit=1)
     assert page == [{**{name: before[0][name] for name in CHAINED_FIELDS},
                      "hash": before[0]["hash"]}]
     last = events(runtime)[-1]
@@ -391,7 +392,7 @@ PROBE_PASSWORD = "Tr0ub4dor&3 guessed"
 
 def test_failed_logins_leave_no_email_or_password_in_the_log(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
-    auditor = Auditor(runtime.keyring, API_CALLER)
+    auditor = Auditor(runtime.audit, API_CALLER)
     code = pyotp.TOTP(initialized.totp_secret).now()
     attempts = [
         (ADMIN_EMAIL, PROBE_PASSWORD, code),  # a real account, a wrong password

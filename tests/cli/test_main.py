@@ -282,8 +282,8 @@ def test_audit_verify_on_an_uninitialised_directory(cli: Cli, tmp_path: Path) ->
 # -- keys ------------------------------------------------------------------------------------
 
 def _ingest_one(settings: Settings) -> str:
+    from sellervault.audit.auditor import Auditor
     from sellervault.audit.events import Actor, Channel
-    from sellervault.audit.service import Auditor
     from sellervault.records import service as records
     from sellervault.records.spapi import map_order, validate_order
     from sellervault.records.synthetic import synthetic_order
@@ -291,7 +291,7 @@ def _ingest_one(settings: Settings) -> str:
     raw = synthetic_order(1)
     runtime = bootstrap.open_runtime(settings)
     try:
-        records.ingest(runtime, Auditor(runtime.keyring, Actor(Channel.CLI)), "acme",
+        records.ingest(runtime, Auditor(runtime.audit, Actor(Channel.CLI)), "acme",
                        [map_order(validate_order(raw))])
     finally:
         runtime.close()
@@ -299,13 +299,13 @@ def _ingest_one(settings: Settings) -> str:
 
 
 def _reveal_email(settings: Settings, order_id: str) -> str:
+    from sellervault.audit.auditor import Auditor
     from sellervault.audit.events import Actor, Channel
-    from sellervault.audit.service import Auditor
     from sellervault.records import service as records
 
     runtime = bootstrap.open_runtime(settings)  # a fresh process's view: nothing cached
     try:
-        auditor = Auditor(runtime.keyring, Actor(Channel.CLI))
+        auditor = Auditor(runtime.audit, Actor(Channel.CLI))
         order = runtime.store.call(records.reveal, runtime, auditor, "acme", order_id,
                                    "fulfillment")
     finally:

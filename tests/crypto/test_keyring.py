@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from sellervault.audit import service as audit
+from sellervault.audit import verification, writing
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
-from sellervault.audit.service import Auditor
 from sellervault.crypto.aead import bind
 from sellervault.crypto.errors import DecryptionError
 from sellervault.crypto.keyring import (
@@ -85,7 +85,7 @@ def system_keys(runtime: Runtime) -> dict[str, SystemKey]:
 
 def ingest(runtime: Runtime, tenant_id: str, count: int, start: int = 0) -> dict[str, Any]:
     """Store synthetic orders through the records service; returns them by order id."""
-    auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
     raw = {order["AmazonOrderId"]: order for order in synthetic_orders(count, start=start)}
     mapped = [map_order(validate_order(order)) for order in raw.values()]
     assert records.ingest(runtime, auditor, tenant_id, mapped).inserted == count
@@ -93,7 +93,7 @@ def ingest(runtime: Runtime, tenant_id: str, count: int, start: int = 0) -> dict
 
 
 def reveal(runtime: Runtime, tenant_id: str, amazon_order_id: str) -> dict[str, Any]:
-    auditor = Auditor(runtime.keyring, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
     return runtime.store.call(records.reveal, runtime, auditor, tenant_id, amazon_order_id,
                               "fulfillment")
 
@@ -256,7 +256,7 @@ def test_rotate_root_rewraps_tenant_and_system_keys(runtime: Runtime) -> None:
         keyring.ensure_tenant(session, ACME)
         keyring.ensure_tenant(session, GLOBEX)
         sealed = seal_under(keyring.new_data_keys(session, ACME, 3))
-        log_key = keyring.system_key(session, audit.LOG_KEY)
+        log_key = keyring.system_key(session, writing.LOG_KEY)
         digest = keyring.blind_index(session, ACME).digest(EMAIL, "a@example.test")
     tenants_before, systems_before = tenant_keys(runtime), system_keys(runtime)
     data_before = data_keys(runtime, ACME)
@@ -284,9 +284,9 @@ def test_rotate_root_rewraps_tenant_and_system_keys(runtime: Runtime) -> None:
     restarted = fresh_keyring(runtime)
     with runtime.store.transaction() as session:
         assert_same_keys(restarted.data_keys(session, ACME, list(sealed)), sealed)
-        assert restarted.system_key(session, audit.LOG_KEY) == log_key
+        assert restarted.system_key(session, writing.LOG_KEY) == log_key
         assert restarted.blind_index(session, ACME).digest(EMAIL, "a@example.test") == digest
-    assert audit.verify(runtime.store, restarted).ok
+    assert verification.verify(runtime.store, restarted).ok
     # The control: what rotation replaced is now unreadable.
     row = tenants_before[(ACME, "kek", 1)]
     with pytest.raises(DecryptionError):

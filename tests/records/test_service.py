@@ -11,8 +11,8 @@ from sqlalchemy import select, text, update
 
 from sellervault import bootstrap
 from sellervault.access.errors import BudgetExhaustedError
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
-from sellervault.audit.service import Auditor
 from sellervault.config import Settings
 from sellervault.crypto.errors import DecryptionError
 from sellervault.crypto.models import DataKey
@@ -36,7 +36,7 @@ def read_masked(rt: Runtime, *args: Any) -> dict[str, Any]:
 
 
 def _auditor(runtime: Runtime) -> Auditor:
-    return Auditor(runtime.keyring, Actor(Channel.API, actor_id="acc_test"))
+    return Auditor(runtime.audit, Actor(Channel.API, actor_id="acc_test"))
 
 
 def _mapped(raw: list[dict[str, Any]]) -> list[Any]:

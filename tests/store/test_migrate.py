@@ -137,16 +137,16 @@ def test_0005_downgrade_is_refused_once_events_record_criteria(runtime: Runtime)
     """Events with criteria carry it in their MACs: dropping the column would break the log's
     verification, so the downgrade refuses and changes nothing; without such events it
     goes through and upgrading again works."""
-    from sellervault.audit import service as audit
+    from sellervault.audit import verification, writing
     from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
 
     engine = runtime.store.engine
     migrate.downgrade(engine, "0004")  # no criteria yet: allowed
     migrate.upgrade(engine, "head")
     with runtime.store.transaction() as session:
-        audit.record(session, runtime.keyring, SecurityEvent(
+        writing.record(session, runtime.audit, SecurityEvent(
             "orders:search", Outcome.SUCCESS, Actor(Channel.API), criteria="postal-code"))
     with pytest.raises(Exception, match="record search criteria"):
         migrate.downgrade(engine, "0004")
     assert "criteria" in {c["name"] for c in inspect(engine).get_columns("security_events")}
-    assert audit.verify(runtime.store, runtime.keyring).ok
+    assert verification.verify(runtime.store, runtime.keyring).ok

@@ -46,7 +46,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from sellervault import bootstrap
-from sellervault.audit import service as audit
+from sellervault.audit import verification
 from sellervault.audit.models import EventRow
 from sellervault.records.synthetic import synthetic_order
 from sellervault.runtime import Runtime
@@ -422,7 +422,7 @@ def test_a_body_that_trickles_is_cut_off(server: Server, monkeypatch: pytest.Mon
         assert time.monotonic() < deadline, "the application's request never ended"
         time.sleep(0.05)
     assert [(e.outcome, e.status) for e in ended] == [("failed", 400)]
-    assert audit.verify(server.runtime.store, server.runtime.keyring).ok
+    assert verification.verify(server.runtime.store, server.runtime.keyring).ok
     assert [r.getMessage() for r in server_log.records if r.levelno >= logging.WARNING] == []
     with server.client() as client:
         assert client.get("/health").status_code == 200
@@ -714,7 +714,7 @@ def test_refusals_wait_for_the_log_in_bounded_memory(server: Server,
         ("127.0.0.1", "malformed_request", 1, ids[0]),
         ("127.0.0.1", "malformed_request", 2, ids[1]),
         (None, "headers_too_large", 1, events[2].request_id)]
-    assert audit.verify(server.runtime.store, server.runtime.keyring).ok
+    assert verification.verify(server.runtime.store, server.runtime.keyring).ok
 
 
 def test_a_refusal_whose_event_cannot_be_written_is_still_answered(

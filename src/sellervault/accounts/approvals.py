@@ -26,8 +26,8 @@ from sellervault.accounts.errors import (
     SecondPersonRequiredError,
 )
 from sellervault.accounts.models import Account, GrantRow
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome
-from sellervault.audit.service import Auditor
 from sellervault.runtime import Runtime
 
 ACTIVE = "active"

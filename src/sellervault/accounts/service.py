@@ -31,8 +31,8 @@ from sellervault.accounts.errors import (
 from sellervault.accounts.identity import normalize_email
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
 from sellervault.accounts.passwords import check_password_rules, hash_password, verify_password
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome
-from sellervault.audit.service import Auditor
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.credentials import (
     API_KEY_PREFIX,

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from sellervault.access import budgets
 from sellervault.access.actions import Action
 from sellervault.access.budgets import Budget
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome
-from sellervault.audit.service import Auditor
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.blind_index import BlindIndex
 from sellervault.crypto.keyring import (

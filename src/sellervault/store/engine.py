@@ -49,6 +49,7 @@ from sellervault.store.connection import Connection, InlineConnection, LoopConne
 from sellervault.store.driver import DriverConnection, translate_error
 
 AFTER_COMMIT = "sellervault_after_commit"
+AFTER_ROLLBACK = "sellervault_after_rollback"
 SNAPSHOT_OPTION = "sellervault_snapshot"  # (a Connection execution option: Store.snapshot)
 WRITER_TIMEOUT_SECONDS = 30.0  # as SQLite's busy_timeout
 WAL_CHECKPOINT_PAGES = 10_000
@@ -163,8 +164,19 @@ def _owner_only(database: str | None) -> None:
 
 def after_commit(db: Session | DriverConnection, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the transaction of ``db`` (a ``Store.transaction`` session or a
-    ``Store.write`` connection) commits; never if it rolls back."""
+    ``Store.write`` connection; a ``Store.read`` connection commits each statement, so its
+    callbacks run when it is handed back) commits; never if it rolls back."""
     db.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def after_rollback(db: Session | DriverConnection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` if the transaction of ``db`` rolls back (or its commit fails)."""
+    db.info.setdefault(AFTER_ROLLBACK, []).append(callback)
+
+
+def _run_callbacks(info: dict[str, Any], which: str) -> None:
+    for callback in info.get(which, ()):
+        callback()
 
 
 class _WriterLock:
@@ -215,10 +227,15 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed when the block ends, rolled back on any exception."""
-        with self._writer, self._sessions.begin() as session:
-            yield session
-        for callback in session.info.get(AFTER_COMMIT, ()):
-            callback()
+        session: Session | None = None
+        try:
+            with self._writer, self._sessions.begin() as session:
+                yield session
+        except BaseException:
+            if session is not None:
+                _run_callbacks(session.info, AFTER_ROLLBACK)
+            raise
+        _run_callbacks(session.info, AFTER_COMMIT)
 
     @contextmanager
     def snapshot(self) -> Iterator[CoreConnection]:
@@ -253,12 +270,16 @@ class Store:
                         db.driver.rollback()
                     except Exception:
                         pooled.invalidate()  # unusable: never back into the pool
+                    _run_callbacks(db.info, AFTER_ROLLBACK)
                     raise
-                self._driver_call(db, "COMMIT")
+                try:
+                    self._driver_call(db, "COMMIT")
+                except BaseException:
+                    _run_callbacks(db.info, AFTER_ROLLBACK)
+                    raise
             finally:
                 pooled.close()
-        for callback in db.info.get(AFTER_COMMIT, ()):
-            callback()
+        _run_callbacks(db.info, AFTER_COMMIT)
 
     @contextmanager
     def read(self) -> Iterator[DriverConnection]:
@@ -270,9 +291,11 @@ class Store:
             driver: Any = pooled.driver_connection
             if not self._sqlite:  # sqlite3 connections are in autocommit mode already
                 driver.autocommit = True
+            db = DriverConnection(self.engine, driver, {})
             try:
-                yield DriverConnection(self.engine, driver, {})
+                yield db
             finally:
+                _run_callbacks(db.info, AFTER_COMMIT)  # (each statement committed itself)
                 if not self._sqlite:
                     try:
                         driver.autocommit = False  # as the pool hands connections out

@@ -34,8 +34,8 @@ from sellervault.access.policy import is_authorized
 from sellervault.access.roles import ALL_TENANTS, Principal, is_tenant_id
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
-from sellervault.audit.service import Auditor
 from sellervault.records.errors import PurposeNotPermittedError
 from sellervault.records.registry import PURPOSES
 from sellervault.runtime import Runtime
@@ -151,7 +151,7 @@ def new_state(runtime: Runtime, client_host: str | None,
     client says so (a label for the log, not a credential)."""
     channel = Channel.CLI if (CLIENT_HEADER, b"cli") in headers else Channel.API
     actor = Actor(channel=channel, source_ip=client_host, request_id=secrets.token_hex(8))
-    return RequestState(_runtime=runtime, auditor=Auditor(runtime.keyring, actor))
+    return RequestState(_runtime=runtime, auditor=Auditor(runtime.audit, actor))
 
 
 def request_state(request: Request) -> RequestState:

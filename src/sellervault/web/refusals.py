@@ -49,8 +49,8 @@ import logging
 from dataclasses import dataclass
 
 from sellervault.access.actions import Action
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome
-from sellervault.audit.service import Auditor
 from sellervault.runtime import Runtime
 from sellervault.web.limits import Refusal
 
@@ -125,7 +125,7 @@ class RefusalLog:
                 for (address, refusal, status), waiting in batch.items():
                     actor = Actor(Channel.API, source_ip=address,
                                   request_id=waiting.request_id)
-                    Auditor(self.runtime.keyring, actor).record(
+                    Auditor(self.runtime.audit, actor).record(
                         session, Action.HTTP_REFUSED, OUTCOMES[refusal], status=status,
                         reason=refusal.value, count=waiting.count)
         except Exception as exc:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query
 
 from sellervault.access.actions import Action
-from sellervault.audit import service as audit
+from sellervault.audit import reading
 from sellervault.web.context import RequestState, api_router, require
 
 router = api_router("audit")
@@ -20,4 +20,4 @@ def list_events(
     after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    return {"events": audit.read_events(state.runtime.store, state.auditor, after, limit)}
+    return {"events": reading.read_events(state.runtime.store, state.auditor, after, limit)}
