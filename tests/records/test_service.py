@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import select, text, update
 
 from sellervault import bootstrap
-from sellervault.access.errors import BudgetExhaustedError
+from sellervault.access.errors import BudgetExhaustedError, PurposeNotPermittedError
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor
 from sellervault.config import Settings
 from sellervault.crypto.errors import DecryptionError
 from sellervault.crypto.models import DataKey
 from sellervault.records import service as records
-from sellervault.records.errors import OrderNotFoundError, PurposeNotPermittedError
+from sellervault.records.errors import OrderNotFoundError
 from sellervault.records.models import Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sellervault.access import budgets
 from sellervault.access.actions import Action
 from sellervault.access.budgets import Budget
+from sellervault.access.decisions import require_permitted_purpose
 from sellervault.audit.events import Outcome
 from sellervault.audit.service import Auditor
 from sellervault.crypto.aead import Cipher, bind
@@ -35,11 +36,10 @@ from sellervault.crypto.keyring import (
 from sellervault.records.errors import (
     OrderErasedError,
     OrderNotFoundError,
-    PurposeNotPermittedError,
     SearchRequestError,
 )
 from sellervault.records.models import Order
-from sellervault.records.registry import BUYER, PURPOSES, SHIPPING_ADDRESS
+from sellervault.records.registry import BUYER, SHIPPING_ADDRESS
 from sellervault.records.spapi import (
     MappedOrder,
     normalize_email,
@@ -287,8 +287,7 @@ def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
     The lookup and the event are two atomic steps, not one transaction: a reveal changes
     nothing, and the event records the reveal that happened (if the order was deleted in
     between, it is still true that its PII was read while it existed)."""
-    if purpose not in PURPOSES:
-        raise PurposeNotPermittedError()
+    require_permitted_purpose(purpose)
     with rt.store.read() as db:  # the hot path: one statement on the driver's connection
         row = _find(db, tenant_id, amazon_order_id, with_key=True)
         view = _decrypt(db, rt.keyring, row)
@@ -300,8 +299,7 @@ def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
 async def reveal_async(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
                        purpose: str) -> dict[str, Any]:
     """``reveal`` in the event loop (``Store.has_async``): the same two steps, awaited."""
-    if purpose not in PURPOSES:
-        raise PurposeNotPermittedError()
+    require_permitted_purpose(purpose)
     row = await _find_async(rt, tenant_id, amazon_order_id, with_key=True)
     if rt.keyring.has_kek(row.tenant_id, row.data_key_kek_version):
         view = _decrypt(None, rt.keyring, row)  # no database needed: no blocking
