@@ -11,6 +11,7 @@ from sqlalchemy import select, text, update
 
 from sellervault import bootstrap
 from sellervault.access.errors import BudgetExhaustedError, PurposeNotPermittedError
+from sellervault.access.models import BudgetRow
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.service import Auditor
 from sellervault.config import Settings
@@ -208,6 +209,19 @@ def test_reveal_refuses_an_unlisted_purpose(runtime: Runtime,
     with pytest.raises(PurposeNotPermittedError):
         records.reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
                        "marketing")
+
+
+def test_search_refuses_an_unlisted_purpose_and_logs_nothing(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """The service checks the purpose again, whoever called it: free text never reaches the
+    search's event, and no budget is taken."""
+    before = len(_events(runtime))
+    with pytest.raises(PurposeNotPermittedError):
+        records.search(runtime, _auditor(runtime), "acc_prober", "acme", purpose="marketing",
+                       buyer_email=stored[0]["BuyerInfo"]["BuyerEmail"])
+    assert len(_events(runtime)) == before
+    with runtime.store.transaction() as session:
+        assert session.get(BudgetRow, ("acc_prober", records.SEARCH_BUDGET)) is None
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (event loop: PG)

@@ -334,9 +334,10 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
 
     Every criterion is PII, and a search confirms or maps it (one ZIP code at a time, every
     order's postal code), so a search is a PII operation: the caller states a permitted
-    purpose (checked by the policy before this is called) and each principal has a budget of
-    searches per hour (``access.budgets``); the event records the purpose and the kinds of
-    criteria, never their values."""
+    purpose (decided before this is called, and checked again here) and each principal has a
+    budget of searches per hour (``access.budgets``); the event records the purpose and the
+    kinds of criteria, never their values."""
+    require_permitted_purpose(purpose)
     criteria = [(EMAIL, Order.email_bidx, buyer_email, normalize_email),
                 (PHONE, Order.phone_bidx, buyer_phone, normalize_phone),
                 (POSTAL, Order.postal_bidx, postal_code, normalize_postal_code)]
