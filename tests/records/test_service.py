@@ -10,14 +10,15 @@ import pytest
 from sqlalchemy import select, text, update
 
 from sellervault import bootstrap
-from sellervault.access.errors import BudgetExhaustedError
+from sellervault.access.errors import BudgetExhaustedError, PurposeNotPermittedError
+from sellervault.access.models import BudgetRow
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
 from sellervault.config import Settings
 from sellervault.crypto.errors import DecryptionError
 from sellervault.crypto.models import DataKey
 from sellervault.records import service as records
-from sellervault.records.errors import OrderNotFoundError, PurposeNotPermittedError
+from sellervault.records.errors import OrderNotFoundError
 from sellervault.records.models import Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
@@ -218,6 +219,19 @@ def test_reveal_refuses_an_unlisted_purpose(runtime: Runtime,
     with pytest.raises(PurposeNotPermittedError):
         reveal(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"],
                        "marketing")
+
+
+def test_search_refuses_an_unlisted_purpose_and_logs_nothing(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """The service checks the purpose again, whoever called it: free text never reaches the
+    search's event, and no budget is taken."""
+    before = len(_events(runtime))
+    with pytest.raises(PurposeNotPermittedError):
+        records.search(runtime, _auditor(runtime), "acc_prober", "acme", purpose="marketing",
+                       buyer_email=stored[0]["BuyerInfo"]["BuyerEmail"])
+    assert len(_events(runtime)) == before
+    with runtime.store.transaction() as session:
+        assert session.get(BudgetRow, ("acc_prober", records.SEARCH_BUDGET)) is None
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (event loop: PG)

@@ -190,6 +190,33 @@ def test_an_oversized_body_from_an_unknown_caller_is_a_401_not_a_413(server: Ser
         assert tls.recv(65536).startswith(b"HTTP/1.1 401 ")
 
 
+@pytest.mark.parametrize(("path", "purpose", "status", "code", "reason"), [
+    ("/tenants/globex/orders/123-1234567-1234567", "fulfillment", 404, "not_found",
+     "no_grant_on_tenant"),
+    ("/tenants/globex/orders?postal_code=12345", "marketing", 404, "not_found",
+     "no_grant_on_tenant"),
+    ("/tenants/acme/orders/123-1234567-1234567", "fulfillment", 403, "forbidden", "forbidden"),
+    ("/tenants/acme/orders?postal_code=12345", None, 403, "purpose_not_permitted",
+     "purpose_not_permitted"),
+    ("/tenants/acme/orders?postal_code=12345", "marketing", 403, "purpose_not_permitted",
+     "purpose_not_permitted"),
+])
+def test_each_refusal_of_the_decision_is_answered_and_logged_as_a_denial(
+        server: Server, admin: str, path: str, purpose: str | None, status: int, code: str,
+        reason: str) -> None:
+    """The guard maps ``access.decisions``' refusals and decides nothing itself: an analyst
+    of acme gets 404 on a tenant it holds no grant on (whatever the purpose), 403 for a PII
+    operation on its own, ``purpose_not_permitted`` when the purpose is missing or unknown."""
+    analyst = server.create_service(admin, "acme analytics", [{"role": "analyst",
+                                                              "tenant": "acme"}])
+    headers = {"X-Access-Purpose": purpose} if purpose is not None else {}
+    with server.client(analyst, **headers) as client:
+        response = client.get(path)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    event = _last_event(server)
+    assert (event.outcome, event.status, event.reason) == ("denied", status, reason)
+
+
 def test_two_authorization_headers_are_refused(server: Server, admin: str) -> None:
     """A proxy that takes the last one would disagree with the vault about who is calling."""
     with server.client() as client:

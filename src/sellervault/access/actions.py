@@ -43,3 +43,7 @@ class Action(StrEnum):
 PUBLIC_ACTIONS = frozenset(
     {Action.SESSION_CREATE, Action.PASSWORD_CHANGE, Action.HEALTH_READ, Action.DOCS_READ}
 )
+
+# Decided with a stated purpose as the policy's context (the schema's ``context: { purpose }``):
+# the PII operations.
+PURPOSE_ACTIONS = frozenset({Action.ORDERS_REVEAL, Action.ORDERS_SEARCH})

@@ -17,3 +17,13 @@ class BudgetExhaustedError(AccessError):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many of these requests in this period; try again later")
         self.retry_after = retry_after
+
+
+class PurposeNotPermittedError(AccessError):
+    """A PII operation without a purpose of the vocabulary (``access.decisions``)."""
+
+    code = "purpose_not_permitted"
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("PII may only be revealed for a permitted purpose")

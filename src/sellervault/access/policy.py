@@ -1,7 +1,9 @@
-"""The single authorization decision point, evaluating the Cedar policies in ``policies/``.
+"""The Cedar call: the policies in ``policies/`` evaluated for one request.
 
-Policies and schema are parsed once per process; each decision builds a two-entity slice
-(the principal and the resource), so no decision depends on state outside the request.
+Only ``access.decisions`` asks it (and caches its answers): the decision around it adds the
+purpose vocabulary and the tenant rule. Policies and schema are parsed once per process; each
+evaluation builds a two-entity slice (the principal and the resource), so no answer depends
+on state outside the request.
 """
 
 from __future__ import annotations
@@ -62,24 +64,6 @@ def is_authorized(
     context: dict[str, Any] | None = None,
 ) -> bool:
     """True only if a policy permits and none forbids; any evaluation error denies."""
-    context_items = tuple(sorted((context or {}).items()))
-    try:
-        return _decide(principal, action, tenant_id, context_items)
-    except TypeError:  # an unhashable context value: decide without the cache
-        return _evaluate(principal, action, tenant_id, context_items)
-
-
-@functools.lru_cache(maxsize=4096)
-def _decide(principal: Principal, action: Action, tenant_id: str | None,
-            context_items: tuple[tuple[str, Any], ...]) -> bool:
-    """Decisions are a pure function of their inputs (policies are fixed per process and
-    a principal carries all its attributes), so each distinct question is asked of Cedar
-    once; the cache key is the whole question, grants included."""
-    return _evaluate(principal, action, tenant_id, context_items)
-
-
-def _evaluate(principal: Principal, action: Action, tenant_id: str | None,
-              context_items: tuple[tuple[str, Any], ...]) -> bool:
     if tenant_id is None:
         resource: dict[str, Any] = {
             "uid": {"type": f"{NAMESPACE}::System", "id": SYSTEM_ID}, "attrs": {}, "parents": []
@@ -91,7 +75,7 @@ def _evaluate(principal: Principal, action: Action, tenant_id: str | None,
         "principal": {"type": f"{NAMESPACE}::Account", "id": principal.id},
         "action": {"type": f"{NAMESPACE}::Action", "id": action.value},
         "resource": resource["uid"],
-        "context": dict(context_items),
+        "context": context or {},
     }
     try:
         result = cedarpy.is_authorized(

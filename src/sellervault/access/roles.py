@@ -25,17 +25,6 @@ class Role(StrEnum):
 GLOBAL_ROLES = frozenset({Role.ADMIN, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR})
 
 
-# Separation of duties: who administers accounts or runs the service never reads PII.
-NEVER_WITH_PII = frozenset({Role.ADMIN, Role.OPERATOR})
-
-
-def conflicting_roles(roles: frozenset[Role] | set[Role]) -> frozenset[Role]:
-    """The roles that may not be held together with ``pii-reader``, if it is held."""
-    if Role.PII_READER not in roles:
-        return frozenset()
-    return frozenset(roles & NEVER_WITH_PII)
-
-
 def is_tenant_id(value: str) -> bool:
     return bool(_TENANT_ID.fullmatch(value))
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 
 from sellervault.access.actions import Action
+from sellervault.access.decisions import decide_approval
 from sellervault.access.roles import ALL_TENANTS, Grant, Principal, Role
 from sellervault.accounts.errors import (
     AccountNotFoundError,
@@ -84,7 +85,7 @@ def decide(rt: Runtime, auditor: Auditor, approver: Principal, account_id: str, 
                                 .where(Account.id == account_id)).first()
         if found is None:
             raise AccountNotFoundError()
-        if found.created_by == approver.id:
+        if not decide_approval(approver, found.created_by).allowed:
             raise SecondPersonRequiredError()
         changed = cast(CursorResult[Any], session.execute(
             update(Account).where(Account.id == account_id, Account.status == PENDING)

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
-from sellervault.access.roles import Grant, Principal, Role, conflicting_roles
+from sellervault.access.decisions import decide_grants
+from sellervault.access.roles import Grant, Principal, Role
 from sellervault.accounts import approvals, identity
 from sellervault.accounts.errors import (
     AccountConflictError,
@@ -164,7 +165,7 @@ def _add_person(rt: Runtime, session: Session, *, email: str, name: str, passwor
 
 
 def _check_grants(grants: list[Grant]) -> None:
-    if conflicting_roles({grant.role for grant in grants}):
+    if not decide_grants(grants).allowed:
         raise AccountRequestError(
             "pii-reader cannot be held together with admin or operator (separation of duties)")
 

@@ -16,14 +16,6 @@ class OrderNotFoundError(RecordError):
         super().__init__("order not found")
 
 
-class PurposeNotPermittedError(RecordError):
-    code = "purpose_not_permitted"
-    status = 403
-
-    def __init__(self) -> None:
-        super().__init__("PII may only be revealed for a permitted purpose")
-
-
 class OrderErasedError(RecordError):
     code = "erased"
     status = 410

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from sellervault.access import budgets
 from sellervault.access.actions import Action
 from sellervault.access.budgets import Budget
+from sellervault.access.decisions import require_permitted_purpose
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome
 from sellervault.crypto.aead import Cipher, bind
@@ -34,11 +35,10 @@ from sellervault.crypto.keyring import (
 from sellervault.records.errors import (
     OrderErasedError,
     OrderNotFoundError,
-    PurposeNotPermittedError,
     SearchRequestError,
 )
 from sellervault.records.models import Order
-from sellervault.records.registry import BUYER, PURPOSES, SHIPPING_ADDRESS
+from sellervault.records.registry import BUYER, SHIPPING_ADDRESS
 from sellervault.records.spapi import (
     MappedOrder,
     normalize_email,
@@ -269,8 +269,7 @@ async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id:
     The lookup and the event are two atomic steps, not one transaction: a reveal changes
     nothing, and the event records the reveal that happened (if the order was deleted in
     between, it is still true that its PII was read while it existed)."""
-    if purpose not in PURPOSES:
-        raise PurposeNotPermittedError()
+    require_permitted_purpose(purpose)
     row = await _find(rt, tenant_id, amazon_order_id, with_key=True)
     if rt.keyring.has_kek(row.tenant_id, row.data_key_kek_version):
         view = _decrypt(None, rt.keyring, row)  # the tenant key is cached: no database
@@ -305,9 +304,10 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
 
     Every criterion is PII, and a search confirms or maps it (one ZIP code at a time, every
     order's postal code), so a search is a PII operation: the caller states a permitted
-    purpose (checked by the policy before this is called) and each principal has a budget of
-    searches per hour (``access.budgets``); the event records the purpose and the kinds of
-    criteria, never their values."""
+    purpose (decided before this is called, and checked again here) and each principal has a
+    budget of searches per hour (``access.budgets``); the event records the purpose and the
+    kinds of criteria, never their values."""
+    require_permitted_purpose(purpose)
     criteria = [(EMAIL, Order.email_bidx, buyer_email, normalize_email),
                 (PHONE, Order.phone_bidx, buyer_phone, normalize_phone),
                 (POSTAL, Order.postal_bidx, postal_code, normalize_postal_code)]

@@ -5,8 +5,9 @@ purpose. Every route is a ``GuardedRoute``, which applies the declaration before
 reads the body or validates a single parameter: it notes on the request which action is
 attempted (so the security event of a refused or failed request names it, with the stated
 purpose when it is one of the vocabulary's), refuses a request without one bearer token
-(401), looks the token up (401), refuses a body announced over the limit (413) and asks the
-Cedar policy (403, or 404 for a tenant the caller holds no grant on). Only then is the body
+(401), looks the token up (401), refuses a body announced over the limit (413) and answers
+``access.decisions.decide``'s decision (403, or 404 for a tenant the caller holds no grant
+on; deciding is not this module's: it only maps the decision). Only then is the body
 read, parsed (``web.body``) and validated: an anonymous or unauthorized caller cannot make
 the server read, hold or parse anything, and a request that fails validation is logged with
 its actor. Once a body is in, the credential and the decision are confirmed again
@@ -30,14 +31,13 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sellervault.access.actions import PUBLIC_ACTIONS, Action
-from sellervault.access.policy import is_authorized
-from sellervault.access.roles import ALL_TENANTS, Principal, is_tenant_id
+from sellervault.access.decisions import Decision, decide, is_permitted_purpose
+from sellervault.access.errors import PurposeNotPermittedError
+from sellervault.access.roles import Principal, is_tenant_id
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
-from sellervault.records.errors import PurposeNotPermittedError
-from sellervault.records.registry import PURPOSES
 from sellervault.runtime import Runtime
 from sellervault.web.body import JSONBodyRequest
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_INGEST_BODY_BYTES
@@ -67,6 +67,16 @@ class TenantNotFoundError(Exception):
 
     def __init__(self) -> None:
         super().__init__("not found")
+
+
+REFUSALS: dict[Decision, type[Exception]] = {
+    Decision.NOT_FOUND: TenantNotFoundError,
+    Decision.FORBIDDEN: ForbiddenError,
+    # A PII operation without a purpose is answered as one for a purpose not permitted.
+    Decision.PURPOSE_REQUIRED: PurposeNotPermittedError,
+    Decision.PURPOSE_NOT_PERMITTED: PurposeNotPermittedError,
+}
+"""The response each refusal ``decide`` gives is answered with (any other: 403)."""
 
 
 class BodyTooLargeError(StarletteHTTPException):
@@ -132,17 +142,15 @@ class RequestState:
         return principal
 
     def authorize(self, principal: Principal, action: Action, tenant_id: str | None = None,
-                  context: dict[str, Any] | None = None) -> Principal:
-        """Ask the policy; raise 403, or 404 for a tenant the principal holds no grant on."""
+                  purpose: str | None = None) -> Principal:
+        """The decision (``access.decisions.decide``) as a response: the principal, or the
+        refusal its reason maps to (``REFUSALS``)."""
         self.action = action
         self.tenant_id = tenant_id
-        if is_authorized(principal, action, tenant_id, context):
+        decision = decide(principal, action, tenant_id, purpose)
+        if decision is Decision.ALLOWED:
             return principal
-        if tenant_id is not None and not any(
-            grant.tenant in (tenant_id, ALL_TENANTS) for grant in principal.grants
-        ):
-            raise TenantNotFoundError()
-        raise ForbiddenError()
+        raise REFUSALS.get(decision, ForbiddenError)()
 
 
 def new_state(runtime: Runtime, client_host: str | None,
@@ -177,8 +185,8 @@ def _bearer(request: Request) -> str | None:
 class Declaration:
     """What a route declares with ``require``: its action, whether the path names a tenant,
     the largest body it takes, and ``with_purpose``: the action a request asks for when it
-    states a purpose (``X-Access-Purpose``), decided with that purpose as the policy's
-    context. A route whose own action is its ``with_purpose`` always needs a purpose."""
+    states a purpose (``X-Access-Purpose``), decided for that purpose. A route whose own
+    action is its ``with_purpose`` always needs a purpose."""
 
     action: Action
     tenant_scoped: bool = False
@@ -206,8 +214,8 @@ async def guard(request: Request, declared: Declaration) -> RequestState:
     """Apply ``declared`` to the request, reading nothing of its body: note the action (and
     purpose) for the request's security event; then 401 without a token, or for one that is
     not live; 413 for a body announced over the limit; 422 for a malformed tenant or purpose
-    (only now: validation comes after authentication); and the policy's decision (403/404;
-    403 ``purpose_not_permitted`` for a purpose outside the vocabulary). A public route
+    (only now: validation comes after authentication); and the decision (403/404; 403
+    ``purpose_not_permitted`` for a purpose outside the vocabulary, or none). A public route
     skips the token."""
     state = request_state(request)
     errors: list[dict[str, Any]] = []
@@ -217,7 +225,7 @@ async def guard(request: Request, declared: Declaration) -> RequestState:
     action = declared.action if purpose is None else declared.with_purpose
     assert action is not None
     state.action = action
-    state.purpose = purpose if purpose in PURPOSES else None
+    state.purpose = purpose if is_permitted_purpose(purpose) else None
     if declared.notes is not None:
         state.extra.update(declared.notes(request))
     if declared.action not in PUBLIC_ACTIONS:
@@ -228,7 +236,7 @@ async def guard(request: Request, declared: Declaration) -> RequestState:
     if errors:
         raise RequestValidationError(errors)
     if declared.action not in PUBLIC_ACTIONS:
-        _authorize(state, principal, action, tenant, purpose, declared)
+        state.authorize(principal, action, tenant, purpose)
         state._principal = principal
     state.declared = declared
     return state
@@ -245,21 +253,8 @@ async def confirm_after_body(request: Request, state: RequestState) -> None:
         return
     principal = await state.identify()
     # (the purpose as stated: once the guard has passed, a stated one is of the vocabulary)
-    _authorize(state, principal, state.action, state.tenant_id, state.purpose, declared)
+    state.authorize(principal, state.action, state.tenant_id, state.purpose)
     state._principal = principal
-
-
-def _authorize(state: RequestState, principal: Principal, action: Action, tenant: str | None,
-               purpose: str | None, declared: Declaration) -> None:
-    if action != declared.with_purpose:
-        state.authorize(principal, action, tenant)
-        return
-    try:
-        state.authorize(principal, action, tenant, {"purpose": purpose or ""})
-    except ForbiddenError:
-        if purpose not in PURPOSES:
-            raise PurposeNotPermittedError() from None
-        raise
 
 
 def _path_tenant(request: Request, declared: Declaration,
