@@ -204,7 +204,7 @@ def plaintext_store(engine: Engine) -> Store:
     def store(mapped: list[MappedOrder]) -> None:
         now = datetime.now(UTC)
         rows = [{**_common_values(order, order_id, now), **_pii_values(order)}
-                for order, order_id in zip(mapped, new_ids(len(mapped)), strict=True)]
+                for order, order_id in zip(mapped, new_ids(len(mapped), now), strict=True)]
         with engine.begin() as connection:
             connection.execute(insert(plain_orders), rows)
 
@@ -216,7 +216,7 @@ def peer_store(engine: Engine) -> Store:
 
     def store(mapped: list[MappedOrder]) -> None:
         now = datetime.now(UTC)
-        ids = new_ids(len(mapped))
+        ids = new_ids(len(mapped), now)
         with sessions.begin() as session:
             session.add_all([PeerOrder(**_common_values(order, order_id, now), **_pii_values(order))
                              for order, order_id in zip(mapped, ids, strict=True)])

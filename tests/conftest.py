@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, MetaData
 
 from sellervault import bootstrap
+from sellervault.clock import SYSTEM_CLOCK, Clock, ManualClock
 from sellervault.config import Settings
 from sellervault.runtime import Runtime
 from sellervault.store.engine import make_engine
@@ -74,9 +75,9 @@ def engine_with_tables(kind: str, directory: Path, metadata: MetaData) -> Iterat
             engine.dispose()
 
 
-def init_instance(settings: Settings) -> bootstrap.InitResult:
+def init_instance(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> bootstrap.InitResult:
     return bootstrap.init(settings, admin_email=ADMIN_EMAIL, admin_name=ADMIN_NAME,
-                          admin_password=ADMIN_PASSWORD)
+                          admin_password=ADMIN_PASSWORD, clock=clock)
 
 
 @pytest.fixture(autouse=True)
@@ -100,13 +101,20 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def initialized(settings: Settings) -> bootstrap.InitResult:
-    return init_instance(settings)
+def clock() -> ManualClock:
+    """The test's time: it stands still until the test moves it (``advance``)."""
+    return ManualClock()
 
 
 @pytest.fixture
-def runtime(settings: Settings, initialized: bootstrap.InitResult) -> Iterator[Runtime]:
-    rt = bootstrap.open_runtime(settings)
+def initialized(settings: Settings, clock: ManualClock) -> bootstrap.InitResult:
+    return init_instance(settings, clock)
+
+
+@pytest.fixture
+def runtime(settings: Settings, initialized: bootstrap.InitResult,
+            clock: ManualClock) -> Iterator[Runtime]:
+    rt = bootstrap.open_runtime(settings, clock)
     yield rt
     rt.close()
 
@@ -119,8 +127,9 @@ def server(request: pytest.FixtureRequest,
     directory = tmp_path_factory.mktemp("server")
     with fresh_database(request.param, directory) as url:
         settings = settings_for(directory / "data", url)
-        initialized = init_instance(settings)
-        rt = bootstrap.open_runtime(settings)
+        clock = ManualClock()  # the module's time: moved forward by tests, never waited for
+        initialized = init_instance(settings, clock)
+        rt = bootstrap.open_runtime(settings, clock)
         try:
             with start_server(rt, initialized) as running:
                 yield running

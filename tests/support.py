@@ -21,6 +21,7 @@ import uvicorn
 from sqlalchemy import create_engine, text
 
 from sellervault import bootstrap
+from sellervault.clock import Clock, ManualClock
 from sellervault.config import Settings, load_settings
 from sellervault.runtime import Runtime
 from sellervault.web.server import build_server
@@ -33,8 +34,10 @@ ADMIN_PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a much longer passphrase 42"
 
 
-def totp_code(secret: str, offset_steps: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + 30 * offset_steps)
+def totp_code(secret: str, clock: Clock, offset_steps: int = 0) -> str:
+    """The code for ``clock``'s time step (+ ``offset_steps``): the server's clock, which is
+    a ``ManualClock`` in tests, not the wall clock."""
+    return pyotp.TOTP(secret).at(clock.timestamp() + 30 * offset_steps)
 
 
 @dataclass
@@ -54,13 +57,16 @@ class Server:
 
     def next_totp(self, secret: str) -> str:
         """A code for a step not used yet: each use consumes its step (replays fail). Uses
-        the current step, then the next; after that it waits for the clock."""
+        the current step, then the next; after that it moves the server's clock on a step
+        (a ``ManualClock``: nobody waits 30 seconds)."""
+        clock = self.runtime.clock
+        assert isinstance(clock, ManualClock), "test servers run on a ManualClock"
         while True:
-            current = int(time.time()) // 30
+            current = int(clock.timestamp()) // 30
             step = max(self._last_step.get(secret, current - 1) + 1, current)
             if step <= current + 1:
                 break
-            time.sleep(30 - time.time() % 30 + 0.2)
+            clock.advance(30)
         self._last_step[secret] = step
         return pyotp.TOTP(secret).at(step * 30)
 

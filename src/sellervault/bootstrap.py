@@ -18,6 +18,7 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.errors import LogError
 from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.verification import VerifyResult
+from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
 from sellervault.crypto.certificates import generate_self_signed
 from sellervault.crypto.keyring import Keyring
@@ -47,8 +48,8 @@ def is_initialized(settings: Settings) -> bool:
     return settings.root_key_file.exists()
 
 
-def init(settings: Settings, *, admin_email: str, admin_name: str,
-         admin_password: str) -> InitResult:
+def init(settings: Settings, *, admin_email: str, admin_name: str, admin_password: str,
+         clock: Clock = SYSTEM_CLOCK) -> InitResult:
     """Root key, TLS certificate, schema, and the first administrator; nothing else."""
     if is_initialized(settings):
         raise BootstrapError(f"{settings.data_dir} is already initialised")
@@ -68,7 +69,7 @@ def init(settings: Settings, *, admin_email: str, admin_name: str,
                                                settings.certificate_key_file)
             created += [settings.certificate_file, settings.certificate_key_file]
         admin = _create_schema_and_admin(settings, provider, admin_email, admin_name,
-                                         admin_password)
+                                         admin_password, clock)
     except BaseException:
         # A half-made data directory would block the next `init`; take back what we made.
         for path in created:
@@ -78,11 +79,11 @@ def init(settings: Settings, *, admin_email: str, admin_name: str,
 
 
 def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, email: str,
-                             name: str, password: str) -> accounts.NewPerson:
+                             name: str, password: str, clock: Clock) -> accounts.NewPerson:
     store = Store.from_url(settings.effective_database_url())
     try:
         migrate.upgrade(store.engine)
-        runtime = Runtime(settings, store, Keyring(provider))
+        runtime = Runtime(settings, store, Keyring(provider), clock)
         auditor = Auditor(runtime.audit, cli_actor(), starts_chain=True)
         admin = accounts.create_first_admin(runtime, auditor, email=email, name=name,
                                             password=password)
@@ -94,11 +95,11 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, ema
         store.dispose()
 
 
-def open_runtime(settings: Settings) -> Runtime:
+def open_runtime(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
     """Open an initialised data directory, bringing the schema to the current version."""
     if not is_initialized(settings):
         raise BootstrapError(f"{settings.data_dir} is not initialised; run `sellervault init`")
-    runtime = Runtime.open(settings)
+    runtime = Runtime.open(settings, clock)
     migrate.upgrade(runtime.store.engine)
     return runtime
 

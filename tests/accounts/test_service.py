@@ -53,10 +53,11 @@ from sellervault.audit import verification
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.models import EventRow
+from sellervault.clock import ManualClock
 from sellervault.config import Settings
+from sellervault.crypto.credentials import keyed_hash
 from sellervault.runtime import Runtime
 from sellervault.store.base import Base
-from sellervault.store.types import utcnow
 from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD, NEW_PASSWORD
 
 BOB_EMAIL = "bob.builder@example.test"
@@ -82,8 +83,9 @@ def authenticate(rt: Runtime, token: str) -> Principal:
 
 
 
-def current_step() -> int:
-    return int(time.time()) // 30
+def current_step(rt: Runtime) -> int:
+    """The TOTP step of the runtime's clock (a ``ManualClock`` in tests)."""
+    return int(rt.clock.timestamp()) // 30
 
 
 def code(secret: str, step: int) -> str:
@@ -301,7 +303,7 @@ def test_a_lookalike_email_cannot_log_in_to_the_real_account(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
     """Login compares the normalised email exactly, never the skeleton: the right password
     and a valid code with "alice.admin@" spelled with a Cyrillic a is an unknown email."""
-    step = current_step()
+    step = current_step(runtime)
     good = code(initialized.totp_secret, step)
     for lookalike in (f"alice.{CYRILLIC_A}dmin@example.test",
                       f"alice.admin@ex{CYRILLIC_A}mple.test",
@@ -321,7 +323,7 @@ def test_login_looks_up_the_normalised_email(runtime: Runtime,
     default) reaches their own account: it is the same text after NFKC."""
     issued = accounts.login(runtime, auditor(runtime), email=fullwidth(ADMIN_EMAIL.upper()),
                             password=ADMIN_PASSWORD,
-                            totp_code=code(initialized.totp_secret, current_step()))
+                            totp_code=code(initialized.totp_secret, current_step(runtime)))
     assert issued.account_id == initialized.admin_id
 
 
@@ -348,7 +350,7 @@ def test_the_first_administrators_email_is_stored_normalised(settings: Settings)
     rt = bootstrap.open_runtime(settings)
     try:
         assert account(rt, made.admin_id)["email"] == ADMIN_EMAIL
-        login_admin(rt, made, current_step())
+        login_admin(rt, made, current_step(rt))
     finally:
         rt.close()
 
@@ -451,7 +453,7 @@ def test_created_person_gets_a_one_time_password_and_a_totp_secret(
 def test_new_person_must_change_the_password_before_any_session(
         runtime: Runtime, bob: accounts.NewPerson) -> None:
     assert bob.one_time_password is not None
-    step = current_step()
+    step = current_step(runtime)
     with pytest.raises(PasswordChangeRequiredError):
         accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
                        password=bob.one_time_password, totp_code=code(bob.totp_secret, step))
@@ -470,15 +472,16 @@ def test_one_time_password_alone_is_not_confirmed_without_totp(
     with pytest.raises(InvalidCredentialsError):
         accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
                        password=bob.one_time_password,
-                       totp_code=wrong_code(bob.totp_secret, current_step()))
+                       totp_code=wrong_code(bob.totp_secret, current_step(runtime)))
     assert account(runtime, bob.id)["failed_logins"] == 1
 
 
 def test_change_password_with_the_one_time_password_then_log_in(
-        runtime: Runtime, bob: accounts.NewPerson) -> None:
+        runtime: Runtime, bob: accounts.NewPerson, clock: ManualClock) -> None:
     assert bob.one_time_password is not None
-    step = current_step()
     before = account(runtime, bob.id)
+    clock.advance(timedelta(minutes=5))
+    step = current_step(runtime)
     accounts.change_password(runtime, auditor(runtime), email=BOB_EMAIL,
                              current_password=bob.one_time_password,
                              totp_code=code(bob.totp_secret, step),
@@ -488,7 +491,7 @@ def test_change_password_with_the_one_time_password_then_log_in(
     assert after["totp_last_step"] == step
     assert after["password_hash"].startswith("$argon2id$")
     assert verify_password(after["password_hash"], NEW_PASSWORD)
-    assert after["password_changed_at"] > before["password_changed_at"]
+    assert after["password_changed_at"] == clock.now() > before["password_changed_at"]
     [changed] = events(runtime, "password:change")
     assert (changed["outcome"], changed["target_id"]) == ("success", bob.id)
 
@@ -505,7 +508,7 @@ def test_change_password_with_the_one_time_password_then_log_in(
 
 def test_change_password_ends_every_open_session(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
-    step = current_step()
+    step = current_step(runtime)
     issued = login_admin(runtime, initialized, step)
     assert authenticate(runtime, issued.token).id == initialized.admin_id
     accounts.change_password(runtime, auditor(runtime), email=ADMIN_EMAIL,
@@ -520,7 +523,7 @@ def test_change_password_ends_every_open_session(
 
 def test_change_password_refuses_a_bad_new_password_and_changes_nothing(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
-    step = current_step()
+    step = current_step(runtime)
     before = account(runtime, initialized.admin_id)
     for new_password, error in [
         (ADMIN_PASSWORD, AccountRequestError),  # the same password again
@@ -539,7 +542,7 @@ def test_change_password_refuses_a_bad_new_password_and_changes_nothing(
 
 def test_change_password_with_wrong_credentials_is_a_counted_failure(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
-    step = current_step()
+    step = current_step(runtime)
     before = account(runtime, initialized.admin_id)
     for current, totp in [("not the password at all", code(initialized.totp_secret, step)),
                           (ADMIN_PASSWORD, wrong_code(initialized.totp_secret, step))]:
@@ -559,13 +562,13 @@ def test_change_password_with_wrong_credentials_is_a_counted_failure(
 def test_login_with_password_and_totp_issues_a_session(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
     tamper(runtime, Account, Account.id == initialized.admin_id, failed_logins=3)
-    step = current_step()
+    step = current_step(runtime)
     issued = accounts.login(runtime, auditor(runtime), email=f"  {ADMIN_EMAIL.upper()} ",
                             password=ADMIN_PASSWORD,
                             totp_code=code(initialized.totp_secret, step))
     assert issued.account_id == initialized.admin_id
     assert issued.token.startswith("svs_") and len(issued.token) > 40
-    assert abs(issued.expires_at - (utcnow() + timedelta(hours=8))) < timedelta(minutes=1)
+    assert issued.expires_at == runtime.clock.now() + timedelta(hours=8)
     row = account(runtime, initialized.admin_id)
     assert (row["failed_logins"], row["totp_last_step"]) == (0, step)
     assert row["last_used_at"] is not None
@@ -581,7 +584,7 @@ def test_wrong_password_wrong_totp_and_unknown_email_are_one_error(
     """Every failure looks the same to the caller, and each one is committed (event and
     counter) although the call raises."""
     secret = initialized.totp_secret
-    step = current_step()
+    step = current_step(runtime)
     good = code(secret, step)
     on_admin = [
         (ADMIN_PASSWORD + "!", good),  # wrong password, right code
@@ -624,7 +627,7 @@ def test_wrong_password_wrong_totp_and_unknown_email_are_one_error(
 
 def test_totp_code_cannot_be_replayed(runtime: Runtime,
                                       initialized: bootstrap.InitResult) -> None:
-    step = current_step()
+    step = current_step(runtime)
     login_admin(runtime, initialized, step)
     for replayed in (step, step - 1):  # the same code, or any older one
         with pytest.raises(InvalidCredentialsError):
@@ -645,7 +648,7 @@ def test_totp_code_cannot_be_replayed(runtime: Runtime,
 
 def test_disabled_account_can_neither_log_in_nor_use_its_tokens(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
-    step = current_step()
+    step = current_step(runtime)
     issued = login_admin(runtime, initialized, step)
     tamper(runtime, Account, Account.id == initialized.admin_id, status="disabled")
     with pytest.raises(UnauthenticatedError):
@@ -668,7 +671,7 @@ def test_totp_secret_is_bound_to_its_account(runtime: Runtime,
     with pytest.raises(InvalidCredentialsError):
         accounts.login(runtime, auditor(runtime), email=ADMIN_EMAIL,
                        password=bob.one_time_password,
-                       totp_code=code(bob.totp_secret, current_step()))
+                       totp_code=code(bob.totp_secret, current_step(runtime)))
     assert table(runtime, SessionRow) == []
     assert events(runtime, "session:create")[-1]["outcome"] == "denied"
 
@@ -677,7 +680,7 @@ def test_totp_secret_is_bound_to_its_account(runtime: Runtime,
 
 def test_forged_and_mangled_tokens_are_refused(runtime: Runtime,
                                                initialized: bootstrap.InitResult) -> None:
-    token = login_admin(runtime, initialized, current_step()).token
+    token = login_admin(runtime, initialized, current_step(runtime)).token
     api_key = accounts.create_service(runtime, auditor(runtime), admin_principal(initialized),
                                       name="Seller Central Ingest",
                                       grants=[Grant(Role.INGEST, "acme")]).api_key
@@ -701,69 +704,70 @@ def test_forged_and_mangled_tokens_are_refused(runtime: Runtime,
 
 def test_revoked_session_is_refused(runtime: Runtime,
                                     initialized: bootstrap.InitResult) -> None:
-    token = login_admin(runtime, initialized, current_step()).token
+    token = login_admin(runtime, initialized, current_step(runtime)).token
     tamper(runtime, SessionRow, SessionRow.account_id == initialized.admin_id,
-           revoked_at=utcnow())
+           revoked_at=runtime.clock.now())
     with pytest.raises(UnauthenticatedError):
         authenticate(runtime, token)
 
 
-def test_session_idle_timeout_is_15_minutes(runtime: Runtime,
-                                            initialized: bootstrap.InitResult) -> None:
+def test_session_idle_timeout_is_15_minutes(runtime: Runtime, initialized: bootstrap.InitResult,
+                                            clock: ManualClock) -> None:
     assert runtime.settings.session_idle_minutes == 15
-    step = current_step()
+    step = current_step(runtime)
     idle = login_admin(runtime, initialized, step).token
     active = login_admin(runtime, initialized, step + 1).token
-    [idle_row, active_row] = sorted(table(runtime, SessionRow), key=lambda r: r["created_at"])
-    now = utcnow()
-    tamper(runtime, SessionRow, SessionRow.token_hash == idle_row["token_hash"],
-           last_seen_at=now - timedelta(minutes=15, seconds=1))
-    tamper(runtime, SessionRow, SessionRow.token_hash == active_row["token_hash"],
-           last_seen_at=now - timedelta(minutes=14))
+    clock.advance(timedelta(minutes=14))
+    assert authenticate(runtime, active).id == initialized.admin_id  # use restarts its clock
+    [seen] = table(runtime, SessionRow, SessionRow.token_hash == _token_hash(runtime, active))
+    assert seen["last_seen_at"] == clock.now()
+    clock.advance(timedelta(minutes=1, seconds=1))  # idle: 15:01 unused; active: 1:01
     with pytest.raises(UnauthenticatedError):
         authenticate(runtime, idle)
     assert authenticate(runtime, active).id == initialized.admin_id
-    [seen] = table(runtime, SessionRow, SessionRow.token_hash == active_row["token_hash"])
-    assert seen["last_seen_at"] >= now - timedelta(seconds=5)  # use restarts the idle clock
 
 
-def test_session_absolute_timeout_is_8_hours(runtime: Runtime,
-                                             initialized: bootstrap.InitResult) -> None:
-    token = login_admin(runtime, initialized, current_step()).token
+def test_session_absolute_timeout_is_8_hours(runtime: Runtime, initialized: bootstrap.InitResult,
+                                             clock: ManualClock) -> None:
+    token = login_admin(runtime, initialized, current_step(runtime)).token
     [row] = table(runtime, SessionRow)
     assert row["expires_at"] - row["created_at"] == timedelta(hours=8)
     where = SessionRow.token_hash == row["token_hash"]
 
-    tamper(runtime, SessionRow, where, last_seen_at=utcnow() - timedelta(minutes=1))
+    clock.advance(timedelta(minutes=1))
     authenticate(runtime, token)  # activity does not extend the absolute limit
     [used] = table(runtime, SessionRow, where)
     assert used["expires_at"] == row["expires_at"]
     assert used["last_seen_at"] > row["last_seen_at"]
 
-    now = utcnow()
-    tamper(runtime, SessionRow, where, created_at=now - timedelta(hours=8, seconds=1),
-           expires_at=now - timedelta(seconds=1), last_seen_at=now)  # active, but too old
+    while clock.now() + timedelta(minutes=14) < row["expires_at"]:  # in use all day long
+        clock.advance(timedelta(minutes=14))
+        authenticate(runtime, token)
+    clock.set(row["expires_at"])  # active, but 8 hours old
     with pytest.raises(UnauthenticatedError):
         authenticate(runtime, token)
 
 
 def test_service_api_key_authenticates_until_expiry_or_revocation(
-        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
     admin = admin_principal(initialized)
-    services = [accounts.create_service(runtime, auditor(runtime), admin, name=name,
-                                        grants=[Grant(Role.INGEST, "acme")])
-                for name in ("Seller Central Ingest", "Warehouse Sync", "Tax Exporter")]
-    for service in services:
+
+    def create(name: str) -> accounts.NewService:
+        return accounts.create_service(runtime, auditor(runtime), admin, name=name,
+                                       grants=[Grant(Role.INGEST, "acme")])
+
+    expiring, revoked = create("Seller Central Ingest"), create("Warehouse Sync")
+    clock.advance(timedelta(days=100))
+    kept = create("Tax Exporter")
+    for service in (expiring, revoked, kept):
         assert service.api_key.startswith("svk_") and service.id.startswith("svc_")
         principal = authenticate(runtime, service.api_key)
         assert principal == Principal(service.id, "service", (Grant(Role.INGEST, "acme"),))
-    expiring, revoked, kept = services
     for row in table(runtime, ApiKey):
         assert row["expires_at"] - row["created_at"] == timedelta(days=365)
 
-    tamper(runtime, ApiKey, ApiKey.account_id == expiring.id,
-           expires_at=utcnow() - timedelta(seconds=1))
-    tamper(runtime, ApiKey, ApiKey.account_id == revoked.id, revoked_at=utcnow())
+    tamper(runtime, ApiKey, ApiKey.account_id == revoked.id, revoked_at=clock.now())
+    clock.advance(timedelta(days=265))  # the first key is 365 days old, the last 265
     for service in (expiring, revoked):
         with pytest.raises(UnauthenticatedError):
             authenticate(runtime, service.api_key)
@@ -771,25 +775,31 @@ def test_service_api_key_authenticates_until_expiry_or_revocation(
 
 
 def test_configured_lifetimes_are_the_ones_applied(runtime: Runtime,
-                                                   initialized: bootstrap.InitResult) -> None:
+                                                   initialized: bootstrap.InitResult,
+                                                   clock: ManualClock) -> None:
     tightened = runtime.settings.model_copy(update={
         "session_absolute_hours": 2, "session_idle_minutes": 5, "api_key_max_age_days": 30})
-    rt = Runtime(tightened, runtime.store, runtime.keyring)
-    issued = login_admin(rt, initialized, current_step())
+    rt = Runtime(tightened, runtime.store, runtime.keyring, runtime.clock)
+    issued = login_admin(rt, initialized, current_step(rt))
     key = accounts.create_service(rt, auditor(rt), admin_principal(initialized),
                                   name="Seller Central Ingest", grants=[]).api_key
     [session_row] = table(rt, SessionRow)
     [key_row] = table(rt, ApiKey)
     assert session_row["expires_at"] - session_row["created_at"] == timedelta(hours=2)
     assert key_row["expires_at"] - key_row["created_at"] == timedelta(days=30)
-    tamper(rt, SessionRow, SessionRow.token_hash == session_row["token_hash"],
-           last_seen_at=utcnow() - timedelta(minutes=5, seconds=1))
+    clock.advance(timedelta(minutes=5, seconds=1))
     authenticate(runtime, issued.token)  # still within the default 15 minutes
-    tamper(rt, SessionRow, SessionRow.token_hash == session_row["token_hash"],
-           last_seen_at=utcnow() - timedelta(minutes=5, seconds=1))
+    clock.advance(timedelta(minutes=5, seconds=1))
     with pytest.raises(UnauthenticatedError):
         authenticate(rt, issued.token)
     assert authenticate(rt, key).kind == "service"
+
+
+def _token_hash(rt: Runtime, token: str) -> str:
+    """The session's key in the database: the token's keyed hash (never the token)."""
+    pepper = rt.keyring.cached_system_key(accounts.CREDENTIAL_PEPPER)
+    assert pepper is not None
+    return keyed_hash(pepper, token)
 
 
 # -- no credential in clear ------------------------------------------------------------------
@@ -808,7 +818,7 @@ def test_database_holds_no_credential_in_clear(runtime: Runtime, settings: Setti
     """An attacker with a copy of the database (or, on SQLite, of the data directory) finds
     no session token, API key, password or TOTP secret they could present."""
     assert bob.one_time_password is not None
-    token = login_admin(runtime, initialized, current_step()).token
+    token = login_admin(runtime, initialized, current_step(runtime)).token
     api_key = accounts.create_service(runtime, auditor(runtime), admin_principal(initialized),
                                       name="Seller Central Ingest", grants=[]).api_key
     credentials = [token, api_key, ADMIN_PASSWORD, bob.one_time_password,
@@ -839,7 +849,7 @@ def test_database_holds_no_credential_in_clear(runtime: Runtime, settings: Setti
 
 
 def test_login_timestamps_are_utc(runtime: Runtime, initialized: bootstrap.InitResult) -> None:
-    issued = login_admin(runtime, initialized, current_step())
+    issued = login_admin(runtime, initialized, current_step(runtime))
     assert issued.expires_at.utcoffset() == timedelta(0)
     [row] = table(runtime, SessionRow)
     for column in ("created_at", "last_seen_at", "expires_at"):

@@ -123,9 +123,10 @@ def test_service_login_stores_its_api_key_owner_only(users: Users) -> None:
 def test_wrong_password_fails_and_never_prints_it(server: Server, users: Users) -> None:
     cli = Cli(users.workdir / "wrong-password")
     wrong = "not the admins password 123"
+    code = totp_code(server.admin_totp_secret, server.runtime.clock)
     result = cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
-                     "--email", ADMIN_EMAIL, "--totp", totp_code(server.admin_totp_secret),
-                     "--password-stdin", stdin=wrong + "\n")
+                     "--email", ADMIN_EMAIL, "--totp", code, "--password-stdin",
+                     stdin=wrong + "\n")
     assert result.code == 1, result
     assert "invalid_credentials" in result.stderr
     assert wrong not in result.output
@@ -176,7 +177,7 @@ def test_admin_creates_a_person_who_must_change_the_password(server: Server,
     with server.client() as client:
         response = client.post("/session", json={
             "email": email, "password": created["one_time_password"],
-            "totp": totp_code(created["totp_secret"])})
+            "totp": totp_code(created["totp_secret"], server.runtime.clock)})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "password_change_required"
 

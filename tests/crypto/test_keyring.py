@@ -52,7 +52,7 @@ def fresh_keyring(runtime: Runtime) -> Keyring:
 
 
 def fresh_runtime(runtime: Runtime) -> Runtime:
-    return Runtime(runtime.settings, runtime.store, fresh_keyring(runtime))
+    return Runtime(runtime.settings, runtime.store, fresh_keyring(runtime), runtime.clock)
 
 
 def seal_under(keys: list[NewDataKey]) -> dict[str, bytes]:

@@ -188,7 +188,7 @@ def test_each_principal_has_a_budget_of_searches_per_hour(
     """Looping over postal codes (the review's attack) stops at the budget; another
     principal still has its own; nothing is written for a refused search."""
     limited = Runtime(settings.model_copy(update={"search_budget_per_hour": 3}),
-                      runtime.store, runtime.keyring)
+                      runtime.store, runtime.keyring, runtime.clock)
     for code in ("10001", "10002", "10003"):
         _search(limited, "acme", principal="acc_mapper", postal_code=code)
     before = len(_events(runtime))

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
 from sqlalchemy.dialects import sqlite
 
+from sellervault.clock import ManualClock
 from sellervault.store.engine import make_engine
 from sellervault.store.ids import new_id, new_ids
 from sellervault.store.types import UTCDateTime
@@ -92,22 +92,21 @@ def test_stored_and_read_back_through_sqlite(tmp_path: Path) -> None:
 
 
 def test_ids_are_uuid7_hex_in_time_order() -> None:
-    before = time.time_ns() // 1_000_000
-    ids = new_ids(1000)
-    after = time.time_ns() // 1_000_000
+    clock = ManualClock(datetime(2026, 12, 4, 21, 0, 0, 123456, tzinfo=UTC))
+    ids = new_ids(1000, clock.now())
     assert len(set(ids)) == 1000
-    for value in [*ids, new_id()]:
+    for value in [*ids, new_id(clock.now())]:
         assert len(value) == 32 and value == value.lower()
         parsed = uuid.UUID(hex=value)
         assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
-        assert before <= int(value[:12], 16) <= after + 1000
-    later = new_ids(1)[0]
-    time.sleep(0.002)
-    assert new_ids(1)[0][:12] > later[:12]  # a later millisecond sorts after
+        assert int(value[:12], 16) == int(clock.timestamp() * 1000)  # the clock's millisecond
+    earlier = new_ids(1, clock.now())[0]
+    clock.advance(0.001)
+    assert new_ids(1, clock.now())[0][:12] > earlier[:12]  # a later millisecond sorts after
 
 
 def test_ids_keep_74_random_bits() -> None:
-    values = [int(value, 16) for value in new_ids(4000)]
+    values = [int(value, 16) for value in new_ids(4000, ManualClock().now())]
     varying = [bit for bit in range(80)
                if 0 < sum((value >> bit) & 1 for value in values) < len(values)]
     fixed = {76, 77, 78, 79, 62, 63}  # version 7 and the RFC variant

@@ -56,7 +56,7 @@ def test_the_database_sets_the_default(runtime: Runtime) -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_setting_overrides_the_default(settings: Settings, runtime: Runtime) -> None:
     tuned = Runtime(settings.model_copy(update={"worker_threads": 3}), runtime.store,
-                    runtime.keyring)
+                    runtime.keyring, runtime.clock)
     assert threads_after_start_up(api_of(tuned)) == 3
 
 

@@ -540,7 +540,7 @@ def test_a_request_head_just_under_the_limit_is_served(server: Server) -> None:
 def test_connections_past_the_limit_get_503(runtime: Runtime,
                                             initialized: bootstrap.InitResult) -> None:
     limited = Runtime(runtime.settings.model_copy(update={"max_connections": 3}),
-                      runtime.store, runtime.keyring)
+                      runtime.store, runtime.keyring, runtime.clock)
     with start_server(limited, initialized) as server:
         before = _last_seq(runtime)
         idle = [_tls(server) for _ in range(3)]  # connected, saying nothing

@@ -233,7 +233,7 @@ def test_the_search_budget_holds_against_parallel_requests(
     from concurrent.futures import ThreadPoolExecutor
 
     limited = Runtime(runtime.settings.model_copy(update={"search_budget_per_hour": 5}),
-                      runtime.store, runtime.keyring)
+                      runtime.store, runtime.keyring, runtime.clock)
     with start_server(limited, initialized) as own:
         admin = own.admin_token()
         reader, _ = own.create_person(admin, "pat.prober@example.test", "Pat Prober",

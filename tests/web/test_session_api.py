@@ -42,8 +42,9 @@ def _new_person(runtime: Runtime) -> tuple[str, str, str]:
     return account_id, email, secret
 
 
-def _code(secret: str, step_offset: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + 30 * step_offset)
+def _code(server: Server, secret: str, step_offset: int = 0) -> str:
+    """A code for the server's clock's step (+ ``step_offset``)."""
+    return pyotp.TOTP(secret).at(server.runtime.clock.timestamp() + 30 * step_offset)
 
 
 def _login(server: Server, email: str, code: str) -> httpx.Response:
@@ -102,7 +103,7 @@ def test_one_totp_code_logs_in_once_when_two_logins_carry_it_at_once(
     single-use check on their own read and both got a session. Now the second one's write
     finds the step used and it is refused like any replay."""
     account_id, email, secret = _new_person(server.runtime)
-    code = _code(secret)
+    code = _code(server, secret)
     with ThreadPoolExecutor(2) as pool, _row_locked(server.runtime, account_id) as queued:
         first = pool.submit(_login, server, email, code)
         second = pool.submit(_login, server, email, code)
@@ -118,9 +119,10 @@ def test_a_login_overlapping_a_password_change_gets_no_session(server: Server) -
     issued after the change had revoked every session)."""
     account_id, email, secret = _new_person(server.runtime)
     with ThreadPoolExecutor(2) as pool, _row_locked(server.runtime, account_id) as queued:
-        change = pool.submit(_change, server, email, _code(secret))
+        change = pool.submit(_change, server, email, _code(server, secret))
         queued(1)  # the change goes first in the row's queue
-        login = pool.submit(_login, server, email, _code(secret, +1))  # a later, unused step
+        later = _code(server, secret, +1)  # a later, unused step
+        login = pool.submit(_login, server, email, later)
         queued(2)
     assert change.result().status_code == 204
     refused = login.result()
@@ -134,9 +136,9 @@ def test_a_session_issued_just_before_a_password_change_is_revoked(server: Serve
     the change that follows revokes it."""
     account_id, email, secret = _new_person(server.runtime)
     with ThreadPoolExecutor(2) as pool, _row_locked(server.runtime, account_id) as queued:
-        login = pool.submit(_login, server, email, _code(secret))
+        login = pool.submit(_login, server, email, _code(server, secret))
         queued(1)
-        change = pool.submit(_change, server, email, _code(secret, +1))
+        change = pool.submit(_change, server, email, _code(server, secret, +1))
         queued(2)
     token = login.result().json()["token"]
     assert change.result().status_code == 204
@@ -149,7 +151,7 @@ def test_simultaneous_logins_with_one_code_give_one_session(server: Server,
                                                             requests: int) -> None:
     """The same, with nothing held: the requests are released together by a barrier."""
     account_id, email, secret = _new_person(server.runtime)
-    code = _code(secret)
+    code = _code(server, secret)
     barrier = threading.Barrier(requests)
 
     def attempt() -> int:

@@ -46,7 +46,6 @@ from sellervault.crypto.credentials import (
 from sellervault.crypto.errors import DecryptionError
 from sellervault.runtime import Runtime
 from sellervault.store.prepared import Prepared
-from sellervault.store.types import utcnow
 
 CREDENTIAL_PEPPER = "credential-pepper"
 ACCOUNT_SECRETS = "account-secrets"
@@ -144,7 +143,7 @@ def _add_person(rt: Runtime, session: Session, *, email: str, name: str, passwor
         raise AccountConflictError(ACCOUNT_EXISTS)
     account_id = _new_id("acc_")
     totp_secret = pyotp.random_base32()
-    now = utcnow()
+    now = rt.clock.now()
     session.add(Account(
         id=account_id, kind="person", email=mailbox.email, mailbox_key=mailbox.key,
         name=name.strip(), status="active",
@@ -170,8 +169,8 @@ def _check_grants(grants: list[Grant]) -> None:
             "pii-reader cannot be held together with admin or operator (separation of duties)")
 
 
-def _add_grants(session: Session, account_id: str, grants: list[Grant], by: str | None) -> None:
-    now = utcnow()
+def _add_grants(session: Session, account_id: str, grants: list[Grant], by: str | None,
+                now: datetime) -> None:
     for grant in dict.fromkeys(grants):
         session.add(GrantRow(account_id=account_id, role=grant.role.value, tenant=grant.tenant,
                              granted_by=by, granted_at=now))
@@ -187,7 +186,7 @@ def create_first_admin(rt: Runtime, auditor: Auditor, *, email: str, name: str,
                                               password=password, must_change=False,
                                               created_by=None)
         session.flush()
-        _add_grants(session, account_id, [Grant(Role.ADMIN, "*")], None)
+        _add_grants(session, account_id, [Grant(Role.ADMIN, "*")], None, rt.clock.now())
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
                        target_type="account", target_id=account_id, count=1)
     return NewPerson(account_id, None, totp_secret)
@@ -202,7 +201,7 @@ def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: s
                                               password=one_time_password, must_change=True,
                                               created_by=creator.id)
         session.flush()
-        _add_grants(session, account_id, grants, creator.id)
+        _add_grants(session, account_id, grants, creator.id, rt.clock.now())
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
                        target_type="account", target_id=account_id, count=len(grants))
     return NewPerson(account_id, one_time_password, totp_secret)
@@ -214,14 +213,14 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
     _check_grants(grants)
     approvals.check_service_grants(grants)
     status = approvals.service_status(grants)
-    now = utcnow()
+    now = rt.clock.now()
     with rt.store.transaction() as session:
         account_id = _new_id("svc_")
         session.add(Account(id=account_id, kind="service", email=None, name=name.strip(),
                             status=status, must_change_password=False, totp_last_step=0,
                             failed_logins=0, created_by=creator.id, created_at=now))
         session.flush()
-        _add_grants(session, account_id, grants, creator.id)
+        _add_grants(session, account_id, grants, creator.id, rt.clock.now())
         api_key = new_token(API_KEY_PREFIX)
         session.add(ApiKey(
             key_hash=keyed_hash(_pepper(rt, session), api_key), key_id=secrets.token_hex(8),
@@ -245,7 +244,7 @@ def _totp_step(rt: Runtime, session: Session, account: Account, code: str) -> in
     except DecryptionError:
         return None  # a secret moved from another account: a failed login, never a 500
     totp = pyotp.TOTP(secret.decode())
-    current = int(utcnow().timestamp()) // TOTP_STEP_SECONDS
+    current = int(rt.clock.timestamp()) // TOTP_STEP_SECONDS
     for step in (current - 1, current, current + 1):
         expected = totp.at(step * TOTP_STEP_SECONDS)
         if constant_time_equal(expected.encode(), code.encode()) and step > account.totp_last_step:
@@ -319,7 +318,7 @@ def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
 
 
 def _issue_session(rt: Runtime, session: Session, account: Account) -> IssuedSession:
-    now = utcnow()
+    now = rt.clock.now()
     token = new_token(SESSION_PREFIX)
     expires_at = now + timedelta(hours=rt.settings.session_absolute_hours)
     session.add(SessionRow(token_hash=keyed_hash(_pepper(rt, session), token),
@@ -351,13 +350,13 @@ def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_passwo
         else:
             ok = True
             account.password_hash = hash_password(new_password_value)
-            account.password_changed_at = utcnow()
+            account.password_changed_at = now = rt.clock.now()
             account.must_change_password = False
             account.failed_logins = 0
             # A changed password ends every open session of the account.
             session.execute(update(SessionRow).where(
                 SessionRow.account_id == account.id, SessionRow.revoked_at.is_(None)
-            ).values(revoked_at=utcnow()))
+            ).values(revoked_at=now))
             auditor.record(session, Action.PASSWORD_CHANGE, Outcome.SUCCESS,
                            target_type="account", target_id=account.id)
     if not ok:
@@ -414,12 +413,12 @@ class _TokenLookup:
     now: datetime
 
 
-def _token_lookup(pepper: bytes, token: str) -> _TokenLookup:
+def _token_lookup(pepper: bytes, token: str, now: datetime) -> _TokenLookup:
     is_session = token.startswith(SESSION_PREFIX)
     if not (is_session or token.startswith(API_KEY_PREFIX)):
         raise UnauthenticatedError()
     return _TokenLookup(_SESSION_LOOKUP if is_session else _API_KEY_LOOKUP,
-                        {"h": keyed_hash(pepper, token)}, is_session, utcnow())
+                        {"h": keyed_hash(pepper, token)}, is_session, now)
 
 
 Touch = tuple[Prepared, dict[str, Any]]
@@ -452,7 +451,7 @@ async def authenticate(rt: Runtime, token: str) -> Principal:
     pepper = rt.keyring.cached_system_key(CREDENTIAL_PEPPER)
     if pepper is None:  # first use in this process: read (or make) it
         pepper = await rt.store.offload(_request_pepper, rt)
-    lookup = _token_lookup(pepper, token)
+    lookup = _token_lookup(pepper, token, rt.clock.now())
     async with rt.store.connect() as db:
         rows = await db.all(lookup.statement, lookup.params)
         principal, touches = _principal_of(rt, lookup, rows)

@@ -187,7 +187,7 @@ class Keyring:
         keys: list[NewDataKey] = []
 
         def rows() -> Iterator[dict[str, object]]:
-            for data_key_id in new_ids(count):  # time-ordered: the primary-key index appends
+            for data_key_id in new_ids(count, now):  # time-ordered: the primary-key index appends
                 key = new_key()
                 wrapped = kek.seal(key, _data_key_context(tenant_id, data_key_id, kek_version))
                 keys.append(NewDataKey(data_key_id, Cipher(key)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from pydantic_core import PydanticSerializationError, from_json, to_json
@@ -50,7 +51,6 @@ from sellervault.store.bulk import BulkInsert
 from sellervault.store.driver import Db
 from sellervault.store.ids import new_ids
 from sellervault.store.prepared import Prepared
-from sellervault.store.types import utcnow
 
 SEARCH_LIMIT = 100
 ORDERS = cast(Table, Order.__table__)
@@ -155,8 +155,9 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
 
 
 def store_orders(session: Session, keyring: Keyring, tenant_id: str,
-                 orders: Sequence[MappedOrder], *, canary: bool = False) -> IngestResult:
-    """The storage step of ingest, inside the caller's transaction."""
+                 orders: Sequence[MappedOrder], now: datetime, *,
+                 canary: bool = False) -> IngestResult:
+    """The storage step of ingest, inside the caller's transaction, at ``now``."""
     latest = {order.amazon_order_id: order for order in orders}  # a re-sent id: last wins
     keyring.ensure_tenant(session, tenant_id)
     existing = {
@@ -169,10 +170,9 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     }
     index = keyring.blind_index(session, tenant_id)
     fresh = [order for amazon_id, order in latest.items() if amazon_id not in existing]
-    now = utcnow()
     if fresh:
         data_keys = keyring.new_data_keys(session, tenant_id, len(fresh))
-        order_ids = new_ids(len(fresh))  # time-ordered: the primary-key index appends
+        order_ids = new_ids(len(fresh), now)  # time-ordered: the primary-key index appends
 
         def rows() -> Iterator[dict[str, Any]]:
             for order, order_id, data_key in zip(fresh, order_ids, data_keys, strict=True):
@@ -203,7 +203,7 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
 def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
            orders: Sequence[MappedOrder]) -> IngestResult:
     with rt.store.transaction() as session:
-        result = store_orders(session, rt.keyring, tenant_id, orders)
+        result = store_orders(session, rt.keyring, tenant_id, orders, rt.clock.now())
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type="order", count=result.ingested)
     return result
@@ -317,7 +317,7 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
         raise SearchRequestError("give buyer_email, buyer_phone or postal_code")
     budget = Budget(SEARCH_BUDGET, rt.settings.search_budget_per_hour, SEARCH_WINDOW_SECONDS)
     with rt.store.transaction() as session:
-        budgets.take(session, budget, principal_id, utcnow())
+        budgets.take(session, budget, principal_id, rt.clock.now())
         try:
             index = rt.keyring.blind_index(session, tenant_id)
         except UnknownTenantKeyError:
@@ -350,7 +350,8 @@ def seed_canaries(rt: Runtime, auditor: Auditor, tenant_id: str,
                   orders: Sequence[MappedOrder]) -> IngestResult:
     """Store honeytoken orders: indistinguishable from real ones except by this flag."""
     with rt.store.transaction() as session:
-        result = store_orders(session, rt.keyring, tenant_id, orders, canary=True)
+        result = store_orders(session, rt.keyring, tenant_id, orders, rt.clock.now(),
+                              canary=True)
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type="canary", count=result.ingested)
     return result

@@ -22,22 +22,23 @@ land on the same edge of the tree.
 from __future__ import annotations
 
 import os
-import time
+from datetime import datetime
 
 _RANDOM_BYTES = 10  # 80 bits, 6 of which are then overwritten by the version and variant
 _CLEAR = ~((0xF << 76) | (0x3 << 62))
 _VERSION_7_VARIANT_RFC = (0x7 << 76) | (0x2 << 62)
 
 
-def new_ids(count: int) -> list[str]:
-    """``count`` fresh ids for rows created now (one clock read and one CSPRNG call)."""
-    prefix = (time.time_ns() // 1_000_000) << 80
+def new_ids(count: int, at: datetime) -> list[str]:
+    """``count`` fresh ids for rows created at ``at`` (the runtime clock's now): one CSPRNG
+    call."""
+    prefix = (int(at.timestamp() * 1000)) << 80
     random = os.urandom(_RANDOM_BYTES * count)
     fixed = prefix | _VERSION_7_VARIANT_RFC
     return [f"{fixed | (int.from_bytes(random[i:i + _RANDOM_BYTES]) & _CLEAR):032x}"
             for i in range(0, _RANDOM_BYTES * count, _RANDOM_BYTES)]
 
 
-def new_id() -> str:
+def new_id(at: datetime) -> str:
     """One fresh id."""
-    return new_ids(1)[0]
+    return new_ids(1, at)[0]
