@@ -3,18 +3,26 @@
 - A job has a name fit for an event's target id and a command line, a positive interval, at
   least one attempt; a registry holds each name once and finds a job by it (an unknown name is
   refused without being echoed).
-- ``serve`` runs ``sessions-purge`` hourly; its function is the accounts service's own.
+- ``serve`` runs ``sessions-purge`` hourly; its function is the accounts service's own, and
+  its run's event counts the sessions it deleted.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 import pytest
 
+from sellervault import bootstrap
 from sellervault.accounts import service as accounts
+from sellervault.accounts.models import SessionRow
+from sellervault.clock import ManualClock
 from sellervault.jobs.registry import JOBS, SESSIONS_PURGE, Job, Registry, UnknownJobError
+from sellervault.jobs.runner import Runner
+from sellervault.jobs.scheduler import system_actor
 from sellervault.runtime import Runtime
+from tests.jobs.helpers import run_events
 
 
 def nothing(rt: Runtime) -> int:
@@ -58,3 +66,19 @@ def test_serve_purges_sessions_hourly() -> None:
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
+
+
+def test_sessions_purge_as_a_job_records_how_many_sessions_it_deleted(
+        rt: Runtime, clock: ManualClock, initialized: bootstrap.InitResult) -> None:
+    long_ago = clock.now() - timedelta(days=3)
+    with rt.store.transaction() as session:
+        session.add(SessionRow(token_hash=secrets.token_bytes(32),
+                               account_id=initialized.admin_id, created_at=long_ago,
+                               last_seen_at=long_ago, expires_at=long_ago + timedelta(hours=8)))
+    runner = Runner(rt, JOBS, system_actor())
+    runner.run_due()
+    clock.advance(SESSIONS_PURGE.interval)
+    [result] = runner.run_due()
+    assert result.count == 1
+    [event] = run_events(rt)
+    assert (event.target_id, event.outcome, event.count) == ("sessions-purge", "success", 1)

@@ -250,7 +250,8 @@ def jobs_list(
 ) -> None:
     """Each job: how often it runs, when its last run ended and how (its count), when the
     next is due (UTC). A job no server has scheduled yet shows "-": a server schedules it at
-    start, one interval ahead. Read from the database, so it shows every server's runs."""
+    start, one interval ahead. Read from the database, so it shows every server's runs; the
+    read is recorded as a jobs:list event."""
     settings = settings_for(data_dir)
     try:
         states = bootstrap.list_jobs(settings)
