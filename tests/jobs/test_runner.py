@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -256,7 +257,8 @@ def test_stopping_ends_the_wait_before_the_next_attempt(rt: Runtime,
     assert [event.outcome for event in run_events(rt)] == ["error"]
 
 
-def test_a_database_out_of_reach_raises_nothing(rt: Runtime, tmp_path: object,
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_database_out_of_reach_raises_nothing(rt: Runtime, tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     gone = Store.from_url(f"sqlite:///{tmp_path}/no-such-directory/x.db")
     try:

@@ -21,7 +21,8 @@ that outlasts its interval is still going when the next one falls due. On Postgr
 attempt to run holds a transaction-scoped advisory lock (``pg_try_advisory_xact_lock``, on a
 connection of its own, taken before the claim and held to the end of the run): a runner that
 cannot take it does not claim. The lock ends with the run, and with its process or its
-connection, so a run that crashed blocks nothing. SQLite has no such lock, so the row's
+connection, so a run that crashed blocks nothing (there the claim ignores the row's
+``running_since``, which only tells ``jobs list``). SQLite has no such lock, so the row's
 ``running_since`` is a lease: a claim matches only while no run is in progress, or the one in
 progress has gone on longer than the job's ``max_duration`` (its process is then taken for
 dead). The advisory lock alone would not do: it says that nobody runs the job now, not that

@@ -84,6 +84,7 @@ class Scheduler:
         self._stopping.set()
         if self._timer.running:
             self._timer.shutdown(wait=False)
+            await anyio.sleep(0)  # (APScheduler's asyncio shutdown runs at the loop's next turn)
         worker = self._worker
         if worker is None:
             return True
