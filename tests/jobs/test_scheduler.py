@@ -88,7 +88,7 @@ def test_a_job_at_work_holds_up_no_request_and_stopping_waits_for_it(
                 for _ in range(3):
                     started = time.monotonic()
                     assert client.get("/health").status_code == 200
-                    assert time.monotonic() - started < 2
+                    assert time.monotonic() - started < 5  # (blocked, it would wait for ever)
             assert run_events(rt) == []
         finally:
             # The server stops while the job is still at work; it ends half a second later.
