@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sellervault import bootstrap
 from sellervault.clock import Clock, ManualClock
 from sellervault.config import Settings, load_settings
+from sellervault.jobs.registry import JOBS, Registry
 from sellervault.runtime import Runtime
 from sellervault.web.server import build_server
 
@@ -166,11 +167,13 @@ def run_in_thread(server: uvicorn.Server, sock: socket.socket) -> Iterator[None]
 
 
 @contextmanager
-def start_server(runtime: Runtime, initialized: bootstrap.InitResult) -> Iterator[Server]:
-    """SellerVault itself, built by the product's ``build_server`` (TLS only), on loopback."""
+def start_server(runtime: Runtime, initialized: bootstrap.InitResult,
+                 jobs: Registry = JOBS) -> Iterator[Server]:
+    """SellerVault itself, built by the product's ``build_server`` (TLS only), on loopback,
+    running ``jobs`` as ``serve`` does."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    with run_in_thread(build_server(runtime, "127.0.0.1", port), sock):
+    with run_in_thread(build_server(runtime, "127.0.0.1", port, jobs), sock):
         yield Server(f"https://127.0.0.1:{port}", initialized.certificate, runtime,
                      initialized.totp_secret)
 

@@ -23,6 +23,8 @@ from sellervault.config import Settings
 from sellervault.crypto.certificates import generate_self_signed
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
+from sellervault.jobs.registry import JOBS
+from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import Store
@@ -161,6 +163,31 @@ def rotate_tenant_key(settings: Settings, tenant_id: str) -> int:
                 session, Action.KEYS_ROTATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,
                 target_type="tenant-key", target_id=str(version))
         return version
+    finally:
+        runtime.close()
+
+
+def list_jobs(settings: Settings) -> list[JobState]:
+    """Where each periodic job stands, read from the database the servers share; the read is
+    a ``jobs:list`` event."""
+    runtime = open_runtime(settings)
+    try:
+        states = Runner(runtime, JOBS, cli_actor()).states()
+        with runtime.store.transaction() as session:
+            Auditor(runtime.audit, cli_actor()).record(
+                session, Action.JOBS_LIST, Outcome.SUCCESS, target_type="job",
+                count=len(states))
+        return states
+    finally:
+        runtime.close()
+
+
+def run_job(settings: Settings, name: str, attempts: int | None = None) -> RunResult:
+    """Run one job now, in this process, as the CLI (``Runner.run_now``). Safe while servers
+    run: it is claimed like a scheduled run, so it never overlaps one."""
+    runtime = open_runtime(settings)
+    try:
+        return Runner(runtime, JOBS, cli_actor(), attempts=attempts).run_now(name)
     finally:
         runtime.close()
 

@@ -9,6 +9,8 @@
   TOTP code) before the first session; changing a password ends every open session.
 - A bearer token is a session (idle 15 min, absolute 8 h) or a service API key (expires
   within 365 days); revoked, expired, forged or mangled tokens are refused.
+- The rows of sessions that ended (expired, idle, revoked) more than a day ago are purged, by
+  the runtime's clock; every other session stays, and a live one still authenticates.
 - The database holds no credential in clear: tokens and keys as keyed hashes, passwords as
   Argon2id hashes, TOTP secrets encrypted and bound to their account.
 - One account per mailbox: an email that looks like an existing one (a Cyrillic letter,
@@ -26,6 +28,7 @@ import hashlib
 import secrets
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -746,6 +749,54 @@ def test_session_absolute_timeout_is_8_hours(runtime: Runtime, initialized: boot
     clock.set(row["expires_at"])  # active, but 8 hours old
     with pytest.raises(UnauthenticatedError):
         authenticate(runtime, token)
+
+
+def test_purge_deletes_exactly_the_sessions_that_ended_over_a_day_ago(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    clock = ManualClock()
+    rt = replace(runtime, clock=clock)
+    now, day, hour, minute = clock.now(), timedelta(days=1), timedelta(hours=1), timedelta(
+        minutes=1)
+    idle = timedelta(minutes=rt.settings.session_idle_minutes)
+    # Each ended one way only (its other deadlines still ahead), a day and a minute ago or
+    # 23 hours ago.
+    sessions = {
+        "live": (now - hour, now - minute, now + 7 * hour, None),
+        "expired over a day ago": (now - day - 8 * hour, now - day - 2 * minute,
+                                   now - day - minute, None),
+        "expired 23 hours ago": (now - 31 * hour, now - 23 * hour - 2 * minute,
+                                 now - 23 * hour, None),
+        "idle over a day ago": (now - day - 20 * minute, now - day - idle - minute,
+                                now - day + 7 * hour, None),
+        "idle 23 hours ago": (now - 23 * hour - 30 * minute, now - 23 * hour - idle,
+                              now - 16 * hour, None),
+        "revoked over a day ago": (now - day - hour, now - day - minute, now - day + 7 * hour,
+                                   now - day - minute),
+        "revoked 23 hours ago": (now - 24 * hour, now - 23 * hour, now - 17 * hour,
+                                 now - 23 * hour),
+    }
+    hashes = {}
+    with rt.store.transaction() as session:
+        for label, (created, last_seen, expires, revoked) in sessions.items():
+            token_hash = secrets.token_bytes(32)
+            hashes[token_hash] = label
+            session.add(SessionRow(token_hash=token_hash,
+                                   account_id=initialized.admin_id, created_at=created,
+                                   last_seen_at=last_seen, expires_at=expires,
+                                   revoked_at=revoked))
+    token = login_admin(rt, initialized, current_step(rt)).token
+
+    def remaining() -> set[str]:
+        return {hashes.get(row["token_hash"], "logged in") for row in table(rt, SessionRow)}
+
+    assert accounts.purge_sessions(rt) == 3
+    assert remaining() == {"live", "logged in", "expired 23 hours ago", "idle 23 hours ago",
+                           "revoked 23 hours ago"}
+    assert accounts.purge_sessions(rt) == 0
+    clock.advance(hour + timedelta(seconds=1))  # the 23-hour-old ones pass a day
+    assert accounts.purge_sessions(rt) == 3
+    assert remaining() == {"live", "logged in"}
+    assert authenticate(rt, token).id == initialized.admin_id
 
 
 def test_service_api_key_authenticates_until_expiry_or_revocation(

@@ -2,7 +2,7 @@
 
 Each event's MAC is HMAC-SHA256, under the security-log key (wrapped by the root key), of
 the previous event's MAC and the event's own fields; a one-row head holds the last sequence
-number and MAC. ``audit.service.verify`` walks the chain and names the first bad event.
+number and MAC. ``audit.verification.verify`` walks the chain and names the first bad event.
 
 The attacker here can write the database with SQL but cannot read the keys: every edit,
 deletion, reordering or forged hash must make ``verify`` fail at the first bad ``seq``.

@@ -1,6 +1,7 @@
 """`sellervault` bootstrap commands (cli/main.py) run as the real executable: init on a fresh
 data directory, refusals that leave nothing behind, help for every command, serve over TLS,
-and `audit verify` catching an edited or deleted security event."""
+`audit verify` catching an edited or deleted security event, and the periodic jobs listed and
+run by hand (a failed run exits 1, a run in progress on a server is never overlapped)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import ssl
 import stat
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import httpx
 import pyotp
 import pytest
 import typer
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 from typer.testing import CliRunner
 
 from sellervault import bootstrap
@@ -27,11 +29,14 @@ from sellervault.accounts.passwords import verify_password
 from sellervault.audit.models import EventRow
 from sellervault.cli.main import app
 from sellervault.config import Settings
+from sellervault.jobs.models import JobRunRow
+from sellervault.jobs.runner import JOB_FAILED, JOB_RUNNING, job_lock_id
+from sellervault.store.types import utcnow
 from tests.cli.helpers import COMMAND, Cli, mode
 from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
 
 CONTRACT_COMMANDS = {"init", "serve", "demo", "audit verify", "login", "accounts create",
-                     "orders get", "import"}
+                     "orders get", "import", "jobs list", "jobs run"}
 
 
 @pytest.fixture
@@ -84,7 +89,8 @@ def test_every_command_has_help() -> None:
 def test_help_of_the_real_executable_lists_the_commands(cli: Cli) -> None:
     result = cli.run("--help")
     assert result.code == 0, result
-    for name in ("init", "serve", "demo", "audit", "login", "accounts", "orders", "import"):
+    for name in ("init", "serve", "demo", "audit", "login", "accounts", "orders", "import",
+                 "jobs"):
         assert name in result.stdout
 
 
@@ -342,3 +348,115 @@ def test_rotate_tenant_rewraps_data_keys(cli: Cli, settings: Settings,
     unknown = cli.run("keys", "rotate-tenant", "nobody", "--data-dir", settings.data_dir,
                       env=database_env(settings))
     assert unknown.code == 2, unknown
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+def jobs_events(settings: Settings) -> list[tuple[Any, ...]]:
+    engine = create_engine(settings.effective_database_url())
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(
+                select(EventRow.action, EventRow.channel, EventRow.outcome, EventRow.target_id,
+                       EventRow.count, EventRow.reason)
+                .where(EventRow.action.like("jobs:%")).order_by(EventRow.seq))]
+    finally:
+        engine.dispose()
+
+
+def add_session_ended_days_ago(settings: Settings, initialized: bootstrap.InitResult,
+                               days: int) -> None:
+    from sellervault.accounts.models import SessionRow
+
+    ended = utcnow() - timedelta(days=days)
+    runtime = bootstrap.open_runtime(settings)
+    try:
+        with runtime.store.transaction() as session:
+            session.add(SessionRow(token_hash=os.urandom(32), account_id=initialized.admin_id,
+                                   created_at=ended - timedelta(hours=8), last_seen_at=ended,
+                                   expires_at=ended))
+    finally:
+        runtime.close()
+
+
+def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    args, env = ("--data-dir", settings.data_dir), database_env(settings)
+    listed = cli.run("jobs", "list", *args, env=env)
+    assert listed.code == 0, listed
+    header, purge = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "EVERY", "LAST", "RUN", "NEXT", "DUE"]
+    assert purge.split() == ["sessions-purge", "1h", "never", "-"]  # no server scheduled it
+
+    add_session_ended_days_ago(settings, initialized, days=2)
+    ran = cli.run("jobs", "run", "sessions-purge", *args, env=env)
+    assert ran.code == 0, ran
+    assert ran.stdout.strip() == "job sessions-purge: success, count 1"
+
+    listed = cli.run("jobs", "list", "--json", *args, env=env)
+    assert listed.code == 0, listed
+    [state] = listed.json()
+    assert (state["name"], state["interval_seconds"], state["last_outcome"],
+            state["last_count"], state["running_since"]) == ("sessions-purge", 3600, "success",
+                                                             1, None)
+    finished = datetime.fromisoformat(state["last_finished_at"])
+    assert abs(datetime.fromisoformat(state["next_due_at"]) - finished
+               - timedelta(hours=1)) < timedelta(minutes=1)  # the run by hand was the hour's
+    assert jobs_events(settings) == [
+        ("jobs:list", "cli", "success", None, 1, None),
+        ("jobs:run", "cli", "success", "sessions-purge", 1, None),
+        ("jobs:list", "cli", "success", None, 1, None),
+    ]
+
+
+def test_a_job_that_fails_exits_1_and_is_an_error_event(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    engine = create_engine(settings.effective_database_url())
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE sessions RENAME TO sessions_elsewhere"))
+        failed = cli.run("jobs", "run", "sessions-purge", "--attempts", "1", "--data-dir",
+                         settings.data_dir, env=database_env(settings))
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE sessions_elsewhere RENAME TO sessions"))
+    finally:
+        engine.dispose()
+    assert failed.code == 1, failed
+    assert "error: job sessions-purge failed after 1 attempt(s) (" in failed.stderr
+    assert "attempt 1 of 1 failed" in failed.stderr  # the log line: the error's class only
+    assert "Traceback" not in failed.output and "DELETE" not in failed.output
+    assert jobs_events(settings) == [("jobs:run", "cli", "error", "sessions-purge", None,
+                                      JOB_FAILED)]
+
+
+def test_a_run_by_hand_never_overlaps_a_run_in_progress(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    """A server's run of the job is going on: on PostgreSQL it holds the job's advisory lock,
+    on SQLite its claim is in the job's row."""
+    engine = create_engine(settings.effective_database_url())
+    try:
+        with engine.connect() as server:
+            if engine.dialect.name == "postgresql":
+                server.execute(select(func.pg_advisory_lock(job_lock_id("sessions-purge"))))
+            else:
+                server.execute(insert(JobRunRow).values(
+                    name="sessions-purge", next_due_at=utcnow(), running_since=utcnow()))
+                server.commit()
+            refused = cli.run("jobs", "run", "sessions-purge", "--data-dir",
+                              settings.data_dir, env=database_env(settings))
+    finally:
+        engine.dispose()
+    assert refused.code == 1, refused
+    assert "job sessions-purge is running elsewhere; not started again" in refused.stderr
+    assert jobs_events(settings) == [("jobs:run", "cli", "failed", "sessions-purge", None,
+                                      JOB_RUNNING)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_unknown_job_is_refused_without_being_echoed(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    result = cli.invoke("jobs", "run", "pat.buyer@example.test", "--data-dir",
+                        settings.data_dir)
+    assert result.code == 2, result
+    assert "no job has that name (sellervault jobs list)" in result.stderr
+    assert "pat.buyer" not in result.output

@@ -5,6 +5,9 @@ give them now, and their email its new normal form (so they still log in); servi
 none. Two existing people who are one mailbox stop the upgrade with a message naming the
 accounts, never the emails, and leave the database exactly as it was (still 0003). The
 downgrade drops the column; upgrading again works.
+
+0005 (search criteria in events) cannot be rolled back once an event records criteria. 0006 (job
+runs) rolls back leaving the runs' events in the log, which still verifies.
 """
 
 from __future__ import annotations
@@ -150,3 +153,24 @@ def test_0005_downgrade_is_refused_once_events_record_criteria(runtime: Runtime)
         migrate.downgrade(engine, "0004")
     assert "criteria" in {c["name"] for c in inspect(engine).get_columns("security_events")}
     assert verification.verify(runtime.store, runtime.keyring).ok
+
+
+# -- 0006: job runs --------------------------------------------------------------------------
+
+def test_0006_downgrades_leaving_the_runs_events_in_the_log(runtime: Runtime) -> None:
+    from sellervault.audit import verification
+    from sellervault.bootstrap import cli_actor
+    from sellervault.jobs.registry import JOBS
+    from sellervault.jobs.runner import Runner
+
+    engine = runtime.store.engine
+    Runner(runtime, JOBS, cli_actor()).run_now("sessions-purge")
+    migrate.downgrade(engine, "0005")
+    assert "job_runs" not in inspect(engine).get_table_names()
+    assert verification.verify(runtime.store, runtime.keyring).ok
+    with engine.connect() as connection:
+        assert connection.execute(text(
+            "SELECT count(*) FROM security_events WHERE action = 'jobs:run'")).scalar() == 1
+    migrate.upgrade(engine)
+    assert migrate.is_current(engine)
+    assert "job_runs" in inspect(engine).get_table_names()

@@ -38,6 +38,9 @@ class Action(StrEnum):
     AUDIT_VERIFY = "audit:verify"
     KEYS_ROTATE_ROOT = "keys:rotate-root"
     KEYS_ROTATE_TENANT = "keys:rotate-tenant"
+    # Periodic jobs (sellervault.jobs): a run, by the scheduler or by hand; the schedule read.
+    JOBS_RUN = "jobs:run"
+    JOBS_LIST = "jobs:list"
 
 
 PUBLIC_ACTIONS = frozenset(

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pyotp
-from sqlalchemy import CursorResult, bindparam, func, select, update
+from sqlalchemy import CursorResult, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,7 @@ CREDENTIAL_PEPPER = "credential-pepper"
 ACCOUNT_SECRETS = "account-secrets"
 TOTP_STEP_SECONDS = 30
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
+ENDED_SESSIONS_KEPT = timedelta(days=1)  # (sessions-purge)
 # Fixed: a lookalike or +tag of an existing email is refused with the same words.
 ACCOUNT_EXISTS = "this mailbox has an account already (the same email, a lookalike or a +tag)"
 # The unique constraints that say "this mailbox has an account" when a concurrent creation
@@ -467,3 +468,25 @@ def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Gra
         auditor.record(session, Action.ACCOUNTS_LIST, Outcome.SUCCESS, target_type="account",
                        count=len(listing))
         return listing
+
+
+def purge_sessions(rt: Runtime) -> int:
+    """Delete the rows of sessions that ended more than ``ENDED_SESSIONS_KEPT`` ago (their
+    absolute expiry passed, their idle timeout passed, or they were revoked); how many.
+
+    Such a row authenticates nothing (``authenticate`` refuses it) and only keeps a keyed hash
+    of a dead token and an account's last activity. The record of a session is not the row but
+    the security log: its ``session:create`` event, and the password change that revoked it,
+    stay there after the row is gone. A day's grace keeps recent rows for an operator looking
+    at what just happened. Run hourly by the ``sessions-purge`` job (``jobs.registry``), whose
+    ``jobs:run`` event carries the count; one statement, a scan of a table that holds about a
+    day of sessions."""
+    cutoff = rt.clock.now() - ENDED_SESSIONS_KEPT
+    idle = timedelta(minutes=rt.settings.session_idle_minutes)
+    with rt.store.transaction() as session:
+        purged = cast(CursorResult[Any], session.execute(
+            delete(SessionRow).where(or_(SessionRow.expires_at < cutoff,
+                                         SessionRow.revoked_at < cutoff,
+                                         SessionRow.last_seen_at < cutoff - idle))
+            .execution_options(synchronize_session=False)))
+    return purged.rowcount

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,11 +16,14 @@ from sqlalchemy.exc import DBAPIError
 
 from sellervault import bootstrap
 from sellervault.accounts.errors import AccountError
+from sellervault.audit.errors import LogError
 from sellervault.cli import client_commands
 from sellervault.config import ConfigError, Settings, load_settings
 from sellervault.crypto.credentials import new_password
 from sellervault.crypto.errors import KeyFileError
 from sellervault.crypto.keyring import UnknownTenantKeyError
+from sellervault.jobs.registry import JOBS, UnknownJobError
+from sellervault.jobs.runner import JobState, RunStatus
 
 app = typer.Typer(
     name="sellervault", no_args_is_help=True, add_completion=False,
@@ -31,6 +35,10 @@ app.add_typer(audit_app, name="audit")
 keys_app = typer.Typer(no_args_is_help=True, help="Key rotation (operators, on the data "
                        "directory).")
 app.add_typer(keys_app, name="keys")
+jobs_app = typer.Typer(no_args_is_help=True, help=(
+    "The periodic jobs `serve` runs (on the data directory): see where each stands, or run "
+    "one by hand. Every server process schedules them; each due run happens on one of them."))
+app.add_typer(jobs_app, name="jobs")
 client_commands.register(app)
 
 console = Console(soft_wrap=True)  # never hard-wrap paths, secrets or messages
@@ -208,6 +216,98 @@ def keys_rotate_tenant(
     except (bootstrap.BootstrapError, KeyFileError, UnknownTenantKeyError) as exc:
         raise fail(str(exc), 2) from None
     console.print(f"tenant {tenant}: key version {version} is active, data keys re-wrapped")
+
+
+def _moment(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _every(interval: timedelta) -> str:
+    seconds = int(interval.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _last_run(state: JobState) -> str:
+    if state.running_since is not None:
+        return f"running since {_moment(state.running_since)}"
+    if state.last_finished_at is None:
+        return "never"
+    count = f" ({state.last_count})" if state.last_count is not None else ""
+    return f"{_moment(state.last_finished_at)} {state.last_outcome}{count}"
+
+
+@jobs_app.command("list")
+def jobs_list(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
+) -> None:
+    """Each job: how often it runs, when its last run ended and how (its count), when the
+    next is due (UTC). A job no server has scheduled yet shows "-": a server schedules it at
+    start, one interval ahead. Read from the database, so it shows every server's runs; the
+    read is recorded as a jobs:list event."""
+    settings = settings_for(data_dir)
+    try:
+        states = bootstrap.list_jobs(settings)
+    except (bootstrap.BootstrapError, KeyFileError, LogError) as exc:
+        raise fail(str(exc), 2) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc), 2) from None
+    if as_json:
+        print(json.dumps([{
+            "name": state.job.name, "interval_seconds": int(state.job.interval.total_seconds()),
+            "running_since": _iso(state.running_since),
+            "last_finished_at": _iso(state.last_finished_at),
+            "last_outcome": state.last_outcome, "last_count": state.last_count,
+            "next_due_at": _iso(state.next_due_at),
+        } for state in states]))
+        return
+    rows = [("NAME", "EVERY", "LAST RUN", "NEXT DUE")] + [
+        (state.job.name, _every(state.job.interval), _last_run(state),
+         _moment(state.next_due_at)) for state in states]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        console.print("  ".join(cell.ljust(width)
+                                for cell, width in zip(row[:3], widths, strict=True))
+                      + "  " + row[3], highlight=False, markup=False)
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="The job to run: " + ", ".join(
+        f"{job.name} ({job.summary})" for job in JOBS) + ".")],
+    data_dir: DataDir = None,
+    attempts: Annotated[int | None, typer.Option(min=1, max=10, help=(
+        "Attempts before giving up (default: the job's own, 3); a failed attempt is retried "
+        "after 2 s, then 4 s, ..."))] = None,
+) -> None:
+    """Run one job once, now, in this process, whether it is due or not. It counts as the
+    job's run: the next is due one interval later. It never overlaps a run in progress on a
+    server (then it does nothing and exits 1). Recorded as a jobs:run event (channel cli).
+    Exit 0 when it succeeded, 1 when it failed or was already running, 2 when it could not
+    start (an unknown job, the data directory, the database)."""
+    settings = settings_for(data_dir)
+    try:
+        result = bootstrap.run_job(settings, name, attempts)
+    except (bootstrap.BootstrapError, KeyFileError, LogError, UnknownJobError) as exc:
+        raise fail(str(exc), 2) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc), 2) from None
+    if result.status is RunStatus.SUCCEEDED:
+        console.print(f"job {result.job}: success, count {result.count}", highlight=False)
+        return
+    if result.status is RunStatus.SKIPPED:
+        raise fail(f"job {result.job} is running elsewhere; not started again")
+    if result.attempts == 0:
+        raise fail(f"job {result.job} could not start ({result.error})", 2)
+    raise fail(f"job {result.job} failed after {result.attempts} attempt(s) ({result.error}); "
+               "recorded as a jobs:run error event")
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from sellervault import __version__
+from sellervault.jobs.registry import JOBS, Registry
+from sellervault.jobs.scheduler import Scheduler
 from sellervault.runtime import Runtime
 from sellervault.web import errors, openapi
 from sellervault.web.api import accounts, approvals, audit, meta, orders, session
@@ -62,23 +64,30 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
     return api
 
 
-def start_up(runtime: Runtime) -> Lifespan:
+def start_up(runtime: Runtime, jobs: Registry = JOBS) -> Lifespan:
     """The server's start-up and shut-down. Routes that block (plain functions) run on
     anyio's worker threads: the pool is sized to ``Runtime.worker_threads``. On PostgreSQL the
-    hot path's connections for the event loop open here and close at shut-down."""
+    hot path's connections for the event loop open here and close at shut-down. The periodic
+    ``jobs`` are scheduled from start-up until shut-down (``jobs.scheduler``; their work runs
+    on a thread of their own)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.worker_threads
         await runtime.store.open_async(EVENT_LOOP_CONNECTIONS)
+        scheduler = Scheduler(runtime, jobs)
+        scheduler.start()
         try:
             yield
         finally:
-            await runtime.store.close_async()
+            try:
+                await scheduler.stop()
+            finally:
+                await runtime.store.close_async()
 
     return lifespan
 
 
-def create_app(runtime: Runtime) -> ASGIApp:
-    return SecurityMiddleware(build_api(start_up(runtime)), runtime,
+def create_app(runtime: Runtime, jobs: Registry = JOBS) -> ASGIApp:
+    return SecurityMiddleware(build_api(start_up(runtime, jobs)), runtime,
                               runtime.settings.hsts_max_age)

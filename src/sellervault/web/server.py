@@ -6,6 +6,7 @@ import gc
 
 import uvicorn
 
+from sellervault.jobs.registry import JOBS, Registry
 from sellervault.runtime import Runtime
 from sellervault.web.app import create_app
 from sellervault.web.limits import bounded_protocol
@@ -28,10 +29,12 @@ class TLSOnlyConfig(uvicorn.Config):
         harden(self.ssl, self._min_tls)
 
 
-def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
+def build_server(runtime: Runtime, host: str, port: int,
+                 jobs: Registry = JOBS) -> uvicorn.Server:
+    """The server, running ``jobs`` while it serves (tests give their own registry)."""
     settings = runtime.settings
     config = TLSOnlyConfig(
-        create_app(runtime),
+        create_app(runtime, jobs),
         host=host,
         port=port,
         ssl_certfile=str(settings.certificate_file),
@@ -41,7 +44,7 @@ def build_server(runtime: Runtime, host: str, port: int) -> uvicorn.Server:
         server_header=False,
         log_level="warning",
         proxy_headers=False,
-        lifespan="on",  # the app's start-up sizes its worker threads
+        lifespan="on",  # the app's start-up sizes its worker threads, starts the jobs' ticks
         # 400 for what the parser refuses, 431 past 16 KiB of head (or of framing ahead of
         # a chunked body's data), 408 for a body too slow, 503 past limit_concurrency; each
         # refusal an http:refused event

@@ -1,0 +1,95 @@
+"""The scheduler ``serve`` runs its periodic jobs with, started and stopped with the server.
+
+APScheduler (3.x, its ``AsyncIOScheduler``) fires a tick every ``TICK_SECONDS`` on the server's
+event loop: a timer, and nothing else, runs there. A tick hands the jobs to a thread of their
+own (``Runner.run_due``: read which runs are due by the runtime's clock, claim and run them),
+so neither the jobs' database work nor their waits between attempts hold up the event loop or
+take one of the threads that run requests. A tick that finds the previous one still at work
+(a long run) does nothing. Which jobs are due, and which process runs them, is decided in the
+database (``jobs.runner``), so every server process runs a scheduler and each due run still
+happens once; a run is due within about ``TICK_SECONDS`` of its time.
+
+Nothing a job does reaches request handling: the runner raises nothing (failures are logged
+and recorded as events), and a tick that fails all the same is caught here, so neither a
+request nor the next tick sees it. Stopping ends the ticks, tells a run waiting to retry not
+to, and waits for the run in progress (at most ``STOP_WAIT_SECONDS``, off the event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC
+
+import anyio.to_thread
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from sellervault.audit.events import Actor, Channel
+from sellervault.jobs.registry import JOBS, Registry
+from sellervault.jobs.runner import Runner
+from sellervault.runtime import Runtime
+
+log = logging.getLogger("sellervault.jobs")
+
+TICK_SECONDS = 1.0
+STOP_WAIT_SECONDS = 30.0
+TICK_ID = "sellervault-jobs-tick"
+
+
+def system_actor() -> Actor:
+    """Who runs a scheduled job: the system, on this host."""
+    return Actor(channel=Channel.SYSTEM, source_ip="local")
+
+
+class Scheduler:
+    """The ticks of one server process (see the module's docstring)."""
+
+    def __init__(self, runtime: Runtime, registry: Registry = JOBS, *,
+                 tick_seconds: float = TICK_SECONDS) -> None:
+        self._stopping = threading.Event()
+        self.runner = Runner(runtime, registry, system_actor(), stopping=self._stopping)
+        self._tick_seconds = tick_seconds
+        # A late tick runs late rather than being dropped with a warning (an event loop busy
+        # for a second, parsing a large body, is no misfire); missed ticks make one.
+        self._timer = AsyncIOScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        self._worker: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self._timer.running) and not self._stopping.is_set()
+
+    def start(self) -> None:
+        """Start the ticks; call it in the event loop they are to fire on."""
+        self._timer.add_job(self._tick, "interval", seconds=self._tick_seconds, id=TICK_ID)
+        self._timer.start()
+
+    async def _tick(self) -> None:
+        if self._stopping.is_set() or (self._worker is not None and self._worker.is_alive()):
+            return
+        # A daemon thread: a job that hangs must not keep the process from exiting.
+        self._worker = threading.Thread(target=self._run_due, name="sellervault-jobs",
+                                        daemon=True)
+        self._worker.start()
+
+    def _run_due(self) -> None:
+        try:
+            self.runner.run_due()
+        except Exception as exc:  # (run_due raises nothing; this is the scheduler's guard)
+            log.error("jobs: a tick failed (%s)", type(exc).__name__)
+
+    async def stop(self, wait_seconds: float = STOP_WAIT_SECONDS) -> bool:
+        """Stop the ticks and wait for the run in progress; whether it ended in time (if not,
+        it goes on in its thread, and its transaction ends with the process)."""
+        self._stopping.set()
+        if self._timer.running:
+            self._timer.shutdown(wait=False)
+            await anyio.sleep(0)  # (APScheduler's asyncio shutdown runs at the loop's next turn)
+        worker = self._worker
+        if worker is None:
+            return True
+        await anyio.to_thread.run_sync(worker.join, wait_seconds, abandon_on_cancel=True)
+        if worker.is_alive():
+            log.warning("jobs: a run was still in progress when the server stopped")
+            return False
+        return True
