@@ -793,10 +793,10 @@ def test_purge_deletes_exactly_the_sessions_that_ended_over_a_day_ago(
     assert remaining() == {"live", "logged in", "expired 23 hours ago", "idle 23 hours ago",
                            "revoked 23 hours ago"}
     assert accounts.purge_sessions(rt) == 0
+    assert authenticate(rt, token).id == initialized.admin_id  # the live one still works
     clock.advance(hour + timedelta(seconds=1))  # the 23-hour-old ones pass a day
     assert accounts.purge_sessions(rt) == 3
     assert remaining() == {"live", "logged in"}
-    assert authenticate(rt, token).id == initialized.admin_id
 
 
 def test_service_api_key_authenticates_until_expiry_or_revocation(
