@@ -16,7 +16,7 @@ from sellervault.accounts import service as accounts
 from sellervault.audit import verification
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.errors import LogError
-from sellervault.audit.events import Actor, Channel, Outcome
+from sellervault.audit.events import Actor, Channel, Outcome, TargetType
 from sellervault.audit.verification import VerifyResult
 from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
@@ -91,7 +91,7 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, ema
                                             password=password)
         with store.transaction() as session:
             auditor.record(session, Action.SYSTEM_INIT, Outcome.SUCCESS,
-                           target_type="account", target_id=admin.id)
+                           target_type=TargetType.ACCOUNT, target_id=admin.id)
         return admin
     finally:
         store.dispose()
@@ -125,7 +125,7 @@ def verify_log(settings: Settings,
             with runtime.store.transaction() as session:
                 auditor.record(session, Action.AUDIT_VERIFY,
                                Outcome.SUCCESS if result.ok else Outcome.FAILED,
-                               target_type="security_event", count=result.events)
+                               target_type=TargetType.SECURITY_EVENT, count=result.events)
         except LogError as exc:
             if result.ok:  # (the head or key vanished after the walk: report that instead)
                 return VerifyResult(False, result.events, result.events + 1, str(exc))
@@ -143,7 +143,7 @@ def rotate_root_key(settings: Settings) -> int:
         with runtime.store.transaction() as session:
             version = runtime.keyring.rotate_root(session)
             Auditor(runtime.audit, cli_actor()).record(
-                session, Action.KEYS_ROTATE_ROOT, Outcome.SUCCESS, target_type="root-key",
+                session, Action.KEYS_ROTATE_ROOT, Outcome.SUCCESS, target_type=TargetType.ROOT_KEY,
                 target_id=str(version))
         runtime.keyring.provider.retire_versions_before(version)
         return version
@@ -161,7 +161,7 @@ def rotate_tenant_key(settings: Settings, tenant_id: str) -> int:
             version = runtime.keyring.rotate_tenant_key(session, tenant_id)
             Auditor(runtime.audit, cli_actor()).record(
                 session, Action.KEYS_ROTATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,
-                target_type="tenant-key", target_id=str(version))
+                target_type=TargetType.TENANT_KEY, target_id=str(version))
         return version
     finally:
         runtime.close()
@@ -175,7 +175,7 @@ def list_jobs(settings: Settings) -> list[JobState]:
         states = Runner(runtime, JOBS, cli_actor()).states()
         with runtime.store.transaction() as session:
             Auditor(runtime.audit, cli_actor()).record(
-                session, Action.JOBS_LIST, Outcome.SUCCESS, target_type="job",
+                session, Action.JOBS_LIST, Outcome.SUCCESS, target_type=TargetType.JOB,
                 count=len(states))
         return states
     finally:

@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import text
 
 from sellervault import bootstrap
+from sellervault.access.actions import Action
 from sellervault.audit import reading, verification, writing
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac
@@ -36,7 +37,7 @@ from sellervault.audit.errors import (
     ChainHeadMissingError,
     LogKeyMissingError,
 )
-from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
+from sellervault.audit.events import Actor, Channel, Outcome, Reason, SecurityEvent, TargetType
 from sellervault.audit.log import AuditLog
 from sellervault.audit.verification import VerifyResult
 from sellervault.config import Settings
@@ -132,20 +133,21 @@ def chain(runtime: Runtime) -> list[int]:
     seqs = []
     with runtime.store.transaction() as session:
         for action, outcome, fields in [
-            ("orders:read", Outcome.SUCCESS, {"tenant_id": "acme", "status": 200}),
-            ("orders:reveal", Outcome.DENIED, {"tenant_id": "acme", "purpose": "marketing",
-                                               "target_type": "order", "status": 403,
-                                               "target_id": "902-3159896-1390916",
-                                               "reason": "purpose_not_permitted"}),
-            ("orders:search", Outcome.SUCCESS, {"tenant_id": "acme", "count": 3}),
-            ("orders:reveal", Outcome.SUCCESS, {"tenant_id": "acme", "purpose": "fulfillment",
-                                                "target_type": "order", "status": 200,
-                                                "target_id": "902-3159896-1390916"}),
-            ("session:create", Outcome.DENIED, {"status": 401, "reason": "invalid_credentials"}),
+            (Action.ORDERS_READ, Outcome.SUCCESS, {"tenant_id": "acme", "status": 200}),
+            (Action.ORDERS_REVEAL, Outcome.DENIED, {
+                "tenant_id": "acme", "purpose": "marketing", "target_type": TargetType.ORDER,
+                "status": 403, "target_id": "902-3159896-1390916",
+                "reason": Reason.PURPOSE_NOT_PERMITTED}),
+            (Action.ORDERS_SEARCH, Outcome.SUCCESS, {"tenant_id": "acme", "count": 3}),
+            (Action.ORDERS_REVEAL, Outcome.SUCCESS, {
+                "tenant_id": "acme", "purpose": "fulfillment", "target_type": TargetType.ORDER,
+                "status": 200, "target_id": "902-3159896-1390916"}),
+            (Action.SESSION_CREATE, Outcome.DENIED, {"status": 401,
+                                                     "reason": Reason.INVALID_CREDENTIALS}),
         ]:
             seqs.append(auditor.record(session, action, outcome, **fields))
     with runtime.store.transaction() as session:
-        seqs.append(auditor.record(session, "audit:read", Outcome.SUCCESS, count=6))
+        seqs.append(auditor.record(session, Action.AUDIT_READ, Outcome.SUCCESS, count=6))
     return seqs
 
 
@@ -347,7 +349,7 @@ def test_appending_after_verification_keeps_the_chain_valid(runtime: Runtime,
     assert verify(runtime).ok
     auditor = Auditor(runtime.audit, Actor(Channel.CLI, source_ip="local"))
     with runtime.store.transaction() as session:
-        seq = auditor.record(session, "audit:verify", Outcome.SUCCESS, count=chain[-1])
+        seq = auditor.record(session, Action.AUDIT_VERIFY, Outcome.SUCCESS, count=chain[-1])
     assert seq == chain[-1] + 1
     assert verify(runtime) == VerifyResult(True, seq)
 
@@ -373,9 +375,9 @@ def test_a_wiped_log_refuses_every_later_event(runtime: Runtime, chain: list[int
     left = rows(runtime)
     auditor = Auditor(runtime.audit, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
     with pytest.raises(ChainHeadMissingError), runtime.store.transaction() as session:
-        auditor.record(session, "orders:read", Outcome.SUCCESS)
+        auditor.record(session, Action.ORDERS_READ, Outcome.SUCCESS)
     with pytest.raises(ChainHeadMissingError):
-        append(runtime, auditor, "orders:reveal", Outcome.SUCCESS, purpose="fulfillment")
+        append(runtime, auditor, Action.ORDERS_REVEAL, Outcome.SUCCESS, purpose="fulfillment")
     assert rows(runtime) == left
     assert not verify(runtime).ok
 
@@ -397,14 +399,14 @@ def test_a_chain_restarted_from_genesis_is_detected(runtime: Runtime, chain: lis
     every MAC valid. Verification refuses it because it does not begin with init's events."""
     attack(runtime, "DELETE FROM security_events")
     attack(runtime, "DELETE FROM security_event_head")
-    event = SecurityEvent("orders:read", Outcome.SUCCESS, Actor(Channel.API))
+    event = SecurityEvent(Action.ORDERS_READ, Outcome.SUCCESS, Actor(Channel.API))
     with runtime.store.transaction() as session:
         assert writing.record(session, runtime.audit, event, starts_chain=True) == 1
     assert_fails_at(runtime, 1, "not the init event")
 
 
 def test_only_one_chain_can_be_started(runtime: Runtime) -> None:
-    event = SecurityEvent("system:init", Outcome.SUCCESS, Actor(Channel.CLI))
+    event = SecurityEvent(Action.SYSTEM_INIT, Outcome.SUCCESS, Actor(Channel.CLI))
     before = rows(runtime)
     with pytest.raises(ChainAlreadyStartedError), runtime.store.transaction() as session:
         writing.record(session, runtime.audit, event, starts_chain=True)
@@ -425,10 +427,10 @@ def test_only_the_first_event_is_required_to_be_inits(runtime: Runtime) -> None:
     attack(runtime, "DELETE FROM security_event_head")
     with runtime.store.transaction() as session:
         writing.record(session, runtime.audit,
-                     SecurityEvent("accounts:create", Outcome.SUCCESS, Actor(Channel.CLI)),
+                     SecurityEvent(Action.ACCOUNTS_CREATE, Outcome.SUCCESS, Actor(Channel.CLI)),
                      starts_chain=True)
         writing.record(session, runtime.audit,
-                     SecurityEvent("system:serve", Outcome.SUCCESS, Actor(Channel.SYSTEM)))
+                     SecurityEvent(Action.SYSTEM_SERVE, Outcome.SUCCESS, Actor(Channel.SYSTEM)))
     assert verify(runtime) == VerifyResult(True, 2)
 
 
@@ -443,9 +445,9 @@ def test_a_missing_log_key_is_a_broken_log_not_a_new_key(runtime: Runtime,
     auditor = Auditor(AuditLog(fresh, runtime.clock),
                       Actor(Channel.API, actor_id="acc_0123456789abcdef"))
     with pytest.raises(LogKeyMissingError), runtime.store.transaction() as session:
-        auditor.record(session, "orders:read", Outcome.SUCCESS)
+        auditor.record(session, Action.ORDERS_READ, Outcome.SUCCESS)
     with pytest.raises(LogKeyMissingError):
-        append(runtime, auditor, "orders:read", Outcome.SUCCESS)
+        append(runtime, auditor, Action.ORDERS_READ, Outcome.SUCCESS)
     with runtime.store.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM system_keys WHERE name = :name"),
                                   {"name": writing.LOG_KEY}).scalar() == 0
@@ -463,7 +465,7 @@ def _append_in_another_thread(rt: Runtime, count: int) -> bool:
     def work() -> None:
         auditor = Auditor(rt.audit, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
         for _ in range(count):
-            append(rt, auditor, "orders:read", Outcome.SUCCESS, tenant_id="acme")
+            append(rt, auditor, Action.ORDERS_READ, Outcome.SUCCESS, tenant_id="acme")
         done.set()
 
     threading.Thread(target=work, daemon=True).start()
@@ -498,7 +500,7 @@ def test_verification_beside_parallel_writers(runtime: Runtime, chain: list[int]
     def writer(slot: int) -> None:
         auditor = Auditor(runtime.audit, Actor(Channel.API, actor_id=f"acc_writer{slot}"))
         while not stop.is_set():
-            append(runtime, auditor, "orders:read", Outcome.SUCCESS, tenant_id="acme")
+            append(runtime, auditor, Action.ORDERS_READ, Outcome.SUCCESS, tenant_id="acme")
             written[slot] += 1
 
     threads = [threading.Thread(target=writer, args=(slot,)) for slot in (0, 1)]

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.models import EventRow
@@ -63,13 +64,13 @@ def _head(rt: Runtime) -> int:
 
 def _append(rt: Runtime, **fields: Any) -> int:
     auditor = Auditor(rt.audit, CALLER)
-    return rt.store.call(auditor.append, rt.store, "orders:read", Outcome.SUCCESS, **fields)
+    return rt.store.call(auditor.append, rt.store, Action.ORDERS_READ, Outcome.SUCCESS, **fields)
 
 
 def _record(rt: Runtime, *, fail: bool = False) -> None:
     auditor = Auditor(rt.audit, CALLER)
     with rt.store.transaction() as session:
-        auditor.record(session, "audit:read", Outcome.SUCCESS)
+        auditor.record(session, Action.AUDIT_READ, Outcome.SUCCESS)
         if fail:
             raise RuntimeError("the operation failed after its event was written")
 
@@ -106,7 +107,7 @@ def test_events_batched_in_the_event_loop_are_heard_in_chain_order(runtime: Runt
     auditor = Auditor(runtime.audit, CALLER)
 
     async def work() -> None:
-        await asyncio.gather(*[auditor.append(runtime.store, "orders:read", Outcome.SUCCESS)
+        await asyncio.gather(*[auditor.append(runtime.store, Action.ORDERS_READ, Outcome.SUCCESS)
                                for _ in range(100)])
 
     with ThreadPoolExecutor(2) as pool:  # blocking writers racing the loop's batches
@@ -169,8 +170,8 @@ def test_what_a_subscriber_hears_holds_no_pii(runtime: Runtime,
     runtime.store.call(records.reveal, runtime, Auditor(runtime.audit, CALLER), "acme",
                        raw["AmazonOrderId"], "fulfillment")
     assert runtime.audit.subscribers.wait_idle()
-    assert [committed.event.action for committed in heard.events] == ["orders:ingest",
-                                                                      "orders:reveal"]
+    assert [committed.event.action for committed in heard.events] == [
+        Action.ORDERS_INGEST, Action.ORDERS_REVEAL]
     said = repr(heard.events)
     buyer = raw["BuyerInfo"]
     for value in (buyer.get("BuyerEmail"), buyer.get("BuyerName"),

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, MetaData, Table, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from sellervault.access.actions import Action
 from sellervault.accounts.identity import mailbox
 from sellervault.accounts.models import Account
 from sellervault.runtime import Runtime
@@ -148,7 +149,7 @@ def test_0005_downgrade_is_refused_once_events_record_criteria(runtime: Runtime)
     migrate.upgrade(engine, "head")
     with runtime.store.transaction() as session:
         writing.record(session, runtime.audit, SecurityEvent(
-            "orders:search", Outcome.SUCCESS, Actor(Channel.API), criteria="postal-code"))
+            Action.ORDERS_SEARCH, Outcome.SUCCESS, Actor(Channel.API), criteria="postal-code"))
     with pytest.raises(Exception, match="record search criteria"):
         migrate.downgrade(engine, "0004")
     assert "criteria" in {c["name"] for c in inspect(engine).get_columns("security_events")}

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from sellervault.audit.events import Reason
+
 
 class AccessError(Exception):
-    code = "access_error"
+    code = Reason.ACCESS_ERROR
     status = 403
 
 
 class BudgetExhaustedError(AccessError):
     """The principal has used its budget for this window; ``retry_after`` is in seconds."""
 
-    code = "budget_exhausted"
+    code = Reason.BUDGET_EXHAUSTED
     status = 429
 
     def __init__(self, retry_after: int) -> None:
@@ -22,7 +24,7 @@ class BudgetExhaustedError(AccessError):
 class PurposeNotPermittedError(AccessError):
     """A PII operation without a purpose of the vocabulary (``access.decisions``)."""
 
-    code = "purpose_not_permitted"
+    code = Reason.PURPOSE_NOT_PERMITTED
     status = 403
 
     def __init__(self) -> None:

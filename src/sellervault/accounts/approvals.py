@@ -28,13 +28,12 @@ from sellervault.accounts.errors import (
 )
 from sellervault.accounts.models import Account, GrantRow
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Outcome
+from sellervault.audit.events import Outcome, TargetType
 from sellervault.runtime import Runtime
 
 ACTIVE = "active"
 PENDING = "pending"
 REJECTED = "rejected"
-APPROVAL_REQUIRED = "approval_required"  # the reason code of a pending account's creation
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +66,8 @@ def list_pending(rt: Runtime, auditor: Auditor) -> list[PendingAccount]:
                 select(GrantRow.account_id, GrantRow.role, GrantRow.tenant)
                 .where(GrantRow.account_id.in_(list(grants)))):
             grants[account_id].append(Grant(Role(role), tenant))
-        auditor.record(session, Action.APPROVALS_LIST, Outcome.SUCCESS, target_type="account",
-                       count=len(accounts))
+        auditor.record(session, Action.APPROVALS_LIST, Outcome.SUCCESS,
+                       target_type=TargetType.ACCOUNT, count=len(accounts))
         return [PendingAccount(a.id, a.kind, a.name, grants[a.id], a.created_by, a.created_at)
                 for a in accounts]
 
@@ -92,6 +91,6 @@ def decide(rt: Runtime, auditor: Auditor, approver: Principal, account_id: str, 
             .values(status=status).execution_options(synchronize_session=False)))
         if changed.rowcount != 1:
             raise NotPendingError()
-        auditor.record(session, action, Outcome.SUCCESS, target_type="account",
+        auditor.record(session, action, Outcome.SUCCESS, target_type=TargetType.ACCOUNT,
                        target_id=account_id)
     return status

@@ -1,15 +1,17 @@
 """Account errors. Messages are fixed strings: they never carry an email, password or token."""
 
+from sellervault.audit.events import Reason
+
 
 class AccountError(Exception):
-    code = "account_error"
+    code = Reason.ACCOUNT_ERROR
     status = 400
 
 
 class InvalidCredentialsError(AccountError):
     """Wrong email, password or TOTP code, or a disabled account: deliberately indistinct."""
 
-    code = "invalid_credentials"
+    code = Reason.INVALID_CREDENTIALS
     status = 401
 
     def __init__(self) -> None:
@@ -17,7 +19,7 @@ class InvalidCredentialsError(AccountError):
 
 
 class PasswordChangeRequiredError(AccountError):
-    code = "password_change_required"
+    code = Reason.PASSWORD_CHANGE_REQUIRED
     status = 403
 
     def __init__(self) -> None:
@@ -25,7 +27,7 @@ class PasswordChangeRequiredError(AccountError):
 
 
 class UnauthenticatedError(AccountError):
-    code = "unauthenticated"
+    code = Reason.UNAUTHENTICATED
     status = 401
 
     def __init__(self) -> None:
@@ -33,22 +35,22 @@ class UnauthenticatedError(AccountError):
 
 
 class PasswordPolicyError(AccountError):
-    code = "password_policy"
+    code = Reason.PASSWORD_POLICY
     status = 422
 
 
 class AccountConflictError(AccountError):
-    code = "account_exists"
+    code = Reason.ACCOUNT_EXISTS
     status = 409
 
 
 class AccountRequestError(AccountError):
-    code = "invalid_account"
+    code = Reason.INVALID_ACCOUNT
     status = 422
 
 
 class AlreadyInitializedError(AccountError):
-    code = "already_initialized"
+    code = Reason.ALREADY_INITIALIZED
     status = 409
 
     def __init__(self) -> None:
@@ -56,7 +58,7 @@ class AlreadyInitializedError(AccountError):
 
 
 class AccountNotFoundError(AccountError):
-    code = "not_found"
+    code = Reason.NOT_FOUND
     status = 404
 
     def __init__(self) -> None:
@@ -66,7 +68,7 @@ class AccountNotFoundError(AccountError):
 class NotPendingError(AccountError):
     """The account is not waiting for approval (approved, rejected, or never needed it)."""
 
-    code = "not_pending"
+    code = Reason.NOT_PENDING
     status = 409
 
     def __init__(self) -> None:
@@ -76,7 +78,7 @@ class NotPendingError(AccountError):
 class SecondPersonRequiredError(AccountError):
     """The approver created the account: approval takes a second person."""
 
-    code = "second_person_required"
+    code = Reason.SECOND_PERSON_REQUIRED
     status = 403
 
     def __init__(self) -> None:

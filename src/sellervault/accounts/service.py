@@ -33,7 +33,7 @@ from sellervault.accounts.identity import normalize_email
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
 from sellervault.accounts.passwords import check_password_rules, hash_password, verify_password
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Outcome
+from sellervault.audit.events import Outcome, Reason, TargetType
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.credentials import (
     API_KEY_PREFIX,
@@ -189,7 +189,7 @@ def create_first_admin(rt: Runtime, auditor: Auditor, *, email: str, name: str,
         session.flush()
         _add_grants(session, account_id, [Grant(Role.ADMIN, "*")], None, rt.clock.now())
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
-                       target_type="account", target_id=account_id, count=1)
+                       target_type=TargetType.ACCOUNT, target_id=account_id, count=1)
     return NewPerson(account_id, None, totp_secret)
 
 
@@ -204,7 +204,7 @@ def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: s
         session.flush()
         _add_grants(session, account_id, grants, creator.id, rt.clock.now())
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
-                       target_type="account", target_id=account_id, count=len(grants))
+                       target_type=TargetType.ACCOUNT, target_id=account_id, count=len(grants))
     return NewPerson(account_id, one_time_password, totp_secret)
 
 
@@ -229,8 +229,8 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
             expires_at=now + timedelta(days=rt.settings.api_key_max_age_days),
         ))
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
-                       target_type="account", target_id=account_id, count=len(grants),
-                       reason=approvals.APPROVAL_REQUIRED if status == approvals.PENDING
+                       target_type=TargetType.ACCOUNT, target_id=account_id, count=len(grants),
+                       reason=Reason.APPROVAL_REQUIRED if status == approvals.PENDING
                        else None)
     return NewService(account_id, api_key, status)
 
@@ -298,21 +298,22 @@ def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
         if account is not None and step is not None and account.must_change_password:
             # The code is not consumed: the person changes the password with it next.
             auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
-                           target_type="account", target_id=account.id, status=403,
+                           target_type=TargetType.ACCOUNT, target_id=account.id, status=403,
                            reason=PasswordChangeRequiredError.code)
             failed = False
         elif account is not None and step is not None and _claim_step(session, account, step):
             account.failed_logins = 0
             issued = _issue_session(rt, session, account)
             auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
-                           target_type="account", target_id=account.id)
+                           target_type=TargetType.ACCOUNT, target_id=account.id)
             return issued
         else:
             failed = True
             _count_failure(session, account)
             auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
-                           target_type="account", target_id=account.id if account else None,
-                           status=401, reason=InvalidCredentialsError.code)
+                           target_type=TargetType.ACCOUNT,
+                           target_id=account.id if account else None, status=401,
+                           reason=InvalidCredentialsError.code)
     if failed:
         raise InvalidCredentialsError()
     raise PasswordChangeRequiredError()
@@ -345,8 +346,9 @@ def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_passwo
         if account is None or step is None or not _claim_step(session, account, step):
             _count_failure(session, account)
             auditor.record(session, Action.PASSWORD_CHANGE, Outcome.DENIED,
-                           target_type="account", target_id=account.id if account else None,
-                           status=401, reason=InvalidCredentialsError.code)
+                           target_type=TargetType.ACCOUNT,
+                           target_id=account.id if account else None, status=401,
+                           reason=InvalidCredentialsError.code)
             ok = False
         else:
             ok = True
@@ -359,7 +361,7 @@ def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_passwo
                 SessionRow.account_id == account.id, SessionRow.revoked_at.is_(None)
             ).values(revoked_at=now))
             auditor.record(session, Action.PASSWORD_CHANGE, Outcome.SUCCESS,
-                           target_type="account", target_id=account.id)
+                           target_type=TargetType.ACCOUNT, target_id=account.id)
     if not ok:
         raise InvalidCredentialsError()
 
@@ -465,8 +467,8 @@ def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Gra
     with rt.store.transaction() as session:
         accounts = session.scalars(select(Account).order_by(Account.created_at)).all()
         listing = [(account, list(_principal(session, account).grants)) for account in accounts]
-        auditor.record(session, Action.ACCOUNTS_LIST, Outcome.SUCCESS, target_type="account",
-                       count=len(listing))
+        auditor.record(session, Action.ACCOUNTS_LIST, Outcome.SUCCESS,
+                       target_type=TargetType.ACCOUNT, count=len(listing))
         return listing
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
+from sellervault.access.actions import Action
 from sellervault.audit import batching, writing
-from sellervault.audit.events import Actor, Outcome, SecurityEvent
+from sellervault.audit.events import Actor, EventFields, Outcome, SecurityEvent
 from sellervault.audit.log import AuditLog
 from sellervault.store.driver import DriverConnection
 from sellervault.store.engine import Store, after_commit
@@ -30,8 +30,8 @@ class Auditor:
     def _mark_committed(self) -> None:
         self.committed = True
 
-    def record(self, db: Session | DriverConnection, action: str, outcome: Outcome,
-               **fields: Any) -> int:
+    def record(self, db: Session | DriverConnection, action: Action, outcome: Outcome,
+               **fields: Unpack[EventFields]) -> int:
         """An event in the transaction of ``db`` (see ``writing.record``)."""
         seq = writing.record(db, self.log, SecurityEvent(action, outcome, self.actor, **fields),
                              starts_chain=self._starts_chain)
@@ -39,7 +39,8 @@ class Auditor:
         after_commit(db, self._mark_committed)
         return seq
 
-    async def append(self, store: Store, action: str, outcome: Outcome, **fields: Any) -> int:
+    async def append(self, store: Store, action: Action, outcome: Outcome,
+                     **fields: Unpack[EventFields]) -> int:
         """An event committed on its own (see ``batching.append``)."""
         seq = await batching.append(store, self.log,
                                     SecurityEvent(action, outcome, self.actor, **fields))

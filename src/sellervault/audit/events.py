@@ -1,10 +1,20 @@
-"""Typed security events: ids, enums, counts and caller addresses, never free text or PII."""
+"""Typed security events: ids, enums, counts and caller addresses, never free text or PII.
+
+Every field that names something is one enumerated vocabulary: the action
+(``access.actions.Action``, the permission vocabulary every route declares), the outcome,
+the kind of target (``TargetType``) and the reason (``Reason``: every error code the service
+answers with is one of them). A call site cannot pass free text: each is read as its enum's
+value when the event is written, so a plain string fails there, loudly, before anything is
+written.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
+
+from sellervault.access.actions import Action
 
 
 class Channel(StrEnum):
@@ -21,6 +31,64 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
+class TargetType(StrEnum):
+    """What an event is about (its ``target_id`` names which one)."""
+
+    ACCOUNT = "account"
+    ORDER = "order"
+    CANARY = "canary"
+    SECURITY_EVENT = "security_event"
+    ROOT_KEY = "root-key"
+    TENANT_KEY = "tenant-key"
+    JOB = "job"
+
+
+class Reason(StrEnum):
+    """Why something was refused or failed: the ``reason`` of its event, and the error code
+    of its response (one vocabulary for both, so an alert and an answer say the same)."""
+
+    # Errors of a domain (each error class's ``code``).
+    ACCESS_ERROR = "access_error"
+    ACCOUNT_ERROR = "account_error"
+    RECORD_ERROR = "record_error"
+    ACCOUNT_EXISTS = "account_exists"
+    ALREADY_INITIALIZED = "already_initialized"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    ERASED = "erased"
+    FORBIDDEN = "forbidden"
+    INVALID_ACCOUNT = "invalid_account"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_SEARCH = "invalid_search"
+    NOT_FOUND = "not_found"
+    NOT_PENDING = "not_pending"
+    PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 - a code, not a secret
+    PASSWORD_POLICY = "password_policy"  # noqa: S105
+    PURPOSE_NOT_PERMITTED = "purpose_not_permitted"
+    SECOND_PERSON_REQUIRED = "second_person_required"
+    TENANT_KEYS_BUSY = "tenant_keys_busy"
+    UNAUTHENTICATED = "unauthenticated"
+    APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
+    NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
+    # The web layer's own.
+    INVALID_REQUEST = "invalid_request"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    TOO_LARGE = "too_large"
+    HTTP_ERROR = "http_error"
+    INTEGRITY_FAILURE = "integrity_failure"
+    INTERNAL_ERROR = "internal_error"
+    AUDIT_UNAVAILABLE = "audit_unavailable"
+    # The HTTP layer's refusals (``web.limits.Refusal``).
+    MALFORMED_REQUEST = "malformed_request"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    SERVER_BUSY = "server_busy"
+    HEAD_TIMEOUT = "head_timeout"
+    BODY_TIMEOUT = "body_timeout"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    # Periodic jobs.
+    JOB_FAILED = "job_failed"
+    JOB_RUNNING = "job_running"
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who acted, from where, through which channel, in which request."""
@@ -31,20 +99,32 @@ class Actor:
     request_id: str | None = None
 
 
+class EventFields(TypedDict, total=False):
+    """What a writer says about an event beside its action, outcome and actor (typed, so a
+    call site cannot pass free text where the vocabulary belongs)."""
+
+    tenant_id: str | None
+    target_type: TargetType | None
+    target_id: str | None
+    purpose: str | None
+    status: int | None
+    count: int | None
+    reason: Reason | None
+    criteria: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityEvent:
-    action: str
-    """A permission action of sellervault.access.actions (e.g. ``orders:reveal``)."""
+    action: Action
     outcome: Outcome
     actor: Actor
     tenant_id: str | None = None
-    target_type: str | None = None
+    target_type: TargetType | None = None
     target_id: str | None = None
     purpose: str | None = None
     status: int | None = None
     count: int | None = None
-    reason: str | None = None
-    """An error code from sellervault's fixed vocabulary, never a message."""
+    reason: Reason | None = None
     criteria: str | None = None
     """The kinds of criteria a search used, from a fixed vocabulary, never their values."""
 
@@ -54,12 +134,14 @@ class SecurityEvent:
 
     def fields(self) -> dict[str, Any]:
         """The event as one flat row (the actor's fields inlined, enums as their values)."""
-        actor = self.actor
+        actor, target_type, reason = self.actor, self.target_type, self.reason
         return {
-            "action": self.action, "outcome": self.outcome.value, "tenant_id": self.tenant_id,
-            "target_type": self.target_type, "target_id": self.target_id,
-            "purpose": self.purpose, "status": self.status, "count": self.count,
-            "reason": self.reason, "criteria": self.criteria, "channel": actor.channel.value,
+            "action": self.action.value, "outcome": self.outcome.value,
+            "tenant_id": self.tenant_id,
+            "target_type": None if target_type is None else target_type.value,
+            "target_id": self.target_id, "purpose": self.purpose, "status": self.status,
+            "count": self.count, "reason": None if reason is None else reason.value,
+            "criteria": self.criteria, "channel": actor.channel.value,
             "actor_id": actor.actor_id,
             "source_ip": actor.source_ip, "request_id": actor.request_id,
         }

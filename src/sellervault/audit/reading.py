@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.chain import CHAINED_FIELDS
-from sellervault.audit.events import Outcome
+from sellervault.audit.events import Outcome, TargetType
 from sellervault.audit.models import EventRow
 from sellervault.store.engine import Store
 
@@ -31,7 +32,7 @@ def read_events(store: Store, auditor: Auditor, after_seq: int = 0,
     """A page of the log for a reader; the read itself is an event."""
     with store.transaction() as session:
         rows = list_events(session, after_seq=after_seq, limit=limit)
-        auditor.record(session, "audit:read", Outcome.SUCCESS, target_type="security_event",
-                       count=len(rows))
+        auditor.record(session, Action.AUDIT_READ, Outcome.SUCCESS,
+                       target_type=TargetType.SECURITY_EVENT, count=len(rows))
         return [{**{name: getattr(row, name) for name in CHAINED_FIELDS}, "hash": row.hash}
                 for row in rows]

@@ -1,5 +1,7 @@
 """Crypto errors: one opaque error per failure class, never carrying key or plaintext material."""
 
+from sellervault.audit.events import Reason
+
 
 class CryptoError(Exception):
     """Base class for every error raised by sellervault.crypto."""
@@ -24,7 +26,7 @@ class TenantKeysBusyError(Exception):
     refused (503, try again) rather than hold a worker thread for the whole rotation. Not a
     ``CryptoError``: nothing failed a check."""
 
-    code = "tenant_keys_busy"
+    code = Reason.TENANT_KEYS_BUSY
     status = 503
     retry_after = 5
 

@@ -60,7 +60,7 @@ from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Actor, Outcome
+from sellervault.audit.events import Actor, Outcome, Reason, TargetType
 from sellervault.jobs.models import JobRunRow
 from sellervault.jobs.registry import Job, Registry
 from sellervault.runtime import Runtime
@@ -69,8 +69,8 @@ from sellervault.store.upsert import insert_into
 
 log = logging.getLogger("sellervault.jobs")
 
-JOB_FAILED = "job_failed"  # (reason codes of jobs:run events)
-JOB_RUNNING = "job_running"
+JOB_FAILED = Reason.JOB_FAILED  # (reason codes of jobs:run events)
+JOB_RUNNING = Reason.JOB_RUNNING
 
 _RUNS = cast(Table, JobRunRow.__table__)
 _SCHEDULE = Prepared(select(_RUNS))
@@ -265,7 +265,7 @@ class Runner:
         return RunResult(job.name, RunStatus.FAILED, None, attempt, error)
 
     def _finish(self, session: Session, job: Job, run_id: str, outcome: Outcome,
-                count: int | None, reason: str | None = None) -> None:
+                count: int | None, reason: Reason | None = None) -> None:
         """The run's end in its row (if the claim is still this run's: on SQLite a run taken
         for dead may have been claimed again), and its event."""
         session.execute(
@@ -275,9 +275,9 @@ class Runner:
         self._record(session, job, outcome, count=count, reason=reason)
 
     def _record(self, session: Session, job: Job, outcome: Outcome, *,
-                count: int | None = None, reason: str | None = None) -> None:
+                count: int | None = None, reason: Reason | None = None) -> None:
         Auditor(self.runtime.audit, self.actor).record(
-            session, Action.JOBS_RUN, outcome, target_type="job", target_id=job.name,
+            session, Action.JOBS_RUN, outcome, target_type=TargetType.JOB, target_id=job.name,
             count=count, reason=reason)
 
     # -- where the jobs stand ----------------------------------------------------------------

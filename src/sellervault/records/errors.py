@@ -1,15 +1,17 @@
 """Record errors. Messages are fixed: no order content, no PII, no key material."""
 
+from sellervault.audit.events import Reason
+
 
 class RecordError(Exception):
-    code = "record_error"
+    code = Reason.RECORD_ERROR
     status = 400
 
 
 class OrderNotFoundError(RecordError):
     """Also raised for an order of another tenant: its existence is not disclosed."""
 
-    code = "not_found"
+    code = Reason.NOT_FOUND
     status = 404
 
     def __init__(self) -> None:
@@ -17,7 +19,7 @@ class OrderNotFoundError(RecordError):
 
 
 class OrderErasedError(RecordError):
-    code = "erased"
+    code = Reason.ERASED
     status = 410
 
     def __init__(self) -> None:
@@ -25,5 +27,5 @@ class OrderErasedError(RecordError):
 
 
 class SearchRequestError(RecordError):
-    code = "invalid_search"
+    code = Reason.INVALID_SEARCH
     status = 422

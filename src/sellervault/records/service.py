@@ -24,7 +24,7 @@ from sellervault.access.actions import Action
 from sellervault.access.budgets import Budget
 from sellervault.access.decisions import require_permitted_purpose
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Outcome
+from sellervault.audit.events import EventFields, Outcome, TargetType
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.blind_index import BlindIndex
 from sellervault.crypto.keyring import (
@@ -205,7 +205,7 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
     with rt.store.transaction() as session:
         result = store_orders(session, rt.keyring, tenant_id, orders, rt.clock.now())
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type="order", count=result.ingested)
+                       target_type=TargetType.ORDER, count=result.ingested)
     return result
 
 
@@ -218,9 +218,9 @@ async def _find(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
                                    {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
 
 
-def _order_event(row: Any, purpose: str | None = None) -> dict[str, Any]:
+def _order_event(row: Any, purpose: str | None = None) -> EventFields:
     """The event fields of reading one order (masked, or revealed for ``purpose``)."""
-    return {"tenant_id": row.tenant_id, "target_type": "order", "target_id": row.id,
+    return {"tenant_id": row.tenant_id, "target_type": TargetType.ORDER, "target_id": row.id,
             "purpose": purpose, "count": 1}
 
 
@@ -329,7 +329,7 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
                 query = query.where(column == index.digest(kind, value))
             rows = session.scalars(query.order_by(Order.purchase_date).limit(SEARCH_LIMIT)).all()
         auditor.record(session, Action.ORDERS_SEARCH, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type="order", count=len(rows), purpose=purpose,
+                       target_type=TargetType.ORDER, count=len(rows), purpose=purpose,
                        criteria=search_criteria(buyer_email=buyer_email,
                                                 buyer_phone=buyer_phone,
                                                 postal_code=postal_code))
@@ -342,7 +342,7 @@ def list_canaries(rt: Runtime, auditor: Auditor, tenant_id: str) -> list[str]:
             Order.tenant_id == tenant_id, Order.is_canary.is_(True)).order_by(
             Order.amazon_order_id)))
         auditor.record(session, Action.CANARIES_LIST, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type="order", count=len(ids))
+                       target_type=TargetType.ORDER, count=len(ids))
     return ids
 
 
@@ -353,5 +353,5 @@ def seed_canaries(rt: Runtime, auditor: Auditor, tenant_id: str,
         result = store_orders(session, rt.keyring, tenant_id, orders, rt.clock.now(),
                               canary=True)
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type="canary", count=result.ingested)
+                       target_type=TargetType.CANARY, count=result.ingested)
     return result

@@ -37,7 +37,7 @@ from sellervault.access.roles import Principal, is_tenant_id
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Actor, Channel
+from sellervault.audit.events import Actor, Channel, Reason
 from sellervault.runtime import Runtime
 from sellervault.web.body import JSONBodyRequest
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_INGEST_BODY_BYTES
@@ -51,7 +51,7 @@ _PURPOSE_KEY = PURPOSE_HEADER.lower().encode()
 
 
 class ForbiddenError(Exception):
-    code = "forbidden"
+    code = Reason.FORBIDDEN
     status = 403
 
     def __init__(self) -> None:
@@ -62,7 +62,7 @@ class TenantNotFoundError(Exception):
     """A tenant-scoped call by an account holding no grant on that tenant: its data is not
     acknowledged to exist (404), though the refusal is still a logged denial."""
 
-    code = "not_found"
+    code = Reason.NOT_FOUND
     status = 404
 
     def __init__(self) -> None:

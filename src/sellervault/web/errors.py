@@ -22,6 +22,7 @@ from starlette.routing import compile_path
 
 from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
+from sellervault.audit.events import Reason
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError
 from sellervault.records.errors import RecordError
 from sellervault.web.body import Location, UnacceptableBodyError
@@ -29,7 +30,7 @@ from sellervault.web.context import SCOPE_KEY, ForbiddenError, TenantNotFoundErr
 
 log = logging.getLogger("sellervault.web")
 
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+HTTP_CODES = {404: Reason.NOT_FOUND, 405: Reason.METHOD_NOT_ALLOWED, 413: Reason.TOO_LARGE}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -83,7 +84,7 @@ def _field_path(location: Location, vocabulary: frozenset[str]) -> str:
 
 
 def _invalid(request: Request, problems: list[tuple[Location, str]]) -> JSONResponse:
-    _note_reason(request, "invalid_request")
+    _note_reason(request, Reason.INVALID_REQUEST)
     vocabulary = _vocabulary(request)
     fields = [{"path": _field_path(location, vocabulary), "problem": problem}
               for location, problem in problems[:MAX_FIELDS]]
@@ -103,7 +104,7 @@ def _unacceptable_body(request: Request, exc: Exception) -> JSONResponse:
     return _invalid(request, [(exc.location, exc.problem)])
 
 
-def _note_reason(request: Request, reason: str) -> None:
+def _note_reason(request: Request, reason: Reason) -> None:
     """Tell the fallback security event why the request failed (a code, never a message)."""
     state = request.scope.get(SCOPE_KEY)
     if state is not None:
@@ -112,8 +113,9 @@ def _note_reason(request: Request, reason: str) -> None:
 
 def _domain(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "status", 400)
-    code = getattr(exc, "code", "error")
-    _note_reason(request, "no_grant_on_tenant" if isinstance(exc, TenantNotFoundError) else code)
+    code = getattr(exc, "code", Reason.HTTP_ERROR)
+    _note_reason(request, Reason.NO_GRANT_ON_TENANT if isinstance(exc, TenantNotFoundError)
+                 else code if isinstance(code, Reason) else Reason.HTTP_ERROR)
     response = error_response(status, code, str(exc))
     if isinstance(exc, BudgetExhaustedError | TenantKeysBusyError):
         response.headers["retry-after"] = str(exc.retry_after)
@@ -122,7 +124,7 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
 
 def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = HTTP_CODES.get(exc.status_code, "http_error")
+    code = HTTP_CODES.get(exc.status_code, Reason.HTTP_ERROR)
     _note_reason(request, code)
     response = error_response(exc.status_code, code, code.replace("_", " "))
     if exc.status_code == 405:
@@ -146,7 +148,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 def _crypto(request: Request, exc: Exception) -> JSONResponse:
-    _note_reason(request, "integrity_failure")
+    _note_reason(request, Reason.INTEGRITY_FAILURE)
     log.error("integrity failure: %s", type(exc).__name__)
     return error_response(500, "integrity_failure",
                           "stored data failed its integrity check; the event is logged")
@@ -154,7 +156,7 @@ def _crypto(request: Request, exc: Exception) -> JSONResponse:
 
 def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error: %s", type(exc).__name__)
-    return error_response(500, "internal_error", "internal error")
+    return error_response(500, Reason.INTERNAL_ERROR, "internal error")
 
 
 def install(app: FastAPI) -> None:

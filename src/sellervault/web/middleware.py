@@ -18,7 +18,7 @@ import logging
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sellervault.audit.events import Outcome
+from sellervault.audit.events import Outcome, Reason
 from sellervault.runtime import Runtime
 from sellervault.web.context import (
     SCOPE_KEY,
@@ -30,12 +30,13 @@ from sellervault.web.context import (
 
 log = logging.getLogger("sellervault.web")
 
-DENIAL_REASONS = frozenset({"no_grant_on_tenant", "purpose_not_permitted", "budget_exhausted"})
+DENIAL_REASONS = frozenset({Reason.NO_GRANT_ON_TENANT, Reason.PURPOSE_NOT_PERMITTED,
+                            Reason.BUDGET_EXHAUSTED})
 UNAVAILABLE_BODY = (b'{"error":{"code":"audit_unavailable",'
                     b'"message":"the security log cannot be written; request refused"}}')
 
 
-def outcome_for(status: int, reason: str | None) -> Outcome:
+def outcome_for(status: int, reason: Reason | None) -> Outcome:
     if status in (401, 403) or reason in DENIAL_REASONS:
         return Outcome.DENIED
     if status >= 500:

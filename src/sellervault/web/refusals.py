@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Actor, Channel, Outcome
+from sellervault.audit.events import Actor, Channel, Outcome, Reason
 from sellervault.runtime import Runtime
 from sellervault.web.limits import Refusal
 
@@ -127,7 +127,7 @@ class RefusalLog:
                                   request_id=waiting.request_id)
                     Auditor(self.runtime.audit, actor).record(
                         session, Action.HTTP_REFUSED, OUTCOMES[refusal], status=status,
-                        reason=refusal.value, count=waiting.count)
+                        reason=Reason(refusal.value), count=waiting.count)
         except Exception as exc:
             log.error("%d refused requests not logged: %s", _refusals(batch),
                       type(exc).__name__)
