@@ -17,10 +17,11 @@ from sellervault.audit import service as audit
 from sellervault.audit.errors import LogError
 from sellervault.audit.events import Actor, Channel, Outcome
 from sellervault.audit.service import Auditor, VerifyResult
+from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
-from sellervault.crypto.certificates import generate_self_signed
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
+from sellervault.crypto.tls_identity import generate_self_signed
 from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import Store
@@ -46,9 +47,11 @@ def is_initialized(settings: Settings) -> bool:
     return settings.root_key_file.exists()
 
 
-def init(settings: Settings, *, admin_email: str, admin_name: str,
-         admin_password: str) -> InitResult:
-    """Root key, TLS certificate, schema, and the first administrator; nothing else."""
+def init(settings: Settings, *, admin_email: str, admin_name: str, admin_password: str,
+         clock: Clock = SYSTEM_CLOCK) -> InitResult:
+    """Root key, TLS certificate, schema, and the first administrator; nothing else. The
+    time comes from ``clock`` (the certificate's validity, and the runtime ``init`` works
+    in), so a test can make a data directory at any moment."""
     if is_initialized(settings):
         raise BootstrapError(f"{settings.data_dir} is already initialised")
     accounts.check_new_person(email=admin_email, name=admin_name, password=admin_password,
@@ -64,9 +67,9 @@ def init(settings: Settings, *, admin_email: str, admin_name: str,
         fingerprint = None
         if settings.tls_cert_file is None and not settings.certificate_file.exists():
             fingerprint = generate_self_signed(settings.certificate_file,
-                                               settings.certificate_key_file)
+                                               settings.certificate_key_file, clock=clock)
             created += [settings.certificate_file, settings.certificate_key_file]
-        admin = _create_schema_and_admin(settings, provider, admin_email, admin_name,
+        admin = _create_schema_and_admin(settings, provider, clock, admin_email, admin_name,
                                          admin_password)
     except BaseException:
         # A half-made data directory would block the next `init`; take back what we made.
@@ -76,12 +79,12 @@ def init(settings: Settings, *, admin_email: str, admin_name: str,
     return InitResult(admin.id, admin.totp_secret, settings.certificate_file, fingerprint)
 
 
-def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, email: str,
-                             name: str, password: str) -> accounts.NewPerson:
+def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, clock: Clock,
+                             email: str, name: str, password: str) -> accounts.NewPerson:
     store = Store.from_url(settings.effective_database_url())
     try:
         migrate.upgrade(store.engine)
-        runtime = Runtime(settings, store, Keyring(provider))
+        runtime = Runtime(settings, store, Keyring(provider), clock)
         auditor = Auditor(runtime.keyring, cli_actor(), starts_chain=True)
         admin = accounts.create_first_admin(runtime, auditor, email=email, name=name,
                                             password=password)
