@@ -84,7 +84,7 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, clo
     store = Store.from_url(settings.effective_database_url())
     try:
         migrate.upgrade(store.engine)
-        runtime = Runtime(settings, store, Keyring(provider), clock)
+        runtime = Runtime(settings, store, Keyring(provider, clock), clock)
         auditor = Auditor(runtime.keyring, cli_actor(), starts_chain=True)
         admin = accounts.create_first_admin(runtime, auditor, email=email, name=name,
                                             password=password)
@@ -96,11 +96,11 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, clo
         store.dispose()
 
 
-def open_runtime(settings: Settings) -> Runtime:
+def open_runtime(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
     """Open an initialised data directory, bringing the schema to the current version."""
     if not is_initialized(settings):
         raise BootstrapError(f"{settings.data_dir} is not initialised; run `sellervault init`")
-    runtime = Runtime.open(settings)
+    runtime = Runtime.open(settings, clock)
     migrate.upgrade(runtime.store.engine)
     return runtime
 
