@@ -13,6 +13,20 @@ The specification, as tests:
   everything.
 - ``rotate_tenant_key`` re-wraps the tenant's data keys (same ids, new version), destroys the
   old tenant key, and orders stored before the rotation still reveal.
+- Every time kept with a key (made, retired, destroyed) is read from the keyring's clock.
+- ``destroy_data_keys`` erases those orders (``OrderErasedError`` on reveal) in this process
+  and a fresh one, with the tenant key cached (in the event loop too); another tenant's key
+  is not touched; re-sending an erased order makes no key again; destroying twice counts
+  nothing.
+- ``destroy_tenant_keys`` destroys the tenant's data keys and every version of its tenant
+  keys: its orders are erased, its blind index, new data keys and rotation are refused, an
+  ingest is refused (``TenantKeysDestroyedError``), nothing of it stays cached, other
+  tenants are untouched, destroying twice counts nothing.
+- The races: a key read just before the destruction commits is not cached after it, and one
+  read while it is uncommitted is evicted when it commits; an ingest in flight has its data
+  keys destroyed too; data keys destroyed while a rotation re-wraps are not made again; on
+  PostgreSQL, a destruction racing reveals and ingests leaves no key half-destroyed or made
+  again.
 """
 
 from __future__ import annotations
