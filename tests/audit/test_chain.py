@@ -429,7 +429,7 @@ def test_a_missing_log_key_is_a_broken_log_not_a_new_key(runtime: Runtime,
     """Verify reports it, and no writer makes a new key (whose MACs the earlier events would
     never verify with): every write refuses, as for a missing head."""
     attack(runtime, "DELETE FROM system_keys WHERE name = :name", name=audit.LOG_KEY)
-    fresh = type(runtime.keyring)(runtime.keyring.provider)  # nothing cached
+    fresh = type(runtime.keyring)(runtime.keyring.provider, runtime.clock)  # nothing cached
     result = audit.verify(runtime.store, fresh)
     assert not result.ok and "key is missing" in (result.problem or "")
     auditor = Auditor(fresh, Actor(Channel.API, actor_id="acc_0123456789abcdef"))
