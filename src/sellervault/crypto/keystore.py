@@ -129,8 +129,9 @@ class KeyStore(Protocol):
         ...
 
     def destroy_tenant_keys(self, session: Session, tenant_id: str, at: datetime) -> int:
-        """Destroy every key of the tenant and mark each version destroyed (the row stays);
-        the number of wrapped keys that were still there."""
+        """Destroy the tenant's tenant keys (every purpose and version) and mark each
+        destroyed, the row staying; the number of wrapped keys that were still there. Its
+        data keys are ``destroy_data_keys``'s."""
         ...
 
     # -- data keys ---------------------------------------------------------------------------
