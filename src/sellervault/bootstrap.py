@@ -20,9 +20,9 @@ from sellervault.audit.events import Actor, Channel, Outcome, TargetType
 from sellervault.audit.verification import VerifyResult
 from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
-from sellervault.crypto.certificates import generate_self_signed
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
+from sellervault.crypto.tls_identity import generate_self_signed
 from sellervault.jobs.registry import JOBS
 from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.runtime import Runtime
@@ -52,7 +52,9 @@ def is_initialized(settings: Settings) -> bool:
 
 def init(settings: Settings, *, admin_email: str, admin_name: str, admin_password: str,
          clock: Clock = SYSTEM_CLOCK) -> InitResult:
-    """Root key, TLS certificate, schema, and the first administrator; nothing else."""
+    """Root key, TLS certificate, schema, and the first administrator; nothing else. The
+    time comes from ``clock`` (the certificate's validity, and the runtime ``init`` works
+    in), so a test can make a data directory at any moment."""
     if is_initialized(settings):
         raise BootstrapError(f"{settings.data_dir} is already initialised")
     accounts.check_new_person(email=admin_email, name=admin_name, password=admin_password,
@@ -68,7 +70,7 @@ def init(settings: Settings, *, admin_email: str, admin_name: str, admin_passwor
         fingerprint = None
         if settings.tls_cert_file is None and not settings.certificate_file.exists():
             fingerprint = generate_self_signed(settings.certificate_file,
-                                               settings.certificate_key_file)
+                                               settings.certificate_key_file, clock=clock)
             created += [settings.certificate_file, settings.certificate_key_file]
         admin = _create_schema_and_admin(settings, provider, admin_email, admin_name,
                                          admin_password, clock)
@@ -85,7 +87,7 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, ema
     store = Store.from_url(settings.effective_database_url())
     try:
         migrate.upgrade(store.engine)
-        runtime = Runtime(settings, store, Keyring(provider), clock)
+        runtime = Runtime(settings, store, Keyring(provider, clock), clock)
         auditor = Auditor(runtime.audit, cli_actor(), starts_chain=True)
         admin = accounts.create_first_admin(runtime, auditor, email=email, name=name,
                                             password=password)

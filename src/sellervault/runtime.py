@@ -33,7 +33,7 @@ class Runtime:
             settings.root_key_file, passphrase.get_secret_value() if passphrase else None
         )
         store = Store.from_url(settings.effective_database_url())
-        return cls(settings, store, Keyring(provider), clock)
+        return cls(settings, store, Keyring(provider, clock), clock)
 
     @property
     def worker_threads(self) -> int:

@@ -439,7 +439,7 @@ def test_a_missing_log_key_is_a_broken_log_not_a_new_key(runtime: Runtime,
     """Verify reports it, and no writer makes a new key (whose MACs the earlier events would
     never verify with): every write refuses, as for a missing head."""
     attack(runtime, "DELETE FROM system_keys WHERE name = :name", name=writing.LOG_KEY)
-    fresh = type(runtime.keyring)(runtime.keyring.provider)  # nothing cached
+    fresh = type(runtime.keyring)(runtime.keyring.provider, runtime.clock)  # nothing cached
     result = verification.verify(runtime.store, fresh)
     assert not result.ok and "key is missing" in (result.problem or "")
     auditor = Auditor(AuditLog(fresh, runtime.clock),

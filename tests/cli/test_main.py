@@ -12,7 +12,7 @@ import ssl
 import stat
 import subprocess
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from sellervault.cli.main import app
 from sellervault.config import Settings
 from sellervault.jobs.models import JobRunRow
 from sellervault.jobs.runner import JOB_FAILED, JOB_RUNNING, job_lock_id
-from sellervault.store.types import utcnow
 from tests.cli.helpers import COMMAND, Cli, mode
 from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
 
@@ -368,7 +367,7 @@ def add_session_ended_days_ago(settings: Settings, initialized: bootstrap.InitRe
                                days: int) -> None:
     from sellervault.accounts.models import SessionRow
 
-    ended = utcnow() - timedelta(days=days)
+    ended = datetime.now(UTC) - timedelta(days=days)
     runtime = bootstrap.open_runtime(settings)
     try:
         with runtime.store.transaction() as session:
@@ -439,8 +438,9 @@ def test_a_run_by_hand_never_overlaps_a_run_in_progress(
             if engine.dialect.name == "postgresql":
                 server.execute(select(func.pg_advisory_lock(job_lock_id("sessions-purge"))))
             else:
+                now = datetime.now(UTC)  # (the command runs on the system clock)
                 server.execute(insert(JobRunRow).values(
-                    name="sessions-purge", next_due_at=utcnow(), running_since=utcnow()))
+                    name="sessions-purge", next_due_at=now, running_since=now))
                 server.commit()
             refused = cli.run("jobs", "run", "sessions-purge", "--data-dir",
                               settings.data_dir, env=database_env(settings))

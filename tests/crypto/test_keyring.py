@@ -13,10 +13,29 @@ The specification, as tests:
   everything.
 - ``rotate_tenant_key`` re-wraps the tenant's data keys (same ids, new version), destroys the
   old tenant key, and orders stored before the rotation still reveal.
+- Every time kept with a key (made, retired, destroyed) is read from the keyring's clock.
+- ``destroy_data_keys`` erases those orders (``OrderErasedError`` on reveal) in this process
+  and a fresh one, with the tenant key cached (in the event loop too); another tenant's key
+  is not touched; re-sending an erased order makes no key again; destroying twice counts
+  nothing.
+- ``destroy_tenant_keys`` destroys the tenant's data keys and every version of its tenant
+  keys: its orders are erased, its blind index, new data keys and rotation are refused, an
+  ingest is refused (``TenantKeysDestroyedError``), nothing of it stays cached, other
+  tenants are untouched, destroying twice counts nothing.
+- The races: a key read just before the destruction commits is not cached after it, and one
+  read while it is uncommitted is evicted when it commits; an ingest in flight has its data
+  keys destroyed too; data keys destroyed while a rotation re-wraps are not made again; on
+  PostgreSQL, a destruction racing reveals and ingests leaves no key half-destroyed or made
+  again.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,21 +44,26 @@ from sqlalchemy import select, text, update
 from sellervault.audit import verification, writing
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
+from sellervault.clock import ManualClock
 from sellervault.crypto.aead import bind
-from sellervault.crypto.errors import DecryptionError
+from sellervault.crypto.errors import DecryptionError, TenantKeysDestroyedError
 from sellervault.crypto.keyring import (
     DataKeyDestroyedError,
+    DestroyedKeys,
     Keyring,
     NewDataKey,
     UnknownTenantKeyError,
 )
+from sellervault.crypto.keystore import SqlKeyStore
 from sellervault.crypto.models import DataKey, SystemKey, TenantKey
 from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.records import service as records
+from sellervault.records.errors import OrderErasedError
+from sellervault.records.models import Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
-from sellervault.store.types import utcnow
+from tests.support import in_event_loop
 
 ACME = "acme"
 GLOBEX = "globex"
@@ -48,7 +72,7 @@ EMAIL = "buyer-email"
 
 def fresh_keyring(runtime: Runtime) -> Keyring:
     """What a newly started process would build: nothing cached, the key file read again."""
-    return Keyring(LocalKeyProvider(runtime.settings.root_key_file))
+    return Keyring(LocalKeyProvider(runtime.settings.root_key_file), runtime.clock)
 
 
 def fresh_runtime(runtime: Runtime) -> Runtime:
@@ -96,6 +120,12 @@ def reveal(runtime: Runtime, tenant_id: str, amazon_order_id: str) -> dict[str, 
     auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
     return runtime.store.call(records.reveal, runtime, auditor, tenant_id, amazon_order_id,
                               "fulfillment")
+
+
+def search(runtime: Runtime, tenant_id: str, email: str) -> list[dict[str, Any]]:
+    auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    return records.search(runtime, auditor, "acc_test", tenant_id, purpose="fulfillment",
+                          buyer_email=email)
 
 
 # -- tenant keys -----------------------------------------------------------------------------
@@ -217,7 +247,7 @@ def test_a_wrapped_data_key_copied_to_another_row_does_not_unwrap(runtime: Runti
     with runtime.store.transaction() as session:
         session.add(DataKey(id="copied" + original.id[6:], tenant_id=target,
                             kek_version=stolen.kek_version, wrapped=stolen.wrapped,
-                            created_at=utcnow()))
+                            created_at=datetime.now(UTC)))
     with runtime.store.transaction() as session:
         with pytest.raises(DecryptionError):
             keyring.data_keys(session, target, ["copied" + original.id[6:]])
@@ -231,7 +261,7 @@ def test_a_destroyed_data_key_raises(runtime: Runtime) -> None:
         doomed, kept = keyring.new_data_keys(session, ACME, 2)
     with runtime.store.transaction() as session:
         session.execute(update(DataKey).where(DataKey.id == doomed.id)
-                        .values(wrapped=None, destroyed_at=utcnow()))
+                        .values(wrapped=None, destroyed_at=datetime.now(UTC)))
     for reader in (keyring, fresh_keyring(runtime)):
         with runtime.store.transaction() as session:
             with pytest.raises(DataKeyDestroyedError):
@@ -481,37 +511,364 @@ def test_two_first_ingests_of_a_new_tenant_both_succeed(runtime: Runtime) -> Non
         assert reveal(restarted, "newcomer", order_id)["BuyerInfo"]
 
 
-def test_tenant_lock_ids_are_stable_and_distinct() -> None:
-    from sellervault.crypto.keyring import tenant_lock_id
+# -- time ------------------------------------------------------------------------------------
 
-    assert tenant_lock_id(ACME) == tenant_lock_id(ACME)
-    assert tenant_lock_id(ACME) != tenant_lock_id(GLOBEX)
-    assert -(2**63) <= tenant_lock_id(ACME) < 2**63
+def test_the_keyring_reads_the_time_from_its_clock(runtime: Runtime) -> None:
+    """Every time kept with a key (made, retired, destroyed) is the runtime clock's."""
+    clock = ManualClock(datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC))
+    keyring = Keyring(LocalKeyProvider(runtime.settings.root_key_file), clock)
+    made = clock.now()
+    with runtime.store.transaction() as session:
+        keyring.ensure_tenant(session, ACME)
+        (first,) = keyring.new_data_keys(session, ACME, 1)
+        keyring.system_key(session, "test-secret")
+    rotated = clock.advance(timedelta(days=30))
+    with runtime.store.transaction() as session:
+        keyring.rotate_tenant_key(session, ACME)
+    destroyed = clock.advance(timedelta(days=30))
+    assert data_keys(runtime, ACME)[first.id].created_at == made
+    assert system_keys(runtime)["test-secret"].created_at == made
+    with runtime.store.transaction() as session:
+        keyring.destroy_tenant_keys(session, ACME)
+    times = {(purpose, version): (row.created_at, row.retired_at)
+             for (_, purpose, version), row in tenant_keys(runtime).items()}
+    assert times == {("kek", 1): (made, rotated), ("kek", 2): (rotated, destroyed),
+                     ("index", 1): (made, destroyed)}
 
 
-def test_an_ingest_waits_for_a_rotation_only_so_long(runtime: Runtime,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """While a rotation holds a tenant's keys, an ingest of that tenant gives up after
-    TENANT_LOCK_WAIT_MS (503, try again) instead of holding a worker thread for the whole
-    rotation; nothing of it is written. Other tenants are not held up."""
-    import time
+# -- destruction -----------------------------------------------------------------------------
 
-    from sellervault.crypto import keyring as keyring_module
-    from sellervault.crypto.errors import TenantKeysBusyError
-    from sellervault.crypto.keyring import tenant_lock_id
+def order_key_ids(runtime: Runtime, tenant_id: str, amazon_ids: Iterable[str]) -> list[str]:
+    with runtime.store.transaction() as session:
+        return list(session.scalars(select(Order.data_key_id).where(
+            Order.tenant_id == tenant_id, Order.amazon_order_id.in_(list(amazon_ids)))))
 
-    if runtime.store.dialect != "postgresql":
-        pytest.skip("SQLite's writers take turns: there is no lock to wait on")
-    monkeypatch.setattr(keyring_module, "TENANT_LOCK_WAIT_MS", 200)
+
+def resend(runtime: Runtime, tenant_id: str, orders: Iterable[dict[str, Any]]) -> None:
+    auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
+    records.ingest(runtime, auditor, tenant_id,
+                   [map_order(validate_order(order)) for order in orders])
+
+
+def test_destroyed_data_keys_erase_their_orders_even_with_the_caches_warm(
+        runtime: Runtime) -> None:
+    acme = ingest(runtime, ACME, 3)
+    globex = ingest(runtime, GLOBEX, 1, start=100)
+    views = {order_id: reveal(runtime, ACME, order_id) for order_id in acme}  # caches warm
+    doomed, kept = list(acme)[:2], list(acme)[2]
+    doomed_keys = order_key_ids(runtime, ACME, doomed)
+    (globex_key,) = order_key_ids(runtime, GLOBEX, globex)
+
+    with runtime.store.transaction() as session:
+        destroyed = runtime.keyring.destroy_data_keys(session, ACME, [*doomed_keys, globex_key])
+    assert destroyed == DestroyedKeys(data_keys=2, tenant_keys=0)  # not another tenant's
+
+    for reader in (runtime, fresh_runtime(runtime)):
+        for order_id in doomed:
+            with pytest.raises(OrderErasedError):
+                reveal(reader, ACME, order_id)
+        assert reveal(reader, ACME, kept) == views[kept]
+        assert reveal(reader, GLOBEX, next(iter(globex)))["BuyerInfo"]
+        with reader.store.transaction() as session, pytest.raises(DataKeyDestroyedError):
+            reader.keyring.data_keys(session, ACME, doomed_keys[:1])
+    with pytest.raises(OrderErasedError):  # re-sending an erased order makes no key again
+        resend(runtime, ACME, [acme[doomed[0]]])
+    assert set(data_keys(runtime, ACME)) == set(order_key_ids(runtime, ACME, [kept]))
+    with runtime.store.transaction() as session:  # destroying twice is harmless
+        assert runtime.keyring.destroy_data_keys(session, ACME, doomed_keys) == DestroyedKeys(
+            data_keys=0, tenant_keys=0)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (event loop: PG)
+def test_a_destroyed_data_key_is_erased_in_the_event_loop_too(runtime: Runtime) -> None:
+    """The server's hot path on PostgreSQL opens a data key without a database once the
+    tenant key is unwrapped (``has_kek``): it still finds the data key gone."""
+    (order_id,) = ingest(runtime, ACME, 1)
+    auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
+
+    async def reveal_async() -> dict[str, Any]:
+        return await records.reveal(runtime, auditor, ACME, order_id, "fulfillment")
+
+    assert in_event_loop(runtime, reveal_async)["BuyerInfo"]
+    assert runtime.keyring.has_kek(ACME, 1)
+    with runtime.store.transaction() as session:
+        runtime.keyring.destroy_data_keys(session, ACME, order_key_ids(runtime, ACME,
+                                                                       [order_id]))
+    with pytest.raises(OrderErasedError):
+        in_event_loop(runtime, reveal_async)
+
+
+def test_a_destroyed_tenant_is_erased_and_its_keys_leave_the_process(runtime: Runtime) -> None:
+    acme = ingest(runtime, ACME, 3)
+    globex = ingest(runtime, GLOBEX, 1, start=100)
+    with runtime.store.transaction() as session:
+        runtime.keyring.rotate_tenant_key(session, ACME)  # a retired version, destroyed already
+    email = acme[next(iter(acme))]["BuyerInfo"]["BuyerEmail"]
+    for order_id in acme:
+        reveal(runtime, ACME, order_id)
+    assert search(runtime, ACME, email)  # the index key is unwrapped too
+    assert runtime.keyring.holds_keys_of(ACME)
+    copies = data_keys(runtime, ACME)
+
+    with runtime.store.transaction() as session:
+        destroyed = runtime.keyring.destroy_tenant_keys(session, ACME)
+    assert destroyed == DestroyedKeys(data_keys=3, tenant_keys=2)  # kek 2 and index 1
+    assert not runtime.keyring.holds_keys_of(ACME)
+    assert not runtime.keyring.has_kek(ACME, 2)
+
+    rows = {key: row for key, row in tenant_keys(runtime).items() if key[0] == ACME}
+    assert set(rows) == {(ACME, "kek", 1), (ACME, "kek", 2), (ACME, "index", 1)}
+    assert all(row.wrapped is None and row.status == "destroyed" for row in rows.values())
+    assert data_keys(runtime, ACME) == {}
+    for reader in (runtime, fresh_runtime(runtime)):
+        for order_id in acme:
+            with pytest.raises(OrderErasedError):
+                reveal(reader, ACME, order_id)
+        assert search(reader, ACME, email) == []
+        with reader.store.transaction() as session:
+            with pytest.raises(UnknownTenantKeyError):
+                reader.keyring.blind_index(session, ACME)
+            with pytest.raises(UnknownTenantKeyError):
+                reader.keyring.new_data_keys(session, ACME, 1)
+            with pytest.raises(UnknownTenantKeyError):
+                reader.keyring.rotate_tenant_key(session, ACME)
+        for copy in copies.values():  # a key read just before (or from a backup)
+            with reader.store.read() as db, pytest.raises(DataKeyDestroyedError):
+                reader.keyring.open_data_key(db, ACME, copy.id, copy.kek_version, copy.wrapped)
+    with pytest.raises(TenantKeysDestroyedError):  # no new keys under an erased tenant's name
+        ingest(runtime, ACME, 1, start=50)
+    assert {key for key in tenant_keys(runtime) if key[0] == ACME} == set(rows)
+    assert data_keys(runtime, ACME) == {}
+
+    assert reveal(runtime, GLOBEX, next(iter(globex)))["BuyerInfo"]  # others untouched
+    assert runtime.keyring.holds_keys_of(GLOBEX)
+    with runtime.store.transaction() as session:  # destroying twice is harmless
+        assert runtime.keyring.destroy_tenant_keys(session, ACME) == DestroyedKeys(0, 0)
+        runtime.keyring.rotate_root(session)  # and root rotation passes the remains by
+    assert {key: row.wrapped for key, row in tenant_keys(runtime).items()
+            if key[0] == ACME} == dict.fromkeys(rows)
+
+
+class PausingKeyStore(SqlKeyStore):
+    """The SQL key store, stopping once, right after ``method`` ran, until released: to
+    put another transaction at an exact point of the one using it (the database is real)."""
+
+    def __init__(self, method: str) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        original = getattr(super(), method)
+
+        def paused(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if not self.reached.is_set():
+                self.reached.set()
+                assert self.release.wait(timeout=30), "never released"
+            return result
+
+        setattr(self, method, paused)
+
+
+def with_keys_in(runtime: Runtime, store: SqlKeyStore) -> Runtime:
+    keyring = Keyring(LocalKeyProvider(runtime.settings.root_key_file), runtime.clock, store)
+    return Runtime(runtime.settings, runtime.store, keyring, runtime.clock)
+
+
+def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """``work()`` started in a thread; its result or exception lands in the list."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_key_read_just_before_its_destruction_commits_is_not_cached_after(
+        runtime: Runtime) -> None:
+    """A reveal reads the tenant key, the destruction commits and evicts, then the reveal
+    (which read the key in time, so it may finish) would cache the key: it must not."""
+    (order_id,) = ingest(runtime, ACME, 1)
+    (key_id,) = order_key_ids(runtime, ACME, [order_id])
+    row = data_keys(runtime, ACME)[key_id]
+    store = PausingKeyStore("tenant_key")
+    paused = with_keys_in(runtime, store)
+
+    def open_key() -> Any:
+        with runtime.store.read() as db:
+            return paused.keyring.open_data_key(db, ACME, key_id, row.kek_version, row.wrapped)
+
+    thread, outcome = in_thread(open_key)
+    assert store.reached.wait(timeout=30)
+    with runtime.store.transaction() as session:
+        paused.keyring.destroy_tenant_keys(session, ACME)
+    store.release.set()
+    thread.join(timeout=30)
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert not paused.keyring.holds_keys_of(ACME)
+
+
+def test_a_key_read_before_the_destruction_commits_is_evicted_when_it_commits(
+        runtime: Runtime) -> None:
+    """Until the destruction commits, other transactions still read the tenant's keys (and
+    a reveal caches them): the commit evicts them again."""
+    (order_id,) = ingest(runtime, ACME, 1)
+    (key_id,) = order_key_ids(runtime, ACME, [order_id])
+    row = data_keys(runtime, ACME)[key_id]
+    keyring = fresh_keyring(runtime)
+    with runtime.store.transaction() as session:
+        keyring.destroy_tenant_keys(session, ACME)
+        with runtime.store.read() as db:  # another connection: the keys are still there
+            keyring.open_data_key(db, ACME, key_id, row.kek_version, row.wrapped)
+        assert keyring.holds_keys_of(ACME)
+    assert not keyring.holds_keys_of(ACME)
+
+
+def test_an_ingest_in_flight_when_its_tenant_is_destroyed_loses_its_keys_too(
+        runtime: Runtime) -> None:
+    """The ingest has stored its data keys but not committed; the destruction waits for it
+    (PostgreSQL: the tenant's lock; SQLite: the writer's turn), then destroys them too."""
     ingest(runtime, ACME, 1)
-    before = len(data_keys(runtime, ACME))
-    with runtime.store.engine.connect() as rotation:
-        rotation.execute(select(text(f"pg_advisory_xact_lock({tenant_lock_id(ACME)})")))
-        started = time.monotonic()
-        with pytest.raises(TenantKeysBusyError):
-            ingest(runtime, ACME, 1, start=10)
-        assert time.monotonic() - started < 5
-        ingest(runtime, GLOBEX, 1, start=20)  # another tenant goes on
-        rotation.rollback()
-    assert len(data_keys(runtime, ACME)) == before
-    ingest(runtime, ACME, 1, start=10)  # and once the rotation is done, so does this one
+    store = PausingKeyStore("add_data_keys")
+    paused = with_keys_in(runtime, store)
+    ingesting, ingested = in_thread(lambda: ingest(paused, ACME, 2, start=10))
+    assert store.reached.wait(timeout=30)
+
+    def destroy() -> DestroyedKeys:
+        with runtime.store.transaction() as session:
+            return runtime.keyring.destroy_tenant_keys(session, ACME)
+
+    destroying, destroyed = in_thread(destroy)
+    destroying.join(timeout=0.5)
+    assert destroying.is_alive()  # waiting for the ingest
+    store.release.set()
+    ingesting.join(timeout=30)
+    destroying.join(timeout=30)
+    assert isinstance(ingested[0], dict), ingested
+    assert destroyed == [DestroyedKeys(data_keys=3, tenant_keys=2)]
+    assert data_keys(runtime, ACME) == {}
+    for order_id in ingested[0]:
+        with pytest.raises(OrderErasedError):
+            reveal(fresh_runtime(runtime), ACME, order_id)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (SQLite: one writer)
+def test_data_keys_destroyed_while_a_rotation_rewraps_stay_destroyed(runtime: Runtime) -> None:
+    """The rotation has read the tenant's data keys; the destruction commits; the rotation
+    then writes them re-wrapped: the destroyed ones are not made again, the others open."""
+    acme = ingest(runtime, ACME, 4)
+    doomed, kept = list(acme)[:2], list(acme)[2:]
+    store = PausingKeyStore("live_data_keys")
+    paused = with_keys_in(runtime, store)
+
+    def rotate() -> int:
+        with runtime.store.transaction() as session:
+            return paused.keyring.rotate_tenant_key(session, ACME)
+
+    rotating, rotated = in_thread(rotate)
+    assert store.reached.wait(timeout=30)
+    with runtime.store.transaction() as session:
+        runtime.keyring.destroy_data_keys(session, ACME, order_key_ids(runtime, ACME, doomed))
+    store.release.set()
+    rotating.join(timeout=30)
+    assert rotated == [2]
+    assert {row.kek_version for row in data_keys(runtime, ACME).values()} == {2}
+    assert set(data_keys(runtime, ACME)) == set(order_key_ids(runtime, ACME, kept))
+    assert tenant_keys(runtime)[(ACME, "kek", 1)].wrapped is None  # nothing uses it now
+    restarted = fresh_runtime(runtime)
+    for order_id in doomed:
+        with pytest.raises(OrderErasedError):
+            reveal(restarted, ACME, order_id)
+    for order_id in kept:
+        assert reveal(restarted, ACME, order_id)["BuyerInfo"] == acme[order_id]["BuyerInfo"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_tenant_destroyed_while_reveals_and_ingests_run_is_destroyed_whole(
+        runtime: Runtime) -> None:
+    """Reveals and ingests of the tenant run on, in threads, through the destruction. After
+    it: no data key or tenant key of the tenant is left or made again, nothing of it stays
+    cached in the process, every order of it (those ingested during the race too) is
+    erased, no reveal or ingest that started after the commit succeeded, and another
+    tenant is untouched. (On SQLite the writers take turns: the ingest in flight is
+    ``test_an_ingest_in_flight_when_its_tenant_is_destroyed_loses_its_keys_too``.)"""
+    acme = list(ingest(runtime, ACME, 10))
+    revealed = list(acme)
+    (globex,) = ingest(runtime, GLOBEX, 1, start=500)
+    committed = threading.Event()
+    stop = threading.Event()
+    rounds_after: dict[str, int] = {}
+    wrong: list[str] = []
+    started = threading.Barrier(5)  # four workers and the destruction
+    ingesting = threading.Event()
+
+    def attempt(name: str, work: Callable[[], object], refused: type[Exception]) -> None:
+        """One reveal or ingest: refused once the destruction has committed, and never a
+        success that started after it; anything else unexpected is noted too."""
+        after = committed.is_set()
+        try:
+            work()
+            if after:
+                wrong.append(f"{name}: succeeded after the destruction")
+        except refused:
+            pass
+        except Exception as exc:  # pragma: no cover - reported below
+            wrong.append(f"{name}: {exc!r}")
+        rounds_after[name] = rounds_after.get(name, 0) + after
+
+    def keep_revealing(name: str) -> None:
+        started.wait(timeout=30)
+        while not stop.is_set():
+            for order_id in revealed:
+                attempt(name, partial(reveal, runtime, ACME, order_id), OrderErasedError)
+
+    def ingest_more(start: int) -> None:
+        acme.extend(ingest(runtime, ACME, 2, start=start))
+
+    def keep_ingesting(name: str, start: int) -> None:
+        started.wait(timeout=30)
+        while not stop.is_set():
+            attempt(name, partial(ingest_more, start), TenantKeysDestroyedError)
+            ingesting.set()
+            start += 2
+
+    workers = [threading.Thread(target=keep_revealing, args=(name,)) for name in ("r1", "r2")]
+    workers += [threading.Thread(target=keep_ingesting, args=(name, start))
+                for name, start in (("i1", 100_000), ("i2", 200_000))]
+    for worker in workers:
+        worker.start()
+    try:
+        started.wait(timeout=30)
+        assert ingesting.wait(timeout=30)  # the race is on
+        with runtime.store.transaction() as session:
+            destroyed = runtime.keyring.destroy_tenant_keys(session, ACME)
+        committed.set()
+        deadline = time.monotonic() + 30
+        while (not wrong and time.monotonic() < deadline  # each runs on after the commit
+               and (len(rounds_after) < 4 or min(rounds_after.values()) < 2)):
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+    assert wrong == []
+    assert min(rounds_after.values()) >= 2, rounds_after
+
+    with runtime.store.transaction() as session:
+        stored = list(session.scalars(select(Order.amazon_order_id).where(
+            Order.tenant_id == ACME)))
+    assert destroyed.data_keys == len(stored) and destroyed.tenant_keys == 2
+    assert set(acme) <= set(stored) and len(stored) > 10
+    assert data_keys(runtime, ACME) == {}
+    rows = [row for key, row in tenant_keys(runtime).items() if key[0] == ACME]
+    assert len(rows) == 2 and all(row.wrapped is None for row in rows)
+    assert not runtime.keyring.holds_keys_of(ACME)
+    restarted = fresh_runtime(runtime)
+    for order_id in stored:
+        with pytest.raises(OrderErasedError):
+            reveal(restarted, ACME, order_id)
+    assert reveal(restarted, GLOBEX, globex)["BuyerInfo"]

@@ -13,6 +13,7 @@ runs) rolls back leaving the runs' events in the log, which still verifies.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ from sellervault.accounts.models import Account
 from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import make_engine
-from sellervault.store.types import utcnow
 
 CYRILLIC_A = "\N{CYRILLIC SMALL LETTER A}"
 CYRILLIC_ER = "\N{CYRILLIC SMALL LETTER ER}"
@@ -55,7 +55,7 @@ def add_account(engine: Engine, account_id: str, email: str | None,
         connection.execute(insert(Account.__table__).values(
             id=account_id, kind=kind, email=email.strip().lower() if email else None,
             name=f"Person {account_id}", status="active", must_change_password=False,
-            totp_last_step=0, failed_logins=0, created_at=utcnow()))
+            totp_last_step=0, failed_logins=0, created_at=datetime.now(UTC)))
 
 
 def rows(engine: Engine) -> dict[str, dict[str, Any]]:
@@ -104,7 +104,7 @@ def test_0004_gives_every_person_a_mailbox_key_and_a_normalised_email(
             id="acc_pat2", kind="person", email=f"{CYRILLIC_ER}{CYRILLIC_A}t.picker@x.test",
             mailbox_key=after["acc_pat"]["mailbox_key"], name="Pat Again", status="active",
             must_change_password=False, totp_last_step=0, failed_logins=0,
-            created_at=utcnow()))
+            created_at=datetime.now(UTC)))
 
 
 def test_0004_stops_on_two_people_with_one_mailbox_and_changes_nothing(

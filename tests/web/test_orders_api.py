@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from sellervault import bootstrap
 from sellervault.audit.models import EventRow
+from sellervault.records.models import Order
 from sellervault.runtime import Runtime
 from tests.support import Server, start_server
 
@@ -343,3 +344,46 @@ def test_a_date_with_no_utc_form_is_422_not_500(server: Server, world: dict[str,
     assert response.status_code == 422, response.text
     assert [field["path"] for field in response.json()["error"]["fields"]] == [
         f"body.orders.0.{next(iter(dates))}"]
+
+
+def test_an_erased_order_and_an_erased_tenant_answer_410(server: Server,
+                                                         world: dict[str, Any]) -> None:
+    """Cryptographic erase seen from the API. The server has just revealed the order (its
+    tenant key is cached in the process); its data key is destroyed through the server's own
+    keyring: a reveal is 410 erased, with no PII, and re-sending the order is 410 too (no
+    new key), while the masked read still answers (the clear attributes are not PII). An
+    ingest into a tenant whose keys are all destroyed is 410 tenant_erased, logged as such."""
+    order = {**copy.deepcopy(world["orders"][0]), "AmazonOrderId": "111-0000000-0000410"}
+    order_id, keyring = order["AmazonOrderId"], server.runtime.keyring
+    with server.client(world["ingest"]) as client:
+        assert client.post(f"/tenants/{TENANT}/orders", json={"orders": [order]}).is_success
+    assert _get(server, world["reader"], order_id, purpose="fulfillment").status_code == 200
+    with server.runtime.store.transaction() as session:
+        key_id = session.scalar(select(Order.data_key_id).where(
+            Order.tenant_id == TENANT, Order.amazon_order_id == order_id))
+        assert keyring.destroy_data_keys(session, TENANT, [str(key_id)]).data_keys == 1
+    response = _get(server, world["reader"], order_id, purpose="fulfillment")
+    assert response.status_code == 410 and response.json()["error"]["code"] == "erased"
+    for value in _pii_values(order):
+        assert value not in response.text
+    with server.client(world["ingest"]) as client:
+        resent = client.post(f"/tenants/{TENANT}/orders", json={"orders": [order]})
+    assert resent.status_code == 410 and resent.json()["error"]["code"] == "erased"
+    assert _get(server, world["analyst"], order_id).status_code == 200
+
+    erased = "erased-seller"
+    ingest_key = server.create_service(world["admin"], "erased seller ingest",
+                                       [{"role": "ingest", "tenant": erased}])
+    with server.client(ingest_key) as client:
+        assert client.post(f"/tenants/{erased}/orders", json={"orders": [order]}).is_success
+    with server.runtime.store.transaction() as session:
+        assert keyring.destroy_tenant_keys(session, erased).data_keys == 1
+    later = {**order, "AmazonOrderId": "111-0000000-0000411"}
+    with server.client(ingest_key) as client:
+        refused = client.post(f"/tenants/{erased}/orders", json={"orders": [later]})
+    assert refused.status_code == 410
+    assert refused.json()["error"]["code"] == "tenant_erased"
+    assert _last_event(server).reason == "tenant_erased"
+    with server.runtime.store.transaction() as session:
+        assert session.scalar(select(Order.id).where(Order.amazon_order_id == later[
+            "AmazonOrderId"])) is None

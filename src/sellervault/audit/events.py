@@ -55,6 +55,7 @@ class Reason(StrEnum):
     ALREADY_INITIALIZED = "already_initialized"
     BUDGET_EXHAUSTED = "budget_exhausted"
     ERASED = "erased"
+    TENANT_ERASED = "tenant_erased"
     FORBIDDEN = "forbidden"
     INVALID_ACCOUNT = "invalid_account"
     INVALID_CREDENTIALS = "invalid_credentials"

@@ -32,3 +32,15 @@ class TenantKeysBusyError(Exception):
 
     def __init__(self) -> None:
         super().__init__("the tenant's keys are being rotated; try again shortly")
+
+
+class TenantKeysDestroyedError(Exception):
+    """Every key of the tenant was destroyed: its personal data is erased, and no key is made
+    under its name again (an erased tenant id stays erased). Not a ``CryptoError``: nothing
+    failed a check."""
+
+    code = Reason.TENANT_ERASED
+    status = 410
+
+    def __init__(self) -> None:
+        super().__init__("the tenant's keys have been destroyed: its personal data is erased")

@@ -1,83 +1,44 @@
 """The key hierarchy: root key (provider) -> tenant key -> one data key per order.
 
-Everything here works on wrapped keys in the database; unwrapped tenant keys are cached in
-process memory by (tenant, version), which is safe because a version's key never changes.
-Rotation re-wraps keys, never data.
+The keyring keeps the recipes: how each key is made and wrapped, the associated data that
+binds a wrapped key to its place, which key wraps which. The wrapped keys themselves are
+kept by a key store (``crypto/keystore.py``), and every read, write and destruction of one
+goes through it. Unwrapped tenant and system keys are cached in process memory by (tenant,
+purpose, version) and by name, which is safe because a version's key never changes (a
+destroyed version is never made again); data keys are never cached. Rotation re-wraps
+keys, never data. Destruction, the seam cryptographic erase uses, destroys wrapped keys and
+evicts every unwrapped copy this process holds. The times kept with keys (made, retired,
+destroyed) are read from the runtime's clock.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from dataclasses import dataclass, replace
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Table,
-    and_,
-    bindparam,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from sellervault.clock import Clock
 from sellervault.crypto.aead import Cipher, bind, new_key
 from sellervault.crypto.blind_index import BlindIndex
-from sellervault.crypto.errors import CryptoError, TenantKeysBusyError
-from sellervault.crypto.models import DataKey, SystemKey, TenantKey
+from sellervault.crypto.errors import CryptoError, TenantKeysDestroyedError
+from sellervault.crypto.keystore import (
+    ACTIVE,
+    DESTROYED,
+    KeyStore,
+    SqlKeyStore,
+    StoredDataKey,
+    StoredSystemKey,
+    StoredTenantKey,
+)
 from sellervault.crypto.provider import KeyProvider
-from sellervault.store.bulk import BulkInsert
 from sellervault.store.driver import Db
+from sellervault.store.engine import after_commit
 from sellervault.store.ids import new_ids
-from sellervault.store.prepared import Prepared
-from sellervault.store.types import utcnow
-from sellervault.store.upsert import insert_into
 
 KEK = "kek"
 INDEX = "index"
-DATA_KEYS = cast(Table, DataKey.__table__)
-_INSERT_DATA_KEYS = BulkInsert(DATA_KEYS,
-                               ("id", "tenant_id", "kek_version", "wrapped", "created_at"))
-
-# Statements built once: no per-call expression building or cache-key generation.
-_ACTIVE_VERSION = select(TenantKey.version).where(
-    TenantKey.tenant_id == bindparam("tenant_id"), TenantKey.purpose == bindparam("purpose"),
-    TenantKey.status == "active",
-)
-_DATA_KEYS_BY_ID = select(DataKey.id, DataKey.kek_version, DataKey.wrapped).where(
-    DataKey.tenant_id == bindparam("tenant_id"), DataKey.id.in_(bindparam("ids", expanding=True))
-)
-
-
-def join_data_key(query: Select[Any], tenant_id: ColumnElement[str],
-                  data_key_id: ColumnElement[str]) -> Select[Any]:
-    """``query`` with the wrapped data key ``data_key_id`` of ``tenant_id`` alongside, as the
-    columns ``data_key_kek_version`` and ``data_key_wrapped`` (NULL when there is none), for
-    ``Keyring.open_data_key``: a record and its key in one statement."""
-    return query.add_columns(
-        DATA_KEYS.c.kek_version.label("data_key_kek_version"),
-        DATA_KEYS.c.wrapped.label("data_key_wrapped"),
-    ).outerjoin(DATA_KEYS, and_(DATA_KEYS.c.id == data_key_id,
-                                DATA_KEYS.c.tenant_id == tenant_id))
-
-
-_TENANT_KEY = Prepared(select(TenantKey.root_version, TenantKey.wrapped).where(
-    TenantKey.tenant_id == bindparam("tenant_id"), TenantKey.purpose == bindparam("purpose"),
-    TenantKey.version == bindparam("version")))
-_SYSTEM_KEY = Prepared(select(SystemKey.root_version, SystemKey.wrapped).where(
-    SystemKey.name == bindparam("name")))
-_SYSTEM_KEYS = cast(Table, SystemKey.__table__)
-_TENANT_KEYS = cast(Table, TenantKey.__table__)
-_ADD_SYSTEM_KEY = Prepared(insert(_SYSTEM_KEYS).values(
-    {name: bindparam(name) for name in ("name", "root_version", "wrapped", "created_at")}))
 
 
 class UnknownTenantKeyError(CryptoError):
@@ -94,6 +55,15 @@ class NewDataKey:
     cipher: Cipher
 
 
+@dataclass(frozen=True, slots=True)
+class DestroyedKeys:
+    """How many wrapped keys one destruction destroyed (none counted twice: a key destroyed
+    before is not there to destroy again)."""
+
+    data_keys: int
+    tenant_keys: int
+
+
 def _tenant_key_context(tenant_id: str, purpose: str, version: int) -> bytes:
     return bind("tenant-key", tenant_id, purpose, version)
 
@@ -107,13 +77,21 @@ def _data_key_context(tenant_id: str, data_key_id: str, kek_version: int) -> byt
 
 
 class Keyring:
-    """Process-wide access to the key hierarchy, backed by a key provider and the database."""
+    """Process-wide access to the key hierarchy, backed by a key provider (the root key) and
+    a key store (the wrapped keys; the SQL tables unless another is given)."""
 
-    def __init__(self, provider: KeyProvider) -> None:
+    def __init__(self, provider: KeyProvider, clock: Clock,
+                 store: KeyStore | None = None) -> None:
         self._provider = provider
+        self._clock = clock
+        self._store: KeyStore = store if store is not None else SqlKeyStore()
         self._tenant_keys: dict[tuple[str, str, int], bytes] = {}
         self._keks: dict[tuple[str, int], Cipher] = {}
         self._system_keys: dict[str, bytes] = {}
+        # Per tenant, how many times its cached keys were evicted. A thread that read a key
+        # before an eviction caches it only if the count has not moved meanwhile, so a key
+        # read just before its destruction committed is not cached just after.
+        self._evictions: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -123,18 +101,26 @@ class Keyring:
     def provider(self) -> KeyProvider:
         return self._provider
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     # -- tenant keys -------------------------------------------------------------------------
 
     def ensure_tenant(self, session: Session, tenant_id: str) -> None:
         """Create the tenant's key-encryption and index keys if it has none yet, and hold its
-        keys steady until the transaction ends (``_hold_tenant_keys``): the data keys this
-        transaction wraps are under the tenant key that is active when it commits."""
-        _hold_tenant_keys(session, tenant_id, exclusive=False)
-        existing = session.scalars(
-            select(TenantKey.purpose).where(TenantKey.tenant_id == tenant_id)
-        ).all()
+        keys steady until the transaction ends (``KeyStore.hold_tenant``): the data keys this
+        transaction wraps are under the tenant key that is active when it commits.
+
+        A tenant whose keys were destroyed stays erased (``TenantKeysDestroyedError``): new
+        keys under its name would be new versions of keys other processes may still hold."""
+        self._store.hold_tenant(session, tenant_id, exclusive=False)
+        existing = self._store.tenant_keys(session, tenant_id)
+        if any(key.status == DESTROYED for key in existing):
+            raise TenantKeysDestroyedError()
+        purposes = {key.purpose for key in existing}
         for purpose in (KEK, INDEX):
-            if purpose not in existing:
+            if purpose not in purposes:
                 self._add_tenant_key(session, tenant_id, purpose, version=1)
 
     def _add_tenant_key(self, session: Session, tenant_id: str, purpose: str,
@@ -145,13 +131,12 @@ class Keyring:
         root_version, wrapped = self._provider.wrap(
             new_key(), _tenant_key_context(tenant_id, purpose, version)
         )
-        session.execute(insert_into(session, _TENANT_KEYS).values(
-            tenant_id=tenant_id, purpose=purpose, version=version, root_version=root_version,
-            wrapped=wrapped, status="active", created_at=utcnow(),
-        ).on_conflict_do_nothing())
+        self._store.add_tenant_key(
+            session, StoredTenantKey(tenant_id, purpose, version, root_version, wrapped, ACTIVE),
+            self._clock.now())
 
     def _active_version(self, session: Session, tenant_id: str, purpose: str) -> int:
-        version = session.scalar(_ACTIVE_VERSION, {"tenant_id": tenant_id, "purpose": purpose})
+        version = self._store.active_version(session, tenant_id, purpose)
         if version is None:
             raise UnknownTenantKeyError(f"tenant has no active {purpose} key")
         return version
@@ -161,14 +146,17 @@ class Keyring:
         key = self._tenant_keys.get(cache_key)
         if key is not None:
             return key
-        row = _TENANT_KEY.first(db, {"tenant_id": tenant_id, "purpose": purpose,
-                                     "version": version})
-        if row is None or row.wrapped is None:
+        evictions = self._evictions.get(tenant_id, 0)
+        stored = self._store.tenant_key(db, tenant_id, purpose, version)
+        if stored is None or stored.wrapped is None:
+            if stored is not None and stored.status == DESTROYED:
+                raise TenantKeysDestroyedError()
             raise UnknownTenantKeyError(f"tenant has no {purpose} key version {version}")
-        key = self._provider.unwrap(row.root_version, row.wrapped,
+        key = self._provider.unwrap(stored.root_version, stored.wrapped,
                                     _tenant_key_context(tenant_id, purpose, version))
         with self._lock:
-            self._tenant_keys[cache_key] = key
+            if self._evictions.get(tenant_id, 0) == evictions:
+                self._tenant_keys[cache_key] = key
         return key
 
     def blind_index(self, session: Session, tenant_id: str) -> BlindIndex:
@@ -183,20 +171,17 @@ class Keyring:
             return []
         kek_version = self._active_version(session, tenant_id, KEK)
         kek = self._kek(session, tenant_id, kek_version)
-        now = utcnow()
         keys: list[NewDataKey] = []
+        now = self._clock.now()
 
-        def rows() -> Iterator[dict[str, object]]:
+        def wrapped() -> Iterator[tuple[str, bytes]]:
             for data_key_id in new_ids(count, now):  # time-ordered: the primary-key index appends
                 key = new_key()
-                wrapped = kek.seal(key, _data_key_context(tenant_id, data_key_id, kek_version))
                 keys.append(NewDataKey(data_key_id, Cipher(key)))
-                yield {"id": data_key_id, "tenant_id": tenant_id, "kek_version": kek_version,
-                       "wrapped": wrapped, "created_at": now}
+                yield data_key_id, kek.seal(key, _data_key_context(tenant_id, data_key_id,
+                                                                   kek_version))
 
-        # One bulk insert (COPY on PostgreSQL), the rows made as they are stored: the same rows
-        # as the ORM or Core would insert, without their per-row bookkeeping.
-        _INSERT_DATA_KEYS.execute(session, rows())
+        self._store.add_data_keys(session, tenant_id, kek_version, now, wrapped())
         if len(keys) != count:
             raise RuntimeError("data keys were not all stored")
         return keys
@@ -206,25 +191,26 @@ class Keyring:
         """Unwrap existing data keys of one tenant; a key of another tenant is never returned."""
         if not data_key_ids:
             return {}
-        rows = session.connection().execute(
-            _DATA_KEYS_BY_ID, {"tenant_id": tenant_id, "ids": list(data_key_ids)}
-        ).all()
-        found = {data_key_id: self.open_data_key(session, tenant_id, data_key_id, kek_version,
-                                                 wrapped)
-                 for data_key_id, kek_version, wrapped in rows}
+        found = {stored.id: self.open_data_key(session, tenant_id, stored.id,
+                                               stored.kek_version, stored.wrapped)
+                 for stored in self._store.data_keys(session, tenant_id, data_key_ids)}
         if set(data_key_ids) - found.keys():
             raise DataKeyDestroyedError("data key missing")
         return found
 
     def open_data_key(self, db: Db | None, tenant_id: str, data_key_id: str,
                       kek_version: int | None, wrapped: bytes | None) -> Cipher:
-        """Unwrap one data key read by the caller (see ``join_data_key``); the associated data
-        binds it to its tenant, id and tenant-key version, so a key row moved between tenants
-        or ids does not open. ``db`` may be None when ``has_kek`` said the tenant key is
-        already unwrapped in this process (code in the event loop, which must not block)."""
+        """Unwrap one data key read by the caller (see ``keystore.join_data_key``); the
+        associated data binds it to its tenant, id and tenant-key version, so a key row moved
+        between tenants or ids does not open. ``db`` may be None when ``has_kek`` said the
+        tenant key is already unwrapped in this process (code in the event loop, which must
+        not block)."""
         if wrapped is None or kek_version is None:  # destroyed, or no such key
             raise DataKeyDestroyedError("data key destroyed")
-        kek = self._kek(db, tenant_id, kek_version)
+        try:
+            kek = self._kek(db, tenant_id, kek_version)
+        except TenantKeysDestroyedError:  # read just before its tenant's keys were destroyed
+            raise DataKeyDestroyedError("data key destroyed with its tenant's keys") from None
         return Cipher(kek.open(wrapped, _data_key_context(tenant_id, data_key_id, kek_version)))
 
     def has_kek(self, tenant_id: str, version: int | None) -> bool:
@@ -232,15 +218,24 @@ class Keyring:
         process already (so opening its data keys needs no database)."""
         return (tenant_id, version) in self._keks
 
+    def holds_keys_of(self, tenant_id: str) -> bool:
+        """Whether this process holds any unwrapped key of the tenant (what a destruction
+        must leave false)."""
+        with self._lock:
+            return (any(cached[0] == tenant_id for cached in self._tenant_keys)
+                    or any(cached[0] == tenant_id for cached in self._keks))
+
     def _kek(self, db: Db | None, tenant_id: str, version: int) -> Cipher:
         """The tenant's key-encryption key of ``version``, ready to use (built once)."""
         kek = self._keks.get((tenant_id, version))
         if kek is None:
             if db is None:
                 raise RuntimeError("tenant key not unwrapped yet: pass a database")
+            evictions = self._evictions.get(tenant_id, 0)
             kek = Cipher(self._tenant_key(db, tenant_id, KEK, version))
             with self._lock:
-                self._keks[(tenant_id, version)] = kek
+                if self._evictions.get(tenant_id, 0) == evictions:
+                    self._keks[(tenant_id, version)] = kek
         return kek
 
     # -- system keys -------------------------------------------------------------------------
@@ -255,11 +250,11 @@ class Keyring:
         key = self._system_keys.get(name)
         if key is not None:
             return key
-        row = _SYSTEM_KEY.first(db, {"name": name})
-        if row is None:
+        stored = self._store.system_key(db, name)
+        if stored is None:
             return None
-        return self._remember_system_key(
-            name, self._provider.unwrap(row.root_version, row.wrapped, _system_key_context(name)))
+        return self._remember_system_key(name, self._provider.unwrap(
+            stored.root_version, stored.wrapped, _system_key_context(name)))
 
     def _remember_system_key(self, name: str, key: bytes) -> bytes:
         with self._lock:
@@ -268,17 +263,13 @@ class Keyring:
 
     def system_key(self, db: Db, name: str) -> bytes:
         """A named service-wide secret, created on first use and wrapped by the root key."""
-        key = self._system_keys.get(name)
+        key = self.find_system_key(db, name)
         if key is not None:
             return key
-        row = _SYSTEM_KEY.first(db, {"name": name})
-        if row is None:
-            key = new_key()
-            root_version, wrapped = self._provider.wrap(key, _system_key_context(name))
-            _ADD_SYSTEM_KEY.execute(db, {"name": name, "root_version": root_version,
-                                         "wrapped": wrapped, "created_at": utcnow()})
-        else:
-            key = self._provider.unwrap(row.root_version, row.wrapped, _system_key_context(name))
+        key = new_key()
+        root_version, wrapped = self._provider.wrap(key, _system_key_context(name))
+        self._store.add_system_key(db, StoredSystemKey(name, root_version, wrapped),
+                                   self._clock.now())
         return self._remember_system_key(name, key)
 
     # -- rotation ----------------------------------------------------------------------------
@@ -290,93 +281,99 @@ class Keyring:
         (``provider.retire_versions_before``), so a crash mid-way loses nothing.
         """
         new_version = self._provider.add_version()
-        for row in session.scalars(select(TenantKey).where(TenantKey.wrapped.is_not(None))):
-            context = _tenant_key_context(row.tenant_id, row.purpose, row.version)
-            key = self._provider.unwrap(row.root_version, row.wrapped or b"", context)
-            row.root_version, row.wrapped = self._provider.wrap(key, context)
-        for system_row in session.scalars(select(SystemKey)):
-            context = _system_key_context(system_row.name)
-            key = self._provider.unwrap(system_row.root_version, system_row.wrapped, context)
-            system_row.root_version, system_row.wrapped = self._provider.wrap(key, context)
-        session.flush()
+        tenant_keys = []
+        for stored in self._store.tenant_keys_under_root(session):
+            root_version, wrapped = self._rewrap_under_root(
+                stored.root_version, stored.wrapped or b"",
+                _tenant_key_context(stored.tenant_id, stored.purpose, stored.version))
+            tenant_keys.append(replace(stored, root_version=root_version, wrapped=wrapped))
+        self._store.rewrap_tenant_keys(session, tenant_keys)
+        system_keys = []
+        for system in self._store.system_keys(session):
+            root_version, wrapped = self._rewrap_under_root(
+                system.root_version, system.wrapped, _system_key_context(system.name))
+            system_keys.append(StoredSystemKey(system.name, root_version, wrapped))
+        self._store.rewrap_system_keys(session, system_keys)
         return new_version
+
+    def _rewrap_under_root(self, root_version: int, wrapped: bytes,
+                           context: bytes) -> tuple[int, bytes]:
+        key = self._provider.unwrap(root_version, wrapped, context)
+        return self._provider.wrap(key, context)
 
     def rotate_tenant_key(self, session: Session, tenant_id: str) -> int:
         """New tenant key version; every data key of the tenant is re-wrapped under it and the
         old version's wrapped key is destroyed. Data ciphertexts are untouched.
 
         Safe while ingest runs: it holds the tenant's keys exclusively
-        (``_hold_tenant_keys``), so it waits for ingests in flight and later ones wait for it;
-        and it never destroys an old version that a data key still references."""
-        _hold_tenant_keys(session, tenant_id, exclusive=True)
+        (``KeyStore.hold_tenant``), so it waits for ingests in flight and later ones wait for
+        it; and it never destroys an old version that a data key still references."""
+        self._store.hold_tenant(session, tenant_id, exclusive=True)
         old_version = self._active_version(session, tenant_id, KEK)
         new_version = old_version + 1
         self._add_tenant_key(session, tenant_id, KEK, new_version)
         new_kek = self._kek(session, tenant_id, new_version)
         olds: dict[int, Cipher] = {}
-        for row in session.scalars(
-            select(DataKey).where(DataKey.tenant_id == tenant_id, DataKey.wrapped.is_not(None))
-        ):
-            old = olds.get(row.kek_version)
+        rewrapped = []
+        for stored in self._store.live_data_keys(session, tenant_id):
+            old = olds.get(stored.kek_version)
             if old is None:
-                old = olds[row.kek_version] = Cipher(
-                    self._tenant_key(session, tenant_id, KEK, row.kek_version)
-                )
-            key = old.open(row.wrapped or b"",
-                           _data_key_context(tenant_id, row.id, row.kek_version))
-            row.wrapped = new_kek.seal(key, _data_key_context(tenant_id, row.id, new_version))
-            row.kek_version = new_version
-        session.flush()
-        retired_at: datetime = utcnow()
-        session.execute(
-            update(TenantKey)
-            .where(TenantKey.tenant_id == tenant_id, TenantKey.purpose == KEK,
-                   TenantKey.version < new_version)
-            .values(status="retired", retired_at=func.coalesce(TenantKey.retired_at,
-                                                               retired_at))
-        )
-        still_used = (select(DataKey.id).where(DataKey.tenant_id == tenant_id,
-                                               DataKey.kek_version == TenantKey.version,
-                                               DataKey.wrapped.is_not(None)).exists())
-        session.execute(
-            update(TenantKey)
-            .where(TenantKey.tenant_id == tenant_id, TenantKey.purpose == KEK,
-                   TenantKey.version < new_version, ~still_used)
-            .values(wrapped=None)
-        )
-        session.flush()
+                old = olds[stored.kek_version] = Cipher(
+                    self._tenant_key(session, tenant_id, KEK, stored.kek_version))
+            key = old.open(stored.wrapped or b"",
+                           _data_key_context(tenant_id, stored.id, stored.kek_version))
+            rewrapped.append(StoredDataKey(stored.id, new_version, new_kek.seal(
+                key, _data_key_context(tenant_id, stored.id, new_version))))
+        self._store.rewrap_data_keys(session, tenant_id, rewrapped)
+        self._store.retire_tenant_keys(session, tenant_id, KEK, new_version, self._clock.now())
         return new_version
 
+    # -- destruction -------------------------------------------------------------------------
 
-TENANT_LOCK_WAIT_MS = 5000
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
+    def destroy_data_keys(self, session: Session, tenant_id: str,
+                          data_key_ids: Sequence[str]) -> DestroyedKeys:
+        """Destroy these data keys of the tenant: once the transaction commits, the orders
+        they protect are cryptographically erased, in every process (each use of a data key
+        reads it with its record, and data keys are never cached, so there is no copy to
+        evict). A key of another tenant, or one destroyed before, is left alone and not
+        counted. What the database and its backups may still hold, and what makes that
+        unreadable: ``SqlKeyStore``.
 
+        It needs no lock on the tenant: a rotation re-wrapping at the same moment updates by
+        id, so a key deleted meanwhile stays deleted; an ingest re-sending the order either
+        read the key before (the order was stored before its erasure) or finds it gone
+        (``DataKeyDestroyedError``). No security event is written here: the caller (the
+        erasure that asked for it) records one in the same transaction."""
+        count = self._store.destroy_data_keys(session, tenant_id, list(data_key_ids))
+        return DestroyedKeys(data_keys=count, tenant_keys=0)
 
-def _hold_tenant_keys(session: Session, tenant_id: str, *, exclusive: bool) -> None:
-    """A transaction-scoped lock on one tenant's keys (PostgreSQL advisory lock): shared by
-    the transactions that wrap new data keys, exclusive for a rotation. Under READ COMMITTED
-    an ingest would otherwise read the active version while a rotation is re-wrapping, wrap
-    its data keys under the version the rotation then destroys, and lose their PII at the
-    next restart. SQLite needs none: its write transactions begin IMMEDIATE, one at a time."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    if exclusive:
-        session.execute(select(func.pg_advisory_xact_lock(tenant_lock_id(tenant_id))))
-        return
-    # An ingest waits for a rotation at most TENANT_LOCK_WAIT_MS: a long rotation must not
-    # hold every worker thread (and so every other route) while it runs.
-    session.execute(text(f"SET LOCAL lock_timeout = {int(TENANT_LOCK_WAIT_MS)}"))
-    try:
-        session.execute(select(func.pg_advisory_xact_lock_shared(tenant_lock_id(tenant_id))))
-    except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            raise TenantKeysBusyError() from None
-        raise
-    session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    def destroy_tenant_keys(self, session: Session, tenant_id: str) -> DestroyedKeys:
+        """Destroy every key of the tenant: its data keys and every version of its
+        key-encryption and blind-index keys. Once the transaction commits, every order of the
+        tenant is erased (``DataKeyDestroyedError``), its blind indexes can no longer be
+        computed (``UnknownTenantKeyError``), and the tenant stays erased: an ingest gets
+        ``TenantKeysDestroyedError``, never new keys.
 
+        It holds the tenant's keys exclusively, as a rotation does: it waits for ingests in
+        flight (and destroys the data keys they made) and later ingests wait for it. Every
+        unwrapped copy this process holds is evicted now and again when the transaction
+        commits (through ``Store.transaction``); a copy read just before the commit is not
+        cached after it (``_evictions``). Python cannot overwrite the bytes: they are freed,
+        not wiped. Another process (a server, when a command destroys) keeps its copies until
+        it exits, and can open nothing with them: the wrapped keys they open are gone. No
+        security event is written here: the caller records one in the same transaction."""
+        self._store.hold_tenant(session, tenant_id, exclusive=True)
+        destroyed = DestroyedKeys(
+            data_keys=self._store.destroy_data_keys(session, tenant_id, None),
+            tenant_keys=self._store.destroy_tenant_keys(session, tenant_id, self._clock.now()))
+        self._evict(tenant_id)
+        after_commit(session, lambda: self._evict(tenant_id))
+        return destroyed
 
-def tenant_lock_id(tenant_id: str) -> int:
-    """The advisory lock id of a tenant's keys: 64 bits of a domain-separated SHA-256 (two
-    tenants sharing one would only wait for each other, never lose anything)."""
-    digest = hashlib.sha256(b"sellervault/tenant-keys/" + tenant_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    def _evict(self, tenant_id: str) -> None:
+        with self._lock:
+            self._evictions[tenant_id] = self._evictions.get(tenant_id, 0) + 1
+            for cached in [cached for cached in self._tenant_keys if cached[0] == tenant_id]:
+                del self._tenant_keys[cached]
+            for kek in [kek for kek in self._keks if kek[0] == tenant_id]:
+                del self._keks[kek]

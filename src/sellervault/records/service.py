@@ -27,12 +27,8 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import EventFields, Outcome, TargetType
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.blind_index import BlindIndex
-from sellervault.crypto.keyring import (
-    DataKeyDestroyedError,
-    Keyring,
-    UnknownTenantKeyError,
-    join_data_key,
-)
+from sellervault.crypto.keyring import DataKeyDestroyedError, Keyring, UnknownTenantKeyError
+from sellervault.crypto.keystore import join_data_key
 from sellervault.records.errors import (
     OrderErasedError,
     OrderNotFoundError,

@@ -23,7 +23,7 @@ from starlette.routing import compile_path
 from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
 from sellervault.audit.events import Reason
-from sellervault.crypto.errors import CryptoError, TenantKeysBusyError
+from sellervault.crypto.errors import CryptoError, TenantKeysBusyError, TenantKeysDestroyedError
 from sellervault.records.errors import RecordError
 from sellervault.web.body import Location, UnacceptableBodyError
 from sellervault.web.context import SCOPE_KEY, ForbiddenError, TenantNotFoundError
@@ -163,7 +163,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(UnacceptableBodyError, _unacceptable_body)
     for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
-                 TenantKeysBusyError):
+                 TenantKeysBusyError, TenantKeysDestroyedError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

@@ -36,7 +36,8 @@ DESCRIPTIONS = {
     403: "the policy refuses this caller (or this purpose)",
     404: "not found (or a tenant the caller holds no grant on)",
     409: "conflicts with what exists",
-    410: "erased: the order's data key was destroyed",
+    410: "erased: the order's data key was destroyed (`erased`), or every key of the "
+         "tenant (`tenant_erased`)",
     413: "the body is larger than this route takes",
     422: "a malformed input, named by its path",
     429: "over the budget: retry after the Retry-After header's seconds",

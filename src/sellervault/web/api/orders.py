@@ -39,7 +39,7 @@ class OrderResponse(JSONResponse):
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
 
 
-@router.post("/tenants/{tenant}/orders")
+@router.post("/tenants/{tenant}/orders", responses=own_errors(410))
 def ingest_orders(
     tenant: TenantPath,
     body: IngestRequest,

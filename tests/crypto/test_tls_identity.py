@@ -1,10 +1,11 @@
-"""sellervault.crypto.certificates: the self-signed TLS certificate ``init`` makes.
+"""sellervault.crypto.tls_identity: the server's TLS key and self-signed certificate that
+``init`` makes.
 
 The specification, as tests: an ECDSA P-256 key written owner-only (0600, never over an
 existing key); a certificate for localhost, 127.0.0.1 and ::1, self-signed with
-ECDSA-SHA256, valid now and for at most 397 days, not a CA, carrying subject and authority
-key identifiers and the serverAuth extended key usage only; the returned fingerprint is the
-certificate's SHA-256.
+ECDSA-SHA256, valid from five minutes before the clock's now for 397 days (the clock given,
+never the system's), not a CA, carrying subject and authority key identifiers and the
+serverAuth extended key usage only; the returned fingerprint is the certificate's SHA-256.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
-from sellervault.crypto.certificates import VALIDITY_DAYS, generate_self_signed
+from sellervault.clock import ManualClock
+from sellervault.crypto.tls_identity import VALIDITY_DAYS, generate_self_signed
 
 
 @pytest.fixture
-def generated(tmp_path: Path) -> tuple[x509.Certificate, Path, str]:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def generated(tmp_path: Path, clock: ManualClock) -> tuple[x509.Certificate, Path, str]:
     cert_path, key_path = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
-    fingerprint = generate_self_signed(cert_path, key_path)
+    fingerprint = generate_self_signed(cert_path, key_path, clock=clock)
     return x509.load_pem_x509_certificate(cert_path.read_bytes()), key_path, fingerprint
 
 
@@ -47,11 +54,11 @@ def test_key_file_is_owner_only(generated: tuple[x509.Certificate, Path, str]) -
     assert stat.S_IMODE(key_path.parent.stat().st_mode) == 0o700
 
 
-def test_an_existing_key_is_never_overwritten(tmp_path: Path) -> None:
+def test_an_existing_key_is_never_overwritten(tmp_path: Path, clock: ManualClock) -> None:
     key_path = tmp_path / "key.pem"
     key_path.write_bytes(b"operator's key")
     with pytest.raises(FileExistsError):
-        generate_self_signed(tmp_path / "cert.pem", key_path)
+        generate_self_signed(tmp_path / "cert.pem", key_path, clock=clock)
     assert key_path.read_bytes() == b"operator's key"
 
 
@@ -84,12 +91,12 @@ def test_usage_is_server_auth_only_and_not_a_ca(
 
 
 def test_self_signed_with_ecdsa_sha256_and_currently_valid(
-        generated: tuple[x509.Certificate, Path, str]) -> None:
+        generated: tuple[x509.Certificate, Path, str], clock: ManualClock) -> None:
     certificate, _, _ = generated
     assert certificate.issuer == certificate.subject
     assert certificate.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
     certificate.verify_directly_issued_by(certificate)  # raises if the signature is wrong
-    now = datetime.now(UTC)
+    now = clock.now()
     assert certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc
     lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
     assert lifetime <= timedelta(days=VALIDITY_DAYS, minutes=5)
@@ -102,8 +109,20 @@ def test_returned_fingerprint_is_the_certificate_sha256(
     assert fingerprint == certificate.fingerprint(hashes.SHA256()).hex(":")
 
 
-def test_each_certificate_has_a_fresh_key(tmp_path: Path) -> None:
-    one = generate_self_signed(tmp_path / "a" / "cert.pem", tmp_path / "a" / "key.pem")
-    two = generate_self_signed(tmp_path / "b" / "cert.pem", tmp_path / "b" / "key.pem")
+def test_the_validity_period_is_read_from_the_clock(tmp_path: Path) -> None:
+    """Not the system's clock: a certificate made by a clock set years ahead starts then."""
+    start = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    generate_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem",
+                         clock=ManualClock(start))
+    certificate = x509.load_pem_x509_certificate((tmp_path / "cert.pem").read_bytes())
+    assert certificate.not_valid_before_utc == start - timedelta(minutes=5)
+    assert certificate.not_valid_after_utc == start + timedelta(days=VALIDITY_DAYS)
+
+
+def test_each_certificate_has_a_fresh_key(tmp_path: Path, clock: ManualClock) -> None:
+    one = generate_self_signed(tmp_path / "a" / "cert.pem", tmp_path / "a" / "key.pem",
+                               clock=clock)
+    two = generate_self_signed(tmp_path / "b" / "cert.pem", tmp_path / "b" / "key.pem",
+                               clock=clock)
     assert one != two
     assert (tmp_path / "a" / "key.pem").read_bytes() != (tmp_path / "b" / "key.pem").read_bytes()

@@ -1,14 +1,19 @@
-"""The self-signed TLS certificate `init` makes for the embedded default.
+"""The server's TLS identity (private key and self-signed certificate) that `init` makes for
+the embedded default.
 
 ECDSA P-256, SAN localhost and 127.0.0.1 (and ::1), subject and authority key identifiers,
 serverAuth only. Operators supply their own certificate for production.
+
+Named for what it holds, the server's identity on the wire, so that "certificates" stays free
+for the certificates of sanitization that erasure will issue. The validity period is read from
+the runtime's clock (``sellervault.clock``), like every other time.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -16,17 +21,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sellervault.clock import Clock
+
 VALIDITY_DAYS = 397  # the CA/Browser Forum maximum for a server certificate
 
 
-def generate_self_signed(cert_path: Path, key_path: Path, common_name: str = "localhost") -> str:
-    """Write a new key (owner-only) and certificate; returns the certificate's SHA-256."""
+def generate_self_signed(cert_path: Path, key_path: Path, *, clock: Clock,
+                         common_name: str = "localhost") -> str:
+    """Write a new key (owner-only) and certificate, valid from five minutes before
+    ``clock``'s now (a client whose clock is a little behind still accepts it); returns the
+    certificate's SHA-256."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([
         x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SellerVault self-signed"),
     ])
-    now = datetime.now(UTC)
+    now = clock.now()
     public_key = key.public_key()
     certificate = (
         x509.CertificateBuilder()
