@@ -6,9 +6,10 @@ the limit per process; run Redis (``SELLERVAULT_REDIS_URL``) before running more
 Memory is bounded twice: a subject keeps at most its window's ``cap`` occurrences, and the
 whole store at most ``max_entries`` (occurrences and flags together). Expired occurrences
 and flags are dropped as the clock passes them (on use, and in a sweep of every key once a
-minute of clock time). Past ``max_entries`` the subjects used least recently are forgotten
-first: filling a million entries takes a million counted events (each a failed login, say),
-and until then nothing is forgotten early.
+minute of clock time). Past ``max_entries`` the subjects counted or set least recently are
+forgotten first (never the one being counted, which may alone hold up to its window's cap):
+filling a million entries takes a million counted events (each a failed login, say), and
+until then nothing is forgotten early.
 """
 
 from __future__ import annotations
