@@ -57,28 +57,30 @@ def test_two_server_processes_keep_one_count(
     environment = {"SELLERVAULT_DATABASE_URL": settings.database_url.get_secret_value(),
                    "SELLERVAULT_REDIS_URL": redis_url}
     context = ssl.create_default_context(cafile=str(initialized.certificate))
+
+    def fail(base_url: str) -> int:
+        response = httpx.post(f"{base_url}/api/v1/session", json=WRONG, verify=context,
+                              timeout=30)
+        return response.status_code
+
+    with ExitStack() as servers:
+        # Started together, as a fleet restarts: the first makes the vault's counters key.
+        with ThreadPoolExecutor(2) as starting:
+            started = [starting.submit(servers.enter_context, serve_process(
+                COMMAND, settings.data_dir, initialized.certificate, environment))
+                for _ in range(2)]
+            base_urls = [future.result() for future in started]
+        attempts = [base_urls[0]] * 3 + [base_urls[1]] * 4
+        with ThreadPoolExecutor(len(attempts)) as at_once:
+            statuses = list(at_once.map(fail, attempts))
+    assert statuses == [401] * len(attempts)
+
     reader = Runtime.open(settings.model_copy(update={"redis_url": SecretStr(redis_url)}))
+    assert isinstance(reader.counters, RedisCounters)
     try:
-        with ExitStack() as servers:
-            with ThreadPoolExecutor(2) as starting:  # started together, as a fleet restarts
-                started = [starting.submit(servers.enter_context, serve_process(
-                    COMMAND, settings.data_dir, initialized.certificate, environment))
-                    for _ in range(2)]
-                base_urls = [future.result() for future in started]
-            attempts = [base_urls[0]] * 3 + [base_urls[1]] * 4
-
-            def fail(base_url: str) -> int:
-                response = httpx.post(f"{base_url}/api/v1/session", json=WRONG,
-                                      verify=context, timeout=30)
-                return response.status_code
-
-            with ThreadPoolExecutor(len(attempts)) as at_once:
-                statuses = list(at_once.map(fail, attempts))
-        assert statuses == [401] * len(attempts)
         assert reader.counters.count(FAILED_LOGINS_PER_ACCOUNT, initialized.admin_id) == 7
         assert reader.counters.count(FAILED_LOGINS_PER_ADDRESS, "127.0.0.1") == 7
     finally:
-        assert isinstance(reader.counters, RedisCounters)
         forget_redis_keys(redis_url, reader.counters.prefix)
         reader.close()
 
