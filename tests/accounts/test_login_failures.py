@@ -34,9 +34,9 @@ from sellervault.accounts.login_failures import (
     FAILED_LOGINS_PER_ADDRESS,
 )
 from sellervault.accounts.models import Account, SessionRow
+from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.models import EventRow
-from sellervault.audit.service import Auditor
 from sellervault.clock import ManualClock
 from sellervault.counters.errors import CountersUnavailableError
 from sellervault.counters.local import LocalCounters
@@ -63,7 +63,7 @@ def counting(runtime: Runtime, clock: ManualClock) -> Runtime:
 
 
 def from_address(rt: Runtime, address: str = ADDRESS) -> Auditor:
-    return Auditor(rt.keyring, Actor(Channel.API, source_ip=address))
+    return Auditor(rt.audit, Actor(Channel.API, source_ip=address))
 
 
 def code(secret: str, offset: int = 0) -> str:

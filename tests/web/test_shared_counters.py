@@ -99,4 +99,4 @@ def test_a_failed_login_the_counters_cannot_record_is_a_503(
             EventRow.action == "session:create")))
     assert [(e.outcome, e.status, e.reason, e.target_id) for e in events] == [
         ("denied", 503, "counters_unavailable", initialized.admin_id)]
-    rt.close()
+    unreachable.close()
