@@ -16,7 +16,6 @@ SQLite and PostgreSQL:
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -66,8 +65,9 @@ def from_address(rt: Runtime, address: str = ADDRESS) -> Auditor:
     return Auditor(rt.audit, Actor(Channel.API, source_ip=address))
 
 
-def code(secret: str, offset: int = 0) -> str:
-    return pyotp.TOTP(secret).at(time.time() + 30 * offset)
+def code(rt: Runtime, secret: str) -> str:
+    """The TOTP code of the runtime's clock's step (login reads that clock)."""
+    return pyotp.TOTP(secret).at(rt.clock.timestamp())
 
 
 def fail_login(rt: Runtime, email: str = ADMIN_EMAIL, password: str = WRONG_PASSWORD,
@@ -116,7 +116,7 @@ def test_successes_count_nothing_and_reset_nothing(
         counting: Runtime, initialized: bootstrap.InitResult) -> None:
     fail_login(counting)
     accounts.login(counting, from_address(counting), email=ADMIN_EMAIL,
-                   password=ADMIN_PASSWORD, totp_code=code(initialized.totp_secret))
+                   password=ADMIN_PASSWORD, totp_code=code(counting, initialized.totp_secret))
     assert counts(counting, initialized.admin_id) == (1, 1)
 
 
@@ -129,7 +129,7 @@ def test_a_person_who_must_change_the_password_first_is_not_a_failure(
     assert pat.one_time_password is not None
     with pytest.raises(PasswordChangeRequiredError):
         accounts.login(counting, from_address(counting), email="pat.picker@example.test",
-                       password=pat.one_time_password, totp_code=code(pat.totp_secret))
+                       password=pat.one_time_password, totp_code=code(counting, pat.totp_secret))
     assert counts(counting, pat.id) == (0, 0)
 
 
@@ -177,5 +177,5 @@ def test_unreachable_counters_refuse_the_failed_login_after_recording_it(
 
     # Today a right password and code do not need the counters (the lockout will read them).
     accounts.login(rt, from_address(rt), email=ADMIN_EMAIL, password=ADMIN_PASSWORD,
-                   totp_code=code(initialized.totp_secret))
+                   totp_code=code(rt, initialized.totp_secret))
     unreachable.close()
