@@ -96,7 +96,7 @@ def test_processes_starting_at_once_share_the_key_the_first_one_made(
     stores = [Store.from_url(settings.effective_database_url()) for _ in range(starting)]
 
     def start(store: Store) -> RedisCounters:
-        keyring = Keyring(LocalKeyProvider(settings.root_key_file, None))
+        keyring = Keyring(LocalKeyProvider(settings.root_key_file, None), ManualClock())
         at_once.wait()
         counters = open_counters(with_redis(settings, redis_url), ManualClock(), store, keyring)
         assert isinstance(counters, RedisCounters)
