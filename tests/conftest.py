@@ -1,24 +1,29 @@
-"""Shared fixtures: real SQLite files, a real PostgreSQL database, a real TLS server.
+"""Shared fixtures: real SQLite files, a real PostgreSQL database, a real Redis, a real TLS
+server.
 
 Every test that touches a database runs twice, once on SQLite and once on PostgreSQL; each
 PostgreSQL database is created for its test (or test module) and dropped after it. Without
 a reachable PostgreSQL the PostgreSQL half is skipped locally, and fails when ``CI`` is set,
-so CI always runs both.
+so CI always runs both. Redis is the same: tests that need it skip locally without it and
+fail in CI; each uses keys of its own (a random counters key), deleted afterwards.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import Engine, MetaData
 
 from sellervault import bootstrap
 from sellervault.clock import SYSTEM_CLOCK, Clock, ManualClock
 from sellervault.config import Settings
+from sellervault.counters.redis import RedisCounters
 from sellervault.runtime import Runtime
 from sellervault.store.engine import make_engine
 from tests.support import (
@@ -27,6 +32,7 @@ from tests.support import (
     ADMIN_PASSWORD,
     PostgresUnavailableError,
     Server,
+    forget_redis_keys,
     scratch_postgres,
     settings_for,
     start_server,
@@ -35,6 +41,7 @@ from tests.support import (
 POSTGRES_ADMIN_URL = os.environ.get(
     "SV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("SV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = bool(os.environ.get("CI"))
 TEST_DATA = Path(__file__).resolve().parent / "data"  # copied in, with licence: data/README.md
 
@@ -46,6 +53,35 @@ def missing_service(reason: str) -> None:
 
 
 DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis's URL, once it has answered a PING."""
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        missing_service(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_counters(redis_url: str) -> Iterator[Callable[..., RedisCounters]]:
+    """Makes Redis counters on the test Redis: by default each with a counters key of its
+    own (another vault); given the same ``secret``, another process of the same vault. Their
+    keys are deleted after the test."""
+    made: list[RedisCounters] = []
+
+    def make(clock: Clock, secret: bytes | None = None) -> RedisCounters:
+        counters = RedisCounters.from_url(redis_url, clock, secret or secrets.token_bytes(32))
+        made.append(counters)
+        return counters
+
+    yield make
+    for counters in made:
+        forget_redis_keys(redis_url, counters.prefix)
+        counters.close()
 
 
 @contextmanager

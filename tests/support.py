@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 import pyotp
+import redis
 import uvicorn
 from sqlalchemy import create_engine, text
 
@@ -132,6 +134,52 @@ def scratch_postgres(admin_url: str, prefix: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for a server in another process to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@contextmanager
+def serve_process(command: list[str], data_dir: Path, ca_file: Path,
+                  environment: dict[str, str]) -> Iterator[str]:
+    """A real ``sellervault serve`` in a process of its own, with ``environment`` (and no
+    ``SELLERVAULT_*`` of the caller's); its base URL once it answers over TLS."""
+    port = free_port()
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("SELLERVAULT_")} | environment
+    process = subprocess.Popen([*command, "serve", "--data-dir", str(data_dir),
+                                "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    base_url = f"https://127.0.0.1:{port}"
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base_url}/api/v1/health", verify=context)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def forget_redis_keys(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` (one test's namespace) from the test Redis."""
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 def settings_for(data_dir: Path, database_url: str) -> Settings:

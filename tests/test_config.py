@@ -14,6 +14,11 @@ it gives no sslmode (the URL wins over the environment). A libpq service (``serv
 ``servicefile=``, ``PGSERVICE``, ``PGSERVICEFILE``), a psycopg ``conninfo=`` and the deprecated
 ``requiressl=`` could supply the host or TLS mode unchecked: they are refused, whatever the
 host. Refusals name the setting or variable, never the URL, its password or a host.
+
+Redis (``redis_url``, optional: absent means counters in the process) follows the same rule:
+plain ``redis://`` only to loopback (or a ``unix://`` socket), ``rediss://`` anywhere, and no
+query parameter but ``db`` (and the TLS files with ``rediss://``), since redis-py hands the
+others to its connection unchecked (``host=``, ``ssl_cert_reqs=none``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from sellervault.config import CONFIG_FILE_NAME, ConfigError, check_database_url, load_settings
+from sellervault.config import (
+    CONFIG_FILE_NAME,
+    ConfigError,
+    check_database_url,
+    check_redis_url,
+    load_settings,
+)
 
 DB_PASSWORD = "s3cret-db-pw-7f1c"
 PASSPHRASE = "root-passphrase-9b2e"
@@ -67,6 +78,7 @@ def test_defaults_are_the_built_in_profile() -> None:
     settings = load_settings()
     assert settings.data_dir == Path("var/sellervault")
     assert settings.database_url is None
+    assert settings.redis_url is None
     assert settings.root_key_passphrase is None
     assert (settings.host, settings.port) == ("127.0.0.1", 8443)
     assert settings.tls_cert_file is None and settings.tls_key_file is None
@@ -474,3 +486,84 @@ def test_load_settings_reads_pghost_from_the_real_environment(
     assert "database_url" in config_error()
     monkeypatch.setenv("PGSSLMODE", "verify-full")
     assert load_settings().database_url is not None
+
+
+# -- Redis connections in transit ----------------------------------------------------------------
+
+REDIS_PASSWORD = "redis-pw-42aa"
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6379/0",
+    f"redis://:{REDIS_PASSWORD}@localhost:6379/2",
+    "redis://[::1]:6379",
+    "redis://",  # redis-py's default host: localhost
+    "redis://127.0.0.1:6379?db=3",
+    "unix:///run/redis/redis.sock?db=1",
+    f"rediss://sellervault:{REDIS_PASSWORD}@redis.internal:6380/0",
+    "rediss://redis.internal:6380/0?ssl_ca_certs=/etc/sellervault/redis-ca.pem"
+    "&ssl_certfile=/etc/sellervault/c.pem&ssl_keyfile=/etc/sellervault/k.pem",
+    "REDISS://redis.internal",  # schemes are case-insensitive
+])
+def test_redis_url_accepted(url: str) -> None:
+    check_redis_url(url)
+    assert load_settings(redis_url=url).redis_url is not None
+
+
+@pytest.mark.parametrize("url", [
+    f"redis://:{REDIS_PASSWORD}@redis.internal:6379/0",
+    "redis://10.0.0.5:6379",
+    "redis://[2001:db8::5]:6379",
+    "redis://127.0.0.1.redis.internal:6379",
+    "redis://%31%32%37.0.0.1:6379",  # an encoded host is not taken for loopback
+])
+def test_redis_url_to_a_remote_host_without_tls_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="non-loopback host without TLS; use rediss://"):
+        check_redis_url(url)
+
+
+@pytest.mark.parametrize("url", [
+    "redis://?host=redis.internal",  # redis-py would connect there, without TLS
+    "rediss://redis.internal?ssl_cert_reqs=none",
+    "rediss://redis.internal?ssl_check_hostname=false",
+    "redis://127.0.0.1?ssl_ca_certs=/etc/ca.pem",  # TLS files without TLS
+    "redis://127.0.0.1?socket_timeout=",
+    "unix:///run/redis.sock?path=/tmp/other.sock",
+])
+def test_redis_url_with_a_parameter_that_could_change_the_connection_is_refused(
+        url: str) -> None:
+    with pytest.raises(ValueError, match="may carry only the query parameters db"):
+        check_redis_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis:127.0.0.1", "127.0.0.1:6379",
+                                 "", "redis://127.0.0.1:notaport"])
+def test_redis_url_of_another_kind_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="redis_url"):
+        check_redis_url(url)
+
+
+@pytest.mark.parametrize("url", [
+    f"redis://:{REDIS_PASSWORD}@redis.internal:6379/0",
+    f"redis://:{REDIS_PASSWORD}@127.0.0.1:notaport/0",
+    f"rediss://:{REDIS_PASSWORD}@redis.internal/0?ssl_cert_reqs=none",
+    f"memcached://:{REDIS_PASSWORD}@127.0.0.1",
+])
+def test_redis_refusals_name_the_setting_never_the_url_or_its_password(
+        monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("SELLERVAULT_REDIS_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = _all_text(caught.value)
+    assert "redis_url" in text
+    for secret in (REDIS_PASSWORD, "redis.internal", "notaport"):
+        assert secret not in text
+
+
+def test_the_redis_password_is_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SELLERVAULT_REDIS_URL", f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0")
+    settings = load_settings()
+    assert settings.redis_url is not None
+    assert REDIS_PASSWORD in settings.redis_url.get_secret_value()
+    for shown in (repr(settings), str(settings), settings.model_dump_json()):
+        assert REDIS_PASSWORD not in shown

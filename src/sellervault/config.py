@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -49,6 +50,15 @@ UNCHECKED_VARIABLES = {
     "PGSERVICE": f"PGSERVICE is set: {_SERVICE}; unset it and put them in database_url",
     "PGSERVICEFILE": f"PGSERVICEFILE is set: {_SERVICE}; unset it and put them in database_url",
 }
+
+
+# What a Redis URL may say besides where it goes: the database number and the files of its
+# TLS. Every other query parameter is handed by redis-py to its connection as it stands, and
+# some change where or how it connects (``host=`` where the URL has none, ``ssl_cert_reqs=
+# none``, ``ssl_check_hostname=false``), so they are refused rather than judged one by one.
+REDIS_SCHEMES = {"redis", "rediss", "unix"}
+REDIS_QUERY_PARAMETERS = {"db"}
+REDIS_TLS_PARAMETERS = {"ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile"}
 
 
 class ConfigError(Exception):
@@ -95,6 +105,11 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=512, ge=1, le=100_000,
         description="connections and requests in progress at once; beyond it, 503")
+
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis for the shared counters (redis://, rediss://, unix://); empty: "
+                    "counters in the process")
 
     search_budget_per_hour: int = Field(
         default=60, ge=1, le=600,
@@ -174,6 +189,13 @@ class Settings(BaseSettings):
     def _database_in_transit(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             check_database_url(value.get_secret_value())
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_in_transit(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_redis_url(value.get_secret_value())
         return value
 
     # -- derived -------------------------------------------------------------------------
@@ -273,6 +295,27 @@ def _effective_sslmode(query: Mapping[str, Any], environ: Mapping[str, str]) -> 
     return str(sslmode) if sslmode is not None else LIBPQ_DEFAULT_SSLMODE
 
 
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis connection without TLS to a host that is not loopback (a Unix socket is
+    local), and any query parameter but the database number and TLS files. Messages never
+    carry the URL: it may hold the password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""  # redis-py connects to localhost when the URL names none
+        parts.port  # noqa: B018 (parsing the port is the check: "host:x" raises)
+    except ValueError:
+        raise ValueError("redis_url is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in REDIS_SCHEMES or "://" not in url:
+        raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+    allowed = REDIS_QUERY_PARAMETERS | (REDIS_TLS_PARAMETERS if scheme == "rediss" else set())
+    if set(parse_qs(parts.query, keep_blank_values=True)) - allowed:
+        raise ValueError("redis_url may carry only the query parameters db and, with "
+                         "rediss://, " + ", ".join(sorted(REDIS_TLS_PARAMETERS)))
+    if scheme == "redis" and host and not _is_loopback(host):
+        raise ValueError("redis_url points at a non-loopback host without TLS; use rediss://")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning every problem into a ConfigError that names the setting."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
@@ -297,4 +340,5 @@ def load_settings(**overrides: Any) -> Settings:
     raise ConfigError(problem)
 
 
-__all__ = ["ConfigError", "Settings", "check_database_url", "load_settings"]
+__all__ = ["ConfigError", "Settings", "check_database_url", "check_redis_url",
+           "load_settings"]

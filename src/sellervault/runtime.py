@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from sellervault.audit.log import AuditLog
 from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
+from sellervault.counters.factory import open_counters
+from sellervault.counters.interface import Counters
+from sellervault.counters.local import LocalCounters
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.store.engine import Store
@@ -21,9 +24,14 @@ class Runtime:
     """Where every service reads the time (``sellervault.clock``)."""
     audit: AuditLog = field(init=False)
     """The security log's writers' keyring and clock, and its subscribers."""
+    counters: Counters = None  # type: ignore[assignment]  # (made in __post_init__)
+    """Shared counters and flags (``sellervault.counters``): Redis when configured, else in
+    this process. A runtime made by hand without them gets in-process ones on its clock."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "audit", AuditLog(self.keyring, self.clock))
+        if self.counters is None:
+            object.__setattr__(self, "counters", LocalCounters(self.clock))
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
@@ -33,7 +41,13 @@ class Runtime:
             settings.root_key_file, passphrase.get_secret_value() if passphrase else None
         )
         store = Store.from_url(settings.effective_database_url())
-        return cls(settings, store, Keyring(provider, clock), clock)
+        keyring = Keyring(provider, clock)
+        try:
+            counters = open_counters(settings, clock, store, keyring)
+        except BaseException:
+            store.dispose()
+            raise
+        return cls(settings, store, keyring, clock, counters)
 
     @property
     def worker_threads(self) -> int:
@@ -42,4 +56,5 @@ class Runtime:
 
     def close(self) -> None:
         self.audit.close()
+        self.counters.close()
         self.store.dispose()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.access.decisions import decide_grants
 from sellervault.access.roles import Grant, Principal, Role
-from sellervault.accounts import approvals, identity
+from sellervault.accounts import approvals, identity, login_failures
 from sellervault.accounts.errors import (
     AccountConflictError,
     AccountRequestError,
@@ -309,13 +309,17 @@ def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
             return issued
         else:
             failed = True
+            # The shared counters first: the account's row stays unlocked while Redis answers.
+            unavailable = login_failures.count_failure(
+                rt.counters, account.id if account else None, auditor.actor.source_ip)
+            refusal = unavailable or InvalidCredentialsError()
             _count_failure(session, account)
             auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
                            target_type=TargetType.ACCOUNT,
-                           target_id=account.id if account else None, status=401,
-                           reason=InvalidCredentialsError.code)
+                           target_id=account.id if account else None,
+                           status=refusal.status, reason=refusal.code)
     if failed:
-        raise InvalidCredentialsError()
+        raise refusal
     raise PasswordChangeRequiredError()
 
 

@@ -67,6 +67,7 @@ class Reason(StrEnum):
     PURPOSE_NOT_PERMITTED = "purpose_not_permitted"
     SECOND_PERSON_REQUIRED = "second_person_required"
     TENANT_KEYS_BUSY = "tenant_keys_busy"
+    COUNTERS_UNAVAILABLE = "counters_unavailable"  # the shared counters (Redis) unreachable
     UNAUTHENTICATED = "unauthenticated"
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this

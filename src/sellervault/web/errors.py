@@ -23,6 +23,7 @@ from starlette.routing import compile_path
 from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError
 from sellervault.audit.events import Reason
+from sellervault.counters.errors import CountersUnavailableError
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError, TenantKeysDestroyedError
 from sellervault.records.errors import RecordError
 from sellervault.web.body import Location, UnacceptableBodyError
@@ -117,7 +118,7 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
     _note_reason(request, Reason.NO_GRANT_ON_TENANT if isinstance(exc, TenantNotFoundError)
                  else code if isinstance(code, Reason) else Reason.HTTP_ERROR)
     response = error_response(status, code, str(exc))
-    if isinstance(exc, BudgetExhaustedError | TenantKeysBusyError):
+    if isinstance(exc, BudgetExhaustedError | TenantKeysBusyError | CountersUnavailableError):
         response.headers["retry-after"] = str(exc.retry_after)
     return response
 
@@ -163,7 +164,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(UnacceptableBodyError, _unacceptable_body)
     for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
-                 TenantKeysBusyError, TenantKeysDestroyedError):
+                 TenantKeysBusyError, TenantKeysDestroyedError, CountersUnavailableError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

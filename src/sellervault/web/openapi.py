@@ -42,7 +42,8 @@ DESCRIPTIONS = {
     422: "a malformed input, named by its path",
     429: "over the budget: retry after the Retry-After header's seconds",
     503: "the security log cannot be written (nothing is served that it does not record), "
-         "or the tenant's keys are being rotated (Retry-After)",
+         "the tenant's keys are being rotated, or the shared counters cannot be reached "
+         "(Retry-After)",
 }
 
 

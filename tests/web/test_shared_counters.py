@@ -1,0 +1,102 @@
+"""The shared counters seen from outside, through the HTTPS API:
+
+- Two real ``sellervault serve`` processes on one PostgreSQL database and one Redis keep one
+  count: failed logins sent to both at the same moment are all in it, per account and per
+  address, as read by a third runtime of the same vault.
+- A failed login the counters cannot record is answered ``503 counters_unavailable`` with
+  ``Retry-After``, and the security log holds its one event (denied, 503).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from sellervault import bootstrap
+from sellervault.accounts.login_failures import (
+    FAILED_LOGINS_PER_ACCOUNT,
+    FAILED_LOGINS_PER_ADDRESS,
+)
+from sellervault.audit.models import EventRow
+from sellervault.config import Settings
+from sellervault.counters.redis import RedisCounters
+from sellervault.runtime import Runtime
+from tests.cli.helpers import COMMAND
+from tests.conftest import fresh_database, init_instance
+from tests.support import (
+    ADMIN_EMAIL,
+    forget_redis_keys,
+    serve_process,
+    settings_for,
+    start_server,
+)
+
+WRONG = {"email": ADMIN_EMAIL, "password": "not the password at all", "totp": "000000"}
+
+
+@pytest.fixture
+def vault_on_postgres(tmp_path: Path) -> Iterator[tuple[Settings, bootstrap.InitResult]]:
+    with fresh_database("postgresql", tmp_path) as url:
+        settings = settings_for(tmp_path / "data", url)
+        yield settings, init_instance(settings)
+
+
+@pytest.mark.slow
+def test_two_server_processes_keep_one_count(
+        vault_on_postgres: tuple[Settings, bootstrap.InitResult], redis_url: str) -> None:
+    settings, initialized = vault_on_postgres
+    assert settings.database_url is not None
+    environment = {"SELLERVAULT_DATABASE_URL": settings.database_url.get_secret_value(),
+                   "SELLERVAULT_REDIS_URL": redis_url}
+    context = ssl.create_default_context(cafile=str(initialized.certificate))
+
+    def fail(base_url: str) -> int:
+        response = httpx.post(f"{base_url}/api/v1/session", json=WRONG, verify=context,
+                              timeout=30)
+        return response.status_code
+
+    with ExitStack() as servers:
+        # Started together, as a fleet restarts: the first makes the vault's counters key.
+        with ThreadPoolExecutor(2) as starting:
+            started = [starting.submit(servers.enter_context, serve_process(
+                COMMAND, settings.data_dir, initialized.certificate, environment))
+                for _ in range(2)]
+            base_urls = [future.result() for future in started]
+        attempts = [base_urls[0]] * 3 + [base_urls[1]] * 4
+        with ThreadPoolExecutor(len(attempts)) as at_once:
+            statuses = list(at_once.map(fail, attempts))
+    assert statuses == [401] * len(attempts)
+
+    reader = Runtime.open(settings.model_copy(update={"redis_url": SecretStr(redis_url)}))
+    assert isinstance(reader.counters, RedisCounters)
+    try:
+        assert reader.counters.count(FAILED_LOGINS_PER_ACCOUNT, initialized.admin_id) == 7
+        assert reader.counters.count(FAILED_LOGINS_PER_ADDRESS, "127.0.0.1") == 7
+    finally:
+        forget_redis_keys(redis_url, reader.counters.prefix)
+        reader.close()
+
+
+def test_a_failed_login_the_counters_cannot_record_is_a_503(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    unreachable = RedisCounters.from_url("redis://127.0.0.1:1/0", runtime.clock, b"k" * 32)
+    rt = Runtime(runtime.settings, runtime.store, runtime.keyring, runtime.clock, unreachable)
+    with start_server(rt, initialized) as server, server.client() as client:
+        response = client.post("/session", json=WRONG)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "counters_unavailable"
+    assert response.headers["retry-after"] == "5"
+    with rt.store.engine.connect() as connection:
+        events = list(connection.execute(select(EventRow).where(
+            EventRow.action == "session:create")))
+    assert [(e.outcome, e.status, e.reason, e.target_id) for e in events] == [
+        ("denied", 503, "counters_unavailable", initialized.admin_id)]
+    unreachable.close()
