@@ -4,10 +4,11 @@
   it runs to its end on the calling thread, its statements on the blocking driver, its
   blocking steps (``Store.offload``) in place; nothing waits for an event loop, even when
   the calling thread has one running.
-- Awaited from the event loop (``Store.run``): on PostgreSQL with the loop's connections
-  open, right there in the loop, its statements awaited on psycopg's asynchronous
-  connections and its blocking steps on a worker thread; on SQLite (no asynchronous driver)
-  the whole operation is driven on one worker thread.
+- Awaited from the event loop (``Store.run``) with the loop's connections open (a started
+  server): right there in the loop, its blocking steps on a worker thread; its statements
+  awaited on psycopg's asynchronous connections (PostgreSQL), or its reads on the loop's own
+  connection and its writes on a worker thread (SQLite, which has no asynchronous driver).
+  Without them, the whole operation is driven on one worker thread.
 - Both connections return the same rows, conversions, row counts and errors (which never
   show parameters); an operation that would suspend without a loop is refused, never left
   half-run; a blocking connection is never handed out inside the event loop.
@@ -40,6 +41,7 @@ from sellervault.store.connection import (
     Connection,
     InlineConnection,
     LoopConnection,
+    SQLiteLoopConnection,
     SuspendedOutsideLoopError,
     drive,
 )
@@ -111,8 +113,7 @@ def test_called_from_blocking_code_it_runs_on_this_thread(store: Store) -> None:
     assert _committed(store) == [(1, "one"), (2, "renamed")]  # autocommit: kept
 
 
-def test_run_from_the_event_loop_awaits_on_postgresql_and_takes_one_thread_on_sqlite(
-        store: Store) -> None:
+def test_run_from_the_event_loop_awaits_it_in_the_loop(store: Store) -> None:
     loop_thread: list[str] = []
 
     async def work() -> Any:
@@ -123,12 +124,43 @@ def test_run_from_the_event_loop_awaits_on_postgresql_and_takes_one_thread_on_sq
     assert [tuple(row) for row in rows] == [(1, "one"), (2, "two")]
     assert changed == 1 and "secret-value-4242" not in error
     assert _committed(store) == [(1, "one"), (2, "renamed")]
-    if store.dialect == "postgresql":
-        assert kind == LoopConnection.__name__
-        assert where != loop_thread[0]  # the blocking step went to a worker thread
-    else:
-        assert kind == InlineConnection.__name__
-        assert where != loop_thread[0]  # the whole operation ran on a worker thread
+    assert kind == (LoopConnection if store.dialect == "postgresql"
+                    else SQLiteLoopConnection).__name__
+    assert where != loop_thread[0]  # the blocking step went to a worker thread
+
+
+def test_on_sqlite_the_loop_reads_in_place_and_writes_on_a_worker_thread(
+        store: Store) -> None:
+    """A write may wait for SQLite's lock (up to its busy timeout): never in the loop."""
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL's statements are awaited, not run on a thread")
+    writers: list[str] = []
+    original = store.execute_one
+
+    def execute_one(statement: Prepared, params: Any) -> int:
+        writers.append(threading.current_thread().name)
+        return original(statement, params)
+
+    store.execute_one = execute_one  # type: ignore[method-assign]  # (observed, not replaced)
+
+    async def work() -> tuple[str, list[Any]]:
+        async with store.connect() as db:
+            rows = await db.all(ALL, {})
+            await db.execute(RENAME, {"new": "renamed"})
+        return threading.current_thread().name, rows
+
+    loop_thread, rows = _in_loop(store, work)
+    assert len(rows) == 2 and writers and writers[0] != loop_thread
+    assert _committed(store) == [(1, "one"), (2, "renamed")]
+
+
+def test_without_loop_connections_run_drives_it_on_one_worker_thread(store: Store) -> None:
+    async def work() -> tuple[str, Any]:
+        return threading.current_thread().name, await store.run(_operation, store)
+
+    loop_thread, (kind, _, where) = _in_loop(store, work, connections=False)
+    assert kind == InlineConnection.__name__
+    assert where != loop_thread
 
 
 def test_called_inside_a_running_loop_it_still_runs_in_place(store: Store) -> None:

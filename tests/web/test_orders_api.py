@@ -59,11 +59,11 @@ def _pii_values(order: dict[str, Any]) -> list[str]:
     return values
 
 
-def test_on_postgresql_the_order_route_runs_in_the_event_loop(server: Server) -> None:
-    """So the reveal tests below cover the event-loop path on PostgreSQL and the worker-thread
-    path on SQLite."""
+def test_the_order_route_runs_in_the_event_loop(server: Server) -> None:
+    """So the reveal tests below cover the event-loop path on both databases (the
+    worker-thread path, ``Store.call``, is tests/records')."""
     store = server.runtime.store
-    assert store.has_loop_connections is (store.dialect == "postgresql")
+    assert store.has_loop_connections
 
 
 def test_ingest_reports_count_and_is_idempotent(server: Server, world: dict[str, Any]) -> None:

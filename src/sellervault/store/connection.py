@@ -7,13 +7,16 @@ appending a security event) is an ``async def`` that runs its statements through
 - in a server's event loop on PostgreSQL, a ``LoopConnection``: psycopg's asynchronous
   connection, whose statements are awaited, so a request waits for the database without
   holding a thread;
-- everywhere else (SQLite, which has no asynchronous driver; the command line; a worker
-  thread), an ``InlineConnection``: the blocking driver, whose awaitables complete at once.
-  The operation is then run to completion by ``drive``, on the calling thread, with no event
-  loop at all (``Store.run`` hands it to one worker thread from the event loop).
+- in a server's event loop on SQLite, a ``SQLiteLoopConnection``: the loop's own connection
+  for reads (a WAL reader never waits), a worker thread for each write;
+- everywhere else (the command line, a worker thread, a test), an ``InlineConnection``: the
+  blocking driver, whose awaitables complete at once. The operation is then run to
+  completion by ``drive``, on the calling thread, with no event loop at all.
 
 The pure steps (compiling, converting parameters and rows) are ``Prepared``'s; only the
-three lines that touch the driver differ between the two connections.
+lines that touch the driver differ between the connections. Blocking steps inside an
+operation (a transaction, reading a key not cached yet) go through ``Store.offload``: a
+worker thread in the loop, in place when driven.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Dialect, Engine
 
 from sellervault.store.driver import DriverConnection, translate_error
@@ -57,6 +61,30 @@ class InlineConnection:
 
     async def execute(self, statement: Prepared, params: Mapping[str, Any]) -> int:
         return statement.execute(self.connection, params)
+
+
+class _Writer(Protocol):
+    def execute_one(self, statement: Prepared, params: Mapping[str, Any]) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteLoopConnection:
+    """The event loop's own SQLite connection: reads run right here (in WAL mode a reader
+    never waits for a writer, and a point lookup takes microseconds); a write could wait
+    for SQLite's lock, so it runs on a worker thread, on a connection of the pool."""
+
+    connection: DriverConnection
+    writer: _Writer
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.connection.dialect
+
+    async def all(self, statement: Prepared, params: Mapping[str, Any]) -> list[Any]:
+        return statement.all(self.connection, params)
+
+    async def execute(self, statement: Prepared, params: Mapping[str, Any]) -> int:
+        return await anyio.to_thread.run_sync(self.writer.execute_one, statement, params)
 
 
 @dataclass(frozen=True, slots=True)

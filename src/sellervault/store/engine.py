@@ -25,7 +25,7 @@ import asyncio
 import functools
 import select
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
@@ -45,8 +45,15 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sellervault.config import check_database_url
-from sellervault.store.connection import Connection, InlineConnection, LoopConnection, drive
+from sellervault.store.connection import (
+    Connection,
+    InlineConnection,
+    LoopConnection,
+    SQLiteLoopConnection,
+    drive,
+)
 from sellervault.store.driver import DriverConnection, translate_error
+from sellervault.store.prepared import Prepared
 
 AFTER_COMMIT = "sellervault_after_commit"
 AFTER_ROLLBACK = "sellervault_after_rollback"
@@ -205,6 +212,7 @@ class Store:
                                                       else nullcontext())
         self._async_pool: AsyncConnectionPool[Any] | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_sqlite: Any = None  # (SQLite: the loop's own connection, a pooled one)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -307,10 +315,17 @@ class Store:
     # -- the request path: one awaitable interface (``store.connection``) ---------------------
 
     async def open_async(self, size: int) -> None:
-        """Open ``size`` autocommit connections for operations awaited in this event loop (a
-        server's start-up; they belong to its loop). PostgreSQL only: SQLite has no
-        asynchronous driver, so its operations run on a worker thread (``run``)."""
-        if self._sqlite or self._async_pool is not None:
+        """Open the connections of operations awaited in this event loop (a server's
+        start-up; they belong to its loop). PostgreSQL: ``size`` autocommit connections of
+        psycopg's asynchronous driver. SQLite, which has none: one connection of the loop's
+        own for reads, which in WAL mode never wait for a writer (a point lookup costs the
+        loop microseconds, less than a trip to a worker thread and back); every write still
+        goes to a worker thread (``SQLiteLoopConnection``)."""
+        if self._async_loop is not None:
+            return
+        if self._sqlite:
+            pooled = self.engine.raw_connection()  # held until close_async
+            self._loop_sqlite, self._async_loop = pooled, asyncio.get_running_loop()
             return
         # The same connection parameters (TLS included) and type adapters as the engine's.
         args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
@@ -323,33 +338,36 @@ class Store:
 
     async def close_async(self) -> None:
         pool, self._async_pool, self._async_loop = self._async_pool, None, None
+        sqlite, self._loop_sqlite = self._loop_sqlite, None
         if pool is not None:
             await pool.close()
-
-    def _loop_pool(self) -> AsyncConnectionPool[Any] | None:
-        """The event loop's connections, when called from the loop that opened them."""
-        pool = self._async_pool
-        if pool is None or _running_loop() is not self._async_loop:
-            return None
-        return pool
+        if sqlite is not None:
+            sqlite.close()
 
     @property
     def has_loop_connections(self) -> bool:
-        """Whether an event loop's connections are open (PostgreSQL, in a started server):
+        """Whether an event loop's connections are open (inside a started server):
         operations run from that loop are awaited in it."""
-        return self._async_pool is not None
+        return self._async_loop is not None
 
     @property
     def in_event_loop(self) -> bool:
         """Whether the caller is an operation awaited in the event loop whose connections are
-        open (PostgreSQL, inside a started server), not one driven by ``call``."""
-        return not _DRIVEN.get() and self._loop_pool() is not None
+        open (inside a started server), not one driven by ``call``."""
+        loop = self._async_loop
+        return loop is not None and not _DRIVEN.get() and _running_loop() is loop
+
+    def execute_one(self, statement: Prepared, params: Mapping[str, Any]) -> int:
+        """One statement on a connection of the pool, committed by itself (a write of an
+        operation awaited in the event loop on SQLite, run on a worker thread)."""
+        with self.read() as db:
+            return statement.execute(db, params)
 
     async def run(self, operation: Callable[P, Coroutine[Any, Any, T]], *args: P.args,
                   **kwargs: P.kwargs) -> T:
-        """Run a request-path operation from the event loop: awaited right here on
-        PostgreSQL (its statements awaited on the loop's connections), else driven on one
-        worker thread (SQLite: the whole operation is one hop)."""
+        """Run a request-path operation from the event loop: awaited right here when the
+        loop's connections are open (a started server: its blocking steps and, on SQLite,
+        its writes go to worker threads), else driven on one worker thread."""
         if self.in_event_loop:
             return await operation(*args, **kwargs)
         return await anyio.to_thread.run_sync(
@@ -378,15 +396,20 @@ class Store:
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[Connection]:
         """An autocommit connection for a request-path operation (see ``store.connection``):
-        the event loop's on PostgreSQL in a server, the blocking driver's elsewhere."""
-        pool = None if _DRIVEN.get() else self._loop_pool()
-        if pool is None:
-            if not _DRIVEN.get():
-                raise RuntimeError("no event-loop connections here: run the operation with "
-                                   "Store.run (from the loop) or Store.call (blocking)")
+        the event loop's own in a started server, the blocking driver's when driven."""
+        if _DRIVEN.get():
             with self.read() as db:
                 yield InlineConnection(db)
             return
+        if not self.in_event_loop:
+            raise RuntimeError("no event-loop connections here: run the operation with "
+                               "Store.run (from the loop) or Store.call (blocking)")
+        if self._loop_sqlite is not None:
+            yield SQLiteLoopConnection(
+                DriverConnection(self.engine, self._loop_sqlite.driver_connection, {}), self)
+            return
+        pool = self._async_pool
+        assert pool is not None
         # getconn/putconn rather than pool.connection(): half the cost per use, and the
         # connections are in autocommit, so there is no transaction to end (putconn still
         # resets or discards one left in any other state).
