@@ -68,11 +68,9 @@ _DRIVEN: ContextVar[bool] = ContextVar("sellervault_driven", default=False)
 """Set while ``Store.call`` drives an operation: it runs without the event loop."""
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+# asyncio's own low-level accessor (what ``get_running_loop`` calls): the loop running in this
+# thread, or None, without raising. Asked several times per request.
+_running_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio.events._get_running_loop
 
 
 def _normalize(url: str) -> str:
