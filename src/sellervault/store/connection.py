@@ -68,20 +68,13 @@ class _Writer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SQLiteLoopConnection:
-    """The event loop's own SQLite connection: reads run right here (in WAL mode a reader
-    never waits for a writer, and a point lookup takes microseconds); a write could wait
-    for SQLite's lock, so it runs on a worker thread, on a connection of the pool."""
+class SQLiteLoopConnection(InlineConnection):
+    """The event loop's own SQLite connection: reads run right here, as inline ones do (in
+    WAL mode a reader never waits for a writer, and a point lookup takes microseconds); a
+    write could wait for SQLite's lock, so it runs on a worker thread, on a connection of
+    the pool."""
 
-    connection: DriverConnection
     writer: _Writer
-
-    @property
-    def dialect(self) -> Dialect:
-        return self.connection.dialect
-
-    async def all(self, statement: Prepared, params: Mapping[str, Any]) -> list[Any]:
-        return statement.all(self.connection, params)
 
     async def execute(self, statement: Prepared, params: Mapping[str, Any]) -> int:
         return await anyio.to_thread.run_sync(self.writer.execute_one, statement, params)
