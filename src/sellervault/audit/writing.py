@@ -42,7 +42,7 @@ from sellervault.audit.errors import (
 from sellervault.audit.events import SecurityEvent
 from sellervault.audit.log import AuditLog
 from sellervault.audit.models import ChainHead, EventRow
-from sellervault.store.driver import Db, DriverConnection, driver_of
+from sellervault.store.driver import DriverConnection, driver_of
 from sellervault.store.engine import Store, after_commit, after_rollback
 from sellervault.store.prepared import Prepared
 
@@ -90,7 +90,8 @@ APPEND_IF_UNMOVED = Prepared(insert(EVENTS).from_select(
 _last_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
 
 
-def record(db: Db, log: AuditLog, event: SecurityEvent, *, starts_chain: bool = False) -> int:
+def record(db: Session | DriverConnection, log: AuditLog, event: SecurityEvent, *,
+           starts_chain: bool = False) -> int:
     """Append ``event`` to the chain, in the caller's transaction (a ``Store.transaction``
     session or a ``Store.write`` connection); its sequence number.
 
@@ -157,17 +158,17 @@ def _head_move(row: dict[str, Any], guess: tuple[int, str]) -> dict[str, Any]:
             "old_hash": guess[1]}
 
 
-def _insert(db: Db, connection: DriverConnection, log: AuditLog, event: SecurityEvent,
-            row: dict[str, Any]) -> int:
+def _insert(db: Session | DriverConnection, connection: DriverConnection, log: AuditLog,
+            event: SecurityEvent, row: dict[str, Any]) -> int:
     """Insert the row of an event whose place is now fixed (the head is held until the
     transaction ends), and tell the subscribers once the transaction ends."""
     _INSERT_EVENT.execute(connection, row)
     place = log.subscribers.take_place()
     if place is not None:
         committed = log.committed(row, event)
-        hooks: Any = db if isinstance(db, Session | DriverConnection) else connection
-        after_commit(hooks, lambda: log.subscribers.settle(place, committed))
-        after_rollback(hooks, lambda: log.subscribers.settle(place, None))
+        # (Store.transaction and Store.write run these hooks: a place is always settled)
+        after_commit(db, lambda: log.subscribers.settle(place, committed))
+        after_rollback(db, lambda: log.subscribers.settle(place, None))
     return remember(connection.engine, row)
 
 
