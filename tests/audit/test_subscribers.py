@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
@@ -28,7 +29,7 @@ from sellervault.audit.subscribers import CommittedEvent
 from sellervault.records import service as records
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.runtime import Runtime
-from tests.support import in_event_loop
+from tests.support import block_event_writes, in_event_loop, unblock_event_writes
 
 CALLER = Actor(Channel.API, actor_id="acc_0123456789abcdef", source_ip="203.0.113.9",
                request_id="req_1")
@@ -178,3 +179,37 @@ def test_what_a_subscriber_hears_holds_no_pii(runtime: Runtime,
                   raw["ShippingAddress"].get("AddressLine1")):
         if value:
             assert value not in said
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # (one-statement path)
+def test_an_event_the_database_refuses_does_not_stop_the_delivery_of_later_ones(
+        runtime: Runtime) -> None:
+    """A writer that took a place and then failed settles it (nothing to deliver): before,
+    the place stayed open and every later event waited behind it for good."""
+    heard = Heard()
+    runtime.audit.subscribe("test", heard)
+    start = _head(runtime)
+    _append(runtime)  # the process learns the head: the next append is one statement
+    block_event_writes(runtime)
+    with pytest.raises(DBAPIError):
+        _append(runtime)  # refused by the database
+    unblock_event_writes(runtime)
+    _append(runtime)
+    _append(runtime)
+    assert runtime.audit.subscribers.wait_idle()
+    assert heard.seqs == _committed_seqs(runtime, start)
+    assert len(heard.seqs) == 3
+
+
+def test_a_subscriber_that_raises_anything_goes_on_with_the_next_event(
+        runtime: Runtime) -> None:
+    heard: list[int] = []
+
+    def exits(committed: CommittedEvent) -> None:
+        heard.append(committed.seq)
+        raise SystemExit("not a reason to stop listening")
+
+    runtime.audit.subscribe("exits", exits)
+    seqs = [_append(runtime), _append(runtime)]
+    assert runtime.audit.subscribers.wait_idle()
+    assert heard == seqs

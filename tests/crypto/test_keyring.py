@@ -50,6 +50,7 @@ from sellervault.crypto.errors import DecryptionError, TenantKeysDestroyedError
 from sellervault.crypto.keyring import (
     DataKeyDestroyedError,
     DestroyedKeys,
+    KeyNotCachedError,
     Keyring,
     NewDataKey,
     UnknownTenantKeyError,
@@ -198,15 +199,16 @@ def test_data_keys_round_trip(runtime: Runtime) -> None:
 
 def test_without_a_database_only_an_unwrapped_tenant_key_opens_data_keys(
         runtime: Runtime) -> None:
-    """Code in the event loop must not block: it asks ``has_kek`` and, when the tenant key
-    is already unwrapped in the process, opens a data key with no database at all."""
+    """Code in the event loop must not block: it opens a data key with no database when the
+    tenant key is already unwrapped in the process, and is told (``KeyNotCachedError``) when
+    it is not, also when a destruction evicted it in between."""
     with runtime.store.transaction() as session:
         runtime.keyring.ensure_tenant(session, ACME)
         created = runtime.keyring.new_data_keys(session, ACME, 1)
     row = data_keys(runtime, ACME)[created[0].id]
     keyring = fresh_keyring(runtime)
     assert not keyring.has_kek(ACME, row.kek_version)
-    with pytest.raises(RuntimeError, match="pass a database"):
+    with pytest.raises(KeyNotCachedError):
         keyring.open_data_key(None, ACME, row.id, row.kek_version, row.wrapped)
     with runtime.store.read() as db:
         keyring.open_data_key(db, ACME, row.id, row.kek_version, row.wrapped)

@@ -1,9 +1,10 @@
-"""Batching: standalone events of a server's event loop written together (PostgreSQL).
+"""Batching: standalone events of a server's event loop written together.
 
 ``append`` writes an event on its own, committed before it returns: for an operation that
-changes nothing else (a read, a reveal). In a server's event loop on PostgreSQL, the events of
-requests appending at the same moment go in together: one statement (``APPEND_IF_UNMOVED``)
-and one commit for all. Everywhere else it is ``writing.write_standalone``.
+changes nothing else (a read, a reveal). In a server's event loop the events of requests
+appending at the same moment go in together, one commit for all: on PostgreSQL one statement
+(``APPEND_IF_UNMOVED``), on SQLite one transaction on a worker thread. Everywhere else it is
+``writing.write_standalone``.
 """
 
 from __future__ import annotations

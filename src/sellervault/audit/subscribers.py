@@ -67,7 +67,7 @@ class Subscription:
             assert isinstance(item, CommittedEvent)
             try:
                 self._subscriber(item)
-            except Exception as exc:  # its failure is its own: the next event still comes
+            except BaseException as exc:  # its failure is its own: the next event still comes
                 log.error("security-event subscriber %s failed on event %d: %s", self.name,
                           item.seq, type(exc).__name__)
             with self._idle:

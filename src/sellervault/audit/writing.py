@@ -205,10 +205,15 @@ def write_standalone(store: Store, log: AuditLog, event: SecurityEvent) -> int:
                                                   _log_key(connection, log, False), guess,
                                                   log.occurred_at())
                 place = log.subscribers.take_place()
-                written = APPEND_IF_UNMOVED.execute(connection, params)
-                log.subscribers.settle(place, log.committed(rows[0], event) if written else None)
+                written = 0
+                try:
+                    written = APPEND_IF_UNMOVED.execute(connection, params)
+                finally:
+                    log.subscribers.settle(place, log.committed(rows[0], event) if written
+                                           else None)
+                    if not written:
+                        forget(connection.engine)  # stale (or unknown): read the head
                 if written:
                     return remember(connection.engine, rows[0])
-                forget(connection.engine)  # stale: read the head instead
     with store.write() as connection:
         return record(connection, log, event)

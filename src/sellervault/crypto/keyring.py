@@ -45,6 +45,11 @@ class UnknownTenantKeyError(CryptoError):
     """The tenant has no key of the asked purpose (never set up, or erased)."""
 
 
+class KeyNotCachedError(CryptoError):
+    """Asked to open a data key without a database, but its tenant key is not (or no longer:
+    a destruction evicted it) unwrapped in this process: read it with a database."""
+
+
 class DataKeyDestroyedError(CryptoError):
     """The data key was destroyed: the data it protected is cryptographically erased."""
 
@@ -202,9 +207,9 @@ class Keyring:
                       kek_version: int | None, wrapped: bytes | None) -> Cipher:
         """Unwrap one data key read by the caller (see ``keystore.join_data_key``); the
         associated data binds it to its tenant, id and tenant-key version, so a key row moved
-        between tenants or ids does not open. ``db`` may be None when ``has_kek`` said the
-        tenant key is already unwrapped in this process (code in the event loop, which must
-        not block)."""
+        between tenants or ids does not open. With ``db`` None (code in the event loop, which
+        must not block) only a tenant key unwrapped in this process opens it; otherwise
+        ``KeyNotCachedError``, and the caller reads it with a database."""
         if wrapped is None or kek_version is None:  # destroyed, or no such key
             raise DataKeyDestroyedError("data key destroyed")
         try:
@@ -230,7 +235,7 @@ class Keyring:
         kek = self._keks.get((tenant_id, version))
         if kek is None:
             if db is None:
-                raise RuntimeError("tenant key not unwrapped yet: pass a database")
+                raise KeyNotCachedError()
             evictions = self._evictions.get(tenant_id, 0)
             kek = Cipher(self._tenant_key(db, tenant_id, KEK, version))
             with self._lock:

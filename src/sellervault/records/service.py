@@ -27,7 +27,12 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import EventFields, Outcome, TargetType
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.blind_index import BlindIndex
-from sellervault.crypto.keyring import DataKeyDestroyedError, Keyring, UnknownTenantKeyError
+from sellervault.crypto.keyring import (
+    DataKeyDestroyedError,
+    KeyNotCachedError,
+    Keyring,
+    UnknownTenantKeyError,
+)
 from sellervault.crypto.keystore import join_data_key
 from sellervault.records.errors import (
     OrderErasedError,
@@ -267,9 +272,9 @@ async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id:
     between, it is still true that its PII was read while it existed)."""
     require_permitted_purpose(purpose)
     row = await _find(rt, tenant_id, amazon_order_id, with_key=True)
-    if rt.keyring.has_kek(row.tenant_id, row.data_key_kek_version):
-        view = _decrypt(None, rt.keyring, row)  # the tenant key is cached: no database
-    else:  # the tenant key's first use in this process (or an erased key): it is read
+    try:  # the tenant key cached: no database
+        view = _decrypt(None, rt.keyring, row)
+    except KeyNotCachedError:  # its first use in this process (or just evicted): read it
         view = await rt.store.offload(_decrypt_reading_keys, rt, row)
     await auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
                          **_order_event(row, purpose))

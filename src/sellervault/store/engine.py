@@ -2,12 +2,14 @@
 
 SQLite (the embedded default) runs in WAL mode with ``secure_delete`` so deleted rows are
 overwritten rather than left in free pages, and every transaction begins IMMEDIATE so the
-security-log chain head is never read by two writers at once. Writers of one process queue
-on a lock before SQLite's: SQLite lets one writer in at a time anyway, and its busy handler
-waits by sleeping (1 ms, 2 ms, 5 ms...), so threads colliding on the database lock would
-leave the CPU idle. PostgreSQL is reached through psycopg 3; a TCP connection to a
-non-loopback host must use TLS, judged on where libpq will really connect, its environment
-(``PGHOST``...) included (checked in config, and again here, before any connection).
+security-log chain head is never read by two writers at once. Transactions of one process
+queue on a lock before SQLite's: SQLite lets one writer in at a time anyway, and its busy
+handler waits by sleeping (1 ms, 2 ms, 5 ms...), so threads colliding on the database lock
+would leave the CPU idle. (A one-statement write of the event loop's, ``execute_one``, such
+as a session's last-seen time, takes SQLite's lock directly, on a worker thread.)
+PostgreSQL is reached through psycopg 3; a TCP connection to a non-loopback host must use
+TLS, judged on where libpq will really connect, its environment (``PGHOST``...) included
+(checked in config, and again here, before any connection).
 
 ``Store.write`` and ``Store.read`` give the driver's own connection (``store.driver``) for
 ``Prepared`` statements, in a transaction, or in autocommit for work that is one statement
@@ -180,8 +182,16 @@ def after_rollback(db: Session | DriverConnection, callback: Callable[[], None])
 
 
 def _run_callbacks(info: dict[str, Any], which: str) -> None:
+    """Every callback runs, whatever an earlier one raised (each may settle something another
+    waits for); the first error is raised once all have run."""
+    failed: BaseException | None = None
     for callback in info.get(which, ()):
-        callback()
+        try:
+            callback()
+        except BaseException as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
 
 
 class _WriterLock:

@@ -66,10 +66,10 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
 
 def start_up(runtime: Runtime, jobs: Registry = JOBS) -> Lifespan:
     """The server's start-up and shut-down. Routes that block (plain functions) run on
-    anyio's worker threads: the pool is sized to ``Runtime.worker_threads``. On PostgreSQL the
-    hot path's connections for the event loop open here and close at shut-down. The periodic
-    ``jobs`` are scheduled from start-up until shut-down (``jobs.scheduler``; their work runs
-    on a thread of their own)."""
+    anyio's worker threads: the pool is sized to ``Runtime.worker_threads``. The hot path's
+    connections for the event loop (``Store.open_async``) open here and close at shut-down.
+    The periodic ``jobs`` are scheduled from start-up until shut-down (``jobs.scheduler``;
+    their work runs on a thread of their own)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -14,8 +14,8 @@ its actor. Once a body is in, the credential and the decision are confirmed agai
 (``confirm_after_body``): a body may take minutes to arrive. Until the guard has passed, the
 state gives out no runtime, so a route cannot reach a service unauthenticated.
 
-The token is looked up by ``Store.run``: awaited in the event loop on PostgreSQL, on a worker
-thread otherwise.
+The token is looked up by ``Store.run``: awaited in the event loop (psycopg's asynchronous
+connections on PostgreSQL, the loop's own connection on SQLite).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ async def get_order(
 ) -> JSONResponse:
     """Masked by default; with ``X-Access-Purpose`` the PII role gets the PII in clear (the
     guard has authorized ``orders:reveal`` for that purpose). The hot path: ``Store.run``
-    awaits it in the event loop on PostgreSQL and gives it one worker thread elsewhere.
+    awaits it in the event loop (its writes on a worker thread on SQLite).
     (Rendered straight to JSON: no re-validation of a plain dict.)"""
     tenant: str = request.path_params["tenant"]  # (the guard checked it)
     amazon_order_id, purpose, run = order_id(request), state.purpose, state.runtime.store.run
