@@ -22,10 +22,9 @@ from sellervault.audit.writing import (
     APPEND_IF_UNMOVED,
     LOG_KEY,
     chained_from_guess,
-    forget,
     last_head,
     record,
-    remember,
+    settle_guessed,
     write_standalone,
 )
 from sellervault.store.engine import Store
@@ -102,16 +101,9 @@ class _Batches:
                         "retried on its own", len(batch), type(exc).__name__)
         finally:  # (also when this turn is cancelled: the others retry on their own)
             ok = written == len(batch)
-            for place, row, (event, _) in zip(places, rows, batch, strict=False):
-                subscribers.settle(place, self.log.committed(row, event) if ok else None)
-            if ok:
-                remember(engine, rows[-1])
-                for row, (_, done) in zip(rows, batch, strict=True):
-                    done.set_result(row["seq"])
-            else:  # (a failed batch may or may not have committed: read the head again)
-                forget(engine)
-                for _, done in batch:
-                    done.set_result(None)
+            settle_guessed(self.log, engine, places, rows, [event for event, _ in batch], ok)
+            for index, (_, done) in enumerate(batch):
+                done.set_result(rows[index]["seq"] if ok else None)
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Engine, _Batches]] = (

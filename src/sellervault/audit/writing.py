@@ -204,16 +204,29 @@ def write_standalone(store: Store, log: AuditLog, event: SecurityEvent) -> int:
                 rows, params = chained_from_guess([event.fields()],
                                                   _log_key(connection, log, False), guess,
                                                   log.occurred_at())
-                place = log.subscribers.take_place()
+                places = [log.subscribers.take_place()]
                 written = 0
                 try:
                     written = APPEND_IF_UNMOVED.execute(connection, params)
                 finally:
-                    log.subscribers.settle(place, log.committed(rows[0], event) if written
-                                           else None)
-                    if not written:
-                        forget(connection.engine)  # stale (or unknown): read the head
+                    settle_guessed(log, connection.engine, places, rows, [event], written == 1)
                 if written:
-                    return remember(connection.engine, rows[0])
+                    seq: int = rows[0]["seq"]
+                    return seq
     with store.write() as connection:
         return record(connection, log, event)
+
+
+def settle_guessed(log: AuditLog, engine: Engine, places: list[int | None],
+                   rows: list[dict[str, Any]], events: list[SecurityEvent],
+                   written: bool) -> None:
+    """The end of a write from a guessed head (``APPEND_IF_UNMOVED``, one event or a batch),
+    also when it raised: each place settled with its event if it was written, else with
+    nothing; the head it wrote remembered, or, when the guess was stale or the outcome is
+    unknown, forgotten (the next write reads the head)."""
+    for place, row, event in zip(places, rows, events, strict=False):
+        log.subscribers.settle(place, log.committed(row, event) if written else None)
+    if written:
+        remember(engine, rows[-1])
+    else:
+        forget(engine)
