@@ -23,6 +23,10 @@ import uvicorn
 from sqlalchemy import create_engine, text
 
 from sellervault import bootstrap
+from sellervault.access.roles import Grant, Principal, Role
+from sellervault.accounts import service as accounts
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import Actor, Channel
 from sellervault.clock import Clock, ManualClock
 from sellervault.config import Settings, load_settings
 from sellervault.jobs.registry import JOBS, Registry
@@ -41,6 +45,43 @@ def totp_code(secret: str, clock: Clock, offset_steps: int = 0) -> str:
     """The code for ``clock``'s time step (+ ``offset_steps``): the server's clock, which is
     a ``ManualClock`` in tests, not the wall clock."""
     return pyotp.TOTP(secret).at(clock.timestamp() + 30 * offset_steps)
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person who has set their own password and can log in."""
+
+    id: str
+    email: str
+    name: str
+    password: str
+    totp_secret: str
+
+
+def system_auditor(rt: Runtime, source_ip: str = "198.51.100.7") -> Auditor:
+    return Auditor(rt.audit, Actor(Channel.API, source_ip=source_ip))
+
+
+def admin_of(initialized: bootstrap.InitResult) -> Principal:
+    return Principal(initialized.admin_id, "person", (Grant(Role.ADMIN, "*"),))
+
+
+def make_person(rt: Runtime, creator: Principal, *, email: str, name: str,
+                grants: list[Grant], password: str = NEW_PASSWORD) -> Person:
+    """A person created by ``creator`` who has made their account their own (set
+    ``password``, proved their authenticator), through the service functions: the one
+    place tests do this, so the way a person takes over an account changes here only."""
+    created = accounts.create_person(rt, system_auditor(rt), creator, email=email, name=name,
+                                     grants=grants)
+    assert created.one_time_password is not None
+    step = int(rt.clock.timestamp()) // 30
+    accounts.change_password(rt, system_auditor(rt), email=email,
+                             current_password=created.one_time_password,
+                             totp_code=pyotp.TOTP(created.totp_secret).at(step * 30),
+                             new_password_value=password)
+    if isinstance(rt.clock, ManualClock):
+        rt.clock.advance(30)  # the step is used: a login next gets a fresh one
+    return Person(created.id, email, name, password, created.totp_secret)
 
 
 @dataclass
