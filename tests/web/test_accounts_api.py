@@ -91,7 +91,7 @@ def test_duplicate_email_is_a_conflict(server: Server, admin: str) -> None:
 
 def test_non_admins_cannot_create_or_list(server: Server, admin: str) -> None:
     token, _ = server.create_person(admin, "erin.reader@example.test", "Erin Reader",
-                                    [{"role": "pii-reader", "tenant": "*"}])
+                                    [{"role": "pii-reader", "tenant": "acme"}])
     with server.client(token) as client:
         assert client.get("/accounts").status_code == 403
         made = client.post("/accounts", json={"kind": "service", "name": "sneaky",
@@ -210,3 +210,23 @@ def test_the_grant_schema_knows_which_roles_are_service_wide() -> None:
     on_a_tenant = set(get_args(TenantGrantIn.model_fields["role"].annotation))
     assert service_wide == set(GLOBAL_ROLES)
     assert service_wide | on_a_tenant == set(Role) and not service_wide & on_a_tenant
+
+
+@pytest.mark.parametrize("grants", [
+    [{"role": "pii-reader", "tenant": "*"}],
+    [{"role": "security-officer", "tenant": "*"}, {"role": "pii-reader", "tenant": "acme"}],
+    [{"role": "auditor", "tenant": "*"}, {"role": "pii-reader", "tenant": "acme"}],
+])
+def test_grants_that_would_spread_pii_are_refused_for_a_person(
+        server: Server, admin: str, grants: list[dict[str, str]]) -> None:
+    """Least privilege at granting: PII on named tenants only, and never to an account that
+    administers, runs, polices or audits the service. Nothing is created."""
+    with server.client(admin) as client:
+        before = client.get("/accounts").json()["accounts"]
+        response = client.post("/accounts", json={
+            "kind": "person", "email": "greedy.gail@example.test", "name": "Gail Greedy",
+            "grants": grants})
+        after = client.get("/accounts").json()["accounts"]
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_account"
+    assert after == before

@@ -9,14 +9,15 @@ with a ``Decision``: allowed, or the reason it is refused. Its rules, in the ord
    and tests/access holds equal). Without one the request is refused before the policy is
    asked, so free text never reaches Cedar or the cache.
 2. The Cedar policy (``access.policy``): deny by default; its guardrails forbid PII without a
-   permitted purpose and to an account holding ``admin`` or ``operator``.
+   permitted purpose, to an account holding a service-wide role (``NEVER_WITH_PII``), and
+   on a tenant the account holds no ``pii-reader`` grant on by name.
 3. A refusal on a tenant the principal holds no grant on at all (neither that tenant nor
    ``*``) is ``NOT_FOUND``, whatever the other reason: the tenant's data is not acknowledged
    to exist, so the 404 must not depend on the action or the purpose asked for.
 
-Separation of duties is decided here too: which roles one account may not hold together
-(``decide_grants``), and that an account's creator is never the second person who approves
-it (``decide_approval``).
+Separation of duties is decided here too: which roles one account may not hold together,
+and that PII is granted tenant by tenant (``decide_grants``), and that an account's creator
+is never the second person who approves it (``decide_approval``).
 
 A request decision is a pure function of its inputs (the policies are fixed per process, and
 a principal carries all its grants), and it runs on every request, so each distinct question
@@ -35,8 +36,10 @@ from sellervault.access.policy import is_authorized
 from sellervault.access.roles import ALL_TENANTS, Grant, Principal, Role
 from sellervault.records.registry import PURPOSES
 
-# Separation of duties: who administers accounts or runs the service never reads PII.
-NEVER_WITH_PII = frozenset({Role.ADMIN, Role.OPERATOR})
+# Separation of duties: who administers, runs, polices or audits the service never reads PII.
+# The Cedar guardrail forbids these roles every PII operation whatever else they hold, so
+# pii-reader beside one of them would be a grant that does nothing: it is refused instead.
+NEVER_WITH_PII = frozenset({Role.ADMIN, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR})
 
 
 class Decision(StrEnum):
@@ -49,7 +52,9 @@ class Decision(StrEnum):
     PURPOSE_NOT_PERMITTED = "purpose_not_permitted"
     """A PII operation for a purpose outside the vocabulary."""
     SEPARATION_OF_DUTIES = "separation_of_duties"
-    """Grants that would put ``pii-reader`` with ``admin`` or ``operator`` on one account."""
+    """Grants that would put ``pii-reader`` with a service-wide role on one account."""
+    PII_ON_EVERY_TENANT = "pii_on_every_tenant"
+    """A ``pii-reader`` grant on ``*``: PII is granted on named tenants only."""
     SECOND_PERSON_REQUIRED = "second_person_required"
     """An approval asked of the account's own creator."""
 
@@ -105,9 +110,13 @@ def require_permitted_purpose(purpose: str | None) -> None:
 
 
 def decide_grants(grants: Iterable[Grant]) -> Decision:
-    """Whether one account may hold these grants together: never ``pii-reader`` with
-    ``admin`` or ``operator``, on any tenants (the Cedar policy forbids such an account
-    every PII operation as well, in case one exists anyway)."""
+    """Whether one account may hold these grants together: ``pii-reader`` only on named
+    tenants (a grant on ``*`` would reach every seller's buyers at once, and every seller
+    added later), and never beside a service-wide role (``NEVER_WITH_PII``). The Cedar
+    guardrails forbid both at every request as well, in case such grants exist anyway."""
+    grants = list(grants)
+    if any(g.role is Role.PII_READER and g.tenant == ALL_TENANTS for g in grants):
+        return Decision.PII_ON_EVERY_TENANT
     roles = {grant.role for grant in grants}
     if Role.PII_READER in roles and not roles.isdisjoint(NEVER_WITH_PII):
         return Decision.SEPARATION_OF_DUTIES

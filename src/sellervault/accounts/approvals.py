@@ -19,10 +19,9 @@ from sqlalchemy import CursorResult, select, update
 
 from sellervault.access.actions import Action
 from sellervault.access.decisions import decide_approval
-from sellervault.access.roles import ALL_TENANTS, Grant, Principal, Role
+from sellervault.access.roles import Grant, Principal, Role
 from sellervault.accounts.errors import (
     AccountNotFoundError,
-    AccountRequestError,
     NotPendingError,
     SecondPersonRequiredError,
 )
@@ -44,12 +43,6 @@ class PendingAccount:
     grants: list[Grant]
     created_by: str | None
     created_at: datetime
-
-
-def check_service_grants(grants: list[Grant]) -> None:
-    """A service reads PII only on tenants named one by one."""
-    if any(g.role is Role.PII_READER and g.tenant == ALL_TENANTS for g in grants):
-        raise AccountRequestError("a service may hold pii-reader only on named tenants, not '*'")
 
 
 def service_status(grants: list[Grant]) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
-from sellervault.access.decisions import decide_grants
+from sellervault.access.decisions import Decision, decide_grants
 from sellervault.access.roles import Grant, Principal, Role
 from sellervault.accounts import approvals, identity, login_failures
 from sellervault.accounts.errors import (
@@ -164,10 +164,17 @@ def _add_person(rt: Runtime, session: Session, *, email: str, name: str, passwor
     return account_id, totp_secret
 
 
+GRANT_REFUSALS = {
+    Decision.SEPARATION_OF_DUTIES: "pii-reader cannot be held together with admin, operator, "
+                                   "security-officer or auditor (separation of duties)",
+    Decision.PII_ON_EVERY_TENANT: "pii-reader is granted on named tenants only, never '*'",
+}
+
+
 def _check_grants(grants: list[Grant]) -> None:
-    if not decide_grants(grants).allowed:
-        raise AccountRequestError(
-            "pii-reader cannot be held together with admin or operator (separation of duties)")
+    decision = decide_grants(grants)
+    if not decision.allowed:
+        raise AccountRequestError(GRANT_REFUSALS[decision])
 
 
 def _add_grants(session: Session, account_id: str, grants: list[Grant], by: str | None,
@@ -212,7 +219,6 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
                    grants: list[Grant]) -> NewService:
     _check_name(name)
     _check_grants(grants)
-    approvals.check_service_grants(grants)
     status = approvals.service_status(grants)
     now = rt.clock.now()
     with rt.store.transaction() as session:
