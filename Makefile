@@ -32,6 +32,8 @@ bench: $(STAMP) ## Benchmarks, each a ratio against a baseline run beside it
 	$(BIN)/python bench/reveal.py --db sqlite
 	$(BIN)/python bench/reveal.py --db postgresql
 	$(BIN)/python bench/import_memory.py
+	$(BIN)/python bench/authz.py --db sqlite
+	$(BIN)/python bench/authz.py --db postgresql
 
 clean: ## Remove the venv and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
