@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sellervault.network import LOOPBACK, parse_networks
+
 ENV_PREFIX = "SELLERVAULT_"
 CONFIG_FILE_NAME = "sellervault.toml"
 LOOPBACK_NAMES = {"localhost"}
@@ -102,6 +104,15 @@ class Settings(BaseSettings):
         description="threads running requests' database work; empty: the database's default "
                     "(1 on SQLite, 4 on PostgreSQL)")
 
+    allowed_networks: str = Field(
+        default=LOOPBACK,
+        description="comma-separated CIDRs that may reach the service; everyone else gets a "
+                    "bare 403 (default: loopback only)")
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated CIDRs of proxies whose X-Forwarded-For is believed "
+                    "(default: none)")
+
     max_connections: int = Field(
         default=512, ge=1, le=100_000,
         description="connections and requests in progress at once; beyond it, 503")
@@ -169,6 +180,19 @@ class Settings(BaseSettings):
     def _api_key_ceiling(cls, value: int) -> int:
         if not 1 <= value <= 365:
             raise ValueError("API keys must expire within 365 days")
+        return value
+
+    @field_validator("allowed_networks", "trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # NetworkSettingError is a ValueError: named by the setting
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _someone_allowed(cls, value: str) -> str:
+        if not parse_networks(value):
+            raise ValueError("name at least one network (the default is loopback only)")
         return value
 
     @field_validator("hsts_max_age")

@@ -186,16 +186,29 @@ def test_init_with_empty_stdin_fails_cleanly(cli: Cli, tmp_path: Path) -> None:
 
 # -- serve -----------------------------------------------------------------------------------
 
+WIDE_OPEN_WARNING = "only loopback addresses are allowed: every other client gets 403"
+
+
+@pytest.mark.parametrize(("host", "allowed", "warned"), [
+    ("127.0.0.1", None, False),
+    ("0.0.0.0", None, True),
+    ("0.0.0.0", "127.0.0.0/8,192.168.0.0/16", False),
+])
 def test_serve_answers_over_tls(cli: Cli, settings: Settings,
-                                initialized: bootstrap.InitResult) -> None:
+                                initialized: bootstrap.InitResult, host: str,
+                                allowed: str | None, warned: bool) -> None:
+    """And says so at start when it listens beyond this machine with the default allowlist
+    (loopback only), which would refuse every client it is listening for."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith("SELLERVAULT_")}
     environment.update(database_env(settings), XDG_CONFIG_HOME=str(cli.config_home))
+    if allowed is not None:
+        environment["SELLERVAULT_ALLOWED_NETWORKS"] = allowed
     process = subprocess.Popen([*COMMAND, "serve", "--data-dir", str(settings.data_dir),
-                                "--host", "127.0.0.1", "--port", str(port)],
+                                "--host", host, "--port", str(port)],
                                env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
@@ -215,7 +228,9 @@ def test_serve_answers_over_tls(cli: Cli, settings: Settings,
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
-    assert f"listening on https://127.0.0.1:{port} (TLS only)" in output
+    assert f"listening on https://{host}:{port} (TLS only)" in output
+    assert (WIDE_OPEN_WARNING in output) is warned
+    assert "SELLERVAULT_ALLOWED_NETWORKS" in output or not warned
 
 
 def test_serve_refuses_an_uninitialised_directory(cli: Cli, tmp_path: Path) -> None:

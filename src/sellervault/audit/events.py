@@ -86,6 +86,7 @@ class Reason(StrEnum):
     HEAD_TIMEOUT = "head_timeout"
     BODY_TIMEOUT = "body_timeout"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    NETWORK_NOT_ALLOWED = "network_not_allowed"
     # Periodic jobs.
     JOB_FAILED = "job_failed"
     JOB_RUNNING = "job_running"

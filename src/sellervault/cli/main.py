@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
-from sellervault import bootstrap
+from sellervault import bootstrap, network
 from sellervault.accounts.errors import AccountError
 from sellervault.audit.errors import LogError
 from sellervault.cli import client_commands
@@ -121,6 +121,12 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         raise fail(database_problem(exc)) from None
     bootstrap.record_serve(runtime)
     console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
+    if not network.is_loopback_host(host) and network.Networks.parse(
+            settings.allowed_networks).loopback_only:
+        err.print("[yellow]warning:[/yellow] listening beyond this machine, but only loopback "
+                  "addresses are allowed: every other client gets 403. Set "
+                  "SELLERVAULT_ALLOWED_NETWORKS to the networks that may connect.",
+                  highlight=False)
     try:
         server = build_server(runtime, host, port)
         freeze_startup_objects()

@@ -59,6 +59,8 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from sellervault.network import OPEN_GATE, NetworkGate, client_address, normalise
+
 log = logging.getLogger("sellervault.web")
 
 MIB = 1024 * 1024
@@ -102,6 +104,7 @@ class Refusal(StrEnum):
     HEAD_TIMEOUT = "head_timeout"  # closed, no response
     BODY_TIMEOUT = "body_timeout"
     TOO_MANY_CONNECTIONS = "too_many_connections"  # closed, no response
+    NETWORK_NOT_ALLOWED = "network_not_allowed"  # a bare 403 (sellervault.network)
 
 
 OnRefused = Callable[[str | None, Refusal, int | None, str], None]
@@ -114,8 +117,12 @@ _ANSWERS: dict[Refusal, tuple[int, str]] = {
         431, "the request line, headers or chunk framing are too large"),
     Refusal.SERVER_BUSY: (503, "the server is at its connection limit; try again later"),
     Refusal.BODY_TIMEOUT: (408, "the request body did not arrive in time"),
+    Refusal.NETWORK_NOT_ALLOWED: (403, ""),
 }
 """Fixed messages: nothing of the request is ever echoed."""
+_BARE = frozenset({Refusal.NETWORK_NOT_ALLOWED})
+"""Answered with the status alone: a client outside the allowlist learns nothing more, not
+even why."""
 
 _VERSIONLESS_LINE = re.compile(rb"[A-Z]+ [^\s]+\r?\n")
 """A whole request line without a version: method (llhttp's are capitals), space, target."""
@@ -185,6 +192,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     security_headers: list[tuple[bytes, bytes]] = []
     connections_by_address: dict[str, int] = {}
     on_refused: OnRefused = staticmethod(_not_recorded)
+    gate: NetworkGate = OPEN_GATE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -209,6 +217,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_since = 0.0
         self._body_received = 0
         self._servers_turn = False
+        self._client: str | None = None
+        """The client of the request being read, once the gate has admitted it (the TCP
+        peer, or whom a trusted proxy forwards for): what the application and a refusal's
+        event see."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -322,15 +334,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         if self.parser.get_http_version() not in HTTP_VERSIONS:
             self._stop(Refusal.MALFORMED_REQUEST)
+        self._admit()
         if self._capacity is not None and (len(self.connections) >= self._capacity
                                           or len(self.tasks) >= self._capacity):
             self._stop(Refusal.SERVER_BUSY)
         previous = self.cycle
         super().on_headers_complete()
+        if self.client is not None and self._client is not None:
+            self.cycle.scope["client"] = (self._client, self.client[1])
         self._previous, self._reading = previous, self.cycle
         self._body_since = self.loop.time()
         self._body_received = 0
         self._servers_turn = False
+
+    def _admit(self) -> None:
+        """The network gate, first of the checks on a complete head: outside the allowlist,
+        a bare 403 and nothing of the request goes further."""
+        peer = self.client[0] if self.client else None
+        forwarded = [value for name, value in self.headers if name == b"x-forwarded-for"]
+        address = client_address(peer, forwarded, self.gate.trusted_proxies)
+        self._client = None if address is None else str(address)
+        if address is None or address not in self.gate.allowed:
+            self._stop(Refusal.NETWORK_NOT_ALLOWED)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -434,8 +459,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             self._arm_close_timer()
         try:
-            self.on_refused(self.client[0] if self.client else None, refusal, status,
-                            request_id)
+            self.on_refused(self._client or normalise(self.client[0] if self.client else None),
+                            refusal, status, request_id)
         except Exception as exc:  # never the protocol's problem
             log.error("refused request not reported (request %s): %s", request_id,
                       type(exc).__name__)
@@ -453,10 +478,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 def _answer(status: int, refusal: Refusal, message: str,
             security_headers: list[tuple[bytes, bytes]], request_id: str) -> bytes:
-    body = json.dumps({"error": {"code": refusal.value, "message": message}},
-                      separators=(",", ":")).encode()
+    bare = refusal in _BARE
+    body = b"" if bare else json.dumps({"error": {"code": refusal.value, "message": message}},
+                                       separators=(",", ":")).encode()
     head = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode()),
-            b"content-type: application/json\r\n",
+            *([] if bare else [b"content-type: application/json\r\n"]),
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n"]
     head += [name + b": " + value + b"\r\n" for name, value in security_headers]
@@ -465,9 +491,10 @@ def _answer(status: int, refusal: Refusal, message: str,
 
 
 def bounded_protocol(security_headers: list[tuple[bytes, bytes]],
-                     on_refused: OnRefused = _not_recorded) -> type[asyncio.Protocol]:
+                     on_refused: OnRefused = _not_recorded,
+                     gate: NetworkGate = OPEN_GATE) -> type[asyncio.Protocol]:
     """The protocol class for one server: its refusals carry that server's headers and are
     reported to its ``on_refused``, and it counts its own connections per address."""
     return type("SellerVaultHttpProtocol", (BoundedHttpToolsProtocol,),
                 {"security_headers": list(security_headers), "connections_by_address": {},
-                 "on_refused": staticmethod(on_refused)})
+                 "on_refused": staticmethod(on_refused), "gate": gate})

@@ -62,6 +62,7 @@ OUTCOMES: dict[Refusal, Outcome] = {
     Refusal.HEAD_TIMEOUT: Outcome.FAILED,
     Refusal.BODY_TIMEOUT: Outcome.FAILED,
     Refusal.TOO_MANY_CONNECTIONS: Outcome.DENIED,
+    Refusal.NETWORK_NOT_ALLOWED: Outcome.DENIED,
     Refusal.SERVER_BUSY: Outcome.ERROR,
 }
 MAX_PENDING = 1024

@@ -7,6 +7,7 @@ import gc
 import uvicorn
 
 from sellervault.jobs.registry import JOBS, Registry
+from sellervault.network import NetworkGate, Networks
 from sellervault.runtime import Runtime
 from sellervault.web.app import create_app
 from sellervault.web.limits import bounded_protocol
@@ -47,8 +48,10 @@ def build_server(runtime: Runtime, host: str, port: int,
         lifespan="on",  # the app's start-up sizes its worker threads, starts the jobs' ticks
         # 400 for what the parser refuses, 431 past 16 KiB of head (or of framing ahead of
         # a chunked body's data), 408 for a body too slow, 503 past limit_concurrency; each
-        # refusal an http:refused event
-        http=bounded_protocol(security_headers(settings.hsts_max_age), RefusalLog(runtime)),
+        # refusal an http:refused event; a client outside the allowed networks gets a bare 403
+        http=bounded_protocol(security_headers(settings.hsts_max_age), RefusalLog(runtime),
+                              NetworkGate(Networks.parse(settings.allowed_networks),
+                                          Networks.parse(settings.trusted_proxies))),
         ws="none",  # no WebSocket upgrade, whatever is installed: it would pass the middleware
         limit_concurrency=settings.max_connections,  # beyond: 503, before any work
     )
