@@ -1,16 +1,16 @@
-"""Failed logins in the shared counters (``accounts/login_failures.py``, used by ``login``), on
+"""The per-address sign-in throttle (``accounts/login_failures.py``, used by ``login``), on
 SQLite and PostgreSQL:
 
-- A failed login (wrong password, wrong or replayed code) counts once against the account
-  and once against the source address; one for an email no account has counts against the
-  address only. Successes, and a right password whose one-time password must be changed
-  first, count nothing; a success resets neither count.
-- An account's failures are forgotten 12 hours after each one, an address's after a day.
+- A failed login (wrong password, wrong code, unknown email, locked account) counts once
+  against its source address; a success counts nothing and resets nothing.
+- An address's failures are forgotten a day after each one.
+- 100 failures from one address in a day: every sign-in from it is refused with 429
+  (``login_throttled``, ``Retry-After``), the right password too, and its event recorded;
+  other addresses are untouched. Password spraying (one guess at each of many accounts,
+  which locks none of them) stops there.
 - Failed logins at the same moment are each counted, once.
-- Counters that cannot be reached refuse the failed login with ``CountersUnavailableError``
-  (503), after its event (denied, 503, ``counters_unavailable``) and the database's own count
-  are committed: the attempt is never lost. Until the lockout lands, a login that succeeds
-  does not read the counters, so it still succeeds.
+- Counters that cannot be reached refuse every sign-in with ``CountersUnavailableError``
+  (503) after recording its event: nobody signs in unthrottled.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from sqlalchemy import select
 from sellervault import bootstrap
 from sellervault.access.roles import Grant, Principal, Role
 from sellervault.accounts import service as accounts
-from sellervault.accounts.errors import InvalidCredentialsError, PasswordChangeRequiredError
-from sellervault.accounts.login_failures import (
-    FAILED_LOGINS_PER_ACCOUNT,
-    FAILED_LOGINS_PER_ADDRESS,
+from sellervault.accounts.errors import (
+    InvalidCredentialsError,
+    LoginThrottledError,
+    PasswordChangeRequiredError,
 )
+from sellervault.accounts.login_failures import FAILED_LOGINS_PER_ADDRESS, LIMIT_PER_ADDRESS
 from sellervault.accounts.models import Account, SessionRow
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
@@ -77,9 +78,8 @@ def fail_login(rt: Runtime, email: str = ADMIN_EMAIL, password: str = WRONG_PASS
                        totp_code=totp)
 
 
-def counts(rt: Runtime, account_id: str, address: str = ADDRESS) -> tuple[int, int]:
-    return (rt.counters.count(FAILED_LOGINS_PER_ACCOUNT, account_id),
-            rt.counters.count(FAILED_LOGINS_PER_ADDRESS, address))
+def failures(rt: Runtime, address: str = ADDRESS) -> int:
+    return rt.counters.count(FAILED_LOGINS_PER_ADDRESS, address)
 
 
 def login_events(rt: Runtime) -> list[Any]:
@@ -94,22 +94,14 @@ def failed_logins_column(rt: Runtime, account_id: str) -> int:
             select(Account.failed_logins).where(Account.id == account_id)) or 0)
 
 
-def test_each_failed_login_counts_against_the_account_and_the_address(
+def test_each_failed_login_counts_against_its_address(
         counting: Runtime, initialized: bootstrap.InitResult) -> None:
-    admin = initialized.admin_id
     fail_login(counting)  # wrong password
     fail_login(counting, password=ADMIN_PASSWORD, totp="000000")  # wrong code
-    assert counts(counting, admin) == (2, 2)
+    fail_login(counting, email="nobody.here@example.test")  # no such account
+    assert failures(counting) == 3
     fail_login(counting, address=OTHER_ADDRESS)
-    assert counts(counting, admin) == (3, 2)
-    assert counts(counting, admin, OTHER_ADDRESS) == (3, 1)
-    assert failed_logins_column(counting, admin) == 3  # the database counts as before
-
-
-def test_an_unknown_email_counts_against_the_address_only(
-        counting: Runtime, initialized: bootstrap.InitResult) -> None:
-    fail_login(counting, email="nobody.here@example.test")
-    assert counts(counting, initialized.admin_id) == (0, 1)
+    assert (failures(counting), failures(counting, OTHER_ADDRESS)) == (3, 1)
 
 
 def test_successes_count_nothing_and_reset_nothing(
@@ -117,7 +109,7 @@ def test_successes_count_nothing_and_reset_nothing(
     fail_login(counting)
     accounts.login(counting, from_address(counting), email=ADMIN_EMAIL,
                    password=ADMIN_PASSWORD, totp_code=code(counting, initialized.totp_secret))
-    assert counts(counting, initialized.admin_id) == (1, 1)
+    assert failures(counting) == 1
 
 
 def test_a_person_who_must_change_the_password_first_is_not_a_failure(
@@ -130,18 +122,38 @@ def test_a_person_who_must_change_the_password_first_is_not_a_failure(
     with pytest.raises(PasswordChangeRequiredError):
         accounts.login(counting, from_address(counting), email="pat.picker@example.test",
                        password=pat.one_time_password, totp_code=code(counting, pat.totp_secret))
-    assert counts(counting, pat.id) == (0, 0)
+    assert failures(counting) == 0
 
 
-def test_an_accounts_failures_last_12_hours_an_addresss_a_day(
+def test_an_addresss_failures_last_a_day(
         counting: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
     fail_login(counting)
-    clock.advance(timedelta(hours=12) - timedelta(seconds=1))
-    assert counts(counting, initialized.admin_id) == (1, 1)
+    clock.advance(timedelta(days=1) - timedelta(seconds=1))
+    assert failures(counting) == 1
     clock.advance(timedelta(seconds=1))
-    assert counts(counting, initialized.admin_id) == (0, 1)
-    clock.advance(timedelta(hours=12))
-    assert counts(counting, initialized.admin_id) == (0, 0)
+    assert failures(counting) == 0
+
+
+def test_password_spraying_from_one_address_stops_at_the_limit(
+        counting: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    """One guess at each of many accounts locks none of them; the address is what is
+    refused: at the hundredth failure, every sign-in from it, the right one too."""
+    for n in range(LIMIT_PER_ADDRESS):
+        fail_login(counting, email=f"victim{n}@example.test")
+    before = len(login_events(counting))
+    with pytest.raises(LoginThrottledError) as refused:
+        accounts.login(counting, from_address(counting), email=ADMIN_EMAIL,
+                       password=ADMIN_PASSWORD, totp_code=code(counting, initialized.totp_secret))
+    assert (refused.value.status, refused.value.retry_after) == (429, 3600)
+    [event] = login_events(counting)[before:]
+    assert (event.outcome, event.status, event.reason, event.source_ip) == (
+        "denied", 429, "login_throttled", ADDRESS)
+    # Another address signs in; the throttled one again a day after its first failure.
+    accounts.login(counting, from_address(counting, OTHER_ADDRESS), email=ADMIN_EMAIL,
+                   password=ADMIN_PASSWORD, totp_code=code(counting, initialized.totp_secret))
+    clock.advance(timedelta(days=1))
+    accounts.login(counting, from_address(counting), email=ADMIN_EMAIL,
+                   password=ADMIN_PASSWORD, totp_code=code(counting, initialized.totp_secret))
 
 
 def test_failed_logins_at_the_same_moment_are_each_counted_once(
@@ -149,33 +161,29 @@ def test_failed_logins_at_the_same_moment_are_each_counted_once(
     attempts = 6
     at_once = threading.Barrier(attempts)
 
-    def attempt(_: int) -> None:
+    def attempt(n: int) -> None:
         at_once.wait()
-        fail_login(counting)
+        fail_login(counting, email=f"someone{n}@example.test")
 
     with ThreadPoolExecutor(attempts) as pool:
         list(pool.map(attempt, range(attempts)))
-    assert counts(counting, initialized.admin_id) == (attempts, attempts)
-    assert failed_logins_column(counting, initialized.admin_id) == attempts
+    assert failures(counting) == attempts
 
 
-def test_unreachable_counters_refuse_the_failed_login_after_recording_it(
+def test_unreachable_counters_refuse_every_sign_in_after_recording_it(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
     clock = ManualClock()
     unreachable = RedisCounters.from_url("redis://127.0.0.1:1/0", clock, b"k" * 32)
     rt = Runtime(runtime.settings, runtime.store, runtime.keyring, clock, unreachable)
     before = len(login_events(rt))
-    with pytest.raises(CountersUnavailableError):
-        accounts.login(rt, from_address(rt), email=ADMIN_EMAIL, password=WRONG_PASSWORD,
-                       totp_code="000000")
-    [event] = login_events(rt)[before:]
-    assert (event.outcome, event.status, event.reason, event.target_id, event.source_ip) == (
-        "denied", 503, "counters_unavailable", initialized.admin_id, ADDRESS)
-    assert failed_logins_column(rt, initialized.admin_id) == 1
+    for password in (WRONG_PASSWORD, ADMIN_PASSWORD):  # the right one is refused too
+        with pytest.raises(CountersUnavailableError):
+            accounts.login(rt, from_address(rt), email=ADMIN_EMAIL, password=password,
+                           totp_code=code(rt, initialized.totp_secret))
+    events = login_events(rt)[before:]
+    assert [(e.outcome, e.status, e.reason, e.source_ip) for e in events] == [
+        ("denied", 503, "counters_unavailable", ADDRESS)] * 2
+    assert failed_logins_column(rt, initialized.admin_id) == 0  # refused before any attempt
     with rt.store.engine.connect() as connection:
         assert list(connection.execute(select(SessionRow))) == []
-
-    # Today a right password and code do not need the counters (the lockout will read them).
-    accounts.login(rt, from_address(rt), email=ADMIN_EMAIL, password=ADMIN_PASSWORD,
-                   totp_code=code(rt, initialized.totp_secret))
     unreachable.close()

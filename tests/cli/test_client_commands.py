@@ -170,7 +170,7 @@ def test_admin_creates_a_person_who_must_change_the_password(server: Server,
     email = "pat.picker@example.test"
     result = users.admin.invoke("accounts", "create", "--kind", "person", "--name", "Pat Picker",
                              "--email", email, "--grant", f"pii-reader:{TENANT}",
-                             "--grant", "auditor:*", "--json")
+                             "--grant", "analyst:*", "--json")
     assert result.code == 0, result
     created = result.json()
     assert set(created) == {"id", "one_time_password", "totp_secret"}

@@ -114,9 +114,12 @@ def test_one_totp_code_logs_in_once_when_two_logins_carry_it_at_once(
 
 
 def test_a_login_overlapping_a_password_change_gets_no_session(server: Server) -> None:
-    """The change commits while a login that verified the old password waits to write. The
-    login must not then issue a session with the old password (before: a live session,
-    issued after the change had revoked every session)."""
+    """A change and a login released together (both queued on the account's row, where each
+    takes its sign-in attempt; both then check the password at the same time). Whichever
+    claims its code first, no session issued with the old password outlives a change that
+    succeeded (before: a live session, issued after the change had revoked every session).
+    The login's later code, once used, makes the change's earlier one a replay: then the
+    change is refused and the session is a good one."""
     account_id, email, secret = _new_person(server.runtime)
     with ThreadPoolExecutor(2) as pool, _row_locked(server.runtime, account_id) as queued:
         change = pool.submit(_change, server, email, _code(server, secret))
@@ -124,11 +127,14 @@ def test_a_login_overlapping_a_password_change_gets_no_session(server: Server) -
         later = _code(server, secret, +1)  # a later, unused step
         login = pool.submit(_login, server, email, later)
         queued(2)
-    assert change.result().status_code == 204
-    refused = login.result()
-    assert refused.status_code == 401
-    assert refused.json()["error"]["code"] == "invalid_credentials"
-    assert _sessions(server.runtime, account_id) == 0
+    changed, logged_in = change.result(), login.result()
+    assert (changed.status_code, logged_in.status_code) in ((204, 401), (204, 200), (401, 200))
+    if changed.status_code == 204 and logged_in.status_code == 200:
+        with server.client(logged_in.json()["token"]) as client:
+            assert client.get("/session").status_code == 401  # revoked by the change
+    if logged_in.status_code == 401:
+        assert logged_in.json()["error"]["code"] == "invalid_credentials"
+        assert _sessions(server.runtime, account_id) == 0
 
 
 def test_a_session_issued_just_before_a_password_change_is_revoked(server: Server) -> None:

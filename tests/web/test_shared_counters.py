@@ -1,8 +1,10 @@
 """The shared counters seen from outside, through the HTTPS API:
 
 - Two real ``sellervault serve`` processes on one PostgreSQL database and one Redis keep one
-  count: failed logins sent to both at the same moment are all in it, per account and per
-  address, as read by a third runtime of the same vault.
+  count: failed logins sent to both at the same moment are all in the address's count, as
+  read by a third runtime of the same vault, and exactly five of them were checked against
+  the password before the account locked; the lock made through one process holds on the
+  other, against the right password too.
 - A failed login the counters cannot record is answered ``503 counters_unavailable`` with
   ``Retry-After``, and the security log holds its one event (denied, 503).
 """
@@ -16,15 +18,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from sellervault import bootstrap
-from sellervault.accounts.login_failures import (
-    FAILED_LOGINS_PER_ACCOUNT,
-    FAILED_LOGINS_PER_ADDRESS,
-)
+from sellervault.accounts.login_failures import FAILED_LOGINS_PER_ADDRESS
+from sellervault.accounts.models import Account
 from sellervault.audit.models import EventRow
 from sellervault.config import Settings
 from sellervault.counters.redis import RedisCounters
@@ -33,6 +34,7 @@ from tests.cli.helpers import COMMAND
 from tests.conftest import fresh_database, init_instance
 from tests.support import (
     ADMIN_EMAIL,
+    ADMIN_PASSWORD,
     forget_redis_keys,
     serve_process,
     settings_for,
@@ -73,13 +75,25 @@ def test_two_server_processes_keep_one_count(
         attempts = [base_urls[0]] * 3 + [base_urls[1]] * 4
         with ThreadPoolExecutor(len(attempts)) as at_once:
             statuses = list(at_once.map(fail, attempts))
-    assert statuses == [401] * len(attempts)
+        assert statuses == [401] * len(attempts)
+        # Locked through both: the right password and code are refused by either process.
+        right = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
+                 "totp": pyotp.TOTP(initialized.totp_secret).now()}
+        for base_url in base_urls:
+            refused = httpx.post(f"{base_url}/api/v1/session", json=right, verify=context,
+                                 timeout=30)
+            assert refused.status_code == 401
 
     reader = Runtime.open(settings.model_copy(update={"redis_url": SecretStr(redis_url)}))
     assert isinstance(reader.counters, RedisCounters)
     try:
-        assert reader.counters.count(FAILED_LOGINS_PER_ACCOUNT, initialized.admin_id) == 7
-        assert reader.counters.count(FAILED_LOGINS_PER_ADDRESS, "127.0.0.1") == 7
+        assert reader.counters.count(FAILED_LOGINS_PER_ADDRESS, "127.0.0.1") == 9
+        with reader.store.engine.connect() as connection:
+            assert connection.scalar(select(Account.failed_logins).where(
+                Account.id == initialized.admin_id)) == 5
+            reasons = list(connection.scalars(select(EventRow.reason).where(
+                EventRow.action == "session:create")))
+        assert sorted(reasons) == ["account_locked"] * 4 + ["invalid_credentials"] * 5
     finally:
         forget_redis_keys(redis_url, reader.counters.prefix)
         reader.close()
@@ -98,5 +112,5 @@ def test_a_failed_login_the_counters_cannot_record_is_a_503(
         events = list(connection.execute(select(EventRow).where(
             EventRow.action == "session:create")))
     assert [(e.outcome, e.status, e.reason, e.target_id) for e in events] == [
-        ("denied", 503, "counters_unavailable", initialized.admin_id)]
+        ("denied", 503, "counters_unavailable", None)]  # refused before any attempt
     unreachable.close()

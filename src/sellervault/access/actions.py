@@ -16,6 +16,9 @@ class Action(StrEnum):
     # Accounts and grants.
     ACCOUNTS_CREATE = "accounts:create"
     ACCOUNTS_LIST = "accounts:list"
+    ACCOUNTS_LOCK = "accounts:lock"  # a temporary lock after failed sign-ins (by the system)
+    ACCOUNTS_DISABLE = "accounts:disable"
+    ACCOUNTS_ENABLE = "accounts:enable"
     # A service that may read PII waits for a second person (a security officer).
     APPROVALS_LIST = "approvals:list"
     ACCOUNTS_APPROVE = "accounts:approve"

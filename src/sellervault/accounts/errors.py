@@ -18,6 +18,17 @@ class InvalidCredentialsError(AccountError):
         super().__init__("invalid credentials")
 
 
+class LoginThrottledError(AccountError):
+    """Too many failed sign-ins from this address in a day (``accounts.login_failures``)."""
+
+    code = Reason.LOGIN_THROTTLED
+    status = 429
+    retry_after = 3600
+
+    def __init__(self) -> None:
+        super().__init__("too many failed sign-ins from this address; try again later")
+
+
 class PasswordChangeRequiredError(AccountError):
     code = Reason.PASSWORD_CHANGE_REQUIRED
     status = 403

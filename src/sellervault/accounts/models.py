@@ -29,6 +29,10 @@ class Account(Base):
     totp_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    """Failed sign-ins since the last success (forgotten 12 hours after the last failure;
+    ``accounts.lockout``)."""
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

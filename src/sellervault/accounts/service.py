@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.access.decisions import Decision, decide_grants
 from sellervault.access.roles import Grant, Principal, Role
-from sellervault.accounts import approvals, identity, login_failures
+from sellervault.accounts import approvals, identity, lockout, login_failures
 from sellervault.accounts.errors import (
     AccountConflictError,
+    AccountError,
     AccountRequestError,
     AlreadyInitializedError,
     InvalidCredentialsError,
@@ -241,36 +242,92 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
     return NewService(account_id, api_key, status)
 
 
-def _totp_step(rt: Runtime, session: Session, account: Account, code: str) -> int | None:
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What a sign-in checks of the account it took an attempt on, read in that attempt's
+    transaction, so that the password is checked after it commits."""
+
+    id: str
+    email: str | None
+    name: str
+    password_hash: str | None
+    must_change_password: bool
+    totp_secret: bytes | None
+    totp_last_step: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Proof:
+    """The outcome of checking a person's password and code against a taken attempt."""
+
+    attempt: lockout.Attempt | None
+    held: _Held | None
+    step: int | None
+    """The TOTP step the code is valid for; None when anything failed."""
+    locked_id: str | None = None
+    """The account, when the attempt was refused because it is locked."""
+
+    @property
+    def proven(self) -> bool:
+        return self.held is not None and self.step is not None
+
+    @property
+    def target_id(self) -> str | None:
+        return self.held.id if self.held is not None else self.locked_id
+
+
+def _held(rt: Runtime, session: Session, account_id: str) -> _Held:
+    account = session.get_one(Account, account_id)
+    secret = None
+    if account.totp_secret_ct is not None:
+        try:
+            secret = _totp_cipher(rt, session).open(account.totp_secret_ct,
+                                                    bind("totp", account.id))
+        except DecryptionError:
+            secret = None  # a secret moved from another account: a failed login, never a 500
+    return _Held(account.id, account.email, account.name, account.password_hash,
+                 account.must_change_password, secret, account.totp_last_step)
+
+
+def _totp_step(rt: Runtime, held: _Held, code: str) -> int | None:
     """The time step ``code`` is valid for (now +-1 step), if it was not used before."""
-    if account.totp_secret_ct is None or not code.isdigit() or len(code) != 6:
+    if held.totp_secret is None or not code.isdigit() or len(code) != 6:
         return None
-    try:
-        secret = _totp_cipher(rt, session).open(account.totp_secret_ct,
-                                                bind("totp", account.id))
-    except DecryptionError:
-        return None  # a secret moved from another account: a failed login, never a 500
-    totp = pyotp.TOTP(secret.decode())
+    totp = pyotp.TOTP(held.totp_secret.decode())
     current = int(rt.clock.timestamp()) // TOTP_STEP_SECONDS
     for step in (current - 1, current, current + 1):
         expected = totp.at(step * TOTP_STEP_SECONDS)
-        if constant_time_equal(expected.encode(), code.encode()) and step > account.totp_last_step:
+        if constant_time_equal(expected.encode(), code.encode()) and step > held.totp_last_step:
             return step
     return None
 
 
-def _check_person_credentials(rt: Runtime, session: Session, email: str, password: str,
-                              totp_code: str) -> tuple[Account | None, int | None]:
-    account = session.scalar(
-        select(Account).where(Account.email == normalize_email(email), Account.kind == "person")
-    )
-    password_ok = verify_password(account.password_hash if account else None, password)
-    if account is None or not password_ok or account.status != "active":
-        return account, None
-    return account, _totp_step(rt, session, account, totp_code)
+def _prove(rt: Runtime, auditor: Auditor, action: Action, email: str, password: str,
+           totp_code: str) -> _Proof:
+    """Check a person's password and code, lockout first (``accounts.lockout``): refused
+    outright when the address has failed too often (429) or the counters cannot tell (503);
+    otherwise an attempt is taken (and committed) before the password is checked, outside
+    any transaction. Exactly one Argon2 verification whatever the case (a dummy hash when no
+    attempt was taken: an unknown, disabled or locked account), so the time taken does not
+    say which."""
+    refusal = login_failures.refusal_for(rt.counters, auditor.actor.source_ip)
+    if refusal is not None:
+        with rt.store.transaction() as session:
+            auditor.record(session, action, Outcome.DENIED, target_type=TargetType.ACCOUNT,
+                           status=refusal.status, reason=refusal.code)
+        raise refusal
+    now = rt.clock.now()
+    email = normalize_email(email)
+    with rt.store.transaction() as session:
+        attempt = lockout.take_attempt(session, email, now)
+        held = _held(rt, session, attempt.account_id) if attempt is not None else None
+        locked_id = None if attempt is not None else lockout.locked_account(session, email, now)
+    password_ok = verify_password(held.password_hash if held else None, password)
+    step = _totp_step(rt, held, totp_code) if held is not None and password_ok else None
+    return _Proof(attempt, held, step, locked_id)
 
 
-def _claim_step(session: Session, account: Account, step: int) -> bool:
+def _claim_step(session: Session, held: _Held, step: int) -> bool:
     """Use up the TOTP step ``step`` and lock the account row until the transaction ends, in
     one statement that changes the row only if nobody used this step (or a later one) and the
     password hash is still the one just verified. Under READ COMMITTED two logins with one
@@ -280,100 +337,116 @@ def _claim_step(session: Session, account: Account, step: int) -> bool:
     claims the same row before revoking)."""
     claimed = cast(CursorResult[Any], session.execute(
         update(Account)
-        .where(Account.id == account.id, Account.totp_last_step < step,
-               Account.password_hash == account.password_hash, Account.status == "active")
+        .where(Account.id == held.id, Account.totp_last_step < step,
+               Account.password_hash == held.password_hash, Account.status == "active")
         .values(totp_last_step=step)
         .execution_options(synchronize_session=False)))
     return claimed.rowcount == 1
 
 
-def _count_failure(session: Session, account: Account | None) -> None:
-    """One more failed attempt, counted in the database (never lost to a concurrent one)."""
-    if account is not None:
-        session.execute(update(Account).where(Account.id == account.id)
-                        .values(failed_logins=Account.failed_logins + 1)
-                        .execution_options(synchronize_session=False))
+def _refuse(rt: Runtime, auditor: Auditor, action: Action, proof: _Proof) -> Exception:
+    """Record a failed attempt and say how to answer it: 401 ``invalid_credentials`` for every
+    failure (unknown account, wrong password or code, locked, disabled), 503 if the address's
+    failure could not be counted. The attempt's own event, then the lock or the disabling it
+    caused. The counters are written first, outside the transaction: the account's row and
+    SQLite's one writer are not held while Redis answers."""
+    unavailable = login_failures.count_failure(rt.counters, auditor.actor.source_ip)
+    refusal: Exception = unavailable or InvalidCredentialsError()
+    status = getattr(refusal, "status", 401)
+    with rt.store.transaction() as session:
+        reason = (Reason.ACCOUNT_LOCKED if proof.locked_id is not None
+                  else getattr(refusal, "code", Reason.INVALID_CREDENTIALS))
+        auditor.record(session, action, Outcome.DENIED, target_type=TargetType.ACCOUNT,
+                       target_id=proof.target_id, status=status, reason=reason)
+        attempt = proof.attempt
+        if attempt is not None and attempt.disables and lockout.disable(session,
+                                                                        attempt.account_id):
+            auditor.record(session, Action.ACCOUNTS_DISABLE, Outcome.SUCCESS,
+                           target_type=TargetType.ACCOUNT, target_id=attempt.account_id,
+                           reason=Reason.TOO_MANY_FAILURES, count=attempt.failures)
+        elif attempt is not None and attempt.locks:
+            auditor.record(session, Action.ACCOUNTS_LOCK, Outcome.SUCCESS,
+                           target_type=TargetType.ACCOUNT, target_id=attempt.account_id,
+                           reason=Reason.TOO_MANY_FAILURES, count=attempt.failures)
+    return refusal
 
 
 def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
           totp_code: str) -> IssuedSession:
-    """Password and TOTP for a person; a TOTP code is accepted once (replays are refused,
-    also when they arrive at the same moment: ``_claim_step``)."""
-    with rt.store.transaction() as session:
-        account, step = _check_person_credentials(rt, session, email, password, totp_code)
-        if account is not None and step is not None and account.must_change_password:
-            # The code is not consumed: the person changes the password with it next.
-            auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
-                           target_type=TargetType.ACCOUNT, target_id=account.id, status=403,
-                           reason=PasswordChangeRequiredError.code)
-            failed = False
-        elif account is not None and step is not None and _claim_step(session, account, step):
-            account.failed_logins = 0
-            issued = _issue_session(rt, session, account)
-            auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
-                           target_type=TargetType.ACCOUNT, target_id=account.id)
-            return issued
-        else:
-            failed = True
-            # The shared counters first: the account's row stays unlocked while Redis answers.
-            unavailable = login_failures.count_failure(
-                rt.counters, account.id if account else None, auditor.actor.source_ip)
-            refusal = unavailable or InvalidCredentialsError()
-            _count_failure(session, account)
-            auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
-                           target_type=TargetType.ACCOUNT,
-                           target_id=account.id if account else None,
-                           status=refusal.status, reason=refusal.code)
-    if failed:
-        raise refusal
-    raise PasswordChangeRequiredError()
+    """Password and TOTP for a person, under the lockout (``_prove``); a TOTP code is
+    accepted once (replays are refused, also when they arrive at the same moment:
+    ``_claim_step``)."""
+    proof = _prove(rt, auditor, Action.SESSION_CREATE, email, password, totp_code)
+    if proof.held is not None and proof.step is not None:
+        held = proof.held
+        with rt.store.transaction() as session:
+            if held.must_change_password:
+                # The code is not consumed: the person changes the password with it next.
+                lockout.succeeded(session, held.id)
+                auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
+                               target_type=TargetType.ACCOUNT, target_id=held.id, status=403,
+                               reason=PasswordChangeRequiredError.code)
+                must_change = True
+            elif _claim_step(session, held, proof.step):
+                lockout.succeeded(session, held.id)
+                issued = _issue_session(rt, session, held.id)
+                auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
+                               target_type=TargetType.ACCOUNT, target_id=held.id)
+                return issued
+            else:
+                must_change = False  # the code was used meanwhile: a failure like any other
+        if must_change:
+            raise PasswordChangeRequiredError()
+    raise _refuse(rt, auditor, Action.SESSION_CREATE, proof)
 
 
-def _issue_session(rt: Runtime, session: Session, account: Account) -> IssuedSession:
+def _issue_session(rt: Runtime, session: Session, account_id: str) -> IssuedSession:
     now = rt.clock.now()
     token = new_token(SESSION_PREFIX)
     expires_at = now + timedelta(hours=rt.settings.session_absolute_hours)
     session.add(SessionRow(token_hash=keyed_hash(_pepper(rt, session), token),
-                           account_id=account.id, created_at=now, last_seen_at=now,
+                           account_id=account_id, created_at=now, last_seen_at=now,
                            expires_at=expires_at))
-    account.last_used_at = now
-    return IssuedSession(account.id, token, expires_at)
+    session.execute(update(Account).where(Account.id == account_id)
+                    .values(last_used_at=now).execution_options(synchronize_session=False))
+    return IssuedSession(account_id, token, expires_at)
 
 
 def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_password: str,
                     totp_code: str, new_password_value: str) -> None:
-    """A new password with the current one and a TOTP code (used up); every open session of
-    the account ends with it, including one a concurrent login is issuing (``_claim_step``)."""
+    """A new password with the current one and a TOTP code (used up), under the same lockout
+    as a sign-in (it is as good an oracle for the password); every open session of the
+    account ends with it, including one a concurrent login is issuing (``_claim_step``)."""
+    proof = _prove(rt, auditor, Action.PASSWORD_CHANGE, email, current_password, totp_code)
+    if proof.held is None or proof.step is None:
+        raise _refuse(rt, auditor, Action.PASSWORD_CHANGE, proof)
+    held = proof.held
+    try:
+        if verify_password(held.password_hash, new_password_value):
+            raise AccountRequestError("the new password must differ from the current one")
+        check_password_rules(new_password_value, min_length=rt.settings.password_min_length,
+                             email=held.email, name=held.name)
+    except AccountError:
+        with rt.store.transaction() as session:  # the credentials were right: no failure
+            lockout.succeeded(session, held.id)
+        raise
+    new_hash = hash_password(new_password_value)
     with rt.store.transaction() as session:
-        account, step = _check_person_credentials(rt, session, email, current_password,
-                                                  totp_code)
-        if account is not None and step is not None:
-            if verify_password(account.password_hash, new_password_value):
-                raise AccountRequestError("the new password must differ from the current one")
-            check_password_rules(new_password_value,
-                                 min_length=rt.settings.password_min_length,
-                                 email=account.email, name=account.name)
-        if account is None or step is None or not _claim_step(session, account, step):
-            _count_failure(session, account)
-            auditor.record(session, Action.PASSWORD_CHANGE, Outcome.DENIED,
-                           target_type=TargetType.ACCOUNT,
-                           target_id=account.id if account else None, status=401,
-                           reason=InvalidCredentialsError.code)
-            ok = False
-        else:
-            ok = True
-            account.password_hash = hash_password(new_password_value)
-            account.password_changed_at = now = rt.clock.now()
-            account.must_change_password = False
-            account.failed_logins = 0
+        if _claim_step(session, held, proof.step):
+            now = rt.clock.now()
+            lockout.succeeded(session, held.id)
+            session.execute(update(Account).where(Account.id == held.id).values(
+                password_hash=new_hash, password_changed_at=now, must_change_password=False)
+                .execution_options(synchronize_session=False))
             # A changed password ends every open session of the account.
             session.execute(update(SessionRow).where(
-                SessionRow.account_id == account.id, SessionRow.revoked_at.is_(None)
+                SessionRow.account_id == held.id, SessionRow.revoked_at.is_(None)
             ).values(revoked_at=now))
             auditor.record(session, Action.PASSWORD_CHANGE, Outcome.SUCCESS,
-                           target_type=TargetType.ACCOUNT, target_id=account.id)
-    if not ok:
-        raise InvalidCredentialsError()
+                           target_type=TargetType.ACCOUNT, target_id=held.id)
+            return
+    raise _refuse(rt, auditor, Action.PASSWORD_CHANGE,
+                  _Proof(proof.attempt, held, None))
 
 
 def _principal(session: Session, account: Account) -> Principal:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from sellervault.access.errors import AccessError, BudgetExhaustedError
-from sellervault.accounts.errors import AccountError
+from sellervault.accounts.errors import AccountError, LoginThrottledError
 from sellervault.audit.events import Reason
 from sellervault.counters.errors import CountersUnavailableError
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError, TenantKeysDestroyedError
@@ -118,7 +118,8 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
     _note_reason(request, Reason.NO_GRANT_ON_TENANT if isinstance(exc, TenantNotFoundError)
                  else code if isinstance(code, Reason) else Reason.HTTP_ERROR)
     response = error_response(status, code, str(exc))
-    if isinstance(exc, BudgetExhaustedError | TenantKeysBusyError | CountersUnavailableError):
+    if isinstance(exc, BudgetExhaustedError | TenantKeysBusyError | CountersUnavailableError
+                  | LoginThrottledError):
         response.headers["retry-after"] = str(exc.retry_after)
     return response
 
