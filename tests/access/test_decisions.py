@@ -40,7 +40,8 @@ from tests.access.test_policy import ALLOWED, EVERY_ACCOUNT  # what each role ma
 
 TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH,
                   Action.ORDERS_REVEAL, Action.CANARIES_LIST]
-SYSTEM_ACTIONS = [Action.SESSION_READ, Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST,
+SYSTEM_ACTIONS = [Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_CREATE,
+                  Action.ACCOUNTS_LIST, Action.ACCOUNTS_DISABLE, Action.ACCOUNTS_ENABLE,
                   Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT,
                   Action.AUDIT_READ]
 # Actions no request is decided for (events of the HTTP layer and of bootstrap commands):

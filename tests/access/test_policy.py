@@ -18,12 +18,14 @@ from sellervault.records.registry import Purpose
 TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH,
                   Action.CANARIES_LIST]
 SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_READ,
-                  Action.SESSION_READ, Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE,
+                  Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_DISABLE,
+                  Action.ACCOUNTS_ENABLE, Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE,
                   Action.ACCOUNTS_REJECT]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
-    Role.ADMIN: {Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST},
+    Role.ADMIN: {Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.ACCOUNTS_DISABLE,
+                 Action.ACCOUNTS_ENABLE},
     Role.OPERATOR: set(),
     Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST, Action.APPROVALS_LIST,
                             Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT},
@@ -32,7 +34,7 @@ ALLOWED: dict[Role, set[Action]] = {
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},
     Role.INGEST: {Action.ORDERS_INGEST},
 }
-EVERY_ACCOUNT = {Action.SESSION_READ}
+EVERY_ACCOUNT = {Action.SESSION_READ, Action.SESSION_DELETE}
 PII_ACTIONS = {Action.ORDERS_REVEAL, Action.ORDERS_SEARCH}
 GLOBAL = {Role.ADMIN, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR}
 

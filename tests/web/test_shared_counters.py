@@ -4,7 +4,8 @@
   count: failed logins sent to both at the same moment are all in the address's count, as
   read by a third runtime of the same vault, and exactly five of them were checked against
   the password before the account locked; the lock made through one process holds on the
-  other, against the right password too.
+  other, against the right password too; a logout and a disable made through one are
+  refused by the other at its next request.
 - A failed login the counters cannot record is answered ``503 counters_unavailable`` with
   ``Retry-After``, and the security log holds its one event (denied, 503).
 """
@@ -12,10 +13,12 @@
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyotp
@@ -114,3 +117,53 @@ def test_a_failed_login_the_counters_cannot_record_is_a_503(
     assert [(e.outcome, e.status, e.reason, e.target_id) for e in events] == [
         ("denied", 503, "counters_unavailable", None)]  # refused before any attempt
     unreachable.close()
+
+
+def _refused_within_a_second(call: Any) -> float:
+    """Poll ``call`` (a status code) until it answers 401; how long that took."""
+    started = time.monotonic()
+    while call() != 401:
+        assert time.monotonic() - started < 1.0, "still accepted a second later"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_a_logout_and_a_disable_through_one_process_hold_on_the_other(
+        vault_on_postgres: tuple[Settings, bootstrap.InitResult], redis_url: str) -> None:
+    """Revocation is read per request from the shared database: the other process refuses
+    the credential on its next request (well within the second the policy allows)."""
+    settings, initialized = vault_on_postgres
+    assert settings.database_url is not None
+    environment = {"SELLERVAULT_DATABASE_URL": settings.database_url.get_secret_value(),
+                   "SELLERVAULT_REDIS_URL": redis_url}
+    context = ssl.create_default_context(cafile=str(initialized.certificate))
+
+    def client(base_url: str, token: str) -> httpx.Client:
+        return httpx.Client(base_url=f"{base_url}/api/v1", verify=context, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    with ExitStack() as servers:
+        first, second = (servers.enter_context(serve_process(
+            COMMAND, settings.data_dir, initialized.certificate, environment))
+            for _ in range(2))
+        with httpx.Client(base_url=f"{first}/api/v1", verify=context, timeout=30) as anyone:
+            signed_in = anyone.post("/session", json={
+                "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
+                "totp": pyotp.TOTP(initialized.totp_secret).now()})
+        assert signed_in.status_code == 200, signed_in.text
+        admin = signed_in.json()["token"]
+        with client(first, admin) as on_first:
+            made = on_first.post("/accounts", json={
+                "kind": "service", "name": "label printer",
+                "grants": [{"role": "ingest", "tenant": "acme"}]}).json()
+        with client(second, made["api_key"]) as key_on_second, \
+                client(second, admin) as admin_on_second, client(first, admin) as on_first:
+            assert key_on_second.get("/session").status_code == 200
+            assert admin_on_second.get("/session").status_code == 200
+            # Disabled through the first process: the key stops on the second.
+            assert on_first.post(f"/accounts/{made['id']}/disable").status_code == 200
+            _refused_within_a_second(lambda: key_on_second.get("/session").status_code)
+            # Signed out through the first: the session stops on the second.
+            assert on_first.delete("/session").status_code == 204
+            _refused_within_a_second(lambda: admin_on_second.get("/session").status_code)

@@ -13,6 +13,7 @@ class Action(StrEnum):
     DOCS_READ = "docs:read"
     # Any authenticated account: who am I.
     SESSION_READ = "session:read"
+    SESSION_DELETE = "session:delete"  # logout
     # Accounts and grants.
     ACCOUNTS_CREATE = "accounts:create"
     ACCOUNTS_LIST = "accounts:list"

@@ -94,3 +94,14 @@ class SecondPersonRequiredError(AccountError):
 
     def __init__(self) -> None:
         super().__init__("an account's creator cannot approve or reject it")
+
+
+class AccountStateError(AccountError):
+    """The account is not in the status the change starts from (disabling a disabled one,
+    enabling an active or pending one)."""
+
+    code = Reason.ACCOUNT_STATE
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("the account is not in a state this change applies to")

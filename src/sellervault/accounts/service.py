@@ -92,7 +92,8 @@ def _totp_cipher(rt: Runtime, session: Session) -> Cipher:
     return Cipher(rt.keyring.system_key(session, ACCOUNT_SECRETS))
 
 
-def _pepper(rt: Runtime, session: Session) -> bytes:
+def credential_pepper(rt: Runtime, session: Session) -> bytes:
+    """The key credentials are hashed under (a session token, an API key)."""
     return rt.keyring.system_key(session, CREDENTIAL_PEPPER)
 
 
@@ -231,7 +232,8 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
         _add_grants(session, account_id, grants, creator.id, rt.clock.now())
         api_key = new_token(API_KEY_PREFIX)
         session.add(ApiKey(
-            key_hash=keyed_hash(_pepper(rt, session), api_key), key_id=secrets.token_hex(8),
+            key_hash=keyed_hash(credential_pepper(rt, session), api_key),
+            key_id=secrets.token_hex(8),
             account_id=account_id, created_at=now,
             expires_at=now + timedelta(days=rt.settings.api_key_max_age_days),
         ))
@@ -404,7 +406,7 @@ def _issue_session(rt: Runtime, session: Session, account_id: str) -> IssuedSess
     now = rt.clock.now()
     token = new_token(SESSION_PREFIX)
     expires_at = now + timedelta(hours=rt.settings.session_absolute_hours)
-    session.add(SessionRow(token_hash=keyed_hash(_pepper(rt, session), token),
+    session.add(SessionRow(token_hash=keyed_hash(credential_pepper(rt, session), token),
                            account_id=account_id, created_at=now, last_seen_at=now,
                            expires_at=expires_at))
     session.execute(update(Account).where(Account.id == account_id)
@@ -485,7 +487,7 @@ def _request_pepper(rt: Runtime) -> bytes:
     pepper = rt.keyring.cached_system_key(CREDENTIAL_PEPPER)
     if pepper is None:  # first use in this process
         with rt.store.transaction() as session:
-            pepper = _pepper(rt, session)
+            pepper = credential_pepper(rt, session)
     return pepper
 
 

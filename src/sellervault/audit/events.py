@@ -72,6 +72,7 @@ class Reason(StrEnum):
     LOGIN_THROTTLED = "login_throttled"  # 100 failed sign-ins from one address in a day
     ACCOUNT_LOCKED = "account_locked"  # logged only: answered as invalid_credentials
     TOO_MANY_FAILURES = "too_many_failures"  # why an account was locked or disabled
+    ACCOUNT_STATE = "account_state"  # a status change that does not apply (409)
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
     # The web layer's own.

@@ -47,6 +47,10 @@ class Credentials:
         os.replace(tmp, path)
         return path
 
+    def forget(self) -> None:
+        """Remove the saved token (after signing out: it is dead, and still a secret)."""
+        config_path().unlink(missing_ok=True)
+
     @classmethod
     def load(cls) -> Credentials:
         path = config_path()

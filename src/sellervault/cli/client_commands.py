@@ -169,6 +169,46 @@ def approvals_reject(
     _decide(account_id, "reject")
 
 
+def _set_status(account_id: str, change: str) -> None:
+    try:
+        with session_client() as client:
+            result = checked(client.post(f"/accounts/{account_id}/{change}"))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Account {result['id']} is now {result['status']}.")
+
+
+@accounts_app.command("disable")
+def accounts_disable(
+    account_id: Annotated[str, typer.Argument(help="The account id (acc_... or svc_...).")],
+) -> None:
+    """Disable an account now: its sessions end, its credentials are refused on every
+    server process. Not your own."""
+    _set_status(account_id, "disable")
+
+
+@accounts_app.command("enable")
+def accounts_enable(
+    account_id: Annotated[str, typer.Argument(help="The account id (acc_... or svc_...).")],
+) -> None:
+    """Re-enable a disabled account, also one disabled after ten failed sign-ins (its
+    failure count and lock are cleared)."""
+    _set_status(account_id, "enable")
+
+
+def logout() -> None:
+    """Sign out: end the session saved by `sellervault login` on the server and forget it
+    here. (A service's API key is revoked by an administrator instead.)"""
+    try:
+        credentials = Credentials.load()
+        with session_client() as client:
+            checked(client.delete("/session"))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    credentials.forget()
+    console.print("Signed out.")
+
+
 @orders_app.command("get")
 def orders_get(
     tenant: Annotated[str, typer.Argument(help="The tenant id.")],
@@ -254,6 +294,7 @@ def import_orders(
 
 def register(app: typer.Typer) -> None:
     app.command()(login)
+    app.command()(logout)
     app.command("import")(import_orders)
     app.add_typer(accounts_app, name="accounts")
     app.add_typer(orders_app, name="orders")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import Depends
+from fastapi import Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN, Grant, Role
+from sellervault.accounts import lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import AccountRequestError
 from sellervault.web.api.schemas import GrantOut
@@ -121,3 +122,35 @@ def list_accounts(
                    grants=[GrantOut.of(g) for g in grants])
         for a, grants in rows
     ]}
+
+
+class AccountStatus(BaseModel):
+    id: str
+    status: str
+
+
+ACCOUNT_ID = Path(max_length=32, pattern=r"^(acc|svc)_[0-9a-f]{24}$")
+
+
+@router.post("/accounts/{account_id}/disable", response_model=AccountStatus,
+             responses=own_errors(404, 409, 422))
+def disable_account(
+    account_id: Annotated[str, ACCOUNT_ID],
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_DISABLE))],
+) -> AccountStatus:
+    """Disable an account: its sessions end and its credentials are refused from the next
+    request on, on every server process (a leaver, a suspected compromise)."""
+    lifecycle.disable(state.runtime, state.auditor, state.principal, account_id)
+    return AccountStatus(id=account_id, status="disabled")
+
+
+@router.post("/accounts/{account_id}/enable", response_model=AccountStatus,
+             responses=own_errors(404, 409))
+def enable_account(
+    account_id: Annotated[str, ACCOUNT_ID],
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_ENABLE))],
+) -> AccountStatus:
+    """Re-enable a disabled account (also one disabled by ten failed sign-ins, whose count
+    and lock are cleared). Its person signs in again."""
+    lifecycle.enable(state.runtime, state.auditor, state.principal, account_id)
+    return AccountStatus(id=account_id, status="active")

@@ -9,6 +9,7 @@ from fastapi import Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
+from sellervault.accounts import lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.web.api.schemas import GrantOut
 from sellervault.web.context import RequestState, api_router, require
@@ -61,6 +62,17 @@ def who_am_i(
     principal = state.principal
     return WhoAmI(account_id=principal.id, kind=principal.kind,
                   grants=[GrantOut.of(g) for g in principal.grants])
+
+
+@router.delete("/session", status_code=204, responses=own_errors(401, 422))
+def sign_out(
+    state: Annotated[RequestState, Depends(require(Action.SESSION_DELETE))],
+) -> Response:
+    """Sign out: the session ends now, on every server process (an API key cannot sign
+    out: an administrator revokes it)."""
+    assert state.token is not None  # the guard authenticated it
+    lifecycle.sign_out(state.runtime, state.auditor, state.principal, state.token)
+    return Response(status_code=204)
 
 
 @router.post("/password", status_code=204, responses=own_errors(401))
