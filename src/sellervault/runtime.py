@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sellervault.access.killswitches import SwitchBoard
 from sellervault.audit.log import AuditLog
 from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
@@ -28,8 +29,12 @@ class Runtime:
     """Shared counters and flags (``sellervault.counters``): Redis when configured, else in
     this process. A runtime made by hand without them gets in-process ones on its clock."""
 
+    switches: SwitchBoard = field(init=False)
+    """This process's reading of the kill switches (``access.killswitches``)."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "audit", AuditLog(self.keyring, self.clock))
+        object.__setattr__(self, "switches", SwitchBoard())
         if self.counters is None:
             object.__setattr__(self, "counters", LocalCounters(self.clock))
 

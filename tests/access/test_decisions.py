@@ -42,6 +42,7 @@ TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH
                   Action.ORDERS_REVEAL, Action.CANARIES_LIST]
 SYSTEM_ACTIONS = [Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_CREATE,
                   Action.ACCOUNTS_LIST, Action.ACCOUNTS_DISABLE, Action.ACCOUNTS_ENABLE,
+                  Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR, Action.KILLSWITCH_LIST,
                   Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT,
                   Action.AUDIT_READ]
 # Actions no request is decided for (events of the HTTP layer and of bootstrap commands):

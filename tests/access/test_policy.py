@@ -19,14 +19,15 @@ TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH
                   Action.CANARIES_LIST]
 SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_READ,
                   Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_DISABLE,
-                  Action.ACCOUNTS_ENABLE, Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE,
+                  Action.ACCOUNTS_ENABLE, Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR,
+                  Action.KILLSWITCH_LIST, Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE,
                   Action.ACCOUNTS_REJECT]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
     Role.ADMIN: {Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.ACCOUNTS_DISABLE,
                  Action.ACCOUNTS_ENABLE},
-    Role.OPERATOR: set(),
+    Role.OPERATOR: {Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR, Action.KILLSWITCH_LIST},
     Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST, Action.APPROVALS_LIST,
                             Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT},
     Role.AUDITOR: {Action.AUDIT_READ},

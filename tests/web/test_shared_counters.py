@@ -5,7 +5,7 @@
   read by a third runtime of the same vault, and exactly five of them were checked against
   the password before the account locked; the lock made through one process holds on the
   other, against the right password too; a logout and a disable made through one are
-  refused by the other at its next request.
+  refused by the other at its next request, and a kill switch within a second.
 - A failed login the counters cannot record is answered ``503 counters_unavailable`` with
   ``Retry-After``, and the security log holds its one event (denied, 503).
 """
@@ -119,10 +119,10 @@ def test_a_failed_login_the_counters_cannot_record_is_a_503(
     unreachable.close()
 
 
-def _refused_within_a_second(call: Any) -> float:
-    """Poll ``call`` (a status code) until it answers 401; how long that took."""
+def _refused_within_a_second(call: Any, status: int = 401) -> float:
+    """Poll ``call`` (a status code) until it answers ``status``; how long that took."""
     started = time.monotonic()
-    while call() != 401:
+    while call() != status:
         assert time.monotonic() - started < 1.0, "still accepted a second later"
         time.sleep(0.02)
     return time.monotonic() - started
@@ -157,10 +157,23 @@ def test_a_logout_and_a_disable_through_one_process_hold_on_the_other(
             made = on_first.post("/accounts", json={
                 "kind": "service", "name": "label printer",
                 "grants": [{"role": "ingest", "tenant": "acme"}]}).json()
+            operator = on_first.post("/accounts", json={
+                "kind": "service", "name": "on-call operator",
+                "grants": [{"role": "operator", "tenant": "*"}]}).json()["api_key"]
         with client(second, made["api_key"]) as key_on_second, \
                 client(second, admin) as admin_on_second, client(first, admin) as on_first:
             assert key_on_second.get("/session").status_code == 200
             assert admin_on_second.get("/session").status_code == 200
+            # An account's kill switch set through the first: refused (403) by the second.
+            with client(first, operator) as operator_on_first:
+                assert operator_on_first.post("/killswitches/set", json={
+                    "scope": "account", "subject": made["id"]}).status_code == 204
+                _refused_within_a_second(lambda: key_on_second.get("/session").status_code,
+                                         403)
+                assert operator_on_first.post("/killswitches/clear", json={
+                    "scope": "account", "subject": made["id"]}).status_code == 204
+                _refused_within_a_second(lambda: key_on_second.get("/session").status_code,
+                                         200)
             # Disabled through the first process: the key stops on the second.
             assert on_first.post(f"/accounts/{made['id']}/disable").status_code == 200
             _refused_within_a_second(lambda: key_on_second.get("/session").status_code)

@@ -24,6 +24,10 @@ class Action(StrEnum):
     APPROVALS_LIST = "approvals:list"
     ACCOUNTS_APPROVE = "accounts:approve"
     ACCOUNTS_REJECT = "accounts:reject"
+    # Kill switches (operators).
+    KILLSWITCH_SET = "killswitch:set"
+    KILLSWITCH_CLEAR = "killswitch:clear"
+    KILLSWITCH_LIST = "killswitch:list"
     # Orders of a tenant.
     ORDERS_INGEST = "orders:ingest"
     ORDERS_READ = "orders:read"

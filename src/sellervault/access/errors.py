@@ -29,3 +29,28 @@ class PurposeNotPermittedError(AccessError):
 
     def __init__(self) -> None:
         super().__init__("PII may only be revealed for a permitted purpose")
+
+
+class KillSwitchError(AccessError):
+    """An operator's kill switch stops this request (``access.killswitches``)."""
+
+    code = Reason.KILL_SWITCH
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("stopped by a kill switch; an operator can say when it is cleared")
+
+
+class SwitchRequestError(AccessError):
+    code = Reason.INVALID_SWITCH
+    status = 422
+
+
+class SwitchStateError(AccessError):
+    """A switch set already (409), or not set (404)."""
+
+    code = Reason.SWITCH_STATE
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status

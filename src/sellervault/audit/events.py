@@ -41,6 +41,8 @@ class TargetType(StrEnum):
     ROOT_KEY = "root-key"
     TENANT_KEY = "tenant-key"
     JOB = "job"
+    TENANT = "tenant"
+    PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)
 
 
 class Reason(StrEnum):
@@ -73,6 +75,9 @@ class Reason(StrEnum):
     ACCOUNT_LOCKED = "account_locked"  # logged only: answered as invalid_credentials
     TOO_MANY_FAILURES = "too_many_failures"  # why an account was locked or disabled
     ACCOUNT_STATE = "account_state"  # a status change that does not apply (409)
+    KILL_SWITCH = "kill_switch"  # a request an operator's kill switch stops
+    INVALID_SWITCH = "invalid_switch"
+    SWITCH_STATE = "switch_state"  # set already (409) or not set (404)
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
     # The web layer's own.

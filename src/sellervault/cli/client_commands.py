@@ -32,6 +32,10 @@ approvals_app = typer.Typer(
     no_args_is_help=True,
     help="Services that may read PII, waiting for a second person (security officer).")
 
+killswitch_app = typer.Typer(no_args_is_help=True, help=(
+    "Kill switches (operator): stop every PII reveal and search, one tenant, or one account, "
+    "on every server process within half a second, until cleared."))
+
 DEFAULT_BATCH = 500
 
 
@@ -209,6 +213,50 @@ def logout() -> None:
     console.print("Signed out.")
 
 
+Scope = Annotated[str, typer.Argument(
+    help="reveals (every PII reveal and search), tenant, or account.")]
+Subject = Annotated[str | None, typer.Argument(
+    help="The tenant id or account id (none for reveals).")]
+
+
+def _switch(change: str, scope: str, subject: str | None) -> None:
+    try:
+        with session_client() as client:
+            checked(client.post(f"/killswitches/{change}",
+                                json={"scope": scope, "subject": subject}))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(escape(f"Kill switch {scope}{' ' + subject if subject else ''} "
+                         f"{'set' if change == 'set' else 'cleared'}."), highlight=False)
+
+
+@killswitch_app.command("set")
+def killswitch_set(scope: Scope, subject: Subject = None) -> None:
+    """Stop it now: requests it covers are refused (403 kill_switch) and logged."""
+    _switch("set", scope, subject)
+
+
+@killswitch_app.command("clear")
+def killswitch_clear(scope: Scope, subject: Subject = None) -> None:
+    """Let it run again."""
+    _switch("clear", scope, subject)
+
+
+@killswitch_app.command("list")
+def killswitch_list() -> None:
+    """The switches set: scope, subject, who set it and when."""
+    try:
+        with session_client() as client:
+            switches = checked(client.get("/killswitches"))["killswitches"]
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    if not switches:
+        console.print("No kill switch is set.")
+    for item in switches:
+        console.print(escape(f"{item['scope']}  {item['subject']}  set by {item['set_by']} "
+                             f"at {item['set_at']}"), highlight=False)
+
+
 @orders_app.command("get")
 def orders_get(
     tenant: Annotated[str, typer.Argument(help="The tenant id.")],
@@ -299,3 +347,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(accounts_app, name="accounts")
     app.add_typer(orders_app, name="orders")
     app.add_typer(approvals_app, name="approvals")
+    app.add_typer(killswitch_app, name="killswitch")

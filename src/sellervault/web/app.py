@@ -17,7 +17,15 @@ from sellervault.jobs.registry import JOBS, Registry
 from sellervault.jobs.scheduler import Scheduler
 from sellervault.runtime import Runtime
 from sellervault.web import errors, openapi
-from sellervault.web.api import accounts, approvals, audit, meta, orders, session
+from sellervault.web.api import (
+    accounts,
+    approvals,
+    audit,
+    killswitches,
+    meta,
+    orders,
+    session,
+)
 from sellervault.web.middleware import SecurityMiddleware
 
 API_PREFIX = "/api/v1"
@@ -49,7 +57,8 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         # redirect for anyone who can make a client send a request with a forged one.
         redirect_slashes=False,
     )
-    for module in (orders, session, accounts, approvals, audit, meta):  # hot path's first
+    for module in (orders, session, accounts, approvals, audit, killswitches,
+                   meta):  # the hot path's first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)
 

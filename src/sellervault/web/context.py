@@ -7,7 +7,8 @@ attempted (so the security event of a refused or failed request names it, with t
 purpose when it is one of the vocabulary's), refuses a request without one bearer token
 (401), looks the token up (401), refuses a body announced over the limit (413) and answers
 ``access.decisions.decide``'s decision (403, or 404 for a tenant the caller holds no grant
-on; deciding is not this module's: it only maps the decision). Only then is the body
+on; deciding is not this module's: it only maps the decision), then the operators' kill
+switches (403 ``kill_switch``, ``access.killswitches``). Only then is the body
 read, parsed (``web.body``) and validated: an anonymous or unauthorized caller cannot make
 the server read, hold or parse anything, and a request that fails validation is logged with
 its actor. Once a body is in, the credential and the decision are confirmed again
@@ -237,6 +238,7 @@ async def guard(request: Request, declared: Declaration) -> RequestState:
         raise RequestValidationError(errors)
     if declared.action not in PUBLIC_ACTIONS:
         state.authorize(principal, action, tenant, purpose)
+        await state._runtime.switches.check(state._runtime, principal, action, tenant)
         state._principal = principal
     state.declared = declared
     return state

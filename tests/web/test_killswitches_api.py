@@ -1,0 +1,79 @@
+"""Kill switches through the HTTPS API: an operator stops reveals, a tenant or an account; the
+stopped request is a 403 ``kill_switch`` (not a missing grant) and a logged denial; only an
+operator may pull a switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from sellervault.audit.models import EventRow
+from tests.support import Server
+
+TENANT = "kill-test"
+
+
+@pytest.fixture(scope="module")
+def crew(server: Server, order_examples: list[dict[str, Any]]) -> dict[str, Any]:
+    admin = server.admin_token()
+    operator = server.create_service(admin, "on-call operator",
+                                     [{"role": "operator", "tenant": "*"}])
+    ingest = server.create_service(admin, "kill test ingest",
+                                   [{"role": "ingest", "tenant": TENANT}])
+    analyst = server.create_service(admin, "kill test analyst",
+                                    [{"role": "analyst", "tenant": TENANT}])
+    with server.client(ingest) as client:
+        assert client.post(f"/tenants/{TENANT}/orders",
+                           json={"orders": order_examples}).status_code == 200
+    return {"admin": admin, "operator": operator, "ingest": ingest, "analyst": analyst,
+            "order": order_examples[0]["AmazonOrderId"]}
+
+
+def _pull(server: Server, token: str, change: str, scope: str,
+          subject: str | None = None) -> int:
+    with server.client(token) as client:
+        return client.post(f"/killswitches/{change}",
+                           json={"scope": scope, "subject": subject}).status_code
+
+
+def test_a_tenant_switch_stops_the_tenant_with_its_own_answer(server: Server,
+                                                              crew: dict[str, Any]) -> None:
+    path = f"/tenants/{TENANT}/orders/{crew['order']}"
+    with server.client(crew["analyst"]) as client:
+        assert client.get(path).status_code == 200
+        assert _pull(server, crew["operator"], "set", "tenant", TENANT) == 204
+        stopped = client.get(path)
+        assert stopped.status_code == 403
+        assert stopped.json()["error"]["code"] == "kill_switch"
+        with server.runtime.store.engine.connect() as connection:
+            event = connection.execute(select(EventRow).where(
+                EventRow.request_id == stopped.headers["x-request-id"])).one()
+        assert (event.outcome, event.reason, event.tenant_id) == (
+            "denied", "kill_switch", TENANT)
+        with server.client(crew["operator"]) as operator:
+            listed = operator.get("/killswitches").json()["killswitches"]
+        assert [(s["scope"], s["subject"]) for s in listed] == [("tenant", TENANT)]
+        assert _pull(server, crew["operator"], "clear", "tenant", TENANT) == 204
+        assert client.get(path).status_code == 200
+
+
+def test_an_account_switch_stops_that_account_everywhere(server: Server,
+                                                         crew: dict[str, Any]) -> None:
+    with server.client(crew["analyst"]) as client:
+        me = client.get("/session").json()["account_id"]
+        assert _pull(server, crew["operator"], "set", "account", me) == 204
+        assert client.get("/session").status_code == 403
+        with server.client(crew["ingest"]) as other:
+            assert other.get("/session").status_code == 200
+        assert _pull(server, crew["operator"], "clear", "account", me) == 204
+        assert client.get("/session").status_code == 200
+
+
+@pytest.mark.parametrize("who", ["admin", "analyst", "ingest"])
+def test_only_an_operator_pulls_a_switch(server: Server, crew: dict[str, Any],
+                                         who: str) -> None:
+    assert _pull(server, crew[who], "set", "reveals") == 403
+    with server.client(crew["operator"]) as operator:
+        assert operator.get("/killswitches").json()["killswitches"] == []
