@@ -105,3 +105,14 @@ class AccountStateError(AccountError):
 
     def __init__(self) -> None:
         super().__init__("the account is not in a state this change applies to")
+
+
+class NotASessionError(AccountError):
+    """Signing out with an API key: a key does not end itself (an admin disables its
+    account)."""
+
+    code = Reason.NOT_A_SESSION
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("only a session signs out; an API key is stopped by an administrator")
