@@ -132,8 +132,9 @@ def test_a_grant_on_one_tenant_is_refused_on_the_other_as_not_found() -> None:
 
 # --- the same walk through a real server ---------------------------------------------------
 
-REFUSED_STATUS = {Decision.NOT_FOUND: 404, Decision.FORBIDDEN: 403,
-                  Decision.PURPOSE_REQUIRED: 403}
+REFUSED = {Decision.NOT_FOUND: (404, "not_found"), Decision.FORBIDDEN: (403, "forbidden"),
+           Decision.PURPOSE_REQUIRED: (403, "purpose_not_permitted")}
+GUARD_CODES = {"forbidden", "purpose_not_permitted"}
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,16 @@ def credentials(server: Server, order_examples: list[dict[str, Any]]) -> dict[st
     return keys
 
 
-def _send(server: Server, key: str, question: Question, order_id: str) -> int:
+def _send(server: Server, key: str, question: Question, order_id: str) -> tuple[int, str]:
+    """The status and the error code (empty for a success) of one request."""
+    response = _request(server, key, question, order_id)
+    code = ""
+    if response.status_code >= 400 and response.content:
+        code = str(response.json().get("error", {}).get("code", ""))
+    return response.status_code, code
+
+
+def _request(server: Server, key: str, question: Question, order_id: str) -> Any:
     path = (question.path.removeprefix("/api/v1").replace("{tenant}", question.tenant or "")
             .replace("{amazon_order_id}", order_id)
             .replace("{account_id}", "acc_000000000000000000000000"))
@@ -167,8 +177,8 @@ def _send(server: Server, key: str, question: Question, order_id: str) -> int:
     with server.client(key, **headers) as client:
         if question.method == "GET":
             return client.get(path, params={"buyer_email": "x@example.test"}
-                              if question.action is Action.ORDERS_SEARCH else None).status_code
-        return client.request(question.method, path, json={}).status_code
+                              if question.action is Action.ORDERS_SEARCH else None)
+        return client.request(question.method, path, json={})
 
 
 @pytest.mark.slow
@@ -176,16 +186,18 @@ def _send(server: Server, key: str, question: Question, order_id: str) -> int:
 def test_every_role_on_every_route_of_a_real_server(
         server: Server, credentials: dict[str, str], holding: str,
         order_examples: list[dict[str, Any]]) -> None:
-    """A refusal is the status the decision maps to; a permitted request gets past the guard
-    (whatever it then answers: an empty body is a 422, an unknown account a 404 of its own,
-    never a 401 or 403, nor a 404 on a tenant route, whose tenant and order exist)."""
+    """A refusal is the status and code the decision maps to; a permitted request gets past
+    the guard, whatever it then answers (an empty body is a 422, an unknown account a 404 of
+    its own, an API key asked to sign out a 403 ``not_a_session``): never the guard's 401,
+    403 ``forbidden`` or ``purpose_not_permitted``, nor a 404 on a tenant route, whose
+    tenant and order exist."""
     role, tenant = HOLDINGS[holding]
     order_id = str(order_examples[0]["AmazonOrderId"])
     for question in QUESTIONS:
         want = expected(role, tenant, question)
-        status = _send(server, credentials[holding], question, order_id)
+        status, code = _send(server, credentials[holding], question, order_id)
         if want.allowed:
-            refused = {401, 403} | ({404} if question.tenant is not None else set())
-            assert status not in refused, (holding, question, status)
+            assert status != 401 and code not in GUARD_CODES, (holding, question, status)
+            assert not (question.tenant is not None and status == 404), (holding, question)
         else:
-            assert status == REFUSED_STATUS[want], (holding, question, status)
+            assert (status, code) == REFUSED[want], (holding, question, status, code)
