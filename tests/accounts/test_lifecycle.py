@@ -30,6 +30,7 @@ from sellervault.accounts.errors import (
     AccountRequestError,
     AccountStateError,
     InvalidCredentialsError,
+    NotASessionError,
     UnauthenticatedError,
 )
 from sellervault.accounts.models import Account, SessionRow
@@ -93,7 +94,7 @@ def test_an_api_key_cannot_sign_itself_out(runtime: Runtime,
     service = accounts.create_service(runtime, system_auditor(runtime), admin_of(initialized),
                                       name="label printer", grants=[Grant(Role.INGEST, "acme")])
     principal = authenticate(runtime, service.api_key)
-    with pytest.raises(AccountRequestError):
+    with pytest.raises(NotASessionError):
         lifecycle.sign_out(runtime, system_auditor(runtime), principal, service.api_key)
     authenticate(runtime, service.api_key)
 

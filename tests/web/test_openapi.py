@@ -78,7 +78,7 @@ def test_every_error_is_the_one_error_shape(document: dict[str, Any]) -> None:
     ("/api/v1/tenants/{tenant}/orders", "get", {"200", "401", "403", "404", "413", "422",
                                                 "429", "503"}),
     ("/api/v1/accounts", "post", {"201", "401", "403", "409", "413", "422", "503"}),
-    ("/api/v1/session", "post", {"200", "401", "403", "413", "422", "503"}),
+    ("/api/v1/session", "post", {"200", "401", "403", "413", "422", "429", "503"}),
     ("/api/v1/health", "get", {"200", "413", "503"}),
 ])
 def test_each_route_declares_what_it_answers(document: dict[str, Any], path: str, method: str,

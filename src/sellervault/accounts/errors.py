@@ -125,3 +125,12 @@ class CodeMismatchError(AccountError):
 
     def __init__(self) -> None:
         super().__init__("the code does not match the authenticator: check its clock, retry")
+class NotASessionError(AccountError):
+    """Signing out with an API key: a key does not end itself (an admin disables its
+    account)."""
+
+    code = Reason.NOT_A_SESSION
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("only a session signs out; an API key is stopped by an administrator")

@@ -24,6 +24,7 @@ from sellervault.accounts.errors import (
     AccountNotFoundError,
     AccountRequestError,
     AccountStateError,
+    NotASessionError,
     UnauthenticatedError,
 )
 from sellervault.accounts.keys import credential_pepper
@@ -38,7 +39,7 @@ def sign_out(rt: Runtime, auditor: Auditor, principal: Principal, token: str) ->
     """End the session ``token`` (logout): refused from then on, on every process. An API
     key is not a session: it is revoked by an administrator, never by itself."""
     if not token.startswith(SESSION_PREFIX):
-        raise AccountRequestError("only a session signs out; an API key is revoked instead")
+        raise NotASessionError()
     now = rt.clock.now()
     with rt.store.transaction() as session:
         ended = cast(CursorResult[Any], session.execute(

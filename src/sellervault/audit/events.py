@@ -77,6 +77,7 @@ class Reason(StrEnum):
     INVALID_ENROLMENT = "invalid_enrolment"
     INVALID_TOTP = "invalid_totp"  # at enrolment: the new authenticator's code is wrong
     RECOVERY_CODE = "recovery_code"  # a sign-in that used a recovery code, not a TOTP code
+    NOT_A_SESSION = "not_a_session"  # sign-out asked with an API key
     ACCOUNT_STATE = "account_state"  # a status change that does not apply (409)
     KILL_SWITCH = "kill_switch"  # a request an operator's kill switch stops
     INVALID_SWITCH = "invalid_switch"

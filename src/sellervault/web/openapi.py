@@ -40,7 +40,8 @@ DESCRIPTIONS = {
          "tenant (`tenant_erased`)",
     413: "the body is larger than this route takes",
     422: "a malformed input, named by its path",
-    429: "over the budget: retry after the Retry-After header's seconds",
+    429: "over a budget or a limit (searches per hour, failed sign-ins per address per day): "
+         "retry after the Retry-After header's seconds",
     503: "the security log cannot be written (nothing is served that it does not record), "
          "the tenant's keys are being rotated, or the shared counters cannot be reached "
          "(Retry-After)",

@@ -39,7 +39,8 @@ class PasswordRequest(BaseModel):
     new_password: str = Field(min_length=1, max_length=1024)
 
 
-@router.post("/session", response_model=SessionResponse, responses=own_errors(401, 403))
+@router.post("/session", response_model=SessionResponse,
+             responses=own_errors(401, 403, 429))
 def create_session(
     body: SessionRequest,
     state: Annotated[RequestState, Depends(require(Action.SESSION_CREATE))],
@@ -65,7 +66,7 @@ def who_am_i(
                   grants=[GrantOut.of(g) for g in principal.grants])
 
 
-@router.delete("/session", status_code=204, responses=own_errors(401, 422))
+@router.delete("/session", status_code=204, responses=own_errors(401, 403))
 def sign_out(
     state: Annotated[RequestState, Depends(require(Action.SESSION_DELETE))],
 ) -> Response:
@@ -76,7 +77,7 @@ def sign_out(
     return Response(status_code=204)
 
 
-@router.post("/password", status_code=204, responses=own_errors(401))
+@router.post("/password", status_code=204, responses=own_errors(401, 429))
 def change_password(
     body: PasswordRequest,
     state: Annotated[RequestState, Depends(require(Action.PASSWORD_CHANGE))],
