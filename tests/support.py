@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 
 from sellervault import bootstrap
 from sellervault.access.roles import Grant, Principal, Role
+from sellervault.accounts import enrolment
 from sellervault.accounts import service as accounts
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
@@ -56,6 +57,7 @@ class Person:
     name: str
     password: str
     totp_secret: str
+    recovery_codes: tuple[str, ...] = ()
 
 
 def system_auditor(rt: Runtime, source_ip: str = "198.51.100.7") -> Auditor:
@@ -68,20 +70,17 @@ def admin_of(initialized: bootstrap.InitResult) -> Principal:
 
 def make_person(rt: Runtime, creator: Principal, *, email: str, name: str,
                 grants: list[Grant], password: str = NEW_PASSWORD) -> Person:
-    """A person created by ``creator`` who has made their account their own (set
-    ``password``, proved their authenticator), through the service functions: the one
-    place tests do this, so the way a person takes over an account changes here only."""
+    """A person created by ``creator`` who has enrolled (chosen ``password``, set up and
+    proved their authenticator), through the service functions: the one place tests do
+    this, so the way a person takes over an account changes here only."""
     created = accounts.create_person(rt, system_auditor(rt), creator, email=email, name=name,
                                      grants=grants)
-    assert created.one_time_password is not None
-    step = int(rt.clock.timestamp()) // 30
-    accounts.change_password(rt, system_auditor(rt), email=email,
-                             current_password=created.one_time_password,
-                             totp_code=pyotp.TOTP(created.totp_secret).at(step * 30),
-                             new_password_value=password)
+    secret = enrolment.start(rt, system_auditor(rt), created.enrolment_token)
+    codes = enrolment.finish(rt, system_auditor(rt), created.enrolment_token, password,
+                             totp_code(secret, rt.clock))
     if isinstance(rt.clock, ManualClock):
         rt.clock.advance(30)  # the step is used: a login next gets a fresh one
-    return Person(created.id, email, name, password, created.totp_secret)
+    return Person(created.id, email, name, password, secret, tuple(codes))
 
 
 @dataclass
@@ -138,18 +137,24 @@ class Server:
 
     def create_person(self, admin_token: str, email: str, name: str,
                       grants: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
-        """Create a person, change the one-time password, log in; returns (token, created)."""
+        """Create a person, enrol them (their own password and authenticator), log in;
+        returns (token, created), ``created`` with their ``totp_secret`` and
+        ``recovery_codes`` added."""
         with self.client(admin_token) as client:
             response = client.post("/accounts", json={"kind": "person", "email": email,
                                                       "name": name, "grants": grants})
         assert response.status_code == 201, response.text
         created: dict[str, Any] = response.json()
         with self.client() as client:
-            changed = client.post("/password", json={
-                "email": email, "current_password": created["one_time_password"],
-                "totp": self.next_totp(created["totp_secret"]), "new_password": NEW_PASSWORD})
-        assert changed.status_code == 204, changed.text
-        return self.login(email, NEW_PASSWORD, created["totp_secret"]), created
+            started = client.post("/enrolment/start", json={"token": created["enrolment_token"]})
+            assert started.status_code == 200, started.text
+            secret = started.json()["totp_secret"]
+            finished = client.post("/enrolment/finish", json={
+                "token": created["enrolment_token"], "new_password": NEW_PASSWORD,
+                "totp": self.next_totp(secret)})
+        assert finished.status_code == 200, finished.text
+        created.update(totp_secret=secret, recovery_codes=finished.json()["recovery_codes"])
+        return self.login(email, NEW_PASSWORD, secret), created
 
 
 class PostgresUnavailableError(Exception):

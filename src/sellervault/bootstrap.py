@@ -83,7 +83,7 @@ def init(settings: Settings, *, admin_email: str, admin_name: str, admin_passwor
 
 
 def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, email: str,
-                             name: str, password: str, clock: Clock) -> accounts.NewPerson:
+                             name: str, password: str, clock: Clock) -> accounts.FirstAdmin:
     store = Store.from_url(settings.effective_database_url())
     try:
         migrate.upgrade(store.engine)

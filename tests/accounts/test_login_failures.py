@@ -25,12 +25,10 @@ import pytest
 from sqlalchemy import select
 
 from sellervault import bootstrap
-from sellervault.access.roles import Grant, Principal, Role
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import (
     InvalidCredentialsError,
     LoginThrottledError,
-    PasswordChangeRequiredError,
 )
 from sellervault.accounts.login_failures import FAILED_LOGINS_PER_ADDRESS, LIMIT_PER_ADDRESS
 from sellervault.accounts.models import Account, SessionRow
@@ -110,19 +108,6 @@ def test_successes_count_nothing_and_reset_nothing(
     accounts.login(counting, from_address(counting), email=ADMIN_EMAIL,
                    password=ADMIN_PASSWORD, totp_code=code(counting, initialized.totp_secret))
     assert failures(counting) == 1
-
-
-def test_a_person_who_must_change_the_password_first_is_not_a_failure(
-        counting: Runtime, initialized: bootstrap.InitResult) -> None:
-    admin = Principal(initialized.admin_id, "person", (Grant(Role.ADMIN, "*"),))
-    pat = accounts.create_person(counting, from_address(counting), admin,
-                                 email="pat.picker@example.test", name="Pat Picker",
-                                 grants=[Grant(Role.ANALYST, "acme")])
-    assert pat.one_time_password is not None
-    with pytest.raises(PasswordChangeRequiredError):
-        accounts.login(counting, from_address(counting), email="pat.picker@example.test",
-                       password=pat.one_time_password, totp_code=code(counting, pat.totp_secret))
-    assert failures(counting) == 0
 
 
 def test_an_addresss_failures_last_a_day(

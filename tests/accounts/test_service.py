@@ -47,12 +47,10 @@ from sellervault.accounts.errors import (
     AccountRequestError,
     AlreadyInitializedError,
     InvalidCredentialsError,
-    PasswordChangeRequiredError,
     PasswordPolicyError,
     UnauthenticatedError,
 )
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
-from sellervault.accounts.passwords import verify_password
 from sellervault.audit import verification
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome
@@ -62,7 +60,14 @@ from sellervault.config import Settings
 from sellervault.crypto.credentials import keyed_hash
 from sellervault.runtime import Runtime
 from sellervault.store.base import Base
-from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD, NEW_PASSWORD
+from tests.support import (
+    ADMIN_EMAIL,
+    ADMIN_NAME,
+    ADMIN_PASSWORD,
+    NEW_PASSWORD,
+    Person,
+    make_person,
+)
 
 BOB_EMAIL = "bob.builder@example.test"
 BOB_NAME = "Bob Builder"
@@ -161,10 +166,11 @@ def fullwidth(text: str) -> str:
 
 
 @pytest.fixture
-def bob(runtime: Runtime, initialized: bootstrap.InitResult) -> accounts.NewPerson:
-    """A person created by the administrator: an analyst and PII reader on tenant acme."""
-    return accounts.create_person(runtime, auditor(runtime), admin_principal(initialized),
-                                  email=BOB_EMAIL, name=BOB_NAME, grants=BOB_GRANTS)
+def bob(runtime: Runtime, initialized: bootstrap.InitResult) -> Person:
+    """A person created by the administrator who has enrolled: an analyst and PII reader on
+    tenant acme."""
+    return make_person(runtime, admin_principal(initialized), email=BOB_EMAIL, name=BOB_NAME,
+                       grants=BOB_GRANTS)
 
 
 # -- the first administrator -----------------------------------------------------------------
@@ -233,7 +239,7 @@ BOB_LOOKALIKES = [
 
 @pytest.mark.parametrize("email", BOB_LOOKALIKES)
 def test_lookalike_emails_of_a_person_are_refused_and_nothing_is_written(
-        runtime: Runtime, initialized: bootstrap.InitResult, bob: accounts.NewPerson,
+        runtime: Runtime, initialized: bootstrap.InitResult, bob: Person,
         email: str) -> None:
     """Someone who makes "bob.builder@" with a Cyrillic o gets a second account that an
     administrator reading a list cannot tell from Bob's: refused as the same mailbox."""
@@ -423,7 +429,7 @@ def test_a_racing_creation_of_the_same_mailbox_is_a_conflict_and_writes_nothing(
         held.release.set()
         first.join(30)
         second.join(30)
-    assert isinstance(outcomes["first"], accounts.NewPerson)
+    assert isinstance(outcomes["first"], accounts.NewPerson)  # (an enrolment token)
     assert isinstance(outcomes["second"], AccountConflictError), outcomes["second"]
     people = table(runtime, Account, Account.kind == "person")
     assert sorted(row["id"] for row in people) == sorted([initialized.admin_id,
@@ -436,78 +442,45 @@ def test_a_racing_creation_of_the_same_mailbox_is_a_conflict_and_writes_nothing(
 
 # -- people created by an administrator ------------------------------------------------------
 
-def test_created_person_gets_a_one_time_password_and_a_totp_secret(
-        runtime: Runtime, initialized: bootstrap.InitResult, bob: accounts.NewPerson) -> None:
-    assert bob.id.startswith("acc_")
-    assert bob.one_time_password is not None and len(bob.one_time_password) == 24
-    assert len(base64.b32decode(bob.totp_secret)) >= 20  # at least 160 bits
-    row = account(runtime, bob.id)
-    assert (row["email"], row["name"], row["kind"]) == (BOB_EMAIL, BOB_NAME, "person")
-    assert row["must_change_password"] is True
-    assert row["created_by"] == initialized.admin_id
-    assert row["password_hash"].startswith("$argon2id$")
-    assert verify_password(row["password_hash"], bob.one_time_password)
+def test_a_created_person_has_no_secret_anyone_else_knows(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """The administrator gets an enrolment token and nothing else: no password, no TOTP
+    secret; until the person enrols, the account cannot sign in."""
+    made = accounts.create_person(runtime, auditor(runtime), admin_principal(initialized),
+                                  email=BOB_EMAIL, name=BOB_NAME, grants=BOB_GRANTS)
+    assert made.id.startswith("acc_") and made.enrolment_token.startswith("sve_")
+    assert not hasattr(made, "one_time_password") and not hasattr(made, "totp_secret")
+    row = account(runtime, made.id)
+    assert (row["status"], row["password_hash"], row["totp_secret_ct"]) == (
+        "enrolling", None, None)
     assert {(g["role"], g["tenant"]) for g in table(runtime, GrantRow,
-                                                    GrantRow.account_id == bob.id)} == {
-        ("analyst", "acme"), ("pii-reader", "acme")}
-    [created] = [e for e in events(runtime, "accounts:create") if e["target_id"] == bob.id]
-    assert (created["outcome"], created["count"]) == ("success", 2)
-
-
-def test_new_person_must_change_the_password_before_any_session(
-        runtime: Runtime, bob: accounts.NewPerson) -> None:
-    assert bob.one_time_password is not None
-    step = current_step(runtime)
-    with pytest.raises(PasswordChangeRequiredError):
-        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
-                       password=bob.one_time_password, totp_code=code(bob.totp_secret, step))
-    assert table(runtime, SessionRow) == []
-    assert account(runtime, bob.id)["totp_last_step"] == 0  # the code is kept for the change
-    [refused] = events(runtime, "session:create")
-    assert (refused["outcome"], refused["status"], refused["reason"]) == (
-        "denied", 403, "password_change_required")
-
-
-def test_one_time_password_alone_is_not_confirmed_without_totp(
-        runtime: Runtime, bob: accounts.NewPerson) -> None:
-    """Without a valid code the answer is the generic failure, not "change your password"
-    (which would tell an attacker that the password was right)."""
-    assert bob.one_time_password is not None
+                                                    GrantRow.account_id == made.id)} == {
+        (g.role.value, g.tenant) for g in BOB_GRANTS}
+    [created] = [e for e in events(runtime, "accounts:create") if e["target_id"] == made.id]
+    assert created["count"] == len(BOB_GRANTS)
     with pytest.raises(InvalidCredentialsError):
-        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
-                       password=bob.one_time_password,
-                       totp_code=wrong_code(bob.totp_secret, current_step(runtime)))
-    assert account(runtime, bob.id)["failed_logins"] == 1
+        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL, password="",
+                       totp_code="000000")
 
 
-def test_change_password_with_the_one_time_password_then_log_in(
-        runtime: Runtime, bob: accounts.NewPerson, clock: ManualClock) -> None:
-    assert bob.one_time_password is not None
+def test_change_password_then_log_in(runtime: Runtime, bob: Person,
+                                     clock: ManualClock) -> None:
     before = account(runtime, bob.id)
-    clock.advance(timedelta(minutes=5))
     step = current_step(runtime)
     accounts.change_password(runtime, auditor(runtime), email=BOB_EMAIL,
-                             current_password=bob.one_time_password,
-                             totp_code=code(bob.totp_secret, step),
-                             new_password_value=NEW_PASSWORD)
+                             current_password=bob.password, totp_code=code(bob.totp_secret, step),
+                             new_password_value="a fresh passphrase of my own")
     after = account(runtime, bob.id)
-    assert after["must_change_password"] is False
-    assert after["totp_last_step"] == step
-    assert after["password_hash"].startswith("$argon2id$")
-    assert verify_password(after["password_hash"], NEW_PASSWORD)
-    assert after["password_changed_at"] == clock.now() > before["password_changed_at"]
+    assert after["password_hash"] != before["password_hash"]
     [changed] = events(runtime, "password:change")
     assert (changed["outcome"], changed["target_id"]) == ("success", bob.id)
-
-    with pytest.raises(InvalidCredentialsError):  # the one-time password is spent
-        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL,
-                       password=bob.one_time_password, totp_code=code(bob.totp_secret, step + 1))
-    issued = accounts.login(runtime, auditor(runtime), email=BOB_EMAIL, password=NEW_PASSWORD,
-                            totp_code=code(bob.totp_secret, step + 1))
-    principal = authenticate(runtime, issued.token)
+    with pytest.raises(InvalidCredentialsError):
+        accounts.login(runtime, auditor(runtime), email=BOB_EMAIL, password=bob.password,
+                       totp_code=code(bob.totp_secret, step + 1))
+    principal = authenticate(runtime, accounts.login(
+        runtime, auditor(runtime), email=BOB_EMAIL, password="a fresh passphrase of my own",
+        totp_code=code(bob.totp_secret, step + 1)).token)
     assert (principal.id, principal.kind) == (bob.id, "person")
-    assert set(principal.grants) == set(BOB_GRANTS)
-    assert principal.roles == {Role.ANALYST, Role.PII_READER}
 
 
 def test_change_password_ends_every_open_session(
@@ -666,18 +639,17 @@ def test_disabled_account_can_neither_log_in_nor_use_its_tokens(
 
 def test_totp_secret_is_bound_to_its_account(runtime: Runtime,
                                              initialized: bootstrap.InitResult,
-                                             bob: accounts.NewPerson) -> None:
+                                             bob: Person) -> None:
     """An attacker who controls Bob's account and can write the database copies Bob's
     password hash and encrypted TOTP secret onto the administrator's row: the secret is
     bound to Bob's account id, so it does not open as the administrator's: the login fails
     as any failed login does, and the failure is recorded."""
-    assert bob.one_time_password is not None
     bobs = account(runtime, bob.id)
     tamper(runtime, Account, Account.id == initialized.admin_id,
            password_hash=bobs["password_hash"], totp_secret_ct=bobs["totp_secret_ct"])
     with pytest.raises(InvalidCredentialsError):
         accounts.login(runtime, auditor(runtime), email=ADMIN_EMAIL,
-                       password=bob.one_time_password,
+                       password=bob.password,
                        totp_code=code(bob.totp_secret, current_step(runtime)))
     assert table(runtime, SessionRow) == []
     assert events(runtime, "session:create")[-1]["outcome"] == "denied"
@@ -869,15 +841,14 @@ def _forms(secret: str) -> list[bytes]:
 
 def test_database_holds_no_credential_in_clear(runtime: Runtime, settings: Settings,
                                                initialized: bootstrap.InitResult,
-                                               bob: accounts.NewPerson) -> None:
+                                               bob: Person) -> None:
     """An attacker with a copy of the database (or, on SQLite, of the data directory) finds
     no session token, API key, password or TOTP secret they could present."""
-    assert bob.one_time_password is not None
     token = login_admin(runtime, initialized, current_step(runtime)).token
     api_key = accounts.create_service(runtime, auditor(runtime), admin_principal(initialized),
                                       name="Seller Central Ingest", grants=[]).api_key
-    credentials = [token, api_key, ADMIN_PASSWORD, bob.one_time_password,
-                   initialized.totp_secret, bob.totp_secret]
+    credentials = [token, api_key, ADMIN_PASSWORD, bob.password,
+                   initialized.totp_secret, bob.totp_secret, *bob.recovery_codes]
     needles = [form for credential in credentials for form in _forms(credential)]
     needles += [base64.b32decode(secret) for secret in (initialized.totp_secret,
                                                         bob.totp_secret)]

@@ -61,17 +61,10 @@ def users(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Users:
     logged_in = login_service(server, ingest, ingest_key)
     assert logged_in.code == 0, logged_in
 
-    # A person: created with a one-time password, which is changed before the CLI login.
-    with server.client(admin_token) as client:
-        created = client.post("/accounts", json={
-            "kind": "person", "email": READER_EMAIL, "name": "Rita Reader",
-            "grants": [{"role": "pii-reader", "tenant": TENANT},
-                       {"role": "pii-reader", "tenant": IMPORT_TENANT}]}).json()
-    with server.client() as client:
-        changed = client.post("/password", json={
-            "email": READER_EMAIL, "current_password": created["one_time_password"],
-            "totp": server.next_totp(created["totp_secret"]), "new_password": NEW_PASSWORD})
-    assert changed.status_code == 204, changed.text
+    # A person: enrolled (their own password and authenticator) before the CLI login.
+    _, created = server.create_person(admin_token, READER_EMAIL, "Rita Reader",
+                                      [{"role": "pii-reader", "tenant": TENANT},
+                                       {"role": "pii-reader", "tenant": IMPORT_TENANT}])
     reader = Cli(base / "reader")  # in-process: the subprocess login is the admin's above
     logged_in = reader.invoke("login", "--server", server.base_url, "--ca-cert", server.ca_file,
                               "--email", READER_EMAIL,
@@ -165,21 +158,36 @@ def test_admin_creates_a_service_whose_key_works(server: Server, users: Users) -
     assert refused.status_code == 404  # the grant is for TENANT only
 
 
-def test_admin_creates_a_person_who_must_change_the_password(server: Server,
-                                                             users: Users) -> None:
+def test_a_person_created_by_an_admin_enrols_on_the_cli_then_signs_in(
+        server: Server, users: Users) -> None:
+    """The admin gets a token and nothing else; the person, given the token, gets their own
+    TOTP secret, sets their own password and gets recovery codes; the token then works no
+    more, and a recovery code signs in once in place of a code."""
     email = "pat.picker@example.test"
     result = users.admin.invoke("accounts", "create", "--kind", "person", "--name", "Pat Picker",
-                             "--email", email, "--grant", f"pii-reader:{TENANT}",
-                             "--grant", "analyst:*", "--json")
+                                "--email", email, "--grant", f"pii-reader:{TENANT}",
+                                "--grant", "analyst:*", "--json")
     assert result.code == 0, result
     created = result.json()
-    assert set(created) == {"id", "one_time_password", "totp_secret"}
-    with server.client() as client:
-        response = client.post("/session", json={
-            "email": email, "password": created["one_time_password"],
-            "totp": totp_code(created["totp_secret"], server.runtime.clock)})
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "password_change_required"
+    assert set(created) == {"id", "enrolment_token", "expires_at"}
+    pat = Cli(users.workdir / "pat")
+    where = ("--server", server.base_url, "--ca-cert", server.ca_file)
+    started = pat.invoke("enrol", "start", *where, stdin=created["enrolment_token"] + "\n")
+    assert started.code == 0, started
+    secret = started.stdout.split("authenticator now): ", 1)[1].split()[0]
+    finished = pat.invoke("enrol", "finish", "--totp", server.next_totp(secret), *where,
+                          stdin=f"{created['enrolment_token']}\n{NEW_PASSWORD}\n")
+    assert finished.code == 0, finished
+    codes = [line.strip() for line in finished.stdout.splitlines()[1:] if line.strip()]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    again = pat.invoke("enrol", "start", *where, stdin=created["enrolment_token"] + "\n")
+    assert again.code == 1 and "invalid_enrolment" in again.stderr
+    logged_in = pat.invoke("login", *where, "--email", email, "--totp", codes[0],
+                           "--password-stdin", stdin=NEW_PASSWORD + "\n")
+    assert logged_in.code == 0, logged_in
+    replayed = pat.invoke("login", *where, "--email", email, "--totp", codes[0],
+                          "--password-stdin", stdin=NEW_PASSWORD + "\n")
+    assert replayed.code == 1
 
 
 def test_accounts_create_without_json_shows_the_secret_once(users: Users) -> None:

@@ -38,19 +38,14 @@ def _create(server: Server, token: str, body: dict[str, Any]) -> Any:
         return client.post("/accounts", json=body)
 
 
-def test_person_gets_one_time_password_and_totp_secret(server: Server, admin: str) -> None:
+def test_a_person_is_created_with_an_enrolment_token_only(server: Server, admin: str) -> None:
     response = _create(server, admin, {"kind": "person", "email": "carol.chen@example.test",
                                        "name": "Carol Chen",
                                        "grants": [{"role": "analyst", "tenant": "acme"}]})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "one_time_password", "totp_secret"}
-    with server.client() as client:
-        first = client.post("/session", json={"email": "carol.chen@example.test",
-                                              "password": body["one_time_password"],
-                                              "totp": server.next_totp(body["totp_secret"])})
-    assert first.status_code == 403
-    assert first.json()["error"]["code"] == "password_change_required"
+    assert set(body) == {"id", "enrolment_token", "expires_at"}
+    assert body["enrolment_token"].startswith("sve_")
 
 
 def test_service_gets_an_api_key_that_authenticates(server: Server, admin: str) -> None:

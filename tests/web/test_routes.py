@@ -52,11 +52,12 @@ def test_every_route_declares_exactly_one_action() -> None:
         assert len(actions) == 1, f"{route.path} {route.methods} declares {actions}"
 
 
-def test_only_session_password_health_and_docs_are_public() -> None:
+def test_only_session_password_enrolment_health_and_docs_are_public() -> None:
     public = {route.path for route in _routes(build_api())
               for action in _declared_actions(route) if action in PUBLIC_ACTIONS}
     assert public == {"/api/v1/session", "/api/v1/password", "/api/v1/health",
-                      "/api/v1/openapi.json"}
+                      "/api/v1/openapi.json", "/api/v1/enrolment/start",
+                      "/api/v1/enrolment/finish"}
 
 
 def test_the_walk_notices_a_route_without_an_action() -> None:

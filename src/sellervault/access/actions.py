@@ -9,6 +9,8 @@ class Action(StrEnum):
     # Reachable without a principal: they establish or describe one.
     SESSION_CREATE = "session:create"
     PASSWORD_CHANGE = "password:change"  # noqa: S105 - an action name, not a secret
+    ENROLMENT_START = "enrolment:start"
+    ENROLMENT_FINISH = "enrolment:finish"
     HEALTH_READ = "health:read"
     DOCS_READ = "docs:read"
     # Any authenticated account: who am I.
@@ -52,7 +54,8 @@ class Action(StrEnum):
 
 
 PUBLIC_ACTIONS = frozenset(
-    {Action.SESSION_CREATE, Action.PASSWORD_CHANGE, Action.HEALTH_READ, Action.DOCS_READ}
+    {Action.SESSION_CREATE, Action.PASSWORD_CHANGE, Action.ENROLMENT_START,
+     Action.ENROLMENT_FINISH, Action.HEALTH_READ, Action.DOCS_READ}
 )
 
 # Decided with a stated purpose as the policy's context (the schema's ``context: { purpose }``):

@@ -107,6 +107,24 @@ class AccountStateError(AccountError):
         super().__init__("the account is not in a state this change applies to")
 
 
+class InvalidEnrolmentError(AccountError):
+    """An enrolment token unknown, used, expired or malformed: one answer for all."""
+
+    code = Reason.INVALID_ENROLMENT
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__("this enrolment token is not valid (used, expired or unknown)")
+
+
+class CodeMismatchError(AccountError):
+    """At enrolment: the code is not a current one of the authenticator just set up."""
+
+    code = Reason.INVALID_TOTP
+    status = 422
+
+    def __init__(self) -> None:
+        super().__init__("the code does not match the authenticator: check its clock, retry")
 class NotASessionError(AccountError):
     """Signing out with an API key: a key does not end itself (an admin disables its
     account)."""

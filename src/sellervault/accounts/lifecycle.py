@@ -27,8 +27,8 @@ from sellervault.accounts.errors import (
     NotASessionError,
     UnauthenticatedError,
 )
+from sellervault.accounts.keys import credential_pepper
 from sellervault.accounts.models import Account, SessionRow
-from sellervault.accounts.service import credential_pepper
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, TargetType
 from sellervault.crypto.credentials import SESSION_PREFIX, keyed_hash

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.access.decisions import Decision, decide_grants
 from sellervault.access.roles import Grant, Principal, Role
-from sellervault.accounts import approvals, identity, lockout, login_failures
+from sellervault.accounts import approvals, enrolment, identity, lockout, login_failures
 from sellervault.accounts.errors import (
     AccountConflictError,
     AccountError,
@@ -31,26 +31,27 @@ from sellervault.accounts.errors import (
     UnauthenticatedError,
 )
 from sellervault.accounts.identity import normalize_email
+from sellervault.accounts.keys import (
+    CREDENTIAL_PEPPER,
+    credential_pepper,
+    totp_cipher,
+    totp_step,
+)
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
 from sellervault.accounts.passwords import check_password_rules, hash_password, verify_password
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, Reason, TargetType
-from sellervault.crypto.aead import Cipher, bind
+from sellervault.crypto.aead import bind
 from sellervault.crypto.credentials import (
     API_KEY_PREFIX,
     SESSION_PREFIX,
-    constant_time_equal,
     keyed_hash,
-    new_password,
     new_token,
 )
 from sellervault.crypto.errors import DecryptionError
 from sellervault.runtime import Runtime
 from sellervault.store.prepared import Prepared
 
-CREDENTIAL_PEPPER = "credential-pepper"
-ACCOUNT_SECRETS = "account-secrets"
-TOTP_STEP_SECONDS = 30
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 ENDED_SESSIONS_KEPT = timedelta(days=1)  # (sessions-purge)
 # Fixed: a lookalike or +tag of an existing email is refused with the same words.
@@ -62,10 +63,19 @@ _MAILBOX_UNIQUES = {"ix_accounts_mailbox_key": "accounts.mailbox_key",
 
 
 @dataclass(frozen=True, slots=True)
-class NewPerson:
+class FirstAdmin:
     id: str
-    one_time_password: str | None
     totp_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewPerson:
+    """A person created by an administrator: nothing of theirs but the enrolment token,
+    which the administrator hands over and which works once (``accounts.enrolment``)."""
+
+    id: str
+    enrolment_token: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +98,6 @@ def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
-def _totp_cipher(rt: Runtime, session: Session) -> Cipher:
-    return Cipher(rt.keyring.system_key(session, ACCOUNT_SECRETS))
-
-
-def credential_pepper(rt: Runtime, session: Session) -> bytes:
-    """The key credentials are hashed under (a session token, an API key)."""
-    return rt.keyring.system_key(session, CREDENTIAL_PEPPER)
 
 
 def _check_name(name: str) -> None:
@@ -131,13 +134,13 @@ def _is_mailbox_conflict(exc: IntegrityError) -> bool:
     return any(column in str(exc.orig) for column in _MAILBOX_UNIQUES.values())
 
 
-def _add_person(rt: Runtime, session: Session, *, email: str, name: str, password: str,
-                must_change: bool, created_by: str | None) -> tuple[str, str]:
+def _add_person(rt: Runtime, session: Session, *, email: str, name: str,
+                password: str | None, created_by: str | None) -> tuple[str, str | None]:
     """Add a person to ``session``, flushed: a mailbox that has an account already (checked
-    first, and by the unique index for a concurrent creation) is a conflict."""
-    if must_change:
-        # A generated one-time password: the rules are for what people choose; a random
-        # string may contain a short name by chance, which must not fail the creation.
+    first, and by the unique index for a concurrent creation) is a conflict. With a password
+    (the first administrator, who runs ``init`` themselves) the account is active and gets
+    its TOTP secret; without one it is enrolling: the person sets both (``enrolment``)."""
+    if password is None:
         mailbox = _check_identity(email, name)
     else:
         mailbox = check_new_person(email=email, name=name, password=password,
@@ -145,15 +148,16 @@ def _add_person(rt: Runtime, session: Session, *, email: str, name: str, passwor
     if session.scalar(select(Account.id).where(Account.mailbox_key == mailbox.key)) is not None:
         raise AccountConflictError(ACCOUNT_EXISTS)
     account_id = _new_id("acc_")
-    totp_secret = pyotp.random_base32()
+    totp_secret = pyotp.random_base32() if password is not None else None
     now = rt.clock.now()
     session.add(Account(
         id=account_id, kind="person", email=mailbox.email, mailbox_key=mailbox.key,
-        name=name.strip(), status="active",
-        password_hash=hash_password(password), must_change_password=must_change,
-        password_changed_at=now,
-        totp_secret_ct=_totp_cipher(rt, session).seal(totp_secret.encode(),
-                                                      bind("totp", account_id)),
+        name=name.strip(), status="active" if password is not None else enrolment.ENROLLING,
+        password_hash=hash_password(password) if password is not None else None,
+        must_change_password=False,
+        password_changed_at=now if password is not None else None,
+        totp_secret_ct=None if totp_secret is None else totp_cipher(rt, session).seal(
+            totp_secret.encode(), bind("totp", account_id)),
         totp_last_step=0, failed_logins=0, created_by=created_by, created_at=now,
     ))
     try:
@@ -187,34 +191,33 @@ def _add_grants(session: Session, account_id: str, grants: list[Grant], by: str 
 
 
 def create_first_admin(rt: Runtime, auditor: Auditor, *, email: str, name: str,
-                       password: str) -> NewPerson:
+                       password: str) -> FirstAdmin:
     """The only account `init` makes: no default credentials exist anywhere (policy A1)."""
     with rt.store.transaction() as session:
         if session.scalar(select(func.count()).select_from(Account)):
             raise AlreadyInitializedError()
         account_id, totp_secret = _add_person(rt, session, email=email, name=name,
-                                              password=password, must_change=False,
-                                              created_by=None)
+                                              password=password, created_by=None)
+        assert totp_secret is not None
         session.flush()
         _add_grants(session, account_id, [Grant(Role.ADMIN, "*")], None, rt.clock.now())
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id, count=1)
-    return NewPerson(account_id, None, totp_secret)
+    return FirstAdmin(account_id, totp_secret)
 
 
 def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: str, name: str,
                   grants: list[Grant]) -> NewPerson:
+    """A person who enrols themselves with the token returned (72 hours, once)."""
     _check_grants(grants)
-    one_time_password = new_password(24)
     with rt.store.transaction() as session:
-        account_id, totp_secret = _add_person(rt, session, email=email, name=name,
-                                              password=one_time_password, must_change=True,
-                                              created_by=creator.id)
-        session.flush()
+        account_id, _ = _add_person(rt, session, email=email, name=name, password=None,
+                                    created_by=creator.id)
         _add_grants(session, account_id, grants, creator.id, rt.clock.now())
+        issued = enrolment.issue(rt, session, account_id)
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id, count=len(grants))
-    return NewPerson(account_id, one_time_password, totp_secret)
+    return NewPerson(account_id, issued.token, issued.expires_at)
 
 
 def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: str,
@@ -268,10 +271,13 @@ class _Proof:
     """The TOTP step the code is valid for; None when anything failed."""
     locked_id: str | None = None
     """The account, when the attempt was refused because it is locked."""
+    recovery: bytes | None = None
+    """The keyed hash of a recovery code offered, with the right password, in place of a
+    TOTP code (whether it is one of the account's, unused, its claim decides)."""
 
     @property
     def proven(self) -> bool:
-        return self.held is not None and self.step is not None
+        return self.held is not None and (self.step is not None or self.recovery is not None)
 
     @property
     def target_id(self) -> str | None:
@@ -283,25 +289,12 @@ def _held(rt: Runtime, session: Session, account_id: str) -> _Held:
     secret = None
     if account.totp_secret_ct is not None:
         try:
-            secret = _totp_cipher(rt, session).open(account.totp_secret_ct,
+            secret = totp_cipher(rt, session).open(account.totp_secret_ct,
                                                     bind("totp", account.id))
         except DecryptionError:
             secret = None  # a secret moved from another account: a failed login, never a 500
     return _Held(account.id, account.email, account.name, account.password_hash,
                  account.must_change_password, secret, account.totp_last_step)
-
-
-def _totp_step(rt: Runtime, held: _Held, code: str) -> int | None:
-    """The time step ``code`` is valid for (now +-1 step), if it was not used before."""
-    if held.totp_secret is None or not code.isdigit() or len(code) != 6:
-        return None
-    totp = pyotp.TOTP(held.totp_secret.decode())
-    current = int(rt.clock.timestamp()) // TOTP_STEP_SECONDS
-    for step in (current - 1, current, current + 1):
-        expected = totp.at(step * TOTP_STEP_SECONDS)
-        if constant_time_equal(expected.encode(), code.encode()) and step > held.totp_last_step:
-            return step
-    return None
 
 
 def _prove(rt: Runtime, auditor: Auditor, action: Action, email: str, password: str,
@@ -324,9 +317,37 @@ def _prove(rt: Runtime, auditor: Auditor, action: Action, email: str, password: 
         attempt = lockout.take_attempt(session, email, now)
         held = _held(rt, session, attempt.account_id) if attempt is not None else None
         locked_id = None if attempt is not None else lockout.locked_account(session, email, now)
+        offered = (enrolment.recovery_hash(rt, session, totp_code)
+                   if enrolment.looks_like_recovery_code(totp_code) else None)
     password_ok = verify_password(held.password_hash if held else None, password)
-    step = _totp_step(rt, held, totp_code) if held is not None and password_ok else None
-    return _Proof(attempt, held, step, locked_id)
+    if held is None or not password_ok:
+        return _Proof(attempt, held, None, locked_id)
+    step = totp_step(rt, held.totp_secret, totp_code, held.totp_last_step)
+    return _Proof(attempt, held, step, locked_id, offered if step is None else None)
+
+
+def _claim(rt: Runtime, session: Session, proof: _Proof) -> bool:
+    """Use up what proved the second factor: the TOTP step, or the recovery code (after
+    taking the account's row as ``_claim_step`` does, with the password hash unchanged)."""
+    assert proof.held is not None
+    if proof.step is not None:
+        return _claim_step(session, proof.held, proof.step)
+    if proof.recovery is None or not _hold_account(session, proof.held):
+        return False
+    return enrolment.claim_recovery_code(session, proof.held.id, proof.recovery,
+                                         rt.clock.now())
+
+
+def _hold_account(session: Session, held: _Held) -> bool:
+    """Take the account's row until the transaction ends, if it is still active with the
+    password hash just verified (what ``_claim_step`` checks, for a recovery code)."""
+    held_row = cast(CursorResult[Any], session.execute(
+        update(Account)
+        .where(Account.id == held.id, Account.password_hash == held.password_hash,
+               Account.status == "active")
+        .values(password_hash=Account.password_hash)
+        .execution_options(synchronize_session=False)))
+    return held_row.rowcount == 1
 
 
 def _claim_step(session: Session, held: _Held, step: int) -> bool:
@@ -375,25 +396,26 @@ def _refuse(rt: Runtime, auditor: Auditor, action: Action, proof: _Proof) -> Exc
 
 def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
           totp_code: str) -> IssuedSession:
-    """Password and TOTP for a person, under the lockout (``_prove``); a TOTP code is
-    accepted once (replays are refused, also when they arrive at the same moment:
-    ``_claim_step``)."""
+    """Password and TOTP (or a recovery code) for a person, under the lockout (``_prove``);
+    a TOTP code or recovery code is accepted once (replays are refused, also when they
+    arrive at the same moment: ``_claim``)."""
     proof = _prove(rt, auditor, Action.SESSION_CREATE, email, password, totp_code)
-    if proof.held is not None and proof.step is not None:
+    if proof.held is not None and proof.proven:
         held = proof.held
         with rt.store.transaction() as session:
-            if held.must_change_password:
+            if held.must_change_password and proof.step is not None:
                 # The code is not consumed: the person changes the password with it next.
                 lockout.succeeded(session, held.id)
                 auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
                                target_type=TargetType.ACCOUNT, target_id=held.id, status=403,
                                reason=PasswordChangeRequiredError.code)
                 must_change = True
-            elif _claim_step(session, held, proof.step):
+            elif not held.must_change_password and _claim(rt, session, proof):
                 lockout.succeeded(session, held.id)
                 issued = _issue_session(rt, session, held.id)
                 auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
-                               target_type=TargetType.ACCOUNT, target_id=held.id)
+                               target_type=TargetType.ACCOUNT, target_id=held.id,
+                               reason=Reason.RECOVERY_CODE if proof.step is None else None)
                 return issued
             else:
                 must_change = False  # the code was used meanwhile: a failure like any other
@@ -420,7 +442,7 @@ def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_passwo
     as a sign-in (it is as good an oracle for the password); every open session of the
     account ends with it, including one a concurrent login is issuing (``_claim_step``)."""
     proof = _prove(rt, auditor, Action.PASSWORD_CHANGE, email, current_password, totp_code)
-    if proof.held is None or proof.step is None:
+    if proof.held is None or not proof.proven:
         raise _refuse(rt, auditor, Action.PASSWORD_CHANGE, proof)
     held = proof.held
     try:
@@ -434,7 +456,7 @@ def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_passwo
         raise
     new_hash = hash_password(new_password_value)
     with rt.store.transaction() as session:
-        if _claim_step(session, held, proof.step):
+        if _claim(rt, session, proof):
             now = rt.clock.now()
             lockout.succeeded(session, held.id)
             session.execute(update(Account).where(Account.id == held.id).values(

@@ -74,6 +74,9 @@ class Reason(StrEnum):
     LOGIN_THROTTLED = "login_throttled"  # 100 failed sign-ins from one address in a day
     ACCOUNT_LOCKED = "account_locked"  # logged only: answered as invalid_credentials
     TOO_MANY_FAILURES = "too_many_failures"  # why an account was locked or disabled
+    INVALID_ENROLMENT = "invalid_enrolment"
+    INVALID_TOTP = "invalid_totp"  # at enrolment: the new authenticator's code is wrong
+    RECOVERY_CODE = "recovery_code"  # a sign-in that used a recovery code, not a TOTP code
     NOT_A_SESSION = "not_a_session"  # sign-out asked with an API key
     ACCOUNT_STATE = "account_state"  # a status change that does not apply (409)
     KILL_SWITCH = "kill_switch"  # a request an operator's kill switch stops

@@ -27,6 +27,11 @@ from sellervault.cli.client import (
 console = Console(soft_wrap=True)  # never hard-wrap paths, secrets or messages
 err = Console(stderr=True, soft_wrap=True)
 accounts_app = typer.Typer(no_args_is_help=True, help="People and service accounts (admin).")
+enrol_app = typer.Typer(no_args_is_help=True, help=(
+    "Make the account an administrator created for you your own: `start` gives the secret "
+    "for your authenticator app, `finish` sets your password and proves the authenticator, "
+    "and prints ten single-use recovery codes. The enrolment token works once, for 72 "
+    "hours; it is read from standard input, never from the command line."))
 orders_app = typer.Typer(no_args_is_help=True, help="Orders of a tenant.")
 approvals_app = typer.Typer(
     no_args_is_help=True,
@@ -103,8 +108,9 @@ def accounts_create(
         help="ROLE:TENANT (repeatable); TENANT is a tenant id or *.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Create a person (one-time password + TOTP secret) or a service (API key; pending a
-    security officer's approval when it holds pii-reader)."""
+    """Create a person (an enrolment token to hand over: they choose their own password and
+    authenticator with `sellervault enrol`) or a service (API key; pending a security
+    officer's approval when it holds pii-reader)."""
     body: dict[str, Any] = {"kind": kind, "name": name,
                             "grants": [_parse_grant(g) for g in grant or []]}
     if email is not None:
@@ -118,7 +124,7 @@ def accounts_create(
         print(json.dumps(created))
         return
     console.print(f"Created {kind} account {created['id']}. Shown once, hand over securely:")
-    for key in ("one_time_password", "totp_secret", "api_key"):
+    for key in ("enrolment_token", "expires_at", "api_key"):
         if key in created:
             console.print(f"  {key}: {created[key]}")
     if created.get("status") == "pending":
@@ -171,6 +177,48 @@ def approvals_reject(
 ) -> None:
     """Reject a pending account: its API key never works."""
     _decide(account_id, "reject")
+
+
+ServerOption = Annotated[str, typer.Option(help="The server's https:// address.")]
+CaOption = Annotated[Path | None, typer.Option(
+    exists=True, dir_okay=False, readable=True,
+    help="CA certificate to trust (the server's self-signed certificate).")]
+
+
+@enrol_app.command("start")
+def enrol_start(server: ServerOption = DEFAULT_SERVER, ca_cert: CaOption = None) -> None:
+    """Read the enrolment token from standard input; print the TOTP secret to add to your
+    authenticator app (a new one each time: the last one shown counts)."""
+    token = _stdin_line("enrolment token")
+    try:
+        with open_client(server, str(ca_cert) if ca_cert else None) as client:
+            started = checked(client.post("/enrolment/start", json={"token": token}))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"TOTP secret (add it to your authenticator now): {started['totp_secret']}")
+    console.print("Then: sellervault enrol finish --totp CODE (token and new password on "
+                  "standard input, one per line).")
+
+
+@enrol_app.command("finish")
+def enrol_finish(
+    totp: Annotated[str, typer.Option(help="The current code of your authenticator.")],
+    server: ServerOption = DEFAULT_SERVER, ca_cert: CaOption = None,
+) -> None:
+    """Read the enrolment token and your new password from standard input (one line each);
+    set the password, prove the authenticator, print your recovery codes (shown once)."""
+    token = _stdin_line("enrolment token")
+    password = _stdin_line("new password")
+    try:
+        with open_client(server, str(ca_cert) if ca_cert else None) as client:
+            finished = checked(client.post("/enrolment/finish", json={
+                "token": token, "new_password": password, "totp": totp}))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print("Enrolled. Recovery codes (each works once in place of a code; keep them "
+                  "offline):")
+    for code in finished["recovery_codes"]:
+        console.print(f"  {code}")
 
 
 def _set_status(account_id: str, change: str) -> None:
@@ -345,6 +393,7 @@ def register(app: typer.Typer) -> None:
     app.command()(logout)
     app.command("import")(import_orders)
     app.add_typer(accounts_app, name="accounts")
+    app.add_typer(enrol_app, name="enrol")
     app.add_typer(orders_app, name="orders")
     app.add_typer(approvals_app, name="approvals")
     app.add_typer(killswitch_app, name="killswitch")

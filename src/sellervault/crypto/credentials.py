@@ -14,6 +14,7 @@ import secrets
 
 SESSION_PREFIX = "svs_"
 API_KEY_PREFIX = "svk_"
+ENROLMENT_PREFIX = "sve_"
 TOKEN_BYTES = 32
 
 

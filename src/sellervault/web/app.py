@@ -21,6 +21,7 @@ from sellervault.web.api import (
     accounts,
     approvals,
     audit,
+    enrolment,
     killswitches,
     meta,
     orders,
@@ -57,7 +58,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         # redirect for anyone who can make a client send a request with a forged one.
         redirect_slashes=False,
     )
-    for module in (orders, session, accounts, approvals, audit, killswitches,
+    for module in (orders, session, enrolment, accounts, approvals, audit, killswitches,
                    meta):  # the hot path's first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)

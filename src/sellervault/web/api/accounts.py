@@ -68,8 +68,9 @@ AccountIn = Annotated[PersonIn | ServiceIn, Field(discriminator="kind")]
 
 class AccountCreated(BaseModel):
     id: str
-    one_time_password: str | None = None
-    totp_secret: str | None = None
+    enrolment_token: str | None = None
+    """A person's: hand it to them; they enrol with it once, within ``expires_at``."""
+    expires_at: datetime | None = None
     api_key: str | None = None
     status: str | None = None
     """A service's: ``pending`` (holds pii-reader: its key works once a security officer
@@ -104,8 +105,8 @@ def create_account(
     if isinstance(body, PersonIn):
         person = accounts.create_person(state.runtime, state.auditor, admin,
                                         email=body.email, name=body.name, grants=grants)
-        return AccountCreated(id=person.id, one_time_password=person.one_time_password,
-                              totp_secret=person.totp_secret)
+        return AccountCreated(id=person.id, enrolment_token=person.enrolment_token,
+                              expires_at=person.expires_at)
     service = accounts.create_service(state.runtime, state.auditor, admin,
                                       name=body.name, grants=grants)
     return AccountCreated(id=service.id, api_key=service.api_key, status=service.status)

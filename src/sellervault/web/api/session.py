@@ -22,7 +22,8 @@ class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
-    totp: str = Field(min_length=6, max_length=8)
+    totp: str = Field(min_length=6, max_length=32,
+                      description="the authenticator's code, or a recovery code")
 
 
 class SessionResponse(BaseModel):
