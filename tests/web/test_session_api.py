@@ -31,14 +31,16 @@ _people = iter(range(1_000_000))
 
 
 def _new_person(runtime: Runtime) -> tuple[str, str, str]:
-    """A person who may log in at once (no one-time password to change first, so no TOTP
-    step is used up by the set-up): (account id, email, TOTP secret)."""
+    """A person who may log in at once (made active with a password, as ``init`` makes the
+    first administrator, so no TOTP step is used up by an enrolment): (account id, email,
+    TOTP secret)."""
     number = next(_people)
     email = f"race.tester{number}@example.test"
     with runtime.store.transaction() as session:
         account_id, secret = accounts._add_person(
             runtime, session, email=email, name=f"Race Tester {number}",
-            password=NEW_PASSWORD, must_change=False, created_by=None)
+            password=NEW_PASSWORD, created_by=None)
+    assert secret is not None
     return account_id, email, secret
 
 
@@ -172,7 +174,7 @@ def test_simultaneous_logins_with_one_code_give_one_session(server: Server,
 
 def test_failed_attempts_at_the_same_moment_are_all_counted(server: Server) -> None:
     """The failure counter is incremented in the database, so simultaneous failures are not
-    lost to each other (the lockout of a later issue reads it)."""
+    lost to each other (the lockout reads it: four is under its threshold of five)."""
     account_id, email, _ = _new_person(server.runtime)
     barrier = threading.Barrier(4)
 
