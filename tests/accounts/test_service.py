@@ -5,8 +5,9 @@
 - A person logs in with password AND a TOTP code (RFC 6238, +-1 step); each code is accepted
   once. Wrong password, wrong code and unknown email are one indistinct error; every failure
   is committed (event and counter) even though the call raises.
-- A person created by an administrator gets a one-time password and must change it (with a
-  TOTP code) before the first session; changing a password ends every open session.
+- A person created by an administrator gets nothing but an enrolment token
+  (``accounts.enrolment``); changing a password (at most once a day: ``password_age``)
+  ends every open session.
 - A bearer token is a session (idle 15 min, absolute 8 h) or a service API key (expires
   within 365 days); revoked, expired, forged or mangled tokens are refused.
 - The rows of sessions that ended (expired, idle, revoked) more than a day ago are purged, by
@@ -40,7 +41,7 @@ from sqlalchemy.sql import ColumnElement
 from sellervault import bootstrap
 from sellervault.access.actions import Action
 from sellervault.access.roles import Grant, Principal, Role
-from sellervault.accounts import lockout
+from sellervault.accounts import lockout, password_age
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import (
     AccountConflictError,
@@ -48,6 +49,7 @@ from sellervault.accounts.errors import (
     AlreadyInitializedError,
     InvalidCredentialsError,
     PasswordPolicyError,
+    PasswordReusedError,
     UnauthenticatedError,
 )
 from sellervault.accounts.models import Account, ApiKey, GrantRow, SessionRow
@@ -465,6 +467,7 @@ def test_a_created_person_has_no_secret_anyone_else_knows(
 
 def test_change_password_then_log_in(runtime: Runtime, bob: Person,
                                      clock: ManualClock) -> None:
+    clock.advance(password_age.MIN_AGE.total_seconds())
     before = account(runtime, bob.id)
     step = current_step(runtime)
     accounts.change_password(runtime, auditor(runtime), email=BOB_EMAIL,
@@ -484,7 +487,8 @@ def test_change_password_then_log_in(runtime: Runtime, bob: Person,
 
 
 def test_change_password_ends_every_open_session(
-        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    clock.advance(password_age.MIN_AGE.total_seconds())
     step = current_step(runtime)
     issued = login_admin(runtime, initialized, step)
     assert authenticate(runtime, issued.token).id == initialized.admin_id
@@ -499,11 +503,13 @@ def test_change_password_ends_every_open_session(
 
 
 def test_change_password_refuses_a_bad_new_password_and_changes_nothing(
-        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    clock.advance(password_age.MIN_AGE.total_seconds())
     step = current_step(runtime)
     before = account(runtime, initialized.admin_id)
     for new_password, error in [
-        (ADMIN_PASSWORD, AccountRequestError),  # the same password again
+        (ADMIN_PASSWORD, PasswordReusedError),  # the same password again
+        ("qwerty123456!", PasswordPolicyError),  # a common one
         ("short pass", PasswordPolicyError),
         ("alice loves long passphrases", PasswordPolicyError),  # contains the name
         ("x" * 129, PasswordPolicyError),

@@ -34,7 +34,7 @@ class PasswordChangeRequiredError(AccountError):
     status = 403
 
     def __init__(self) -> None:
-        super().__init__("the password must be changed before first use")
+        super().__init__("the password must be changed before it can sign in")
 
 
 class UnauthenticatedError(AccountError):
@@ -48,6 +48,25 @@ class UnauthenticatedError(AccountError):
 class PasswordPolicyError(AccountError):
     code = Reason.PASSWORD_POLICY
     status = 422
+
+
+class PasswordReusedError(PasswordPolicyError):
+    """The new password is the current one or one of the nine before it."""
+
+    code = Reason.PASSWORD_REUSED
+
+    def __init__(self) -> None:
+        super().__init__("the password may not be one of this account's last 10")
+
+
+class PasswordTooRecentError(AccountError):
+    """The owner changes their password again less than a day after the last change."""
+
+    code = Reason.PASSWORD_TOO_RECENT
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("the password was changed less than a day ago; try again later")
 
 
 class AccountConflictError(AccountError):

@@ -94,3 +94,15 @@ class RecoveryCodeRow(Base):
     account_id: Mapped[str] = mapped_column(String(32), ForeignKey("accounts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PasswordHistoryRow(Base):
+    """A password an account had before its current one (its Argon2id hash): a new password
+    may not be any of the last ten (``accounts.password_history``)."""
+
+    __tablename__ = "password_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(32), ForeignKey("accounts.id"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime)

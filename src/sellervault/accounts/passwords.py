@@ -1,10 +1,14 @@
-"""Password hashing (Argon2id through argon2-cffi) and the password rules of PARAMETERS.md."""
+"""Password hashing (Argon2id through argon2-cffi) and the password rules of PARAMETERS.md
+that look at the password alone: its length, the account's name and email, the list of
+common passwords (``accounts.common_passwords``). The rules that need the account's past
+(``password_history``, ``password_age``) are checked where a password is changed."""
 
 from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from sellervault.accounts.common_passwords import is_common
 from sellervault.accounts.errors import PasswordPolicyError
 
 MAX_LENGTH = 128
@@ -26,8 +30,9 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def check_password_rules(password: str, *, min_length: int, email: str | None, name: str) -> None:
-    """Length 12..128 (NIST 800-63B-4 favours length over composition), and not built from
-    the account's own name or email."""
+    """Length 12..128 (NIST 800-63B-4 favours length over composition), not built from the
+    account's own name or email, and not a common or breached password (the first thing a
+    guesser tries)."""
     if len(password) < min_length:
         raise PasswordPolicyError(f"the password must be at least {min_length} characters")
     if len(password) > MAX_LENGTH:
@@ -40,3 +45,6 @@ def check_password_rules(password: str, *, min_length: int, email: str | None, n
             parts.append(local)
     if any(part and part in lowered for part in parts):
         raise PasswordPolicyError("the password may not contain the account's name or email")
+    if is_common(password):
+        raise PasswordPolicyError("the password is too common (it is, or is built on, one of "
+                                  "the most used and breached passwords)")

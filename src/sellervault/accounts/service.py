@@ -20,7 +20,15 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.access.decisions import Decision, decide_grants
 from sellervault.access.roles import Grant, Principal, Role
-from sellervault.accounts import approvals, enrolment, identity, lockout, login_failures
+from sellervault.accounts import (
+    approvals,
+    enrolment,
+    identity,
+    lockout,
+    login_failures,
+    password_age,
+    password_history,
+)
 from sellervault.accounts.errors import (
     AccountConflictError,
     AccountError,
@@ -28,6 +36,8 @@ from sellervault.accounts.errors import (
     AlreadyInitializedError,
     InvalidCredentialsError,
     PasswordChangeRequiredError,
+    PasswordReusedError,
+    PasswordTooRecentError,
     UnauthenticatedError,
 )
 from sellervault.accounts.identity import normalize_email
@@ -257,8 +267,18 @@ class _Held:
     name: str
     password_hash: str | None
     must_change_password: bool
+    """Set by the system: the password may not sign in until its owner changes it."""
+    password_expired: bool
+    """The password is older than ``password_age.MAX_AGE``."""
+    password_changed_at: datetime | None
     totp_secret: bytes | None
     totp_last_step: int
+
+    @property
+    def must_change(self) -> bool:
+        """The password may only be changed, not sign in: a forced change (which the
+        minimum age does not hold back)."""
+        return self.must_change_password or self.password_expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +314,9 @@ def _held(rt: Runtime, session: Session, account_id: str) -> _Held:
         except DecryptionError:
             secret = None  # a secret moved from another account: a failed login, never a 500
     return _Held(account.id, account.email, account.name, account.password_hash,
-                 account.must_change_password, secret, account.totp_last_step)
+                 account.must_change_password,
+                 password_age.expired(account.password_changed_at, rt.clock.now()),
+                 account.password_changed_at, secret, account.totp_last_step)
 
 
 def _prove(rt: Runtime, auditor: Auditor, action: Action, email: str, password: str,
@@ -403,14 +425,15 @@ def login(rt: Runtime, auditor: Auditor, *, email: str, password: str,
     if proof.held is not None and proof.proven:
         held = proof.held
         with rt.store.transaction() as session:
-            if held.must_change_password and proof.step is not None:
+            if held.must_change and proof.step is not None:
                 # The code is not consumed: the person changes the password with it next.
                 lockout.succeeded(session, held.id)
                 auditor.record(session, Action.SESSION_CREATE, Outcome.DENIED,
                                target_type=TargetType.ACCOUNT, target_id=held.id, status=403,
-                               reason=PasswordChangeRequiredError.code)
+                               reason=Reason.PASSWORD_EXPIRED if held.password_expired
+                               else PasswordChangeRequiredError.code)
                 must_change = True
-            elif not held.must_change_password and _claim(rt, session, proof):
+            elif not held.must_change and _claim(rt, session, proof):
                 lockout.succeeded(session, held.id)
                 issued = _issue_session(rt, session, held.id)
                 auditor.record(session, Action.SESSION_CREATE, Outcome.SUCCESS,
@@ -436,29 +459,47 @@ def _issue_session(rt: Runtime, session: Session, account_id: str) -> IssuedSess
     return IssuedSession(account_id, token, expires_at)
 
 
+def _check_new_password(rt: Runtime, held: _Held, new_password_value: str) -> None:
+    """Every rule a changed password meets: its age (unless the change is forced), the
+    rules on the password itself, and none of the account's last ten."""
+    if not held.must_change and password_age.too_recent(held.password_changed_at,
+                                                        rt.clock.now()):
+        raise PasswordTooRecentError()
+    check_password_rules(new_password_value, min_length=rt.settings.password_min_length,
+                         email=held.email, name=held.name)
+    with rt.store.transaction() as session:
+        earlier = password_history.earlier_hashes(session, held.id)
+    if password_history.is_reused([held.password_hash, *earlier], new_password_value):
+        raise PasswordReusedError()
+
+
 def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_password: str,
                     totp_code: str, new_password_value: str) -> None:
-    """A new password with the current one and a TOTP code (used up), under the same lockout
-    as a sign-in (it is as good an oracle for the password); every open session of the
-    account ends with it, including one a concurrent login is issuing (``_claim_step``)."""
+    """A new password with the current one and a TOTP code or recovery code (used up), under
+    the same lockout as a sign-in (it is as good an oracle for the password); every open
+    session of the account ends with it, including one a concurrent login is issuing
+    (``_claim_step``). The password rules, the history and the minimum age are checked only
+    once the current password and code are proven: a refusal says nothing to a guesser."""
     proof = _prove(rt, auditor, Action.PASSWORD_CHANGE, email, current_password, totp_code)
     if proof.held is None or not proof.proven:
         raise _refuse(rt, auditor, Action.PASSWORD_CHANGE, proof)
     held = proof.held
     try:
-        if verify_password(held.password_hash, new_password_value):
-            raise AccountRequestError("the new password must differ from the current one")
-        check_password_rules(new_password_value, min_length=rt.settings.password_min_length,
-                             email=held.email, name=held.name)
-    except AccountError:
+        _check_new_password(rt, held, new_password_value)
+    except AccountError as exc:
         with rt.store.transaction() as session:  # the credentials were right: no failure
             lockout.succeeded(session, held.id)
+            auditor.record(session, Action.PASSWORD_CHANGE, Outcome.DENIED,
+                           target_type=TargetType.ACCOUNT, target_id=held.id,
+                           status=exc.status, reason=exc.code)
         raise
     new_hash = hash_password(new_password_value)
     with rt.store.transaction() as session:
         if _claim(rt, session, proof):
             now = rt.clock.now()
             lockout.succeeded(session, held.id)
+            # The claim holds the row and checked the hash is still held.password_hash.
+            password_history.remember(session, held.id, held.password_hash, now)
             session.execute(update(Account).where(Account.id == held.id).values(
                 password_hash=new_hash, password_changed_at=now, must_change_password=False)
                 .execution_options(synchronize_session=False))

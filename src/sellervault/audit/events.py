@@ -66,6 +66,9 @@ class Reason(StrEnum):
     NOT_PENDING = "not_pending"
     PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 - a code, not a secret
     PASSWORD_POLICY = "password_policy"  # noqa: S105
+    PASSWORD_REUSED = "password_reused"  # noqa: S105 - one of the account's last ten
+    PASSWORD_TOO_RECENT = "password_too_recent"  # noqa: S105 - changed less than a day ago
+    PASSWORD_EXPIRED = "password_expired"  # noqa: S105 - older than 365 days: must change
     PURPOSE_NOT_PERMITTED = "purpose_not_permitted"
     SECOND_PERSON_REQUIRED = "second_person_required"
     TENANT_KEYS_BUSY = "tenant_keys_busy"

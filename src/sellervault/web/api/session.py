@@ -35,7 +35,8 @@ class PasswordRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str = Field(min_length=3, max_length=320)
     current_password: str = Field(min_length=1, max_length=1024)
-    totp: str = Field(min_length=6, max_length=8)
+    totp: str = Field(min_length=6, max_length=32,
+                      description="the authenticator's code, or a recovery code")
     new_password: str = Field(min_length=1, max_length=1024)
 
 
@@ -77,11 +78,14 @@ def sign_out(
     return Response(status_code=204)
 
 
-@router.post("/password", status_code=204, responses=own_errors(401, 429))
+@router.post("/password", status_code=204, responses=own_errors(401, 409, 422, 429))
 def change_password(
     body: PasswordRequest,
     state: Annotated[RequestState, Depends(require(Action.PASSWORD_CHANGE))],
 ) -> Response:
+    """Change one's own password (current password and code): at most once a day unless it
+    expired or must be changed; every rule of a new password; every session of the account
+    ends."""
     accounts.change_password(state.runtime, state.auditor, email=body.email,
                              current_password=body.current_password, totp_code=body.totp,
                              new_password_value=body.new_password)
