@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from sellervault.accounts.models import Account
 from sellervault.records.synthetic import synthetic_order, synthetic_orders
 from tests.cli.helpers import Cli, Result, mode
 from tests.support import ADMIN_EMAIL, ADMIN_PASSWORD, NEW_PASSWORD, Server, totp_code
@@ -188,6 +191,44 @@ def test_a_person_created_by_an_admin_enrols_on_the_cli_then_signs_in(
     replayed = pat.invoke("login", *where, "--email", email, "--totp", codes[0],
                           "--password-stdin", stdin=NEW_PASSWORD + "\n")
     assert replayed.code == 1
+
+
+def test_a_person_changes_their_password_on_the_cli_secrets_on_stdin_only(
+        server: Server, users: Users) -> None:
+    """Current and new password on standard input; a refusal (wrong password, too recent, a
+    reused or common new one) names its code and never prints a password."""
+    email = "cleo.changer@example.test"
+    admin_token = users.token(users.admin)
+    _, created = server.create_person(admin_token, email, "Cleo Changer",
+                                      [{"role": "analyst", "tenant": TENANT}])
+    cleo = Cli(users.workdir / "cleo")
+    where = ("--server", server.base_url, "--ca-cert", server.ca_file)
+    new = "a brand new passphrase of mine"
+
+    def change(current: str, new_password: str) -> Result:
+        return cleo.invoke("password", "change", *where, "--email", email,
+                           "--totp", server.next_totp(created["totp_secret"]),
+                           stdin=f"{current}\n{new_password}\n")
+
+    too_soon = change(NEW_PASSWORD, new)  # enrolled a moment ago
+    assert too_soon.code == 1 and "password_too_recent" in too_soon.stderr
+    with server.runtime.store.transaction() as session:  # a day goes by, for Cleo only
+        session.execute(update(Account).where(Account.id == created["id"]).values(
+            password_changed_at=server.runtime.clock.now() - timedelta(days=1)))
+    for current, new_password, refusal in [
+            ("not my passphrase at all", new, "invalid_credentials"),
+            (NEW_PASSWORD, NEW_PASSWORD, "password_reused"),
+            (NEW_PASSWORD, "qwerty123456!", "password_policy")]:
+        refused = change(current, new_password)
+        assert refused.code == 1 and refusal in refused.stderr, refused
+        assert current not in refused.output and new_password not in refused.output
+    changed = change(NEW_PASSWORD, new)
+    assert changed.code == 0, changed
+    assert new not in changed.output and NEW_PASSWORD not in changed.output
+    logged_in = cleo.invoke("login", *where, "--email", email,
+                            "--totp", server.next_totp(created["totp_secret"]),
+                            "--password-stdin", stdin=new + "\n")
+    assert logged_in.code == 0, logged_in
 
 
 def test_accounts_create_without_json_shows_the_secret_once(users: Users) -> None:

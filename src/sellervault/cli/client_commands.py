@@ -32,6 +32,12 @@ enrol_app = typer.Typer(no_args_is_help=True, help=(
     "for your authenticator app, `finish` sets your password and proves the authenticator, "
     "and prints ten single-use recovery codes. The enrolment token works once, for 72 "
     "hours; it is read from standard input, never from the command line."))
+password_app = typer.Typer(no_args_is_help=True, help=(
+    "Your own password: `change` replaces it (current password, a code of your "
+    "authenticator or a recovery code). A password is changed at most once a day, unless it "
+    "expired (after 365 days) or must be changed; the new one is 12 to 128 characters, not "
+    "common, not containing your name or email, and none of your last 10. Every session of "
+    "the account ends with the change."))
 orders_app = typer.Typer(no_args_is_help=True, help="Orders of a tenant.")
 approvals_app = typer.Typer(
     no_args_is_help=True,
@@ -221,6 +227,27 @@ def enrol_finish(
         console.print(f"  {code}")
 
 
+@password_app.command("change")
+def password_change(
+    email: Annotated[str, typer.Option(help="Your own email.")],
+    totp: Annotated[str, typer.Option(
+        help="The current code of your authenticator, or one of your recovery codes.")],
+    server: ServerOption = DEFAULT_SERVER, ca_cert: CaOption = None,
+) -> None:
+    """Read your current password, then the new one, from standard input (one line each;
+    never from the command line, where other users and the shell history see it)."""
+    current = _stdin_line("current password")
+    new = _stdin_line("new password")
+    try:
+        with open_client(server, str(ca_cert) if ca_cert else None) as client:
+            checked(client.post("/password", json={
+                "email": email, "current_password": current, "totp": totp,
+                "new_password": new}))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    console.print("Password changed; every session of the account has ended: log in again.")
+
+
 def _set_status(account_id: str, change: str) -> None:
     try:
         with session_client() as client:
@@ -394,6 +421,7 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_orders)
     app.add_typer(accounts_app, name="accounts")
     app.add_typer(enrol_app, name="enrol")
+    app.add_typer(password_app, name="password")
     app.add_typer(orders_app, name="orders")
     app.add_typer(approvals_app, name="approvals")
     app.add_typer(killswitch_app, name="killswitch")
