@@ -21,9 +21,11 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
+from sellervault.accounts import password_age
 from sellervault.accounts import service as accounts
+from sellervault.accounts.models import Account
 from sellervault.runtime import Runtime
 from tests.support import NEW_PASSWORD, Server
 
@@ -32,14 +34,17 @@ _people = iter(range(1_000_000))
 
 def _new_person(runtime: Runtime) -> tuple[str, str, str]:
     """A person who may log in at once (made active with a password, as ``init`` makes the
-    first administrator, so no TOTP step is used up by an enrolment): (account id, email,
-    TOTP secret)."""
+    first administrator, so no TOTP step is used up by an enrolment), whose password is a day
+    old: (account id, email, TOTP secret)."""
     number = next(_people)
     email = f"race.tester{number}@example.test"
     with runtime.store.transaction() as session:
         account_id, secret = accounts._add_person(
             runtime, session, email=email, name=f"Race Tester {number}",
             password=NEW_PASSWORD, created_by=None)
+        # Set a day ago: old enough to be changed (``password_age``).
+        session.execute(update(Account).where(Account.id == account_id).values(
+            password_changed_at=runtime.clock.now() - password_age.MIN_AGE))
     assert secret is not None
     return account_id, email, secret
 
