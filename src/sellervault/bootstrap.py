@@ -40,6 +40,8 @@ class InitResult:
     totp_secret: str
     certificate: Path
     certificate_sha256: str | None
+    recovery_codes: tuple[str, ...] = ()
+    """The first administrator's, shown once."""
 
 
 def cli_actor() -> Actor:
@@ -79,7 +81,8 @@ def init(settings: Settings, *, admin_email: str, admin_name: str, admin_passwor
         for path in created:
             path.unlink(missing_ok=True)
         raise
-    return InitResult(admin.id, admin.totp_secret, settings.certificate_file, fingerprint)
+    return InitResult(admin.id, admin.totp_secret, settings.certificate_file, fingerprint,
+                      admin.recovery_codes)
 
 
 def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, email: str,

@@ -188,6 +188,19 @@ def test_init_makes_exactly_one_account_the_first_administrator(
     assert [(row["role"], row["tenant"]) for row in table(runtime, GrantRow)] == [("admin", "*")]
 
 
+def test_the_first_administrator_gets_ten_recovery_codes_each_usable_once(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    codes = initialized.recovery_codes
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert_nowhere_in_database(runtime, *(c.encode() for c in codes))
+    issued = accounts.login(runtime, auditor(runtime), email=ADMIN_EMAIL,
+                            password=ADMIN_PASSWORD, totp_code=codes[3])
+    assert issued.account_id == initialized.admin_id
+    with pytest.raises(InvalidCredentialsError):
+        accounts.login(runtime, auditor(runtime), email=ADMIN_EMAIL, password=ADMIN_PASSWORD,
+                       totp_code=codes[3])
+
+
 def test_first_administrator_is_created_only_once(runtime: Runtime) -> None:
     events_before = len(table(runtime, EventRow))
     with pytest.raises(AlreadyInitializedError):

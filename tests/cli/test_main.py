@@ -101,7 +101,8 @@ def test_init_prints_json_and_keeps_keys_owner_only(cli: Cli, settings: Settings
                      env=database_env(settings))
     assert result.code == 0, result
     printed = result.json()
-    assert set(printed) == {"admin_id", "totp_secret", "certificate"}
+    assert set(printed) == {"admin_id", "totp_secret", "recovery_codes", "certificate"}
+    assert len(printed["recovery_codes"]) == 10
     assert printed["admin_id"].startswith("acc_")
     assert pyotp.TOTP(printed["totp_secret"]).now().isdigit()  # a usable base32 secret
     certificate = Path(printed["certificate"])

@@ -127,7 +127,6 @@ def finish(rt: Runtime, auditor: Auditor, token: str, new_password: str,
     if step is None:
         raise CodeMismatchError()
     password_hash = hash_password(new_password)
-    codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
     now = rt.clock.now()
     with rt.store.transaction() as session:
         used = cast(CursorResult[Any], session.execute(
@@ -144,13 +143,22 @@ def finish(rt: Runtime, auditor: Auditor, token: str, new_password: str,
         if used.rowcount != 1 or activated.rowcount != 1:
             # Used, expired or restarted meanwhile: this transaction rolls back whole.
             raise InvalidEnrolmentError()
-        pepper = credential_pepper(rt, session)
-        session.add_all(RecoveryCodeRow(code_hash=keyed_hash(pepper, normalise(code)),
-                                        account_id=account.id, created_at=now)
-                        for code in codes)
+        codes = add_recovery_codes(rt, session, account.id, now)
         auditor.record(session, Action.ENROLMENT_FINISH, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account.id,
                        count=RECOVERY_CODES)
+    return codes
+
+
+def add_recovery_codes(rt: Runtime, session: Session, account_id: str,
+                       now: datetime) -> list[str]:
+    """Ten new recovery codes for ``account_id`` (their keyed hashes added to ``session``);
+    the codes themselves, to be shown once to their owner."""
+    codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
+    pepper = credential_pepper(rt, session)
+    session.add_all(RecoveryCodeRow(code_hash=keyed_hash(pepper, normalise(code)),
+                                    account_id=account_id, created_at=now)
+                    for code in codes)
     return codes
 
 

@@ -74,8 +74,12 @@ _MAILBOX_UNIQUES = {"ix_accounts_mailbox_key": "accounts.mailbox_key",
 
 @dataclass(frozen=True, slots=True)
 class FirstAdmin:
+    """The first administrator, who ran ``init`` and chose their password there: their TOTP
+    secret and ten recovery codes, shown to them once."""
+
     id: str
     totp_secret: str
+    recovery_codes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +215,10 @@ def create_first_admin(rt: Runtime, auditor: Auditor, *, email: str, name: str,
         assert totp_secret is not None
         session.flush()
         _add_grants(session, account_id, [Grant(Role.ADMIN, "*")], None, rt.clock.now())
+        codes = enrolment.add_recovery_codes(rt, session, account_id, rt.clock.now())
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id, count=1)
-    return FirstAdmin(account_id, totp_secret)
+    return FirstAdmin(account_id, totp_secret, tuple(codes))
 
 
 def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: str, name: str,

@@ -99,12 +99,17 @@ def init(
         raise fail(database_problem(exc)) from None
     if as_json:
         print(json.dumps({"admin_id": result.admin_id, "totp_secret": result.totp_secret,
+                          "recovery_codes": list(result.recovery_codes),
                           "certificate": str(result.certificate)}))
         return
     console.print(f"Initialised {settings.data_dir}")
     console.print(f"Administrator: {result.admin_id}")
     console.print("TOTP secret (shown once; add it to an authenticator app now): "
                   f"[bold]{result.totp_secret}[/bold]")
+    console.print("Recovery codes (shown once; each works once in place of a code; keep them "
+                  "offline):")
+    for code in result.recovery_codes:
+        console.print(f"  {code}")
     console.print(f"TLS certificate: {result.certificate}"
                   + (f" (SHA-256 {result.certificate_sha256})" if result.certificate_sha256
                      else ""))
