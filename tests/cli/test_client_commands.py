@@ -231,6 +231,20 @@ def test_a_person_changes_their_password_on_the_cli_secrets_on_stdin_only(
     assert logged_in.code == 0, logged_in
 
 
+def test_an_admin_reenrols_a_person_on_the_cli(server: Server, users: Users) -> None:
+    _, created = server.create_person(users.token(users.admin), "remy.renew@example.test",
+                                      "Remy Renew", [{"role": "analyst", "tenant": TENANT}])
+    result = users.admin.invoke("accounts", "reenrol", created["id"], "--json")
+    assert result.code == 0, result
+    assert set(result.json()) == {"id", "enrolment_token", "expires_at"}
+    started = Cli(users.workdir / "remy").invoke(
+        "enrol", "start", "--server", server.base_url, "--ca-cert", server.ca_file,
+        stdin=result.json()["enrolment_token"] + "\n")
+    assert started.code == 0, started
+    refused = users.reader.invoke("accounts", "reenrol", created["id"])
+    assert refused.code == 1 and "forbidden" in refused.stderr
+
+
 def test_accounts_create_without_json_shows_the_secret_once(users: Users) -> None:
     result = users.admin.invoke("accounts", "create", "--kind", "service", "--name", "acme reports",
                              "--grant", f"analyst:{TENANT}")

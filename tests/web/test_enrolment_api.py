@@ -137,3 +137,26 @@ def test_a_recovery_code_signs_in_once(server: Server) -> None:
     with ThreadPoolExecutor(3) as pool:
         assert sorted(pool.map(attempt, range(3))) == [200, 401, 401]
     assert _sign_in(server, email, "ABCD-EFGH-JKLM-NPQR").status_code == 401  # not one of hers
+
+
+def test_an_admin_sends_a_person_who_lost_their_authenticator_back_to_enrolment(
+        server: Server) -> None:
+    """POST /accounts/{id}/enrolment: a new token, and nothing of the person's; they enrol
+    again over HTTPS and sign in with the new authenticator."""
+    created = _person(server, "enid.lost@example.test")
+    first = _start(server, created["enrolment_token"]).json()["totp_secret"]
+    assert _finish(server, created["enrolment_token"], first).status_code == 200
+    with server.client(server.admin_token()) as client:
+        again = client.post(f"/accounts/{created['id']}/enrolment")
+    assert again.status_code == 201, again.text
+    assert set(again.json()) == {"id", "enrolment_token", "expires_at"}
+    token = again.json()["enrolment_token"]
+    assert _sign_in(server, "enid.lost@example.test", server.next_totp(first)).status_code == 401
+    secret = _start(server, token).json()["totp_secret"]
+    reused = _finish(server, token, secret)  # NEW_PASSWORD again: one of the last ten
+    assert (reused.status_code, reused.json()["error"]["code"]) == (422, "password_reused")
+    assert _finish(server, token, secret, "a different passphrase now").status_code == 200
+    signed_in = _post(server, "/session", {"email": "enid.lost@example.test",
+                                           "password": "a different passphrase now",
+                                           "totp": server.next_totp(secret)})
+    assert signed_in.status_code == 200, signed_in.text

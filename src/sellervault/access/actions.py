@@ -22,6 +22,7 @@ class Action(StrEnum):
     ACCOUNTS_LOCK = "accounts:lock"  # a temporary lock after failed sign-ins (by the system)
     ACCOUNTS_DISABLE = "accounts:disable"
     ACCOUNTS_ENABLE = "accounts:enable"
+    ACCOUNTS_REENROL = "accounts:reenrol"  # a new enrolment token: a lost authenticator
     # A service that may read PII waits for a second person (a security officer).
     APPROVALS_LIST = "approvals:list"
     ACCOUNTS_APPROVE = "accounts:approve"

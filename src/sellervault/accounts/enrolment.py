@@ -26,7 +26,12 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
-from sellervault.accounts.errors import CodeMismatchError, InvalidEnrolmentError
+from sellervault.accounts import password_history
+from sellervault.accounts.errors import (
+    CodeMismatchError,
+    InvalidEnrolmentError,
+    PasswordReusedError,
+)
 from sellervault.accounts.keys import credential_pepper, totp_cipher, totp_step
 from sellervault.accounts.models import Account, EnrolmentRow, RecoveryCodeRow
 from sellervault.accounts.passwords import check_password_rules, hash_password
@@ -119,6 +124,10 @@ def finish(rt: Runtime, auditor: Auditor, token: str, new_password: str,
             token_hash, account = live
             sealed = account.totp_secret_ct
             secret = _open(rt, session, account.id, sealed)
+            # Re-enrolment (``accounts.reenrolment``): the password the account had, and the
+            # ones before it, may not come back.
+            replaced = account.password_hash
+            earlier = password_history.earlier_hashes(session, account.id)
     if live is None:
         raise InvalidEnrolmentError()
     check_password_rules(new_password, min_length=rt.settings.password_min_length,
@@ -126,6 +135,8 @@ def finish(rt: Runtime, auditor: Auditor, token: str, new_password: str,
     step = totp_step(rt, secret, totp_code, 0)
     if step is None:
         raise CodeMismatchError()
+    if replaced is not None and password_history.is_reused([replaced, *earlier], new_password):
+        raise PasswordReusedError()
     password_hash = hash_password(new_password)
     now = rt.clock.now()
     with rt.store.transaction() as session:
@@ -143,6 +154,7 @@ def finish(rt: Runtime, auditor: Auditor, token: str, new_password: str,
         if used.rowcount != 1 or activated.rowcount != 1:
             # Used, expired or restarted meanwhile: this transaction rolls back whole.
             raise InvalidEnrolmentError()
+        password_history.remember(session, account.id, replaced, now)
         codes = add_recovery_codes(rt, session, account.id, now)
         auditor.record(session, Action.ENROLMENT_FINISH, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account.id,

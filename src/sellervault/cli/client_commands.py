@@ -275,6 +275,28 @@ def accounts_enable(
     _set_status(account_id, "enable")
 
 
+@accounts_app.command("reenrol")
+def accounts_reenrol(
+    account_id: Annotated[str, typer.Argument(help="The person's account id (acc_...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """For a person who lost their authenticator: a new enrolment token to hand over (72
+    hours, once). Their sessions, recovery codes and earlier tokens end now; they cannot
+    sign in until they enrol again (`sellervault enrol`) with a new authenticator and a
+    password of their own. A disabled account is re-enabled first. Not your own."""
+    try:
+        with session_client() as client:
+            result = checked(client.post(f"/accounts/{account_id}/enrolment"))
+    except (ClientError, httpx.HTTPError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(f"Account {result['id']} is enrolling again. Enrolment token (shown once; "
+                  f"hand it to the person, valid until {result['expires_at']}): "
+                  f"{result['enrolment_token']}")
+
+
 def logout() -> None:
     """Sign out: end the session saved by `sellervault login` on the server and forget it
     here. (A service's API key is revoked by an administrator instead.)"""

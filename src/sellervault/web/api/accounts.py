@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN, Grant, Role
-from sellervault.accounts import lifecycle
+from sellervault.accounts import lifecycle, reenrolment
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import AccountRequestError
 from sellervault.web.api.schemas import GrantOut
@@ -143,6 +143,26 @@ def disable_account(
     request on, on every server process (a leaver, a suspected compromise)."""
     lifecycle.disable(state.runtime, state.auditor, state.principal, account_id)
     return AccountStatus(id=account_id, status="disabled")
+
+
+class Reenrolment(BaseModel):
+    id: str
+    enrolment_token: str
+    expires_at: datetime
+
+
+@router.post("/accounts/{account_id}/enrolment", status_code=201, response_model=Reenrolment,
+             responses=own_errors(404, 409, 422))
+def reenrol_account(
+    account_id: Annotated[str, ACCOUNT_ID],
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_REENROL))],
+) -> Reenrolment:
+    """A person who lost their authenticator enrols again: a new enrolment token (72 hours,
+    once) to hand over; the account's sessions, recovery codes and earlier tokens end now,
+    and it cannot sign in until the person has set a new authenticator and password."""
+    issued = reenrolment.reenrol(state.runtime, state.auditor, state.principal, account_id)
+    return Reenrolment(id=account_id, enrolment_token=issued.token,
+                       expires_at=issued.expires_at)
 
 
 @router.post("/accounts/{account_id}/enable", response_model=AccountStatus,
