@@ -34,6 +34,8 @@ bench: $(STAMP) ## Benchmarks, each a ratio against a baseline run beside it
 	$(BIN)/python bench/import_memory.py
 	$(BIN)/python bench/authz.py --db sqlite
 	$(BIN)/python bench/authz.py --db postgresql
+	$(BIN)/python bench/login_lockout.py --db sqlite
+	$(BIN)/python bench/login_lockout.py --db postgresql --redis redis://127.0.0.1:6379/0
 
 clean: ## Remove the venv and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

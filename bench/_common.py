@@ -24,6 +24,8 @@ from tests.support import (
     ADMIN_EMAIL,
     ADMIN_NAME,
     ADMIN_PASSWORD,
+    Server,
+    forget_redis_keys,
     free_socket,
     run_in_thread,
     scratch_postgres,
@@ -31,7 +33,8 @@ from tests.support import (
     start_server,
 )
 
-__all__ = ["free_socket", "running_vault", "serve_in_thread"]
+__all__ = ["ADMIN_EMAIL", "ADMIN_PASSWORD", "Server", "forget_redis_keys", "free_socket",
+           "running_vault", "serve_in_thread"]
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SV_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -6,10 +6,12 @@ and PostgreSQL, from the guesser's side.
   no password is checked. A success clears the count.
 - The count is forgotten 12 hours after the last failure.
 - Ten failures without a success disable the account (an event names it) until an
-  administrator re-enables it.
-- Twenty guesses sent at the same moment get exactly five password checks.
-- An unknown account, a wrong password, a wrong code and a locked account take the same time
-  to refuse, within what a test can tell (one Argon2 verification each).
+  administrator re-enables it, also when the guesser waits out the twelve hours between
+  rounds (that count is forgotten only by a success); a success in between starts it again.
+- Twenty guesses sent at the same moment get exactly five password checks; after nine
+  failures, guesses sent at the same moment get exactly one, and the account is disabled.
+- An unknown account, a wrong password, a wrong code, a locked account and a disabled one
+  take the same time to refuse, within what a test can tell (one Argon2 verification each).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from sqlalchemy import select
 
 from sellervault import bootstrap
+from sellervault.access.roles import Grant, Role
 from sellervault.accounts import lockout
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import InvalidCredentialsError
@@ -35,7 +38,7 @@ from sellervault.audit.events import Actor, Channel
 from sellervault.audit.models import EventRow
 from sellervault.clock import ManualClock
 from sellervault.runtime import Runtime
-from tests.support import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support import ADMIN_EMAIL, ADMIN_PASSWORD, admin_of, make_person
 
 WRONG = "not the password at all"
 
@@ -67,6 +70,19 @@ def admin_row(rt: Runtime, initialized: bootstrap.InitResult) -> Any:
         return connection.execute(select(Account.status, Account.failed_logins,
                                          Account.locked_until)
                                   .where(Account.id == initialized.admin_id)).one()
+
+
+def since_success(rt: Runtime, initialized: bootstrap.InitResult) -> int:
+    with rt.store.engine.connect() as connection:
+        return int(connection.scalar(select(Account.failures_since_success)
+                                     .where(Account.id == initialized.admin_id)))
+
+
+def fail_in_rounds(rt: Runtime, clock: ManualClock, failures: int) -> None:
+    """``failures`` wrong guesses, each after the previous one's lock is over."""
+    for n in range(1, failures + 1):
+        guess(rt)
+        clock.advance(lockout.lock_for(n) or timedelta(0))
 
 
 def events(rt: Runtime, *actions: str) -> list[Any]:
@@ -155,6 +171,57 @@ def test_ten_failures_disable_the_account_until_an_administrator_acts(
     assert admin_row(runtime, initialized).status == "disabled"
 
 
+def test_ten_failures_without_a_success_disable_even_twelve_hours_apart(
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    """The lock's count is forgotten after 12 hours; the count that disables is not: a
+    guesser who waits between rounds still gets nine guesses in all, not nine a round."""
+    fail_in_rounds(runtime, clock, 9)
+    clock.advance(timedelta(hours=12))
+    guess(runtime)
+    assert (admin_row(runtime, initialized).failed_logins, since_success(runtime, initialized),
+            admin_row(runtime, initialized).status) == (1, 10, "disabled")
+    [disabled] = events(runtime, "accounts:disable")
+    assert (disabled.target_id, disabled.reason, disabled.count) == (
+        initialized.admin_id, "too_many_failures", 10)
+
+
+def test_a_success_starts_the_count_that_disables_again(
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    fail_in_rounds(runtime, clock, 9)
+    sign_in(runtime, initialized)
+    assert since_success(runtime, initialized) == 0
+    fail_in_rounds(runtime, clock, 9)
+    assert (admin_row(runtime, initialized).status, since_success(runtime, initialized)) == (
+        "active", 9)
+
+
+@pytest.mark.parametrize("guessers", [8])
+def test_after_nine_failures_guesses_at_the_same_moment_get_one_password_check(
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock,
+        guessers: int) -> None:
+    """The tenth attempt since a success locks the account while it is checked, whatever
+    the 12-hour count says: the others are refused unchecked, then the account is
+    disabled."""
+    fail_in_rounds(runtime, clock, 9)
+    clock.advance(timedelta(hours=12))  # the lock's count is forgotten
+    before = len(events(runtime, "session:create"))
+    at_once = threading.Barrier(guessers)
+
+    def attempt(n: int) -> None:
+        at_once.wait()
+        guess(runtime, f"guess number {n:04d} wrong", n=n)
+
+    with ThreadPoolExecutor(guessers) as pool:
+        list(pool.map(attempt, range(guessers)))
+    refused = events(runtime, "session:create")[before:]
+    checked = [e for e in refused if e.reason == "invalid_credentials"
+               and e.target_id == initialized.admin_id]
+    assert len(checked) == 1
+    assert since_success(runtime, initialized) == lockout.DISABLE_AFTER
+    assert admin_row(runtime, initialized).status == "disabled"
+    assert len(events(runtime, "accounts:disable")) == 1
+
+
 @pytest.mark.parametrize("guessers", [20])
 def test_guesses_at_the_same_moment_get_exactly_five_password_checks(
         runtime: Runtime, initialized: bootstrap.InitResult, guessers: int) -> None:
@@ -202,6 +269,12 @@ def test_unknown_wrong_and_locked_accounts_take_the_same_time(
     for _ in range(5):
         guess(runtime)
     locked = _time(lambda: guess(runtime), 9)
+    gone = make_person(runtime, admin_of(initialized), email="gone.away@example.test",
+                       name="Gone Away", grants=[Grant(Role.ANALYST, "t1")])
+    with runtime.store.transaction() as session:
+        assert lockout.disable(session, gone.id)
+    disabled = _time(lambda: guess(runtime, gone.password, code(runtime, gone.totp_secret),
+                                   email=gone.email), 9)
     for name, measured in (("unknown", unknown), ("wrong code", wrong_code),
-                           ("locked", locked)):
+                           ("locked", locked), ("disabled", disabled)):
         assert 0.5 < measured / wrong < 2.0, (name, measured, wrong)

@@ -3,6 +3,14 @@ each further failure, at most 15 minutes; the count forgotten 12 hours after the
 failure; 10 failures without a success disable the account until an administrator
 re-enables it.
 
+Two counts, both in the account's row and both taken by the one UPDATE below:
+``failed_logins`` (forgotten 12 hours after the last failure) sets the temporary lock;
+``failures_since_success`` (forgotten only by a success or an administrator's re-enabling)
+disables. Were the second the first, a guesser who waits out the 12 hours between rounds
+would get nine guesses at an account every 12 hours for ever; with it, nine in all. The
+attempt that is the tenth since a success also locks the account (for the longest lock)
+while its password is checked, so no other attempt passes beside it.
+
 A sign-in takes its attempt before the password is checked: one conditional UPDATE of the
 account's row counts it as a failure (pessimistically) and, from the fifth, locks the
 account, unless the row is locked already. Two server processes racing on one account
@@ -45,11 +53,12 @@ DISABLED = "disabled"
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A sign-in attempt taken on an account: counted as its ``failures``-th failure until
-    it succeeds."""
+    """A sign-in attempt taken on an account: counted as its ``failures``-th failure (in 12
+    hours) and its ``since_success``-th since the last success, until it succeeds."""
 
     account_id: str
     failures: int
+    since_success: int
 
     @property
     def locks(self) -> bool:
@@ -58,7 +67,13 @@ class Attempt:
     @property
     def disables(self) -> bool:
         """Whether this attempt, if it fails, disables the account."""
-        return self.failures >= DISABLE_AFTER
+        return self.since_success >= DISABLE_AFTER
+
+    @property
+    def lock(self) -> timedelta | None:
+        """How long this attempt locks the account while it is checked (and after it, if it
+        fails): the schedule's lock, or the longest for the attempt that would disable."""
+        return LOCK_MAX if self.disables else lock_for(self.failures)
 
 
 def lock_for(failures: int) -> timedelta | None:
@@ -71,9 +86,10 @@ def lock_for(failures: int) -> timedelta | None:
 
 def take_attempt(session: Session, email: str, now: datetime) -> Attempt | None:
     """Count an attempt on the active person ``email`` (normalised) that is not locked, and
-    lock it if this is its fifth failure or more; None when there is no such account (none
-    at all, not a person, not active, or locked). The caller commits before checking the
-    password, so the count stands whatever happens to the check."""
+    lock it if this is its fifth failure or more (or its tenth since a success); None when
+    there is no such account (none at all, not a person, not active, or locked). The caller
+    commits before checking the password, so the count stands whatever happens to the
+    check."""
     forgotten = now - FAILURES_FORGOTTEN
     taken = session.execute(
         update(Account)
@@ -83,13 +99,14 @@ def take_attempt(session: Session, email: str, now: datetime) -> Attempt | None:
                     (or_(Account.last_failed_at.is_(None), Account.last_failed_at <= forgotten),
                      1),
                     else_=Account.failed_logins + 1),
+                failures_since_success=Account.failures_since_success + 1,
                 last_failed_at=now)
-        .returning(Account.id, Account.failed_logins)
+        .returning(Account.id, Account.failed_logins, Account.failures_since_success)
         .execution_options(synchronize_session=False)).first()
     if taken is None:
         return None
-    attempt = Attempt(taken.id, taken.failed_logins)
-    lock = lock_for(attempt.failures)
+    attempt = Attempt(taken.id, taken.failed_logins, taken.failures_since_success)
+    lock = attempt.lock
     if lock is not None:  # the row is still ours: nobody reads it unlocked in between
         session.execute(update(Account).where(Account.id == attempt.account_id)
                         .values(locked_until=now + lock)
@@ -108,9 +125,10 @@ def locked_account(session: Session, email: str, now: datetime) -> str | None:
 
 
 def succeeded(session: Session, account_id: str) -> None:
-    """A sign-in proved the password and the code: the count and any lock are cleared."""
+    """A sign-in proved the password and the code: both counts and any lock are cleared."""
     session.execute(update(Account).where(Account.id == account_id)
-                    .values(failed_logins=0, locked_until=None, last_failed_at=None)
+                    .values(failed_logins=0, failures_since_success=0, locked_until=None,
+                            last_failed_at=None)
                     .execution_options(synchronize_session=False))
 
 
@@ -123,5 +141,6 @@ def disable(session: Session, account_id: str) -> bool:
 
 
 def forgive(session: Session, account_id: str) -> None:
-    """What re-enabling an account clears: its count and its lock."""
+    """What re-enabling an account clears: both counts and its lock (an account re-enabled
+    after ten failures starts again from nothing, as after a success)."""
     succeeded(session, account_id)

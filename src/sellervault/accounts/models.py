@@ -29,8 +29,11 @@ class Account(Base):
     totp_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    """Failed sign-ins since the last success (forgotten 12 hours after the last failure;
-    ``accounts.lockout``)."""
+    """Failed sign-ins since the last success, forgotten 12 hours after the last failure:
+    what the temporary lock counts (``accounts.lockout``)."""
+    failures_since_success: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Failed sign-ins since the last success, never forgotten with time: ten disable the
+    account (``accounts.lockout``)."""
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[str | None] = mapped_column(String(32))

@@ -413,7 +413,7 @@ def _refuse(rt: Runtime, auditor: Auditor, action: Action, proof: _Proof) -> Exc
                                                                         attempt.account_id):
             auditor.record(session, Action.ACCOUNTS_DISABLE, Outcome.SUCCESS,
                            target_type=TargetType.ACCOUNT, target_id=attempt.account_id,
-                           reason=Reason.TOO_MANY_FAILURES, count=attempt.failures)
+                           reason=Reason.TOO_MANY_FAILURES, count=attempt.since_success)
         elif attempt is not None and attempt.locks:
             auditor.record(session, Action.ACCOUNTS_LOCK, Outcome.SUCCESS,
                            target_type=TargetType.ACCOUNT, target_id=attempt.account_id,
