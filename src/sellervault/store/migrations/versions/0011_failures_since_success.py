@@ -30,5 +30,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('accounts') as batch:
-        batch.drop_column('failures_since_success')
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite's own DROP COLUMN (3.35+), not a batch: a batch copies the table and drops
+        # the old one, which the rows referencing accounts (recovery codes, password history)
+        # forbid while foreign keys are enforced.
+        op.execute("ALTER TABLE accounts DROP COLUMN failures_since_success")
+    else:
+        op.drop_column('accounts', 'failures_since_success')
