@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## Run SellerVault on the embedded default (SQLite, local key, self-signed TLS)
 	$(BIN)/sellervault demo --data-dir var/demo
 
+# One worker per core (at most 4), each test file whole on one worker: a file's module-scoped
+# server and databases are made once. Every worker has its own databases, Redis keys and ports.
 test: $(STAMP) ## Run the whole test suite (SQLite and PostgreSQL, real TLS server)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests bench

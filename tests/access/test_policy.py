@@ -21,12 +21,18 @@ SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_REA
                   Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_DISABLE,
                   Action.ACCOUNTS_ENABLE, Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR,
                   Action.KILLSWITCH_LIST, Action.APPROVALS_LIST, Action.ACCOUNTS_APPROVE,
-                  Action.ACCOUNTS_REJECT, Action.ACCOUNTS_REENROL]
+                  Action.ACCOUNTS_REJECT, Action.ACCOUNTS_REENROL,
+                  Action.ACCOUNTS_READ, Action.ACCOUNTS_OFFBOARD, Action.ACCOUNTS_END_DATE,
+                  Action.ACCOUNTS_NETWORKS, Action.GRANTS_ADD, Action.GRANTS_REVOKE,
+                  Action.API_KEYS_ROTATE, Action.API_KEYS_REVOKE]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
     Role.ADMIN: {Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.ACCOUNTS_DISABLE,
-                 Action.ACCOUNTS_ENABLE, Action.ACCOUNTS_REENROL},
+                 Action.ACCOUNTS_ENABLE, Action.ACCOUNTS_REENROL, Action.ACCOUNTS_READ,
+                 Action.ACCOUNTS_OFFBOARD, Action.ACCOUNTS_END_DATE, Action.ACCOUNTS_NETWORKS,
+                 Action.GRANTS_ADD, Action.GRANTS_REVOKE, Action.API_KEYS_ROTATE,
+                 Action.API_KEYS_REVOKE},
     Role.OPERATOR: {Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR, Action.KILLSWITCH_LIST},
     Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST, Action.APPROVALS_LIST,
                             Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT},

@@ -39,7 +39,7 @@ PII_ON_ACME = [Grant(Role.PII_READER, "acme")]
 
 def authenticate(rt: Runtime, token: str) -> Principal:
     """``accounts.authenticate``, run to its end from this (blocking) test."""
-    return rt.store.call(accounts.authenticate, rt, token)
+    return rt.store.call(accounts.authenticate, rt, token).principal
 
 
 

@@ -9,12 +9,23 @@ the side of whoever holds a credential that should have stopped working.
   is a 409; an unknown account a 404. Each change is one event naming actor and account.
 - Re-enabling an account that ten failed sign-ins disabled clears its count and lock.
 - Two administrators disabling one account at the same moment: one change, one event.
+- The vault keeps an active administrator: the last one cannot be disabled or offboarded,
+  and two administrators disabling each other at the same moment leave one.
+- Offboarding a leaver ends everything at once (sessions, API keys, enrolment token,
+  recovery codes, grants), whatever the account's status; it can be re-enabled, holding
+  nothing.
+- An end date stops access at that moment (sign-in and credentials, before any job runs);
+  the ``account-end-dates`` job then disables the account, once. An end date in the past is
+  refused; one can be cleared.
+- The ``inactive-accounts`` job disables accounts unused for 90 days, and not a day
+  earlier; never every active administrator.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pyotp
@@ -23,25 +34,29 @@ from sqlalchemy import select
 
 from sellervault import bootstrap
 from sellervault.access.roles import Grant, Principal, Role
-from sellervault.accounts import lifecycle, lockout
+from sellervault.accounts import enrolment, lifecycle, lockout
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import (
     AccountNotFoundError,
     AccountRequestError,
     AccountStateError,
     InvalidCredentialsError,
+    InvalidEnrolmentError,
+    LastAdministratorError,
     NotASessionError,
     UnauthenticatedError,
 )
-from sellervault.accounts.models import Account, SessionRow
+from sellervault.accounts.models import Account, GrantRow, SessionRow
 from sellervault.audit.models import EventRow
 from sellervault.clock import ManualClock
 from sellervault.runtime import Runtime
 from tests.support import Person, admin_of, make_person, system_auditor
 
+DAY = 24 * 3600
+
 
 def authenticate(rt: Runtime, token: str) -> Principal:
-    return rt.store.call(accounts.authenticate, rt, token)
+    return rt.store.call(accounts.authenticate, rt, token).principal
 
 
 def sign_in(rt: Runtime, person: Person) -> str:
@@ -181,3 +196,163 @@ def test_two_administrators_disabling_one_account_at_once_make_one_change(
         outcomes = sorted(pool.map(attempt, admins))
     assert outcomes == ["conflict", "disabled"]
     assert len(events(runtime, "accounts:disable")) == 1
+
+
+def second_admin(runtime: Runtime, initialized: bootstrap.InitResult) -> Principal:
+    second = make_person(runtime, admin_of(initialized), email="ada.second@example.test",
+                         name="Ada Second", grants=[Grant(Role.ADMIN, "*")])
+    return Principal(second.id, "person", (Grant(Role.ADMIN, "*"),))
+
+
+def test_the_last_active_administrator_is_kept(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    second = second_admin(runtime, initialized)
+    lifecycle.disable(runtime, system_auditor(runtime), admin_of(initialized), second.id)
+    for change in (lifecycle.disable, lifecycle.offboard):
+        with pytest.raises(LastAdministratorError):
+            change(runtime, system_auditor(runtime), second, initialized.admin_id)
+    assert status(runtime, initialized.admin_id) == "active"
+
+
+def test_two_administrators_disabling_each_other_at_once_leave_one(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """Each check alone passes (the other is an administrator too); under READ COMMITTED,
+    counting without locking the administrators' rows first lets both through. Five rounds:
+    a race lost once is a defect."""
+    first, second = admin_of(initialized), second_admin(runtime, initialized)
+
+    def attempt(pair: tuple[Principal, Principal]) -> str:
+        at_once.wait()
+        try:
+            lifecycle.disable(runtime, system_auditor(runtime), pair[0], pair[1].id)
+        except LastAdministratorError:
+            return "refused"
+        return "disabled"
+
+    for _ in range(5):
+        at_once = threading.Barrier(2)
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(attempt, [(first, second), (second, first)]))
+        assert outcomes == ["disabled", "refused"]
+        statuses = {a.id: status(runtime, a.id) for a in (first, second)}
+        assert sorted(statuses.values()) == ["active", "disabled"]
+        [disabled] = [a for a, s in statuses.items() if s == "disabled"]
+        lifecycle.enable(runtime, system_auditor(runtime), first if disabled != first.id
+                         else second, disabled)
+
+
+def test_offboarding_ends_every_credential_and_grant_at_once(
+        runtime: Runtime, initialized: bootstrap.InitResult, pat: Person) -> None:
+    admin = admin_of(initialized)
+    token = sign_in(runtime, pat)
+    service = accounts.create_service(runtime, system_auditor(runtime), admin,
+                                      name="label printer", grants=[Grant(Role.INGEST, "acme")])
+    done = lifecycle.offboard(runtime, system_auditor(runtime), admin, pat.id)
+    assert (done.sessions, done.api_keys, done.grants) == (1, 0, 1)
+    done = lifecycle.offboard(runtime, system_auditor(runtime), admin, service.id)
+    assert (done.sessions, done.api_keys, done.grants) == (0, 1, 1)
+    for credential in (token, service.api_key):
+        with pytest.raises(UnauthenticatedError):
+            authenticate(runtime, credential)
+    with pytest.raises(InvalidCredentialsError):  # the right password and a recovery code
+        accounts.login(runtime, system_auditor(runtime), email=pat.email,
+                       password=pat.password, totp_code=pat.recovery_codes[0])
+    with runtime.store.engine.connect() as connection:
+        assert connection.scalar(select(GrantRow.role).where(
+            GrantRow.account_id.in_([pat.id, service.id]))) is None
+        ends = connection.scalar(select(Account.ends_at).where(Account.id == pat.id))
+    assert ends == runtime.clock.now()
+    assert [e.target_id for e in events(runtime, "accounts:offboard")] == [pat.id, service.id]
+    lifecycle.enable(runtime, system_auditor(runtime), admin, service.id)
+    with pytest.raises(UnauthenticatedError):  # re-enabled, it holds nothing
+        authenticate(runtime, service.api_key)
+
+
+def test_offboarding_an_enrolling_person_ends_the_enrolment_token(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    admin = admin_of(initialized)
+    created = accounts.create_person(runtime, system_auditor(runtime), admin,
+                                     email="newt.starter@example.test", name="Newt Starter",
+                                     grants=[Grant(Role.ANALYST, "acme")])
+    lifecycle.offboard(runtime, system_auditor(runtime), admin, created.id)
+    with pytest.raises(InvalidEnrolmentError):
+        enrolment.start(runtime, system_auditor(runtime), created.enrolment_token)
+    assert status(runtime, created.id) == "disabled"
+
+
+def test_nobody_offboards_themselves_or_an_unknown_account(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    admin = admin_of(initialized)
+    with pytest.raises(AccountRequestError):
+        lifecycle.offboard(runtime, system_auditor(runtime), admin, initialized.admin_id)
+    with pytest.raises(AccountNotFoundError):
+        lifecycle.offboard(runtime, system_auditor(runtime), admin,
+                           "acc_000000000000000000000000")
+    assert events(runtime, "accounts:offboard") == []
+
+
+def test_access_stops_at_the_end_date_and_the_job_then_disables_the_account(
+        runtime: Runtime, initialized: bootstrap.InitResult, pat: Person,
+        clock: ManualClock) -> None:
+    admin = admin_of(initialized)
+    service = accounts.create_service(runtime, system_auditor(runtime), admin,
+                                      name="label printer", grants=[Grant(Role.INGEST, "acme")])
+    ends_at = clock.now() + timedelta(hours=1)
+    for account_id in (pat.id, service.id):
+        lifecycle.set_end_date(runtime, system_auditor(runtime), admin, account_id, ends_at)
+    token = sign_in(runtime, pat)
+    assert lifecycle.disable_ended(runtime) == 0
+    clock.set(ends_at)
+    for credential in (token, service.api_key):
+        with pytest.raises(UnauthenticatedError):
+            authenticate(runtime, credential)
+    with pytest.raises(InvalidCredentialsError):
+        sign_in(runtime, pat)
+    assert status(runtime, pat.id) == "active"  # until the job runs: access stopped anyway
+    assert lifecycle.disable_ended(runtime) == 2
+    assert lifecycle.disable_ended(runtime) == 0
+    assert {status(runtime, a) for a in (pat.id, service.id)} == {"disabled"}
+    disabled = events(runtime, "accounts:disable")
+    assert {(e.target_id, e.reason, e.channel) for e in disabled} == {
+        (pat.id, "end_date", "system"), (service.id, "end_date", "system")}
+
+
+def test_an_end_date_must_be_ahead_and_can_be_cleared(
+        runtime: Runtime, initialized: bootstrap.InitResult, pat: Person,
+        clock: ManualClock) -> None:
+    admin = admin_of(initialized)
+    with pytest.raises(AccountRequestError):
+        lifecycle.set_end_date(runtime, system_auditor(runtime), admin, pat.id, clock.now())
+    with pytest.raises(AccountRequestError):  # an administrator does not end themselves
+        lifecycle.set_end_date(runtime, system_auditor(runtime), admin, initialized.admin_id,
+                               clock.now() + timedelta(days=1))
+    lifecycle.set_end_date(runtime, system_auditor(runtime), admin, pat.id,
+                           clock.now() + timedelta(days=1))
+    lifecycle.set_end_date(runtime, system_auditor(runtime), admin, pat.id, None)
+    clock.advance(2 * DAY)
+    authenticate(runtime, sign_in(runtime, pat))
+    assert len(events(runtime, "accounts:end-date")) == 2
+
+
+def test_accounts_unused_for_ninety_days_are_disabled_and_not_a_day_earlier(
+        runtime: Runtime, initialized: bootstrap.InitResult, pat: Person,
+        clock: ManualClock) -> None:
+    admin = admin_of(initialized)
+    second = second_admin(runtime, initialized)
+    service = accounts.create_service(runtime, system_auditor(runtime), admin,
+                                      name="label printer", grants=[Grant(Role.INGEST, "acme")])
+    clock.advance(45 * DAY)
+    authenticate(runtime, service.api_key)  # used: its 90 days start again
+    clock.advance(45 * DAY - 60)
+    assert lifecycle.disable_inactive(runtime) == 0
+    clock.advance(120)
+    # pat and both administrators are 90 days unused: pat goes, the administrators stay
+    # (disabling both would leave the vault with nobody to re-enable anyone)
+    assert lifecycle.disable_inactive(runtime) == 1
+    assert status(runtime, pat.id) == "disabled"
+    assert {status(runtime, a) for a in (initialized.admin_id, second.id)} == {"active"}
+    assert status(runtime, service.id) == "active"
+    [event] = events(runtime, "accounts:disable")
+    assert (event.target_id, event.reason) == (pat.id, "inactive")
+    clock.advance(45 * DAY)
+    assert lifecycle.disable_inactive(runtime) == 1  # now the service too

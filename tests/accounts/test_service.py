@@ -88,9 +88,9 @@ def auditor(rt: Runtime) -> Auditor:
     return Auditor(rt.audit, Actor(Channel.API, source_ip="198.51.100.7"))
 
 
-def authenticate(rt: Runtime, token: str) -> Principal:
+def authenticate(rt: Runtime, token: str, source_ip: str | None = None) -> Principal:
     """``accounts.authenticate``, run to its end from this (blocking) test."""
-    return rt.store.call(accounts.authenticate, rt, token)
+    return rt.store.call(accounts.authenticate, rt, token, source_ip).principal
 
 
 

@@ -399,9 +399,11 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
     args, env = ("--data-dir", settings.data_dir), database_env(settings)
     listed = cli.run("jobs", "list", *args, env=env)
     assert listed.code == 0, listed
-    header, purge = listed.stdout.splitlines()
+    header, *rows = listed.stdout.splitlines()
     assert header.split() == ["NAME", "EVERY", "LAST", "RUN", "NEXT", "DUE"]
-    assert purge.split() == ["sessions-purge", "1h", "never", "-"]  # no server scheduled it
+    assert [row.split() for row in rows] == [  # never run: no server scheduled them
+        ["sessions-purge", "1h", "never", "-"], ["account-end-dates", "5m", "never", "-"],
+        ["inactive-accounts", "1h", "never", "-"], ["api-key-expiry", "1h", "never", "-"]]
 
     add_session_ended_days_ago(settings, initialized, days=2)
     ran = cli.run("jobs", "run", "sessions-purge", *args, env=env)
@@ -410,7 +412,7 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
 
     listed = cli.run("jobs", "list", "--json", *args, env=env)
     assert listed.code == 0, listed
-    [state] = listed.json()
+    state = listed.json()[0]
     assert (state["name"], state["interval_seconds"], state["last_outcome"],
             state["last_count"], state["running_since"]) == ("sessions-purge", 3600, "success",
                                                              1, None)
@@ -418,9 +420,9 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
     assert abs(datetime.fromisoformat(state["next_due_at"]) - finished
                - timedelta(hours=1)) < timedelta(minutes=1)  # the run by hand was the hour's
     assert jobs_events(settings) == [
-        ("jobs:list", "cli", "success", None, 1, None),
+        ("jobs:list", "cli", "success", None, 4, None),
         ("jobs:run", "cli", "success", "sessions-purge", 1, None),
-        ("jobs:list", "cli", "success", None, 1, None),
+        ("jobs:list", "cli", "success", None, 4, None),
     ]
 
 

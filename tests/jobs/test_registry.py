@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 
 from sellervault import bootstrap
+from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.accounts.models import SessionRow
 from sellervault.clock import ManualClock
@@ -61,11 +62,18 @@ def test_a_registry_holds_each_name_once_and_finds_jobs_by_it() -> None:
         Registry([first, Job("first", timedelta(hours=2), nothing, "another")])
 
 
-def test_serve_purges_sessions_hourly() -> None:
-    assert JOBS.names == ["sessions-purge"]
+def test_serve_runs_the_account_jobs() -> None:
+    """Sessions purged hourly; end dates looked at every five minutes (access stopped at the
+    end date already: the job makes the status say so); inactivity and key expiry hourly."""
+    assert JOBS.names == ["sessions-purge", "account-end-dates", "inactive-accounts",
+                          "api-key-expiry"]
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
+    assert [(job.interval, job.run) for job in list(JOBS)[1:]] == [
+        (timedelta(minutes=5), lifecycle.disable_ended),
+        (timedelta(hours=1), lifecycle.disable_inactive),
+        (timedelta(hours=1), api_keys.warn_expiring)]
 
 
 def test_sessions_purge_as_a_job_records_how_many_sessions_it_deleted(
@@ -78,7 +86,7 @@ def test_sessions_purge_as_a_job_records_how_many_sessions_it_deleted(
     runner = Runner(rt, JOBS, system_actor())
     runner.run_due()
     clock.advance(SESSIONS_PURGE.interval)
-    [result] = runner.run_due()
+    [result] = [r for r in runner.run_due() if r.job == "sessions-purge"]
     assert result.count == 1
-    [event] = run_events(rt)
+    [event] = [e for e in run_events(rt) if e.target_id == "sessions-purge"]
     assert (event.target_id, event.outcome, event.count) == ("sessions-purge", "success", 1)

@@ -129,7 +129,7 @@ def _refused_within_a_second(call: Any, status: int = 401) -> float:
 
 
 @pytest.mark.slow
-def test_a_logout_and_a_disable_through_one_process_hold_on_the_other(
+def test_a_logout_a_rotation_and_a_disable_through_one_process_hold_on_the_other(
         vault_on_postgres: tuple[Settings, bootstrap.InitResult], redis_url: str) -> None:
     """Revocation is read per request from the shared database: the other process refuses
     the credential on its next request (well within the second the policy allows)."""
@@ -174,6 +174,14 @@ def test_a_logout_and_a_disable_through_one_process_hold_on_the_other(
                     "scope": "account", "subject": made["id"]}).status_code == 204
                 _refused_within_a_second(lambda: key_on_second.get("/session").status_code,
                                          200)
+            # A key revoked through the first (rotated with no overlap): it stops on the
+            # second, and the new one works there.
+            rotated = on_first.post(f"/accounts/{made['id']}/api-keys",
+                                    json={"overlap_hours": 0})
+            assert rotated.status_code == 201, rotated.text
+            _refused_within_a_second(lambda: key_on_second.get("/session").status_code)
+            key_on_second.headers["Authorization"] = f"Bearer {rotated.json()['api_key']}"
+            assert key_on_second.get("/session").status_code == 200
             # Disabled through the first process: the key stops on the second.
             assert on_first.post(f"/accounts/{made['id']}/disable").status_code == 200
             _refused_within_a_second(lambda: key_on_second.get("/session").status_code)

@@ -23,6 +23,15 @@ class Action(StrEnum):
     ACCOUNTS_DISABLE = "accounts:disable"
     ACCOUNTS_ENABLE = "accounts:enable"
     ACCOUNTS_REENROL = "accounts:reenrol"  # a new enrolment token: a lost authenticator
+    ACCOUNTS_READ = "accounts:read"  # one account, its grants and its API keys
+    ACCOUNTS_OFFBOARD = "accounts:offboard"  # a leaver: disabled, every credential and grant gone
+    ACCOUNTS_END_DATE = "accounts:end-date"  # set or clear the day access stops
+    ACCOUNTS_NETWORKS = "accounts:networks"  # the networks one account may be used from
+    GRANTS_ADD = "grants:add"
+    GRANTS_REVOKE = "grants:revoke"
+    API_KEYS_ROTATE = "api-keys:rotate"  # a new key; the old ones end after an overlap
+    API_KEYS_REVOKE = "api-keys:revoke"
+    API_KEYS_EXPIRING = "api-keys:expiring"  # a key expires within 30 days (by the system)
     # A service that may read PII waits for a second person (a security officer).
     APPROVALS_LIST = "approvals:list"
     ACCOUNTS_APPROVE = "accounts:approve"

@@ -153,3 +153,39 @@ class NotASessionError(AccountError):
 
     def __init__(self) -> None:
         super().__init__("only a session signs out; an API key is stopped by an administrator")
+
+
+class LastAdministratorError(AccountError):
+    """The change would leave the vault without an active administrator: nobody could
+    manage accounts any more (recovering would need the data directory and a new init)."""
+
+    code = Reason.LAST_ADMIN
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("this is the last active administrator: grant admin to another "
+                         "person first")
+
+
+class GrantStateError(AccountError):
+    code = Reason.GRANT_STATE
+    status = 409
+
+    def __init__(self, message: str = "the account holds this grant already") -> None:
+        super().__init__(message)
+
+
+class ApiKeyStateError(AccountError):
+    code = Reason.KEY_STATE
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("the API key is revoked or expired already")
+
+
+class ApiKeyNotFoundError(AccountError):
+    code = Reason.NOT_FOUND
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("the account has no API key with this id")

@@ -1,6 +1,8 @@
-"""What happens to an account after it is made: a person signs out, an administrator
-disables and re-enables it. Each change is a security event naming the actor (the auditor's)
-and the account, written in the transaction that makes the change.
+"""What happens to an account after it is made: a person signs out; an administrator
+disables and re-enables it, gives it an end date, offboards it; the system disables it at
+its end date and after 90 days unused. Each change is a security event naming the actor (the
+auditor's) and the account, written in the transaction that makes the change. No change may
+leave the vault without an active administrator (``administrators``).
 
 A disabled account's credentials stop at once, on every server process: ``authenticate``
 reads the account's status with the credential on every request (no cache), so the next
@@ -8,18 +10,28 @@ request after the commit is refused. Disabling also revokes every open session, 
 re-enabling the account does not bring them back: the person signs in again. Its API keys
 stay (a service re-enabled works again with the key it has; revoking a key is its own
 operation).
+
+An end date stops access at that moment without waiting for anyone: ``authenticate`` and
+sign-in compare it with the clock on every request. The ``account-end-dates`` job then
+disables the account, so that its status says so too. Offboarding (a leaver) is everything
+at once: disabled, end date now, every session, API key, enrolment token and recovery code
+ended, every grant removed. It can be re-enabled (a mistake, a returning person), but holds
+nothing until an administrator grants it again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import Principal
-from sellervault.accounts import lockout
+from sellervault.accounts import api_keys, lockout
+from sellervault.accounts.administrators import active_administrators, keep_an_administrator
 from sellervault.accounts.errors import (
     AccountNotFoundError,
     AccountRequestError,
@@ -28,9 +40,15 @@ from sellervault.accounts.errors import (
     UnauthenticatedError,
 )
 from sellervault.accounts.keys import credential_pepper
-from sellervault.accounts.models import Account, SessionRow
+from sellervault.accounts.models import (
+    Account,
+    EnrolmentRow,
+    GrantRow,
+    RecoveryCodeRow,
+    SessionRow,
+)
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Outcome, TargetType
+from sellervault.audit.events import SYSTEM_ACTOR, Outcome, Reason, TargetType
 from sellervault.crypto.credentials import SESSION_PREFIX, keyed_hash
 from sellervault.runtime import Runtime
 
@@ -60,14 +78,13 @@ def disable(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) ->
         raise AccountRequestError("an administrator cannot disable their own account")
     now = rt.clock.now()
     with rt.store.transaction() as session:
+        keep_an_administrator(session, account_id, now)
         changed = cast(CursorResult[Any], session.execute(
             update(Account).where(Account.id == account_id, Account.status == lockout.ACTIVE)
             .values(status=lockout.DISABLED).execution_options(synchronize_session=False)))
         if changed.rowcount != 1:
             _refuse_state(session, account_id)
-        session.execute(update(SessionRow).where(SessionRow.account_id == account_id,
-                                                 SessionRow.revoked_at.is_(None))
-                        .values(revoked_at=now))
+        _end_sessions(session, account_id, now)
         auditor.record(session, Action.ACCOUNTS_DISABLE, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id)
 
@@ -86,6 +103,124 @@ def enable(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) -> 
         lockout.forgive(session, account_id)
         auditor.record(session, Action.ACCOUNTS_ENABLE, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Offboarded:
+    """What offboarding ended."""
+
+    sessions: int
+    api_keys: int
+    grants: int
+
+
+def offboard(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) -> Offboarded:
+    """A leaver: whatever the account's status, it is disabled with an end date of now, and
+    every session, API key, enrolment token and recovery code of it ends, and every grant
+    goes, in one transaction."""
+    if account_id == admin.id:
+        raise AccountRequestError("an administrator cannot offboard their own account")
+    now = rt.clock.now()
+    with rt.store.transaction() as session:
+        keep_an_administrator(session, account_id, now)
+        changed = cast(CursorResult[Any], session.execute(
+            update(Account).where(Account.id == account_id)
+            .values(status=lockout.DISABLED,
+                    ends_at=case((Account.ends_at < now, Account.ends_at), else_=now))
+            .execution_options(synchronize_session=False)))
+        if changed.rowcount != 1:
+            raise AccountNotFoundError()
+        sessions = _end_sessions(session, account_id, now)
+        keys = api_keys.revoke_all(session, account_id, now)
+        session.execute(update(EnrolmentRow).where(EnrolmentRow.account_id == account_id,
+                                                   EnrolmentRow.used_at.is_(None))
+                        .values(used_at=now).execution_options(synchronize_session=False))
+        session.execute(update(RecoveryCodeRow).where(RecoveryCodeRow.account_id == account_id,
+                                                      RecoveryCodeRow.used_at.is_(None))
+                        .values(used_at=now).execution_options(synchronize_session=False))
+        grants = cast(CursorResult[Any], session.execute(
+            delete(GrantRow).where(GrantRow.account_id == account_id)
+            .execution_options(synchronize_session=False))).rowcount
+        auditor.record(session, Action.ACCOUNTS_OFFBOARD, Outcome.SUCCESS,
+                       target_type=TargetType.ACCOUNT, target_id=account_id, count=grants)
+    return Offboarded(sessions, keys, grants)
+
+
+def set_end_date(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str,
+                 ends_at: datetime | None) -> None:
+    """Set the moment ``account_id``'s access stops (in the future: to stop it now, offboard
+    or disable), or clear it (None)."""
+    now = rt.clock.now()
+    if ends_at is not None and ends_at <= now:
+        raise AccountRequestError("an end date must be in the future (to stop access now, "
+                                  "disable or offboard the account)")
+    if ends_at is not None and account_id == admin.id:
+        raise AccountRequestError("an administrator cannot end their own account")
+    with rt.store.transaction() as session:
+        changed = cast(CursorResult[Any], session.execute(
+            update(Account).where(Account.id == account_id).values(ends_at=ends_at)
+            .execution_options(synchronize_session=False)))
+        if changed.rowcount != 1:
+            raise AccountNotFoundError()
+        auditor.record(session, Action.ACCOUNTS_END_DATE, Outcome.SUCCESS,
+                       target_type=TargetType.ACCOUNT, target_id=account_id)
+
+
+INACTIVITY = timedelta(days=90)
+_DISABLEABLE = (lockout.ACTIVE, "enrolling", "pending")
+
+
+def disable_ended(rt: Runtime) -> int:
+    """The ``account-end-dates`` job: disable every account whose end date has passed (its
+    access stopped then already) and end its sessions; how many. One event each, by the
+    system, with the reason ``end_date``."""
+    now = rt.clock.now()
+    return _disable_by_rule(rt, Reason.END_DATE, now, Account.ends_at <= now)
+
+
+def disable_inactive(rt: Runtime) -> int:
+    """The ``inactive-accounts`` job: disable every active account unused for 90 days (no
+    sign-in nor request since, or since it was made); how many. When that would disable
+    every active administrator, they are left alone (the vault would have nobody to
+    re-enable anyone): their inactivity shows in the account listing for the next review."""
+    now = rt.clock.now()
+    unused_since = now - INACTIVITY
+    return _disable_by_rule(
+        rt, Reason.INACTIVE, now, Account.status == lockout.ACTIVE,
+        or_(Account.last_used_at < unused_since,
+            Account.last_used_at.is_(None) & (Account.created_at < unused_since)),
+        keep_administrator=True)
+
+
+def _disable_by_rule(rt: Runtime, reason: Reason, now: datetime, *conditions: Any,
+                     keep_administrator: bool = False) -> int:
+    auditor = Auditor(rt.audit, SYSTEM_ACTOR)
+    with rt.store.transaction() as session:
+        administrators = set(active_administrators(session, now)) if keep_administrator \
+            else set()
+        due = set(session.scalars(select(Account.id).where(
+            Account.status.in_(_DISABLEABLE), *conditions).with_for_update()))
+        if administrators and administrators <= due:
+            due -= administrators
+        disabled = sorted(due)
+        if disabled:
+            session.execute(update(Account).where(Account.id.in_(disabled))
+                            .values(status=lockout.DISABLED)
+                            .execution_options(synchronize_session=False))
+        for account_id in disabled:
+            _end_sessions(session, account_id, now)
+            auditor.record(session, Action.ACCOUNTS_DISABLE, Outcome.SUCCESS,
+                           target_type=TargetType.ACCOUNT, target_id=account_id,
+                           reason=reason)
+    return len(disabled)
+
+
+def _end_sessions(session: Session, account_id: str, now: datetime) -> int:
+    ended = cast(CursorResult[Any], session.execute(
+        update(SessionRow).where(SessionRow.account_id == account_id,
+                                 SessionRow.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False)))
+    return ended.rowcount
 
 
 def _refuse_state(session: Session, account_id: str) -> None:

@@ -87,14 +87,16 @@ def lock_for(failures: int) -> timedelta | None:
 def take_attempt(session: Session, email: str, now: datetime) -> Attempt | None:
     """Count an attempt on the active person ``email`` (normalised) that is not locked, and
     lock it if this is its fifth failure or more (or its tenth since a success); None when
-    there is no such account (none at all, not a person, not active, or locked). The caller
+    there is no such account (none at all, not a person, not active, past its end date, or
+    locked). The caller
     commits before checking the password, so the count stands whatever happens to the
     check."""
     forgotten = now - FAILURES_FORGOTTEN
     taken = session.execute(
         update(Account)
         .where(Account.email == email, Account.kind == "person", Account.status == ACTIVE,
-               or_(Account.locked_until.is_(None), Account.locked_until <= now))
+               or_(Account.locked_until.is_(None), Account.locked_until <= now),
+               or_(Account.ends_at.is_(None), Account.ends_at > now))
         .values(failed_logins=case(
                     (or_(Account.last_failed_at.is_(None), Account.last_failed_at <= forgotten),
                      1),

@@ -39,6 +39,11 @@ class Account(Base):
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the account's access stops (``accounts.lifecycle``); NULL: no end date."""
+    allowed_networks: Mapped[str | None] = mapped_column(String(2000))
+    """Comma-separated CIDRs the account may be used from, within the deployment's
+    allowlist (``accounts.networks``); NULL: the deployment's allowlist alone."""
 
 
 class GrantRow(Base):
@@ -62,6 +67,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expiry_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the ``api-key-expiry`` job warned that the key expires soon (once per key)."""
 
 
 class SessionRow(Base):

@@ -18,20 +18,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
-from sellervault.access.decisions import Decision, decide_grants
 from sellervault.access.roles import Grant, Principal, Role
 from sellervault.accounts import (
+    api_keys,
     approvals,
     enrolment,
     identity,
     lockout,
     login_failures,
+    networks,
     password_age,
     password_history,
 )
+from sellervault.accounts import grants as grants_
 from sellervault.accounts.errors import (
     AccountConflictError,
     AccountError,
+    AccountNotFoundError,
     AccountRequestError,
     AlreadyInitializedError,
     InvalidCredentialsError,
@@ -184,19 +187,6 @@ def _add_person(rt: Runtime, session: Session, *, email: str, name: str,
     return account_id, totp_secret
 
 
-GRANT_REFUSALS = {
-    Decision.SEPARATION_OF_DUTIES: "pii-reader cannot be held together with admin, operator, "
-                                   "security-officer or auditor (separation of duties)",
-    Decision.PII_ON_EVERY_TENANT: "pii-reader is granted on named tenants only, never '*'",
-}
-
-
-def _check_grants(grants: list[Grant]) -> None:
-    decision = decide_grants(grants)
-    if not decision.allowed:
-        raise AccountRequestError(GRANT_REFUSALS[decision])
-
-
 def _add_grants(session: Session, account_id: str, grants: list[Grant], by: str | None,
                 now: datetime) -> None:
     for grant in dict.fromkeys(grants):
@@ -224,7 +214,7 @@ def create_first_admin(rt: Runtime, auditor: Auditor, *, email: str, name: str,
 def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: str, name: str,
                   grants: list[Grant]) -> NewPerson:
     """A person who enrols themselves with the token returned (72 hours, once)."""
-    _check_grants(grants)
+    grants_.check(grants)
     with rt.store.transaction() as session:
         account_id, _ = _add_person(rt, session, email=email, name=name, password=None,
                                     created_by=creator.id)
@@ -238,7 +228,7 @@ def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: s
 def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: str,
                    grants: list[Grant]) -> NewService:
     _check_name(name)
-    _check_grants(grants)
+    grants_.check(grants)
     status = approvals.service_status(grants)
     now = rt.clock.now()
     with rt.store.transaction() as session:
@@ -248,13 +238,7 @@ def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: s
                             failed_logins=0, created_by=creator.id, created_at=now))
         session.flush()
         _add_grants(session, account_id, grants, creator.id, rt.clock.now())
-        api_key = new_token(API_KEY_PREFIX)
-        session.add(ApiKey(
-            key_hash=keyed_hash(credential_pepper(rt, session), api_key),
-            key_id=secrets.token_hex(8),
-            account_id=account_id, created_at=now,
-            expires_at=now + timedelta(days=rt.settings.api_key_max_age_days),
-        ))
+        api_key = api_keys.issue(rt, session, account_id).api_key
         auditor.record(session, Action.ACCOUNTS_CREATE, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id, count=len(grants),
                        reason=Reason.APPROVAL_REQUIRED if status == approvals.PENDING
@@ -278,6 +262,9 @@ class _Held:
     password_changed_at: datetime | None
     totp_secret: bytes | None
     totp_last_step: int
+    allowed_networks: str | None
+    """The networks the account may be used from (``networks``); None: any the deployment
+    admits."""
 
     @property
     def must_change(self) -> bool:
@@ -299,6 +286,9 @@ class _Proof:
     recovery: bytes | None = None
     """The keyed hash of a recovery code offered, with the right password, in place of a
     TOTP code (whether it is one of the account's, unused, its claim decides)."""
+    outside_networks: bool = False
+    """The password was right but the address is outside the account's networks: refused
+    like a wrong password, logged as ``address_not_allowed``."""
 
     @property
     def proven(self) -> bool:
@@ -321,7 +311,8 @@ def _held(rt: Runtime, session: Session, account_id: str) -> _Held:
     return _Held(account.id, account.email, account.name, account.password_hash,
                  account.must_change_password,
                  password_age.expired(account.password_changed_at, rt.clock.now()),
-                 account.password_changed_at, secret, account.totp_last_step)
+                 account.password_changed_at, secret, account.totp_last_step,
+                 account.allowed_networks)
 
 
 def _prove(rt: Runtime, auditor: Auditor, action: Action, email: str, password: str,
@@ -349,6 +340,8 @@ def _prove(rt: Runtime, auditor: Auditor, action: Action, email: str, password: 
     password_ok = verify_password(held.password_hash if held else None, password)
     if held is None or not password_ok:
         return _Proof(attempt, held, None, locked_id)
+    if not networks.admits(held.allowed_networks, auditor.actor.source_ip):
+        return _Proof(attempt, held, None, locked_id, outside_networks=True)
     step = totp_step(rt, held.totp_secret, totp_code, held.totp_last_step)
     return _Proof(attempt, held, step, locked_id, offered if step is None else None)
 
@@ -405,6 +398,7 @@ def _refuse(rt: Runtime, auditor: Auditor, action: Action, proof: _Proof) -> Exc
     status = getattr(refusal, "status", 401)
     with rt.store.transaction() as session:
         reason = (Reason.ACCOUNT_LOCKED if proof.locked_id is not None
+                  else Reason.ADDRESS_NOT_ALLOWED if proof.outside_networks and not unavailable
                   else getattr(refusal, "code", Reason.INVALID_CREDENTIALS))
         auditor.record(session, action, Outcome.DENIED, target_type=TargetType.ACCOUNT,
                        target_id=proof.target_id, status=status, reason=reason)
@@ -530,8 +524,8 @@ def _principal(session: Session, account: Account) -> Principal:
 # account's grants, joined) through a connection with no transaction of its own, since one
 # statement is a consistent read; a write only when a last-seen time is more than
 # LAST_SEEN_RESOLUTION old.
-_ACCOUNT_AND_GRANTS = (Account.kind, Account.status, Account.last_used_at, GrantRow.role,
-                       GrantRow.tenant)
+_ACCOUNT_AND_GRANTS = (Account.kind, Account.status, Account.last_used_at, Account.ends_at,
+                       Account.allowed_networks, GrantRow.role, GrantRow.tenant)
 _SESSION_LOOKUP = Prepared(
     select(SessionRow.account_id, SessionRow.expires_at, SessionRow.last_seen_at,
            SessionRow.revoked_at, *_ACCOUNT_AND_GRANTS)
@@ -567,27 +561,46 @@ class _TokenLookup:
     params: dict[str, Any]
     is_session: bool
     now: datetime
+    source_ip: str | None
 
 
-def _token_lookup(pepper: bytes, token: str, now: datetime) -> _TokenLookup:
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A live bearer token: whose it is, and when it ends."""
+
+    principal: Principal
+    expires_at: datetime
+    is_session: bool
+
+    def expires_soon(self, now: datetime) -> bool:
+        """An API key within 30 days of its end (``api_keys.WARN_BEFORE``): its responses
+        say so."""
+        return not self.is_session and api_keys.expires_soon(self.expires_at, now)
+
+
+def _token_lookup(pepper: bytes, token: str, now: datetime,
+                  source_ip: str | None) -> _TokenLookup:
     is_session = token.startswith(SESSION_PREFIX)
     if not (is_session or token.startswith(API_KEY_PREFIX)):
         raise UnauthenticatedError()
     return _TokenLookup(_SESSION_LOOKUP if is_session else _API_KEY_LOOKUP,
-                        {"h": keyed_hash(pepper, token)}, is_session, now)
+                        {"h": keyed_hash(pepper, token)}, is_session, now, source_ip)
 
 
 Touch = tuple[Prepared, dict[str, Any]]
 
 
-def _principal_of(rt: Runtime, lookup: _TokenLookup,
-                  rows: list[Any]) -> tuple[Principal, list[Touch]]:
-    """The principal behind a live credential (else 401), and the last-seen updates due."""
+def _credential_of(rt: Runtime, lookup: _TokenLookup,
+                   rows: list[Any]) -> tuple[Credential, list[Touch]]:
+    """The live credential (else 401: revoked, expired, its account not active, past its end
+    date or used from outside its networks), and the last-seen updates due."""
     if not rows:
         raise UnauthenticatedError()
     found = rows[0]
     now = lookup.now
-    if found.revoked_at is not None or found.expires_at <= now or found.status != "active":
+    if (found.revoked_at is not None or found.expires_at <= now or found.status != "active"
+            or (found.ends_at is not None and found.ends_at <= now)
+            or not networks.admits(found.allowed_networks, lookup.source_ip)):
         raise UnauthenticatedError()
     touches: list[Touch] = []
     if lookup.is_session:
@@ -598,22 +611,24 @@ def _principal_of(rt: Runtime, lookup: _TokenLookup,
     if found.last_used_at is None or now - found.last_used_at >= LAST_SEEN_RESOLUTION:
         touches.append((_TOUCH_ACCOUNT, {"a": found.account_id, "now": now}))
     grants = tuple(Grant(Role(row.role), row.tenant) for row in rows if row.role is not None)
-    return Principal(found.account_id, found.kind, grants), touches
+    principal = Principal(found.account_id, found.kind, grants)
+    return Credential(principal, found.expires_at, lookup.is_session), touches
 
 
-async def authenticate(rt: Runtime, token: str) -> Principal:
-    """The principal behind a bearer token: a live session or an unexpired API key. One
-    statement, then each last-seen update due as a statement of its own."""
+async def authenticate(rt: Runtime, token: str, source_ip: str | None = None) -> Credential:
+    """The live credential a bearer token is, used from ``source_ip``: a session or an API
+    key, of an active account. One statement, then each last-seen update due as a statement
+    of its own."""
     pepper = rt.keyring.cached_system_key(CREDENTIAL_PEPPER)
     if pepper is None:  # first use in this process: read (or make) it
         pepper = await rt.store.offload(_request_pepper, rt)
-    lookup = _token_lookup(pepper, token, rt.clock.now())
+    lookup = _token_lookup(pepper, token, rt.clock.now(), source_ip)
     async with rt.store.connect() as db:
         rows = await db.all(lookup.statement, lookup.params)
-        principal, touches = _principal_of(rt, lookup, rows)
+        credential, touches = _credential_of(rt, lookup, rows)
         for statement, params in touches:
             await db.execute(statement, params)
-    return principal
+    return credential
 
 
 def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Grant]]]:
@@ -623,6 +638,26 @@ def list_accounts(rt: Runtime, auditor: Auditor) -> list[tuple[Account, list[Gra
         auditor.record(session, Action.ACCOUNTS_LIST, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, count=len(listing))
         return listing
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDetail:
+    account: Account
+    grants: list[Grant]
+    api_keys: list[api_keys.KeyInfo]
+
+
+def show_account(rt: Runtime, auditor: Auditor, account_id: str) -> AccountDetail:
+    """One account, its grants and its API keys (never a secret: no hash, no key)."""
+    with rt.store.transaction() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise AccountNotFoundError()
+        detail = AccountDetail(account, list(_principal(session, account).grants),
+                               api_keys.keys_of(session, account_id))
+        auditor.record(session, Action.ACCOUNTS_READ, Outcome.SUCCESS,
+                       target_type=TargetType.ACCOUNT, target_id=account_id)
+        return detail
 
 
 def purge_sessions(rt: Runtime) -> int:

@@ -43,6 +43,7 @@ class TargetType(StrEnum):
     JOB = "job"
     TENANT = "tenant"
     PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)
+    API_KEY = "api-key"  # by its key id, never the key
 
 
 class Reason(StrEnum):
@@ -87,6 +88,12 @@ class Reason(StrEnum):
     SWITCH_STATE = "switch_state"  # set already (409) or not set (404)
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
+    LAST_ADMIN = "last_admin"  # the change would leave no active administrator (409)
+    GRANT_STATE = "grant_state"  # a grant held already (409)
+    KEY_STATE = "key_state"  # an API key revoked or expired already (409)
+    END_DATE = "end_date"  # why an account was disabled: its end date passed
+    INACTIVE = "inactive"  # why an account was disabled: unused for 90 days
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"  # outside the account's own networks
     # The web layer's own.
     INVALID_REQUEST = "invalid_request"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -118,6 +125,10 @@ class Actor:
     request_id: str | None = None
 
 
+SYSTEM_ACTOR = Actor(channel=Channel.SYSTEM, source_ip="local")
+"""Who acts when nobody asked: the scheduler's jobs and what they change."""
+
+
 class EventFields(TypedDict, total=False):
     """What a writer says about an event beside its action, outcome and actor (typed, so a
     call site cannot pass free text where the vocabulary belongs)."""
@@ -145,7 +156,8 @@ class SecurityEvent:
     count: int | None = None
     reason: Reason | None = None
     criteria: str | None = None
-    """The kinds of criteria a search used, from a fixed vocabulary, never their values."""
+    """Terms of a fixed vocabulary that qualify the action, never values: the kinds of
+    criteria a search used; the role a grant names (``grants:add``, ``grants:revoke``)."""
 
     @property
     def tag(self) -> str:

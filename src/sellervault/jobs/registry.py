@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.runtime import Runtime
 
@@ -87,5 +88,15 @@ SESSIONS_PURGE = Job(
     "sessions-purge", timedelta(hours=1), accounts.purge_sessions,
     "deletes the rows of sessions that ended (expired, idle or revoked) more than a day ago")
 
-JOBS = Registry([SESSIONS_PURGE])
+ACCOUNT_END_DATES = Job(
+    "account-end-dates", timedelta(minutes=5), lifecycle.disable_ended,
+    "disables accounts whose end date has passed (their access stopped at that moment)")
+INACTIVE_ACCOUNTS = Job(
+    "inactive-accounts", timedelta(hours=1), lifecycle.disable_inactive,
+    "disables accounts unused for 90 days (never the last active administrators)")
+API_KEY_EXPIRY = Job(
+    "api-key-expiry", timedelta(hours=1), api_keys.warn_expiring,
+    "records an api-keys:expiring event for each API key that ends within 30 days")
+
+JOBS = Registry([SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS, API_KEY_EXPIRY])
 """What ``serve`` runs and ``sellervault jobs`` knows."""

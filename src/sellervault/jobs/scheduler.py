@@ -24,7 +24,7 @@ from datetime import UTC
 import anyio.to_thread
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from sellervault.audit.events import Actor, Channel
+from sellervault.audit.events import SYSTEM_ACTOR, Actor
 from sellervault.jobs.registry import JOBS, Registry
 from sellervault.jobs.runner import Runner
 from sellervault.runtime import Runtime
@@ -38,7 +38,7 @@ TICK_ID = "sellervault-jobs-tick"
 
 def system_actor() -> Actor:
     """Who runs a scheduled job: the system, on this host."""
-    return Actor(channel=Channel.SYSTEM, source_ip="local")
+    return SYSTEM_ACTOR
 
 
 class Scheduler:

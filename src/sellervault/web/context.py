@@ -24,6 +24,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -47,6 +48,7 @@ SCOPE_KEY = "sellervault"
 DECLARATION_ATTRIBUTE = "sellervault_declaration"
 CLIENT_HEADER = b"x-sellervault-client"  # (ASGI header names are lower case)
 PURPOSE_HEADER = "X-Access-Purpose"
+KEY_EXPIRES_HEADER = b"x-sellervault-key-expires"
 PURPOSE_MAX_LENGTH = 64
 _PURPOSE_KEY = PURPOSE_HEADER.lower().encode()
 
@@ -108,6 +110,9 @@ class RequestState:
     extra: dict[str, Any] = field(default_factory=dict)
     declared: Declaration | None = None
     """The declaration applied to this request, once its guard has passed."""
+    key_expires_at: datetime | None = None
+    """When the API key that authenticated the request ends, if within 30 days: the
+    response carries it (``KEY_EXPIRES_HEADER``) so that its service's operator hears."""
     _principal: Principal | None = None
 
     @property
@@ -137,9 +142,12 @@ class RequestState:
         event of whatever follows names it."""
         if self.token is None:
             raise UnauthenticatedError()
-        principal = await self._runtime.store.run(accounts.authenticate, self._runtime,
-                                                  self.token)
+        credential = await self._runtime.store.run(accounts.authenticate, self._runtime,
+                                                   self.token, self.auditor.actor.source_ip)
+        principal = credential.principal
         self.auditor.actor = replace(self.auditor.actor, actor_id=principal.id)
+        if credential.expires_soon(self._runtime.clock.now()):
+            self.key_expires_at = credential.expires_at
         return principal
 
     def authorize(self, principal: Principal, action: Action, tenant_id: str | None = None,

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sellervault.audit.events import Outcome, Reason
 from sellervault.runtime import Runtime
 from sellervault.web.context import (
+    KEY_EXPIRES_HEADER,
     SCOPE_KEY,
     BodyTooLargeError,
     RequestState,
@@ -65,6 +66,14 @@ def security_headers(hsts_max_age: int) -> list[tuple[bytes, bytes]]:
         (b"referrer-policy", b"no-referrer"),
         (b"x-frame-options", b"DENY"),
     ]
+
+
+def _key_expiry(state: RequestState) -> list[tuple[bytes, bytes]]:
+    """``X-SellerVault-Key-Expires`` on every response to an API key that ends within 30
+    days: whoever runs the service that holds it sees the date in their own logs."""
+    if state.key_expires_at is None:
+        return []
+    return [(KEY_EXPIRES_HEADER, state.key_expires_at.isoformat().encode())]
 
 
 def _request_id(state: RequestState) -> tuple[bytes, bytes]:
@@ -130,6 +139,7 @@ class SecurityMiddleware:
                       if k.lower() != b"cache-control"],
                     *self.security_headers,
                     _request_id(state),
+                    *_key_expiry(state),
                     # Refused before its body was read (401, 413): close rather than read
                     # and discard the rest of it to find the next request.
                     *([(b"connection", b"close")] if unread_body else []),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN, Grant, Role
-from sellervault.accounts import lifecycle, reenrolment
+from sellervault.accounts import api_keys, grants, lifecycle, networks, reenrolment
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import AccountRequestError
 from sellervault.web.api.schemas import GrantOut
@@ -84,6 +84,8 @@ class AccountOut(BaseModel):
     status: str
     created_at: datetime
     last_used_at: datetime | None
+    ends_at: datetime | None = None
+    """When the account's access stops (set by an administrator, or by offboarding)."""
     grants: list[GrantOut]
 
 
@@ -119,7 +121,7 @@ def list_accounts(
     rows = accounts.list_accounts(state.runtime, state.auditor)
     return {"accounts": [
         AccountOut(id=a.id, kind=a.kind, name=a.name, status=a.status, created_at=a.created_at,
-                   last_used_at=a.last_used_at,
+                   last_used_at=a.last_used_at, ends_at=a.ends_at,
                    grants=[GrantOut.of(g) for g in grants])
         for a, grants in rows
     ]}
@@ -175,3 +177,190 @@ def enable_account(
     and lock are cleared). Its person signs in again."""
     lifecycle.enable(state.runtime, state.auditor, state.principal, account_id)
     return AccountStatus(id=account_id, status="active")
+
+
+class ApiKeyOut(BaseModel):
+    """An API key as it may be shown: its id and dates, never the key."""
+
+    key_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class AccountDetailOut(AccountOut):
+    networks: list[str]
+    """The networks the account may be used from; empty: any the deployment admits."""
+    api_keys: list[ApiKeyOut]
+
+
+@router.get("/accounts/{account_id}", response_model=AccountDetailOut,
+            responses=own_errors(404))
+def show_account(
+    account_id: Annotated[str, ACCOUNT_ID],
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_READ))],
+) -> AccountDetailOut:
+    """One account: its status, end date, networks, grants and API keys (ids and dates)."""
+    detail = accounts.show_account(state.runtime, state.auditor, account_id)
+    a = detail.account
+    return AccountDetailOut(
+        id=a.id, kind=a.kind, name=a.name, status=a.status, created_at=a.created_at,
+        last_used_at=a.last_used_at, ends_at=a.ends_at,
+        grants=[GrantOut.of(g) for g in detail.grants],
+        networks=a.allowed_networks.split(",") if a.allowed_networks else [],
+        api_keys=[ApiKeyOut(key_id=k.key_id, created_at=k.created_at,
+                            expires_at=k.expires_at, revoked_at=k.revoked_at)
+                  for k in detail.api_keys])
+
+
+class OffboardedOut(BaseModel):
+    id: str
+    status: Literal["disabled"]
+    sessions_ended: int
+    api_keys_revoked: int
+    grants_removed: int
+
+
+@router.post("/accounts/{account_id}/offboard", response_model=OffboardedOut,
+             responses=own_errors(404, 409, 422))
+def offboard_account(
+    account_id: Annotated[str, ACCOUNT_ID],
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_OFFBOARD))],
+) -> OffboardedOut:
+    """A leaver: the account is disabled with an end date of now, and every session, API
+    key, enrolment token and recovery code of it ends and every grant goes, at once and on
+    every server process. It stays in the listing (and the log) under its id."""
+    done = lifecycle.offboard(state.runtime, state.auditor, state.principal, account_id)
+    return OffboardedOut(id=account_id, status="disabled", sessions_ended=done.sessions,
+                         api_keys_revoked=done.api_keys, grants_removed=done.grants)
+
+
+class EndDateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ends_at: AwareDatetime | None = Field(
+        description="when access stops (with a time zone, in the future); null clears it")
+
+
+class EndDateOut(BaseModel):
+    id: str
+    ends_at: datetime | None
+
+
+@router.put("/accounts/{account_id}/end-date", response_model=EndDateOut,
+            responses=own_errors(404, 422))
+def set_end_date(
+    account_id: Annotated[str, ACCOUNT_ID],
+    body: EndDateIn,
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_END_DATE))],
+) -> EndDateOut:
+    """The moment the account's access stops (a contract's end, a leaver's last day): from
+    then on its credentials are refused and the ``account-end-dates`` job disables it."""
+    lifecycle.set_end_date(state.runtime, state.auditor, state.principal, account_id,
+                           body.ends_at)
+    return EndDateOut(id=account_id, ends_at=body.ends_at)
+
+
+class NetworksIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    networks: list[Annotated[str, Field(max_length=64)]] = Field(
+        max_length=networks.MAX_NETWORKS,
+        description="CIDRs (e.g. 203.0.113.0/24); an empty list lifts the restriction")
+
+
+class NetworksOut(BaseModel):
+    id: str
+    networks: list[str]
+
+
+@router.put("/accounts/{account_id}/networks", response_model=NetworksOut,
+            responses=own_errors(404, 422))
+def set_networks(
+    account_id: Annotated[str, ACCOUNT_ID],
+    body: NetworksIn,
+    state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_NETWORKS))],
+) -> NetworksOut:
+    """The networks the account may be used from, inside the deployment's allowlist: a
+    sign-in from elsewhere fails like a wrong password; its sessions and API keys are
+    refused there (401)."""
+    stored = networks.set_networks(state.runtime, state.auditor, state.principal, account_id,
+                                   body.networks)
+    return NetworksOut(id=account_id, networks=stored.split(",") if stored else [])
+
+
+def _grant(item: GrantIn) -> Grant:
+    return _grants([item])[0]
+
+
+@router.post("/accounts/{account_id}/grants", status_code=201, response_model=GrantOut,
+             responses=own_errors(404, 409, 422))
+def add_grant(
+    account_id: Annotated[str, ACCOUNT_ID],
+    body: GrantIn,
+    state: Annotated[RequestState, Depends(require(Action.GRANTS_ADD))],
+) -> GrantOut:
+    """Grant a role on a tenant (or on every tenant, ``*``, for the roles that allow it).
+    Refused (422) when the account could not hold it beside its other grants (separation of
+    duties), and (409) ``pii-reader`` for an existing service: create a service for it."""
+    grant = _grant(body)
+    grants.add(state.runtime, state.auditor, state.principal, account_id, grant)
+    return GrantOut.of(grant)
+
+
+@router.post("/accounts/{account_id}/grants/revoke", response_model=GrantOut,
+             responses=own_errors(404, 409, 422))
+def revoke_grant(
+    account_id: Annotated[str, ACCOUNT_ID],
+    body: GrantIn,
+    state: Annotated[RequestState, Depends(require(Action.GRANTS_REVOKE))],
+) -> GrantOut:
+    """Take a grant away: from the next request on, on every server process. ``admin`` is
+    never taken from the last active administrator (409)."""
+    grant = _grant(body)
+    grants.revoke(state.runtime, state.auditor, state.principal, account_id, grant)
+    return GrantOut.of(grant)
+
+
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_hours: int = Field(
+        default=24, ge=0, le=api_keys.MAX_OVERLAP // timedelta(hours=1),
+        description="how long the service's current keys keep working beside the new one "
+                    "(0: they stop now)")
+
+
+class IssuedKeyOut(BaseModel):
+    key_id: str
+    api_key: str
+    """Shown once: hand it to the service."""
+    expires_at: datetime
+
+
+@router.post("/accounts/{account_id}/api-keys", status_code=201, response_model=IssuedKeyOut,
+             responses=own_errors(404, 409, 422))
+def rotate_api_key(
+    account_id: Annotated[str, ACCOUNT_ID],
+    body: RotateIn,
+    state: Annotated[RequestState, Depends(require(Action.API_KEYS_ROTATE))],
+) -> IssuedKeyOut:
+    """A new API key for a service; its other live keys stop after the overlap."""
+    issued = api_keys.rotate(state.runtime, state.auditor, state.principal, account_id,
+                             timedelta(hours=body.overlap_hours))
+    return IssuedKeyOut(key_id=issued.key_id, api_key=issued.api_key,
+                        expires_at=issued.expires_at)
+
+
+class RevokedKeyOut(BaseModel):
+    key_id: str
+    revoked: bool
+
+
+@router.post("/accounts/{account_id}/api-keys/{key_id}/revoke", response_model=RevokedKeyOut,
+             responses=own_errors(404, 409, 422))
+def revoke_api_key(
+    account_id: Annotated[str, ACCOUNT_ID],
+    key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")],
+    state: Annotated[RequestState, Depends(require(Action.API_KEYS_REVOKE))],
+) -> RevokedKeyOut:
+    """End one API key now, on every server process."""
+    api_keys.revoke(state.runtime, state.auditor, state.principal, account_id, key_id)
+    return RevokedKeyOut(key_id=key_id, revoked=True)
