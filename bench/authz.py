@@ -11,12 +11,16 @@ client, and the figure is the difference of the medians.
 
 The decision is also timed alone: ``cached`` (the same principal and question, as on a
 client's repeated requests) and ``uncached`` (a new principal each time: a Cedar evaluation).
+Then sign-in throughput with the lockout on against off (``login_lockout.measure``: its own
+server, alternate rounds), the issue's second figure, so one run shows both.
 
     .venv/bin/python bench/authz.py [--db sqlite|postgresql] [--requests 400] [--rounds 6]
+        [--login-requests 40] [--redis redis://127.0.0.1:6379/0]
 
 The last line is JSON: {"bench": "authz", "db": ..., "request_us_with_decision": w,
 "request_us_stubbed": s, "decision_adds_us": w - s, "vs_stubbed": w / s,
-"decision_cached_us": c, "decision_uncached_us": u, "target_us": 100}.
+"decision_cached_us": c, "decision_uncached_us": u, "target_us": 100,
+"login_on_vs_off": r, "login_target_ratio": 1.1}.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import login_lockout
 from _common import (
     clean_environment,
     emit,
@@ -82,6 +87,9 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--login-requests", type=int, default=40)
+    parser.add_argument("--redis", default=None,
+                        help="the lockout's counters in this Redis (default: local)")
     args = parser.parse_args()
     clean_environment()
     with tempfile.TemporaryDirectory() as scratch, \
@@ -121,10 +129,12 @@ def main() -> None:
     print(f"the decision adds {w - s:.1f} us per request at the median (target < {TARGET_US})")
     print(f"decide() alone: cached {median(cached) * 1e6:.2f} us, "
           f"uncached (Cedar) {median(uncached) * 1e6:.1f} us")
+    login = login_lockout.measure(args.db, args.login_requests, 4, args.redis)
     emit({"bench": "authz", "db": args.db, "request_us_with_decision": round(w, 1),
           "request_us_stubbed": round(s, 1), "decision_adds_us": round(w - s, 1),
           "vs_stubbed": round(w / s, 3), "decision_cached_us": round(median(cached) * 1e6, 2),
-          "decision_uncached_us": round(median(uncached) * 1e6, 1), "target_us": TARGET_US})
+          "decision_uncached_us": round(median(uncached) * 1e6, 1), "target_us": TARGET_US,
+          "login_on_vs_off": login["on_vs_off"], "login_target_ratio": login["target_ratio"]})
 
 
 if __name__ == "__main__":

@@ -101,6 +101,43 @@ def _time_logins(server: Server, count: int) -> list[float]:
     return times
 
 
+def measure(db: str, requests: int, rounds: int, redis: str | None) -> dict[str, object]:
+    """Sign-ins with the lockout on and off, in alternate rounds on one server; the figures
+    (printed, and returned for the JSON line of this bench or of ``bench/authz.py``)."""
+    clock = ManualClock()
+    on: list[float] = []
+    off: list[float] = []
+    with tempfile.TemporaryDirectory() as scratch, \
+            scratch_database(db, Path(scratch) / "db", "login_lockout") as url:
+        settings, initialized = new_instance(Path(scratch) / "data", url)
+        if redis:
+            settings = settings.model_copy(update={"redis_url": SecretStr(redis)})
+        runtime = bootstrap.open_runtime(settings, clock)
+        try:
+            with running_vault(runtime, initialized) as server:
+                _time_logins(server, 5)  # warm: connection, caches, keys
+                for round_number in range(rounds * 2):
+                    if round_number % 2 == 0:
+                        on.extend(_time_logins(server, requests))
+                    else:
+                        with lockout_off():
+                            off.extend(_time_logins(server, requests))
+        finally:
+            if isinstance(runtime.counters, RedisCounters) and redis:
+                forget_redis_keys(redis, runtime.counters.prefix)
+            runtime.close()
+    a, b = median(on) * 1e3, median(off) * 1e3
+    print(f"sign-in, lockout on: median {a:.1f} ms ({len(on)} requests, "
+          f"{spread([t * 1e3 for t in on])} ms)")
+    print(f"sign-in, lockout off: median {b:.1f} ms ({len(off)} requests, "
+          f"{spread([t * 1e3 for t in off])} ms)")
+    print(f"lockout on / off: {a / b:.3f} (target at most {TARGET_RATIO})")
+    return {"counters": "redis" if redis else "local",
+            "login_ms_lockout_on": round(a, 2), "login_ms_lockout_off": round(b, 2),
+            "logins_per_s_on": round(1e3 / a, 1), "logins_per_s_off": round(1e3 / b, 1),
+            "on_vs_off": round(a / b, 3), "target_ratio": TARGET_RATIO}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
@@ -109,39 +146,8 @@ def main() -> None:
     parser.add_argument("--redis", default=None, help="count in this Redis (default: local)")
     args = parser.parse_args()
     clean_environment()
-    clock = ManualClock()
-    on: list[float] = []
-    off: list[float] = []
-    with tempfile.TemporaryDirectory() as scratch, \
-            scratch_database(args.db, Path(scratch) / "db", "login_lockout") as url:
-        settings, initialized = new_instance(Path(scratch) / "data", url)
-        if args.redis:
-            settings = settings.model_copy(update={"redis_url": SecretStr(args.redis)})
-        runtime = bootstrap.open_runtime(settings, clock)
-        try:
-            with running_vault(runtime, initialized) as server:
-                _time_logins(server, 5)  # warm: connection, caches, keys
-                for round_number in range(args.rounds * 2):
-                    if round_number % 2 == 0:
-                        on.extend(_time_logins(server, args.requests))
-                    else:
-                        with lockout_off():
-                            off.extend(_time_logins(server, args.requests))
-        finally:
-            if isinstance(runtime.counters, RedisCounters) and args.redis:
-                forget_redis_keys(args.redis, runtime.counters.prefix)
-            runtime.close()
-    a, b = median(on) * 1e3, median(off) * 1e3
-    print(f"sign-in, lockout on: median {a:.1f} ms ({len(on)} requests, "
-          f"{spread([t * 1e3 for t in on])} ms)")
-    print(f"sign-in, lockout off: median {b:.1f} ms ({len(off)} requests, "
-          f"{spread([t * 1e3 for t in off])} ms)")
-    print(f"lockout on / off: {a / b:.3f} (target at most {TARGET_RATIO})")
-    emit({"bench": "login_lockout", "db": args.db,
-          "counters": "redis" if args.redis else "local",
-          "login_ms_lockout_on": round(a, 2), "login_ms_lockout_off": round(b, 2),
-          "logins_per_s_on": round(1e3 / a, 1), "logins_per_s_off": round(1e3 / b, 1),
-          "on_vs_off": round(a / b, 3), "target_ratio": TARGET_RATIO})
+    figures = measure(args.db, args.requests, args.rounds, args.redis)
+    emit({"bench": "login_lockout", "db": args.db, **figures})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
@@ -263,9 +263,12 @@ def test_offboarding_ends_every_credential_and_grant_at_once(
         ends = connection.scalar(select(Account.ends_at).where(Account.id == pat.id))
     assert ends == runtime.clock.now()
     assert [e.target_id for e in events(runtime, "accounts:offboard")] == [pat.id, service.id]
-    lifecycle.enable(runtime, system_auditor(runtime), admin, service.id)
-    with pytest.raises(UnauthenticatedError):  # re-enabled, it holds nothing
-        authenticate(runtime, service.api_key)
+    lifecycle.enable(runtime, system_auditor(runtime), admin, pat.id)
+    with pytest.raises(UnauthenticatedError):  # re-enabled, it holds no credential...
+        authenticate(runtime, token)
+    principal = authenticate(runtime, sign_in(runtime, pat))  # ...until it signs in again
+    assert principal.grants == ()  # and no grant
+    assert lifecycle.disable_ended(runtime) == 0  # its end date went with the re-enabling
 
 
 def test_offboarding_an_enrolling_person_ends_the_enrolment_token(
@@ -323,6 +326,9 @@ def test_an_end_date_must_be_ahead_and_can_be_cleared(
     admin = admin_of(initialized)
     with pytest.raises(AccountRequestError):
         lifecycle.set_end_date(runtime, system_auditor(runtime), admin, pat.id, clock.now())
+    with pytest.raises(AccountRequestError):  # ten years and more: a typo, or an overflow
+        lifecycle.set_end_date(runtime, system_auditor(runtime), admin, pat.id,
+                               datetime.fromisoformat("9999-12-31T23:59:59-23:59"))
     with pytest.raises(AccountRequestError):  # an administrator does not end themselves
         lifecycle.set_end_date(runtime, system_auditor(runtime), admin, initialized.admin_id,
                                clock.now() + timedelta(days=1))

@@ -91,13 +91,18 @@ def disable(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) ->
 
 def enable(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) -> None:
     """Re-enable a disabled account (disabled by an administrator or by ten failed sign-ins:
-    its failure count and lock are cleared too). Accounts waiting for or refused approval
-    are not this operation's: a second person decides those."""
+    its failure count and lock are cleared too; an end date that has passed, an offboarded
+    account's included, is cleared: re-enabling is the decision to let it in again).
+    Accounts waiting for or refused approval are not this operation's: a second person
+    decides those."""
+    now = rt.clock.now()
     with rt.store.transaction() as session:
         changed = cast(CursorResult[Any], session.execute(
             update(Account).where(Account.id == account_id,
                                   Account.status == lockout.DISABLED)
-            .values(status=lockout.ACTIVE).execution_options(synchronize_session=False)))
+            .values(status=lockout.ACTIVE,
+                    ends_at=case((Account.ends_at <= now, None), else_=Account.ends_at))
+            .execution_options(synchronize_session=False)))
         if changed.rowcount != 1:
             _refuse_state(session, account_id)
         lockout.forgive(session, account_id)
@@ -146,6 +151,10 @@ def offboard(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) -
     return Offboarded(sessions, keys, grants)
 
 
+MAX_END_DATE_AHEAD = timedelta(days=3653)
+"""An end date further out is a typo (or a date no clock can store): refused."""
+
+
 def set_end_date(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str,
                  ends_at: datetime | None) -> None:
     """Set the moment ``account_id``'s access stops (in the future: to stop it now, offboard
@@ -154,6 +163,8 @@ def set_end_date(rt: Runtime, auditor: Auditor, admin: Principal, account_id: st
     if ends_at is not None and ends_at <= now:
         raise AccountRequestError("an end date must be in the future (to stop access now, "
                                   "disable or offboard the account)")
+    if ends_at is not None and ends_at > now + MAX_END_DATE_AHEAD:
+        raise AccountRequestError("an end date is at most ten years ahead")
     if ends_at is not None and account_id == admin.id:
         raise AccountRequestError("an administrator cannot end their own account")
     with rt.store.transaction() as session:

@@ -12,8 +12,9 @@ sees: the TCP peer, or the client a trusted proxy forwards for (``network.client
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import Principal
@@ -63,10 +64,10 @@ def set_networks(rt: Runtime, auditor: Auditor, admin: Principal, account_id: st
     if account_id == admin.id and not admits(stored, auditor.actor.source_ip):
         raise AccountRequestError("these networks exclude the address you are calling from")
     with rt.store.transaction() as session:
-        changed = session.execute(
+        changed = cast(CursorResult[Any], session.execute(
             update(Account).where(Account.id == account_id).values(allowed_networks=stored)
-            .execution_options(synchronize_session=False))
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            .execution_options(synchronize_session=False)))
+        if changed.rowcount != 1:
             raise AccountNotFoundError()
         auditor.record(session, Action.ACCOUNTS_NETWORKS, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id,
