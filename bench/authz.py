@@ -15,7 +15,7 @@ Then sign-in throughput with the lockout on against off (``login_lockout.measure
 server, alternate rounds), the issue's second figure, so one run shows both.
 
     .venv/bin/python bench/authz.py [--db sqlite|postgresql] [--requests 400] [--rounds 6]
-        [--login-requests 40] [--redis redis://127.0.0.1:6379/0]
+        [--login-requests 60] [--redis redis://127.0.0.1:6379/0]
 
 The last line is JSON: {"bench": "authz", "db": ..., "request_us_with_decision": w,
 "request_us_stubbed": s, "decision_adds_us": w - s, "vs_stubbed": w / s,
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--login-requests", type=int, default=40)
+    parser.add_argument("--login-requests", type=int, default=60)
     parser.add_argument("--redis", default=None,
                         help="the lockout's counters in this Redis (default: local)")
     args = parser.parse_args()

@@ -65,7 +65,7 @@ def _attempt_without_counting(session: Session, email: str, _: datetime) -> lock
     """What a sign-in without any lockout still does: find the active person's account."""
     found = session.scalar(select(Account.id).where(
         Account.email == email, Account.kind == "person", Account.status == lockout.ACTIVE))
-    return None if found is None else lockout.Attempt(found, 0)
+    return None if found is None else lockout.Attempt(found, 0, 0)
 
 
 @contextmanager
