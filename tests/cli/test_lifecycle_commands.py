@@ -5,6 +5,7 @@ what it did, and a refusal exits 1 with the server's code, never a traceback."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,12 @@ def test_grants_and_keys_change_and_show(admin: Cli, printer: str) -> None:
     assert printer in {a["id"] for a in listed.json()}
 
 
-def test_end_date_networks_and_offboarding(admin: Cli, printer: str) -> None:
+def test_end_date_networks_and_offboarding(server: Server, admin: Cli, printer: str) -> None:
     assert admin.invoke("accounts", "end-date", printer).code == 1  # neither a time nor --clear
-    assert admin.invoke("accounts", "end-date", printer, "2099-01-01T00:00:00+00:00").code == 0
+    ahead = (server.runtime.clock.now() + timedelta(days=30)).isoformat()
+    assert admin.invoke("accounts", "end-date", printer, ahead).code == 0
+    too_far = admin.invoke("accounts", "end-date", printer, "2099-01-01T00:00:00+00:00")
+    assert too_far.code == 1 and "at most ten years ahead" in too_far.stderr
     assert admin.invoke("accounts", "end-date", printer, "--clear").code == 0
     set_networks = admin.invoke("accounts", "networks", printer, "203.0.113.0/24")
     assert set_networks.code == 0 and "203.0.113.0/24" in set_networks.stdout
