@@ -124,7 +124,8 @@ def verify_log(settings: Settings,
     that event; the result says why."""
     runtime = open_runtime(settings)
     try:
-        result = verification.verify(runtime.store, runtime.keyring, on_batch)
+        result = verification.verify(runtime.store, runtime.keyring, on_batch,
+                                     settings.checkpoint_file)
         auditor = Auditor(runtime.audit, cli_actor())
         try:
             with runtime.store.transaction() as session:

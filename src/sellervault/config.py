@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     root_key_passphrase: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8443, ge=1, le=65535)
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        description="where signed security-log checkpoints are also appended (a file, "
+                    "checkpoints.jsonl); put it on other storage than the database. Default: "
+                    "DATA_DIR/checkpoints")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
@@ -235,6 +240,10 @@ class Settings(BaseSettings):
     @property
     def certificate_key_file(self) -> Path:
         return self.tls_key_file or self.data_dir / "tls" / "server.key"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return (self.checkpoint_dir or self.data_dir / "checkpoints") / "checkpoints.jsonl"
 
     @property
     def sqlite_file(self) -> Path:

@@ -6,8 +6,9 @@ number and MAC. ``audit.verification.verify`` walks the chain and names the firs
 
 The attacker here can write the database with SQL but cannot read the keys: every edit,
 deletion, reordering or forged hash must make ``verify`` fail at the first bad ``seq``.
-One truncation is not caught yet and is asserted as such (see
-``test_truncation_with_a_rewritten_head_is_the_known_gap``).
+The one truncation the MACs cannot show (the newest events and the head rewritten together)
+is caught by a signed checkpoint
+(``test_truncation_with_a_rewritten_head_is_detected_by_the_checkpoint``).
 
 Only ``init`` starts a chain (its first event creates the head). A wiped log (events and head
 deleted, or the head reset) is never started again by a writer, which would hide everything
@@ -29,7 +30,7 @@ from sqlalchemy import text
 
 from sellervault import bootstrap
 from sellervault.access.actions import Action
-from sellervault.audit import reading, verification, writing
+from sellervault.audit import checkpoints, reading, verification, writing
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.chain import GENESIS, HASHED_FIELDS, event_mac
 from sellervault.audit.errors import (
@@ -246,24 +247,25 @@ def test_an_emptied_log_is_detected(runtime: Runtime, chain: list[int]) -> None:
     assert not result.ok and result.first_bad_seq == 1 and "empty" in (result.problem or "")
 
 
-def test_truncation_with_a_rewritten_head_is_the_known_gap(runtime: Runtime,
-                                                          chain: list[int]) -> None:
-    """KNOWN GAP, asserted as it is today: deleting the newest events AND rewriting the head
-    row to the last kept event's seq and hash leaves a shorter chain that is consistent in
-    every respect verify can check (each MAC, each link, the head), so verify passes.
-    Detecting it needs state the attacker
-    cannot rewrite: signed checkpoints exported outside the database, which the later
-    security-log issue adds. When that lands, this test must flip to expect a failure.
+def test_truncation_with_a_rewritten_head_is_detected_by_the_checkpoint(
+        runtime: Runtime, chain: list[int]) -> None:
+    """Deleting the newest events AND rewriting the head row to the last kept event's seq
+    and hash leaves a shorter chain consistent in every respect the MACs can show (each MAC,
+    each link, the head). The signed checkpoint covering the deleted events is what catches
+    it (``audit.checkpoints``; the rest of the tamper suite: tests/audit/test_checkpoints.py).
 
-    What verify does catch: deleting the last event without touching the head
+    What the head alone catches: deleting the last event without touching the head
     (test_deleted_last_event_is_detected_by_the_head)."""
+    checkpoints.write_checkpoint(runtime)
     events = rows(runtime)
     keep = len(events) - 1
     last = events[keep - 1]
     attack(runtime, "DELETE FROM security_events WHERE seq > :seq", seq=last["seq"])
     attack(runtime, "UPDATE security_event_head SET seq = :seq, hash = :hash",
            seq=last["seq"], hash=last["hash"])
-    assert verify(runtime) == VerifyResult(True, keep)  # undetected: the gap
+    result = verify(runtime)
+    assert not result.ok and result.problem is not None
+    assert "its newest events were removed" in result.problem, result
 
 
 def test_swapped_events_are_detected(runtime: Runtime, chain: list[int]) -> None:

@@ -402,7 +402,8 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
     header, *rows = listed.stdout.splitlines()
     assert header.split() == ["NAME", "EVERY", "LAST", "RUN", "NEXT", "DUE"]
     assert [row.split() for row in rows] == [  # never run: no server scheduled them
-        ["sessions-purge", "1h", "never", "-"], ["account-end-dates", "5m", "never", "-"],
+        ["audit-checkpoint", "1m", "never", "-"], ["sessions-purge", "1h", "never", "-"],
+        ["account-end-dates", "5m", "never", "-"],
         ["inactive-accounts", "1h", "never", "-"], ["api-key-expiry", "1h", "never", "-"]]
 
     add_session_ended_days_ago(settings, initialized, days=2)
@@ -412,7 +413,7 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
 
     listed = cli.run("jobs", "list", "--json", *args, env=env)
     assert listed.code == 0, listed
-    state = listed.json()[0]
+    [state] = [s for s in listed.json() if s["name"] == "sessions-purge"]
     assert (state["name"], state["interval_seconds"], state["last_outcome"],
             state["last_count"], state["running_since"]) == ("sessions-purge", 3600, "success",
                                                              1, None)
@@ -420,9 +421,9 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
     assert abs(datetime.fromisoformat(state["next_due_at"]) - finished
                - timedelta(hours=1)) < timedelta(minutes=1)  # the run by hand was the hour's
     assert jobs_events(settings) == [
-        ("jobs:list", "cli", "success", None, 4, None),
+        ("jobs:list", "cli", "success", None, 5, None),
         ("jobs:run", "cli", "success", "sessions-purge", 1, None),
-        ("jobs:list", "cli", "success", None, 4, None),
+        ("jobs:list", "cli", "success", None, 5, None),
     ]
 
 

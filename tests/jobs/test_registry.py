@@ -18,8 +18,16 @@ from sellervault import bootstrap
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.accounts.models import SessionRow
+from sellervault.audit import checkpoints
 from sellervault.clock import ManualClock
-from sellervault.jobs.registry import JOBS, SESSIONS_PURGE, Job, Registry, UnknownJobError
+from sellervault.jobs.registry import (
+    AUDIT_CHECKPOINT,
+    JOBS,
+    SESSIONS_PURGE,
+    Job,
+    Registry,
+    UnknownJobError,
+)
 from sellervault.jobs.runner import Runner
 from sellervault.jobs.scheduler import system_actor
 from sellervault.runtime import Runtime
@@ -62,15 +70,18 @@ def test_a_registry_holds_each_name_once_and_finds_jobs_by_it() -> None:
         Registry([first, Job("first", timedelta(hours=2), nothing, "another")])
 
 
-def test_serve_runs_the_account_jobs() -> None:
-    """Sessions purged hourly; end dates looked at every five minutes (access stopped at the
-    end date already: the job makes the status say so); inactivity and key expiry hourly."""
-    assert JOBS.names == ["sessions-purge", "account-end-dates", "inactive-accounts",
-                          "api-key-expiry"]
+def test_serve_runs_the_account_and_log_jobs() -> None:
+    """A signed checkpoint of the log every minute; sessions purged hourly; end dates looked
+    at every five minutes (access stopped at the end date already: the job makes the status
+    say so); inactivity and key expiry hourly."""
+    assert JOBS.names == ["audit-checkpoint", "sessions-purge", "account-end-dates",
+                          "inactive-accounts", "api-key-expiry"]
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
-    assert [(job.interval, job.run) for job in list(JOBS)[1:]] == [
+    assert (AUDIT_CHECKPOINT.interval, AUDIT_CHECKPOINT.run) == (
+        timedelta(seconds=60), checkpoints.write_checkpoint)
+    assert [(job.interval, job.run) for job in list(JOBS)[2:]] == [
         (timedelta(minutes=5), lifecycle.disable_ended),
         (timedelta(hours=1), lifecycle.disable_inactive),
         (timedelta(hours=1), api_keys.warn_expiring)]

@@ -32,12 +32,17 @@ _BODY_ORDER = tuple(sorted(HASHED_FIELDS))
 _BODY_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
-def event_mac(log_key: bytes, prev_hash: str, fields: dict[str, Any]) -> str:
+def event_body(fields: dict[str, Any]) -> bytes:
+    """An event's canonical bytes: what its MAC covers, and its Merkle leaf (``merkle``)."""
     values = {name: fields.get(name) for name in _BODY_ORDER}
     later = {name: fields[name] for name in LATER_FIELDS if fields.get(name) is not None}
     if later:
         values = dict(sorted({**values, **later}.items()))
-    body = _BODY_JSON.encode(values).encode()
+    return _BODY_JSON.encode(values).encode()
+
+
+def event_mac(log_key: bytes, prev_hash: str, fields: dict[str, Any]) -> str:
+    body = event_body(fields)
     return hmac.digest(log_key, prev_hash.encode() + b"\n" + body, hashlib.sha256).hex()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sellervault.store.base import Base
@@ -43,3 +43,20 @@ class ChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class CheckpointRow(Base):
+    """A signed checkpoint of the log (``audit.checkpoints``): the Merkle root of its first
+    ``tree_size`` events, signed with the checkpoint key, chained to the one before."""
+
+    __tablename__ = "audit_checkpoints"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    statement: Mapped[str] = mapped_column(Text)
+    """The signed bytes (canonical JSON: number, size, root, time, previous, key)."""
+    signature: Mapped[str] = mapped_column(String(128))
+    """Ed25519 over ``statement``, hex."""
+    frontier: Mapped[str] = mapped_column(Text)
+    """The tree's compact range (JSON list of hex): where the next checkpoint extends it
+    from. Not signed: a wrong one gives a root that does not verify."""

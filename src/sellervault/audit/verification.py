@@ -1,19 +1,28 @@
-"""Verifying the security log: every MAC, every link, the sequence and the head.
+"""Verifying the security log: every MAC, every link, the sequence and the head, then the
+signed checkpoints.
 
 ``verify`` reads one snapshot and names the first bad event: an edited, removed, reordered
 or inserted event, a head that does not match the last event, events past the head, or a
 chain that does not begin with ``init``'s first event (a log emptied and started again).
+Then every checkpoint (``checkpoints``): its signature, its link to the one before, its
+root against the events it covers (recomputed while walking them), and that none covers
+more events than the log holds (a truncated tail, even with a rewritten head); and the
+checkpoint file against the database (checkpoints deleted, or an old database restored).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, bindparam, func, inspect, select
 
-from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_mac, macs_equal
+from sellervault.audit import checkpoints, merkle
+from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_body, event_mac, macs_equal
+from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS, LOG_KEY
 from sellervault.crypto.keyring import Keyring
 from sellervault.store.engine import Store
@@ -27,6 +36,7 @@ class VerifyResult:
     events: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    checkpoints: int = 0
 
 
 # The event `init` writes first (channel, action, outcome, actor): the first administrator's
@@ -41,14 +51,16 @@ _EVENTS_AFTER = select(func.count()).select_from(EVENTS).where(
 
 
 def verify(store: Store, keyring: Keyring,
-           on_batch: Callable[[int], None] | None = None) -> VerifyResult:
+           on_batch: Callable[[int], None] | None = None,
+           checkpoint_file: Path | None = None) -> VerifyResult:
     """Check the head, every MAC, every link and the sequence, and that the chain begins
     with init's first event; stop at the first bad event.
 
     It reads one snapshot (``Store.snapshot``), up to the head as it was then: events
     appended meanwhile by a running server are neither seen nor waited for, and no write
     waits for the walk. ``on_batch`` is called with the last verified sequence number after
-    each batch (progress)."""
+    each batch (progress). ``checkpoint_file``: the file the checkpoints are also appended
+    to (none: the database's checkpoints only)."""
     with store.snapshot() as connection:
         log_key = keyring.find_system_key(connection, LOG_KEY)
         head = connection.execute(_READ_HEAD).first()
@@ -59,7 +71,9 @@ def verify(store: Store, keyring: Keyring,
         if head.seq < 1:
             return VerifyResult(False, 0, 1, "the log is empty: an initialised vault always "
                                              "holds its init events")
-        result, last_hash = _walk(connection, log_key, head.seq, on_batch)
+        signed = _Checkpoints(_checkpoint_rows(connection),
+                              checkpoints.find_public_key(keyring, connection))
+        result, last_hash = _walk(connection, log_key, head.seq, on_batch, signed)
         if result is not None:
             return result
         if not macs_equal(head.hash, last_hash):
@@ -70,11 +84,26 @@ def verify(store: Store, keyring: Keyring,
             return VerifyResult(False, head.seq, head.seq + 1,
                                 f"the log ends at event {head.seq + after} but its head says "
                                 f"{head.seq}")
-    return VerifyResult(True, head.seq)
+        problem = signed.problem or signed.check(
+            head.seq,
+            checkpoints.read_file(checkpoint_file) if checkpoint_file is not None else None)
+        if problem is not None:
+            return VerifyResult(False, head.seq, signed.first_bad_seq or head.seq + 1, problem,
+                                len(signed.rows))
+    return VerifyResult(True, head.seq, checkpoints=len(signed.rows))
+
+
+def _checkpoint_rows(connection: Connection) -> list[Any]:
+    """The checkpoints, in order; none in a database migrated below them (a dropped table
+    hides nothing from the checkpoint file: it still holds them)."""
+    if not inspect(connection).has_table(CheckpointRow.__tablename__):
+        return []
+    return list(connection.execute(select(CheckpointRow).order_by(CheckpointRow.number)))
 
 
 def _walk(connection: Connection, log_key: bytes, last: int,
-          on_batch: Callable[[int], None] | None) -> tuple[VerifyResult | None, str]:
+          on_batch: Callable[[int], None] | None,
+          signed: _Checkpoints) -> tuple[VerifyResult | None, str]:
     """The first bad event among 1..``last`` (None when all of them are good), and the hash
     of the last good one."""
     prev_hash = GENESIS
@@ -90,6 +119,8 @@ def _walk(connection: Connection, log_key: bytes, last: int,
                 return VerifyResult(False, expected - 1, expected, problem), prev_hash
             prev_hash = row.hash
             expected += 1
+            signed.add(merkle.leaf_hash(event_body(
+                {name: getattr(row, name) for name in CHAINED_FIELDS})))
         if on_batch is not None:
             on_batch(expected - 1)
     if expected <= last:
@@ -112,3 +143,98 @@ def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes) -> str | N
     return None
 
 
+
+
+class _Checkpoints:
+    """The signed checkpoints: their signatures and links first (a root is only worth
+    comparing once it is known to be signed), each root as the walk goes (when it has hashed
+    as many events as the checkpoint covers), then coverage and the file (``check``)."""
+
+    def __init__(self, rows: list[Any], public_key: Ed25519PublicKey | None) -> None:
+        self.rows = rows
+        self.problem: str | None = None
+        self.first_bad_seq: int | None = None
+        self._frontier = merkle.Frontier()
+        self._good_size = 0  # the events the checkpoints compared so far vouch for
+        self._due: list[int] = []  # the checkpoints whose roots are still to compare
+        self._parsed: list[checkpoints.Checkpoint] = []
+        for row in rows:
+            try:
+                self._parsed.append(checkpoints.Checkpoint.parse(row.statement.encode()))
+            except (ValueError, KeyError, TypeError):
+                self._fail(f"checkpoint {row.number} is not a checkpoint statement", None)
+                return
+        signed = self._signed(public_key)
+        if signed is not None:
+            self._fail(signed, None)
+            return
+        self._due = sorted(range(len(self._parsed)), key=lambda i: self._parsed[i].size)
+        self._compare_due()
+
+    def add(self, leaf: bytes) -> None:
+        self._frontier.append(leaf)
+        self._compare_due()
+
+    def _compare_due(self) -> None:
+        while self._due and self.problem is None \
+                and self._parsed[self._due[0]].size == self._frontier.size:
+            checkpoint = self._parsed[self._due.pop(0)]
+            if checkpoint.root != self._frontier.root().hex():
+                self._fail(f"the events up to {checkpoint.size} are not the ones checkpoint "
+                           f"{checkpoint.number} signed: the log was rewritten",
+                           self._good_size + 1)
+            self._good_size = checkpoint.size
+
+    def _fail(self, problem: str, first_bad_seq: int | None) -> None:
+        if self.problem is None:
+            self.problem, self.first_bad_seq = problem, first_bad_seq
+
+    def _signed(self, public_key: Ed25519PublicKey | None) -> str | None:
+        """Signatures, numbering, links and order: the first problem, or None."""
+        if self.rows and public_key is None:
+            return "checkpoints exist but the checkpoint key is missing"
+        previous: checkpoints.Checkpoint | None = None
+        for number, (row, checkpoint) in enumerate(zip(self.rows, self._parsed, strict=True),
+                                                   start=1):
+            assert public_key is not None
+            if row.number != number or checkpoint.number != number:
+                return f"checkpoint {number} is missing"
+            if checkpoint.size != row.tree_size or checkpoint.key != checkpoints.key_id(
+                    public_key) or not checkpoints.signature_valid(
+                    public_key, row.statement.encode(), row.signature):
+                return f"checkpoint {number} is not signed by the checkpoint key"
+            if previous is not None and (
+                    checkpoint.previous != checkpoints.statement_hash(
+                        self.rows[number - 2].statement.encode())
+                    or checkpoint.size < previous.size or checkpoint.time < previous.time):
+                return f"checkpoint {number} does not follow checkpoint {number - 1}"
+            if previous is None and checkpoint.previous is not None:
+                return "checkpoint 1 links to a checkpoint before it"
+            previous = checkpoint
+        return None
+
+    def check(self, events: int, in_file: list[dict[str, Any]] | None) -> str | None:
+        """Once the walk is done: no checkpoint covers more events than the log holds, and
+        the file agrees with the database. The first problem, or None."""
+        for checkpoint in self._parsed:
+            if checkpoint.size > events:
+                return (f"checkpoint {checkpoint.number} covers {checkpoint.size} events but "
+                        f"the log holds {events}: its newest events were removed")
+        return None if in_file is None else self._check_file(in_file)
+
+    def _check_file(self, in_file: list[dict[str, Any]]) -> str | None:
+        """The file holds the database's checkpoints in order; the database may be one
+        ahead (a process that died between its commit and its append)."""
+        for number, line in enumerate(in_file, start=1):
+            if number > len(self.rows):
+                return (f"the checkpoint file holds checkpoint {number}, the database only "
+                        f"{len(self.rows)}: checkpoints were removed or an older database "
+                        "restored")
+            row = self.rows[number - 1]
+            if (line.get("number"), line.get("statement"), line.get("signature")) != (
+                    row.number, row.statement, row.signature):
+                return f"checkpoint {number} differs between the database and the file"
+        if len(self.rows) > len(in_file) + 1:
+            return (f"the checkpoint file ends at checkpoint {len(in_file)}, the database at "
+                    f"{len(self.rows)}: the file was truncated")
+        return None

@@ -198,7 +198,8 @@ def audit_verify(data_dir: DataDir = None) -> None:
     except DBAPIError as exc:
         raise fail(database_problem(exc), 2) from None
     if result.ok:
-        console.print(f"security log intact: {result.events} events verified")
+        console.print(f"security log intact: {result.events} events and "
+                      f"{result.checkpoints} signed checkpoints verified")
         return
     raise fail(f"security log broken at event {result.first_bad_seq}: {result.problem}")
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
+from sellervault.audit import checkpoints
 from sellervault.runtime import Runtime
 
 JobFunction = Callable[[Runtime], int]
@@ -98,5 +99,11 @@ API_KEY_EXPIRY = Job(
     "api-key-expiry", timedelta(hours=1), api_keys.warn_expiring,
     "records an api-keys:expiring event for each API key that ends within 30 days")
 
-JOBS = Registry([SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS, API_KEY_EXPIRY])
+AUDIT_CHECKPOINT = Job(
+    "audit-checkpoint", timedelta(seconds=60), checkpoints.write_checkpoint,
+    "signs a checkpoint of the security log (Merkle root, chained) into the database and "
+    "the checkpoint file; its count is the events newly covered")
+
+JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
+                 API_KEY_EXPIRY])
 """What ``serve`` runs and ``sellervault jobs`` knows."""

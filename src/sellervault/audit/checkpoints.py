@@ -1,0 +1,205 @@
+"""Signed checkpoints of the security log: tamper evidence an outsider can check.
+
+The log's events are the leaves of an RFC 6962 Merkle tree (``merkle``; leaf ``i`` is event
+``i + 1``'s canonical body). Every 60 seconds the ``audit-checkpoint`` job signs a
+checkpoint, even when no event was written since the last one::
+
+    {"key": K, "log": "sellervault-security-log", "number": N, "previous": P,
+     "root": R, "size": S, "time": T}
+
+(canonical JSON: sorted keys, no spaces, UTF-8): the root ``R`` (hex) of the first ``S``
+events, at ``T``, chained to checkpoint ``N - 1`` by ``P``, the SHA-256 (hex) of that
+checkpoint's statement (null for the first). The signature is Ed25519 under a key used for
+nothing else (a system key: its 32-byte seed wrapped by the root key), whose public key
+``sellervault audit public-key`` exports, ``K`` being the first 16 bytes (hex) of the
+SHA-256 of its raw public bytes.
+
+Each checkpoint is kept in the database and appended, as one JSON line, to a file whose
+directory is configurable (``SELLERVAULT_CHECKPOINT_DIR``), so that it can live on storage
+the database's writers cannot rewrite. What this catches that the HMAC chain alone cannot:
+a truncated tail with a rewritten head (the latest checkpoint covers more events than are
+left), a history rebuilt to the same size (the roots differ), checkpoints deleted or an old
+database restored (the file holds later checkpoints than the database). An attacker who
+holds the root key, or who can rewrite both the database and the file, is out of reach of
+any of this; an outside copy of the file and of the public key is the remedy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session
+
+from sellervault.audit import merkle
+from sellervault.audit.chain import CHAINED_FIELDS, event_body
+from sellervault.audit.models import CheckpointRow
+from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS
+from sellervault.crypto.keyring import Keyring
+from sellervault.runtime import Runtime
+from sellervault.store.driver import Db
+
+CHECKPOINT_KEY = "audit-checkpoint"
+LOG_ID = "sellervault-security-log"
+READ_BATCH = 5000
+_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A checkpoint's statement: what is signed."""
+
+    number: int
+    size: int
+    root: str
+    time: str
+    previous: str | None
+    key: str
+
+    def statement(self) -> bytes:
+        return _JSON.encode({"key": self.key, "log": LOG_ID, "number": self.number,
+                             "previous": self.previous, "root": self.root,
+                             "size": self.size, "time": self.time}).encode()
+
+    @classmethod
+    def parse(cls, statement: bytes) -> Checkpoint:
+        """The checkpoint a statement states (``ValueError`` if it is not one)."""
+        fields = json.loads(statement)
+        if not isinstance(fields, dict) or fields.get("log") != LOG_ID:
+            raise ValueError("not a checkpoint of this log")
+        checkpoint = cls(int(fields["number"]), int(fields["size"]), str(fields["root"]),
+                         str(fields["time"]), fields["previous"], str(fields["key"]))
+        if checkpoint.statement() != statement:
+            raise ValueError("not in canonical form")
+        return checkpoint
+
+
+def statement_hash(statement: bytes) -> str:
+    return hashlib.sha256(statement).hexdigest()
+
+
+def signing_key(keyring: Keyring, db: Db) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(keyring.system_key(db, CHECKPOINT_KEY))
+
+
+def find_public_key(keyring: Keyring, db: Db) -> Ed25519PublicKey | None:
+    """The checkpoint key's public half, if the key exists (never creates it)."""
+    seed = keyring.find_system_key(db, CHECKPOINT_KEY)
+    return None if seed is None else Ed25519PrivateKey.from_private_bytes(seed).public_key()
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def signature_valid(public_key: Ed25519PublicKey, statement: bytes, signature_hex: str) -> bool:
+    try:
+        public_key.verify(bytes.fromhex(signature_hex), statement)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def leaves(connection: Connection | Session, first: int, last: int) -> Iterator[bytes]:
+    """The leaf hashes of events ``first..last`` in order (fewer if events are missing:
+    the caller compares the count)."""
+    while first <= last:
+        rows = connection.execute(select(EVENTS).where(
+            EVENTS.c.seq >= first, EVENTS.c.seq <= min(last, first + READ_BATCH - 1))
+            .order_by(EVENTS.c.seq)).all()
+        if not rows:
+            return
+        for row in rows:
+            yield merkle.leaf_hash(event_body({name: getattr(row, name)
+                                               for name in CHAINED_FIELDS}))
+        first = rows[-1].seq + 1
+
+
+def _line(row: CheckpointRow) -> str:
+    return _JSON.encode({"number": row.number, "signature": row.signature,
+                         "statement": row.statement}) + "\n"
+
+
+def read_file(path: Path) -> list[dict[str, Any]]:
+    """The checkpoint file's lines (none if it does not exist)."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def _append(path: Path, rows: list[CheckpointRow]) -> None:
+    """Append ``rows`` to the file, each whole, then make it durable (owner-only)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as file:
+        for row in rows:
+            file.write(_line(row))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _sync_file(path: Path, session: Session) -> None:
+    """Append what the database holds beyond the file (a process that died between its
+    commit and its append): the file is the database's checkpoints, in order, or a prefix."""
+    in_file = len(read_file(path))
+    missing = list(session.scalars(select(CheckpointRow).where(CheckpointRow.number > in_file)
+                                   .order_by(CheckpointRow.number)))
+    if missing:
+        _append(path, missing)
+
+
+def write_checkpoint(rt: Runtime) -> int:
+    """The ``audit-checkpoint`` job: sign the log as it stands; the events it newly covers.
+
+    The events since the last checkpoint are hashed from a snapshot (no lock held: events
+    never change once written), onto the last checkpoint's compact range; the checkpoint is
+    then inserted with the next number (the primary key refuses a second one, should two
+    processes ever run the job at once) and appended to the file."""
+    path = rt.settings.checkpoint_file
+    with rt.store.snapshot() as connection:
+        last = connection.execute(select(CheckpointRow).order_by(
+            CheckpointRow.number.desc()).limit(1)).first()
+        head = connection.execute(select(HEADS.c.seq).where(HEADS.c.id == HEAD_ID)).scalar()
+        frontier = (merkle.Frontier(last.tree_size, [bytes.fromhex(h)
+                                                     for h in json.loads(last.frontier)])
+                    if last is not None else merkle.Frontier())
+        covered = frontier.size
+        for leaf in leaves(connection, frontier.size + 1, head or 0):
+            frontier.append(leaf)
+    with rt.store.transaction() as session:
+        _sync_file(path, session)
+        key = signing_key(rt.keyring, session)
+        checkpoint = Checkpoint(
+            number=1 if last is None else last.number + 1, size=frontier.size,
+            root=frontier.root().hex(), time=rt.audit.occurred_at(),
+            previous=None if last is None else statement_hash(last.statement.encode()),
+            key=key_id(key.public_key()))
+        statement = checkpoint.statement()
+        row = CheckpointRow(number=checkpoint.number, tree_size=checkpoint.size,
+                            statement=statement.decode(), signature=key.sign(statement).hex(),
+                            frontier=json.dumps([h.hex() for h in frontier.hashes]))
+        session.add(row)
+        session.flush()
+    _append(path, [row])
+    return frontier.size - covered
+
+
+def latest_number(connection: Connection) -> int:
+    return int(connection.execute(select(func.coalesce(func.max(CheckpointRow.number), 0)))
+               .scalar_one())
