@@ -10,10 +10,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
-from sellervault.audit import verification
+from sellervault.audit import proofs, verification
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.errors import LogError
 from sellervault.audit.events import Actor, Channel, Outcome, TargetType
@@ -115,6 +116,30 @@ def record_serve(runtime: Runtime) -> None:
     auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
     with runtime.store.transaction() as session:
         auditor.record(session, Action.SYSTEM_SERVE, Outcome.SUCCESS)
+
+
+def prove_event(settings: Settings, seq: int) -> dict[str, Any]:
+    """An inclusion proof of event ``seq`` against the latest checkpoint (``audit.proofs``);
+    the reading is an ``audit:read`` event of the command line."""
+    runtime = open_runtime(settings)
+    try:
+        proof = proofs.prove(runtime.store, seq)
+        with runtime.store.transaction() as session:
+            Auditor(runtime.audit, cli_actor()).record(
+                session, Action.AUDIT_READ, Outcome.SUCCESS,
+                target_type=TargetType.SECURITY_EVENT, target_id=str(seq), count=1)
+        return proof
+    finally:
+        runtime.close()
+
+
+def checkpoint_public_key(settings: Settings) -> str:
+    """The checkpoint key's public half (PEM), for whoever checks proofs and checkpoints."""
+    runtime = open_runtime(settings)
+    try:
+        return proofs.public_key_pem(runtime.store, runtime.keyring)
+    finally:
+        runtime.close()
 
 
 def verify_log(settings: Settings,

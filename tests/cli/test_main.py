@@ -267,6 +267,34 @@ def test_audit_verify_detects_an_edited_event(cli: Cli, settings: Settings,
     assert "event 2 was altered" in broken.stderr
 
 
+def test_audit_prove_and_check_proof_with_the_public_key_alone(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult,
+        tmp_path: Path) -> None:
+    args, env = ("--data-dir", settings.data_dir), database_env(settings)
+    none_yet = cli.run("audit", "prove", "1", *args, env=env)
+    assert none_yet.code == 1 and "no checkpoint covers this event yet" in none_yet.stderr
+    assert cli.run("jobs", "run", "audit-checkpoint", *args, env=env).code == 0
+    proved = cli.run("audit", "prove", "1", *args, env=env)
+    assert proved.code == 0, proved
+    key = cli.run("audit", "public-key", *args, env=env)
+    assert key.code == 0 and key.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    (tmp_path / "proof.json").write_text(proved.stdout)
+    (tmp_path / "key.pem").write_text(key.stdout)
+    checked = cli.run("audit", "check-proof", tmp_path / "proof.json", "--public-key",
+                      tmp_path / "key.pem")  # no data directory, no database
+    assert checked.code == 0, checked
+    assert "proof valid: event 1 is in the log as checkpoint 1" in checked.stdout
+    forged = proved.json()
+    forged["event_body"] = forged["event_body"].replace('"success"', '"denied"')
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    refused = cli.run("audit", "check-proof", tmp_path / "forged.json", "--public-key",
+                      tmp_path / "key.pem")
+    assert refused.code == 1 and "proof invalid: the event is not under the signed root" \
+        in refused.stderr
+    intact = cli.run("audit", "verify", *args, env=env)
+    assert intact.code == 0 and "1 signed checkpoints verified" in intact.stdout, intact
+
+
 def test_audit_verify_detects_a_deleted_event(cli: Cli, settings: Settings,
                                               initialized: bootstrap.InitResult) -> None:
     bootstrap.verify_log(settings)  # a third event, so the one removed is in the middle

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from sellervault import bootstrap, network
 from sellervault.accounts.errors import AccountError
+from sellervault.audit import proofs
 from sellervault.audit.errors import LogError
 from sellervault.cli import client_commands
 from sellervault.config import ConfigError, Settings, load_settings
@@ -202,6 +203,56 @@ def audit_verify(data_dir: DataDir = None) -> None:
                       f"{result.checkpoints} signed checkpoints verified")
         return
     raise fail(f"security log broken at event {result.first_bad_seq}: {result.problem}")
+
+
+@audit_app.command("prove")
+def audit_prove(
+    event_id: Annotated[int, typer.Argument(min=1, help="The event's number (its seq).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Print, as JSON, the proof that one event is in the log: its canonical body, its
+    RFC 6962 inclusion path to the latest signed checkpoint, and that checkpoint. Anyone
+    holding the public key (`audit public-key`) checks it with `audit check-proof`, or with
+    their own code (docs/operations.md, section 9)."""
+    settings = settings_for(data_dir)
+    try:
+        proof = bootstrap.prove_event(settings, event_id)
+    except (bootstrap.BootstrapError, KeyFileError, proofs.ProofUnavailableError) as exc:
+        raise fail(str(exc), 2 if not isinstance(exc, proofs.ProofUnavailableError)
+                   else 1) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc), 2) from None
+    print(json.dumps(proof, indent=2))
+
+
+@audit_app.command("public-key")
+def audit_public_key(data_dir: DataDir = None) -> None:
+    """Print the checkpoint key's public half (PEM): give it to whoever checks checkpoints
+    and proofs (an auditor, a SIEM), out of band."""
+    settings = settings_for(data_dir)
+    try:
+        print(bootstrap.checkpoint_public_key(settings), end="")
+    except (bootstrap.BootstrapError, KeyFileError, proofs.ProofUnavailableError) as exc:
+        raise fail(str(exc), 2) from None
+
+
+@audit_app.command("check-proof")
+def audit_check_proof(
+    proof_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                               help="A proof printed by `audit prove`.")],
+    public_key: Annotated[Path, typer.Option(exists=True, dir_okay=False,
+                                             help="The PEM from `audit public-key`.")],
+) -> None:
+    """Check an inclusion proof with the public key alone (no data directory, no database):
+    exit 0 if the event is in the log as the signed checkpoint states, else 1."""
+    try:
+        proof = json.loads(proof_file.read_text(encoding="utf-8"))
+        checkpoint = proofs.check_proof(proof, public_key.read_bytes())
+    except (ValueError, proofs.InvalidProofError) as exc:
+        reason = str(exc) if isinstance(exc, proofs.InvalidProofError) else "not JSON"
+        raise fail(f"proof invalid: {reason}") from None
+    console.print(f"proof valid: event {proof['leaf_index'] + 1} is in the log as checkpoint "
+                  f"{checkpoint.number} ({checkpoint.size} events, {checkpoint.time}) signed it")
 
 
 @keys_app.command("rotate-root")
