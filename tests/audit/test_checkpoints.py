@@ -7,7 +7,8 @@ passes; each of these fails it, naming what happened: a truncated tail with a re
 head, a history rebuilt to the same size (even with valid MACs), a checkpoint edited,
 forged, deleted or reordered, an old database restored (its checkpoints behind the file's),
 and the file truncated or edited. The checkpoints themselves: one per run, empty intervals
-included, numbered and chained, each signed, each also a line of the file (owner-only).
+included, numbered and chained, each signed, each also a line of the file (owner-only);
+and one asked for whenever the chain grows by 1,000 events.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from sellervault.access.actions import Action
 from sellervault.audit import checkpoints, merkle, verification
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_body, event_mac
-from sellervault.audit.events import Actor, Channel, Outcome
+from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
+from sellervault.audit.subscribers import CommittedEvent
 from sellervault.audit.verification import VerifyResult
 from sellervault.audit.writing import LOG_KEY
 from sellervault.clock import ManualClock
@@ -198,3 +200,20 @@ def test_a_file_one_behind_is_a_crash_and_is_repaired_by_the_next_run(
 def test_a_dropped_checkpoint_table_is_detected_by_the_file(signed: Runtime) -> None:
     attack(signed, "DROP TABLE audit_checkpoints")
     expect(signed, "checkpoints were removed or an older database restored")
+
+
+def test_the_trigger_asks_for_a_checkpoint_every_thousand_events_of_the_chain() -> None:
+    """Chain positions, not this process's count: events of other processes (the gaps in
+    the positions seen here) count as well."""
+    asked: list[int] = []
+    seen: list[int] = []
+
+    def checkpoint_now() -> None:
+        asked.append(seen[-1])
+
+    trigger = checkpoints.CheckpointTrigger(checkpoint_now, every=1000)
+    event = SecurityEvent(Action.ORDERS_READ, Outcome.SUCCESS, Actor(Channel.API))
+    for seq in [*range(5, 900), 1004, 1005, *range(1500, 2010, 3)]:
+        seen.append(seq)
+        trigger(CommittedEvent(seq, "2026-12-05T00:00:00.000000Z", event))
+    assert asked == [1005, 2007]  # (2005 was due; 2007 is the first seen from there)

@@ -2,7 +2,8 @@
 
 The log's events are the leaves of an RFC 6962 Merkle tree (``merkle``; leaf ``i`` is event
 ``i + 1``'s canonical body). Every 60 seconds the ``audit-checkpoint`` job signs a
-checkpoint, even when no event was written since the last one::
+checkpoint, even when no event was written since the last one, and sooner when the log has
+grown by 1,000 events (``CheckpointTrigger``)::
 
     {"key": K, "log": "sellervault-security-log", "number": N, "previous": P,
      "root": R, "size": S, "time": T}
@@ -29,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,15 @@ from sqlalchemy.orm import Session
 from sellervault.audit import merkle
 from sellervault.audit.chain import CHAINED_FIELDS, event_body
 from sellervault.audit.models import CheckpointRow
+from sellervault.audit.subscribers import CommittedEvent
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS
 from sellervault.crypto.keyring import Keyring
 from sellervault.runtime import Runtime
 from sellervault.store.driver import Db
 
 CHECKPOINT_KEY = "audit-checkpoint"
+EVENTS_PER_CHECKPOINT = 1000
+"""Besides every 60 seconds, a checkpoint when the log has grown by this many events."""
 LOG_ID = "sellervault-security-log"
 READ_BATCH = 5000
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
@@ -198,6 +202,26 @@ def write_checkpoint(rt: Runtime) -> int:
         session.flush()
     _append(path, [row])
     return frontier.size - covered
+
+
+class CheckpointTrigger:
+    """A subscriber (``AuditLog.subscribe``) that asks for a checkpoint whenever the chain
+    has grown by ``every`` events since it last asked (or since it started): it reads the
+    chain position of the events this process commits, so events of other processes count
+    too, as they move the position on."""
+
+    def __init__(self, checkpoint_now: Callable[[], object],
+                 every: int = EVENTS_PER_CHECKPOINT) -> None:
+        self._checkpoint_now = checkpoint_now
+        self._every = every
+        self._next_at: int | None = None
+
+    def __call__(self, committed: CommittedEvent) -> None:
+        if self._next_at is None:
+            self._next_at = committed.seq + self._every
+        if committed.seq >= self._next_at:
+            self._next_at = committed.seq + self._every
+            self._checkpoint_now()
 
 
 def latest_number(connection: Connection) -> int:

@@ -105,6 +105,13 @@ class Subscribers:
             self._subscriptions = (*self._subscriptions, subscription)
         return subscription
 
+    def unsubscribe(self, subscription: Subscription, timeout: float = 5.0) -> None:
+        """Deliver nothing more to ``subscription``; its thread ends once it has handled
+        what it was given."""
+        with self._lock:
+            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+        subscription.stop(timeout)
+
     def take_place(self) -> int | None:
         """The next place in delivery order, for a writer that has just fixed its event's
         place in the chain; None when nobody listens (nothing to order)."""

@@ -24,8 +24,10 @@ from datetime import UTC
 import anyio.to_thread
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from sellervault.audit.checkpoints import CheckpointTrigger
 from sellervault.audit.events import SYSTEM_ACTOR, Actor
-from sellervault.jobs.registry import JOBS, Registry
+from sellervault.audit.subscribers import Subscription
+from sellervault.jobs.registry import AUDIT_CHECKPOINT, JOBS, Registry
 from sellervault.jobs.runner import Runner
 from sellervault.runtime import Runtime
 
@@ -54,15 +56,26 @@ class Scheduler:
         self._timer = AsyncIOScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._worker: threading.Thread | None = None
+        self._runtime = runtime
+        self._trigger: Subscription | None = None
 
     @property
     def running(self) -> bool:
         return bool(self._timer.running) and not self._stopping.is_set()
 
     def start(self) -> None:
-        """Start the ticks; call it in the event loop they are to fire on."""
+        """Start the ticks; call it in the event loop they are to fire on. A checkpoint is
+        also signed whenever the log grows by 1,000 events (``checkpoints.CheckpointTrigger``),
+        on the trigger's own thread."""
         self._timer.add_job(self._tick, "interval", seconds=self._tick_seconds, id=TICK_ID)
         self._timer.start()
+        if AUDIT_CHECKPOINT.name in self.runner.registry.names:
+            self._trigger = self._runtime.audit.subscribe(
+                "checkpoint-trigger", CheckpointTrigger(self._checkpoint_now))
+
+    def _checkpoint_now(self) -> None:
+        if not self._stopping.is_set():
+            self.runner.run_now(AUDIT_CHECKPOINT.name)
 
     async def _tick(self) -> None:
         if self._stopping.is_set() or (self._worker is not None and self._worker.is_alive()):
@@ -82,6 +95,9 @@ class Scheduler:
         """Stop the ticks and wait for the run in progress; whether it ended in time (if not,
         it goes on in its thread, and its transaction ends with the process)."""
         self._stopping.set()
+        if self._trigger is not None:
+            trigger, self._trigger = self._trigger, None
+            await anyio.to_thread.run_sync(self._runtime.audit.subscribers.unsubscribe, trigger)
         if self._timer.running:
             self._timer.shutdown(wait=False)
             await anyio.sleep(0)  # (APScheduler's asyncio shutdown runs at the loop's next turn)
