@@ -42,7 +42,11 @@ def event_body(fields: dict[str, Any]) -> bytes:
 
 
 def event_mac(log_key: bytes, prev_hash: str, fields: dict[str, Any]) -> str:
-    body = event_body(fields)
+    return body_mac(log_key, prev_hash, event_body(fields))
+
+
+def body_mac(log_key: bytes, prev_hash: str, body: bytes) -> str:
+    """The MAC of an event whose canonical body (``event_body``) is ``body``."""
     return hmac.digest(log_key, prev_hash.encode() + b"\n" + body, hashlib.sha256).hex()
 
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, bindparam, func, inspect, select
 
 from sellervault.audit import checkpoints, merkle
-from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_body, event_mac, macs_equal
+from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, body_mac, event_body, macs_equal
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS, LOG_KEY
 from sellervault.crypto.keyring import Keyring
@@ -114,13 +114,13 @@ def _walk(connection: Connection, log_key: bytes, last: int,
         if not rows:
             break
         for row in rows:
-            problem = _problem(row, expected, prev_hash, log_key)
+            body = event_body({name: getattr(row, name) for name in CHAINED_FIELDS})
+            problem = _problem(row, expected, prev_hash, log_key, body)
             if problem is not None:
                 return VerifyResult(False, expected - 1, expected, problem), prev_hash
             prev_hash = row.hash
             expected += 1
-            signed.add(merkle.leaf_hash(event_body(
-                {name: getattr(row, name) for name in CHAINED_FIELDS})))
+            signed.add(merkle.leaf_hash(body))
         if on_batch is not None:
             on_batch(expected - 1)
     if expected <= last:
@@ -130,13 +130,13 @@ def _walk(connection: Connection, log_key: bytes, last: int,
     return None, prev_hash
 
 
-def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes) -> str | None:
+def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes,
+             body: bytes) -> str | None:
     if row.seq != expected:
         return f"event {expected} is missing"
     if not macs_equal(row.prev_hash, prev_hash):
         return f"event {row.seq} does not link to event {row.seq - 1}"
-    fields = {name: getattr(row, name) for name in CHAINED_FIELDS}
-    if not macs_equal(event_mac(log_key, prev_hash, fields), row.hash):
+    if not macs_equal(body_mac(log_key, prev_hash, body), row.hash):
         return f"event {row.seq} was altered"
     if row.seq == 1 and (row.channel, row.action, row.outcome, row.actor_id) != INIT_EVENT:
         return "event 1 is not the init event the log begins with: the log was started again"
