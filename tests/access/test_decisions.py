@@ -47,7 +47,9 @@ SYSTEM_ACTIONS = [Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_CR
                   Action.AUDIT_READ, Action.ACCOUNTS_REENROL,
                   Action.ACCOUNTS_READ, Action.ACCOUNTS_OFFBOARD, Action.ACCOUNTS_END_DATE,
                   Action.ACCOUNTS_NETWORKS, Action.GRANTS_ADD, Action.GRANTS_REVOKE,
-                  Action.API_KEYS_ROTATE, Action.API_KEYS_REVOKE]
+                  Action.API_KEYS_ROTATE, Action.API_KEYS_REVOKE,
+                  Action.ALERTS_LIST, Action.ALERTS_ACKNOWLEDGE, Action.ALERTS_ASSIGN,
+                  Action.ALERTS_CLOSE]
 # Actions no request is decided for (events of the HTTP layer and of bootstrap commands):
 # the policy names none of them, so nobody is allowed them.
 UNDECIDED_ACTIONS = sorted(set(Action) - set(TENANT_ACTIONS) - set(SYSTEM_ACTIONS)

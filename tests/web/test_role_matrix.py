@@ -173,7 +173,8 @@ def _request(server: Server, key: str, question: Question, order_id: str) -> Any
     path = (question.path.removeprefix("/api/v1").replace("{tenant}", question.tenant or "")
             .replace("{amazon_order_id}", order_id)
             .replace("{account_id}", "acc_000000000000000000000000")
-            .replace("{key_id}", "0000000000000000"))
+            .replace("{key_id}", "0000000000000000")
+            .replace("{alert_id}", "alr_000000000000000000000000"))
     headers = {"X-Access-Purpose": question.purpose} if question.purpose else {}
     with server.client(key, **headers) as client:
         if question.method == "GET":

@@ -40,6 +40,12 @@ class Action(StrEnum):
     KILLSWITCH_SET = "killswitch:set"
     KILLSWITCH_CLEAR = "killswitch:clear"
     KILLSWITCH_LIST = "killswitch:list"
+    # Alerts (security officers); raised by the system's detectors.
+    ALERTS_RAISE = "alerts:raise"
+    ALERTS_LIST = "alerts:list"
+    ALERTS_ACKNOWLEDGE = "alerts:acknowledge"
+    ALERTS_ASSIGN = "alerts:assign"
+    ALERTS_CLOSE = "alerts:close"
     # Orders of a tenant.
     ORDERS_INGEST = "orders:ingest"
     ORDERS_READ = "orders:read"

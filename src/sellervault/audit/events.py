@@ -44,6 +44,7 @@ class TargetType(StrEnum):
     TENANT = "tenant"
     PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)
     API_KEY = "api-key"  # by its key id, never the key
+    ALERT = "alert"
 
 
 class Reason(StrEnum):
@@ -88,6 +89,7 @@ class Reason(StrEnum):
     SWITCH_STATE = "switch_state"  # set already (409) or not set (404)
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
+    ALERT_STATE = "alert_state"  # an alert change that does not apply (409)
     LAST_ADMIN = "last_admin"  # the change would leave no active administrator (409)
     GRANT_STATE = "grant_state"  # a grant held already (409)
     KEY_STATE = "key_state"  # an API key revoked or expired already (409)

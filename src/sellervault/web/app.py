@@ -15,10 +15,12 @@ from starlette.types import ASGIApp
 from sellervault import __version__
 from sellervault.jobs.registry import JOBS, Registry
 from sellervault.jobs.scheduler import Scheduler
+from sellervault.monitoring import detectors
 from sellervault.runtime import Runtime
 from sellervault.web import errors, openapi
 from sellervault.web.api import (
     accounts,
+    alerts,
     approvals,
     audit,
     enrolment,
@@ -59,7 +61,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     for module in (orders, session, enrolment, accounts, approvals, audit, killswitches,
-                   meta):  # the hot path's first
+                   alerts, meta):  # the hot path's first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)
 
@@ -87,11 +89,13 @@ def start_up(runtime: Runtime, jobs: Registry = JOBS) -> Lifespan:
         await runtime.store.open_async(EVENT_LOOP_CONNECTIONS)
         scheduler = Scheduler(runtime, jobs)
         scheduler.start()
+        detecting = detectors.attach(runtime)
         try:
             yield
         finally:
             try:
                 await scheduler.stop()
+                await anyio.to_thread.run_sync(runtime.audit.subscribers.unsubscribe, detecting)
             finally:
                 await runtime.store.close_async()
 

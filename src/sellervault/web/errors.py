@@ -25,6 +25,7 @@ from sellervault.accounts.errors import AccountError, LoginThrottledError
 from sellervault.audit.events import Reason
 from sellervault.counters.errors import CountersUnavailableError
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError, TenantKeysDestroyedError
+from sellervault.monitoring.errors import MonitoringError
 from sellervault.records.errors import RecordError
 from sellervault.web.body import Location, UnacceptableBodyError
 from sellervault.web.context import SCOPE_KEY, ForbiddenError, TenantNotFoundError
@@ -165,7 +166,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(UnacceptableBodyError, _unacceptable_body)
     for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
-                 TenantKeysBusyError, TenantKeysDestroyedError, CountersUnavailableError):
+                 TenantKeysBusyError, TenantKeysDestroyedError, CountersUnavailableError,
+                 MonitoringError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

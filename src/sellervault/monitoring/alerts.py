@@ -1,0 +1,107 @@
+"""Alerts: raised once per rule, subject and window by the detectors (``detectors``); listed,
+acknowledged, assigned and closed by security officers. Each change is a security event
+naming the alert; an alert holds ids and a rule name, never PII.
+
+An alert's status moves forward only: ``open`` → ``acknowledged`` → ``closed`` (an open
+alert may be closed at once). Assigning names the security officer working it, without
+changing the status. Each change is one conditional UPDATE from the statuses it applies
+to, so two officers acting at the same moment cannot both close or both acknowledge it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from sellervault.access.actions import Action
+from sellervault.access.roles import Principal
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
+from sellervault.monitoring.errors import AlertNotFoundError, AlertStateError
+from sellervault.monitoring.models import AlertRow
+from sellervault.runtime import Runtime
+
+OPEN, ACKNOWLEDGED, CLOSED = "open", "acknowledged", "closed"
+_FROM = {Action.ALERTS_ACKNOWLEDGE: (OPEN,), Action.ALERTS_CLOSE: (OPEN, ACKNOWLEDGED),
+         Action.ALERTS_ASSIGN: (OPEN, ACKNOWLEDGED)}
+_TO = {Action.ALERTS_ACKNOWLEDGE: ACKNOWLEDGED, Action.ALERTS_CLOSE: CLOSED}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    rule: str
+    severity: str
+    principal_id: str | None
+    created_at: str
+    status: str
+    assigned_to: str | None
+
+
+def _alert(row: Any) -> Alert:
+    return Alert(row.id, row.rule, row.severity, row.principal_id, row.created_at, row.status,
+                 row.assigned_to)
+
+
+def raise_alert(rt: Runtime, rule: str, severity: str, subject: str,
+                principal_id: str | None, window_start: str) -> str | None:
+    """Record an alert of ``rule`` for ``subject`` in the window starting ``window_start``;
+    its id, or None when that window has one already (another process raised it)."""
+    now = rt.audit.occurred_at()
+    alert_id = "alr_" + secrets.token_hex(12)
+    values = {"id": alert_id, "rule": rule, "severity": severity, "subject": subject,
+              "principal_id": principal_id, "window_start": window_start, "created_at": now,
+              "status": OPEN, "assigned_to": None, "updated_at": now}
+    with rt.store.transaction() as session:
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        created = session.execute(insert(AlertRow).values(**values).on_conflict_do_nothing(
+            index_elements=["rule", "subject", "window_start"]).returning(AlertRow.id)).first()
+        if created is None:
+            return None
+        Auditor(rt.audit, SYSTEM_ACTOR).record(
+            session, Action.ALERTS_RAISE, Outcome.SUCCESS, target_type=TargetType.ALERT,
+            target_id=alert_id, criteria=rule)
+    return alert_id
+
+
+def list_alerts(rt: Runtime, auditor: Auditor, status: str | None = None,
+                limit: int = 100) -> list[Alert]:
+    """The newest alerts first (of one status, if given)."""
+    query = select(AlertRow).order_by(AlertRow.created_at.desc(), AlertRow.id).limit(limit)
+    if status is not None:
+        query = query.where(AlertRow.status == status)
+    with rt.store.transaction() as session:
+        alerts = [_alert(row) for row in session.scalars(query)]
+        auditor.record(session, Action.ALERTS_LIST, Outcome.SUCCESS,
+                       target_type=TargetType.ALERT, count=len(alerts))
+    return alerts
+
+
+def change(rt: Runtime, auditor: Auditor, officer: Principal, alert_id: str, action: Action,
+           assignee: str | None = None) -> Alert:
+    """Acknowledge, close or assign (to ``assignee``) one alert; the alert as it is now."""
+    values: dict[str, Any] = {"updated_at": rt.audit.occurred_at()}
+    if action is Action.ALERTS_ASSIGN:
+        values["assigned_to"] = assignee or officer.id
+    else:
+        values["status"] = _TO[action]
+    with rt.store.transaction() as session:
+        changed = cast(CursorResult[Any], session.execute(
+            update(AlertRow).where(AlertRow.id == alert_id,
+                                   AlertRow.status.in_(_FROM[action]))
+            .values(**values).execution_options(synchronize_session=False)))
+        if changed.rowcount != 1:
+            if session.get(AlertRow, alert_id) is None:
+                raise AlertNotFoundError()
+            raise AlertStateError()
+        auditor.record(session, action, Outcome.SUCCESS, target_type=TargetType.ALERT,
+                       target_id=alert_id)
+        row = session.get_one(AlertRow, alert_id)
+        session.refresh(row)
+        return _alert(row)

@@ -1,0 +1,26 @@
+"""What the alerts API answers when a change does not apply."""
+
+from __future__ import annotations
+
+from sellervault.audit.events import Reason
+
+
+class MonitoringError(Exception):
+    code = Reason.NOT_FOUND
+    status = 400
+
+
+class AlertNotFoundError(MonitoringError):
+    code = Reason.NOT_FOUND
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("no such alert")
+
+
+class AlertStateError(MonitoringError):
+    code = Reason.ALERT_STATE
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("the alert is not in a state this change applies to (closed?)")

@@ -1,0 +1,89 @@
+"""Alerts (role ``security-officer``): what the detectors raised (``monitoring``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from sellervault.access.actions import Action
+from sellervault.monitoring import alerts
+from sellervault.web.context import RequestState, api_router, require
+from sellervault.web.openapi import own_errors
+
+router = api_router("alerts")
+
+ALERT_ID = Path(max_length=32, pattern=r"^alr_[0-9a-f]{24}$")
+
+
+class AlertOut(BaseModel):
+    id: str
+    rule: str
+    severity: str
+    principal_id: str | None
+    created_at: str
+    status: str
+    assigned_to: str | None
+
+    @classmethod
+    def of(cls, alert: alerts.Alert) -> AlertOut:
+        return cls(id=alert.id, rule=alert.rule, severity=alert.severity,
+                   principal_id=alert.principal_id, created_at=alert.created_at,
+                   status=alert.status, assigned_to=alert.assigned_to)
+
+
+@router.get("/alerts")
+def list_alerts(
+    state: Annotated[RequestState, Depends(require(Action.ALERTS_LIST))],
+    status: Annotated[Literal["open", "acknowledged", "closed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[AlertOut]]:
+    """The newest alerts first: ids, the rule, the account (or none, for an address), never
+    PII."""
+    found = alerts.list_alerts(state.runtime, state.auditor, status, limit)
+    return {"alerts": [AlertOut.of(alert) for alert in found]}
+
+
+def _change(state: RequestState, alert_id: str, action: Action,
+            assignee: str | None = None) -> AlertOut:
+    return AlertOut.of(alerts.change(state.runtime, state.auditor, state.principal, alert_id,
+                                     action, assignee))
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
+             responses=own_errors(404, 409, 422))
+def acknowledge_alert(
+    alert_id: Annotated[str, ALERT_ID],
+    state: Annotated[RequestState, Depends(require(Action.ALERTS_ACKNOWLEDGE))],
+) -> AlertOut:
+    """Someone is looking at it (open only)."""
+    return _change(state, alert_id, Action.ALERTS_ACKNOWLEDGE)
+
+
+@router.post("/alerts/{alert_id}/close", response_model=AlertOut,
+             responses=own_errors(404, 409, 422))
+def close_alert(
+    alert_id: Annotated[str, ALERT_ID],
+    state: Annotated[RequestState, Depends(require(Action.ALERTS_CLOSE))],
+) -> AlertOut:
+    """Dealt with (open or acknowledged)."""
+    return _change(state, alert_id, Action.ALERTS_CLOSE)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assignee: str | None = Field(default=None, max_length=32,
+                                 pattern=r"^(acc|svc)_[0-9a-f]{24}$",
+                                 description="an account id; none: yourself")
+
+
+@router.post("/alerts/{alert_id}/assign", response_model=AlertOut,
+             responses=own_errors(404, 409, 422))
+def assign_alert(
+    alert_id: Annotated[str, ALERT_ID],
+    body: AssignIn,
+    state: Annotated[RequestState, Depends(require(Action.ALERTS_ASSIGN))],
+) -> AlertOut:
+    """Who works on it (an open or acknowledged alert)."""
+    return _change(state, alert_id, Action.ALERTS_ASSIGN, body.assignee)
