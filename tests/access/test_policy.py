@@ -39,7 +39,7 @@ ALLOWED: dict[Role, set[Action]] = {
     Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST, Action.APPROVALS_LIST,
                             Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT,
                             Action.ALERTS_LIST, Action.ALERTS_ACKNOWLEDGE,
-                            Action.ALERTS_ASSIGN, Action.ALERTS_CLOSE},
+                            Action.ALERTS_ASSIGN, Action.ALERTS_CLOSE, Action.ACCOUNTS_ENABLE},
     Role.AUDITOR: {Action.AUDIT_READ},
     Role.ANALYST: {Action.ORDERS_READ},
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},

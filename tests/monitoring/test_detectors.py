@@ -7,6 +7,8 @@ the expected alerts and no others, on SQLite and PostgreSQL.
 - The next window's crossing is a new alert; another principal's count is its own.
 - An unidentified caller is counted by address; sign-in failures are not denials here.
 - An account locked after failed sign-ins: one ``login-failures`` alert.
+- A canary touched: the account is disabled at once and a critical ``canary-access`` alert
+  names it.
 - Two detectors on two runtimes sharing Redis counters (two server processes): denials
   spread across both raise one alert.
 """
@@ -19,7 +21,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from sellervault import bootstrap
 from sellervault.access.actions import Action
+from sellervault.access.roles import Grant, Role
+from sellervault.accounts import service as accounts
+from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome, Reason, TargetType
 from sellervault.audit.models import EventRow
@@ -28,6 +34,7 @@ from sellervault.counters.redis import RedisCounters
 from sellervault.monitoring import detectors
 from sellervault.monitoring.models import AlertRow
 from sellervault.runtime import Runtime
+from tests.support import admin_of, system_auditor
 
 
 @pytest.fixture
@@ -135,3 +142,25 @@ def test_two_processes_sharing_the_counters_raise_one_alert(
     finally:
         first.audit.subscribers.unsubscribe(subscriptions[0])
         second.audit.subscribers.unsubscribe(subscriptions[1])
+
+
+def test_a_touched_canary_disables_the_account_at_once_and_raises_a_critical_alert(
+        watched: Runtime, initialized: bootstrap.InitResult) -> None:
+    service = accounts.create_service(watched, system_auditor(watched), admin_of(initialized),
+                                      name="nosy reader", grants=[Grant(Role.ANALYST, "acme")])
+    auditor = Auditor(watched.audit, Actor(Channel.API, actor_id=service.id,
+                                           source_ip="203.0.113.9"))
+    with watched.store.transaction() as session:
+        auditor.record(session, Action.CANARIES_TOUCHED, Outcome.SUCCESS, tenant_id="acme",
+                       target_type=TargetType.CANARY, target_id="ord_canary", count=1)
+    assert watched.audit.subscribers.wait_idle(10)
+    with pytest.raises(UnauthenticatedError):
+        watched.store.call(accounts.authenticate, watched, service.api_key)
+    [alert] = alerts_of(watched)
+    assert (alert.rule, alert.severity, alert.principal_id) == ("canary-access", "critical",
+                                                                service.id)
+    with watched.store.engine.connect() as connection:
+        [disabled] = connection.execute(select(EventRow).where(
+            EventRow.action == "accounts:disable")).all()
+    assert (disabled.target_id, disabled.reason, disabled.channel) == (
+        service.id, "canary_access", "system")

@@ -14,6 +14,7 @@ from sellervault.access.errors import BudgetExhaustedError, PurposeNotPermittedE
 from sellervault.access.models import BudgetRow
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
+from sellervault.audit.models import EventRow
 from sellervault.config import Settings
 from sellervault.crypto.errors import DecryptionError
 from sellervault.crypto.models import DataKey
@@ -279,3 +280,31 @@ def test_resending_a_canary_keeps_it_a_canary(runtime: Runtime,
     records.ingest(runtime, _auditor(runtime), "acme", canary)  # an ordinary re-send
     assert records.list_canaries(runtime, _auditor(runtime), "acme") == \
         [canary[0].amazon_order_id]
+
+
+def test_touching_a_canary_is_an_event_of_its_own_and_an_ordinary_order_is_not(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """Read, revealed or found by a search: one ``canaries:touched`` event each (which the
+    canary-access detector acts on); the reader's answer is an order like any other."""
+    raw = list(synthetic_orders(1, start=700, seed=5))
+    canary = _mapped(raw)
+    records.seed_canaries(runtime, _auditor(runtime), "acme", canary)
+    amazon_id = canary[0].amazon_order_id
+    read_masked(runtime, _auditor(runtime), "acme", stored[0]["AmazonOrderId"])
+    assert _touched(runtime) == []
+    read_masked(runtime, _auditor(runtime), "acme", amazon_id)
+    reveal(runtime, _auditor(runtime), "acme", amazon_id, "fulfillment")
+    email = raw[0]["BuyerInfo"]["BuyerEmail"]
+    found = records.search(runtime, _auditor(runtime), "acc_test", "acme",
+                           purpose="fulfillment", buyer_email=email)
+    assert [o["AmazonOrderId"] for o in found] == [amazon_id]
+    touched = _touched(runtime)
+    assert len(touched) == 3
+    assert {(e.target_type, e.tenant_id, e.actor_id) for e in touched} == {
+        ("canary", "acme", "acc_test")}
+
+
+def _touched(runtime: Runtime) -> list[Any]:
+    with runtime.store.engine.connect() as connection:
+        return list(connection.execute(select(EventRow).where(
+            EventRow.action == "canaries:touched")))

@@ -1,7 +1,8 @@
 """The alerts API through a real HTTPS server whose detectors are attached: ten forbidden
 requests by one service raise one ``unauthorized-calls`` alert naming it, which a security
 officer lists, assigns, acknowledges and closes; the shape holds ids only, never PII; bad
-ids are 422, unknown ones 404, a change that does not apply 409."""
+ids are 422, unknown ones 404, a change that does not apply 409. A canary revealed locks
+the reader (its next request 401) until a security officer re-enables it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import SYSTEM_ACTOR
+from sellervault.records import service as records
+from sellervault.records.spapi import map_order, validate_order
+from sellervault.records.synthetic import synthetic_orders
 from tests.cli.helpers import Cli
 from tests.support import Server
 
@@ -66,3 +72,31 @@ def test_the_cli_lists_and_closes_alerts(server: Server, officer: str,
     assert closed.code == 0 and f"Alert {alert_id} is closed." in closed.stdout
     again = cli.invoke("alerts", "close", alert_id)
     assert again.code == 1 and "alert_state" in again.stderr
+
+
+def test_a_canary_revealed_locks_the_reader_until_a_security_officer_re_enables_it(
+        server: Server, officer: str) -> None:
+    """The reveal answers like any other; the reader's next request is refused; the alert
+    is critical and names it; a security officer re-enables it and its key works again."""
+    raw = list(synthetic_orders(1, start=900, seed=9))
+    records.seed_canaries(server.runtime, Auditor(server.runtime.audit, SYSTEM_ACTOR),
+                          "acme", [map_order(validate_order(o)) for o in raw])
+    with server.client(server.admin_token()) as client:
+        created = client.post("/accounts", json={
+            "kind": "service", "name": "label printer",
+            "grants": [{"role": "pii-reader", "tenant": "acme"}]}).json()
+    with server.client(officer) as client:
+        assert client.post(f"/approvals/{created['id']}/approve").status_code == 200
+    with server.client(created["api_key"], **{"X-Access-Purpose": "fulfillment"}) as client:
+        revealed = client.get(f"/tenants/acme/orders/{raw[0]['AmazonOrderId']}")
+        assert revealed.status_code == 200
+        assert server.runtime.audit.subscribers.wait_idle(10)
+        assert client.get("/session").status_code == 401
+    with server.client(officer) as client:
+        critical = [a for a in client.get("/alerts").json()["alerts"]
+                    if a["rule"] == "canary-access"]
+        assert [(a["principal_id"], a["severity"]) for a in critical] == [
+            (created["id"], "critical")]
+        assert client.post(f"/accounts/{created['id']}/enable").status_code == 200
+    with server.client(created["api_key"]) as client:
+        assert client.get("/session").status_code == 200

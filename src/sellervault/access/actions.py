@@ -52,6 +52,7 @@ class Action(StrEnum):
     ORDERS_SEARCH = "orders:search"
     ORDERS_REVEAL = "orders:reveal"
     CANARIES_LIST = "canaries:list"
+    CANARIES_TOUCHED = "canaries:touched"  # a canary read, revealed or found (the system's)
     # Security log.
     AUDIT_READ = "audit:read"
     # Requests that matched no route.

@@ -203,6 +203,14 @@ def disable_inactive(rt: Runtime) -> int:
         keep_administrator=True)
 
 
+def disable_for_canary(rt: Runtime, account_id: str) -> bool:
+    """Disable the account that touched a canary (``monitoring.detectors``): its sessions end
+    and its credentials are refused from its next request; a security officer or an
+    administrator re-enables it after looking. Whether it was active until now."""
+    now = rt.clock.now()
+    return _disable_by_rule(rt, Reason.CANARY_ACCESS, now, Account.id == account_id) == 1
+
+
 def _disable_by_rule(rt: Runtime, reason: Reason, now: datetime, *conditions: Any,
                      keep_administrator: bool = False) -> int:
     auditor = Auditor(rt.audit, SYSTEM_ACTOR)

@@ -95,6 +95,7 @@ class Reason(StrEnum):
     KEY_STATE = "key_state"  # an API key revoked or expired already (409)
     END_DATE = "end_date"  # why an account was disabled: its end date passed
     INACTIVE = "inactive"  # why an account was disabled: unused for 90 days
+    CANARY_ACCESS = "canary_access"  # why an account was disabled: it touched a canary
     ADDRESS_NOT_ALLOWED = "address_not_allowed"  # outside the account's own networks
     # The web layer's own.
     INVALID_REQUEST = "invalid_request"

@@ -13,9 +13,13 @@ Rules (PARAMETERS.md):
   address when no account was identified), 3 on PII or operator routes (reveal, search,
   kill switches). Sign-in failures are the next rule's.
 - ``login-failures`` (medium): an account locked after failed sign-ins.
+- ``canary-access`` (critical): a canary order read, revealed or found by a search
+  (``canaries:touched``, written by the records service); the account that did it is
+  disabled at once (its next request is refused), until a security officer or an
+  administrator re-enables it.
 
-Not built yet: request rate, retrieval volume, canary access, lockout storms, success after
-many failures, configuration changes, failed verification, notifications.
+Not built yet: request rate, retrieval volume, lockout storms, success after many failures,
+configuration changes, failed verification, notifications.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 from datetime import datetime, timedelta
 
 from sellervault.access.actions import Action
+from sellervault.accounts import lifecycle
 from sellervault.audit.events import Outcome, SecurityEvent
 from sellervault.audit.subscribers import CommittedEvent, Subscription
 from sellervault.counters.interface import Window
@@ -44,6 +49,7 @@ SIGN_IN_ACTIONS = frozenset({Action.SESSION_CREATE, Action.PASSWORD_CHANGE,
                              Action.ENROLMENT_START, Action.ENROLMENT_FINISH})
 UNAUTHORIZED_CALLS = "unauthorized-calls"
 LOGIN_FAILURES = "login-failures"
+CANARY_ACCESS = "canary-access"
 
 
 def window_start(occurred_at: str) -> str:
@@ -77,6 +83,18 @@ class Detectors:
         elif event.action is Action.ACCOUNTS_LOCK and event.target_id is not None:
             alerts.raise_alert(self._rt, LOGIN_FAILURES, "medium", event.target_id,
                                event.target_id, window_start(committed.occurred_at))
+        elif event.action is Action.CANARIES_TOUCHED:
+            self._canary(committed)
+
+    def _canary(self, committed: CommittedEvent) -> None:
+        """Lock first, then the alert: the account is stopped even if the alert fails."""
+        actor_id = committed.event.actor.actor_id
+        subject = _subject(committed.event)
+        if actor_id is not None:
+            lifecycle.disable_for_canary(self._rt, actor_id)
+        if subject is not None:
+            alerts.raise_alert(self._rt, CANARY_ACCESS, "critical", subject, actor_id,
+                               window_start(committed.occurred_at))
 
     def _unauthorized(self, committed: CommittedEvent) -> None:
         event = committed.event

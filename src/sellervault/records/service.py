@@ -60,7 +60,8 @@ _INSERT_ORDERS = BulkInsert(ORDERS, ORDERS.columns.keys())  # every column, in e
 # Statements built once: no per-call expression building or cache-key generation.
 # What reading and revealing an order need (not its dates, counted per read otherwise).
 _ORDER_LOOKUP = select(ORDERS.c.id, ORDERS.c.tenant_id, ORDERS.c.data_key_id,
-                       ORDERS.c.attributes, ORDERS.c.buyer_ct, ORDERS.c.address_ct).where(
+                       ORDERS.c.attributes, ORDERS.c.buyer_ct, ORDERS.c.address_ct,
+                       ORDERS.c.is_canary).where(
     ORDERS.c.tenant_id == bindparam("tenant_id"),
     ORDERS.c.amazon_order_id == bindparam("amazon_order_id"))
 _FIND_ORDER = Prepared(_ORDER_LOOKUP)
@@ -242,6 +243,7 @@ async def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
     row = await _find(rt, tenant_id, amazon_order_id)
     view = masked_view(row)  # before the event: a read that fails is not logged a success
     await auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, **_order_event(row))
+    await _touched_canary(rt, auditor, row)
     return view
 
 
@@ -278,7 +280,18 @@ async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id:
         view = await rt.store.offload(_decrypt_reading_keys, rt, row)
     await auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
                          **_order_event(row, purpose))
+    await _touched_canary(rt, auditor, row)
     return view  # only once the event is committed
+
+
+async def _touched_canary(rt: Runtime, auditor: Auditor, row: Any) -> None:
+    """A canary read or revealed: a ``canaries:touched`` event of its own, which the
+    ``canary-access`` detector acts on (``monitoring.detectors``). The caller's answer is the
+    same as for any order: nothing tells a reader it touched one."""
+    if row.is_canary:
+        await auditor.append(rt.store, Action.CANARIES_TOUCHED, Outcome.SUCCESS,
+                             tenant_id=row.tenant_id, target_type=TargetType.CANARY,
+                             target_id=row.id, count=1)
 
 
 def _decrypt_reading_keys(rt: Runtime, row: Any) -> dict[str, Any]:
@@ -334,6 +347,11 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
                        criteria=search_criteria(buyer_email=buyer_email,
                                                 buyer_phone=buyer_phone,
                                                 postal_code=postal_code))
+        canaries = [row for row in rows if row.is_canary]
+        if canaries:  # a search hit on a canary (see _touched_canary)
+            auditor.record(session, Action.CANARIES_TOUCHED, Outcome.SUCCESS,
+                           tenant_id=tenant_id, target_type=TargetType.CANARY,
+                           target_id=canaries[0].id, count=len(canaries))
         return [masked_view(row) for row in rows]
 
 
