@@ -20,7 +20,7 @@ import httpx
 import pyotp
 import redis
 import uvicorn
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from sellervault import bootstrap
 from sellervault.access.roles import Grant, Principal, Role
@@ -309,3 +309,15 @@ def unblock_event_writes(runtime: Runtime) -> None:
     with runtime.store.engine.begin() as connection:
         connection.execute(text("DROP TRIGGER block_events" + (
             "" if runtime.store.dialect == "sqlite" else " ON security_events")))
+
+
+def last_request_event(server: Server) -> Any:
+    """The newest event a request or command wrote: the detectors' own events (alerts, an
+    account a canary locked), written afterwards on the system channel, are skipped."""
+    from sellervault.audit.models import EventRow
+
+    with server.runtime.store.transaction() as session:
+        event = session.scalars(select(EventRow).where(EventRow.channel != "system")
+                                .order_by(EventRow.seq.desc()).limit(1)).one()
+        session.expunge(event)
+        return event

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from sellervault.audit.models import EventRow
 from sellervault.records.models import Order
 from sellervault.web.body import (
     INLINE_PARSE_BYTES,
@@ -24,7 +23,7 @@ from sellervault.web.body import (
     UnacceptableBodyError,
     parse_json,
 )
-from tests.support import Server
+from tests.support import Server, last_request_event
 
 TENANT = "acme"
 ORDER_ID = "171-0000000-0000001"
@@ -157,11 +156,6 @@ def _orders_stored(server: Server) -> int:
         return int(session.scalar(select(func.count()).select_from(Order)) or 0)
 
 
-def _last_event(server: Server) -> EventRow:
-    with server.runtime.store.transaction() as session:
-        event = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
-        session.expunge(event)
-        return event
 
 
 def _body(order: str) -> str:
@@ -197,7 +191,7 @@ def test_an_order_that_could_not_be_read_back_is_refused_and_nothing_is_stored(
                                                 [{"path": path, "problem": problem}])
     assert "Extra" not in response.text  # an undeclared key is not named
     assert _orders_stored(server) == stored
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.outcome, event.status, event.reason) == (
         "orders:ingest", "failed", 422, "invalid_request")
     assert event.actor_id is not None  # the ingest key that sent it
@@ -225,7 +219,7 @@ def test_invalid_utf8_in_a_login_is_a_422_logged_as_the_login(server: Server) ->
     assert response.status_code == 422
     assert response.json()["error"]["fields"] == [{"path": "body",
                                                    "problem": "invalid_unicode"}]
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.outcome, event.status) == ("session:create", "failed", 422)
 
 

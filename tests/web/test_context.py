@@ -26,12 +26,11 @@ from sqlalchemy import func, select, update
 
 from sellervault.access.actions import PUBLIC_ACTIONS
 from sellervault.accounts.models import ApiKey
-from sellervault.audit.models import EventRow
 from sellervault.records.models import Order
 from sellervault.web import context
 from sellervault.web.app import build_api
 from sellervault.web.context import Declaration, RequestState, declaration_of
-from tests.support import Server
+from tests.support import Server, last_request_event
 
 NOT_LIVE = "svs_not-a-live-token"
 
@@ -42,11 +41,6 @@ def admin(server: Server) -> str:
     return server.admin_token()
 
 
-def _last_event(server: Server) -> EventRow:
-    with server.runtime.store.transaction() as session:
-        event = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
-        session.expunge(event)
-        return event
 
 
 def _guarded_routes() -> list[tuple[str, str]]:
@@ -72,7 +66,7 @@ def test_a_token_that_is_not_live_is_401_before_any_input_is_checked(server: Ser
                                       content=b"{not json" if method == "POST" else None)
             assert response.status_code == 401, (method, path, response.text)
             assert response.json()["error"]["code"] == "unauthenticated"
-            event = _last_event(server)
+            event = last_request_event(server)
             assert (event.outcome, event.reason, event.actor_id) == (
                 "denied", "unauthenticated", None)
 
@@ -107,7 +101,7 @@ def test_a_request_that_fails_validation_is_logged_with_its_actor(
     with server.client(admin) as client:
         response = client.post("/accounts", json={"kind": "robot", "name": "R2"})
     assert response.status_code == 422
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.outcome, event.reason, event.actor_id) == (
         "accounts:create", "failed", "invalid_request", initialized_admin_id)
 
@@ -128,7 +122,7 @@ def test_a_reveal_refused_before_its_route_names_the_reveal_and_its_purpose(
     with server.client(NOT_LIVE, **{"X-Access-Purpose": purpose}) as client:
         response = client.get("/tenants/acme/orders/123-1234567-1234567")
     assert response.status_code == 401
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.purpose, event.outcome) == ("orders:reveal", logged, "denied")
 
 
@@ -175,7 +169,7 @@ def test_a_credential_revoked_while_its_body_arrives_does_not_act(server: Server
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
     with server.runtime.store.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 0
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.outcome, event.reason) == ("orders:ingest", "denied",
                                                            "unauthenticated")
 
@@ -213,7 +207,7 @@ def test_each_refusal_of_the_decision_is_answered_and_logged_as_a_denial(
     with server.client(analyst, **headers) as client:
         response = client.get(path)
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.outcome, event.status, event.reason) == ("denied", status, reason)
 
 
@@ -229,7 +223,7 @@ def test_an_anonymous_caller_cannot_write_tenant_shaped_text_into_the_log(
         server: Server, admin: str) -> None:
     with server.client() as client:
         assert client.get("/tenants/5551234567/canaries").status_code == 401
-    assert _last_event(server).tenant_id is None
+    assert last_request_event(server).tenant_id is None
     with server.client(admin) as client:  # a known caller's is recorded
         assert client.get("/tenants/5551234567/canaries").status_code == 403
-    assert _last_event(server).tenant_id == "5551234567"
+    assert last_request_event(server).tenant_id == "5551234567"

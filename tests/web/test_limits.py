@@ -54,7 +54,13 @@ from sellervault.web import limits, refusals
 from sellervault.web.limits import MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_INGEST_BODY_BYTES
 from sellervault.web.middleware import security_headers
 from sellervault.web.server import build_server
-from tests.support import Server, block_event_writes, start_server, unblock_event_writes
+from tests.support import (
+    Server,
+    block_event_writes,
+    last_request_event,
+    start_server,
+    unblock_event_writes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +121,6 @@ def _send_head(server: Server, head: str) -> tuple[int, dict[str, str], bytes]:
         return _response(tls)
 
 
-def _last_event(server: Server) -> EventRow:
-    with server.runtime.store.transaction() as session:
-        return session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
 
 
 def _last_seq(runtime: Runtime) -> int:
@@ -221,7 +224,7 @@ def test_no_credentials_is_refused_before_the_body_is_read(server: Server, metho
     assert time.monotonic() - started < 4
     assert headers.get("connection") == "close"  # the rest is not read to find a next request
     assert "strict-transport-security" in headers
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.outcome, event.status, event.reason) == (
         action, "denied", 401, "unauthenticated")
 
@@ -237,7 +240,7 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(
     assert status == 413 and b'"too_large"' in body
     assert headers.get("connection") == "close"
     assert ingest_key.encode() not in body
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.status, event.outcome, event.reason) == (413, "failed", "too_large")
 
 

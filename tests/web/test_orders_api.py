@@ -13,7 +13,7 @@ from sellervault import bootstrap
 from sellervault.audit.models import EventRow
 from sellervault.records.models import Order
 from sellervault.runtime import Runtime
-from tests.support import Server, start_server
+from tests.support import Server, last_request_event, start_server
 
 TENANT = "acme"
 OTHER = "globex"
@@ -43,11 +43,6 @@ def _get(server: Server, token: str, order_id: str, tenant: str = TENANT,
         return client.get(f"/tenants/{tenant}/orders/{order_id}")
 
 
-def _last_event(server: Server) -> EventRow:
-    with server.runtime.store.transaction() as session:
-        event = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
-        session.expunge(event)
-        return event
 
 
 def _pii_values(order: dict[str, Any]) -> list[str]:
@@ -201,7 +196,7 @@ def test_an_analyst_cannot_map_orders_to_postal_codes(server: Server,
         refused = _search(server, world["analyst"], purpose=purpose, postal_code=postal)
         assert refused.status_code == 403, refused.text
         assert postal not in refused.text
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.outcome, event.status, event.criteria) == (
         "orders:search", "denied", 403, "postal-code")
     assert postal not in str([getattr(event, column.name) for column in EventRow.__table__.columns])
@@ -220,7 +215,7 @@ def test_a_permitted_search_is_logged_with_its_purpose_and_criteria(
     found = _search(server, world["reader"], purpose="tax-invoicing",
                     postal_code=_postal_code(world))
     assert found.status_code == 200 and found.json()["orders"]
-    event = _last_event(server)
+    event = last_request_event(server)
     assert (event.action, event.outcome, event.purpose, event.criteria, event.count) == (
         "orders:search", "success", "tax-invoicing", "postal-code",
         len(found.json()["orders"]))
@@ -292,7 +287,7 @@ def test_a_malformed_order_address_is_422_naming_the_field_never_its_value(
         bad_field: str) -> None:
     """The order route checks its own inputs (web.api.orders.order_address): the patterns in
     full, one purpose of at most 64 characters, and nothing is looked up or revealed."""
-    seq_before = _last_event(server).seq
+    seq_before = last_request_event(server).seq
     with server.client(world["reader"]) as client:
         response = client.get(f"/tenants/{tenant}/orders/{order_id}",
                               headers=[("X-Access-Purpose", purpose) for purpose in purposes])
@@ -301,7 +296,7 @@ def test_a_malformed_order_address_is_422_naming_the_field_never_its_value(
     assert error["code"] == "invalid_request"
     assert [field["path"] for field in error["fields"]] == [bad_field]
     assert "secret" not in response.text.lower()
-    event = _last_event(server)  # the refusal's own event, and no other (no reveal)
+    event = last_request_event(server)  # the refusal's own event, and no other (no reveal)
     assert (event.seq, event.outcome, event.reason) == (seq_before + 1, "failed",
                                                         "invalid_request")
     # a malformed tenant is not written to the log; a well-formed one is
@@ -383,7 +378,7 @@ def test_an_erased_order_and_an_erased_tenant_answer_410(server: Server,
         refused = client.post(f"/tenants/{erased}/orders", json={"orders": [later]})
     assert refused.status_code == 410
     assert refused.json()["error"]["code"] == "tenant_erased"
-    assert _last_event(server).reason == "tenant_erased"
+    assert last_request_event(server).reason == "tenant_erased"
     with server.runtime.store.transaction() as session:
         assert session.scalar(select(Order.id).where(Order.amazon_order_id == later[
             "AmazonOrderId"])) is None
