@@ -213,3 +213,20 @@ def test_a_subscriber_that_raises_anything_goes_on_with_the_next_event(
     seqs = [_append(runtime), _append(runtime)]
     assert runtime.audit.subscribers.wait_idle()
     assert heard == seqs
+
+
+def test_a_subscriber_hears_only_the_events_it_wants_and_unsubscribed_hears_nothing(
+        runtime: Runtime) -> None:
+    """``wants`` is asked before anything is queued: the others never reach its thread."""
+    heard = Heard()
+    subscription = runtime.audit.subscribe(
+        "audit-reads", heard, lambda committed: committed.event.action is Action.AUDIT_READ)
+    start = _head(runtime)
+    for i in range(10):
+        _append(runtime) if i % 2 else _record(runtime)
+    assert runtime.audit.subscribers.wait_idle()
+    every = _committed_seqs(runtime, start)
+    assert heard.seqs == every[0::2] and len(heard.seqs) == 5
+    runtime.audit.subscribers.unsubscribe(subscription)
+    _record(runtime)
+    assert len(heard.seqs) == 5

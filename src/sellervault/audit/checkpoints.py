@@ -216,6 +216,11 @@ class CheckpointTrigger:
         self._every = every
         self._next_at: int | None = None
 
+    def wants(self, committed: CommittedEvent) -> bool:
+        """Only the events that may cross the next threshold (the others wake no thread;
+        ``__call__`` checks again)."""
+        return self._next_at is None or committed.seq >= self._next_at
+
     def __call__(self, committed: CommittedEvent) -> None:
         if self._next_at is None:
             self._next_at = committed.seq + self._every

@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from sellervault.audit.events import SecurityEvent
-from sellervault.audit.subscribers import CommittedEvent, Subscriber, Subscribers, Subscription
+from sellervault.audit.subscribers import (
+    CommittedEvent,
+    Interest,
+    Subscriber,
+    Subscribers,
+    Subscription,
+)
 from sellervault.clock import Clock
 from sellervault.crypto.keyring import Keyring
 
@@ -27,10 +33,12 @@ class AuditLog:
         """Now, as events record it: UTC, microseconds, "Z" (2026-11-29T04:12:13.123456Z)."""
         return self.clock.now().isoformat(timespec="microseconds")[:-6] + "Z"
 
-    def subscribe(self, name: str, subscriber: Subscriber) -> Subscription:
-        """Hand every event this process commits from now on to ``subscriber``, in chain
-        order, once, on a thread of its own (``audit.subscribers``)."""
-        return self.subscribers.subscribe(name, subscriber)
+    def subscribe(self, name: str, subscriber: Subscriber,
+                  wants: Interest | None = None) -> Subscription:
+        """Hand every event this process commits from now on (that it ``wants``) to
+        ``subscriber``, in chain order, once, on a thread of its own
+        (``audit.subscribers``)."""
+        return self.subscribers.subscribe(name, subscriber, wants)
 
     @staticmethod
     def committed(row: dict[str, Any], event: SecurityEvent) -> CommittedEvent:

@@ -41,15 +41,20 @@ class CommittedEvent:
 
 
 Subscriber = Callable[[CommittedEvent], None]
+Interest = Callable[[CommittedEvent], bool]
+"""Which events a subscriber wants, asked in the writer's thread before anything is queued:
+an event nobody wants wakes no thread (a request's own events are mostly of no interest to
+the detectors, and a wake-up costs the request the interpreter for a moment)."""
 _STOP = object()
 
 
 class Subscription:
     """One subscriber's queue and the thread that feeds it, in order, one event at a time."""
 
-    def __init__(self, name: str, subscriber: Subscriber) -> None:
+    def __init__(self, name: str, subscriber: Subscriber, wants: Interest | None = None) -> None:
         self.name = name
         self._subscriber = subscriber
+        self._wants = wants
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
@@ -58,6 +63,8 @@ class Subscription:
         self._thread.start()
 
     def offer(self, committed: CommittedEvent) -> None:
+        if self._wants is not None and not self._wants(committed):
+            return
         with self._idle:
             self._pending += 1
         self._queue.put(committed)
@@ -98,9 +105,11 @@ class Subscribers:
     def subscriptions(self) -> tuple[Subscription, ...]:
         return self._subscriptions
 
-    def subscribe(self, name: str, subscriber: Subscriber) -> Subscription:
-        """Deliver every event committed from now on to ``subscriber``, on its own thread."""
-        subscription = Subscription(name, subscriber)
+    def subscribe(self, name: str, subscriber: Subscriber,
+                  wants: Interest | None = None) -> Subscription:
+        """Deliver every event committed from now on (that it ``wants``) to ``subscriber``,
+        on its own thread."""
+        subscription = Subscription(name, subscriber, wants)
         with self._lock:
             self._subscriptions = (*self._subscriptions, subscription)
         return subscription

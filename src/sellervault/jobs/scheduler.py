@@ -70,8 +70,9 @@ class Scheduler:
         self._timer.add_job(self._tick, "interval", seconds=self._tick_seconds, id=TICK_ID)
         self._timer.start()
         if AUDIT_CHECKPOINT.name in self.runner.registry.names:
-            self._trigger = self._runtime.audit.subscribe(
-                "checkpoint-trigger", CheckpointTrigger(self._checkpoint_now))
+            trigger = CheckpointTrigger(self._checkpoint_now)
+            self._trigger = self._runtime.audit.subscribe("checkpoint-trigger", trigger,
+                                                          trigger.wants)
 
     def _checkpoint_now(self) -> None:
         if not self._stopping.is_set():

@@ -50,6 +50,7 @@ SIGN_IN_ACTIONS = frozenset({Action.SESSION_CREATE, Action.PASSWORD_CHANGE,
 UNAUTHORIZED_CALLS = "unauthorized-calls"
 LOGIN_FAILURES = "login-failures"
 CANARY_ACCESS = "canary-access"
+_RULE_ACTIONS = frozenset({Action.ACCOUNTS_LOCK, Action.CANARIES_TOUCHED})
 
 
 def window_start(occurred_at: str) -> str:
@@ -68,6 +69,12 @@ def _subject(event: SecurityEvent) -> str | None:
     if event.actor.source_ip is not None:
         return "address:" + event.actor.source_ip
     return None
+
+
+def wanted(committed: CommittedEvent) -> bool:
+    """The events some rule reads (asked in the writer's thread: keep it this cheap)."""
+    event = committed.event
+    return event.outcome is Outcome.DENIED or event.action in _RULE_ACTIONS
 
 
 class Detectors:
@@ -111,4 +118,4 @@ class Detectors:
 
 def attach(rt: Runtime) -> Subscription:
     """Start the detectors on this process's security log (``serve``)."""
-    return rt.audit.subscribe("detectors", Detectors(rt))
+    return rt.audit.subscribe("detectors", Detectors(rt), wanted)
