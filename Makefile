@@ -40,6 +40,8 @@ bench: $(STAMP) ## Benchmarks, each a ratio against a baseline run beside it
 	$(BIN)/python bench/login_lockout.py --db postgresql --redis redis://127.0.0.1:6379/0
 	$(BIN)/python bench/audit_log.py --db sqlite
 	$(BIN)/python bench/audit_log.py --db postgresql
+	$(BIN)/python bench/detectors.py --db sqlite
+	$(BIN)/python bench/detectors.py --db postgresql
 
 clean: ## Remove the venv and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
