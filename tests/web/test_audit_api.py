@@ -48,7 +48,30 @@ def test_the_cursor_is_bounded_to_what_the_column_holds(server: Server, admin: s
             response = client.get("/audit/events", params={"after": str(after)})
             assert response.status_code == status, (after, response.text)
             if status == 200:
-                assert response.json() == {"events": []}
+                assert response.json() == {"events": [], "next_cursor": None}
             else:
                 fields = response.json()["error"]["fields"]
                 assert [field["path"] for field in fields] == ["query.after"]
+
+
+def test_filters_and_the_cursor_over_https(server: Server, admin: str) -> None:
+    """Filters combine; a bad value is a 422 naming the field; a time without a zone is
+    refused (a reader's local time would shift the range silently)."""
+    auditor_token, _ = server.create_person(admin, "ada.auditor@example.test", "Ada Auditor",
+                                            [{"role": "auditor", "tenant": "*"}])
+    with server.client(auditor_token) as client:
+        page = client.get("/audit/events", params={"action": "accounts:create",
+                                                   "outcome": "success", "limit": 2})
+        assert page.status_code == 200
+        body = page.json()
+        assert len(body["events"]) == 2 and body["next_cursor"] == body["events"][-1]["seq"]
+        assert {e["action"] for e in body["events"]} == {"accounts:create"}
+        rest = client.get("/audit/events", params={"action": "accounts:create",
+                                                   "after": body["next_cursor"]}).json()
+        assert all(e["seq"] > body["next_cursor"] for e in rest["events"])
+        for params, field in (({"action": "orders:steal"}, "query.action"),
+                              ({"since": "2026-12-05T10:00:00"}, "query.since"),
+                              ({"tenant": "Not A Tenant"}, "query.tenant")):
+            refused = client.get("/audit/events", params=params)
+            assert refused.status_code == 422, params
+            assert [f["path"] for f in refused.json()["error"]["fields"]] == [field]

@@ -1,7 +1,15 @@
-"""Reading the security log: pages of events for a reader, whose read is itself an event."""
+"""Reading the security log: pages of events for a reader, whose read is itself an event.
+
+A page is the events after a cursor (a sequence number), in chain order, that match every
+filter given: a time range, the actor, the action, the outcome, the tenant. The next page
+starts after the last event of this one. The events table has no secondary index (each
+would cost every request's write), so a filter is a scan in chain order from the cursor,
+stopping at the page's size.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,20 +27,55 @@ def count_events(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(EventRow)) or 0
 
 
-def list_events(session: Session, after_seq: int = 0, limit: int = 100) -> list[EventRow]:
-    return list(session.scalars(
-        select(EventRow).where(EventRow.seq > after_seq).order_by(EventRow.seq).limit(limit)
-    ))
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What a reader asks for; None: anything. Times are the events' own format (UTC,
+    microseconds, "Z"), which sorts as it reads."""
+
+    since: str | None = None
+    until: str | None = None
+    actor_id: str | None = None
+    action: Action | None = None
+    outcome: Outcome | None = None
+    tenant_id: str | None = None
+
+    def where(self) -> list[Any]:
+        conditions: list[Any] = []
+        if self.since is not None:
+            conditions.append(EventRow.occurred_at >= self.since)
+        if self.until is not None:
+            conditions.append(EventRow.occurred_at < self.until)
+        for column, value in ((EventRow.actor_id, self.actor_id),
+                              (EventRow.action, self.action),
+                              (EventRow.outcome, self.outcome),
+                              (EventRow.tenant_id, self.tenant_id)):
+            if value is not None:
+                conditions.append(column == str(value))
+        return conditions
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: list[dict[str, Any]]
+    next_cursor: int | None
+    """Where the next page starts (``after``); None when this page was the last."""
 
 
-def read_events(store: Store, auditor: Auditor, after_seq: int = 0,
-                limit: int = 100) -> list[dict[str, Any]]:
+def list_events(session: Session, after_seq: int = 0, limit: int = 100,
+                matching: EventFilter | None = None) -> list[EventRow]:
+    query = select(EventRow).where(EventRow.seq > after_seq)
+    if matching is not None:
+        query = query.where(*matching.where())
+    return list(session.scalars(query.order_by(EventRow.seq).limit(limit)))
+
+
+def read_events(store: Store, auditor: Auditor, after_seq: int = 0, limit: int = 100,
+                matching: EventFilter | None = None) -> Page:
     """A page of the log for a reader; the read itself is an event."""
     with store.transaction() as session:
-        rows = list_events(session, after_seq=after_seq, limit=limit)
+        rows = list_events(session, after_seq=after_seq, limit=limit, matching=matching)
         auditor.record(session, Action.AUDIT_READ, Outcome.SUCCESS,
                        target_type=TargetType.SECURITY_EVENT, count=len(rows))
-        return [{**{name: getattr(row, name) for name in CHAINED_FIELDS}, "hash": row.hash}
-                for row in rows]
+        events = [{**{name: getattr(row, name) for name in CHAINED_FIELDS}, "hash": row.hash}
+                  for row in rows]
+    return Page(events, rows[-1].seq if len(rows) == limit else None)
