@@ -69,8 +69,13 @@ def test_filters_and_the_cursor_over_https(server: Server, admin: str) -> None:
         rest = client.get("/audit/events", params={"action": "accounts:create",
                                                    "after": body["next_cursor"]}).json()
         assert all(e["seq"] > body["next_cursor"] for e in rest["events"])
+        ranged = client.get("/audit/events", params={"since": "2000-01-01T00:00:00+02:00",
+                                                     "until": "2000-01-02T00:00:00Z"})
+        assert ranged.status_code == 200 and ranged.json()["events"] == []
         for params, field in (({"action": "orders:steal"}, "query.action"),
                               ({"since": "2026-12-05T10:00:00"}, "query.since"),
+                              ({"until": "0.5"}, "query.until"),  # not a Unix time
+                              ({"until": "2026-02-31T10:00:00Z"}, "query.until"),
                               ({"tenant": "Not A Tenant"}, "query.tenant")):
             refused = client.get("/audit/events", params=params)
             assert refused.status_code == 422, params

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime
+from pydantic import AfterValidator
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
@@ -18,11 +18,26 @@ router = api_router("audit")
 MAX_EVENT_ID = 2**63 - 1  # the column's range (BIGINT): past it the database refuses
 
 
-def _event_time(moment: AwareDatetime | None) -> str | None:
+ISO_TIME = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+            r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
+"""An ISO 8601 time with its zone, and nothing else (pydantic's datetime also takes a bare
+number as a Unix time, which a reader would not mean)."""
+
+
+def _a_real_time(text: str) -> str:
+    datetime.fromisoformat(text)  # ValueError (a 422) for a day the month lacks
+    return text
+
+
+EventTime = Annotated[str, AfterValidator(_a_real_time)]
+
+
+def _event_time(text: str | None) -> str | None:
     """A time in the events' own format (UTC, microseconds, "Z"), which sorts as it reads."""
-    if moment is None:
+    if text is None:
         return None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    moment = datetime.fromisoformat(text).astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 @router.get("/audit/events")
@@ -31,8 +46,10 @@ def list_events(
     after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID,
                                 description="the cursor: events after this one")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    since: Annotated[AwareDatetime | None, Query(description="from this time on")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="before this time")] = None,
+    since: Annotated[EventTime | None, Query(pattern=ISO_TIME, max_length=40,
+                                             description="from this time on")] = None,
+    until: Annotated[EventTime | None, Query(pattern=ISO_TIME, max_length=40,
+                                             description="before this time")] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[Action | None, Query()] = None,
     outcome: Annotated[Outcome | None, Query()] = None,
