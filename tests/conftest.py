@@ -194,3 +194,18 @@ def order_examples() -> list[dict[str, object]]:
 
     walk(document)
     return list(found.values())
+
+
+# The longest test files first: with ``make test``'s workers taking whole files in collection
+# order (``--dist loadfile``), a long file collected last would finish alone on one worker
+# while the others idle.
+LONGEST_FIRST = ("tests.web.test_openapi_fuzz", "tests.web.test_role_matrix")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = getattr(item, "module", None)
+        name = module.__name__ if module is not None else ""
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # (stable: every file's tests stay together and in order)
