@@ -8,6 +8,8 @@ from the side of whoever holds a key that should have stopped working.
   keys are not rotated (409).
 - An expired key is refused; a key within 30 days of its end says so (``expires_soon``),
   one further out does not; the ``api-key-expiry`` job announces each such key once.
+- A service that reads PII is not rotated by an administrator (its key took a second
+  person; a new one must too).
 - Two rotations at the same moment end as if one ran after the other (the service's row is
   locked first).
 - Each change is an event naming the key by its id, never the key.
@@ -24,14 +26,15 @@ import pytest
 from sqlalchemy import select
 
 from sellervault import bootstrap
-from sellervault.access.roles import Grant, Role
-from sellervault.accounts import api_keys, lifecycle
+from sellervault.access.roles import Grant, Principal, Role
+from sellervault.accounts import api_keys, approvals, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import (
     AccountNotFoundError,
     AccountStateError,
     ApiKeyNotFoundError,
     ApiKeyStateError,
+    PiiServiceKeyError,
     UnauthenticatedError,
 )
 from sellervault.audit.models import EventRow
@@ -168,3 +171,19 @@ def test_two_rotations_at_once_end_as_one_after_the_other(
     assert sorted(refused(runtime, key) for key in new_keys) == [False, True]
     assert refused(runtime, service.api_key)
     assert len(events(runtime, "api-keys:rotate")) == 2
+
+
+def test_an_approved_pii_service_is_never_rotated_by_an_administrator(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """The review's finding: a rotation gave the admin a working PII key with no second
+    person. Its key was released by a security officer; a new one takes a new service."""
+    admin = admin_of(initialized)
+    pii = accounts.create_service(runtime, system_auditor(runtime), admin, name="labels",
+                                  grants=[Grant(Role.PII_READER, "acme")])
+    approvals.decide(runtime, system_auditor(runtime),
+                     Principal("acc_officer", "person", (Grant(Role.SECURITY_OFFICER, "*"),)),
+                     pii.id, approve=True)
+    with pytest.raises(PiiServiceKeyError):
+        api_keys.rotate(runtime, system_auditor(runtime), admin, pii.id, timedelta(0))
+    assert len(_keys(runtime, pii.id)) == 1
+    authenticate(runtime, pii.api_key)

@@ -19,6 +19,9 @@ the side of whoever holds a credential that should have stopped working.
   refused; one can be cleared.
 - The ``inactive-accounts`` job disables accounts unused for 90 days, and not a day
   earlier; never every active administrator.
+- The rules disable only active accounts: a pending PII service given an end date is not
+  turned active by re-enabling it. Nobody ends the last administrator with no end date, nor
+  sets their own end date.
 """
 
 from __future__ import annotations
@@ -362,3 +365,40 @@ def test_accounts_unused_for_ninety_days_are_disabled_and_not_a_day_earlier(
     assert (event.target_id, event.reason) == (pat.id, "inactive")
     clock.advance(45 * DAY)
     assert lifecycle.disable_inactive(runtime) == 1  # now the service too
+
+
+def test_a_pending_pii_service_is_not_laundered_to_active_by_an_end_date(
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    """The review's finding: the end-date job disabled the pending service, and enabling
+    made it active, its pii-reader key working with no second person. The jobs disable only
+    active accounts; a pending one stays pending (and authenticates nothing)."""
+    admin = admin_of(initialized)
+    pending = accounts.create_service(runtime, system_auditor(runtime), admin,
+                                      name="label printer",
+                                      grants=[Grant(Role.PII_READER, "acme")])
+    lifecycle.set_end_date(runtime, system_auditor(runtime), admin, pending.id,
+                           clock.now() + timedelta(minutes=1))
+    clock.advance(120)
+    assert lifecycle.disable_ended(runtime) == 0
+    assert status(runtime, pending.id) == "pending"
+    with pytest.raises(AccountStateError):
+        lifecycle.enable(runtime, system_auditor(runtime), admin, pending.id)
+    with pytest.raises(UnauthenticatedError):
+        authenticate(runtime, pending.api_key)
+
+
+def test_no_administrator_ends_the_last_lasting_one_nor_their_own_end_date(
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    """Two admins giving each other an end date would leave none an hour later; an admin
+    with an end date could offboard the only one without; one could clear their own."""
+    first, second = admin_of(initialized), second_admin(runtime, initialized)
+    soon = clock.now() + timedelta(hours=1)
+    lifecycle.set_end_date(runtime, system_auditor(runtime), first, second.id, soon)
+    with pytest.raises(LastAdministratorError):
+        lifecycle.set_end_date(runtime, system_auditor(runtime), second, first.id, soon)
+    for change in (lifecycle.offboard, lifecycle.disable):
+        with pytest.raises(LastAdministratorError):
+            change(runtime, system_auditor(runtime), second, first.id)
+    with pytest.raises(AccountRequestError):
+        lifecycle.set_end_date(runtime, system_auditor(runtime), second, second.id, None)
+    assert status(runtime, first.id) == "active"

@@ -1,7 +1,9 @@
 """A service's API keys: issued with the service, rotated with an overlap its operator
 chooses, revoked, and never older than ``api_key_max_age_days`` (365 at most).
 
-Rotation issues a new key (shown once) and shortens every live key of the service to end
+A service that reads PII is not rotated by an administrator (409): its key was released by
+a second person (``approvals``), and a new one must be too, so it is replaced by a new
+service. Rotation issues a new key (shown once) and shortens every live key of the service to end
 after the overlap: the seller application is redeployed with the new key within it, and
 the old one stops by itself (an overlap of 0 stops it at once). Two rotations at the same
 moment queue on the service's row, so neither shortens a key the other just issued. A key
@@ -24,16 +26,17 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
-from sellervault.access.roles import Principal
+from sellervault.access.roles import Principal, Role
 from sellervault.accounts import approvals
 from sellervault.accounts.errors import (
     AccountNotFoundError,
     AccountStateError,
     ApiKeyNotFoundError,
     ApiKeyStateError,
+    PiiServiceKeyError,
 )
 from sellervault.accounts.keys import credential_pepper
-from sellervault.accounts.models import Account, ApiKey
+from sellervault.accounts.models import Account, ApiKey, GrantRow
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.crypto.credentials import API_KEY_PREFIX, keyed_hash, new_token
@@ -98,6 +101,10 @@ def rotate(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str,
             raise AccountNotFoundError()
         if status not in _ROTATABLE:
             raise AccountStateError()
+        if session.scalar(select(GrantRow.role).where(
+                GrantRow.account_id == account_id, GrantRow.role == Role.PII_READER.value)
+                .limit(1)) is not None:
+            raise PiiServiceKeyError()
         ends = now + overlap
         shortened = cast(CursorResult[Any], session.execute(
             update(ApiKey).where(ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None),

@@ -189,3 +189,15 @@ class ApiKeyNotFoundError(AccountError):
 
     def __init__(self) -> None:
         super().__init__("the account has no API key with this id")
+
+
+class PiiServiceKeyError(AccountError):
+    """A new key for a service that reads PII: that takes a second person, as creating it
+    did."""
+
+    code = Reason.APPROVAL_REQUIRED
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("a service that reads PII gets a new key only as a new service a "
+                         "security officer approves: create one, then offboard this one")

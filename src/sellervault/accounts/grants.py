@@ -47,8 +47,16 @@ def check(grants: list[Grant]) -> None:
         raise AccountRequestError(GRANT_REFUSALS[decision])
 
 
+def _not_own(admin: Principal, account_id: str) -> None:
+    """An administrator's own grants are changed by another: nobody widens their own reach
+    (security-officer beside admin makes one the second person for their own services)."""
+    if account_id == admin.id:
+        raise AccountRequestError("an administrator's own grants are changed by another")
+
+
 def add(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str,
         grant: Grant) -> None:
+    _not_own(admin, account_id)
     now = rt.clock.now()
     with rt.store.transaction() as session:
         kind = session.scalar(select(Account.kind).where(Account.id == account_id)
@@ -72,6 +80,7 @@ def add(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str,
 
 def revoke(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str,
            grant: Grant) -> None:
+    _not_own(admin, account_id)
     now = rt.clock.now()
     with rt.store.transaction() as session:
         if grant.role is Role.ADMIN:

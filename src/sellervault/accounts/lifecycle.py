@@ -31,7 +31,11 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.access.roles import Principal
 from sellervault.accounts import api_keys, lockout
-from sellervault.accounts.administrators import active_administrators, keep_an_administrator
+from sellervault.accounts.administrators import (
+    active_administrators,
+    keep_an_administrator,
+    lasting_administrators,
+)
 from sellervault.accounts.errors import (
     AccountNotFoundError,
     AccountRequestError,
@@ -165,9 +169,11 @@ def set_end_date(rt: Runtime, auditor: Auditor, admin: Principal, account_id: st
                                   "disable or offboard the account)")
     if ends_at is not None and ends_at > now + MAX_END_DATE_AHEAD:
         raise AccountRequestError("an end date is at most ten years ahead")
-    if ends_at is not None and account_id == admin.id:
-        raise AccountRequestError("an administrator cannot end their own account")
+    if account_id == admin.id:
+        raise AccountRequestError("an administrator's own end date is set by another")
     with rt.store.transaction() as session:
+        if ends_at is not None:
+            keep_an_administrator(session, account_id, now)
         changed = cast(CursorResult[Any], session.execute(
             update(Account).where(Account.id == account_id).values(ends_at=ends_at)
             .execution_options(synchronize_session=False)))
@@ -178,7 +184,10 @@ def set_end_date(rt: Runtime, auditor: Auditor, admin: Principal, account_id: st
 
 
 INACTIVITY = timedelta(days=90)
-_DISABLEABLE = (lockout.ACTIVE, "enrolling", "pending")
+_DISABLEABLE = (lockout.ACTIVE,)
+"""What the rules disable: only active accounts. One waiting for approval or enrolling
+authenticates nothing anyway; disabled, it could be re-enabled straight to active, past its
+approval or its enrolment."""
 
 
 def disable_ended(rt: Runtime) -> int:
@@ -215,8 +224,10 @@ def _disable_by_rule(rt: Runtime, reason: Reason, now: datetime, *conditions: An
                      keep_administrator: bool = False) -> int:
     auditor = Auditor(rt.audit, SYSTEM_ACTOR)
     with rt.store.transaction() as session:
-        administrators = set(active_administrators(session, now)) if keep_administrator \
-            else set()
+        administrators: set[str] = set()
+        if keep_administrator:
+            active_administrators(session, now)  # (locks them)
+            administrators = set(lasting_administrators(session, now))
         due = set(session.scalars(select(Account.id).where(
             Account.status.in_(_DISABLEABLE), *conditions).with_for_update()))
         if administrators and administrators <= due:
