@@ -35,9 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +44,7 @@ from sellervault.audit.models import CheckpointRow
 from sellervault.audit.subscribers import CommittedEvent
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS
 from sellervault.crypto.keyring import Keyring
+from sellervault.crypto.signatures import SigningKey, VerifyKey
 from sellervault.runtime import Runtime
 from sellervault.store.driver import Db
 
@@ -91,32 +89,14 @@ def statement_hash(statement: bytes) -> str:
     return hashlib.sha256(statement).hexdigest()
 
 
-def signing_key(keyring: Keyring, db: Db) -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(keyring.system_key(db, CHECKPOINT_KEY))
+def signing_key(keyring: Keyring, db: Db) -> SigningKey:
+    return SigningKey(keyring.system_key(db, CHECKPOINT_KEY))
 
 
-def find_public_key(keyring: Keyring, db: Db) -> Ed25519PublicKey | None:
+def find_public_key(keyring: Keyring, db: Db) -> VerifyKey | None:
     """The checkpoint key's public half, if the key exists (never creates it)."""
     seed = keyring.find_system_key(db, CHECKPOINT_KEY)
-    return None if seed is None else Ed25519PrivateKey.from_private_bytes(seed).public_key()
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:32]
-
-
-def public_key_pem(public_key: Ed25519PublicKey) -> str:
-    return public_key.public_bytes(serialization.Encoding.PEM,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def signature_valid(public_key: Ed25519PublicKey, statement: bytes, signature_hex: str) -> bool:
-    try:
-        public_key.verify(bytes.fromhex(signature_hex), statement)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return None if seed is None else SigningKey(seed).public
 
 
 def leaves(connection: Connection | Session, first: int, last: int) -> Iterator[bytes]:
@@ -193,10 +173,10 @@ def write_checkpoint(rt: Runtime) -> int:
             number=1 if last is None else last.number + 1, size=frontier.size,
             root=frontier.root().hex(), time=rt.audit.occurred_at(),
             previous=None if last is None else statement_hash(last.statement.encode()),
-            key=key_id(key.public_key()))
+            key=key.public.key_id)
         statement = checkpoint.statement()
         row = CheckpointRow(number=checkpoint.number, tree_size=checkpoint.size,
-                            statement=statement.decode(), signature=key.sign(statement).hex(),
+                            statement=statement.decode(), signature=key.sign(statement),
                             frontier=json.dumps([h.hex() for h in frontier.hashes]))
         session.add(row)
         session.flush()

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
 from sellervault.audit import checkpoints, merkle
@@ -29,6 +27,7 @@ from sellervault.audit.chain import CHAINED_FIELDS, event_body
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS
 from sellervault.crypto.keyring import Keyring
+from sellervault.crypto.signatures import PublicKeyError, VerifyKey
 from sellervault.store.engine import Store
 
 FORMAT = "sellervault-inclusion-proof/1"
@@ -69,23 +68,21 @@ def public_key_pem(store: Store, keyring: Keyring) -> str:
         public_key = checkpoints.find_public_key(keyring, connection)
     if public_key is None:
         raise ProofUnavailableError("no checkpoint has been signed yet")
-    return checkpoints.public_key_pem(public_key)
+    return public_key.pem()
 
 
 def check_proof(proof: dict[str, Any], public_key_pem: bytes) -> checkpoints.Checkpoint:
     """The checkpoint that vouches for the event, if the proof holds (else
     ``InvalidProofError``)."""
     try:
-        public_key = serialization.load_pem_public_key(public_key_pem)
-    except ValueError:
-        raise InvalidProofError("the public key is not a PEM public key") from None
-    if not isinstance(public_key, Ed25519PublicKey):
-        raise InvalidProofError("the public key is not an Ed25519 key")
+        public_key = VerifyKey.from_pem(public_key_pem)
+    except PublicKeyError as exc:
+        raise InvalidProofError(str(exc)) from None
     try:
         if proof["format"] != FORMAT:
             raise InvalidProofError("not a SellerVault inclusion proof")
         statement = str(proof["statement"]).encode()
-        if not checkpoints.signature_valid(public_key, statement, str(proof["signature"])):
+        if not public_key.verifies(statement, str(proof["signature"])):
             raise InvalidProofError("the checkpoint is not signed by this key")
         checkpoint = checkpoints.Checkpoint.parse(statement)
         body = str(proof["event_body"]).encode()

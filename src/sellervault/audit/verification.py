@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, bindparam, func, inspect, select
 
 from sellervault.audit import checkpoints, merkle
@@ -25,6 +24,7 @@ from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, body_mac, event_bod
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS, LOG_KEY
 from sellervault.crypto.keyring import Keyring
+from sellervault.crypto.signatures import VerifyKey
 from sellervault.store.engine import Store
 
 VERIFY_BATCH = 5000
@@ -150,7 +150,7 @@ class _Checkpoints:
     comparing once it is known to be signed), each root as the walk goes (when it has hashed
     as many events as the checkpoint covers), then coverage and the file (``check``)."""
 
-    def __init__(self, rows: list[Any], public_key: Ed25519PublicKey | None) -> None:
+    def __init__(self, rows: list[Any], public_key: VerifyKey | None) -> None:
         self.rows = rows
         self.problem: str | None = None
         self.first_bad_seq: int | None = None
@@ -189,7 +189,7 @@ class _Checkpoints:
         if self.problem is None:
             self.problem, self.first_bad_seq = problem, first_bad_seq
 
-    def _signed(self, public_key: Ed25519PublicKey | None) -> str | None:
+    def _signed(self, public_key: VerifyKey | None) -> str | None:
         """Signatures, numbering, links and order: the first problem, or None."""
         if self.rows and public_key is None:
             return "checkpoints exist but the checkpoint key is missing"
@@ -199,9 +199,8 @@ class _Checkpoints:
             assert public_key is not None
             if row.number != number or checkpoint.number != number:
                 return f"checkpoint {number} is missing"
-            if checkpoint.size != row.tree_size or checkpoint.key != checkpoints.key_id(
-                    public_key) or not checkpoints.signature_valid(
-                    public_key, row.statement.encode(), row.signature):
+            if checkpoint.size != row.tree_size or checkpoint.key != public_key.key_id \
+                    or not public_key.verifies(row.statement.encode(), row.signature):
                 return f"checkpoint {number} is not signed by the checkpoint key"
             if previous is not None and (
                     checkpoint.previous != checkpoints.statement_hash(
