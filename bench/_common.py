@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +77,18 @@ running_vault = start_server  # SellerVault itself, TLS only, with real log-in h
 
 
 # -- statistics and output ----------------------------------------------------------------
+
+def time_gets(client: Any, paths: Sequence[str], count: int) -> list[float]:
+    """``count`` GETs of ``paths`` in turn on one keep-alive ``httpx`` client, each timed on
+    the client (seconds); every one must answer 200."""
+    times = []
+    for n in range(count):
+        started = time.perf_counter()
+        response = client.get(paths[n % len(paths)])
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.status_code
+    return times
+
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)

@@ -39,6 +39,7 @@ from _common import (
     running_vault,
     scratch_database,
     spread,
+    time_gets,
 )
 from sellervault import bootstrap
 from sellervault.access.actions import Action
@@ -53,19 +54,6 @@ TARGET_US = 100
 
 def _allow(*_: object) -> Decision:
     return Decision.ALLOWED
-
-
-def _time_requests(client: object, paths: list[str], count: int) -> list[float]:
-    import httpx
-
-    assert isinstance(client, httpx.Client)
-    times = []
-    for n in range(count):
-        started = time.perf_counter()
-        response = client.get(paths[n % len(paths)])
-        times.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.status_code
-    return times
 
 
 def _time_decisions(count: int, cached: bool) -> list[float]:
@@ -111,11 +99,11 @@ def main() -> None:
                 with_decision: list[float] = []
                 stubbed: list[float] = []
                 with server.client(analyst) as client:
-                    _time_requests(client, paths, 50)  # warm: connection, caches, keys
+                    time_gets(client, paths, 50)  # warm: connection, caches, keys
                     for round_number in range(args.rounds * 2):
                         real = round_number % 2 == 0
                         context.decide = decide if real else _allow  # type: ignore[assignment]
-                        times = _time_requests(client, paths, args.requests)
+                        times = time_gets(client, paths, args.requests)
                         (with_decision if real else stubbed).extend(times)
                     context.decide = decide  # type: ignore[assignment]
         finally:

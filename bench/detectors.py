@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from _common import (
     clean_environment,
     emit,
@@ -34,6 +32,7 @@ from _common import (
     running_vault,
     scratch_database,
     spread,
+    time_gets,
 )
 from sellervault import bootstrap
 from sellervault.access.actions import Action
@@ -45,16 +44,6 @@ from sellervault.runtime import Runtime
 
 TENANT = "bench-seller"
 TARGET_US = 50
-
-
-def _time_requests(client: httpx.Client, paths: list[str], count: int) -> list[float]:
-    times = []
-    for n in range(count):
-        started = time.perf_counter()
-        response = client.get(paths[n % len(paths)])
-        times.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.status_code
-    return times
 
 
 def _detach(runtime: Runtime) -> None:
@@ -104,12 +93,12 @@ def main() -> None:
                                 json={"orders": orders}).raise_for_status()
                 paths = [f"/tenants/{TENANT}/orders/{o['AmazonOrderId']}" for o in orders]
                 with server.client(analyst) as client:
-                    _time_requests(client, paths, 50)  # warm
+                    time_gets(client, paths, 50)  # warm
                     for round_number in range(args.rounds * 2):
                         on = round_number % 2 == 0
                         if not on:
                             _detach(runtime)
-                        times = _time_requests(client, paths, args.requests)
+                        times = time_gets(client, paths, args.requests)
                         (attached if on else detached).extend(times)
                         if not on:
                             detectors.attach(runtime)

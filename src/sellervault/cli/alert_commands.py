@@ -6,15 +6,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from sellervault.cli.client import ClientError, checked, session_client
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+from sellervault.cli.common import call, console
 
 alerts_app = typer.Typer(no_args_is_help=True, help=(
     "Alerts the detectors raised (security officer): unauthorized calls (10 denied requests "
@@ -25,15 +20,6 @@ alerts_app = typer.Typer(no_args_is_help=True, help=(
 AlertId = Annotated[str, typer.Argument(help="The alert id (alr_...).")]
 
 
-def _call(method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        with session_client() as client:
-            return checked(client.request(method, path, **kwargs))
-    except (ClientError, httpx.HTTPError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
-
-
 @alerts_app.command("list")
 def alerts_list(
     status: Annotated[str | None, typer.Option(
@@ -42,7 +28,7 @@ def alerts_list(
 ) -> None:
     """The newest alerts first: id, rule, severity, account, time, status, assignee."""
     params = {"status": status} if status else {}
-    listed = _call("GET", "/alerts", params=params)["alerts"]
+    listed = call("GET", "/alerts", params=params)["alerts"]
     if as_json:
         print(json.dumps(listed))
         return
@@ -62,13 +48,13 @@ def _show(alert: dict[str, Any]) -> None:
 @alerts_app.command("ack")
 def alerts_ack(alert_id: AlertId) -> None:
     """Say someone is looking at an open alert."""
-    _show(_call("POST", f"/alerts/{alert_id}/acknowledge"))
+    _show(call("POST", f"/alerts/{alert_id}/acknowledge"))
 
 
 @alerts_app.command("close")
 def alerts_close(alert_id: AlertId) -> None:
     """Close an open or acknowledged alert: dealt with."""
-    _show(_call("POST", f"/alerts/{alert_id}/close"))
+    _show(call("POST", f"/alerts/{alert_id}/close"))
 
 
 @alerts_app.command("assign")
@@ -77,7 +63,7 @@ def alerts_assign(
     to: Annotated[str | None, typer.Option(help="An account id (default: yourself).")] = None,
 ) -> None:
     """Name who works on an alert."""
-    _show(_call("POST", f"/alerts/{alert_id}/assign", json={"assignee": to}))
+    _show(call("POST", f"/alerts/{alert_id}/assign", json={"assignee": to}))
 
 
 def register(app: typer.Typer) -> None:

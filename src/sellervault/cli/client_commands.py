@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -24,9 +23,8 @@ from sellervault.cli.client import (
     open_client,
     session_client,
 )
+from sellervault.cli.common import call, console, err, fail, parse_grant
 
-console = Console(soft_wrap=True)  # never hard-wrap paths, secrets or messages
-err = Console(stderr=True, soft_wrap=True)
 accounts_app = typer.Typer(no_args_is_help=True, help="People and service accounts (admin).")
 enrol_app = typer.Typer(no_args_is_help=True, help=(
     "Make the account an administrator created for you your own: `start` gives the secret "
@@ -51,15 +49,10 @@ killswitch_app = typer.Typer(no_args_is_help=True, help=(
 DEFAULT_BATCH = 500
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(1)
-
-
 def _stdin_line(what: str) -> str:
     line = sys.stdin.readline()
     if not line:
-        raise _fail(f"expected the {what} on standard input")
+        raise fail(f"expected the {what} on standard input")
     return line.rstrip("\r\n")
 
 
@@ -84,7 +77,7 @@ def login(
             token = _stdin_line("API key")
         else:
             if email is None:
-                raise _fail("give --email (or --api-key-stdin for a service account)")
+                raise fail("give --email (or --api-key-stdin for a service account)")
             password = (_stdin_line("password") if password_stdin
                         else typer.prompt("Password", hide_input=True))
             code = totp or typer.prompt("TOTP code")
@@ -95,15 +88,8 @@ def login(
             checked(client.get("/session"))  # the token works, or login fails
         path = Credentials(server=server, ca_cert=ca, token=token).save()
     except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"Logged in to {server}; token stored in {path} (owner-only).")
-
-
-def _parse_grant(text: str) -> dict[str, str]:
-    role, sep, tenant = text.partition(":")
-    if not sep or not role or not tenant:
-        raise _fail("a grant is ROLE:TENANT, e.g. pii-reader:acme or auditor:*")
-    return {"role": role, "tenant": tenant}
 
 
 @accounts_app.command("create")
@@ -119,14 +105,10 @@ def accounts_create(
     authenticator with `sellervault enrol`) or a service (API key; pending a security
     officer's approval when it holds pii-reader)."""
     body: dict[str, Any] = {"kind": kind, "name": name,
-                            "grants": [_parse_grant(g) for g in grant or []]}
+                            "grants": [parse_grant(g) for g in grant or []]}
     if email is not None:
         body["email"] = email
-    try:
-        with session_client() as client:
-            created = checked(client.post("/accounts", json=body))
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    created = call("POST", "/accounts", json=body)
     if as_json:
         print(json.dumps(created))
         return
@@ -144,11 +126,7 @@ def approvals_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Accounts waiting for approval, with the grants they would get."""
-    try:
-        with session_client() as client:
-            pending = checked(client.get("/approvals"))["approvals"]
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    pending = call("GET", "/approvals")["approvals"]
     if as_json:
         print(json.dumps(pending))
         return
@@ -162,11 +140,7 @@ def approvals_list(
 
 
 def _decide(account_id: str, decision: str) -> None:
-    try:
-        with session_client() as client:
-            result = checked(client.post(f"/approvals/{account_id}/{decision}"))
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    result = call("POST", f"/approvals/{account_id}/{decision}")
     console.print(f"Account {result['account_id']} is now {result['status']}.")
 
 
@@ -201,7 +175,7 @@ def enrol_start(server: ServerOption = DEFAULT_SERVER, ca_cert: CaOption = None)
         with open_client(server, str(ca_cert) if ca_cert else None) as client:
             started = checked(client.post("/enrolment/start", json={"token": token}))
     except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"TOTP secret (add it to your authenticator now): {started['totp_secret']}")
     console.print("Then: sellervault enrol finish --totp CODE (token and new password on "
                   "standard input, one per line).")
@@ -221,7 +195,7 @@ def enrol_finish(
             finished = checked(client.post("/enrolment/finish", json={
                 "token": token, "new_password": password, "totp": totp}))
     except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print("Enrolled. Recovery codes (each works once in place of a code; keep them "
                   "offline):")
     for code in finished["recovery_codes"]:
@@ -245,16 +219,12 @@ def password_change(
                 "email": email, "current_password": current, "totp": totp,
                 "new_password": new}))
     except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print("Password changed; every session of the account has ended: log in again.")
 
 
 def _set_status(account_id: str, change: str) -> None:
-    try:
-        with session_client() as client:
-            result = checked(client.post(f"/accounts/{account_id}/{change}"))
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    result = call("POST", f"/accounts/{account_id}/{change}")
     console.print(f"Account {result['id']} is now {result['status']}.")
 
 
@@ -285,11 +255,7 @@ def accounts_reenrol(
     hours, once). Their sessions, recovery codes and earlier tokens end now; they cannot
     sign in until they enrol again (`sellervault enrol`) with a new authenticator and a
     password of their own. A disabled account is re-enabled first. Not your own."""
-    try:
-        with session_client() as client:
-            result = checked(client.post(f"/accounts/{account_id}/enrolment"))
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    result = call("POST", f"/accounts/{account_id}/enrolment")
     if as_json:
         print(json.dumps(result))
         return
@@ -306,7 +272,7 @@ def logout() -> None:
         with session_client() as client:
             checked(client.delete("/session"))
     except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     credentials.forget()
     console.print("Signed out.")
 
@@ -318,12 +284,7 @@ Subject = Annotated[str | None, typer.Argument(
 
 
 def _switch(change: str, scope: str, subject: str | None) -> None:
-    try:
-        with session_client() as client:
-            checked(client.post(f"/killswitches/{change}",
-                                json={"scope": scope, "subject": subject}))
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    call("POST", f"/killswitches/{change}", json={"scope": scope, "subject": subject})
     console.print(escape(f"Kill switch {scope}{' ' + subject if subject else ''} "
                          f"{'set' if change == 'set' else 'cleared'}."), highlight=False)
 
@@ -343,11 +304,7 @@ def killswitch_clear(scope: Scope, subject: Subject = None) -> None:
 @killswitch_app.command("list")
 def killswitch_list() -> None:
     """The switches set: scope, subject, who set it and when."""
-    try:
-        with session_client() as client:
-            switches = checked(client.get("/killswitches"))["killswitches"]
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    switches = call("GET", "/killswitches")["killswitches"]
     if not switches:
         console.print("No kill switch is set.")
     for item in switches:
@@ -365,11 +322,7 @@ def orders_get(
 ) -> None:
     """Show an order, PII masked unless a permitted purpose is given."""
     headers = {"X-Access-Purpose": purpose} if purpose else {}
-    try:
-        with session_client() as client:
-            order = checked(client.get(f"/tenants/{tenant}/orders/{order_id}", headers=headers))
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
+    order = call("GET", f"/tenants/{tenant}/orders/{order_id}", headers=headers)
     print(json.dumps(order, indent=2))
 
 
@@ -434,7 +387,7 @@ def import_orders(
                     raise ClientError(f"{_where(exc, numbers, file)}: {exc}") from None
                 total += int(result["ingested"])
     except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(f"{exc} (after {total} orders were stored; re-running is safe)") from None
+        raise fail(f"{exc} (after {total} orders were stored; re-running is safe)") from None
     console.print(f"Imported {total} orders into tenant {tenant}.")
 
 

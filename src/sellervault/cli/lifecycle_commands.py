@@ -6,17 +6,12 @@ as a security event naming you and the account."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from sellervault.cli.client import ClientError, checked, session_client
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+from sellervault.cli.common import call, console, fail, parse_grant
 
 grants_app = typer.Typer(no_args_is_help=True, help=(
     "Add or revoke one grant of an account (admin): ROLE:TENANT, TENANT a tenant id or * "
@@ -32,33 +27,13 @@ AccountId = Annotated[str, typer.Argument(help="The account id (acc_... or svc_.
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(1)
-
-
-def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    try:
-        with session_client() as client:
-            return checked(client.request(method, path, json=body))
-    except (ClientError, httpx.HTTPError) as exc:
-        raise _fail(str(exc)) from None
-
-
-def _grant(text: str) -> dict[str, str]:
-    role, sep, tenant = text.partition(":")
-    if not sep or not role or not tenant:
-        raise _fail("a grant is ROLE:TENANT, e.g. pii-reader:acme or auditor:*")
-    return {"role": role, "tenant": tenant}
-
-
 def _grants_text(grants: list[dict[str, str]]) -> str:
     return ", ".join(f"{g['role']}:{g['tenant']}" for g in grants) or "(none)"
 
 
 def accounts_list(as_json: AsJson = False) -> None:
     """Every account: id, kind, status, end date, last use and grants."""
-    listing = _call("GET", "/accounts")["accounts"]
+    listing = call("GET", "/accounts")["accounts"]
     if as_json:
         print(json.dumps(listing))
         return
@@ -72,7 +47,7 @@ def accounts_list(as_json: AsJson = False) -> None:
 def accounts_show(account_id: AccountId, as_json: AsJson = False) -> None:
     """One account: status, end date, networks, grants, and its API keys (ids and dates,
     never the keys)."""
-    detail = _call("GET", f"/accounts/{account_id}")
+    detail = call("GET", f"/accounts/{account_id}")
     if as_json:
         print(json.dumps(detail))
         return
@@ -93,7 +68,7 @@ def accounts_offboard(account_id: AccountId) -> None:
     """A leaver, now: the account is disabled with an end date of now; every session, API
     key, enrolment token and recovery code ends and every grant is removed, on every server
     process. Not your own, nor the last active administrator."""
-    done = _call("POST", f"/accounts/{account_id}/offboard")
+    done = call("POST", f"/accounts/{account_id}/offboard")
     console.print(f"Account {done['id']} offboarded: {done['sessions_ended']} session(s) "
                   f"ended, {done['api_keys_revoked']} API key(s) revoked, "
                   f"{done['grants_removed']} grant(s) removed.")
@@ -109,8 +84,8 @@ def accounts_end_date(
     """Set the moment an account's access stops (a contract's end, a leaver's last day):
     from then on its credentials are refused, and the account-end-dates job disables it."""
     if (ends_at is None) == (not clear):
-        raise _fail("give either an end time or --clear")
-    result = _call("PUT", f"/accounts/{account_id}/end-date", {"ends_at": ends_at})
+        raise fail("give either an end time or --clear")
+    result = call("PUT", f"/accounts/{account_id}/end-date", json={"ends_at": ends_at})
     console.print(f"Account {result['id']} ends {result['ends_at'] or 'never'}.")
 
 
@@ -123,7 +98,7 @@ def accounts_networks(
     """Restrict an account to networks of its own, inside the deployment's allowlist: a
     sign-in from elsewhere fails like a wrong password, and its sessions and API keys are
     refused there."""
-    result = _call("PUT", f"/accounts/{account_id}/networks", {"networks": network or []})
+    result = call("PUT", f"/accounts/{account_id}/networks", json={"networks": network or []})
     console.print(escape(f"Account {result['id']} may be used from: "
                          f"{', '.join(result['networks']) or 'the deployment allowlist'}."),
                   highlight=False)
@@ -138,7 +113,7 @@ def grants_add(
     grants (pii-reader never with admin, operator, security-officer or auditor; never on *),
     and pii-reader for an existing service (create one: it needs a second person's
     approval)."""
-    added = _call("POST", f"/accounts/{account_id}/grants", _grant(grant))
+    added = call("POST", f"/accounts/{account_id}/grants", json=parse_grant(grant))
     console.print(escape(f"Granted {added['role']}:{added['tenant']} to {account_id}."),
                   highlight=False)
 
@@ -149,7 +124,7 @@ def grants_revoke(
     grant: Annotated[str, typer.Argument(help="ROLE:TENANT, as held.")],
 ) -> None:
     """Take a grant away; admin is never taken from the last active administrator."""
-    revoked = _call("POST", f"/accounts/{account_id}/grants/revoke", _grant(grant))
+    revoked = call("POST", f"/accounts/{account_id}/grants/revoke", json=parse_grant(grant))
     console.print(escape(f"Revoked {revoked['role']}:{revoked['tenant']} from {account_id}."),
                   highlight=False)
 
@@ -163,8 +138,8 @@ def api_keys_rotate(
     as_json: AsJson = False,
 ) -> None:
     """A new API key for a service (shown once: hand it over securely)."""
-    issued = _call("POST", f"/accounts/{account_id}/api-keys",
-                   {"overlap_hours": overlap_hours})
+    issued = call("POST", f"/accounts/{account_id}/api-keys",
+                  json={"overlap_hours": overlap_hours})
     if as_json:
         print(json.dumps(issued))
         return
@@ -179,7 +154,7 @@ def api_keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (accounts show lists them).")],
 ) -> None:
     """End one API key now, on every server process."""
-    _call("POST", f"/accounts/{account_id}/api-keys/{key_id}/revoke")
+    call("POST", f"/accounts/{account_id}/api-keys/{key_id}/revoke")
     console.print(f"API key {key_id} revoked.")
 
 
