@@ -56,6 +56,15 @@ class IssuedEnrolment:
     expires_at: datetime
 
 
+def end_secrets(session: Session, account_id: str, now: datetime) -> None:
+    """Use up every unused enrolment token and recovery code of ``account_id``, in the
+    caller's transaction (a re-enrolment, an offboarding)."""
+    for table in (EnrolmentRow, RecoveryCodeRow):
+        session.execute(update(table).where(table.account_id == account_id,
+                                            table.used_at.is_(None))
+                        .values(used_at=now).execution_options(synchronize_session=False))
+
+
 def issue(rt: Runtime, session: Session, account_id: str) -> IssuedEnrolment:
     """A new enrolment token for ``account_id``, in the caller's transaction."""
     now = rt.clock.now()

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import Principal
-from sellervault.accounts import api_keys, lockout
+from sellervault.accounts import api_keys, enrolment, lockout
 from sellervault.accounts.administrators import (
     active_administrators,
     keep_an_administrator,
@@ -44,13 +44,7 @@ from sellervault.accounts.errors import (
     UnauthenticatedError,
 )
 from sellervault.accounts.keys import credential_pepper
-from sellervault.accounts.models import (
-    Account,
-    EnrolmentRow,
-    GrantRow,
-    RecoveryCodeRow,
-    SessionRow,
-)
+from sellervault.accounts.models import Account, GrantRow, SessionRow
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, Reason, TargetType
 from sellervault.crypto.credentials import SESSION_PREFIX, keyed_hash
@@ -88,7 +82,7 @@ def disable(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) ->
             .values(status=lockout.DISABLED).execution_options(synchronize_session=False)))
         if changed.rowcount != 1:
             _refuse_state(session, account_id)
-        _end_sessions(session, account_id, now)
+        end_sessions(session, account_id, now)
         auditor.record(session, Action.ACCOUNTS_DISABLE, Outcome.SUCCESS,
                        target_type=TargetType.ACCOUNT, target_id=account_id)
 
@@ -139,14 +133,9 @@ def offboard(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) -
             .execution_options(synchronize_session=False)))
         if changed.rowcount != 1:
             raise AccountNotFoundError()
-        sessions = _end_sessions(session, account_id, now)
+        sessions = end_sessions(session, account_id, now)
         keys = api_keys.revoke_all(session, account_id, now)
-        session.execute(update(EnrolmentRow).where(EnrolmentRow.account_id == account_id,
-                                                   EnrolmentRow.used_at.is_(None))
-                        .values(used_at=now).execution_options(synchronize_session=False))
-        session.execute(update(RecoveryCodeRow).where(RecoveryCodeRow.account_id == account_id,
-                                                      RecoveryCodeRow.used_at.is_(None))
-                        .values(used_at=now).execution_options(synchronize_session=False))
+        enrolment.end_secrets(session, account_id, now)
         grants = cast(CursorResult[Any], session.execute(
             delete(GrantRow).where(GrantRow.account_id == account_id)
             .execution_options(synchronize_session=False))).rowcount
@@ -238,14 +227,16 @@ def _disable_by_rule(rt: Runtime, reason: Reason, now: datetime, *conditions: An
                             .values(status=lockout.DISABLED)
                             .execution_options(synchronize_session=False))
         for account_id in disabled:
-            _end_sessions(session, account_id, now)
+            end_sessions(session, account_id, now)
             auditor.record(session, Action.ACCOUNTS_DISABLE, Outcome.SUCCESS,
                            target_type=TargetType.ACCOUNT, target_id=account_id,
                            reason=reason)
     return len(disabled)
 
 
-def _end_sessions(session: Session, account_id: str, now: datetime) -> int:
+def end_sessions(session: Session, account_id: str, now: datetime) -> int:
+    """Revoke every open session of ``account_id``, in the caller's transaction; how many
+    (disabling, offboarding, a password change, a re-enrolment)."""
     ended = cast(CursorResult[Any], session.execute(
         update(SessionRow).where(SessionRow.account_id == account_id,
                                  SessionRow.revoked_at.is_(None))

@@ -24,13 +24,13 @@ from sqlalchemy import CursorResult, select, update
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import Principal
-from sellervault.accounts import enrolment, lockout
+from sellervault.accounts import enrolment, lifecycle, lockout
 from sellervault.accounts.errors import (
     AccountNotFoundError,
     AccountRequestError,
     AccountStateError,
 )
-from sellervault.accounts.models import Account, EnrolmentRow, RecoveryCodeRow, SessionRow
+from sellervault.accounts.models import Account
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, TargetType
 from sellervault.runtime import Runtime
@@ -55,15 +55,8 @@ def reenrol(rt: Runtime, auditor: Auditor, admin: Principal,
             if session.scalar(select(Account.id).where(Account.id == account_id)) is None:
                 raise AccountNotFoundError()
             raise AccountStateError()  # a service, or disabled, pending or rejected
-        session.execute(update(SessionRow).where(SessionRow.account_id == account_id,
-                                                 SessionRow.revoked_at.is_(None))
-                        .values(revoked_at=now).execution_options(synchronize_session=False))
-        session.execute(update(RecoveryCodeRow).where(RecoveryCodeRow.account_id == account_id,
-                                                      RecoveryCodeRow.used_at.is_(None))
-                        .values(used_at=now).execution_options(synchronize_session=False))
-        session.execute(update(EnrolmentRow).where(EnrolmentRow.account_id == account_id,
-                                                   EnrolmentRow.used_at.is_(None))
-                        .values(used_at=now).execution_options(synchronize_session=False))
+        lifecycle.end_sessions(session, account_id, now)
+        enrolment.end_secrets(session, account_id, now)
         lockout.forgive(session, account_id)
         issued = enrolment.issue(rt, session, account_id)
         auditor.record(session, Action.ACCOUNTS_REENROL, Outcome.SUCCESS,

@@ -24,6 +24,7 @@ from sellervault.accounts import (
     approvals,
     enrolment,
     identity,
+    lifecycle,
     lockout,
     login_failures,
     networks,
@@ -502,10 +503,7 @@ def change_password(rt: Runtime, auditor: Auditor, *, email: str, current_passwo
             session.execute(update(Account).where(Account.id == held.id).values(
                 password_hash=new_hash, password_changed_at=now, must_change_password=False)
                 .execution_options(synchronize_session=False))
-            # A changed password ends every open session of the account.
-            session.execute(update(SessionRow).where(
-                SessionRow.account_id == held.id, SessionRow.revoked_at.is_(None)
-            ).values(revoked_at=now))
+            lifecycle.end_sessions(session, held.id, now)  # a changed password ends them
             auditor.record(session, Action.PASSWORD_CHANGE, Outcome.SUCCESS,
                            target_type=TargetType.ACCOUNT, target_id=held.id)
             return
