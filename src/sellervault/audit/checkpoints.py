@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from sellervault.audit import merkle
@@ -138,10 +138,25 @@ def _append(path: Path, rows: list[CheckpointRow]) -> None:
         os.fsync(file.fileno())
 
 
+_TAIL = 64 * 1024  # far more than one line (a few hundred bytes)
+
+
+def _last_number(path: Path) -> int:
+    """The number of the file's last checkpoint (0 for none), read from its end: the job
+    runs every minute, and the file grows by a line each time."""
+    if not path.exists():
+        return 0
+    with path.open("rb") as file:
+        file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL))
+        lines = [line for line in file.read().splitlines() if line.strip()]
+    return int(json.loads(lines[-1])["number"]) if lines else 0
+
+
 def _sync_file(path: Path, session: Session) -> None:
     """Append what the database holds beyond the file (a process that died between its
-    commit and its append): the file is the database's checkpoints, in order, or a prefix."""
-    in_file = len(read_file(path))
+    commit and its append): the file is the database's checkpoints, in order, or a prefix
+    (``audit verify`` checks that it is)."""
+    in_file = _last_number(path)
     missing = list(session.scalars(select(CheckpointRow).where(CheckpointRow.number > in_file)
                                    .order_by(CheckpointRow.number)))
     if missing:
@@ -207,8 +222,3 @@ class CheckpointTrigger:
         if committed.seq >= self._next_at:
             self._next_at = committed.seq + self._every
             self._checkpoint_now()
-
-
-def latest_number(connection: Connection) -> int:
-    return int(connection.execute(select(func.coalesce(func.max(CheckpointRow.number), 0)))
-               .scalar_one())
