@@ -9,6 +9,7 @@ not hear of.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sellervault.audit.events import SecurityEvent
@@ -23,6 +24,12 @@ from sellervault.clock import Clock
 from sellervault.crypto.keyring import Keyring
 
 
+def event_time(moment: datetime) -> str:
+    """A time as events record it: UTC, microseconds, "Z" (2026-11-29T04:12:13.123456Z),
+    which sorts as it reads."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
 class AuditLog:
     def __init__(self, keyring: Keyring, clock: Clock) -> None:
         self.keyring = keyring
@@ -31,7 +38,7 @@ class AuditLog:
 
     def occurred_at(self) -> str:
         """Now, as events record it: UTC, microseconds, "Z" (2026-11-29T04:12:13.123456Z)."""
-        return self.clock.now().isoformat(timespec="microseconds")[:-6] + "Z"
+        return event_time(self.clock.now())
 
     def subscribe(self, name: str, subscriber: Subscriber,
                   wants: Interest | None = None) -> Subscription:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from sellervault.access.actions import Action
 from sellervault.accounts import lifecycle
 from sellervault.audit.events import Outcome, SecurityEvent
+from sellervault.audit.log import event_time
 from sellervault.audit.subscribers import CommittedEvent, Subscription
 from sellervault.counters.interface import Window
 from sellervault.monitoring import alerts
@@ -60,7 +61,7 @@ def window_start(occurred_at: str) -> str:
     seconds = int(WINDOW.total_seconds())
     start = datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds,
                                    tz=moment.tzinfo)
-    return start.isoformat(timespec="microseconds")[:-6] + "Z"
+    return event_time(start)
 
 
 def _subject(event: SecurityEvent) -> str | None:

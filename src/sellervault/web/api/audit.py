@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
@@ -12,6 +12,7 @@ from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
 from sellervault.audit import reading
 from sellervault.audit.events import Outcome
+from sellervault.audit.log import event_time
 from sellervault.web.context import RequestState, api_router, require
 
 router = api_router("audit")
@@ -33,11 +34,8 @@ EventTime = Annotated[str, AfterValidator(_a_real_time)]
 
 
 def _event_time(text: str | None) -> str | None:
-    """A time in the events' own format (UTC, microseconds, "Z"), which sorts as it reads."""
-    if text is None:
-        return None
-    moment = datetime.fromisoformat(text).astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    """A time in the events' own format (``event_time``), which sorts as it reads."""
+    return None if text is None else event_time(datetime.fromisoformat(text))
 
 
 @router.get("/audit/events")
