@@ -39,7 +39,7 @@ from sellervault.records.registry import Purpose
 from tests.access.test_policy import ALLOWED, EVERY_ACCOUNT  # what each role may do
 
 TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH,
-                  Action.ORDERS_REVEAL, Action.CANARIES_LIST]
+                  Action.ORDERS_REVEAL, Action.CANARIES_LIST, Action.BUYERS_PSEUDONYM]
 SYSTEM_ACTIONS = [Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_CREATE,
                   Action.ACCOUNTS_LIST, Action.ACCOUNTS_DISABLE, Action.ACCOUNTS_ENABLE,
                   Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR, Action.KILLSWITCH_LIST,

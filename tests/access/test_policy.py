@@ -16,7 +16,7 @@ from sellervault.access.roles import Grant, Principal, Role
 from sellervault.records.registry import Purpose
 
 TENANT_ACTIONS = [Action.ORDERS_INGEST, Action.ORDERS_READ, Action.ORDERS_SEARCH,
-                  Action.CANARIES_LIST]
+                  Action.CANARIES_LIST, Action.BUYERS_PSEUDONYM]
 SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_READ,
                   Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_DISABLE,
                   Action.ACCOUNTS_ENABLE, Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR,
@@ -39,7 +39,8 @@ ALLOWED: dict[Role, set[Action]] = {
     Role.SECURITY_OFFICER: {Action.AUDIT_READ, Action.CANARIES_LIST, Action.APPROVALS_LIST,
                             Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT,
                             Action.ALERTS_LIST, Action.ALERTS_ACKNOWLEDGE,
-                            Action.ALERTS_ASSIGN, Action.ALERTS_CLOSE, Action.ACCOUNTS_ENABLE},
+                            Action.ALERTS_ASSIGN, Action.ALERTS_CLOSE, Action.ACCOUNTS_ENABLE,
+                            Action.BUYERS_PSEUDONYM},
     Role.AUDITOR: {Action.AUDIT_READ},
     Role.ANALYST: {Action.ORDERS_READ},
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},

@@ -19,7 +19,7 @@ from sellervault.config import Settings
 from sellervault.crypto.errors import DecryptionError
 from sellervault.crypto.models import DataKey
 from sellervault.records import service as records
-from sellervault.records.errors import OrderNotFoundError
+from sellervault.records.errors import OrderNotFoundError, SearchRequestError
 from sellervault.records.models import Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
@@ -308,3 +308,77 @@ def _touched(runtime: Runtime) -> list[Any]:
     with runtime.store.engine.connect() as connection:
         return list(connection.execute(select(EventRow).where(
             EventRow.action == "canaries:touched")))
+
+
+# -- the buyer's pseudonym in the events -------------------------------------------------------
+
+def _pseudonym(runtime: Runtime, tenant: str, **buyer: str) -> str:
+    return records.buyer_pseudonym(runtime, _auditor(runtime), tenant, **buyer)
+
+
+def test_reads_reveals_and_a_one_buyer_search_name_the_buyer_by_pseudonym(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """An investigator's lookup gives the pseudonym these events carry, and nothing of the
+    buyer is in any of them."""
+    order = stored[0]
+    email = order["BuyerInfo"]["BuyerEmail"]
+    amazon_id = order["AmazonOrderId"]
+    read_masked(runtime, _auditor(runtime), "acme", amazon_id)
+    reveal(runtime, _auditor(runtime), "acme", amazon_id, "fulfillment")
+    _search(runtime, "acme", buyer_email=email.upper())  # the normalised email's buyer
+    buyer = _pseudonym(runtime, "acme", buyer_email=email)
+    events = _events(runtime)[-4:]
+    assert [(e.action, e.buyer) for e in events] == [
+        ("orders:read", buyer), ("orders:reveal", buyer), ("orders:search", buyer),
+        ("buyers:pseudonym", buyer)]
+    assert all(email not in repr(tuple(e)) for e in events)
+
+
+def test_each_buyer_and_each_tenant_has_its_own_pseudonym(
+        runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    emails = [order["BuyerInfo"]["BuyerEmail"] for order in stored]
+    records.ingest(runtime, _auditor(runtime), "globex", _mapped(stored[:1]))
+    pseudonyms = {_pseudonym(runtime, "acme", buyer_email=e) for e in emails}
+    assert len(pseudonyms) == len(emails)
+    assert _pseudonym(runtime, "globex", buyer_email=emails[0]) not in pseudonyms
+
+
+def test_an_order_without_an_email_is_named_by_its_buyers_phone(runtime: Runtime) -> None:
+    raw = list(synthetic_orders(1, start=900))
+    del raw[0]["BuyerInfo"]["BuyerEmail"]
+    records.ingest(runtime, _auditor(runtime), "acme", _mapped(raw))
+    read_masked(runtime, _auditor(runtime), "acme", raw[0]["AmazonOrderId"])
+    phone = raw[0]["ShippingAddress"]["Phone"]
+    assert _events(runtime)[-1].buyer == _pseudonym(runtime, "acme", buyer_phone=phone)
+
+
+def test_a_search_over_many_buyers_names_none(runtime: Runtime,
+                                              stored: list[dict[str, Any]]) -> None:
+    postal = stored[0]["ShippingAddress"]["PostalCode"]
+    sharing = [o for o in stored if o["ShippingAddress"]["PostalCode"] == postal]
+    records.ingest(runtime, _auditor(runtime), "acme",
+                   _mapped([{**sharing[0], "AmazonOrderId": "902-0000000-0000999",
+                             "BuyerInfo": {"BuyerEmail": "someone.else@example.test"}}]))
+    assert len(_search(runtime, "acme", postal_code=postal)) == len(sharing) + 1
+    assert _events(runtime)[-1].buyer is None
+
+
+@pytest.mark.parametrize("buyer", [{}, {"buyer_email": ""}, {"buyer_email": "a@b.test",
+                                                              "buyer_phone": "+1 555 0100"}])
+def test_a_pseudonym_is_asked_for_exactly_one_value(runtime: Runtime,
+                                                    stored: list[dict[str, Any]],
+                                                    buyer: dict[str, str]) -> None:
+    before = len(_events(runtime))
+    with pytest.raises(SearchRequestError):
+        _pseudonym(runtime, "acme", **buyer)
+    assert len(_events(runtime)) == before
+
+
+def test_a_pseudonym_confirms_nothing_about_the_data(runtime: Runtime,
+                                                     stored: list[dict[str, Any]]) -> None:
+    """A buyer the tenant never had gets a pseudonym all the same (and an unknown tenant a
+    plain not found, as anywhere else)."""
+    assert _pseudonym(runtime, "acme", buyer_email="never.bought@example.test").startswith(
+        "byr_")
+    with pytest.raises(OrderNotFoundError):
+        _pseudonym(runtime, "initech", buyer_email="never.bought@example.test")

@@ -153,6 +153,7 @@ def test_0005_downgrade_is_refused_once_events_record_criteria(runtime: Runtime)
     with pytest.raises(Exception, match="record search criteria"):
         migrate.downgrade(engine, "0004")
     assert "criteria" in {c["name"] for c in inspect(engine).get_columns("security_events")}
+    migrate.upgrade(engine)  # (SQLite keeps the steps down to 0005 that went through)
     assert verification.verify(runtime.store, runtime.keyring).ok
 
 
@@ -168,10 +169,30 @@ def test_0006_downgrades_leaving_the_runs_events_in_the_log(runtime: Runtime) ->
     Runner(runtime, JOBS, cli_actor()).run_now("sessions-purge")
     migrate.downgrade(engine, "0005")
     assert "job_runs" not in inspect(engine).get_table_names()
-    assert verification.verify(runtime.store, runtime.keyring).ok
     with engine.connect() as connection:
         assert connection.execute(text(
             "SELECT count(*) FROM security_events WHERE action = 'jobs:run'")).scalar() == 1
     migrate.upgrade(engine)
     assert migrate.is_current(engine)
+    assert verification.verify(runtime.store, runtime.keyring).ok
     assert "job_runs" in inspect(engine).get_table_names()
+
+
+# -- 0015: the buyer's pseudonym in events -----------------------------------------------------
+
+def test_0015_downgrade_is_refused_once_events_name_a_buyer(runtime: Runtime) -> None:
+    """The pseudonym is in those events' MACs: dropping the column would break the log."""
+    from sellervault.audit import verification, writing
+    from sellervault.audit.events import Actor, Channel, Outcome, SecurityEvent
+
+    engine = runtime.store.engine
+    migrate.downgrade(engine, "0014")  # no pseudonyms yet: allowed
+    assert "buyer" not in {c["name"] for c in inspect(engine).get_columns("security_events")}
+    migrate.upgrade(engine)
+    with runtime.store.transaction() as session:
+        writing.record(session, runtime.audit, SecurityEvent(
+            Action.ORDERS_READ, Outcome.SUCCESS, Actor(Channel.API), buyer="byr_" + "0" * 32))
+    with pytest.raises(Exception, match="name a buyer's pseudonym"):
+        migrate.downgrade(engine, "0014")
+    assert "buyer" in {c["name"] for c in inspect(engine).get_columns("security_events")}
+    assert verification.verify(runtime.store, runtime.keyring).ok

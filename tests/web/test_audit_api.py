@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sellervault.records.synthetic import synthetic_orders
 from tests.support import Server
 
 
@@ -80,3 +81,40 @@ def test_filters_and_the_cursor_over_https(server: Server, admin: str) -> None:
             refused = client.get("/audit/events", params=params)
             assert refused.status_code == 422, params
             assert [f["path"] for f in refused.json()["error"]["fields"]] == [field]
+
+
+def test_an_investigator_finds_one_buyers_events_by_pseudonym(server: Server,
+                                                              admin: str) -> None:
+    """The security officer asks for the buyer's pseudonym (the email in the body, never in
+    a URL or an event), then filters the log by it: the reveal of that buyer's order, and
+    nothing about anyone else."""
+    orders = list(synthetic_orders(2, start=4000, seed=3))
+    ingest = server.create_service(admin, "pseudonym-ingest", [{"role": "ingest",
+                                                                "tenant": "acme"}])
+    reader, _ = server.create_person(admin, "pia.pseudonym@example.test", "Pia Reader",
+                                     [{"role": "pii-reader", "tenant": "acme"}])
+    officer, _ = server.create_person(admin, "ivan.investigator@example.test", "Ivan Inv",
+                                      [{"role": "security-officer", "tenant": "*"}])
+    with server.client(ingest) as client:
+        assert client.post("/tenants/acme/orders", json={"orders": orders}).status_code == 200
+    with server.client(reader, **{"X-Access-Purpose": "fulfillment"}) as client:
+        for order in orders:
+            assert client.get(f"/tenants/acme/orders/{order['AmazonOrderId']}").status_code == 200
+    email = orders[0]["BuyerInfo"]["BuyerEmail"]
+    with server.client(officer) as client:
+        looked_up = client.post("/tenants/acme/buyer-pseudonyms", json={"buyer_email": email})
+        assert looked_up.status_code == 200, looked_up.text
+        buyer = looked_up.json()["buyer"]
+        found = client.get("/audit/events", params={"buyer": buyer, "action": "orders:reveal"})
+        assert found.status_code == 200
+        events = found.json()["events"]
+        assert [(e["target_id"] is not None, e["buyer"]) for e in events] == [(True, buyer)]
+        assert email not in found.text
+        for body in ({}, {"buyer_email": email, "buyer_phone": "+1 555 0100"},
+                     {"buyer_email": email, "note": "x"}):
+            refused = client.post("/tenants/acme/buyer-pseudonyms", json=body)
+            assert refused.status_code == 422 and email not in refused.text
+        assert client.get("/audit/events", params={"buyer": email}).status_code == 422
+    with server.client(reader) as client:  # the PII role is not an investigator
+        assert client.post("/tenants/acme/buyer-pseudonyms",
+                           json={"buyer_email": email}).status_code == 403

@@ -53,6 +53,8 @@ class Action(StrEnum):
     ORDERS_REVEAL = "orders:reveal"
     CANARIES_LIST = "canaries:list"
     CANARIES_TOUCHED = "canaries:touched"  # a canary read, revealed or found (the system's)
+    CANARIES_REFRESH = "canaries:refresh"  # a canary's dates moved forward (the system's)
+    BUYERS_PSEUDONYM = "buyers:pseudonym"  # an investigator asks for one buyer's pseudonym
     # Security log.
     AUDIT_READ = "audit:read"
     # Requests that matched no route.

@@ -17,7 +17,7 @@ HASHED_FIELDS = (
     "target_type", "target_id", "source_ip", "request_id", "purpose", "status", "count",
     "reason",
 )
-LATER_FIELDS = ("criteria",)
+LATER_FIELDS = ("criteria", "buyer")
 """Fields added after the first release. Each is in the MAC'd body only when it is set (not
 null), so the events written before it existed keep their MACs; setting, clearing or
 changing it on any event changes that event's body, so it cannot be edited unnoticed."""

@@ -10,11 +10,15 @@ written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
 from sellervault.access.actions import Action
+from sellervault.crypto.pseudonyms import PATTERN
+
+_PSEUDONYM = re.compile(PATTERN)
 
 
 class Channel(StrEnum):
@@ -144,6 +148,15 @@ class EventFields(TypedDict, total=False):
     count: int | None
     reason: Reason | None
     criteria: str | None
+    buyer: str | None
+
+
+def _pseudonym(buyer: str | None) -> str | None:
+    """A buyer's pseudonym, or a refusal: the one field that is not an enum is held to its
+    shape, so a value (an email) given by mistake fails before anything is written."""
+    if buyer is not None and not _PSEUDONYM.fullmatch(buyer):
+        raise ValueError("an event names a buyer by pseudonym only (crypto.pseudonyms)")
+    return buyer
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +174,9 @@ class SecurityEvent:
     criteria: str | None = None
     """Terms of a fixed vocabulary that qualify the action, never values: the kinds of
     criteria a search used; the role a grant names (``grants:add``, ``grants:revoke``)."""
+    buyer: str | None = None
+    """The keyed pseudonym of the one buyer the event is about (``crypto.pseudonyms``): how an
+    investigator finds a buyer's events, and what the retrieval-volume detector counts."""
 
     @property
     def tag(self) -> str:
@@ -175,7 +191,8 @@ class SecurityEvent:
             "target_type": None if target_type is None else target_type.value,
             "target_id": self.target_id, "purpose": self.purpose, "status": self.status,
             "count": self.count, "reason": None if reason is None else reason.value,
-            "criteria": self.criteria, "channel": actor.channel.value,
+            "criteria": self.criteria, "buyer": _pseudonym(self.buyer),
+            "channel": actor.channel.value,
             "actor_id": actor.actor_id,
             "source_ip": actor.source_ip, "request_id": actor.request_id,
         }

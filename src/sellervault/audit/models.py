@@ -31,6 +31,8 @@ class EventRow(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
     criteria: Mapped[str | None] = mapped_column(String(64))
     """Which kinds of criteria a search used (``buyer-email+postal-code``), never values."""
+    buyer: Mapped[str | None] = mapped_column(String(40))
+    """The keyed pseudonym of the buyer the event is about (``crypto.pseudonyms``)."""
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

@@ -1,7 +1,8 @@
 """Reading the security log: pages of events for a reader, whose read is itself an event.
 
 A page is the events after a cursor (a sequence number), in chain order, that match every
-filter given: a time range, the actor, the action, the outcome, the tenant. The next page
+filter given: a time range, the actor, the action, the outcome, the tenant, the buyer's
+pseudonym. The next page
 starts after the last event of this one. The events table has no secondary index (each
 would cost every request's write), so a filter is a scan in chain order from the cursor,
 stopping at the page's size.
@@ -38,6 +39,8 @@ class EventFilter:
     action: Action | None = None
     outcome: Outcome | None = None
     tenant_id: str | None = None
+    buyer: str | None = None
+    """A buyer's pseudonym (``crypto.pseudonyms``): the events about that buyer."""
 
     def where(self) -> list[Any]:
         conditions: list[Any] = []
@@ -48,7 +51,8 @@ class EventFilter:
         for column, value in ((EventRow.actor_id, self.actor_id),
                               (EventRow.action, self.action),
                               (EventRow.outcome, self.outcome),
-                              (EventRow.tenant_id, self.tenant_id)):
+                              (EventRow.tenant_id, self.tenant_id),
+                              (EventRow.buyer, self.buyer)):
             if value is not None:
                 conditions.append(column == str(value))
         return conditions

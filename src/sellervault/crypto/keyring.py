@@ -33,6 +33,7 @@ from sellervault.crypto.keystore import (
     StoredTenantKey,
 )
 from sellervault.crypto.provider import KeyProvider
+from sellervault.crypto.pseudonyms import PSEUDONYM_KEY, BuyerPseudonyms
 from sellervault.store.driver import Db
 from sellervault.store.engine import after_commit
 from sellervault.store.ids import new_ids
@@ -93,6 +94,7 @@ class Keyring:
         self._tenant_keys: dict[tuple[str, str, int], bytes] = {}
         self._keks: dict[tuple[str, int], Cipher] = {}
         self._system_keys: dict[str, bytes] = {}
+        self._pseudonyms: BuyerPseudonyms | None = None
         # Per tenant, how many times its cached keys were evicted. A thread that read a key
         # before an eviction caches it only if the count has not moved meanwhile, so a key
         # read just before its destruction committed is not cached just after.
@@ -260,6 +262,16 @@ class Keyring:
             return None
         return self._remember_system_key(name, self._provider.unwrap(
             stored.root_version, stored.wrapped, _system_key_context(name)))
+
+    def buyer_pseudonyms(self, db: Db | None) -> BuyerPseudonyms:
+        """The buyer pseudonyms (``crypto.pseudonyms``), their key created on first use. With
+        no database, only if this process holds the key already (``KeyNotCachedError``)."""
+        pseudonyms = self._pseudonyms
+        if pseudonyms is None:
+            if db is None:
+                raise KeyNotCachedError()
+            pseudonyms = self._pseudonyms = BuyerPseudonyms(self.system_key(db, PSEUDONYM_KEY))
+        return pseudonyms
 
     def _remember_system_key(self, name: str, key: bytes) -> bytes:
         with self._lock:

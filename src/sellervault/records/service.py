@@ -17,6 +17,7 @@ from typing import Any, cast
 from pydantic_core import PydanticSerializationError, from_json, to_json
 from sqlalchemy import String, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sellervault.access import budgets
@@ -34,6 +35,7 @@ from sellervault.crypto.keyring import (
     UnknownTenantKeyError,
 )
 from sellervault.crypto.keystore import join_data_key
+from sellervault.crypto.pseudonyms import BuyerPseudonyms
 from sellervault.records.errors import (
     OrderErasedError,
     OrderNotFoundError,
@@ -61,7 +63,7 @@ _INSERT_ORDERS = BulkInsert(ORDERS, ORDERS.columns.keys())  # every column, in e
 # What reading and revealing an order need (not its dates, counted per read otherwise).
 _ORDER_LOOKUP = select(ORDERS.c.id, ORDERS.c.tenant_id, ORDERS.c.data_key_id,
                        ORDERS.c.attributes, ORDERS.c.buyer_ct, ORDERS.c.address_ct,
-                       ORDERS.c.is_canary).where(
+                       ORDERS.c.is_canary, ORDERS.c.email_bidx, ORDERS.c.phone_bidx).where(
     ORDERS.c.tenant_id == bindparam("tenant_id"),
     ORDERS.c.amazon_order_id == bindparam("amazon_order_id"))
 _FIND_ORDER = Prepared(_ORDER_LOOKUP)
@@ -220,10 +222,44 @@ async def _find(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
                                    {"tenant_id": tenant_id, "amazon_order_id": amazon_order_id}))
 
 
-def _order_event(row: Any, purpose: str | None = None) -> EventFields:
+def _order_event(row: Any, buyer: str | None, purpose: str | None = None) -> EventFields:
     """The event fields of reading one order (masked, or revealed for ``purpose``)."""
     return {"tenant_id": row.tenant_id, "target_type": TargetType.ORDER, "target_id": row.id,
-            "purpose": purpose, "count": 1}
+            "purpose": purpose, "count": 1, "buyer": buyer}
+
+
+def buyer_of(pseudonyms: BuyerPseudonyms, row: Any) -> str | None:
+    """The pseudonym of an order's buyer (``crypto.pseudonyms``): from the blind-index digest
+    of their email, else of their phone; None for an order that has neither."""
+    if row.email_bidx is not None:
+        return pseudonyms.of(row.tenant_id, EMAIL, row.email_bidx)
+    if row.phone_bidx is not None:
+        return pseudonyms.of(row.tenant_id, PHONE, row.phone_bidx)
+    return None
+
+
+def load_pseudonyms(rt: Runtime) -> BuyerPseudonyms:
+    """The buyer pseudonyms, their key read (or made, on first use) in a transaction of its
+    own: outside the caller's, so that two processes making the key at the same moment cost
+    the loser a second read, not its request."""
+    try:
+        return rt.keyring.buyer_pseudonyms(None)
+    except KeyNotCachedError:
+        pass
+    try:
+        with rt.store.transaction() as session:
+            return rt.keyring.buyer_pseudonyms(session)
+    except IntegrityError:  # made by another process meanwhile: read theirs
+        with rt.store.transaction() as session:
+            return rt.keyring.buyer_pseudonyms(session)
+
+
+async def _buyer(rt: Runtime, row: Any) -> str | None:
+    try:
+        pseudonyms = rt.keyring.buyer_pseudonyms(None)
+    except KeyNotCachedError:  # the first use in this process
+        pseudonyms = await rt.store.offload(load_pseudonyms, rt)
+    return buyer_of(pseudonyms, row)
 
 
 def _found(rows: list[Any]) -> Any:
@@ -242,8 +278,10 @@ async def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
     """The order with every PII value masked; no key is unwrapped."""
     row = await _find(rt, tenant_id, amazon_order_id)
     view = masked_view(row)  # before the event: a read that fails is not logged a success
-    await auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS, **_order_event(row))
-    await _touched_canary(rt, auditor, row)
+    buyer = await _buyer(rt, row)
+    await auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS,
+                         **_order_event(row, buyer))
+    await _touched_canary(rt, auditor, row, buyer)
     return view
 
 
@@ -278,20 +316,21 @@ async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id:
         view = _decrypt(None, rt.keyring, row)
     except KeyNotCachedError:  # its first use in this process (or just evicted): read it
         view = await rt.store.offload(_decrypt_reading_keys, rt, row)
+    buyer = await _buyer(rt, row)
     await auditor.append(rt.store, Action.ORDERS_REVEAL, Outcome.SUCCESS,
-                         **_order_event(row, purpose))
-    await _touched_canary(rt, auditor, row)
+                         **_order_event(row, buyer, purpose))
+    await _touched_canary(rt, auditor, row, buyer)
     return view  # only once the event is committed
 
 
-async def _touched_canary(rt: Runtime, auditor: Auditor, row: Any) -> None:
+async def _touched_canary(rt: Runtime, auditor: Auditor, row: Any, buyer: str | None) -> None:
     """A canary read or revealed: a ``canaries:touched`` event of its own, which the
     ``canary-access`` detector acts on (``monitoring.detectors``). The caller's answer is the
     same as for any order: nothing tells a reader it touched one."""
     if row.is_canary:
         await auditor.append(rt.store, Action.CANARIES_TOUCHED, Outcome.SUCCESS,
                              tenant_id=row.tenant_id, target_type=TargetType.CANARY,
-                             target_id=row.id, count=1)
+                             target_id=row.id, count=1, buyer=buyer)
 
 
 def _decrypt_reading_keys(rt: Runtime, row: Any) -> dict[str, Any]:
@@ -330,6 +369,7 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
     if not given or any(not value for _, _, value in given):
         raise SearchRequestError("give buyer_email, buyer_phone or postal_code")
     budget = Budget(SEARCH_BUDGET, rt.settings.search_budget_per_hour, SEARCH_WINDOW_SECONDS)
+    pseudonyms = load_pseudonyms(rt)
     with rt.store.transaction() as session:
         budgets.take(session, budget, principal_id, rt.clock.now())
         try:
@@ -342,17 +382,46 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
             for kind, column, value in given:
                 query = query.where(column == index.digest(kind, value))
             rows = session.scalars(query.order_by(Order.purchase_date).limit(SEARCH_LIMIT)).all()
+        buyers = {buyer_of(pseudonyms, row) for row in rows}
         auditor.record(session, Action.ORDERS_SEARCH, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.ORDER, count=len(rows), purpose=purpose,
                        criteria=search_criteria(buyer_email=buyer_email,
                                                 buyer_phone=buyer_phone,
-                                                postal_code=postal_code))
+                                                postal_code=postal_code),
+                       buyer=buyers.pop() if len(buyers) == 1 else None)
         canaries = [row for row in rows if row.is_canary]
         if canaries:  # a search hit on a canary (see _touched_canary)
             auditor.record(session, Action.CANARIES_TOUCHED, Outcome.SUCCESS,
                            tenant_id=tenant_id, target_type=TargetType.CANARY,
-                           target_id=canaries[0].id, count=len(canaries))
+                           target_id=canaries[0].id, count=len(canaries),
+                           buyer=buyer_of(pseudonyms, canaries[0]))
         return [masked_view(row) for row in rows]
+
+
+def buyer_pseudonym(rt: Runtime, auditor: Auditor, tenant_id: str, *,
+                    buyer_email: str | None = None, buyer_phone: str | None = None) -> str:
+    """The pseudonym the security log gives the buyer with this email (or phone) in this
+    tenant, for an investigator to find their events (``GET /audit/events?buyer=``).
+
+    The answer is the same whether or not the tenant has such a buyer: it confirms nothing
+    about the data. The event names the pseudonym asked for (who looked for whom), never the
+    value given."""
+    given = [(kind, norm(value)) for kind, value, norm in
+             ((EMAIL, buyer_email, normalize_email), (PHONE, buyer_phone, normalize_phone))
+             if value is not None]
+    if len(given) != 1 or not given[0][1]:
+        raise SearchRequestError("give one of buyer_email or buyer_phone")
+    (kind, value), = given
+    pseudonyms = load_pseudonyms(rt)
+    with rt.store.transaction() as session:
+        try:
+            index = rt.keyring.blind_index(session, tenant_id)
+        except UnknownTenantKeyError:
+            raise OrderNotFoundError() from None  # a tenant with no keys has no buyers
+        buyer = pseudonyms.of(tenant_id, kind, index.digest(kind, value))
+        auditor.record(session, Action.BUYERS_PSEUDONYM, Outcome.SUCCESS, tenant_id=tenant_id,
+                       criteria=kind, buyer=buyer)
+    return buyer
 
 
 def list_canaries(rt: Runtime, auditor: Auditor, tenant_id: str) -> list[str]:

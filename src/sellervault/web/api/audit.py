@@ -13,6 +13,7 @@ from sellervault.access.roles import TENANT_ID_PATTERN
 from sellervault.audit import reading
 from sellervault.audit.events import Outcome
 from sellervault.audit.log import event_time
+from sellervault.crypto.pseudonyms import PATTERN as PSEUDONYM
 from sellervault.web.context import RequestState, api_router, require
 
 router = api_router("audit")
@@ -52,11 +53,13 @@ def list_events(
     action: Annotated[Action | None, Query()] = None,
     outcome: Annotated[Outcome | None, Query()] = None,
     tenant: Annotated[str | None, Query(max_length=64, pattern=TENANT_ID_PATTERN)] = None,
+    buyer: Annotated[str | None, Query(pattern=PSEUDONYM,
+                                       description="a buyer's pseudonym (byr_...)")] = None,
 ) -> dict[str, Any]:
     """A page of the log, in chain order, matching every filter given; ``next_cursor`` is
     the ``after`` of the next page (null: this was the last)."""
     matching = reading.EventFilter(since=_event_time(since), until=_event_time(until),
                                    actor_id=actor, action=action, outcome=outcome,
-                                   tenant_id=tenant)
+                                   tenant_id=tenant, buyer=buyer)
     page = reading.read_events(state.runtime.store, state.auditor, after, limit, matching)
     return {"events": page.events, "next_cursor": page.next_cursor}

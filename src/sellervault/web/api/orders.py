@@ -1,5 +1,6 @@
 """Orders of a tenant: ingest (``ingest``), read masked, reveal with a purpose
-(``pii-reader``), search through the blind index, canaries (``security-officer``)."""
+(``pii-reader``), search through the blind index, canaries and buyers' pseudonyms
+(``security-officer``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 from sellervault.access.actions import Action
@@ -150,3 +152,24 @@ def list_canaries(
     state: Annotated[RequestState, Depends(require(Action.CANARIES_LIST, tenant_scoped=True))],
 ) -> dict[str, list[str]]:
     return {"canaries": records.list_canaries(state.runtime, state.auditor, tenant)}
+
+
+class BuyerLookup(BaseModel):
+    """One buyer, by email or phone (in the body: never in a URL, which proxies log)."""
+
+    model_config = ConfigDict(extra="forbid")
+    buyer_email: str | None = Field(default=None, max_length=320)
+    buyer_phone: str | None = Field(default=None, max_length=64)
+
+
+@router.post("/tenants/{tenant}/buyer-pseudonyms")
+def buyer_pseudonym(
+    tenant: TenantPath,
+    body: BuyerLookup,
+    state: Annotated[RequestState, Depends(require(Action.BUYERS_PSEUDONYM, tenant_scoped=True))],
+) -> dict[str, str]:
+    """The buyer's pseudonym in the security log (``GET /audit/events?buyer=``): the same
+    answer whether or not the tenant has such a buyer."""
+    return {"buyer": records.buyer_pseudonym(state.runtime, state.auditor, tenant,
+                                             buyer_email=body.buyer_email,
+                                             buyer_phone=body.buyer_phone)}
