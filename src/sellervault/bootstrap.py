@@ -26,6 +26,7 @@ from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.crypto.tls_identity import generate_self_signed
 from sellervault.jobs.registry import JOBS
 from sellervault.jobs.runner import JobState, Runner, RunResult
+from sellervault.monitoring import detectors
 from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import Store
@@ -112,6 +113,15 @@ def open_runtime(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
     return runtime
 
 
+def open_watched_runtime(settings: Settings) -> Runtime:
+    """``open_runtime`` with the detectors reading this command's own events: a key rotated
+    or a failed verification from the command line raises its alert as one made through
+    the API would (``monitoring.detectors``). Closing the runtime lets them finish."""
+    runtime = open_runtime(settings)
+    detectors.attach(runtime)
+    return runtime
+
+
 def record_serve(runtime: Runtime) -> None:
     auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
     with runtime.store.transaction() as session:
@@ -147,7 +157,7 @@ def verify_log(settings: Settings,
     """Verify the chain (from one snapshot: a running server goes on meanwhile), then record
     that a verification ran and how it ended. A log whose head or key is gone cannot take
     that event; the result says why."""
-    runtime = open_runtime(settings)
+    runtime = open_watched_runtime(settings)
     try:
         result = verification.verify(runtime.store, runtime.keyring, on_batch,
                                      settings.checkpoint_file)
@@ -169,7 +179,7 @@ def rotate_root_key(settings: Settings) -> int:
     """New root key version; every tenant and system key is re-wrapped under it, then older
     root versions are removed from the key file. Run it with the server stopped: a running
     server holds the root keyring it loaded at start."""
-    runtime = open_runtime(settings)
+    runtime = open_watched_runtime(settings)
     try:
         with runtime.store.transaction() as session:
             version = runtime.keyring.rotate_root(session)
@@ -186,7 +196,7 @@ def rotate_tenant_key(settings: Settings, tenant_id: str) -> int:
     """New key-encryption key for one tenant; its data keys are re-wrapped, data untouched.
     Safe while the server runs: a server looks up a tenant's active key version on every use,
     and ingests of the tenant wait for the rotation (``Keyring.rotate_tenant_key``)."""
-    runtime = open_runtime(settings)
+    runtime = open_watched_runtime(settings)
     try:
         with runtime.store.transaction() as session:
             version = runtime.keyring.rotate_tenant_key(session, tenant_id)
@@ -216,7 +226,7 @@ def list_jobs(settings: Settings) -> list[JobState]:
 def run_job(settings: Settings, name: str, attempts: int | None = None) -> RunResult:
     """Run one job now, in this process, as the CLI (``Runner.run_now``). Safe while servers
     run: it is claimed like a scheduled run, so it never overlaps one."""
-    runtime = open_runtime(settings)
+    runtime = open_watched_runtime(settings)
     try:
         return Runner(runtime, JOBS, cli_actor(), attempts=attempts).run_now(name)
     finally:

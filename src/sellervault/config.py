@@ -131,6 +131,15 @@ class Settings(BaseSettings):
         default=60, ge=1, le=600,
         description="searches by buyer email, phone or postal code per principal and hour")
 
+    auto_lock: bool = Field(
+        default=True,
+        description="disable an account at once when it touches a canary, or when a person "
+                    "reveals an unusual number of buyers (the alert is raised either way)")
+    rate_hard_cap_per_minute: int = Field(
+        default=1200, ge=60, le=100_000,
+        description="requests a minute by one principal that raise a request-rate alert "
+                    "whatever its baseline")
+
     audit_retention_days: int = 365
     deletion_deadline_hours: int = 72
     session_idle_minutes: int = Field(default=15, ge=1)

@@ -31,6 +31,7 @@ from sellervault.cli.main import app
 from sellervault.config import Settings
 from sellervault.jobs.models import JobRunRow
 from sellervault.jobs.runner import JOB_FAILED, JOB_RUNNING, job_lock_id
+from sellervault.monitoring.models import AlertRow
 from tests.cli.helpers import COMMAND, Cli, mode
 from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
 
@@ -265,6 +266,13 @@ def test_audit_verify_detects_an_edited_event(cli: Cli, settings: Settings,
     assert broken.code == 1, broken
     assert "security log broken at event 2" in broken.stderr
     assert "event 2 was altered" in broken.stderr
+    engine = create_engine(settings.effective_database_url())  # the command's own alert
+    try:
+        with engine.connect() as connection:
+            raised = connection.execute(select(AlertRow.rule, AlertRow.severity)).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in raised] == [("log-verification", "critical")]
 
 
 def test_audit_prove_and_check_proof_with_the_public_key_alone(

@@ -276,3 +276,47 @@ def test_a_flag_with_an_oversized_value_or_no_time_to_live_is_refused(
         with pytest.raises(ValueError, match="time to live"):
             counters.set_flag(LOCKED, ACCOUNT, "x", ttl=ttl)
     assert counters.flag(LOCKED, ACCOUNT) is None
+
+
+# -- distinct members ------------------------------------------------------------------------
+
+BUYERS = Window("test-buyers", timedelta(minutes=5), cap=50)
+
+
+def test_distinct_counts_each_member_once(counters: Counters) -> None:
+    noted = [counters.distinct(BUYERS, ACCOUNT, member) for member in ("b1", "b2", "b1", "b3")]
+    assert noted == [1, 2, 2, 3]
+    assert counters.count(BUYERS, ACCOUNT) == 3
+
+
+def test_a_member_counts_from_its_latest_noting(counters: Counters,
+                                                clock: ManualClock) -> None:
+    counters.distinct(BUYERS, ACCOUNT, "b1")
+    clock.advance(200)
+    counters.distinct(BUYERS, ACCOUNT, "b2")
+    counters.distinct(BUYERS, ACCOUNT, "b1")  # noted again: its window starts again
+    clock.advance(200)  # the first noting of b1 is 400 s old, its latest 200 s
+    assert counters.count(BUYERS, ACCOUNT) == 2
+    clock.advance(101)
+    assert counters.count(BUYERS, ACCOUNT) == 0
+    assert counters.distinct(BUYERS, ACCOUNT, "b3") == 1
+
+
+def test_distinct_members_are_per_subject_and_stop_at_the_cap(counters: Counters) -> None:
+    for index in range(60):
+        counters.distinct(BUYERS, ACCOUNT, f"b{index}")
+    assert counters.count(BUYERS, ACCOUNT) == BUYERS.cap
+    assert counters.distinct(BUYERS, ADDRESS, "b1") == 1
+
+
+def test_concurrent_notings_of_new_members_see_distinct_counts(counters: Counters) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seen = list(pool.map(lambda i: counters.distinct(BUYERS, ACCOUNT, f"m{i}"), range(40)))
+    assert sorted(seen) == list(range(1, 41))
+
+
+@pytest.mark.parametrize("member", ["", "m" * 129])
+def test_an_empty_or_unbounded_member_is_refused(counters: Counters, member: str) -> None:
+    with pytest.raises(ValueError, match="member"):
+        counters.distinct(BUYERS, ACCOUNT, member)
+    assert counters.count(BUYERS, ACCOUNT) == 0

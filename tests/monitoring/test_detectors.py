@@ -26,6 +26,7 @@ from sellervault.access.actions import Action
 from sellervault.access.roles import Grant, Role
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
+from sellervault.accounts.models import Account
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome, Reason, TargetType
 from sellervault.audit.models import EventRow
@@ -34,7 +35,7 @@ from sellervault.counters.redis import RedisCounters
 from sellervault.monitoring import detectors
 from sellervault.monitoring.models import AlertRow
 from sellervault.runtime import Runtime
-from tests.support import admin_of, system_auditor
+from tests.support import admin_of, make_person, system_auditor
 
 
 @pytest.fixture
@@ -164,3 +165,207 @@ def test_a_touched_canary_disables_the_account_at_once_and_raises_a_critical_ale
             EventRow.action == "accounts:disable")).all()
     assert (disabled.target_id, disabled.reason, disabled.channel) == (
         service.id, "canary_access", "system")
+
+
+# -- the rules added with the buyer's pseudonym and baselines ---------------------------------
+
+def act(rt: Runtime, actor_id: str | None, action: Action, times: int = 1,
+        outcome: Outcome = Outcome.SUCCESS, **fields: Any) -> None:
+    """``times`` events of ``action`` by ``actor_id`` over the API, handled by the detectors
+    before this returns."""
+    auditor = Auditor(rt.audit, Actor(Channel.API, actor_id=actor_id, source_ip="203.0.113.9"))
+    for _ in range(times):
+        with rt.store.transaction() as session:
+            auditor.record(session, action, outcome, **fields)
+    assert rt.audit.subscribers.wait_idle(10)
+
+
+def next_window(clock: ManualClock) -> None:
+    """On to a second past the start of the next 5-minute window (and minute)."""
+    now = clock.timestamp()
+    clock.advance((now // 300 + 1) * 300 + 1 - now)
+
+
+def rules_of(rt: Runtime) -> list[tuple[str, str]]:
+    return [(alert.rule, alert.subject) for alert in alerts_of(rt)]
+
+
+def reveal(rt: Runtime, actor_id: str, buyers: range, *, same_order: bool = False) -> None:
+    for index in buyers:
+        act(rt, actor_id, Action.ORDERS_REVEAL, tenant_id="acme", purpose="fulfillment",
+            target_type=TargetType.ORDER, target_id="ord_1" if same_order else f"ord_{index}",
+            buyer=f"byr_{index:032x}", count=1)
+
+
+def tuned(rt: Runtime, **settings: Any) -> Runtime:
+    """The same database, keys, clock and counters under other settings."""
+    return Runtime(rt.settings.model_copy(update=settings), rt.store, rt.keyring, rt.clock,
+                   counters=rt.counters)
+
+
+@pytest.fixture
+def person(watched: Runtime, initialized: bootstrap.InitResult) -> str:
+    return make_person(watched, admin_of(initialized), email="vera.volume@example.test",
+                       name="Vera Volume", grants=[Grant(Role.PII_READER, "acme")]).id
+
+
+def _status(rt: Runtime, account_id: str) -> str:
+    with rt.store.engine.connect() as connection:
+        status: str = connection.execute(select(Account.status).where(
+            Account.id == account_id)).scalar_one()
+    return status
+
+
+def test_the_twentieth_distinct_buyer_revealed_raises_one_alert_and_disables_the_person(
+        watched: Runtime, person: str) -> None:
+    reveal(watched, person, range(19))
+    reveal(watched, person, range(5), same_order=False)  # the same buyers again: no more
+    assert rules_of(watched) == []
+    assert _status(watched, person) == "active"
+    reveal(watched, person, range(19, 30))
+    assert rules_of(watched) == [("retrieval-volume", person)]
+    assert _status(watched, person) == "disabled"
+    with watched.store.engine.connect() as connection:
+        [disabled] = connection.execute(select(EventRow).where(
+            EventRow.action == "accounts:disable")).all()
+    assert (disabled.target_id, disabled.reason) == (person, "retrieval_volume")
+
+
+def test_one_buyer_revealed_many_times_is_one_buyer(watched: Runtime, person: str) -> None:
+    for _ in range(40):
+        act(watched, person, Action.ORDERS_REVEAL, tenant_id="acme", target_id="ord_7",
+            target_type=TargetType.ORDER, buyer="byr_" + "7" * 32, count=1)
+    assert rules_of(watched) == []
+
+
+def test_orders_without_a_buyer_pseudonym_count_by_order(watched: Runtime) -> None:
+    act(watched, "acc_service", Action.ORDERS_REVEAL, tenant_id="acme", count=1,
+        target_type=TargetType.ORDER, target_id="ord_same")
+    for index in range(19):
+        act(watched, "acc_service", Action.ORDERS_REVEAL, tenant_id="acme", count=1,
+            target_type=TargetType.ORDER, target_id=f"ord_{index}")
+    assert rules_of(watched) == [("retrieval-volume", "acc_service")]
+
+
+def test_a_service_is_alerted_on_but_not_disabled_and_auto_lock_can_be_off(
+        watched: Runtime, initialized: bootstrap.InitResult, person: str) -> None:
+    service = accounts.create_service(watched, system_auditor(watched), admin_of(initialized),
+                                      name="bulk reader", grants=[Grant(Role.ANALYST, "acme")])
+    reveal(watched, service.id, range(20))
+    assert _status(watched, service.id) == "active"
+    unlocked = tuned(watched, auto_lock=False)
+    subscription = detectors.attach(unlocked)
+    try:
+        reveal(unlocked, person, range(20))
+    finally:
+        unlocked.audit.subscribers.unsubscribe(subscription)
+    assert _status(watched, person) == "active"
+    assert sorted(rules_of(watched)) == sorted([("retrieval-volume", service.id),
+                                                ("retrieval-volume", person)])
+
+
+def test_the_request_rate_hard_cap_raises_one_alert_per_window(watched: Runtime,
+                                                                clock: ManualClock) -> None:
+    capped = tuned(watched, rate_hard_cap_per_minute=60)
+    subscription = detectors.attach(capped)
+    watched.audit.subscribers.unsubscribe(next(
+        s for s in watched.audit.subscribers.subscriptions if s is not subscription))
+    try:
+        next_window(clock)
+        act(capped, "acc_busy", Action.ORDERS_READ, 60)
+        assert rules_of(capped) == []
+        act(capped, "acc_busy", Action.ORDERS_READ, 30)
+        assert rules_of(capped) == [("request-rate", "acc_busy")]
+        clock.advance(60)  # the next minute, the same window: one alert per window
+        act(capped, "acc_busy", Action.ORDERS_READ, 61)
+        assert len(rules_of(capped)) == 1
+    finally:
+        capped.audit.subscribers.unsubscribe(subscription)
+
+
+def test_no_rate_alert_while_the_baseline_warms_up_then_one_above_it(
+        watched: Runtime, clock: ManualClock) -> None:
+    """A new principal at 100 a minute is not unusual (no baseline yet, under the hard cap);
+    after half an hour at 5 a minute, 60 a minute is usual (the floor) and 61 is not."""
+    next_window(clock)
+    act(watched, "acc_new", Action.ORDERS_READ, 100)
+    for _ in range(31):
+        clock.advance(60)
+        act(watched, "acc_new", Action.ORDERS_READ, 5)
+    assert rules_of(watched) == []
+    next_window(clock)  # a fresh minute in a fresh window
+    act(watched, "acc_new", Action.ORDERS_READ, 60)
+    assert rules_of(watched) == []
+    act(watched, "acc_new", Action.ORDERS_READ, 1)
+    assert rules_of(watched) == [("request-rate", "acc_new")]
+
+
+def test_five_lockouts_across_the_service_are_a_storm(watched: Runtime) -> None:
+    for index in range(4):
+        act(watched, None, Action.ACCOUNTS_LOCK, target_type=TargetType.ACCOUNT,
+            target_id=f"acc_{index}", reason=Reason.TOO_MANY_FAILURES, count=5)
+    assert [rule for rule, _ in rules_of(watched)] == ["login-failures"] * 4
+    act(watched, None, Action.ACCOUNTS_DISABLE, target_type=TargetType.ACCOUNT,
+        target_id="acc_4", reason=Reason.TOO_MANY_FAILURES, count=10)
+    assert ("lockout-storm", "service") in rules_of(watched)
+    act(watched, None, Action.ACCOUNTS_DISABLE, target_type=TargetType.ACCOUNT,
+        target_id="acc_5", reason=Reason.INACTIVE)  # not a failed sign-in: not counted
+    assert rules_of(watched).count(("lockout-storm", "service")) == 1
+
+
+def test_a_sign_in_after_five_failures_is_an_alert_after_four_it_is_not(
+        watched: Runtime) -> None:
+    for account, failures in (("acc_four", 4), ("acc_five", 5)):
+        act(watched, None, Action.SESSION_CREATE, failures, Outcome.DENIED,
+            target_type=TargetType.ACCOUNT, target_id=account, status=401,
+            reason=Reason.INVALID_CREDENTIALS)
+        act(watched, None, Action.SESSION_CREATE, target_type=TargetType.ACCOUNT,
+            target_id=account)
+    assert rules_of(watched) == [("success-after-failures", "acc_five")]
+    act(watched, None, Action.SESSION_CREATE, target_type=TargetType.ACCOUNT,
+        target_id="acc_five")  # the success started the count again
+    assert len(rules_of(watched)) == 1
+
+
+def test_configuration_changes_raise_alerts_and_routine_ones_do_not(watched: Runtime) -> None:
+    act(watched, "acc_admin", Action.GRANTS_ADD, tenant_id="acme", criteria="analyst")
+    act(watched, "acc_operator", Action.KILLSWITCH_SET, 1, Outcome.DENIED, status=403,
+        reason=Reason.FORBIDDEN)  # refused: unauthorized-calls counts it, nothing changed
+    assert rules_of(watched) == []
+    act(watched, "acc_operator", Action.KILLSWITCH_SET, target_type=TargetType.PII_REVEALS)
+    act(watched, "acc_admin", Action.GRANTS_ADD, tenant_id="*", criteria="admin")
+    assert rules_of(watched) == [("configuration-change", "killswitch:set"),
+                                 ("configuration-change", "grants:add")]
+
+
+def test_a_failed_verification_is_a_critical_alert(watched: Runtime) -> None:
+    act(watched, None, Action.AUDIT_VERIFY, target_type=TargetType.SECURITY_EVENT, count=9)
+    assert rules_of(watched) == []
+    act(watched, None, Action.AUDIT_VERIFY, outcome=Outcome.FAILED,
+        target_type=TargetType.SECURITY_EVENT, count=9)
+    [alert] = alerts_of(watched)
+    assert (alert.rule, alert.severity, alert.subject) == ("log-verification", "critical",
+                                                           "service")
+
+
+def test_a_synthetic_attack_raises_exactly_the_expected_alerts(
+        watched: Runtime, clock: ManualClock, person: str) -> None:
+    """Below every threshold: nothing. Then one scraping insider, one prober and one
+    password sprayer, replayed on the injected clock: one alert per rule and subject."""
+    next_window(clock)
+    deny(watched, "acc_prober", 9)
+    reveal(watched, person, range(19))
+    act(watched, None, Action.SESSION_CREATE, 4, Outcome.DENIED,
+        target_type=TargetType.ACCOUNT, target_id="acc_victim", reason=Reason.FORBIDDEN)
+    act(watched, None, Action.SESSION_CREATE, target_type=TargetType.ACCOUNT,
+        target_id="acc_victim")
+    assert rules_of(watched) == []
+    deny(watched, "acc_prober", 5)
+    reveal(watched, person, range(19, 25))
+    for index in range(5):
+        act(watched, None, Action.ACCOUNTS_LOCK, target_type=TargetType.ACCOUNT,
+            target_id=f"acc_sprayed{index}", reason=Reason.TOO_MANY_FAILURES, count=5)
+    assert sorted(rules_of(watched)) == sorted(
+        [("unauthorized-calls", "acc_prober"), ("retrieval-volume", person),
+         ("lockout-storm", "service")]
+        + [("login-failures", f"acc_sprayed{index}") for index in range(5)])

@@ -209,6 +209,16 @@ def disable_for_canary(rt: Runtime, account_id: str) -> bool:
     return _disable_by_rule(rt, Reason.CANARY_ACCESS, now, Account.id == account_id) == 1
 
 
+def disable_for_volume(rt: Runtime, account_id: str) -> bool:
+    """Disable a *person* who revealed an unusual number of buyers (``monitoring.detectors``,
+    PARAMETERS.md: "volume breach by a person"). A service is not disabled for volume: its
+    volume is its job, and stopping it stops the business; the alert goes out either way.
+    Whether it was an active person until now."""
+    now = rt.clock.now()
+    return _disable_by_rule(rt, Reason.RETRIEVAL_VOLUME, now, Account.id == account_id,
+                            Account.kind == "person") == 1
+
+
 def _disable_by_rule(rt: Runtime, reason: Reason, now: datetime, *conditions: Any,
                      keep_administrator: bool = False) -> int:
     auditor = Auditor(rt.audit, SYSTEM_ACTOR)

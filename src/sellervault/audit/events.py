@@ -100,6 +100,7 @@ class Reason(StrEnum):
     END_DATE = "end_date"  # why an account was disabled: its end date passed
     INACTIVE = "inactive"  # why an account was disabled: unused for 90 days
     CANARY_ACCESS = "canary_access"  # why an account was disabled: it touched a canary
+    RETRIEVAL_VOLUME = "retrieval_volume"  # why a person was disabled: unusual reveals
     ADDRESS_NOT_ALLOWED = "address_not_allowed"  # outside the account's own networks
     # The web layer's own.
     INVALID_REQUEST = "invalid_request"

@@ -21,6 +21,7 @@ from typing import Protocol
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 MAX_SUBJECT = 512
+MAX_MEMBER = 128
 MAX_FLAG_VALUE = 1024
 DEFAULT_CAP = 10_000
 MICROSECONDS = 1_000_000
@@ -68,6 +69,12 @@ def check_subject(subject: str) -> None:
         raise ValueError(f"a subject is 1..{MAX_SUBJECT} characters")
 
 
+def check_member(member: str) -> None:
+    """Members are ids and pseudonyms: never empty, never unbounded."""
+    if not member or len(member) > MAX_MEMBER:
+        raise ValueError(f"a member is 1..{MAX_MEMBER} characters")
+
+
 def check_flag_value(value: str, ttl: timedelta | None) -> None:
     if len(value) > MAX_FLAG_VALUE:
         raise ValueError(f"a flag's value is at most {MAX_FLAG_VALUE} characters")
@@ -92,8 +99,17 @@ class Counters(Protocol):
         on the returned value lets exactly the first ones through."""
         ...
 
+    def distinct(self, window: Window, subject: str, member: str) -> int:
+        """Note ``member`` (a buyer's pseudonym, an order id) for ``subject`` now and return
+        how many distinct members were noted in the window, this one included, in one
+        atomic step. A member noted again counts once, from its latest noting; past the cap
+        the least recently noted are forgotten. ``count`` reads the same number without
+        noting anything. A window is used for ``hit`` or for ``distinct``, never both."""
+        ...
+
     def count(self, window: Window, subject: str) -> int:
-        """The occurrences of ``subject`` in the window now (0 if none)."""
+        """The occurrences (or distinct members) of ``subject`` in the window now (0 if
+        none)."""
         ...
 
     def reset(self, window: Window, subject: str) -> None:

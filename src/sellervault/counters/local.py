@@ -25,6 +25,7 @@ from sellervault.counters.interface import (
     Flag,
     Window,
     check_flag_value,
+    check_member,
     check_subject,
     micros,
 )
@@ -52,6 +53,30 @@ class _Occurrences:
 
 
 @dataclass(slots=True)
+class _Members:
+    """One subject's distinct members in one window: each member's latest noting
+    (microseconds), oldest first."""
+
+    window_micros: int
+    moments: OrderedDict[str, int]
+
+    def prune(self, now: int) -> None:
+        cutoff = now - self.window_micros
+        while self.moments and next(iter(self.moments.values())) <= cutoff:
+            self.moments.popitem(last=False)
+
+    def expired(self, now: int) -> bool:
+        self.prune(now)
+        return not self.moments
+
+    def size(self) -> int:
+        return len(self.moments)
+
+    def after(self, cutoff: int) -> int:
+        return sum(1 for moment in self.moments.values() if moment > cutoff)
+
+
+@dataclass(slots=True)
 class _FlagValue:
     value: str
     expires: int | None  # microseconds on the clock; None: until cleared
@@ -72,7 +97,7 @@ class LocalCounters:
     def __init__(self, clock: Clock, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self._clock = clock
         self._max_entries = max_entries
-        self._entries: OrderedDict[_Key, _Occurrences | _FlagValue] = OrderedDict()
+        self._entries: OrderedDict[_Key, _Occurrences | _Members | _FlagValue] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self._last_sweep = micros(clock.timestamp())
@@ -86,6 +111,7 @@ class LocalCounters:
             now = self._now()
             entry = self._entries.get(key)
             if not isinstance(entry, _Occurrences):
+                self._drop(key)  # (a window misused for distinct members: start again)
                 entry = _Occurrences(window.micros, [])
                 self._entries[key] = entry
             before = entry.size()
@@ -98,13 +124,38 @@ class LocalCounters:
             self._evict(keep=key)
             return entry.size()
 
+    def distinct(self, window: Window, subject: str, member: str) -> int:
+        check_subject(subject)
+        check_member(member)
+        key = ("count", window.name, subject)
+        with self._lock:
+            now = self._now()
+            entry = self._entries.get(key)
+            if not isinstance(entry, _Members):
+                self._drop(key)  # (a window misused for occurrences: start again)
+                entry = _Members(window.micros, OrderedDict())
+                self._entries[key] = entry
+            before = entry.size()
+            entry.window_micros = window.micros
+            entry.prune(now)
+            entry.moments.pop(member, None)
+            entry.moments[member] = now  # the newest, last
+            while entry.size() > window.cap:
+                entry.moments.popitem(last=False)
+            self._size += entry.size() - before
+            self._entries.move_to_end(key)
+            self._evict(keep=key)
+            return entry.size()
+
     def count(self, window: Window, subject: str) -> int:
         check_subject(subject)
         with self._lock:
             entry = self._entries.get(("count", window.name, subject))
+            cutoff = self._now() - window.micros
+            if isinstance(entry, _Members):
+                return entry.after(cutoff)
             if not isinstance(entry, _Occurrences):
                 return 0
-            cutoff = self._now() - window.micros
             return entry.size() - bisect_right(entry.moments, cutoff)
 
     def reset(self, window: Window, subject: str) -> None:

@@ -7,6 +7,8 @@ counters key, so two vaults sharing a Redis never touch each other's keys):
   clock's time in whole microseconds. ``hit`` is one Lua script (prune what left the window,
   add, trim to the cap, count), which Redis runs atomically: concurrent hits from any
   process get distinct counts.
+  ``distinct`` is the same script with the member's keyed hash as the member: noting it
+  again moves its score, so the set's size is the number of distinct members.
 - ``flag:<flag>:<subject digest>``: a string ``{"v": value, "e": expiry on the clock}``.
 
 Subjects are stored only as keyed hashes (HMAC-SHA256 under the counters key), so no
@@ -42,6 +44,7 @@ from sellervault.counters.interface import (
     Flag,
     Window,
     check_flag_value,
+    check_member,
     check_subject,
     micros,
 )
@@ -116,6 +119,15 @@ class RedisCounters:
         now = micros(self._clock.timestamp())
         args = [str(now), str(now - window.micros), str(window.cap), secrets.token_hex(8),
                 str(_millis(window.length + GC_MARGIN))]
+        return int(self._reach(lambda: self._hit(keys=[key], args=args)))
+
+    def distinct(self, window: Window, subject: str, member: str) -> int:
+        check_member(member)
+        key = self._key("count", window.name, subject)
+        now = micros(self._clock.timestamp())
+        noted = hmac.new(self._secret, f"member\0{member}".encode(), hashlib.sha256)
+        args = [str(now), str(now - window.micros), str(window.cap),
+                noted.hexdigest()[:32], str(_millis(window.length + GC_MARGIN))]
         return int(self._reach(lambda: self._hit(keys=[key], args=args)))
 
     def count(self, window: Window, subject: str) -> int:

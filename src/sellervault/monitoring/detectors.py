@@ -1,25 +1,36 @@
 """Detectors: subscribers of the security log that count what they see in the shared
 counters and raise alerts (``alerts``) when a rule's threshold is crossed.
 
-They attach to the log of a serving process (``attach``) and receive every event it
-commits, after the commit, on a thread of their own (``audit.subscribers``): a request never
-waits for them. They count in the shared counters, so the events of every server process
-count together when Redis is configured; the alert of a window is raised once (the alert's
-unique key), whichever process crossed the threshold.
+They attach to the log of a serving process (``attach``; a command of the command line
+attaches them for its own run) and receive every event it commits, after the commit, on a
+thread of their own (``audit.subscribers``): a request never waits for them. They count in
+the shared counters, so the events of every server process count together when Redis is
+configured; the alert of a window is raised once (the alert's unique key), whichever process
+crossed the threshold. Every count is compared on the way up (``== limit``, or the step that
+crosses a limit), so one crossing raises one alert and a count that stays high raises no
+more in its window.
 
-Rules (PARAMETERS.md):
+Rules (PARAMETERS.md; the severity after the name):
 
 - ``unauthorized-calls`` (high): 10 denied requests by one principal in 5 minutes (by its
   address when no account was identified), 3 on PII or operator routes (reveal, search,
-  kill switches). Sign-in failures are the next rule's.
-- ``login-failures`` (medium): an account locked after failed sign-ins.
+  kill switches). Sign-in failures are the login rules'.
+- ``request-rate`` (medium): a principal's requests in one minute above its baseline (EWMA +
+  3 sigma, never below 60; ``baselines``; none while it warms up) or above the hard cap
+  (``SELLERVAULT_RATE_HARD_CAP_PER_MINUTE``) at any time.
+- ``retrieval-volume`` (high): 20 distinct buyers revealed by one principal in 5 minutes, or
+  a five-minute period above its baseline (never below 5). A *person* is disabled at once
+  (``SELLERVAULT_AUTO_LOCK``); a service is not (its volume is its job).
 - ``canary-access`` (critical): a canary order read, revealed or found by a search
-  (``canaries:touched``, written by the records service); the account that did it is
-  disabled at once (its next request is refused), until a security officer or an
-  administrator re-enables it.
-
-Not built yet: request rate, retrieval volume, lockout storms, success after many failures,
-configuration changes, failed verification, notifications.
+  (``canaries:touched``); the account that did it is disabled at once (``AUTO_LOCK``).
+- ``login-failures`` (medium): an account locked after failed sign-ins.
+- ``lockout-storm`` (high): 5 accounts locked or disabled for failed sign-ins in 5 minutes,
+  across the service (spraying over many accounts).
+- ``success-after-failures`` (medium): a sign-in that succeeds after 5 or more failed ones
+  on the same account within the hour.
+- ``configuration-change`` (medium): a kill switch set or cleared, a key rotated, an
+  account's networks changed, a privileged role granted or revoked.
+- ``log-verification`` (critical): ``audit verify`` found the log tampered with.
 """
 
 from __future__ import annotations
@@ -28,17 +39,33 @@ import logging
 from datetime import datetime, timedelta
 
 from sellervault.access.actions import Action
+from sellervault.access.roles import Role
 from sellervault.accounts import lifecycle
-from sellervault.audit.events import Outcome, SecurityEvent
+from sellervault.audit.events import Channel, Outcome, Reason, SecurityEvent
 from sellervault.audit.log import event_time
 from sellervault.audit.subscribers import CommittedEvent, Subscription
 from sellervault.counters.interface import Window
 from sellervault.monitoring import alerts
+from sellervault.monitoring.baselines import Baseline
 from sellervault.runtime import Runtime
 
 log = logging.getLogger("sellervault.monitoring")
 
 WINDOW = timedelta(minutes=5)
+"""The window every alert is deduplicated in (and most rules count in)."""
+
+UNAUTHORIZED_CALLS = "unauthorized-calls"
+REQUEST_RATE = "request-rate"
+RETRIEVAL_VOLUME = "retrieval-volume"
+CANARY_ACCESS = "canary-access"
+LOGIN_FAILURES = "login-failures"
+LOCKOUT_STORM = "lockout-storm"
+SUCCESS_AFTER_FAILURES = "success-after-failures"
+CONFIGURATION_CHANGE = "configuration-change"
+LOG_VERIFICATION = "log-verification"
+RULES = (UNAUTHORIZED_CALLS, REQUEST_RATE, RETRIEVAL_VOLUME, CANARY_ACCESS, LOGIN_FAILURES,
+         LOCKOUT_STORM, SUCCESS_AFTER_FAILURES, CONFIGURATION_CHANGE, LOG_VERIFICATION)
+
 DENIALS = Window("denials", WINDOW, cap=1000)
 SENSITIVE_DENIALS = Window("denials-sensitive", WINDOW, cap=1000)
 DENIAL_LIMIT = 10
@@ -48,20 +75,49 @@ SENSITIVE_ACTIONS = frozenset({Action.ORDERS_REVEAL, Action.ORDERS_SEARCH,
                                Action.KILLSWITCH_LIST})
 SIGN_IN_ACTIONS = frozenset({Action.SESSION_CREATE, Action.PASSWORD_CHANGE,
                              Action.ENROLMENT_START, Action.ENROLMENT_FINISH})
-UNAUTHORIZED_CALLS = "unauthorized-calls"
-LOGIN_FAILURES = "login-failures"
-CANARY_ACCESS = "canary-access"
-_RULE_ACTIONS = frozenset({Action.ACCOUNTS_LOCK, Action.CANARIES_TOUCHED})
+
+RATE_FLOOR = 60
+"""Requests a minute below which no principal's rate is unusual, whatever its baseline."""
+REQUEST_CHANNELS = frozenset({Channel.API, Channel.DASHBOARD})
+
+BUYERS_REVEALED = Window("buyers-revealed", WINDOW, cap=1000)
+VOLUME_LIMIT = 20
+VOLUME_FLOOR = 5
+VOLUME = Baseline("buyers-revealed", WINDOW, cap=1000)
+
+LOCKOUTS = Window("lockouts", WINDOW, cap=1000)
+LOCKOUT_STORM_LIMIT = 5
+SERVICE_SUBJECT = "service"
+"""The subject of the rules about the service as a whole (a storm, the log)."""
+
+SIGN_IN_FAILURES = Window("sign-in-failures", timedelta(hours=1), cap=1000)
+SUCCESS_AFTER = 5
+
+CONFIGURATION_ACTIONS = frozenset({
+    Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR, Action.KEYS_ROTATE_ROOT,
+    Action.KEYS_ROTATE_TENANT, Action.ACCOUNTS_NETWORKS})
+GRANT_ACTIONS = frozenset({Action.GRANTS_ADD, Action.GRANTS_REVOKE})
+PRIVILEGED_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value,
+                              Role.SECURITY_OFFICER.value, Role.PII_READER.value})
+
+_LOCKED = frozenset({Action.ACCOUNTS_LOCK, Action.ACCOUNTS_DISABLE})
+_RULE_ACTIONS = (frozenset({Action.CANARIES_TOUCHED, Action.ORDERS_REVEAL,
+                            Action.SESSION_CREATE, Action.AUDIT_VERIFY})
+                 | _LOCKED | CONFIGURATION_ACTIONS | GRANT_ACTIONS)
 
 
 def window_start(occurred_at: str) -> str:
     """The start of the fixed 5-minute window an event falls in (what an alert is unique
     by), in the events' own format."""
-    moment = datetime.fromisoformat(occurred_at.replace("Z", "+00:00"))
+    moment = _moment(occurred_at)
     seconds = int(WINDOW.total_seconds())
     start = datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds,
                                    tz=moment.tzinfo)
     return event_time(start)
+
+
+def _moment(occurred_at: str) -> datetime:
+    return datetime.fromisoformat(occurred_at.replace("Z", "+00:00"))
 
 
 def _subject(event: SecurityEvent) -> str | None:
@@ -75,7 +131,13 @@ def _subject(event: SecurityEvent) -> str | None:
 def wanted(committed: CommittedEvent) -> bool:
     """The events some rule reads (asked in the writer's thread: keep it this cheap)."""
     event = committed.event
-    return event.outcome is Outcome.DENIED or event.action in _RULE_ACTIONS
+    return (event.outcome is Outcome.DENIED or event.action in _RULE_ACTIONS
+            or (event.actor.actor_id is not None and event.actor.channel in REQUEST_CHANNELS))
+
+
+def _crossed(before: float, after: float, limit: float) -> bool:
+    """Whether a count moving from ``before`` to ``after`` went past ``limit`` just now."""
+    return before <= limit < after
 
 
 class Detectors:
@@ -83,26 +145,38 @@ class Detectors:
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
+        self._hard_cap = rt.settings.rate_hard_cap_per_minute
+        self._rate = Baseline("request-rate", timedelta(minutes=1), cap=self._hard_cap + 1)
 
     def __call__(self, committed: CommittedEvent) -> None:
         event = committed.event
-        if event.outcome is Outcome.DENIED and event.action not in SIGN_IN_ACTIONS:
+        action = event.action
+        if event.actor.actor_id is not None and event.actor.channel in REQUEST_CHANNELS:
+            self._request_rate(committed)
+        if event.outcome is Outcome.DENIED and action not in SIGN_IN_ACTIONS:
             self._unauthorized(committed)
-        elif event.action is Action.ACCOUNTS_LOCK and event.target_id is not None:
-            alerts.raise_alert(self._rt, LOGIN_FAILURES, "medium", event.target_id,
-                               event.target_id, window_start(committed.occurred_at))
-        elif event.action is Action.CANARIES_TOUCHED:
+        if action is Action.SESSION_CREATE:
+            self._sign_in(committed)
+        elif action in _LOCKED:
+            self._locked(committed)
+        elif action is Action.CANARIES_TOUCHED:
             self._canary(committed)
+        elif action is Action.ORDERS_REVEAL and event.outcome is Outcome.SUCCESS:
+            self._retrieval_volume(committed)
+        elif action in CONFIGURATION_ACTIONS or (
+                action in GRANT_ACTIONS and event.criteria in PRIVILEGED_ROLES):
+            if event.outcome is Outcome.SUCCESS:
+                self._raise(committed, CONFIGURATION_CHANGE, "medium", action.value,
+                            event.actor.actor_id)
+        elif action is Action.AUDIT_VERIFY and event.outcome is Outcome.FAILED:
+            self._raise(committed, LOG_VERIFICATION, "critical", SERVICE_SUBJECT, None)
 
-    def _canary(self, committed: CommittedEvent) -> None:
-        """Lock first, then the alert: the account is stopped even if the alert fails."""
-        actor_id = committed.event.actor.actor_id
-        subject = _subject(committed.event)
-        if actor_id is not None:
-            lifecycle.disable_for_canary(self._rt, actor_id)
-        if subject is not None:
-            alerts.raise_alert(self._rt, CANARY_ACCESS, "critical", subject, actor_id,
-                               window_start(committed.occurred_at))
+    def _raise(self, committed: CommittedEvent, rule: str, severity: str, subject: str,
+               principal_id: str | None) -> None:
+        alerts.raise_alert(self._rt, rule, severity, subject, principal_id,
+                           window_start(committed.occurred_at))
+
+    # -- the rules -------------------------------------------------------------------------
 
     def _unauthorized(self, committed: CommittedEvent) -> None:
         event = committed.event
@@ -113,10 +187,71 @@ class Detectors:
         if event.action in SENSITIVE_ACTIONS:
             crossed |= self._rt.counters.hit(SENSITIVE_DENIALS, subject) == SENSITIVE_LIMIT
         if crossed:
-            alerts.raise_alert(self._rt, UNAUTHORIZED_CALLS, "high", subject,
-                               event.actor.actor_id, window_start(committed.occurred_at))
+            self._raise(committed, UNAUTHORIZED_CALLS, "high", subject, event.actor.actor_id)
+
+    def _request_rate(self, committed: CommittedEvent) -> None:
+        principal = committed.event.actor.actor_id
+        assert principal is not None
+        counters = self._rt.counters
+        period = self._rate.period_of(_moment(committed.occurred_at).timestamp())
+        level = self._rate.current(counters, principal, period)
+        count = counters.hit(self._rate.counts, f"{principal}@{period}")
+        limit = level.limit(RATE_FLOOR)
+        if _crossed(count - 1, count, self._hard_cap) or (
+                limit is not None and _crossed(count - 1, count, limit)):
+            self._raise(committed, REQUEST_RATE, "medium", principal, principal)
+
+    def _retrieval_volume(self, committed: CommittedEvent) -> None:
+        event = committed.event
+        principal = event.actor.actor_id
+        if principal is None or event.target_id is None:
+            return
+        buyer = event.buyer or "order:" + event.target_id  # no email or phone: the order
+        counters = self._rt.counters
+        period = VOLUME.period_of(_moment(committed.occurred_at).timestamp())
+        level = VOLUME.current(counters, principal, period)
+        in_window = counters.distinct(BUYERS_REVEALED, principal, buyer)
+        in_period = counters.distinct(VOLUME.counts, f"{principal}@{period}", buyer)
+        limit = level.limit(VOLUME_FLOOR)
+        if in_window == VOLUME_LIMIT or (limit is not None
+                                         and _crossed(in_period - 1, in_period, limit)):
+            if self._rt.settings.auto_lock:
+                lifecycle.disable_for_volume(self._rt, principal)
+            self._raise(committed, RETRIEVAL_VOLUME, "high", principal, principal)
+
+    def _canary(self, committed: CommittedEvent) -> None:
+        """Lock first, then the alert: the account is stopped even if the alert fails."""
+        actor_id = committed.event.actor.actor_id
+        subject = _subject(committed.event)
+        if actor_id is not None and self._rt.settings.auto_lock:
+            lifecycle.disable_for_canary(self._rt, actor_id)
+        if subject is not None:
+            self._raise(committed, CANARY_ACCESS, "critical", subject, actor_id)
+
+    def _locked(self, committed: CommittedEvent) -> None:
+        event = committed.event
+        if event.reason is not Reason.TOO_MANY_FAILURES or event.target_id is None:
+            return
+        if event.action is Action.ACCOUNTS_LOCK:
+            self._raise(committed, LOGIN_FAILURES, "medium", event.target_id, event.target_id)
+        if self._rt.counters.hit(LOCKOUTS, SERVICE_SUBJECT) == LOCKOUT_STORM_LIMIT:
+            self._raise(committed, LOCKOUT_STORM, "high", SERVICE_SUBJECT, None)
+
+    def _sign_in(self, committed: CommittedEvent) -> None:
+        event = committed.event
+        account = event.target_id
+        if account is None:
+            return
+        counters = self._rt.counters
+        if event.outcome is Outcome.DENIED:
+            counters.hit(SIGN_IN_FAILURES, account)
+        elif event.outcome is Outcome.SUCCESS:
+            if counters.count(SIGN_IN_FAILURES, account) >= SUCCESS_AFTER:
+                self._raise(committed, SUCCESS_AFTER_FAILURES, "medium", account, account)
+            counters.reset(SIGN_IN_FAILURES, account)
 
 
 def attach(rt: Runtime) -> Subscription:
-    """Start the detectors on this process's security log (``serve``)."""
+    """Start the detectors on this process's security log (``serve``, and the commands of
+    the command line whose events a rule reads)."""
     return rt.audit.subscribe("detectors", Detectors(rt), wanted)
