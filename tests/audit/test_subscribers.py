@@ -230,3 +230,35 @@ def test_a_subscriber_hears_only_the_events_it_wants_and_unsubscribed_hears_noth
     runtime.audit.subscribers.unsubscribe(subscription)
     _record(runtime)
     assert len(heard.seqs) == 5
+
+
+def test_a_tick_runs_on_the_subscribers_thread_without_events_and_after_them_on_demand(
+        runtime: Runtime) -> None:
+    """The detectors' tick (the requests they tallied) runs every so often with no event to
+    wake it, on the subscriber's own thread; ``wait_idle`` runs it after the events queued
+    so far, and one that raises stops neither the ticks nor the events."""
+    heard: list[str] = []
+    threads: set[str] = set()
+
+    def tick() -> None:
+        threads.add(threading.current_thread().name)
+        heard.append("tick")
+        if len(heard) == 1:
+            raise RuntimeError("a failing tick")
+
+    subscription = runtime.audit.subscribe(
+        "ticking", lambda committed: heard.append(committed.event.action.value),
+        tick=(0.05, tick))
+    try:
+        deadline = time.monotonic() + 5
+        while heard.count("tick") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert heard.count("tick") >= 3
+        with runtime.store.transaction() as session:
+            Auditor(runtime.audit, Actor(Channel.API)).record(session, Action.ORDERS_READ,
+                                                              Outcome.SUCCESS)
+        assert runtime.audit.subscribers.wait_idle(5)
+        assert heard.index("orders:read") < len(heard) - 1  # a tick came after the event
+        assert threads == {"subscriber-ticking"}
+    finally:
+        runtime.audit.subscribers.unsubscribe(subscription)

@@ -320,3 +320,13 @@ def test_an_empty_or_unbounded_member_is_refused(counters: Counters, member: str
     with pytest.raises(ValueError, match="member"):
         counters.distinct(BUYERS, ACCOUNT, member)
     assert counters.count(BUYERS, ACCOUNT) == 0
+
+
+def test_a_hit_may_count_many_occurrences_at_once(counters: Counters) -> None:
+    assert counters.hit(FAILURES, ACCOUNT, times=7) == 7
+    assert counters.hit(FAILURES, ACCOUNT) == 8
+    assert counters.hit(BUYERS, ADDRESS, times=500) == BUYERS.cap  # (a cap of 50)
+    for times in (0, -1, 100_001):
+        with pytest.raises(ValueError, match="occurrences"):
+            counters.hit(FAILURES, ACCOUNT, times=times)
+    assert counters.count(FAILURES, ACCOUNT) == 8

@@ -19,6 +19,7 @@ from sellervault.audit.subscribers import (
     Subscriber,
     Subscribers,
     Subscription,
+    Tick,
 )
 from sellervault.clock import Clock
 from sellervault.crypto.keyring import Keyring
@@ -40,12 +41,12 @@ class AuditLog:
         """Now, as events record it: UTC, microseconds, "Z" (2026-11-29T04:12:13.123456Z)."""
         return event_time(self.clock.now())
 
-    def subscribe(self, name: str, subscriber: Subscriber,
-                  wants: Interest | None = None) -> Subscription:
+    def subscribe(self, name: str, subscriber: Subscriber, wants: Interest | None = None,
+                  tick: tuple[float, Tick] | None = None) -> Subscription:
         """Hand every event this process commits from now on (that it ``wants``) to
-        ``subscriber``, in chain order, once, on a thread of its own
-        (``audit.subscribers``)."""
-        return self.subscribers.subscribe(name, subscriber, wants)
+        ``subscriber``, in chain order, once, on a thread of its own, and run its ``tick``
+        there every so often (``audit.subscribers``)."""
+        return self.subscribers.subscribe(name, subscriber, wants, tick)
 
     @staticmethod
     def committed(row: dict[str, Any], event: SecurityEvent) -> CommittedEvent:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,16 +46,22 @@ Interest = Callable[[CommittedEvent], bool]
 """Which events a subscriber wants, asked in the writer's thread before anything is queued:
 an event nobody wants wakes no thread (a request's own events are mostly of no interest to
 the detectors, and a wake-up costs the request the interpreter for a moment)."""
+Tick = Callable[[], None]
+"""Work a subscriber does on its own thread every so often, events or not (the detectors
+hand the requests they tallied to the shared counters once a second)."""
 _STOP = object()
+_TICK = object()
 
 
 class Subscription:
     """One subscriber's queue and the thread that feeds it, in order, one event at a time."""
 
-    def __init__(self, name: str, subscriber: Subscriber, wants: Interest | None = None) -> None:
+    def __init__(self, name: str, subscriber: Subscriber, wants: Interest | None = None,
+                 tick: tuple[float, Tick] | None = None) -> None:
         self.name = name
         self._subscriber = subscriber
         self._wants = wants
+        self._tick = tick
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
@@ -69,17 +76,47 @@ class Subscription:
             self._pending += 1
         self._queue.put(committed)
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not _STOP:
-            assert isinstance(item, CommittedEvent)
-            try:
-                self._subscriber(item)
-            except BaseException as exc:  # its failure is its own: the next event still comes
-                log.error("security-event subscriber %s failed on event %d: %s", self.name,
-                          item.seq, type(exc).__name__)
+    def tick_now(self) -> None:
+        """Run the tick on the subscriber's thread after the events offered so far
+        (``wait_idle`` waits for it too): tests, and a shut-down that loses nothing."""
+        if self._tick is not None:
             with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
+                self._pending += 1
+            self._queue.put(_TICK)
+
+    def _run(self) -> None:
+        every = None if self._tick is None else self._tick[0]
+        due = time.monotonic() + (every or 0)
+        while True:
+            try:
+                item = self._queue.get(timeout=every)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                break
+            if isinstance(item, CommittedEvent):
+                self._handle(item)
+            if self._tick is not None and (item is _TICK or time.monotonic() >= due):
+                self._run_tick(self._tick[1])
+                due = time.monotonic() + self._tick[0]
+            if item is not None:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _handle(self, item: CommittedEvent) -> None:
+        try:
+            self._subscriber(item)
+        except BaseException as exc:  # its failure is its own: the next event still comes
+            log.error("security-event subscriber %s failed on event %d: %s", self.name,
+                      item.seq, type(exc).__name__)
+
+    def _run_tick(self, tick: Tick) -> None:
+        try:
+            tick()
+        except BaseException as exc:
+            log.error("security-event subscriber %s failed on its tick: %s", self.name,
+                      type(exc).__name__)
 
     def wait_idle(self, timeout: float) -> bool:
         """Whether every event offered so far was handed over within ``timeout`` seconds."""
@@ -87,6 +124,7 @@ class Subscription:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def stop(self, timeout: float) -> None:
+        self.tick_now()  # what was tallied since the last tick is not lost
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
@@ -105,11 +143,11 @@ class Subscribers:
     def subscriptions(self) -> tuple[Subscription, ...]:
         return self._subscriptions
 
-    def subscribe(self, name: str, subscriber: Subscriber,
-                  wants: Interest | None = None) -> Subscription:
+    def subscribe(self, name: str, subscriber: Subscriber, wants: Interest | None = None,
+                  tick: tuple[float, Tick] | None = None) -> Subscription:
         """Deliver every event committed from now on (that it ``wants``) to ``subscriber``,
-        on its own thread."""
-        subscription = Subscription(name, subscriber, wants)
+        on its own thread; run ``tick`` = (seconds, work) there that often."""
+        subscription = Subscription(name, subscriber, wants, tick)
         with self._lock:
             self._subscriptions = (*self._subscriptions, subscription)
         return subscription
@@ -146,8 +184,10 @@ class Subscribers:
                         subscription.offer(ready)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Whether every subscriber has been handed every event settled so far (tests, and a
-        clean shut-down)."""
+        """Whether every subscriber has been handed every event settled so far, and has run
+        its tick after them (tests, and a clean shut-down)."""
+        for subscription in self._subscriptions:
+            subscription.tick_now()
         return all(subscription.wait_idle(timeout) for subscription in self._subscriptions)
 
     def close(self, timeout: float = 5.0) -> None:

@@ -69,6 +69,14 @@ def check_subject(subject: str) -> None:
         raise ValueError(f"a subject is 1..{MAX_SUBJECT} characters")
 
 
+MAX_TIMES = 100_000
+
+
+def check_times(times: int) -> None:
+    if not 1 <= times <= MAX_TIMES:
+        raise ValueError(f"a hit counts 1..{MAX_TIMES} occurrences")
+
+
 def check_member(member: str) -> None:
     """Members are ids and pseudonyms: never empty, never unbounded."""
     if not member or len(member) > MAX_MEMBER:
@@ -92,11 +100,11 @@ class Counters(Protocol):
     """Shared counters and flags. Every method may raise ``CountersUnavailableError``; none
     ever answers as if nothing had been counted or flagged when it could not look."""
 
-    def hit(self, window: Window, subject: str) -> int:
-        """Count one occurrence of ``subject`` now and return the count in the window that
-        includes it, in one atomic step: of N hits at the same moment, from any threads or
-        processes, each sees a different count, 1..N (up to ``cap``), so a threshold check
-        on the returned value lets exactly the first ones through."""
+    def hit(self, window: Window, subject: str, times: int = 1) -> int:
+        """Count one occurrence (or ``times``) of ``subject`` now and return the count in
+        the window that includes it, in one atomic step: of N hits at the same moment, from
+        any threads or processes, each sees a different count, 1..N (up to ``cap``), so a
+        threshold check on the returned value lets exactly the first ones through."""
         ...
 
     def distinct(self, window: Window, subject: str, member: str) -> int:

@@ -27,6 +27,7 @@ from sellervault.counters.interface import (
     check_flag_value,
     check_member,
     check_subject,
+    check_times,
     micros,
 )
 
@@ -104,8 +105,9 @@ class LocalCounters:
 
     # -- counts --------------------------------------------------------------------------
 
-    def hit(self, window: Window, subject: str) -> int:
+    def hit(self, window: Window, subject: str, times: int = 1) -> int:
         check_subject(subject)
+        check_times(times)
         key = ("count", window.name, subject)
         with self._lock:
             now = self._now()
@@ -117,7 +119,8 @@ class LocalCounters:
             before = entry.size()
             entry.window_micros = window.micros
             entry.prune(now)
-            insort(entry.moments, now)
+            for _ in range(min(times, window.cap)):
+                insort(entry.moments, now)
             del entry.moments[:max(0, entry.size() - window.cap)]  # keep the newest cap
             self._size += entry.size() - before
             self._entries.move_to_end(key)

@@ -46,6 +46,7 @@ from sellervault.counters.interface import (
     check_flag_value,
     check_member,
     check_subject,
+    check_times,
     micros,
 )
 
@@ -65,9 +66,16 @@ RETRIES = 1  # on a new connection: rides over a Redis restart that dropped pool
 # a string with 14 significant digits, which would round a microsecond score.
 _HIT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-local count = redis.call('ZCARD', KEYS[1])
 local cap = tonumber(ARGV[3])
+local times = math.min(tonumber(ARGV[6]), cap)
+if times == 1 then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+else
+  for i = 1, times do
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4] .. ':' .. i)
+  end
+end
+local count = redis.call('ZCARD', KEYS[1])
 if count > cap then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, count - cap - 1)
   count = cap
@@ -114,11 +122,12 @@ class RedisCounters:
 
     # -- counts --------------------------------------------------------------------------
 
-    def hit(self, window: Window, subject: str) -> int:
+    def hit(self, window: Window, subject: str, times: int = 1) -> int:
+        check_times(times)
         key = self._key("count", window.name, subject)
         now = micros(self._clock.timestamp())
         args = [str(now), str(now - window.micros), str(window.cap), secrets.token_hex(8),
-                str(_millis(window.length + GC_MARGIN))]
+                str(_millis(window.length + GC_MARGIN)), str(times)]
         return int(self._reach(lambda: self._hit(keys=[key], args=args)))
 
     def distinct(self, window: Window, subject: str, member: str) -> int:
@@ -127,7 +136,7 @@ class RedisCounters:
         now = micros(self._clock.timestamp())
         noted = hmac.new(self._secret, f"member\0{member}".encode(), hashlib.sha256)
         args = [str(now), str(now - window.micros), str(window.cap),
-                noted.hexdigest()[:32], str(_millis(window.length + GC_MARGIN))]
+                noted.hexdigest()[:32], str(_millis(window.length + GC_MARGIN)), "1"]
         return int(self._reach(lambda: self._hit(keys=[key], args=args)))
 
     def count(self, window: Window, subject: str) -> int:
