@@ -235,11 +235,11 @@ def run_job(settings: Settings, name: str, attempts: int | None = None) -> RunRe
 
 DEMO_TENANT = "demo-seller"
 DEMO_ORDERS = 200
-DEMO_CANARIES = 3
 
 
-def seed_demo(runtime: Runtime, orders: int = DEMO_ORDERS, canaries: int = DEMO_CANARIES) -> None:
-    """A synthetic tenant with clearly fake orders and a few canary orders among them."""
+def seed_demo(runtime: Runtime, orders: int = DEMO_ORDERS) -> None:
+    """A synthetic tenant with clearly fake orders (its first ingest seeds its canaries:
+    ``records.canaries``)."""
     from sellervault.records import service as records
     from sellervault.records.spapi import map_order, validate_order
     from sellervault.records.synthetic import synthetic_orders
@@ -247,6 +247,3 @@ def seed_demo(runtime: Runtime, orders: int = DEMO_ORDERS, canaries: int = DEMO_
     auditor = Auditor(runtime.audit, cli_actor())
     batch = [map_order(validate_order(raw)) for raw in synthetic_orders(orders)]
     records.ingest(runtime, auditor, DEMO_TENANT, batch)
-    decoys = [map_order(validate_order(raw))
-              for raw in synthetic_orders(canaries, start=orders, seed=11)]
-    records.seed_canaries(runtime, auditor, DEMO_TENANT, decoys)

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
         default=60, ge=1, le=600,
         description="searches by buyer email, phone or postal code per principal and hour")
 
+    canaries_per_tenant: int = Field(
+        default=3, ge=1, le=20,
+        description="canary orders every tenant holds from its first ingest (at least one)")
     auto_lock: bool = Field(
         default=True,
         description="disable an account at once when it touches a canary, or when a person "

@@ -45,6 +45,7 @@ from sellervault.audit import verification, writing
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
 from sellervault.clock import ManualClock
+from sellervault.config import Settings
 from sellervault.crypto.aead import bind
 from sellervault.crypto.errors import DecryptionError, TenantKeysDestroyedError
 from sellervault.crypto.keyring import (
@@ -69,6 +70,10 @@ from tests.support import in_event_loop
 ACME = "acme"
 GLOBEX = "globex"
 EMAIL = "buyer-email"
+
+
+CANARIES = Settings.model_fields["canaries_per_tenant"].default
+"""A tenant's first ingest stores its canaries too (``records.canaries``), each with its key."""
 
 
 def fresh_keyring(runtime: Runtime) -> Keyring:
@@ -335,7 +340,7 @@ def test_rotate_tenant_key_rewraps_data_keys(runtime: Runtime) -> None:
         assert view["ShippingAddress"] == acme_orders[order_id]["ShippingAddress"]
     acme_before, globex_before = data_keys(runtime, ACME), data_keys(runtime, GLOBEX)
     tenants_before = tenant_keys(runtime)
-    assert len(acme_before) == 3
+    assert len(acme_before) == 3 + CANARIES
 
     with runtime.store.transaction() as session:
         assert runtime.keyring.rotate_tenant_key(session, ACME) == 2
@@ -575,7 +580,9 @@ def test_destroyed_data_keys_erase_their_orders_even_with_the_caches_warm(
             reader.keyring.data_keys(session, ACME, doomed_keys[:1])
     with pytest.raises(OrderErasedError):  # re-sending an erased order makes no key again
         resend(runtime, ACME, [acme[doomed[0]]])
-    assert set(data_keys(runtime, ACME)) == set(order_key_ids(runtime, ACME, [kept]))
+    remaining = set(data_keys(runtime, ACME))  # the kept order's, and the canaries'
+    assert set(order_key_ids(runtime, ACME, [kept])) <= remaining
+    assert len(remaining) == 1 + CANARIES and not remaining & set(doomed_keys)
     with runtime.store.transaction() as session:  # destroying twice is harmless
         assert runtime.keyring.destroy_data_keys(session, ACME, doomed_keys) == DestroyedKeys(
             data_keys=0, tenant_keys=0)
@@ -614,7 +621,7 @@ def test_a_destroyed_tenant_is_erased_and_its_keys_leave_the_process(runtime: Ru
 
     with runtime.store.transaction() as session:
         destroyed = runtime.keyring.destroy_tenant_keys(session, ACME)
-    assert destroyed == DestroyedKeys(data_keys=3, tenant_keys=2)  # kek 2 and index 1
+    assert destroyed == DestroyedKeys(data_keys=3 + CANARIES, tenant_keys=2)  # kek 2, index 1
     assert not runtime.keyring.holds_keys_of(ACME)
     assert not runtime.keyring.has_kek(ACME, 2)
 
@@ -751,7 +758,7 @@ def test_an_ingest_in_flight_when_its_tenant_is_destroyed_loses_its_keys_too(
     ingesting.join(timeout=30)
     destroying.join(timeout=30)
     assert isinstance(ingested[0], dict), ingested
-    assert destroyed == [DestroyedKeys(data_keys=3, tenant_keys=2)]
+    assert destroyed == [DestroyedKeys(data_keys=3 + CANARIES, tenant_keys=2)]
     assert data_keys(runtime, ACME) == {}
     for order_id in ingested[0]:
         with pytest.raises(OrderErasedError):
@@ -779,7 +786,9 @@ def test_data_keys_destroyed_while_a_rotation_rewraps_stay_destroyed(runtime: Ru
     rotating.join(timeout=30)
     assert rotated == [2]
     assert {row.kek_version for row in data_keys(runtime, ACME).values()} == {2}
-    assert set(data_keys(runtime, ACME)) == set(order_key_ids(runtime, ACME, kept))
+    remaining = set(data_keys(runtime, ACME))  # the kept orders' and the canaries'
+    assert set(order_key_ids(runtime, ACME, kept)) <= remaining
+    assert len(remaining) == len(kept) + CANARIES
     assert tenant_keys(runtime)[(ACME, "kek", 1)].wrapped is None  # nothing uses it now
     restarted = fresh_runtime(runtime)
     for order_id in doomed:

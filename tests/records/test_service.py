@@ -269,8 +269,8 @@ def test_the_event_loop_forms_answer_and_refuse_as_the_blocking_ones(
 def test_canaries_are_flagged_and_listed(runtime: Runtime, stored: list[dict[str, Any]]) -> None:
     canary = _mapped(list(synthetic_orders(1, start=500, seed=5)))
     records.seed_canaries(runtime, _auditor(runtime), "acme", canary)
-    assert records.list_canaries(runtime, _auditor(runtime), "acme") == \
-        [canary[0].amazon_order_id]
+    assert canary[0].amazon_order_id in records.list_canaries(runtime, _auditor(runtime),
+                                                              "acme")
 
 
 def test_resending_a_canary_keeps_it_a_canary(runtime: Runtime,
@@ -278,8 +278,8 @@ def test_resending_a_canary_keeps_it_a_canary(runtime: Runtime,
     canary = _mapped(list(synthetic_orders(1, start=600, seed=5)))
     records.seed_canaries(runtime, _auditor(runtime), "acme", canary)
     records.ingest(runtime, _auditor(runtime), "acme", canary)  # an ordinary re-send
-    assert records.list_canaries(runtime, _auditor(runtime), "acme") == \
-        [canary[0].amazon_order_id]
+    assert canary[0].amazon_order_id in records.list_canaries(runtime, _auditor(runtime),
+                                                              "acme")
 
 
 def test_touching_a_canary_is_an_event_of_its_own_and_an_ordinary_order_is_not(

@@ -372,7 +372,8 @@ def test_an_erased_order_and_an_erased_tenant_answer_410(server: Server,
     with server.client(ingest_key) as client:
         assert client.post(f"/tenants/{erased}/orders", json={"orders": [order]}).is_success
     with server.runtime.store.transaction() as session:
-        assert keyring.destroy_tenant_keys(session, erased).data_keys == 1
+        destroyed = keyring.destroy_tenant_keys(session, erased)
+    assert destroyed.data_keys == 1 + server.runtime.settings.canaries_per_tenant  # canaries too
     later = {**order, "AmazonOrderId": "111-0000000-0000411"}
     with server.client(ingest_key) as client:
         refused = client.post(f"/tenants/{erased}/orders", json={"orders": [later]})

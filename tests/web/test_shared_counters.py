@@ -6,6 +6,8 @@
   the password before the account locked; the lock made through one process holds on the
   other, against the right password too; a logout and a disable made through one are
   refused by the other at its next request, and a kill switch within a second.
+- The detectors of two processes count together: denials spread across both raise one
+  alert, and a canary touched through one disables the account on the other.
 - A failed login the counters cannot record is answered ``503 counters_unavailable`` with
   ``Retry-After``, and the security log holds its one event (denied, 503).
 """
@@ -32,6 +34,9 @@ from sellervault.accounts.models import Account
 from sellervault.audit.models import EventRow
 from sellervault.config import Settings
 from sellervault.counters.redis import RedisCounters
+from sellervault.monitoring.models import AlertRow
+from sellervault.records.models import Order
+from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
 from tests.cli.helpers import COMMAND
 from tests.conftest import fresh_database, init_instance
@@ -188,3 +193,71 @@ def test_a_logout_a_rotation_and_a_disable_through_one_process_hold_on_the_other
             # Signed out through the first: the session stops on the second.
             assert on_first.delete("/session").status_code == 204
             _refused_within_a_second(lambda: admin_on_second.get("/session").status_code)
+
+
+def _wait_for(check: Any, seconds: float = 10.0) -> None:
+    """Poll ``check`` until it is true (the detectors act after the request, on their own
+    thread)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_server_processes_detect_together(
+        vault_on_postgres: tuple[Settings, bootstrap.InitResult], redis_url: str) -> None:
+    """Denials spread across two processes raise one alert; a canary touched through one
+    process disables the account, which the other refuses at its next request."""
+    settings, initialized = vault_on_postgres
+    assert settings.database_url is not None
+    environment = {"SELLERVAULT_DATABASE_URL": settings.database_url.get_secret_value(),
+                   "SELLERVAULT_REDIS_URL": redis_url}
+    context = ssl.create_default_context(cafile=str(initialized.certificate))
+
+    def client(base_url: str, token: str) -> httpx.Client:
+        return httpx.Client(base_url=f"{base_url}/api/v1", verify=context, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    runtime = Runtime.open(settings)
+    with ExitStack() as servers:
+        servers.callback(runtime.close)
+        first, second = (servers.enter_context(serve_process(
+            COMMAND, settings.data_dir, initialized.certificate, environment))
+            for _ in range(2))
+        with httpx.Client(base_url=f"{first}/api/v1", verify=context, timeout=30) as anyone:
+            admin = anyone.post("/session", json={
+                "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
+                "totp": pyotp.TOTP(initialized.totp_secret).now()}).json()["token"]
+        with client(first, admin) as on_first:
+            keys = {role: on_first.post("/accounts", json={
+                "kind": "service", "name": f"detected {role}",
+                "grants": [{"role": role, "tenant": "acme"}]}).json()
+                for role in ("ingest", "analyst")}
+        order = next(synthetic_orders(1))
+        with client(first, keys["ingest"]["api_key"]) as ingest:
+            assert ingest.post("/tenants/acme/orders", json={"orders": [order]}).is_success
+        analyst = keys["analyst"]
+        with client(first, analyst["api_key"]) as on_first, \
+                client(second, analyst["api_key"]) as on_second:
+            for _ in range(5):  # a tenant it holds no grant on: denied, on both
+                assert on_first.get("/tenants/globex/orders/111-0000000-0000001"
+                                    ).status_code == 404
+                assert on_second.get("/tenants/globex/orders/111-0000000-0000001"
+                                     ).status_code == 404
+            _wait_for(lambda: _alerts(runtime) == [("unauthorized-calls", analyst["id"])])
+            with runtime.store.transaction() as session:
+                canary = session.scalars(select(Order.amazon_order_id).where(
+                    Order.tenant_id == "acme", Order.is_canary.is_(True))).first()
+            assert canary is not None
+            assert on_second.get("/session").status_code == 200
+            assert on_first.get(f"/tenants/acme/orders/{canary}").status_code == 200
+            _wait_for(lambda: on_second.get("/session").status_code == 401)
+    assert ("canary-access", analyst["id"]) in _alerts(runtime)
+    assert len(_alerts(runtime)) == 2
+
+
+def _alerts(runtime: Runtime) -> list[tuple[str, str]]:
+    with runtime.store.transaction() as session:
+        return [(rule, subject) for rule, subject in session.execute(
+            select(AlertRow.rule, AlertRow.subject).order_by(AlertRow.created_at))]

@@ -175,8 +175,8 @@ def demo(
             runtime.close()
         totp = pyotp.TOTP(result.totp_secret)
         console.print(f"Demo data directory: {data_dir} (tenant '{bootstrap.DEMO_TENANT}', "
-                      f"{bootstrap.DEMO_ORDERS} synthetic orders, {bootstrap.DEMO_CANARIES} "
-                      "canaries)")
+                      f"{bootstrap.DEMO_ORDERS} synthetic orders, "
+                      f"{settings.canaries_per_tenant} canaries)")
         console.print("One-time demo credentials (shown once):")
         console.print(f"  email:       {email}")
         console.print(f"  password:    {password}")

@@ -114,10 +114,11 @@ class Keyring:
 
     # -- tenant keys -------------------------------------------------------------------------
 
-    def ensure_tenant(self, session: Session, tenant_id: str) -> None:
+    def ensure_tenant(self, session: Session, tenant_id: str) -> bool:
         """Create the tenant's key-encryption and index keys if it has none yet, and hold its
         keys steady until the transaction ends (``KeyStore.hold_tenant``): the data keys this
-        transaction wraps are under the tenant key that is active when it commits.
+        transaction wraps are under the tenant key that is active when it commits. Whether
+        this transaction created the tenant (of two first ingests at once, exactly one).
 
         A tenant whose keys were destroyed stays erased (``TenantKeysDestroyedError``): new
         keys under its name would be new versions of keys other processes may still hold."""
@@ -126,19 +127,22 @@ class Keyring:
         if any(key.status == DESTROYED for key in existing):
             raise TenantKeysDestroyedError()
         purposes = {key.purpose for key in existing}
+        created = False
         for purpose in (KEK, INDEX):
             if purpose not in purposes:
-                self._add_tenant_key(session, tenant_id, purpose, version=1)
+                added = self._add_tenant_key(session, tenant_id, purpose, version=1)
+                created |= added and purpose == KEK
+        return created
 
     def _add_tenant_key(self, session: Session, tenant_id: str, purpose: str,
-                        version: int) -> None:
+                        version: int) -> bool:
         """Store a new wrapped tenant key. Two first ingests of a new tenant may both get here:
         the second one's insert waits for the first's commit and then adds nothing, and it
         reads (unwraps) the stored key like every later use."""
         root_version, wrapped = self._provider.wrap(
             new_key(), _tenant_key_context(tenant_id, purpose, version)
         )
-        self._store.add_tenant_key(
+        return self._store.add_tenant_key(
             session, StoredTenantKey(tenant_id, purpose, version, root_version, wrapped, ACTIVE),
             self._clock.now())
 

@@ -100,9 +100,9 @@ class KeyStore(Protocol):
         ...
 
     def add_tenant_key(self, session: Session, key: StoredTenantKey,
-                       created_at: datetime) -> None:
+                       created_at: datetime) -> bool:
         """Keep a new tenant key; nothing happens if that version exists already (two
-        first ingests of a new tenant both add version 1)."""
+        first ingests of a new tenant both add version 1). Whether this one added it."""
         ...
 
     def active_version(self, session: Session, tenant_id: str, purpose: str) -> int | None:
@@ -298,12 +298,13 @@ class SqlKeyStore:
         return [StoredTenantKey(*row) for row in rows]
 
     def add_tenant_key(self, session: Session, key: StoredTenantKey,
-                       created_at: datetime) -> None:
-        session.execute(insert_into(session, TENANT_KEYS).values(
+                       created_at: datetime) -> bool:
+        added = session.execute(insert_into(session, TENANT_KEYS).values(
             tenant_id=key.tenant_id, purpose=key.purpose, version=key.version,
             root_version=key.root_version, wrapped=key.wrapped, status=key.status,
             created_at=created_at,
-        ).on_conflict_do_nothing())
+        ).on_conflict_do_nothing().returning(TENANT_KEYS.c.version)).first()
+        return added is not None
 
     def active_version(self, session: Session, tenant_id: str, purpose: str) -> int | None:
         return session.scalar(_ACTIVE_VERSION, {"tenant_id": tenant_id, "purpose": purpose})

@@ -20,6 +20,7 @@ from datetime import timedelta
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.audit import checkpoints
+from sellervault.records import service as records
 from sellervault.runtime import Runtime
 
 JobFunction = Callable[[Runtime], int]
@@ -104,6 +105,11 @@ AUDIT_CHECKPOINT = Job(
     "signs a checkpoint of the security log (Merkle root, chained) into the database and "
     "the checkpoint file; its count is the events newly covered")
 
+CANARIES_REFRESH = Job(
+    "canaries-refresh", timedelta(days=1), records.refresh_canaries,
+    "moves every tenant's canary orders' dates forward (and seeds them where a tenant has "
+    "none); its count is the canaries written")
+
 JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
-                 API_KEY_EXPIRY])
+                 API_KEY_EXPIRY, CANARIES_REFRESH])
 """What ``serve`` runs and ``sellervault jobs`` knows."""

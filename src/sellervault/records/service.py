@@ -25,9 +25,10 @@ from sellervault.access.actions import Action
 from sellervault.access.budgets import Budget
 from sellervault.access.decisions import require_permitted_purpose
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import EventFields, Outcome, TargetType
+from sellervault.audit.events import SYSTEM_ACTOR, EventFields, Outcome, TargetType
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.blind_index import BlindIndex
+from sellervault.crypto.errors import TenantKeysDestroyedError
 from sellervault.crypto.keyring import (
     DataKeyDestroyedError,
     KeyNotCachedError,
@@ -35,7 +36,9 @@ from sellervault.crypto.keyring import (
     UnknownTenantKeyError,
 )
 from sellervault.crypto.keystore import join_data_key
-from sellervault.crypto.pseudonyms import BuyerPseudonyms
+from sellervault.crypto.pseudonyms import PSEUDONYM_KEY, BuyerPseudonyms
+from sellervault.records import canaries
+from sellervault.records.canaries import CANARY_SEED_KEY
 from sellervault.records.errors import (
     OrderErasedError,
     OrderNotFoundError,
@@ -45,9 +48,11 @@ from sellervault.records.models import Order
 from sellervault.records.registry import BUYER, SHIPPING_ADDRESS
 from sellervault.records.spapi import (
     MappedOrder,
+    map_order,
     normalize_email,
     normalize_phone,
     normalize_postal_code,
+    validate_order,
 )
 from sellervault.runtime import Runtime
 from sellervault.store.bulk import BulkInsert
@@ -160,10 +165,12 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
 
 def store_orders(session: Session, keyring: Keyring, tenant_id: str,
                  orders: Sequence[MappedOrder], now: datetime, *,
-                 canary: bool = False) -> IngestResult:
-    """The storage step of ingest, inside the caller's transaction, at ``now``."""
+                 canary: bool = False, tenant_ready: bool = False) -> IngestResult:
+    """The storage step of ingest, inside the caller's transaction, at ``now``
+    (``tenant_ready``: the caller has called ``ensure_tenant`` in it already)."""
     latest = {order.amazon_order_id: order for order in orders}  # a re-sent id: last wins
-    keyring.ensure_tenant(session, tenant_id)
+    if not tenant_ready:
+        keyring.ensure_tenant(session, tenant_id)
     existing = {
         amazon_id: (order_id, data_key_id)
         for amazon_id, order_id, data_key_id in session.execute(
@@ -206,11 +213,54 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
 
 def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
            orders: Sequence[MappedOrder]) -> IngestResult:
+    """Store the orders; a tenant's first ingest also seeds its canaries, in the same
+    transaction (``records.canaries``): the caller's answer counts only its own orders."""
+    seed_key = _system_key(rt, CANARY_SEED_KEY)
     with rt.store.transaction() as session:
-        result = store_orders(session, rt.keyring, tenant_id, orders, rt.clock.now())
+        now = rt.clock.now()
+        first = rt.keyring.ensure_tenant(session, tenant_id)
+        result = store_orders(session, rt.keyring, tenant_id, orders, now, tenant_ready=True)
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.ORDER, count=result.ingested)
+        if first:
+            _write_canaries(rt, session, seed_key, tenant_id, now)
     return result
+
+
+def _write_canaries(rt: Runtime, session: Session, seed_key: bytes, tenant_id: str,
+                    now: datetime) -> int:
+    """The tenant's canaries as of ``now`` (new ones added, existing ones' dates moved
+    forward), recorded as the system's ``canaries:refresh``."""
+    seed = canaries.tenant_seed(seed_key, tenant_id)
+    orders = [map_order(validate_order(canaries.canary_order(seed, number, now)))
+              for number in range(rt.settings.canaries_per_tenant)]
+    written = store_orders(session, rt.keyring, tenant_id, orders, now, canary=True,
+                           tenant_ready=True).ingested
+    Auditor(rt.audit, SYSTEM_ACTOR).record(
+        session, Action.CANARIES_REFRESH, Outcome.SUCCESS, tenant_id=tenant_id,
+        target_type=TargetType.CANARY, count=written)
+    return written
+
+
+_TENANTS_WITH_ORDERS = select(Order.tenant_id).distinct().order_by(Order.tenant_id)
+
+
+def refresh_canaries(rt: Runtime) -> int:
+    """The ``canaries-refresh`` job: every tenant's canaries dated back from now again (and
+    seeded where a tenant has none, such as one created before canaries were). One short
+    transaction per tenant; an erased tenant is left alone. The canaries written."""
+    seed_key = _system_key(rt, CANARY_SEED_KEY)
+    with rt.store.transaction() as session:
+        tenants = list(session.scalars(_TENANTS_WITH_ORDERS))
+    written = 0
+    for tenant_id in tenants:
+        try:
+            with rt.store.transaction() as session:
+                rt.keyring.ensure_tenant(session, tenant_id)
+                written += _write_canaries(rt, session, seed_key, tenant_id, rt.clock.now())
+        except TenantKeysDestroyedError:
+            continue
+    return written
 
 
 async def _find(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
@@ -239,19 +289,29 @@ def buyer_of(pseudonyms: BuyerPseudonyms, row: Any) -> str | None:
 
 
 def load_pseudonyms(rt: Runtime) -> BuyerPseudonyms:
-    """The buyer pseudonyms, their key read (or made, on first use) in a transaction of its
-    own: outside the caller's, so that two processes making the key at the same moment cost
-    the loser a second read, not its request."""
+    """The buyer pseudonyms, their key read (or made, on first use) outside the caller's
+    transaction (``_system_key``)."""
     try:
         return rt.keyring.buyer_pseudonyms(None)
     except KeyNotCachedError:
-        pass
+        _system_key(rt, PSEUDONYM_KEY)
+        with rt.store.read() as db:
+            return rt.keyring.buyer_pseudonyms(db)
+
+
+def _system_key(rt: Runtime, name: str) -> bytes:
+    """A system key, read (or made, on first use) in a transaction of its own: outside the
+    caller's, so that two processes making it at the same moment cost the loser a second
+    read, not its request."""
+    key = rt.keyring.cached_system_key(name)
+    if key is not None:
+        return key
     try:
         with rt.store.transaction() as session:
-            return rt.keyring.buyer_pseudonyms(session)
+            return rt.keyring.system_key(session, name)
     except IntegrityError:  # made by another process meanwhile: read theirs
         with rt.store.transaction() as session:
-            return rt.keyring.buyer_pseudonyms(session)
+            return rt.keyring.system_key(session, name)
 
 
 async def _buyer(rt: Runtime, row: Any) -> str | None:
