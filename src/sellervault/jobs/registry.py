@@ -20,6 +20,7 @@ from datetime import timedelta
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.audit import checkpoints
+from sellervault.notifications import service as notifications
 from sellervault.runtime import Runtime
 
 JobFunction = Callable[[Runtime], int]
@@ -104,6 +105,11 @@ AUDIT_CHECKPOINT = Job(
     "signs a checkpoint of the security log (Merkle root, chained) into the database and "
     "the checkpoint file; its count is the events newly covered")
 
+ALERT_NOTIFICATIONS = Job(
+    "alert-notifications", timedelta(seconds=15), notifications.deliver_due,
+    "sends due alert notifications (webhook, e-mail), retrying failures with backoff; its "
+    "count is the notifications delivered")
+
 JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
-                 API_KEY_EXPIRY])
+                 API_KEY_EXPIRY, ALERT_NOTIFICATIONS])
 """What ``serve`` runs and ``sellervault jobs`` knows."""
