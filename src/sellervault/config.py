@@ -489,6 +489,9 @@ def check_webhook_url(url: str) -> None:
                          "over plain http)")
     if not host:
         raise ValueError("notify_webhook_url names no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("notify_webhook_url may not carry a user or password (the signature "
+                         "authenticates the sender; a token may go in the path or query)")
 
 
 def check_email_address(address: str) -> None:

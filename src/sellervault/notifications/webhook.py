@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import ssl
-
-import httpx
+from urllib.parse import urlsplit
 
 from sellervault.audit.events import Reason
 from sellervault.notifications.errors import DeliveryError
@@ -30,8 +30,9 @@ TIMESTAMP_HEADER = "X-SellerVault-Timestamp"
 SIGNATURE_HEADER = "X-SellerVault-Signature"
 DELIVERY_HEADER = "X-SellerVault-Delivery"
 REPLAY_WINDOW_SECONDS = 300
-# Short: a slow receiver holds up the notifications behind it (one job, one at a time).
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Short: a slow receiver holds up the notifications behind it (one job, one at a time). Each
+# blocking step (connect, TLS handshake, send, each read of the answer) has this long.
+TIMEOUT_SECONDS = 10.0
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -59,29 +60,30 @@ def send(url: str, secret: bytes, body: bytes, delivery_id: str, timestamp: int,
          context: ssl.SSLContext) -> int:
     """POST ``body``; the HTTP status of a 2xx answer. Anything else raises ``DeliveryError``
     (a 3xx too: a redirect is not followed, it could lead anywhere). The answer's body is never
-    read: nothing of it is needed, and a receiver could send a large one."""
+    read: nothing of it is needed, and a receiver could send a large one.
+
+    The standard library's ``http.client``, not an HTTP client library: it follows no
+    redirect, reads no proxy or CA bundle from the environment, and logs nothing (httpx logs
+    every request's URL at INFO, and a webhook URL can hold a token)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:  # (the settings refuse it already)
+        raise DeliveryError(Reason.NOTIFICATION_NOT_CONFIGURED)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"Content-Type": "application/json", "User-Agent": "SellerVault",
                TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(secret, timestamp, body),
                DELIVERY_HEADER: delivery_id}
+    connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context,
+                                             timeout=TIMEOUT_SECONDS)
     try:
-        # trust_env off: no proxy or CA bundle from the environment decides where alerts go
-        with (httpx.Client(verify=context, timeout=TIMEOUT, follow_redirects=False,
-                           trust_env=False) as client,
-              client.stream("POST", url, content=body, headers=headers) as response):
-            status = response.status_code
-    except httpx.HTTPError as exc:
-        raise DeliveryError(_reason_of(exc)) from None
+        connection.request("POST", target, body=body, headers=headers)
+        status = connection.getresponse().status
+    except ssl.SSLError:  # (certificate not trusted, wrong name, handshake refused)
+        raise DeliveryError(Reason.NOTIFICATION_TLS) from None
+    except (OSError, http.client.HTTPException):  # refused, reset, timed out, not HTTP
+        raise DeliveryError(Reason.NOTIFICATION_UNREACHABLE) from None
+    finally:
+        connection.close()
     if not 200 <= status < 300:
         raise DeliveryError(Reason.NOTIFICATION_REFUSED, status)
     return status
 
-
-def _reason_of(exc: BaseException) -> Reason:
-    """TLS failures (an untrusted certificate, a wrong name) apart from the rest, which is
-    the receiver unreachable or not answering in time."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return Reason.NOTIFICATION_TLS
-        seen = seen.__cause__ or seen.__context__
-    return Reason.NOTIFICATION_UNREACHABLE
