@@ -29,6 +29,9 @@ from sqlalchemy import Table, select, text, update
 
 from sellervault.audit.models import EventRow
 from sellervault.clock import ManualClock
+from sellervault.jobs.registry import ALERT_NOTIFICATIONS, Registry
+from sellervault.jobs.runner import Runner, RunStatus
+from sellervault.jobs.scheduler import system_actor
 from sellervault.monitoring import alerts
 from sellervault.monitoring.models import AlertRow
 from sellervault.notifications import outbox, service
@@ -255,3 +258,12 @@ def test_two_deliverers_reading_the_same_rows_send_each_notification_once(
     assert sorted(received) == sorted({r.id for r in rows(rt)}) and sent == 4
     assert {r.alert_id for r in rows(rt)} == ids
     assert all(r.status == "delivered" and r.attempts == 1 for r in rows(rt))
+
+
+def test_the_job_delivers_them_and_its_run_counts_them(notified: Notified) -> None:
+    raise_one(notified.rt)
+    runner = Runner(notified.rt, Registry([ALERT_NOTIFICATIONS]), system_actor())
+    result = runner.run_now(ALERT_NOTIFICATIONS.name)
+    assert (result.status, result.count) == (RunStatus.SUCCEEDED, 2)
+    assert len(notified.receiver.deliveries) == len(notified.smtp.inbox.messages) == 1
+    assert events(notified.rt, "jobs:run")[-1][:5] == ("jobs:run", "success", "system", None, 2)
