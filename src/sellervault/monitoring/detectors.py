@@ -18,8 +18,11 @@ Rules (PARAMETERS.md):
   disabled at once (its next request is refused), until a security officer or an
   administrator re-enables it.
 
+Each alert raised is also sent out, when configured (``notifications``: enqueued in the
+alert's transaction by ``alerts.raise_alert``).
+
 Not built yet: request rate, retrieval volume, lockout storms, success after many failures,
-configuration changes, failed verification, notifications.
+configuration changes, failed verification.
 """
 
 from __future__ import annotations
