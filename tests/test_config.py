@@ -567,3 +567,85 @@ def test_the_redis_password_is_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -
     assert REDIS_PASSWORD in settings.redis_url.get_secret_value()
     for shown in (repr(settings), str(settings), settings.model_dump_json()):
         assert REDIS_PASSWORD not in shown
+
+
+# -- alert notifications (notify_*): https:// only, whole channels, plain addresses ----------
+
+WEBHOOK_TOKEN = "hooktoken-4c1f9e"
+WEBHOOK_SECRET = "whsec-" + "a1b2c3" * 6
+SMTP_PW = "smtp-pw-0e7d3a"
+EMAIL = {"SELLERVAULT_NOTIFY_SMTP_HOST": "smtp.example.com",
+         "SELLERVAULT_NOTIFY_EMAIL_FROM": "vault@example.com",
+         "SELLERVAULT_NOTIFY_EMAIL_TO": "soc@example.com, oncall@example.com"}
+
+
+def test_notifications_are_off_unless_configured() -> None:
+    settings = load_settings()
+    assert not settings.webhook_configured and not settings.email_configured
+    assert settings.notify_smtp_port == 587 and settings.notify_instance == "sellervault"
+
+
+def test_both_channels_configured_are_read_with_their_secrets_masked(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    for name, value in {**EMAIL,
+                        "SELLERVAULT_NOTIFY_WEBHOOK_URL":
+                            f"https://hooks.example.com/in/{WEBHOOK_TOKEN}",
+                        "SELLERVAULT_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                        "SELLERVAULT_NOTIFY_WEBHOOK_CA_FILE": str(ca),
+                        "SELLERVAULT_NOTIFY_SMTP_USER": "vault",
+                        "SELLERVAULT_NOTIFY_SMTP_PASSWORD": SMTP_PW}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.webhook_configured and settings.email_configured
+    assert settings.email_recipients == ["soc@example.com", "oncall@example.com"]
+    for shown in (repr(settings), str(settings), settings.model_dump_json()):
+        for secret in (WEBHOOK_TOKEN, WEBHOOK_SECRET, SMTP_PW):
+            assert secret not in shown
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    (f"http://hooks.example.com/in/{WEBHOOK_TOKEN}", "must be an https:// URL"),
+    (f"http://127.0.0.1:8080/{WEBHOOK_TOKEN}", "must be an https:// URL"),  # loopback too
+    (f"ftp://hooks.example.com/{WEBHOOK_TOKEN}", "must be an https:// URL"),
+    (f"hooks.example.com/{WEBHOOK_TOKEN}", "must be an https:// URL"),
+    (f"https:///{WEBHOOK_TOKEN}", "names no host"),
+    (f"https://user:{WEBHOOK_TOKEN}@hooks.example.com/", "may not carry a user or password"),
+])
+def test_a_webhook_that_is_not_https_is_refused_without_echoing_the_url(
+        monkeypatch: pytest.MonkeyPatch, url: str, problem: str) -> None:
+    monkeypatch.setenv("SELLERVAULT_NOTIFY_WEBHOOK_URL", url)
+    monkeypatch.setenv("SELLERVAULT_NOTIFY_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = _all_text(caught.value)
+    assert "notify_webhook_url" in text and problem in text
+    assert WEBHOOK_TOKEN not in text and WEBHOOK_SECRET not in text
+
+
+@pytest.mark.parametrize(("variables", "problem"), [
+    ({"SELLERVAULT_NOTIFY_WEBHOOK_URL": "https://hooks.example.com/"},
+     "must be set together"),
+    ({"SELLERVAULT_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET}, "must be set together"),
+    ({"SELLERVAULT_NOTIFY_WEBHOOK_URL": "https://hooks.example.com/",
+      "SELLERVAULT_NOTIFY_WEBHOOK_SECRET": "short-secret"}, "at least 32 characters"),
+    ({"SELLERVAULT_NOTIFY_SMTP_HOST": "smtp.example.com"}, "must be set together"),
+    ({**EMAIL, "SELLERVAULT_NOTIFY_SMTP_USER": "vault"}, "must be set together"),
+    ({"SELLERVAULT_NOTIFY_SMTP_PASSWORD": SMTP_PW}, "must be set together"),
+    ({**EMAIL, "SELLERVAULT_NOTIFY_EMAIL_TO": "soc@example.com\r\nBcc: spy@evil.example"},
+     "an e-mail address"),
+    ({**EMAIL, "SELLERVAULT_NOTIFY_EMAIL_TO": "Soc Team <soc@example.com>"}, "an e-mail address"),
+    ({**EMAIL, "SELLERVAULT_NOTIFY_EMAIL_TO": "soc@example.com,,"}, "none empty"),
+    ({**EMAIL, "SELLERVAULT_NOTIFY_EMAIL_FROM": "vault"}, "an e-mail address"),
+    ({**EMAIL, "SELLERVAULT_NOTIFY_SMTP_HOST": "smtp.example.com\r\nX"}, "a host name"),
+    ({**EMAIL, "SELLERVAULT_NOTIFY_SMTP_CA_FILE": "/nonexistent/ca.pem"}, "no such file"),
+    ({"SELLERVAULT_NOTIFY_INSTANCE": "Acme Vault"}, "lower-case letters"),
+])
+def test_a_notification_channel_half_configured_or_malformed_is_refused(
+        monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], problem: str) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=problem) as caught:
+        load_settings()
+    assert SMTP_PW not in _all_text(caught.value)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -61,6 +64,12 @@ UNCHECKED_VARIABLES = {
 REDIS_SCHEMES = {"redis", "rediss", "unix"}
 REDIS_QUERY_PARAMETERS = {"db"}
 REDIS_TLS_PARAMETERS = {"ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile"}
+
+
+# Alert notifications (``notifications``).
+WEBHOOK_SECRET_MIN_LENGTH = 32  # characters of the HMAC key: 32 random ones carry >= 128 bits
+INSTANCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_SMTP_HOST = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
 
 
 class ConfigError(Exception):
@@ -142,6 +151,37 @@ class Settings(BaseSettings):
         default=1200, ge=60, le=100_000,
         description="requests a minute by one principal that raise a request-rate alert "
                     "whatever its baseline")
+
+    # -- alert notifications (``notifications``): each channel off unless configured ------
+    notify_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="https:// URL every alert is POSTed to as signed JSON (http:// is refused); "
+                    "secret: a webhook URL often carries a token")
+    notify_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the key of the webhook's HMAC-SHA256 signature (at least 32 characters; "
+                    "required with notify_webhook_url)")
+    notify_webhook_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificates the webhook's certificate is verified against (a "
+                    "private CA); default: the system trust store")
+    notify_smtp_host: str | None = Field(
+        default=None, description="SMTP server alert e-mails go through; STARTTLS required")
+    notify_smtp_port: int = Field(default=587, ge=1, le=65535)
+    notify_smtp_user: str | None = Field(
+        default=None, description="SMTP login, sent only after STARTTLS (with the password)")
+    notify_smtp_password: SecretStr | None = None
+    notify_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA certificates the SMTP server's certificate is verified against; "
+                    "default: the system trust store")
+    notify_email_from: str | None = Field(default=None, description="the alert e-mails' From")
+    notify_email_to: str | None = Field(
+        default=None, description="comma-separated addresses alert e-mails go to")
+    notify_instance: str = Field(
+        default="sellervault",
+        description="this vault's name in every notification (lower-case letters, digits, "
+                    "hyphens): tells several vaults' alerts apart")
 
     audit_retention_days: int = 365
     deletion_deadline_hours: int = 72
@@ -239,7 +279,93 @@ class Settings(BaseSettings):
             check_redis_url(value.get_secret_value())
         return value
 
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _webhook_in_transit(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_webhook_url(value.get_secret_value())
+        return value
+
+    @field_validator("notify_webhook_secret")
+    @classmethod
+    def _webhook_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < WEBHOOK_SECRET_MIN_LENGTH:
+            raise ValueError(f"the webhook secret must be at least {WEBHOOK_SECRET_MIN_LENGTH} "
+                             "characters (e.g. python3 -c 'import secrets; "
+                             "print(secrets.token_hex(32))')")
+        return value
+
+    @field_validator("notify_webhook_ca_file", "notify_smtp_ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
+
+    @field_validator("notify_smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None) -> str | None:
+        if value is not None and not _SMTP_HOST.fullmatch(value):
+            raise ValueError("a host name or an address")
+        return value
+
+    @field_validator("notify_email_from")
+    @classmethod
+    def _email_from(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_email_address(value)
+        return value
+
+    @field_validator("notify_email_to")
+    @classmethod
+    def _email_to(cls, value: str | None) -> str | None:
+        if value is not None:
+            addresses = [part.strip() for part in value.split(",")]
+            if not all(addresses):
+                raise ValueError("comma-separated addresses, none empty")
+            for address in addresses:
+                check_email_address(address)
+        return value
+
+    @field_validator("notify_instance")
+    @classmethod
+    def _instance_name(cls, value: str) -> str:
+        if not INSTANCE_NAME.fullmatch(value):
+            raise ValueError("lower-case letters, digits and hyphens, at most 63")
+        return value
+
+    @model_validator(mode="after")
+    def _notification_channels(self) -> Settings:
+        """A channel is configured whole or not at all: half of one would fail every
+        delivery, silently until its notifications are dead letters."""
+        if (self.notify_webhook_url is None) != (self.notify_webhook_secret is None):
+            raise ValueError("notify_webhook_url and notify_webhook_secret must be set together")
+        if self.notify_webhook_ca_file is not None and self.notify_webhook_url is None:
+            raise ValueError("notify_webhook_ca_file is set without notify_webhook_url")
+        email = (self.notify_smtp_host, self.notify_email_from, self.notify_email_to)
+        if any(value is not None for value in email) and None in email:
+            raise ValueError("notify_smtp_host, notify_email_from and notify_email_to must be "
+                             "set together")
+        if (self.notify_smtp_user is None) != (self.notify_smtp_password is None):
+            raise ValueError("notify_smtp_user and notify_smtp_password must be set together")
+        if self.notify_smtp_host is None and (self.notify_smtp_user is not None
+                                              or self.notify_smtp_ca_file is not None):
+            raise ValueError("SMTP login or CA file set without notify_smtp_host")
+        return self
+
     # -- derived -------------------------------------------------------------------------
+
+    @property
+    def webhook_configured(self) -> bool:
+        return self.notify_webhook_url is not None
+
+    @property
+    def email_configured(self) -> bool:
+        return self.notify_smtp_host is not None
+
+    @property
+    def email_recipients(self) -> list[str]:
+        return [part.strip() for part in (self.notify_email_to or "").split(",") if part.strip()]
 
     @property
     def root_key_file(self) -> Path:
@@ -361,6 +487,36 @@ def check_redis_url(url: str) -> None:
         raise ValueError("redis_url points at a non-loopback host without TLS; use rediss://")
 
 
+def check_webhook_url(url: str) -> None:
+    """Refuse a webhook that is not ``https://`` (alerts are never sent in clear, loopback
+    included) or names no host. Messages never carry the URL: it may hold a token."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError:
+        raise ValueError("notify_webhook_url is not a valid URL") from None
+    if parts.scheme.lower() != "https" or "://" not in url:
+        raise ValueError("notify_webhook_url must be an https:// URL (alerts are never sent "
+                         "over plain http)")
+    if not host:
+        raise ValueError("notify_webhook_url names no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("notify_webhook_url may not carry a user or password (the signature "
+                         "authenticates the sender; a token may go in the path or query)")
+
+
+def check_email_address(address: str) -> None:
+    """One plain address (``name@example.com``): no display name, no line break, no list (an
+    address is written into a header)."""
+    try:
+        parsed = Address(addr_spec=address)
+    except (HeaderParseError, ValueError, IndexError):
+        raise ValueError("an e-mail address such as alerts@example.com") from None
+    if not parsed.username or not parsed.domain or parsed.addr_spec != address:
+        raise ValueError("an e-mail address such as alerts@example.com")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning every problem into a ConfigError that names the setting."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
@@ -385,5 +541,5 @@ def load_settings(**overrides: Any) -> Settings:
     raise ConfigError(problem)
 
 
-__all__ = ["ConfigError", "Settings", "check_database_url", "check_redis_url",
-           "load_settings"]
+__all__ = ["ConfigError", "Settings", "check_database_url", "check_email_address",
+           "check_redis_url", "check_webhook_url", "load_settings"]

@@ -30,6 +30,7 @@ from sellervault.jobs.registry import (
 )
 from sellervault.jobs.runner import Runner
 from sellervault.jobs.scheduler import system_actor
+from sellervault.notifications import service as notifications
 from sellervault.records import service as records
 from sellervault.runtime import Runtime
 from tests.jobs.helpers import run_events
@@ -74,9 +75,10 @@ def test_a_registry_holds_each_name_once_and_finds_jobs_by_it() -> None:
 def test_serve_runs_the_account_and_log_jobs() -> None:
     """A signed checkpoint of the log every minute; sessions purged hourly; end dates looked
     at every five minutes (access stopped at the end date already: the job makes the status
-    say so); inactivity and key expiry hourly."""
+    say so); inactivity and key expiry hourly; alert notifications every 15 seconds."""
     assert JOBS.names == ["audit-checkpoint", "sessions-purge", "account-end-dates",
-                          "inactive-accounts", "api-key-expiry", "canaries-refresh"]
+                          "inactive-accounts", "api-key-expiry", "canaries-refresh",
+                          "alert-notifications"]
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
@@ -86,7 +88,8 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
         (timedelta(minutes=5), lifecycle.disable_ended),
         (timedelta(hours=1), lifecycle.disable_inactive),
         (timedelta(hours=1), api_keys.warn_expiring),
-        (timedelta(days=1), records.refresh_canaries)]
+        (timedelta(days=1), records.refresh_canaries),
+        (timedelta(seconds=15), notifications.deliver_due)]
 
 
 def test_sessions_purge_as_a_job_records_how_many_sessions_it_deleted(

@@ -46,6 +46,10 @@ class Action(StrEnum):
     ALERTS_ACKNOWLEDGE = "alerts:acknowledge"
     ALERTS_ASSIGN = "alerts:assign"
     ALERTS_CLOSE = "alerts:close"
+    # Alert notifications (webhook, e-mail), sent by the system's job (notifications):
+    # each delivery attempt (success or failed), and a notification given up (dead letter).
+    NOTIFICATIONS_DELIVER = "notifications:deliver"
+    NOTIFICATIONS_DEAD = "notifications:dead"
     # Orders of a tenant.
     ORDERS_INGEST = "orders:ingest"
     ORDERS_READ = "orders:read"

@@ -49,6 +49,7 @@ class TargetType(StrEnum):
     PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)
     API_KEY = "api-key"  # by its key id, never the key
     ALERT = "alert"
+    NOTIFICATION = "notification"  # one alert's notification on one channel (its outbox row)
 
 
 class Reason(StrEnum):
@@ -121,6 +122,13 @@ class Reason(StrEnum):
     # Periodic jobs.
     JOB_FAILED = "job_failed"
     JOB_RUNNING = "job_running"
+    # Alert notifications: why a delivery attempt failed (notifications.errors).
+    NOTIFICATION_REFUSED = "notification_refused"  # an HTTP or SMTP answer other than success
+    NOTIFICATION_UNREACHABLE = "notification_unreachable"  # no connection, or no answer in time
+    NOTIFICATION_TLS = "notification_tls"  # TLS failed: certificate not trusted, wrong name
+    STARTTLS_UNAVAILABLE = "starttls_unavailable"  # the SMTP server offers no STARTTLS
+    NOTIFICATION_NOT_CONFIGURED = "notification_not_configured"  # its channel was unset since
+    NOTIFICATION_FAILED = "notification_failed"  # any other failure (logged by class)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from datetime import timedelta
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.audit import checkpoints
+from sellervault.notifications import service as notifications
 from sellervault.records import service as records
 from sellervault.runtime import Runtime
 
@@ -110,6 +111,11 @@ CANARIES_REFRESH = Job(
     "moves every tenant's canary orders' dates forward (and seeds them where a tenant has "
     "none); its count is the canaries written")
 
+ALERT_NOTIFICATIONS = Job(
+    "alert-notifications", timedelta(seconds=15), notifications.deliver_due,
+    "sends due alert notifications (webhook, e-mail), retrying failures with backoff; its "
+    "count is the notifications delivered")
+
 JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
-                 API_KEY_EXPIRY, CANARIES_REFRESH])
+                 API_KEY_EXPIRY, CANARIES_REFRESH, ALERT_NOTIFICATIONS])
 """What ``serve`` runs and ``sellervault jobs`` knows."""

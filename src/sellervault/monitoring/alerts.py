@@ -24,6 +24,7 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.monitoring.errors import AlertNotFoundError, AlertStateError
 from sellervault.monitoring.models import AlertRow
+from sellervault.notifications import outbox
 from sellervault.runtime import Runtime
 
 OPEN, ACKNOWLEDGED, CLOSED = "open", "acknowledged", "closed"
@@ -51,7 +52,9 @@ def _alert(row: Any) -> Alert:
 def raise_alert(rt: Runtime, rule: str, severity: str, subject: str,
                 principal_id: str | None, window_start: str) -> str | None:
     """Record an alert of ``rule`` for ``subject`` in the window starting ``window_start``;
-    its id, or None when that window has one already (another process raised it)."""
+    its id, or None when that window has one already (another process raised it). Its
+    notifications (one per configured channel, ``notifications.outbox``) are enqueued in the
+    same transaction: an alert is never without them, and never has them twice."""
     now = rt.audit.occurred_at()
     alert_id = "alr_" + secrets.token_hex(12)
     values = {"id": alert_id, "rule": rule, "severity": severity, "subject": subject,
@@ -67,7 +70,18 @@ def raise_alert(rt: Runtime, rule: str, severity: str, subject: str,
         Auditor(rt.audit, SYSTEM_ACTOR).record(
             session, Action.ALERTS_RAISE, Outcome.SUCCESS, target_type=TargetType.ALERT,
             target_id=alert_id, criteria=rule)
+        outbox.enqueue(session, rt.settings, alert_id, rt.clock.now())
     return alert_id
+
+
+def get_alert(rt: Runtime, alert_id: str) -> Alert:
+    """One alert as it stands (``AlertNotFoundError`` if none has that id)."""
+    with rt.store.snapshot() as connection:
+        row = connection.execute(select(AlertRow.__table__)
+                                 .where(AlertRow.id == alert_id)).first()
+    if row is None:
+        raise AlertNotFoundError()
+    return _alert(row)
 
 
 def list_alerts(rt: Runtime, auditor: Auditor, status: str | None = None,

@@ -34,6 +34,9 @@ Rules (PARAMETERS.md; the severity after the name):
 - ``configuration-change`` (medium): a kill switch set or cleared, a key rotated, an
   account's networks changed, a privileged role granted or revoked.
 - ``log-verification`` (critical): ``audit verify`` found the log tampered with.
+
+Each alert raised is also sent out, when configured (``notifications``: enqueued in the
+alert's transaction by ``alerts.raise_alert``).
 """
 
 from __future__ import annotations

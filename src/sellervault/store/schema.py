@@ -7,9 +7,11 @@ from sellervault.accounts import models as accounts_models
 from sellervault.audit import models as audit_models
 from sellervault.crypto import models as crypto_models
 from sellervault.jobs import models as jobs_models
+from sellervault.monitoring import models as monitoring_models
+from sellervault.notifications import models as notifications_models
 from sellervault.records import models as records_models
 from sellervault.store.base import Base
 
 metadata = Base.metadata
 DOMAIN_MODELS = (access_models, accounts_models, audit_models, crypto_models, jobs_models,
-                 records_models)
+                 monitoring_models, notifications_models, records_models)
