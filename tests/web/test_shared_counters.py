@@ -18,7 +18,8 @@ import ssl
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,21 +134,28 @@ def _refused_within_a_second(call: Any, status: int = 401) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.slow
-def test_a_logout_a_rotation_and_a_disable_through_one_process_hold_on_the_other(
-        vault_on_postgres: tuple[Settings, bootstrap.InitResult], redis_url: str) -> None:
-    """Revocation is read per request from the shared database: the other process refuses
-    the credential on its next request (well within the second the policy allows)."""
-    settings, initialized = vault_on_postgres
+@dataclass
+class Fleet:
+    """Two ``serve`` processes of one vault, and an administrator's session on them."""
+
+    first: str
+    second: str
+    admin: str
+    context: ssl.SSLContext
+
+    def client(self, base_url: str, token: str) -> httpx.Client:
+        return httpx.Client(base_url=f"{base_url}/api/v1", verify=self.context, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+
+
+@contextmanager
+def two_servers(vault: tuple[Settings, bootstrap.InitResult], redis_url: str
+                ) -> Iterator[Fleet]:
+    settings, initialized = vault
     assert settings.database_url is not None
     environment = {"SELLERVAULT_DATABASE_URL": settings.database_url.get_secret_value(),
                    "SELLERVAULT_REDIS_URL": redis_url}
     context = ssl.create_default_context(cafile=str(initialized.certificate))
-
-    def client(base_url: str, token: str) -> httpx.Client:
-        return httpx.Client(base_url=f"{base_url}/api/v1", verify=context, timeout=30,
-                            headers={"Authorization": f"Bearer {token}"})
-
     with ExitStack() as servers:
         first, second = (servers.enter_context(serve_process(
             COMMAND, settings.data_dir, initialized.certificate, environment))
@@ -157,7 +165,16 @@ def test_a_logout_a_rotation_and_a_disable_through_one_process_hold_on_the_other
                 "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
                 "totp": pyotp.TOTP(initialized.totp_secret).now()})
         assert signed_in.status_code == 200, signed_in.text
-        admin = signed_in.json()["token"]
+        yield Fleet(first, second, signed_in.json()["token"], context)
+
+
+@pytest.mark.slow
+def test_a_logout_a_rotation_and_a_disable_through_one_process_hold_on_the_other(
+        vault_on_postgres: tuple[Settings, bootstrap.InitResult], redis_url: str) -> None:
+    """Revocation is read per request from the shared database: the other process refuses
+    the credential on its next request (well within the second the policy allows)."""
+    with two_servers(vault_on_postgres, redis_url) as fleet:
+        first, second, admin, client = fleet.first, fleet.second, fleet.admin, fleet.client
         with client(first, admin) as on_first:
             made = on_first.post("/accounts", json={
                 "kind": "service", "name": "label printer",
@@ -209,26 +226,10 @@ def test_two_server_processes_detect_together(
         vault_on_postgres: tuple[Settings, bootstrap.InitResult], redis_url: str) -> None:
     """Denials spread across two processes raise one alert; a canary touched through one
     process disables the account, which the other refuses at its next request."""
-    settings, initialized = vault_on_postgres
-    assert settings.database_url is not None
-    environment = {"SELLERVAULT_DATABASE_URL": settings.database_url.get_secret_value(),
-                   "SELLERVAULT_REDIS_URL": redis_url}
-    context = ssl.create_default_context(cafile=str(initialized.certificate))
-
-    def client(base_url: str, token: str) -> httpx.Client:
-        return httpx.Client(base_url=f"{base_url}/api/v1", verify=context, timeout=30,
-                            headers={"Authorization": f"Bearer {token}"})
-
-    runtime = Runtime.open(settings)
-    with ExitStack() as servers:
-        servers.callback(runtime.close)
-        first, second = (servers.enter_context(serve_process(
-            COMMAND, settings.data_dir, initialized.certificate, environment))
-            for _ in range(2))
-        with httpx.Client(base_url=f"{first}/api/v1", verify=context, timeout=30) as anyone:
-            admin = anyone.post("/session", json={
-                "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
-                "totp": pyotp.TOTP(initialized.totp_secret).now()}).json()["token"]
+    runtime = Runtime.open(vault_on_postgres[0])
+    with ExitStack() as closing, two_servers(vault_on_postgres, redis_url) as fleet:
+        closing.callback(runtime.close)
+        first, second, admin, client = fleet.first, fleet.second, fleet.admin, fleet.client
         with client(first, admin) as on_first:
             keys = {role: on_first.post("/accounts", json={
                 "kind": "service", "name": f"detected {role}",
