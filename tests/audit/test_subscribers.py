@@ -172,7 +172,8 @@ def test_what_a_subscriber_hears_holds_no_pii(runtime: Runtime,
                        raw["AmazonOrderId"], "fulfillment")
     assert runtime.audit.subscribers.wait_idle()
     assert [committed.event.action for committed in heard.events] == [
-        Action.ORDERS_INGEST, Action.CANARIES_REFRESH, Action.ORDERS_REVEAL]
+        Action.ORDERS_INGEST, Action.KEYS_CREATE_TENANT, Action.CANARIES_REFRESH,
+        Action.ORDERS_REVEAL]
     said = repr(heard.events)
     buyer = raw["BuyerInfo"]
     for value in (buyer.get("BuyerEmail"), buyer.get("BuyerName"),

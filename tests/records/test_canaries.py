@@ -91,9 +91,10 @@ def test_a_tenants_first_ingest_seeds_its_canaries_and_answers_for_its_own_order
     assert _canaries(runtime, "globex") == []
     with runtime.store.transaction() as session:
         seeded = session.scalars(select(EventRow).where(
-            EventRow.action == "canaries:refresh")).all()
-    assert [(e.tenant_id, e.count, e.channel) for e in seeded] == [
-        ("acme", runtime.settings.canaries_per_tenant, "system")]
+            EventRow.action.in_(["canaries:refresh", "keys:create-tenant"]))).all()
+    assert [(e.action, e.tenant_id, e.count, e.channel) for e in seeded] == [
+        ("keys:create-tenant", "acme", None, "system"),
+        ("canaries:refresh", "acme", runtime.settings.canaries_per_tenant, "system")]
 
 
 def test_two_first_ingests_at_once_seed_the_canaries_once(runtime: Runtime) -> None:

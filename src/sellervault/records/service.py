@@ -213,8 +213,9 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
 
 def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
            orders: Sequence[MappedOrder]) -> IngestResult:
-    """Store the orders; a tenant's first ingest also seeds its canaries, in the same
-    transaction (``records.canaries``): the caller's answer counts only its own orders."""
+    """Store the orders; a tenant's first ingest also makes its keys (a
+    ``keys:create-tenant`` event) and seeds its canaries, in the same transaction
+    (``records.canaries``): the caller's answer counts only its own orders."""
     seed_key = _system_key(rt, CANARY_SEED_KEY)
     with rt.store.transaction() as session:
         now = rt.clock.now()
@@ -222,7 +223,10 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
         result = store_orders(session, rt.keyring, tenant_id, orders, now, tenant_ready=True)
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.ORDER, count=result.ingested)
-        if first:
+        if first:  # the tenant's keys were made just now: an event of their own
+            Auditor(rt.audit, SYSTEM_ACTOR).record(
+                session, Action.KEYS_CREATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,
+                target_type=TargetType.TENANT_KEY, target_id="1")
             _write_canaries(rt, session, seed_key, tenant_id, now)
     return result
 
