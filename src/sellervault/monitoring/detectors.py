@@ -23,7 +23,8 @@ Rules (PARAMETERS.md; the severity after the name):
   shared counters once a second (``TICK``): the alert comes within that second.
 - ``retrieval-volume`` (high): 20 distinct buyers revealed by one principal in 5 minutes, or
   a five-minute period above its baseline (never below 5). A *person* is disabled at once
-  (``SELLERVAULT_AUTO_LOCK``); a service is not (its volume is its job).
+  (``SELLERVAULT_AUTO_LOCK``); a service is not (its volume is its job). Reveals are tallied
+  like requests, so the alert and the disabling come within a second of the crossing.
 - ``canary-access`` (critical): a canary order read, revealed or found by a search
   (``canaries:touched``); the account that did it is disabled at once (``AUTO_LOCK``).
 - ``login-failures`` (medium): an account locked after failed sign-ins.
@@ -110,8 +111,8 @@ PRIVILEGED_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value,
                               Role.SECURITY_OFFICER.value, Role.PII_READER.value})
 
 _LOCKED = frozenset({Action.ACCOUNTS_LOCK, Action.ACCOUNTS_DISABLE})
-_RULE_ACTIONS = (frozenset({Action.CANARIES_TOUCHED, Action.ORDERS_REVEAL,
-                            Action.SESSION_CREATE, Action.AUDIT_VERIFY})
+_RULE_ACTIONS = (frozenset({Action.CANARIES_TOUCHED, Action.SESSION_CREATE,
+                            Action.AUDIT_VERIFY})
                  | _LOCKED | CONFIGURATION_ACTIONS | GRANT_ACTIONS)
 
 
@@ -137,22 +138,28 @@ def _subject(event: SecurityEvent) -> str | None:
     return None
 
 
-class RequestTally:
-    """Requests per principal and minute since the last hand-over, counted in the writers'
-    threads."""
+class Tally:
+    """What the writers' threads saw since the last hand-over: requests per principal and
+    minute, and the buyers each principal revealed (in order, each pair once)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, int], int] = {}
+        self._requests: dict[tuple[str, int], int] = {}
+        self._reveals: dict[tuple[str, str], str] = {}
 
-    def add(self, principal: str, minute: int) -> None:
+    def request(self, principal: str, minute: int) -> None:
         with self._lock:
-            self._counts[(principal, minute)] = self._counts.get((principal, minute), 0) + 1
+            self._requests[(principal, minute)] = self._requests.get((principal, minute), 0) + 1
 
-    def take(self) -> dict[tuple[str, int], int]:
+    def reveal(self, principal: str, buyer: str, occurred_at: str) -> None:
         with self._lock:
-            counts, self._counts = self._counts, {}
-        return counts
+            self._reveals.setdefault((principal, buyer), occurred_at)
+
+    def take(self) -> tuple[dict[tuple[str, int], int], dict[tuple[str, str], str]]:
+        with self._lock:
+            taken = self._requests, self._reveals
+            self._requests, self._reveals = {}, {}
+        return taken
 
 
 def _crossed(before: float, after: float, limit: float) -> bool:
@@ -167,23 +174,31 @@ class Detectors:
         self._rt = rt
         self._hard_cap = rt.settings.rate_hard_cap_per_minute
         self._rate = Baseline("request-rate", timedelta(minutes=1), cap=self._hard_cap + 1)
-        self._requests = RequestTally()
+        self._tally = Tally()
 
     def wants(self, committed: CommittedEvent) -> bool:
         """The events some rule reads, asked in the writer's thread (keep it this cheap):
-        a request is tallied here, and only the events of the other rules are queued."""
+        requests and reveals are tallied here, and only the other rules' events queued."""
         event = committed.event
         principal = event.actor.actor_id
         if principal is not None and event.actor.channel in REQUEST_CHANNELS:
-            self._requests.add(principal, self._rate.period_of(
+            self._tally.request(principal, self._rate.period_of(
                 _moment(committed.occurred_at).timestamp()))
+        if (event.action is Action.ORDERS_REVEAL and event.outcome is Outcome.SUCCESS
+                and principal is not None and event.target_id is not None):
+            # No email or phone: the order stands for its buyer.
+            self._tally.reveal(principal, event.buyer or "order:" + event.target_id,
+                               committed.occurred_at)
         return event.outcome is Outcome.DENIED or event.action in _RULE_ACTIONS
 
     def tick(self) -> None:
-        """Hand the tallied requests to the shared counters; raise ``request-rate`` for a
-        principal whose minute went past its limit with them."""
-        for (principal, minute), requests in self._requests.take().items():
-            self._request_rate(principal, minute, requests)
+        """Hand what was tallied to the shared counters: ``request-rate`` for a principal
+        whose minute went past its limit, ``retrieval-volume`` for one whose buyers did."""
+        requests, reveals = self._tally.take()
+        for (principal, minute), count in requests.items():
+            self._request_rate(principal, minute, count)
+        for (principal, buyer), occurred_at in reveals.items():
+            self._retrieval_volume(principal, buyer, occurred_at)
 
     def __call__(self, committed: CommittedEvent) -> None:
         event = committed.event
@@ -196,8 +211,6 @@ class Detectors:
             self._locked(committed)
         elif action is Action.CANARIES_TOUCHED:
             self._canary(committed)
-        elif action is Action.ORDERS_REVEAL and event.outcome is Outcome.SUCCESS:
-            self._retrieval_volume(committed)
         elif action in CONFIGURATION_ACTIONS or (
                 action in GRANT_ACTIONS and event.criteria in PRIVILEGED_ROLES):
             if event.outcome is Outcome.SUCCESS:
@@ -236,14 +249,9 @@ class Detectors:
             alerts.raise_alert(self._rt, REQUEST_RATE, "medium", principal, principal,
                                window_start(start))
 
-    def _retrieval_volume(self, committed: CommittedEvent) -> None:
-        event = committed.event
-        principal = event.actor.actor_id
-        if principal is None or event.target_id is None:
-            return
-        buyer = event.buyer or "order:" + event.target_id  # no email or phone: the order
+    def _retrieval_volume(self, principal: str, buyer: str, occurred_at: str) -> None:
         counters = self._rt.counters
-        period = VOLUME.period_of(_moment(committed.occurred_at).timestamp())
+        period = VOLUME.period_of(_moment(occurred_at).timestamp())
         level = VOLUME.current(counters, principal, period)
         in_window = counters.distinct(BUYERS_REVEALED, principal, buyer)
         in_period = counters.distinct(VOLUME.counts, f"{principal}@{period}", buyer)
@@ -252,7 +260,8 @@ class Detectors:
                                          and _crossed(in_period - 1, in_period, limit)):
             if self._rt.settings.auto_lock:
                 lifecycle.disable_for_volume(self._rt, principal)
-            self._raise(committed, RETRIEVAL_VOLUME, "high", principal, principal)
+            alerts.raise_alert(self._rt, RETRIEVAL_VOLUME, "high", principal, principal,
+                               window_start(occurred_at))
 
     def _canary(self, committed: CommittedEvent) -> None:
         """Lock first, then the alert: the account is stopped even if the alert fails."""
