@@ -118,3 +118,26 @@ def test_an_investigator_finds_one_buyers_events_by_pseudonym(server: Server,
     with server.client(reader) as client:  # the PII role is not an investigator
         assert client.post("/tenants/acme/buyer-pseudonyms",
                            json={"buyer_email": email}).status_code == 403
+
+
+def test_reviews_are_recorded_by_officers_and_auditors_only(server: Server, admin: str) -> None:
+    auditor, _ = server.create_person(admin, "rhea.reviewer@example.test", "Rhea Reviewer",
+                                      [{"role": "auditor", "tenant": "*"}])
+    analyst, _ = server.create_person(admin, "ann.analyst.review@example.test", "Ann Analyst",
+                                      [{"role": "analyst", "tenant": "acme"}])
+    with server.client(auditor) as client:
+        head = client.get("/audit/events", params={"limit": 1000}).json()["events"][-1]["seq"]
+        made = client.post("/audit/reviews", json={"up_to_seq": head})
+        assert made.status_code == 201, made.text
+        assert made.json()["up_to_seq"] == head
+        again = client.post("/audit/reviews", json={"up_to_seq": head})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "review_state"
+        beyond = client.post("/audit/reviews", json={"up_to_seq": head + 10**6})
+        assert beyond.status_code == 422 and beyond.json()["error"]["code"] == "invalid_review"
+        for body in ({}, {"up_to_seq": 0}, {"up_to_seq": "x"}, {"up_to_seq": 2, "note": "x"}):
+            assert client.post("/audit/reviews", json=body).status_code == 422
+        listed = client.get("/audit/reviews").json()["reviews"]
+        assert listed[0]["up_to_seq"] == head
+    with server.client(analyst) as client:
+        assert client.post("/audit/reviews", json={"up_to_seq": 1}).status_code == 403
+        assert client.get("/audit/reviews").status_code == 403

@@ -1,5 +1,7 @@
-"""Security-log errors. Either one means no event can be trusted to land: requests fail
-closed (503) rather than be answered without their event."""
+"""Security-log errors. A ``LogError`` means no event can be trusted to land: requests fail
+closed (503) rather than be answered without their event. A ``ReviewError`` is an answer."""
+
+from sellervault.audit.events import Reason
 
 
 class LogError(Exception):
@@ -28,3 +30,23 @@ class LogKeyMissingError(LogError):
 
     def __init__(self) -> None:
         super().__init__("the security log's key is missing; the log must be investigated")
+
+
+class ReviewError(Exception):
+    """A review of the log that cannot be recorded (answered, not failed closed)."""
+
+    code = Reason.REVIEW_STATE
+    status = 409
+
+
+class ReviewBeyondTheLogError(ReviewError):
+    code = Reason.INVALID_REVIEW
+    status = 422
+
+    def __init__(self) -> None:
+        super().__init__("the log has no event with that number yet")
+
+
+class ReviewStateError(ReviewError):
+    def __init__(self) -> None:
+        super().__init__("a review must go further than the last one (recorded meanwhile?)")

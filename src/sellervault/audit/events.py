@@ -95,6 +95,8 @@ class Reason(StrEnum):
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
     ALERT_STATE = "alert_state"  # an alert change that does not apply (409)
+    REVIEW_STATE = "review_state"  # a log review that does not go further than the last (409)
+    INVALID_REVIEW = "invalid_review"  # a log review up to an event not written yet (422)
     LAST_ADMIN = "last_admin"  # the change would leave no active administrator (409)
     GRANT_STATE = "grant_state"  # a grant held already (409)
     KEY_STATE = "key_state"  # an API key revoked or expired already (409)

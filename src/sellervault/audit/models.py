@@ -62,3 +62,16 @@ class CheckpointRow(Base):
     frontier: Mapped[str] = mapped_column(Text)
     """The tree's compact range (JSON list of hex): where the next checkpoint extends it
     from. Not signed: a wrong one gives a root that does not verify."""
+
+
+class ReviewRow(Base):
+    """One review of the security log: who read it, up to which event, when. ``number`` is
+    one more than the review before it, and unique: of two reviews recorded at the same
+    moment, one is refused (``audit.reviews``)."""
+
+    __tablename__ = "audit_reviews"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    reviewer_id: Mapped[str] = mapped_column(String(32))
+    up_to_seq: Mapped[int] = mapped_column(BigInteger)
+    reviewed_at: Mapped[str] = mapped_column(String(32))

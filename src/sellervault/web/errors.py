@@ -22,6 +22,7 @@ from starlette.routing import compile_path
 
 from sellervault.access.errors import AccessError, BudgetExhaustedError
 from sellervault.accounts.errors import AccountError, LoginThrottledError
+from sellervault.audit.errors import ReviewError
 from sellervault.audit.events import Reason
 from sellervault.counters.errors import CountersUnavailableError
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError, TenantKeysDestroyedError
@@ -167,7 +168,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnacceptableBodyError, _unacceptable_body)
     for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
                  TenantKeysBusyError, TenantKeysDestroyedError, CountersUnavailableError,
-                 MonitoringError):
+                 MonitoringError, ReviewError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

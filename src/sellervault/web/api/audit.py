@@ -6,15 +6,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
-from sellervault.audit import reading
+from sellervault.audit import reading, reviews
 from sellervault.audit.events import Outcome
 from sellervault.audit.log import event_time
 from sellervault.crypto.pseudonyms import PATTERN as PSEUDONYM
 from sellervault.web.context import RequestState, api_router, require
+from sellervault.web.openapi import own_errors
 
 router = api_router("audit")
 MAX_EVENT_ID = 2**63 - 1  # the column's range (BIGINT): past it the database refuses
@@ -63,3 +64,42 @@ def list_events(
                                    tenant_id=tenant, buyer=buyer)
     page = reading.read_events(state.runtime.store, state.auditor, after, limit, matching)
     return {"events": page.events, "next_cursor": page.next_cursor}
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    up_to_seq: int = Field(ge=1, le=MAX_EVENT_ID, description="the last event reviewed")
+
+
+class ReviewOut(BaseModel):
+    number: int
+    reviewer_id: str
+    up_to_seq: int
+    reviewed_at: str
+
+    @classmethod
+    def of(cls, review: reviews.Review) -> ReviewOut:
+        return cls(number=review.number, reviewer_id=review.reviewer_id,
+                   up_to_seq=review.up_to_seq, reviewed_at=review.reviewed_at)
+
+
+@router.post("/audit/reviews", status_code=201, response_model=ReviewOut,
+             responses=own_errors(409, 422))
+def record_review(
+    body: ReviewIn,
+    state: Annotated[RequestState, Depends(require(Action.AUDIT_REVIEW))],
+) -> ReviewOut:
+    """Record that you reviewed the log up to ``up_to_seq`` (further than the last review,
+    an event that exists); the policy asks for one every 14 days."""
+    return ReviewOut.of(reviews.record(state.runtime, state.auditor, state.principal,
+                                       body.up_to_seq))
+
+
+@router.get("/audit/reviews")
+def list_reviews(
+    state: Annotated[RequestState, Depends(require(Action.AUDIT_READ))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[ReviewOut]]:
+    """The newest reviews first: who, up to which event, when."""
+    return {"reviews": [ReviewOut.of(review) for review in
+                        reviews.list_reviews(state.runtime, state.auditor, limit)]}

@@ -1,0 +1,94 @@
+"""Reviews of the security log: the policy's "review the logs every 14 days", recorded.
+
+A security officer or an auditor who has read the log records how far they read
+(``up_to_seq``): each review goes further than the one before, and names an event that
+exists. Reviews are numbered; the number is the table's primary key, so of two reviews
+recorded at the same moment (both read the same last review), the second one's insert
+collides and is refused (409), on PostgreSQL's READ COMMITTED as on SQLite.
+
+The ``audit-review-reminder`` job (daily) raises a ``log-review-due`` alert while the last
+review is 14 days old or more (with none yet: 14 days after the log's first event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from sellervault.access.actions import Action
+from sellervault.access.roles import Principal
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.errors import ReviewBeyondTheLogError, ReviewStateError
+from sellervault.audit.events import Outcome, TargetType
+from sellervault.audit.log import event_time
+from sellervault.audit.models import ChainHead, EventRow, ReviewRow
+from sellervault.audit.writing import HEAD_ID
+from sellervault.monitoring import alerts
+from sellervault.runtime import Runtime
+
+REVIEW_EVERY = timedelta(days=14)
+LOG_REVIEW_DUE = "log-review-due"
+_LAST_REVIEW = select(ReviewRow).order_by(ReviewRow.number.desc()).limit(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    number: int
+    reviewer_id: str
+    up_to_seq: int
+    reviewed_at: str
+
+
+def _review(row: Any) -> Review:
+    return Review(row.number, row.reviewer_id, row.up_to_seq, row.reviewed_at)
+
+
+def record(rt: Runtime, auditor: Auditor, reviewer: Principal, up_to_seq: int) -> Review:
+    """Record that ``reviewer`` reviewed the log up to event ``up_to_seq``."""
+    try:
+        with rt.store.transaction() as session:
+            head = session.get(ChainHead, HEAD_ID)
+            if head is None or up_to_seq > head.seq:
+                raise ReviewBeyondTheLogError()
+            last = session.scalars(_LAST_REVIEW).first()
+            if last is not None and up_to_seq <= last.up_to_seq:
+                raise ReviewStateError()
+            row = ReviewRow(number=(last.number if last else 0) + 1, reviewer_id=reviewer.id,
+                            up_to_seq=up_to_seq, reviewed_at=rt.audit.occurred_at())
+            session.add(row)
+            session.flush()  # the number taken, or the collision, now
+            auditor.record(session, Action.AUDIT_REVIEW, Outcome.SUCCESS,
+                           target_type=TargetType.SECURITY_EVENT, target_id=str(up_to_seq),
+                           count=row.number)
+            return _review(row)
+    except IntegrityError:  # another review took the number meanwhile
+        raise ReviewStateError() from None
+
+
+def list_reviews(rt: Runtime, auditor: Auditor, limit: int = 100) -> list[Review]:
+    """The newest reviews first; the read is an ``audit:read`` event."""
+    with rt.store.transaction() as session:
+        found = [_review(row) for row in session.scalars(
+            select(ReviewRow).order_by(ReviewRow.number.desc()).limit(limit))]
+        auditor.record(session, Action.AUDIT_READ, Outcome.SUCCESS,
+                       target_type=TargetType.SECURITY_EVENT, count=len(found))
+    return found
+
+
+def remind(rt: Runtime) -> int:
+    """The ``audit-review-reminder`` job: a ``log-review-due`` alert (low) when the log has
+    gone unreviewed 14 days; 1 if one was raised now, else 0."""
+    now = rt.clock.now()
+    with rt.store.transaction() as session:
+        last = session.scalars(_LAST_REVIEW).first()
+        since = (last.reviewed_at if last is not None else
+                 session.scalar(select(EventRow.occurred_at).order_by(EventRow.seq).limit(1)))
+    if since is None or now - datetime.fromisoformat(since.replace("Z", "+00:00")) \
+            < REVIEW_EVERY:
+        return 0
+    raised = alerts.raise_alert(rt, LOG_REVIEW_DUE, "low", "service", None, event_time(now))
+    return 0 if raised is None else 1
