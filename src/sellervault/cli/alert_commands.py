@@ -12,10 +12,11 @@ from rich.markup import escape
 from sellervault.cli.common import call, console
 
 alerts_app = typer.Typer(no_args_is_help=True, help=(
-    "Alerts the detectors raised (security officer): unauthorized calls (10 denied requests "
-    "by one principal in 5 minutes, 3 on PII or operator routes) and accounts locked after "
-    "failed sign-ins, one per rule, principal and window. `list` them, `assign` one to "
-    "yourself or another officer, `ack` it, `close` it."))
+    "Alerts the detectors raised (security officer): unauthorized calls, unusual request "
+    "rates and retrieval volumes, canaries touched, locked accounts and lockout storms, a "
+    "success after many failures, configuration changes, a failed verification, a log "
+    "review due; one per rule, subject and window. `list` them, `assign` one to yourself "
+    "or another officer, `ack` it, `close` it."))
 
 AlertId = Annotated[str, typer.Argument(help="The alert id (alr_...).")]
 

@@ -18,7 +18,7 @@ from sellervault import bootstrap, network
 from sellervault.accounts.errors import AccountError
 from sellervault.audit import proofs
 from sellervault.audit.errors import LogError
-from sellervault.cli import client_commands
+from sellervault.cli import audit_commands, client_commands
 from sellervault.config import ConfigError, Settings, load_settings
 from sellervault.crypto.credentials import new_password
 from sellervault.crypto.errors import KeyFileError
@@ -31,8 +31,12 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals can hold passwords and tokens
     help="SellerVault: marketplace buyer data kept encrypted, least-privilege, and audited.",
 )
-audit_app = typer.Typer(no_args_is_help=True, help="The security log.")
+audit_app = typer.Typer(no_args_is_help=True, help=(
+    "The security log. On the data directory (operators): verify, prove, public-key, "
+    "check-proof (no directory). Through the server (security officer, auditor): export, "
+    "review, reviews."))
 app.add_typer(audit_app, name="audit")
+audit_commands.register(audit_app)
 keys_app = typer.Typer(no_args_is_help=True, help="Key rotation (operators, on the data "
                        "directory).")
 app.add_typer(keys_app, name="keys")

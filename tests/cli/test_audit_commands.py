@@ -1,0 +1,104 @@
+"""The security log's client commands (cli/audit_commands.py) against a real TLS server: a
+security officer exports the log as JSON lines and as OCSF, page by page, filtered, to an
+owner-only file with nothing of the buyers in it; records and lists reviews; an analyst is
+refused, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sellervault.cli import audit_commands
+from sellervault.records.synthetic import synthetic_orders
+from tests.cli.helpers import Cli
+from tests.support import NEW_PASSWORD, Server
+
+
+def _logged_in(server: Server, directory: Path, email: str, role: str, tenant: str) -> Cli:
+    admin = server.admin_token()
+    _, created = server.create_person(admin, email, "Exporting Person",
+                                      [{"role": role, "tenant": tenant}])
+    cli = Cli(directory)
+    logged_in = cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                        "--email", email, "--totp", server.next_totp(created["totp_secret"]),
+                        "--password-stdin", stdin=NEW_PASSWORD + "\n")
+    assert logged_in.code == 0, logged_in
+    return cli
+
+
+@pytest.fixture(scope="module")
+def officer(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    ingest = server.create_service(server.admin_token(), "export ingest",
+                                   [{"role": "ingest", "tenant": "acme"}])
+    with server.client(ingest) as client:  # orders whose buyers must not reach the export
+        assert client.post("/tenants/acme/orders", json={
+            "orders": list(synthetic_orders(5, start=7000, seed=9))}).status_code == 200
+    return _logged_in(server, tmp_path_factory.mktemp("audit-cli") / "officer",
+                      "olga.exporter@example.test", "security-officer", "*")
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_log_exported_as_json_lines_page_by_page(officer: Cli, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_commands, "PAGE", 5)  # many pages, the cursor followed
+    target = tmp_path / "log.jsonl"
+    exported = officer.invoke("audit", "export", "--output", target)
+    assert exported.code == 0, exported
+    events = _lines(target)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert len(events) > 2 * 5 and {"hash", "action", "outcome", "buyer"} <= set(events[0])
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not target.with_name("log.jsonl.partial").exists()
+    assert f"{len(events)} events written" in exported.stderr
+    emails = [o["BuyerInfo"]["BuyerEmail"] for o in synthetic_orders(5, start=7000, seed=9)]
+    assert not any(email in target.read_text() for email in emails)
+
+
+def test_the_log_exported_as_ocsf_filtered(officer: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "log.ocsf.jsonl"
+    exported = officer.invoke("audit", "export", "--format", "ocsf", "--action",
+                              "orders:ingest", "--output", target)
+    assert exported.code == 0, exported
+    [ingest] = _lines(target)
+    assert (ingest["class_uid"], ingest["activity_id"], ingest["type_uid"]) == (6003, 1, 600301)
+    assert ingest["api"]["operation"] == "orders:ingest"
+    assert ingest["unmapped"]["tenant_id"] == "acme"
+    signed_in = officer.invoke("audit", "export", "--format", "ocsf", "--action",
+                               "session:create", "--outcome", "success")
+    assert signed_in.code == 0
+    logons = [json.loads(line) for line in signed_in.stdout.splitlines()]
+    assert logons and all((e["class_uid"], e["activity_id"]) == (3002, 1) for e in logons)
+
+
+def test_reviews_are_recorded_and_listed(officer: Cli) -> None:
+    recorded = officer.invoke("audit", "review", "--up-to", "3")
+    assert recorded.code == 0, recorded
+    assert "up to event 3" in recorded.stdout
+    again = officer.invoke("audit", "review", "--up-to", "2")
+    assert again.code == 1 and "review_state" in again.stderr
+    listed = officer.invoke("audit", "reviews", "--json")
+    assert [r["up_to_seq"] for r in listed.json()][:1] == [3]
+
+
+def test_an_analyst_can_neither_export_nor_review(server: Server, tmp_path: Path) -> None:
+    analyst = _logged_in(server, tmp_path / "analyst", "andy.analyst.cli@example.test",
+                         "analyst", "acme")
+    target = tmp_path / "not-for-you.jsonl"
+    refused = analyst.invoke("audit", "export", "--output", target)
+    assert refused.code == 1 and "forbidden" in refused.stderr
+    assert not target.exists() and not target.with_name("not-for-you.jsonl.partial").exists()
+    assert analyst.invoke("audit", "review", "--up-to", "1").code == 1
+
+
+def test_every_audit_client_command_explains_itself(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    for command in (["audit", "export"], ["audit", "review"], ["audit", "reviews"]):
+        helped = cli.invoke(*command, "--help")
+        assert helped.code == 0 and len(helped.stdout) > 200, command
