@@ -79,3 +79,28 @@ def test_the_frontier_extends_a_tree_as_a_recomputation_would() -> None:
         frontier.append(leaf)
         assert frontier.root() == merkle.root_of(LEAVES[:size])
         assert len(frontier.hashes) == bin(size).count("1")
+
+
+# -- proofs after a removed prefix (retention) -------------------------------------------------
+
+@pytest.mark.parametrize("removed", [1, 2, 3, 5, 8, 13, 16, 21])
+def test_a_path_over_a_removed_prefix_is_the_path_over_every_leaf(removed: int) -> None:
+    """With the first ``removed`` leaves known only by their compact range, every later
+    leaf's path is exactly the one computed from every leaf."""
+    every = [merkle.leaf_hash(bytes([n])) for n in range(40)]
+    for size in range(removed + 1, 40):
+        prefix = merkle.Frontier()
+        for leaf in every[:removed]:
+            prefix.append(leaf)
+        for index in range(removed, size):
+            assert merkle.inclusion_proof_after(prefix, every[removed:size], index) == \
+                merkle.inclusion_proof(every[:size], index), (removed, size, index)
+
+
+def test_a_removed_leaf_has_no_path() -> None:
+    every = [merkle.leaf_hash(bytes([n])) for n in range(10)]
+    prefix = merkle.Frontier()
+    for leaf in every[:5]:
+        prefix.append(leaf)
+    with pytest.raises(merkle.ProofError):
+        merkle.inclusion_proof_after(prefix, every[5:], 4)

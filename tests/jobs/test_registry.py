@@ -18,7 +18,7 @@ from sellervault import bootstrap
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.accounts.models import SessionRow
-from sellervault.audit import checkpoints, reviews
+from sellervault.audit import checkpoints, retention, reviews
 from sellervault.clock import ManualClock
 from sellervault.jobs.registry import (
     AUDIT_CHECKPOINT,
@@ -77,8 +77,8 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
     at every five minutes (access stopped at the end date already: the job makes the status
     say so); inactivity and key expiry hourly; alert notifications every 15 seconds."""
     assert JOBS.names == ["audit-checkpoint", "sessions-purge", "account-end-dates",
-                          "inactive-accounts", "api-key-expiry", "audit-review-reminder",
-                          "canaries-refresh", "alert-notifications"]
+                          "inactive-accounts", "api-key-expiry", "audit-retention",
+                          "audit-review-reminder", "canaries-refresh", "alert-notifications"]
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
@@ -88,6 +88,7 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
         (timedelta(minutes=5), lifecycle.disable_ended),
         (timedelta(hours=1), lifecycle.disable_inactive),
         (timedelta(hours=1), api_keys.warn_expiring),
+        (timedelta(days=1), retention.remove_expired),
         (timedelta(days=1), reviews.remind),
         (timedelta(days=1), records.refresh_canaries),
         (timedelta(seconds=15), notifications.deliver_due)]

@@ -94,6 +94,49 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     return [*inclusion_proof(leaves[k:], index - k), root_of(leaves[:k])]
 
 
+def blocks_of(prefix: Frontier) -> dict[tuple[int, int], bytes]:
+    """The compact range's subtrees as (first leaf, leaves) -> root: one per set bit of its
+    size, the largest first, each aligned as RFC 6962's own subtrees are."""
+    blocks, start = {}, 0
+    widths = [1 << bit for bit in range(prefix.size.bit_length() - 1, -1, -1)
+              if prefix.size >> bit & 1]
+    for width, root in zip(widths, prefix.hashes, strict=True):
+        blocks[(start, width)] = root
+        start += width
+    return blocks
+
+
+def inclusion_proof_after(prefix: Frontier, rest: Sequence[bytes], index: int) -> list[bytes]:
+    """PATH(index) in the tree of ``prefix.size + len(rest)`` leaves whose first
+    ``prefix.size`` are known only by their compact range (removed by retention), the others
+    being ``rest``: the same path ``inclusion_proof`` gives over every leaf, for a leaf after
+    the prefix. (A sibling of such a leaf's path is never inside one of the prefix's
+    subtrees: it is a whole subtree, or mixes subtrees and later leaves.)"""
+    known, removed, size = blocks_of(prefix), prefix.size, prefix.size + len(rest)
+    if not removed <= index < size:
+        raise ProofError("leaf index outside the leaves kept")
+
+    def subtree(first: int, end: int) -> bytes:
+        if (first, end - first) in known:
+            return known[(first, end - first)]
+        if first >= removed:
+            return root_of(rest[first - removed:end - removed])
+        if end - first == 1:
+            raise ProofError("the proof needs a removed leaf")
+        k = _split(end - first)
+        return node_hash(subtree(first, first + k), subtree(first + k, end))
+
+    def path(first: int, end: int) -> list[bytes]:
+        if end - first == 1:
+            return []
+        k = _split(end - first)
+        if index < first + k:
+            return [*path(first, first + k), subtree(first + k, end)]
+        return [*path(first + k, end), subtree(first, first + k)]
+
+    return path(0, size)
+
+
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root that ``proof`` leads to from ``leaf`` at ``index`` in a tree of ``size``
     (RFC 9162 2.1.3.2); a proof of the wrong length is refused."""

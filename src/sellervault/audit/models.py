@@ -75,3 +75,15 @@ class ReviewRow(Base):
     reviewer_id: Mapped[str] = mapped_column(String(32))
     up_to_seq: Mapped[int] = mapped_column(BigInteger)
     reviewed_at: Mapped[str] = mapped_column(String(32))
+
+
+class RemovalRow(Base):
+    """A signed statement of events the retention job removed (``audit.retention``): the log
+    now begins after ``removed_through``, and verification starts from what it records."""
+
+    __tablename__ = "audit_removals"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    removed_through: Mapped[int] = mapped_column(BigInteger)
+    statement: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(128))

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
-from sellervault.audit import checkpoints, merkle
+from sellervault.audit import checkpoints, merkle, retention
 from sellervault.audit.chain import CHAINED_FIELDS, event_body
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS
@@ -42,8 +42,14 @@ class InvalidProofError(ValueError):
 
 
 def prove(store: Store, seq: int) -> dict[str, Any]:
-    """The proof that event ``seq`` is in the log, against the latest checkpoint."""
+    """The proof that event ``seq`` is in the log, against the latest checkpoint. After a
+    retention removal, the removed prefix enters the path by its compact range (the one the
+    removal's checkpoint stored, ``merkle.inclusion_proof_after``): the same path."""
     with store.snapshot() as connection:
+        removals = retention.removal_rows(connection)
+        prefix = _removed_prefix(connection, removals)
+        if seq <= prefix.size:
+            raise ProofUnavailableError("that event was removed by the retention job")
         row = connection.execute(select(EVENTS).where(EVENTS.c.seq == seq)).first()
         if row is None:
             raise ProofUnavailableError("no event has that number")
@@ -52,15 +58,29 @@ def prove(store: Store, seq: int) -> dict[str, Any]:
         if latest is None or latest.tree_size < seq:
             raise ProofUnavailableError("no checkpoint covers this event yet: the next one "
                                         "comes within a minute of a running server")
-        leaves = list(checkpoints.leaves(connection, 1, latest.tree_size))
-    if len(leaves) != latest.tree_size:
+        leaves = list(checkpoints.leaves(connection, prefix.size + 1, latest.tree_size))
+    if len(leaves) != latest.tree_size - prefix.size:
         raise ProofUnavailableError("events the checkpoint covers are missing: run "
                                     "`sellervault audit verify`")
     body = event_body({name: getattr(row, name) for name in CHAINED_FIELDS})
+    path = merkle.inclusion_proof_after(prefix, leaves, seq - 1)
     return {"format": FORMAT, "event_body": body.decode(), "leaf_index": seq - 1,
-            "tree_size": latest.tree_size,
-            "inclusion_path": [h.hex() for h in merkle.inclusion_proof(leaves, seq - 1)],
+            "tree_size": latest.tree_size, "inclusion_path": [h.hex() for h in path],
             "statement": latest.statement, "signature": latest.signature}
+
+
+def _removed_prefix(connection: Connection, removals: list[Any]) -> merkle.Frontier:
+    """The compact range of the events the retention job removed (none: empty)."""
+    if not removals:
+        return merkle.Frontier()
+    removal = retention.Removal.parse(removals[-1].statement.encode())
+    stored = connection.execute(select(CheckpointRow.frontier).where(
+        CheckpointRow.number == removal.checkpoint)).scalar()
+    if stored is None:
+        raise ProofUnavailableError("the checkpoint the retention names is missing: run "
+                                    "`sellervault audit verify`")
+    return merkle.Frontier(removal.removed_through,
+                           [bytes.fromhex(h) for h in json.loads(stored)])
 
 
 def public_key_pem(store: Store, keyring: Keyring) -> str:

@@ -8,10 +8,18 @@ Then every checkpoint (``checkpoints``): its signature, its link to the one befo
 root against the events it covers (recomputed while walking them), and that none covers
 more events than the log holds (a truncated tail, even with a rewritten head); and the
 checkpoint file against the database (checkpoints deleted, or an old database restored).
+
+After the retention job removed a prefix of the log (``retention``), the walk starts from
+the newest removal statement: every statement signed, numbered and chained, none removing
+what the 365-day floor protects; the first event kept links to the last one removed; the
+Merkle tree continues from the compact range of the checkpoint the statement names (whose
+signed root it must give). Checkpoints of the removed prefix keep their signatures and links
+checked; their roots cannot be recomputed (their events are gone).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, inspect, select
 
-from sellervault.audit import checkpoints, merkle
+from sellervault.audit import checkpoints, merkle, retention
 from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, body_mac, event_body, macs_equal
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS, LOG_KEY
@@ -71,9 +79,13 @@ def verify(store: Store, keyring: Keyring,
         if head.seq < 1:
             return VerifyResult(False, 0, 1, "the log is empty: an initialised vault always "
                                              "holds its init events")
-        signed = _Checkpoints(_checkpoint_rows(connection),
-                              checkpoints.find_public_key(keyring, connection))
-        result, last_hash = _walk(connection, log_key, head.seq, on_batch, signed)
+        public_key = checkpoints.find_public_key(keyring, connection)
+        rows = _checkpoint_rows(connection)
+        start = _start(retention.removal_rows(connection), rows, public_key)
+        if isinstance(start, str):
+            return VerifyResult(False, 0, 1, start)
+        signed = _Checkpoints(rows, public_key, start.frontier)
+        result, last_hash = _walk(connection, log_key, head.seq, on_batch, signed, start)
         if result is not None:
             return result
         if not macs_equal(head.hash, last_hash):
@@ -101,13 +113,59 @@ def _checkpoint_rows(connection: Connection) -> list[Any]:
     return list(connection.execute(select(CheckpointRow).order_by(CheckpointRow.number)))
 
 
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """Where the log begins: after the events the retention job removed (none: event 1)."""
+
+    removed_through: int = 0
+    prev_hash: str = GENESIS
+    frontier: merkle.Frontier | None = None
+
+
+def _start(removals: list[Any], rows: list[Any],
+           public_key: VerifyKey | None) -> _Start | str:
+    """Where the walk starts, from the removal statements; or what is wrong with them."""
+    if not removals:
+        return _Start()
+    if public_key is None:
+        return "removal statements exist but the checkpoint key is missing"
+    previous: Any = None
+    removal: retention.Removal | None = None
+    for number, row in enumerate(removals, start=1):
+        try:
+            removal = retention.Removal.parse(row.statement.encode())
+        except (ValueError, KeyError, TypeError):
+            return f"removal {row.number} is not a removal statement"
+        if row.number != number or removal.number != number:
+            return f"removal {number} is missing"
+        if removal.key != public_key.key_id \
+                or not public_key.verifies(row.statement.encode(), row.signature):
+            return f"removal {number} is not signed by the checkpoint key"
+        if row.removed_through != removal.removed_through or removal.previous != (
+                None if previous is None else checkpoints.statement_hash(
+                    previous.statement.encode())) or (
+                previous is not None and removal.removed_through <= previous.removed_through):
+            return f"removal {number} does not follow removal {number - 1}"
+        if retention.younger_than_the_floor(removal):
+            return f"removal {number} removed events younger than 365 days"
+        previous = row
+    assert removal is not None
+    covering = [row for row in rows if row.number == removal.checkpoint]
+    if not covering or covering[0].tree_size != removal.removed_through:
+        return (f"removal {removal.number} names checkpoint {removal.checkpoint}, which does "
+                f"not cover the {removal.removed_through} events it removed")
+    frontier = merkle.Frontier(removal.removed_through,
+                               [bytes.fromhex(h) for h in json.loads(covering[0].frontier)])
+    return _Start(removal.removed_through, removal.last_hash, frontier)
+
+
 def _walk(connection: Connection, log_key: bytes, last: int,
           on_batch: Callable[[int], None] | None,
-          signed: _Checkpoints) -> tuple[VerifyResult | None, str]:
-    """The first bad event among 1..``last`` (None when all of them are good), and the hash
-    of the last good one."""
-    prev_hash = GENESIS
-    expected = 1
+          signed: _Checkpoints, start: _Start) -> tuple[VerifyResult | None, str]:
+    """The first bad event among the kept ones up to ``last`` (None when all of them are
+    good), and the hash of the last good one."""
+    prev_hash = start.prev_hash
+    expected = start.removed_through + 1
     while expected <= last:
         rows = connection.execute(_EVENTS_FROM, {"first": expected, "last": min(
             last, expected + VERIFY_BATCH - 1)}).all()
@@ -150,12 +208,13 @@ class _Checkpoints:
     comparing once it is known to be signed), each root as the walk goes (when it has hashed
     as many events as the checkpoint covers), then coverage and the file (``check``)."""
 
-    def __init__(self, rows: list[Any], public_key: VerifyKey | None) -> None:
+    def __init__(self, rows: list[Any], public_key: VerifyKey | None,
+                 start: merkle.Frontier | None = None) -> None:
         self.rows = rows
         self.problem: str | None = None
         self.first_bad_seq: int | None = None
-        self._frontier = merkle.Frontier()
-        self._good_size = 0  # the events the checkpoints compared so far vouch for
+        self._frontier = start.copy() if start is not None else merkle.Frontier()
+        self._good_size = self._frontier.size  # the events compared checkpoints vouch for
         self._due: list[int] = []  # the checkpoints whose roots are still to compare
         self._parsed: list[checkpoints.Checkpoint] = []
         for row in rows:
@@ -168,7 +227,11 @@ class _Checkpoints:
         if signed is not None:
             self._fail(signed, None)
             return
-        self._due = sorted(range(len(self._parsed)), key=lambda i: self._parsed[i].size)
+        # (A checkpoint of fewer events than were removed cannot be recomputed; the one the
+        # removal names is compared at once: its stored range must give its signed root.)
+        self._due = sorted((i for i in range(len(self._parsed))
+                            if self._parsed[i].size >= self._frontier.size),
+                           key=lambda i: self._parsed[i].size)
         self._compare_due()
 
     def add(self, leaf: bytes) -> None:

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
-from sellervault.audit import checkpoints, reviews
+from sellervault.audit import checkpoints, retention, reviews
 from sellervault.notifications import service as notifications
 from sellervault.records import service as records
 from sellervault.runtime import Runtime
@@ -106,6 +106,12 @@ AUDIT_CHECKPOINT = Job(
     "signs a checkpoint of the security log (Merkle root, chained) into the database and "
     "the checkpoint file; its count is the events newly covered")
 
+AUDIT_RETENTION = Job(
+    "audit-retention", timedelta(days=1), retention.remove_expired,
+    "removes security events older than SELLERVAULT_AUDIT_RETENTION_DAYS (at least 365), "
+    "up to a signed checkpoint, after signing a statement of what it removes; its count "
+    "is the events deleted")
+
 AUDIT_REVIEW_REMINDER = Job(
     "audit-review-reminder", timedelta(days=1), reviews.remind,
     "raises a log-review-due alert while the security log has gone 14 days without a "
@@ -122,6 +128,6 @@ ALERT_NOTIFICATIONS = Job(
     "count is the notifications delivered")
 
 JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
-                 API_KEY_EXPIRY, AUDIT_REVIEW_REMINDER, CANARIES_REFRESH,
+                 API_KEY_EXPIRY, AUDIT_RETENTION, AUDIT_REVIEW_REMINDER, CANARIES_REFRESH,
                  ALERT_NOTIFICATIONS])
 """What ``serve`` runs and ``sellervault jobs`` knows."""

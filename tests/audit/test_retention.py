@@ -1,0 +1,176 @@
+"""audit.retention: events older than the retention leave the log only through the job, up
+to a signed checkpoint, after a signed statement of what went; the log still verifies and
+proves, and every way of faking a removal is caught.
+
+The log of each test: some events and a checkpoint, 400 days (past the 365-day floor), then
+more events and a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from sellervault.audit import checkpoints, proofs, retention, verification
+from sellervault.audit.models import EventRow, RemovalRow
+from sellervault.audit.verification import VerifyResult
+from sellervault.clock import ManualClock
+from sellervault.runtime import Runtime
+from tests.audit.test_checkpoints import attack, write_events
+
+
+def verify(rt: Runtime) -> VerifyResult:
+    return verification.verify(rt.store, rt.keyring, checkpoint_file=rt.settings.checkpoint_file)
+
+
+def expect(rt: Runtime, words: str) -> None:
+    result = verify(rt)
+    assert not result.ok and result.problem is not None and words in result.problem, result
+
+
+def _seqs(rt: Runtime) -> list[int]:
+    with rt.store.transaction() as session:
+        return list(session.scalars(select(EventRow.seq).order_by(EventRow.seq)))
+
+
+@pytest.fixture
+def aged(runtime: Runtime, clock: ManualClock) -> Runtime:
+    write_events(runtime, 6)
+    checkpoints.write_checkpoint(runtime)  # covers the init events and these
+    clock.advance(timedelta(days=400))
+    write_events(runtime, 4)
+    checkpoints.write_checkpoint(runtime)
+    return runtime
+
+
+def _first_checkpoint_size(rt: Runtime) -> int:
+    with rt.store.engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT tree_size FROM audit_checkpoints WHERE number = 1")).scalar_one())
+
+
+def test_the_job_removes_what_is_past_the_retention_and_the_log_still_verifies(
+        aged: Runtime) -> None:
+    removed_through = _first_checkpoint_size(aged)
+    before = _seqs(aged)
+    assert retention.remove_expired(aged) == removed_through
+    assert _seqs(aged)[0] == removed_through + 1
+    assert _seqs(aged) == [s for s in before if s > removed_through] + [before[-1] + 1]
+    result = verify(aged)
+    assert result.ok, result
+    with aged.store.transaction() as session:
+        [purge] = session.scalars(select(EventRow).where(EventRow.action == "audit:purge"))
+        assert (purge.target_id, purge.count, purge.channel) == (
+            str(removed_through), removed_through, "system")
+    assert retention.remove_expired(aged) == 0  # nothing more is old enough
+    with aged.store.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(RemovalRow)) == 1
+
+
+def test_nothing_younger_than_365_days_goes_whatever_the_setting_says(
+        runtime: Runtime, clock: ManualClock) -> None:
+    write_events(runtime, 3)
+    checkpoints.write_checkpoint(runtime)
+    clock.advance(timedelta(days=364))
+    assert retention.remove_expired(runtime) == 0
+    shorter = Runtime(runtime.settings.model_copy(update={"audit_retention_days": 30}),
+                      runtime.store, runtime.keyring, runtime.clock)  # (config refuses it)
+    assert retention.remove_expired(shorter) == 0
+    assert _seqs(runtime)[0] == 1
+
+
+def test_proofs_of_the_kept_events_still_hold(aged: Runtime) -> None:
+    removed_through = _first_checkpoint_size(aged)
+    checkpoints.write_checkpoint(aged)
+    retention.remove_expired(aged)
+    checkpoints.write_checkpoint(aged)  # a checkpoint after the removal, over every event
+    with aged.store.engine.connect() as connection:
+        public_key = checkpoints.find_public_key(aged.keyring, connection)
+    assert public_key is not None
+    for seq in _seqs(aged)[:-1]:
+        proof = proofs.prove(aged.store, seq)
+        assert proofs.check_proof(proof, public_key.pem().encode()).size >= seq
+    with pytest.raises(proofs.ProofUnavailableError, match="removed by the retention"):
+        proofs.prove(aged.store, removed_through)
+
+
+def test_an_interrupted_run_leaves_a_log_that_verifies_and_the_next_run_finishes(
+        aged: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    removed_through = _first_checkpoint_size(aged)
+    monkeypatch.setattr(retention, "DELETE_BATCH", 2)
+    calls = 0
+    real = aged.store.transaction
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the statement, one batch deleted, then the process "dies"
+            raise SystemExit("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aged.store, "transaction", dying)
+    with pytest.raises(SystemExit):
+        retention.remove_expired(aged)
+    monkeypatch.setattr(aged.store, "transaction", real)
+    assert 1 < _seqs(aged)[0] <= removed_through  # half done
+    assert verify(aged).ok
+    assert retention.remove_expired(aged) > 0
+    assert _seqs(aged)[0] == removed_through + 1 and verify(aged).ok
+
+
+# -- what an attacker with write access to the database cannot fake ---------------------------
+
+def test_events_removed_without_a_statement_are_caught(aged: Runtime) -> None:
+    attack(aged, "DELETE FROM security_events WHERE seq <= 3")
+    expect(aged, "event 1 is missing")
+
+
+def test_a_forged_or_edited_statement_is_caught(aged: Runtime) -> None:
+    retention.remove_expired(aged)
+    attack(aged, "UPDATE audit_removals SET statement = replace(statement, :old, :new) "
+                 "WHERE number = 1", old='"removed_through":', new='"removed_through":1')
+    expect(aged, "removal 1")
+
+
+def test_a_kept_event_edited_or_removed_after_a_removal_is_caught(aged: Runtime) -> None:
+    removed_through = _first_checkpoint_size(aged)
+    retention.remove_expired(aged)
+    attack(aged, "UPDATE security_events SET outcome = 'denied' WHERE seq = :seq",
+           seq=removed_through + 2)
+    expect(aged, f"event {removed_through + 2} was altered")
+    attack(aged, "DELETE FROM security_events WHERE seq = :seq", seq=removed_through + 1)
+    expect(aged, f"event {removed_through + 1}")
+
+
+def test_a_signed_statement_removing_young_events_is_caught(aged: Runtime,
+                                                            clock: ManualClock) -> None:
+    """Even with the key (an insider running code on the server), a statement that removes
+    events the floor protects does not verify."""
+    with aged.store.transaction() as session:
+        key = checkpoints.signing_key(aged.keyring, session)
+        last = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
+        checkpoint = session.execute(text(
+            "SELECT number, tree_size FROM audit_checkpoints ORDER BY number DESC LIMIT 1")
+        ).one()
+    now = clock.now()
+    removal = retention.Removal(1, None, checkpoint.tree_size, checkpoint.number, last.hash,
+                                last.occurred_at, last.occurred_at, now.isoformat(),
+                                key.public.key_id)
+    statement = removal.statement()
+    with aged.store.transaction() as session:
+        session.add(RemovalRow(number=1, removed_through=checkpoint.tree_size,
+                               statement=statement.decode(), signature=key.sign(statement)))
+    expect(aged, "younger than 365 days")
+
+
+def test_a_statement_naming_a_checkpoint_of_another_size_is_caught(aged: Runtime) -> None:
+    retention.remove_expired(aged)
+    with aged.store.engine.begin() as connection:
+        row = connection.execute(text("SELECT statement FROM audit_removals")).scalar_one()
+    assert json.loads(row)["checkpoint"] == 1
+    attack(aged, "DELETE FROM audit_checkpoints WHERE number = 1")
+    result = verify(aged)
+    assert not result.ok
