@@ -55,7 +55,7 @@ def test_the_log_exported_as_json_lines_page_by_page(officer: Cli, tmp_path: Pat
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert len(events) > 2 * 5 and {"hash", "action", "outcome", "buyer"} <= set(events[0])
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert not target.with_name("log.jsonl.partial").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["log.jsonl"]  # no partial file left
     assert f"{len(events)} events written" in exported.stderr
     emails = [o["BuyerInfo"]["BuyerEmail"] for o in synthetic_orders(5, start=7000, seed=9)]
     assert not any(email in target.read_text() for email in emails)
@@ -93,8 +93,21 @@ def test_an_analyst_can_neither_export_nor_review(server: Server, tmp_path: Path
     target = tmp_path / "not-for-you.jsonl"
     refused = analyst.invoke("audit", "export", "--output", target)
     assert refused.code == 1 and "forbidden" in refused.stderr
-    assert not target.exists() and not target.with_name("not-for-you.jsonl.partial").exists()
+    assert list(tmp_path.glob("*not-for-you*")) == []  # neither the file nor a partial one
     assert analyst.invoke("audit", "review", "--up-to", "1").code == 1
+
+
+def test_an_export_never_writes_through_a_planted_file_or_link(officer: Cli,
+                                                               tmp_path: Path) -> None:
+    """The partial file is a new one of the export's own: a file or symlink planted where a
+    partial could be is neither followed nor reused, and the result is owner-only."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    target = tmp_path / "log.jsonl"
+    (tmp_path / "log.jsonl.partial").symlink_to(victim)
+    assert officer.invoke("audit", "export", "--output", target).code == 0
+    assert victim.read_text() == "keep me"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
 def test_every_audit_client_command_explains_itself(tmp_path: Path) -> None:

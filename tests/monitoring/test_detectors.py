@@ -31,6 +31,7 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome, Reason, TargetType
 from sellervault.audit.models import EventRow
 from sellervault.clock import ManualClock
+from sellervault.counters.errors import CountersUnavailableError
 from sellervault.counters.redis import RedisCounters
 from sellervault.monitoring import detectors
 from sellervault.monitoring.models import AlertRow
@@ -369,3 +370,34 @@ def test_a_synthetic_attack_raises_exactly_the_expected_alerts(
         [("unauthorized-calls", "acc_prober"), ("retrieval-volume", person),
          ("lockout-storm", "service")]
         + [("login-failures", f"acc_sprayed{index}") for index in range(5)])
+
+
+def test_a_canary_found_by_a_postal_code_alone_is_alerted_not_locked(
+        watched: Runtime, person: str) -> None:
+    """An honest search for a real buyer's ZIP code finds the canaries that share it: the
+    critical alert, without disabling the searcher. By email or phone, the lock."""
+    act(watched, person, Action.CANARIES_TOUCHED, tenant_id="acme", count=1,
+        target_type=TargetType.CANARY, target_id="ord_canary", criteria="postal-code")
+    assert rules_of(watched) == [("canary-access", person)]
+    assert _status(watched, person) == "active"
+    act(watched, person, Action.CANARIES_TOUCHED, tenant_id="acme", count=1,
+        target_type=TargetType.CANARY, target_id="ord_canary",
+        criteria="buyer-email+postal-code")
+    assert _status(watched, person) == "disabled"
+
+
+def test_a_tick_the_counters_fail_loses_nothing(watched: Runtime, person: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis restarting during a hand-over: what was not counted is counted at the next
+    tick, so the twentieth buyer still disables the person (lost, it would be the 19th)."""
+    real = watched.counters.distinct
+    failures = iter([True])
+
+    def blip(*args: Any, **kwargs: Any) -> int:
+        if next(failures, False):
+            raise CountersUnavailableError()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(watched.counters, "distinct", blip)
+    reveal(watched, person, range(20))
+    assert _status(watched, person) == "disabled"

@@ -313,7 +313,7 @@ def _touched(runtime: Runtime) -> list[Any]:
 # -- the buyer's pseudonym in the events -------------------------------------------------------
 
 def _pseudonym(runtime: Runtime, tenant: str, **buyer: str) -> str:
-    return records.buyer_pseudonym(runtime, _auditor(runtime), tenant, **buyer)
+    return records.buyer_pseudonym(runtime, _auditor(runtime), "acc_test", tenant, **buyer)
 
 
 def test_reads_reveals_and_a_one_buyer_search_name_the_buyer_by_pseudonym(
@@ -382,3 +382,15 @@ def test_a_pseudonym_confirms_nothing_about_the_data(runtime: Runtime,
         "byr_")
     with pytest.raises(OrderNotFoundError):
         _pseudonym(runtime, "initech", buyer_email="never.bought@example.test")
+
+
+def test_pseudonym_lookups_take_from_the_search_budget(
+        settings: Settings, runtime: Runtime, stored: list[dict[str, Any]]) -> None:
+    """Run against a list of emails and matched with the log, lookups would tell whose
+    orders were read: like searches, a principal has so many an hour."""
+    limited = Runtime(settings.model_copy(update={"search_budget_per_hour": 2}),
+                      runtime.store, runtime.keyring, runtime.clock)
+    _search(limited, "acme", principal="acc_test", postal_code="10001")
+    _pseudonym(limited, "acme", buyer_email="one@example.test")
+    with pytest.raises(BudgetExhaustedError):
+        _pseudonym(limited, "acme", buyer_email="two@example.test")

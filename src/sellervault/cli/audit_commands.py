@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -49,9 +50,12 @@ def _destination(output: Path | None) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
-    partial = output.with_name(output.name + ".partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A new file of our own (O_EXCL: never an existing file or a planted symlink), 0600.
+    descriptor, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
+                                        suffix=".partial")
+    partial = Path(name)
     try:
+        os.fchmod(descriptor, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             yield stream
         partial.replace(output)

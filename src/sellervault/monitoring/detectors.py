@@ -26,7 +26,8 @@ Rules (PARAMETERS.md; the severity after the name):
   (``SELLERVAULT_AUTO_LOCK``); a service is not (its volume is its job). Reveals are tallied
   like requests, so the alert and the disabling come within a second of the crossing.
 - ``canary-access`` (critical): a canary order read, revealed or found by a search
-  (``canaries:touched``); the account that did it is disabled at once (``AUTO_LOCK``).
+  (``canaries:touched``); the account that did it is disabled at once (``AUTO_LOCK``),
+  unless the search named only a postal code (the alert alone: a real buyer's ZIP code).
 - ``login-failures`` (medium): an account locked after failed sign-ins.
 - ``lockout-storm`` (high): 5 accounts locked or disabled for failed sign-ins in 5 minutes,
   across the service (spraying over many accounts).
@@ -95,6 +96,9 @@ VOLUME_LIMIT = 20
 VOLUME_FLOOR = 5
 VOLUME = Baseline("buyers-revealed", WINDOW, cap=1000)
 
+POSTAL_CODE_ONLY = "postal-code"
+"""The criteria of a search that named only a ZIP code (``records.service.search_criteria``)."""
+
 LOCKOUTS = Window("lockouts", WINDOW, cap=1000)
 LOCKOUT_STORM_LIMIT = 5
 SERVICE_SUBJECT = "service"
@@ -161,6 +165,15 @@ class Tally:
             self._requests, self._reveals = {}, {}
         return taken
 
+    def give_back(self, requests: dict[tuple[str, int], int],
+                  reveals: dict[tuple[str, str], str]) -> None:
+        """What a tick could not hand over, counted again with what came since."""
+        with self._lock:
+            for minute, count in requests.items():
+                self._requests[minute] = self._requests.get(minute, 0) + count
+            for revealed, occurred_at in reveals.items():
+                self._reveals.setdefault(revealed, occurred_at)
+
 
 def _crossed(before: float, after: float, limit: float) -> bool:
     """Whether a count moving from ``before`` to ``after`` went past ``limit`` just now."""
@@ -193,12 +206,21 @@ class Detectors:
 
     def tick(self) -> None:
         """Hand what was tallied to the shared counters: ``request-rate`` for a principal
-        whose minute went past its limit, ``retrieval-volume`` for one whose buyers did."""
+        whose minute went past its limit, ``retrieval-volume`` for one whose buyers did.
+        If the counters fail part-way (Redis restarting), what was not handed over goes back
+        into the tally for the next tick, and the failure is raised (and logged)."""
         requests, reveals = self._tally.take()
-        for (principal, minute), count in requests.items():
-            self._request_rate(principal, minute, count)
-        for (principal, buyer), occurred_at in reveals.items():
-            self._retrieval_volume(principal, buyer, occurred_at)
+        try:
+            while requests:
+                counted, count = next(iter(requests.items()))
+                self._request_rate(*counted, count)
+                del requests[counted]
+            while reveals:
+                revealed, occurred_at = next(iter(reveals.items()))
+                self._retrieval_volume(*revealed, occurred_at)
+                del reveals[revealed]
+        finally:
+            self._tally.give_back(requests, reveals)
 
     def __call__(self, committed: CommittedEvent) -> None:
         event = committed.event
@@ -264,10 +286,13 @@ class Detectors:
                                window_start(occurred_at))
 
     def _canary(self, committed: CommittedEvent) -> None:
-        """Lock first, then the alert: the account is stopped even if the alert fails."""
+        """Lock first, then the alert: the account is stopped even if the alert fails. A
+        canary found by a search for a postal code only is alerted on, not locked: an honest
+        search for a real buyer's ZIP code finds the canaries that share it."""
         actor_id = committed.event.actor.actor_id
         subject = _subject(committed.event)
-        if actor_id is not None and self._rt.settings.auto_lock:
+        by_place_only = committed.event.criteria == POSTAL_CODE_ONLY
+        if actor_id is not None and self._rt.settings.auto_lock and not by_place_only:
             lifecycle.disable_for_canary(self._rt, actor_id)
         if subject is not None:
             self._raise(committed, CANARY_ACCESS, "critical", subject, actor_id)

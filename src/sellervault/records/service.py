@@ -28,7 +28,7 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, EventFields, Outcome, TargetType
 from sellervault.crypto.aead import Cipher, bind
 from sellervault.crypto.blind_index import BlindIndex
-from sellervault.crypto.errors import TenantKeysDestroyedError
+from sellervault.crypto.errors import TenantKeysBusyError, TenantKeysDestroyedError
 from sellervault.crypto.keyring import (
     DataKeyDestroyedError,
     KeyNotCachedError,
@@ -262,8 +262,8 @@ def refresh_canaries(rt: Runtime) -> int:
             with rt.store.transaction() as session:
                 rt.keyring.ensure_tenant(session, tenant_id)
                 written += _write_canaries(rt, session, seed_key, tenant_id, rt.clock.now())
-        except TenantKeysDestroyedError:
-            continue
+        except (TenantKeysDestroyedError, TenantKeysBusyError, OrderErasedError):
+            continue  # erased, or rotating its key now (tomorrow's run), or a canary erased
     return written
 
 
@@ -454,22 +454,29 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
                                                 postal_code=postal_code),
                        buyer=buyers.pop() if len(buyers) == 1 else None)
         canaries = [row for row in rows if row.is_canary]
-        if canaries:  # a search hit on a canary (see _touched_canary)
+        if canaries:  # a search hit on a canary (see _touched_canary); the criteria say
+            # whether the search named the canary's buyer or only its ZIP code, which an
+            # honest search for a real buyer shares (monitoring.detectors: no lock then)
             auditor.record(session, Action.CANARIES_TOUCHED, Outcome.SUCCESS,
                            tenant_id=tenant_id, target_type=TargetType.CANARY,
                            target_id=canaries[0].id, count=len(canaries),
-                           buyer=buyer_of(pseudonyms, canaries[0]))
+                           buyer=buyer_of(pseudonyms, canaries[0]),
+                           criteria=search_criteria(buyer_email=buyer_email,
+                                                    buyer_phone=buyer_phone,
+                                                    postal_code=postal_code))
         return [masked_view(row) for row in rows]
 
 
-def buyer_pseudonym(rt: Runtime, auditor: Auditor, tenant_id: str, *,
+def buyer_pseudonym(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *,
                     buyer_email: str | None = None, buyer_phone: str | None = None) -> str:
     """The pseudonym the security log gives the buyer with this email (or phone) in this
     tenant, for an investigator to find their events (``GET /audit/events?buyer=``).
 
-    The answer is the same whether or not the tenant has such a buyer: it confirms nothing
-    about the data. The event names the pseudonym asked for (who looked for whom), never the
-    value given."""
+    The answer is the same whether or not the tenant has such a buyer. Matched against the
+    log's pseudonyms, though, it tells whether that person's orders were read: each lookup
+    takes one search from the principal's hourly budget (``access.budgets``). By phone, it
+    names the buyer of orders that have no email (an order with both is named by its email).
+    The event names the pseudonym asked for (who looked for whom), never the value given."""
     given = [(kind, norm(value)) for kind, value, norm in
              ((EMAIL, buyer_email, normalize_email), (PHONE, buyer_phone, normalize_phone))
              if value is not None]
@@ -477,7 +484,11 @@ def buyer_pseudonym(rt: Runtime, auditor: Auditor, tenant_id: str, *,
         raise SearchRequestError("give one of buyer_email or buyer_phone")
     (kind, value), = given
     pseudonyms = load_pseudonyms(rt)
+    budget = Budget(SEARCH_BUDGET, rt.settings.search_budget_per_hour, SEARCH_WINDOW_SECONDS)
     with rt.store.transaction() as session:
+        # The same budget as a search: run against a list of emails and the log's pseudonyms,
+        # lookups would tell which people are buyers whose data was read.
+        budgets.take(session, budget, principal_id, rt.clock.now())
         try:
             index = rt.keyring.blind_index(session, tenant_id)
         except UnknownTenantKeyError:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
@@ -68,7 +68,7 @@ def list_events(
 
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    up_to_seq: int = Field(ge=1, le=MAX_EVENT_ID, description="the last event reviewed")
+    up_to_seq: StrictInt = Field(ge=1, le=MAX_EVENT_ID, description="the last event reviewed")
 
 
 class ReviewOut(BaseModel):

@@ -162,7 +162,7 @@ class BuyerLookup(BaseModel):
     buyer_phone: str | None = Field(default=None, max_length=64)
 
 
-@router.post("/tenants/{tenant}/buyer-pseudonyms")
+@router.post("/tenants/{tenant}/buyer-pseudonyms", responses=own_errors(429))
 def buyer_pseudonym(
     tenant: TenantPath,
     body: BuyerLookup,
@@ -170,6 +170,7 @@ def buyer_pseudonym(
 ) -> dict[str, str]:
     """The buyer's pseudonym in the security log (``GET /audit/events?buyer=``): the same
     answer whether or not the tenant has such a buyer."""
-    return {"buyer": records.buyer_pseudonym(state.runtime, state.auditor, tenant,
+    return {"buyer": records.buyer_pseudonym(state.runtime, state.auditor, state.principal.id,
+                                             tenant,
                                              buyer_email=body.buyer_email,
                                              buyer_phone=body.buyer_phone)}
