@@ -128,3 +128,19 @@ def test_pages_are_read_only_as_they_are_taken(runtime: Runtime) -> None:
 def test_criteria_name_the_filters_never_their_values(given: EventFilter,
                                                       expected: str) -> None:
     assert exporting.criteria(given, ExportFormat.JSONL) == expected
+
+
+def test_a_scheduled_export_starts_after_the_last_one(runtime: Runtime) -> None:
+    """The next export passes the last one's ``through_seq``: every event exactly once
+    across the two, the first export's own event in the second."""
+    _write(runtime, 12)
+    first = exporting.begin(runtime.store, _auditor(runtime), EventFilter(), ExportFormat.JSONL)
+    got = _lines(exporting.chunks(runtime.store, first, page=5))
+    _write(runtime, 4)
+    second = exporting.begin(runtime.store, _auditor(runtime), EventFilter(),
+                             ExportFormat.JSONL, after_seq=first.through_seq)
+    more = _lines(exporting.chunks(runtime.store, second, page=5))
+    assert second.count == len(more) == 5  # the first export's event, then the four
+    assert [e["seq"] for e in got + more] == list(range(1, second.through_seq + 1))
+    assert more[0]["action"] == Action.AUDIT_EXPORT.value
+    assert _exports(runtime)[-1].criteria == "jsonl:after"

@@ -99,6 +99,11 @@ def test_the_log_exported_as_json_lines_page_by_page(server: Server, officer: Cl
     [export] = _exports(server)[len(before):]  # one event for the whole export
     assert export["count"] == len(events) and export["target_id"] == str(events[-1]["seq"])
     assert export["criteria"] == "jsonl" and export["seq"] > events[-1]["seq"]
+    assert f"--after {events[-1]['seq']}" in exported.stderr
+    following = officer.invoke("audit", "export", "--after", str(events[-1]["seq"]))
+    assert following.code == 0, following
+    first = json.loads(following.stdout.splitlines()[0])
+    assert first["seq"] == events[-1]["seq"] + 1  # the next starts where this one ended
 
 
 def test_the_log_exported_as_ocsf_filtered(server: Server, officer: Cli,

@@ -59,34 +59,38 @@ class Export:
 
     matching: EventFilter
     form: ExportFormat
+    after_seq: int
+    """Where it starts: the events after this one (a scheduled export passes the last
+    ``seq`` of the one before, the ``X-SellerVault-Export-Through`` it was given)."""
     through_seq: int
     """The last event it can hold: the chain's head when it began."""
     count: int
     """How many events it holds: those up to ``through_seq`` that match."""
 
 
-def criteria(matching: EventFilter, form: ExportFormat) -> str:
-    """The format and the names of the filters given (``ocsf:action,since``): what the
-    export event says of what was asked, with no value (an actor's id is not in it)."""
-    given = [field.name for field in fields(matching) if getattr(matching, field.name)
-             is not None]
+def criteria(matching: EventFilter, form: ExportFormat, after_seq: int = 0) -> str:
+    """The format and the names of the filters given (``ocsf:after,action,since``): what
+    the export event says of what was asked, with no value (an actor's id is not in it;
+    where an export after a cursor starts is in the count and ``target_id`` already)."""
+    given = (["after"] if after_seq else []) + [
+        field.name for field in fields(matching) if getattr(matching, field.name) is not None]
     return f"{form.value}:{','.join(given)}" if given else form.value
 
 
-def begin(store: Store, auditor: Auditor, matching: EventFilter,
-          form: ExportFormat) -> Export:
+def begin(store: Store, auditor: Auditor, matching: EventFilter, form: ExportFormat,
+          after_seq: int = 0) -> Export:
     """Fix what the export holds, count it and record the ``audit:export`` event, before a
     line is sent (nothing leaves that the log does not know about)."""
     with store.transaction() as session:
         head = session.get(ChainHead, HEAD_ID)
         through = head.seq if head is not None else 0
         count = session.scalar(select(func.count()).select_from(EventRow).where(
-            EventRow.seq <= through, *matching.where())) or 0
+            EventRow.seq > after_seq, EventRow.seq <= through, *matching.where())) or 0
     with store.transaction() as session:
         auditor.record(session, Action.AUDIT_EXPORT, Outcome.SUCCESS,
                        target_type=TargetType.SECURITY_EVENT, target_id=str(through),
-                       count=count, criteria=criteria(matching, form))
-    return Export(matching, form, through, count)
+                       count=count, criteria=criteria(matching, form, after_seq))
+    return Export(matching, form, after_seq, through, count)
 
 
 def chunks(store: Store, export: Export, page: int | None = None) -> Iterator[str]:
@@ -94,7 +98,7 @@ def chunks(store: Store, export: Export, page: int | None = None) -> Iterator[st
     only when the one before has been taken. ``page``: events a page (default ``PAGE``,
     read at each call)."""
     page = PAGE if page is None else page
-    after = 0
+    after = export.after_seq
     while after < export.through_seq:
         with store.transaction() as session:
             rows = list(session.scalars(

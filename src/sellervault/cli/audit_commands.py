@@ -26,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from sellervault.audit.exporting import COUNT_HEADER, ExportFormat
+from sellervault.audit.exporting import COUNT_HEADER, THROUGH_HEADER, ExportFormat
 from sellervault.cli.client import ClientError, checked, session_client
 from sellervault.cli.common import call, console, err, fail
 
@@ -70,6 +70,9 @@ def audit_export(
     = None,
     tenant: Annotated[str | None, typer.Option(help="One tenant's events.")] = None,
     buyer: Annotated[str | None, typer.Option(help="One buyer's events (byr_...).")] = None,
+    after: Annotated[int, typer.Option(
+        "--after", min=0, help="Only the events after this seq: for a scheduled export, the "
+                               "last seq of the one before (printed when it ends).")] = 0,
 ) -> None:
     """Export the security log for a SIEM (security officer or auditor): the events up to
     the last one when the export began, in chain order, streamed by the server (which
@@ -80,6 +83,7 @@ def audit_export(
         ("since", since), ("until", until), ("actor", actor), ("action", action),
         ("outcome", outcome), ("tenant", tenant), ("buyer", buyer)) if value is not None}
     params["format"] = form.value
+    params["after"] = str(after)
     written = 0
     try:
         with session_client() as client, client.stream(
@@ -88,6 +92,7 @@ def audit_export(
                 response.read()
                 checked(response)
             total = int(response.headers[COUNT_HEADER])
+            through = response.headers[THROUGH_HEADER]
             with _destination(output) as stream, Progress(
                     TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=True,
@@ -105,8 +110,8 @@ def audit_export(
     except (ClientError, httpx.HTTPError, OSError, KeyError, ValueError) as exc:
         raise fail(str(exc)) from None
     if output is not None:
-        err.print(escape(f"{written} events written to {output} ({form.value})"),
-                  highlight=False)
+        err.print(escape(f"{written} events written to {output} ({form.value}); the next "
+                         f"export: --after {through}"), highlight=False)
 
 
 def audit_review(

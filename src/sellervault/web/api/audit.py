@@ -87,11 +87,14 @@ def export_events(
     form: Annotated[exporting.ExportFormat, Query(
         alias="format", description="jsonl: events as /audit/events gives them; ocsf: "
                                     "OCSF 1.3.0")] = exporting.ExportFormat.JSONL,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID,
+                                description="the events after this one: the last export's "
+                                            "X-SellerVault-Export-Through")] = 0,
 ) -> StreamingResponse:
     """The log for a SIEM, streamed, up to the last event when the export began: one
     ``audit:export`` event (with the count) for all of it. The headers say how many events
     it holds and the last one's seq, so a client knows whether it got all of them."""
-    export = exporting.begin(state.runtime.store, state.auditor, matching, form)
+    export = exporting.begin(state.runtime.store, state.auditor, matching, form, after)
     return StreamingResponse(
         exporting.chunks(state.runtime.store, export), media_type="application/x-ndjson",
         headers={exporting.COUNT_HEADER: str(export.count),
