@@ -18,9 +18,56 @@ EVENT: dict[str, Any] = {
     "tenant_id": "acme", "target_type": "order", "target_id": "ord_1",
     "source_ip": "203.0.113.9", "request_id": "req-1", "purpose": "fulfillment",
     "status": 200, "count": 1, "reason": None, "criteria": None,
-    "buyer": "byr_" + "a" * 32, "hash": "f" * 64}
+    "buyer": "byr_" + "a" * 32, "prev_hash": "e" * 64, "hash": "f" * 64}
 BASE = {"class_uid", "category_uid", "activity_id", "type_uid", "severity_id", "status_id",
         "time", "metadata"}
+# From the OCSF schema's own definitions (ocsf-schema: events/application/api_activity.json,
+# events/iam/authentication.json, objects/metadata.json, objects/actor.json): each class's
+# required attributes, its activity ids, and its "at least one of" constraints.
+SCHEMA: dict[int, dict[str, Any]] = {
+    6003: {"category": 6, "required": {"actor", "api", "src_endpoint"},
+           "activities": {0, 1, 2, 3, 4, 99}, "at_least_one": [set()]},
+    3002: {"category": 3, "required": {"user"}, "activities": {0, 1, 2, 3, 4, 5, 6, 99},
+           "at_least_one": [{"service", "dst_endpoint"}]},
+}
+ACTOR_AT_LEAST_ONE = {"process", "user", "invoked_by", "session", "app_name", "app_uid"}
+SEVERITIES, STATUSES = {0, 1, 2, 3, 4, 5, 6, 99}, {0, 1, 2, 99}
+
+
+def _nulls(value: Any, path: str = "") -> list[str]:
+    """Where the mapping left a null: OCSF omits an attribute it has no value for."""
+    if value is None:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("outcome", ["success", "denied", "failed", "error"])
+@pytest.mark.parametrize("action", [a.value for a in Action])
+def test_every_mapping_is_valid_as_the_schema_defines_its_class(action: str,
+                                                                outcome: str) -> None:
+    bare = {**EVENT, "action": action, "outcome": outcome, "actor_id": None,
+            "request_id": None, "target_id": None, "tenant_id": None, "buyer": None,
+            "purpose": None, "status": None, "count": None}
+    for event in (EVENT, bare):
+        mapped = to_ocsf({**event, "action": action, "outcome": outcome})
+        schema = SCHEMA[mapped["class_uid"]]
+        assert mapped["category_uid"] == schema["category"]
+        assert set(mapped) >= BASE | schema["required"]
+        assert mapped["activity_id"] in schema["activities"]
+        assert all(not group or group & set(mapped) for group in schema["at_least_one"])
+        assert mapped["severity_id"] in SEVERITIES and mapped["status_id"] in STATUSES
+        assert {"product", "version"} <= set(mapped["metadata"])
+        if "actor" in mapped:
+            assert ACTOR_AT_LEAST_ONE & set(mapped["actor"])
+        assert isinstance(mapped["time"], int)
+        assert mapped["type_name"] == f"{mapped['class_name']}: {mapped['activity_name']}"
+        if mapped["activity_id"] == 99:  # Other: the source's own name of the activity
+            assert mapped["activity_name"] == action
+        assert _nulls(mapped) == []
 
 
 @pytest.mark.parametrize("action", [a.value for a in Action])
@@ -53,7 +100,18 @@ def test_a_reveal_is_an_api_read_with_everything_of_the_event_kept() -> None:
     assert mapped["http_response"] == {"code": 200}
     assert mapped["unmapped"] == {"channel": "api", "outcome": "success", "tenant_id": "acme",
                                   "purpose": "fulfillment", "count": 1,
-                                  "buyer": "byr_" + "a" * 32, "hash": "f" * 64}
+                                  "buyer": "byr_" + "a" * 32, "prev_hash": "e" * 64,
+                                  "hash": "f" * 64}
+    assert (mapped["class_name"], mapped["category_name"], mapped["type_name"],
+            mapped["severity"]) == ("API Activity", "Application Activity",
+                                    "API Activity: Read", "Informational")
+
+
+def test_an_export_of_the_log_is_a_read_of_it() -> None:
+    mapped = to_ocsf({**EVENT, "action": "audit:export", "target_type": "security_event",
+                      "target_id": "41", "criteria": "ocsf:action", "buyer": None})
+    assert (mapped["class_uid"], mapped["activity_id"], mapped["type_uid"]) == (6003, 2, 600302)
+    assert mapped["unmapped"]["criteria"] == "ocsf:action" and mapped["unmapped"]["count"] == 1
 
 
 @pytest.mark.parametrize(("action", "activity"), [("session:create", 1), ("session:delete", 2),

@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -105,3 +106,56 @@ def test_fourteen_days_without_a_review_raise_a_reminder(
     clock.advance(timedelta(days=14))
     assert reviews.remind(runtime) == 1
     assert _due_alerts(runtime) == 2
+
+
+@pytest.mark.parametrize("numbering", ["after-the-last-read", "a-sequence"])
+def test_two_reviews_that_read_the_same_last_one_never_both_land(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch, numbering: str) -> None:
+    """The interleaving that breaks a check-then-insert: both reviews read the last review
+    before either writes, both pass the check, both insert. With the guard (the number is
+    the one after the review read), the second insert collides: one lands, one is refused
+    (409). With numbers from a sequence instead (what an autoincrement id would be), both
+    land, one of them checked against a review that was no longer the last (so it can go
+    backwards): the run that shows the guard is what holds.
+
+    PostgreSQL only: SQLite's transactions begin IMMEDIATE, one writer at a time, so there
+    both reads cannot come before both writes."""
+    if runtime.store.dialect != "postgresql":
+        pytest.skip("SQLite serializes whole transactions: this interleaving cannot occur")
+    reviews.record(runtime, _auditor(runtime), OFFICER, 1)
+    top = _head(runtime)  # (its event is in the log: both reviews go further than 1)
+    both_read = threading.Barrier(2, timeout=30)
+    read = reviews._last_review
+
+    def read_then_wait(session: Any) -> Any:
+        last = read(session)
+        both_read.wait()
+        return last
+
+    monkeypatch.setattr(reviews, "_last_review", read_then_wait)
+    if numbering == "a-sequence":
+        numbers = itertools.count(100)
+        monkeypatch.setattr(reviews, "_number_after", lambda last: next(numbers))
+    outcomes: dict[int, str] = {}
+
+    def review(seq: int) -> None:
+        try:
+            reviews.record(runtime, _auditor(runtime), OFFICER, seq)
+            outcomes[seq] = "landed"
+        except ReviewStateError:
+            outcomes[seq] = "refused"
+
+    # The further review is sent first; the other one may still land after it.
+    threads = [threading.Thread(target=review, args=(seq,)) for seq in (top, top - 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    monkeypatch.undo()
+    landed = sorted(reviews.list_reviews(runtime, _auditor(runtime)), key=lambda r: r.number)
+    if numbering == "a-sequence":
+        assert sorted(outcomes.values()) == ["landed", "landed"], "the race did not happen"
+        return
+    assert sorted(outcomes.values()) == ["landed", "refused"]
+    assert len(landed) == 2
+    assert all(a.up_to_seq < b.up_to_seq for a, b in itertools.pairwise(landed))

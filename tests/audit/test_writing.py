@@ -337,7 +337,7 @@ def test_read_events_is_itself_an_event(runtime: Runtime) -> None:
     before = events(runtime)
     page = reading.read_events(runtime.store, Auditor(runtime.audit, API_CALLER), limit=1)
     assert page.events == [{**{name: before[0][name] for name in CHAINED_FIELDS},
-                            "hash": before[0]["hash"]}]
+                            "prev_hash": before[0]["prev_hash"], "hash": before[0]["hash"]}]
     assert page.next_cursor == before[0]["seq"]
     last = events(runtime)[-1]
     assert (last["action"], last["outcome"], last["count"]) == ("audit:read", "success", 1)

@@ -1,10 +1,12 @@
 """The security log's client commands (cli/audit_commands.py) against a real TLS server: a
-security officer exports the log as JSON lines and as OCSF, page by page, filtered, to an
-owner-only file with nothing of the buyers in it; records and lists reviews; an analyst is
-refused, and nothing is written."""
+security officer exports the log as JSON lines and as OCSF, streamed over many of the
+server's pages, filtered, to an owner-only file with nothing of the buyers in it (an order
+of distinctive PII is ingested first), and the export is one audit:export event with its
+count; records and lists reviews; an analyst is refused, and nothing is written."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import stat
 from pathlib import Path
@@ -12,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from sellervault.cli import audit_commands
+from sellervault.access.actions import Action
+from sellervault.audit import exporting, reading
 from sellervault.records.synthetic import synthetic_orders
 from tests.cli.helpers import Cli
 from tests.support import NEW_PASSWORD, Server
@@ -30,13 +33,28 @@ def _logged_in(server: Server, directory: Path, email: str, role: str, tenant: s
     return cli
 
 
+def _distinctive_order() -> dict[str, Any]:
+    """An order whose PII is found nowhere else: any of it in an export is a leak."""
+    order = next(iter(synthetic_orders(1, start=7100, seed=11)))
+    order["ShippingAddress"].update({
+        "Name": PII["name"], "AddressLine1": PII["street"], "Phone": PII["phone"]})
+    order["BuyerInfo"].update({"BuyerEmail": PII["email"], "BuyerName": PII["name"],
+                               "PurchaseOrderNumber": PII["po"]})
+    return order
+
+
+PII = {"name": "Quentin Zyxwarblington", "email": "quentin.zyxwarblington@pii.example.test",
+       "street": "77 Xylophonic Crescent", "phone": "+1 555-014-7319", "po": "PO-ZYXW-90417"}
+
+
 @pytest.fixture(scope="module")
 def officer(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     ingest = server.create_service(server.admin_token(), "export ingest",
                                    [{"role": "ingest", "tenant": "acme"}])
     with server.client(ingest) as client:  # orders whose buyers must not reach the export
         assert client.post("/tenants/acme/orders", json={
-            "orders": list(synthetic_orders(5, start=7000, seed=9))}).status_code == 200
+            "orders": [*synthetic_orders(5, start=7000, seed=9),
+                       _distinctive_order()]}).status_code == 200
     return _logged_in(server, tmp_path_factory.mktemp("audit-cli") / "officer",
                       "olga.exporter@example.test", "security-officer", "*")
 
@@ -45,23 +63,51 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_the_log_exported_as_json_lines_page_by_page(officer: Cli, tmp_path: Path,
+def _exports(server: Server) -> list[dict[str, Any]]:
+    with server.runtime.store.transaction() as session:
+        return [{"seq": row.seq, "count": row.count, "target_id": row.target_id,
+                 "criteria": row.criteria, "actor_id": row.actor_id}
+                for row in reading.list_events(session, limit=100_000,
+                                               matching=reading.EventFilter(
+                                                   action=Action.AUDIT_EXPORT))]
+
+
+def _no_pii(text: str) -> None:
+    emails = [o["BuyerInfo"]["BuyerEmail"] for o in synthetic_orders(5, start=7000, seed=9)]
+    leaked = [value for value in [*PII.values(), *emails] if value.lower() in text.lower()]
+    assert not leaked
+
+
+def test_the_log_exported_as_json_lines_page_by_page(server: Server, officer: Cli,
+                                                     tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_commands, "PAGE", 5)  # many pages, the cursor followed
+    monkeypatch.setattr(exporting, "PAGE", 4)  # the server streams many pages
+    before = _exports(server)
     target = tmp_path / "log.jsonl"
     exported = officer.invoke("audit", "export", "--output", target)
     assert exported.code == 0, exported
     events = _lines(target)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert len(events) > 2 * 5 and {"hash", "action", "outcome", "buyer"} <= set(events[0])
+    assert len(events) > 3 * 4
+    assert {"seq", "hash", "prev_hash", "action", "outcome", "buyer"} <= set(events[0])
+    assert all(later["prev_hash"] == earlier["hash"]  # the chain, link by link
+               for earlier, later in itertools.pairwise(events))
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["log.jsonl"]  # no partial file left
     assert f"{len(events)} events written" in exported.stderr
-    emails = [o["BuyerInfo"]["BuyerEmail"] for o in synthetic_orders(5, start=7000, seed=9)]
-    assert not any(email in target.read_text() for email in emails)
+    _no_pii(target.read_text())
+    [export] = _exports(server)[len(before):]  # one event for the whole export
+    assert export["count"] == len(events) and export["target_id"] == str(events[-1]["seq"])
+    assert export["criteria"] == "jsonl" and export["seq"] > events[-1]["seq"]
+    assert f"--after {events[-1]['seq']}" in exported.stderr
+    following = officer.invoke("audit", "export", "--after", str(events[-1]["seq"]))
+    assert following.code == 0, following
+    first = json.loads(following.stdout.splitlines()[0])
+    assert first["seq"] == events[-1]["seq"] + 1  # the next starts where this one ended
 
 
-def test_the_log_exported_as_ocsf_filtered(officer: Cli, tmp_path: Path) -> None:
+def test_the_log_exported_as_ocsf_filtered(server: Server, officer: Cli,
+                                           tmp_path: Path) -> None:
     target = tmp_path / "log.ocsf.jsonl"
     exported = officer.invoke("audit", "export", "--format", "ocsf", "--action",
                               "orders:ingest", "--output", target)
@@ -70,11 +116,16 @@ def test_the_log_exported_as_ocsf_filtered(officer: Cli, tmp_path: Path) -> None
     assert (ingest["class_uid"], ingest["activity_id"], ingest["type_uid"]) == (6003, 1, 600301)
     assert ingest["api"]["operation"] == "orders:ingest"
     assert ingest["unmapped"]["tenant_id"] == "acme"
+    everything = officer.invoke("audit", "export", "--format", "ocsf")
+    assert everything.code == 0
+    _no_pii(everything.stdout)
+    assert _exports(server)[-1]["criteria"] == "ocsf"
     signed_in = officer.invoke("audit", "export", "--format", "ocsf", "--action",
                                "session:create", "--outcome", "success")
     assert signed_in.code == 0
     logons = [json.loads(line) for line in signed_in.stdout.splitlines()]
     assert logons and all((e["class_uid"], e["activity_id"]) == (3002, 1) for e in logons)
+    assert _exports(server)[-1]["criteria"] == "ocsf:action,outcome"
 
 
 def test_reviews_are_recorded_and_listed(officer: Cli) -> None:

@@ -1,9 +1,14 @@
-"""Reading the security log over the API: security officers and auditors only."""
+"""Reading, exporting and reviewing the security log over the API: security officers and
+auditors only."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from sellervault.access.actions import Action
+from sellervault.audit import reading
 from sellervault.records.synthetic import synthetic_orders
 from tests.support import Server
 
@@ -126,6 +131,7 @@ def test_reviews_are_recorded_by_officers_and_auditors_only(server: Server, admi
     analyst, _ = server.create_person(admin, "ann.analyst.review@example.test", "Ann Analyst",
                                       [{"role": "analyst", "tenant": "acme"}])
     with server.client(auditor) as client:
+        before = client.get("/audit/reviews").json()["reviews"]
         head = client.get("/audit/events", params={"limit": 1000}).json()["events"][-1]["seq"]
         made = client.post("/audit/reviews", json={"up_to_seq": head})
         assert made.status_code == 201, made.text
@@ -134,10 +140,52 @@ def test_reviews_are_recorded_by_officers_and_auditors_only(server: Server, admi
         assert again.status_code == 409 and again.json()["error"]["code"] == "review_state"
         beyond = client.post("/audit/reviews", json={"up_to_seq": head + 10**6})
         assert beyond.status_code == 422 and beyond.json()["error"]["code"] == "invalid_review"
-        for body in ({}, {"up_to_seq": 0}, {"up_to_seq": "x"}, {"up_to_seq": 2, "note": "x"}):
+        for body in ({}, {"up_to_seq": 0}, {"up_to_seq": "x"}, {"up_to_seq": 2, "note": "x"},
+                     {"up_to_seq": 2**63}, [head + 1]):
             assert client.post("/audit/reviews", json=body).status_code == 422
         listed = client.get("/audit/reviews").json()["reviews"]
         assert listed[0]["up_to_seq"] == head
-    with server.client(analyst) as client:
-        assert client.post("/audit/reviews", json={"up_to_seq": 1}).status_code == 403
-        assert client.get("/audit/reviews").status_code == 403
+        assert len(listed) == 1 + len(before)  # no refusal recorded a review
+    for token in (analyst, admin):  # the administrator runs the service, not its audit
+        with server.client(token) as client:
+            assert client.post("/audit/reviews", json={"up_to_seq": head + 1}).status_code \
+                == 403
+            assert client.get("/audit/reviews").status_code == 403
+
+
+def _exports(server: Server) -> list[tuple[str, int | None]]:
+    with server.runtime.store.transaction() as session:
+        return [(row.outcome, row.count) for row in reading.list_events(
+            session, limit=100_000, matching=reading.EventFilter(action=Action.AUDIT_EXPORT))]
+
+
+def test_the_log_is_exported_by_officers_and_auditors_only(server: Server, admin: str) -> None:
+    """A stream of one event a line, counted in its headers and in its one audit:export
+    event; the administrator (who runs the service) and an analyst are refused, and their
+    refusal is an event too; a bad format or filter is a 422 that exports nothing."""
+    auditor, _ = server.create_person(admin, "egon.exporter@example.test", "Egon Exporter",
+                                      [{"role": "auditor", "tenant": "*"}])
+    analyst, _ = server.create_person(admin, "ali.analyst.export@example.test", "Ali Analyst",
+                                      [{"role": "analyst", "tenant": "acme"}])
+    before = _exports(server)
+    with server.client(auditor) as client:
+        response = client.get("/audit/export", params={"format": "ocsf"})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in response.text.splitlines()]
+        assert len(lines) == int(response.headers["X-SellerVault-Export-Count"]) > 1
+        assert lines[-1]["metadata"]["uid"] == response.headers["X-SellerVault-Export-Through"]
+        assert {line["class_uid"] for line in lines} <= {3002, 6003}
+        for params, field in (({"format": "csv"}, "query.format"),
+                              ({"action": "orders:steal"}, "query.action"),
+                              ({"since": "yesterday"}, "query.since")):
+            refused = client.get("/audit/export", params=params)
+            assert refused.status_code == 422, params
+            assert [f["path"] for f in refused.json()["error"]["fields"]] == [field]
+    for token in (admin, analyst):
+        with server.client(token) as client:
+            refused = client.get("/audit/export")
+            assert refused.status_code == 403 and "seq" not in refused.text
+    after = _exports(server)[len(before):]
+    assert after[0] == ("success", len(lines))
+    assert [outcome for outcome, _ in after[1:]] == ["failed"] * 3 + ["denied"] * 2

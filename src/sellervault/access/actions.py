@@ -61,6 +61,7 @@ class Action(StrEnum):
     BUYERS_PSEUDONYM = "buyers:pseudonym"  # an investigator asks for one buyer's pseudonym
     # Security log.
     AUDIT_READ = "audit:read"
+    AUDIT_EXPORT = "audit:export"  # the log (or a filtered part) streamed out for a SIEM
     AUDIT_RETENTION = "audit:purge"  # the retention job removed the events before a point
     AUDIT_REVIEW = "audit:review"  # a security officer or auditor reviewed the log up to an event
     # Requests that matched no route.

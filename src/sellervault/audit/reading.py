@@ -65,6 +65,14 @@ class Page:
     """Where the next page starts (``after``); None when this page was the last."""
 
 
+def event_fields(row: EventRow) -> dict[str, Any]:
+    """An event as readers get it: every field the MAC covers, its MAC (``hash``) and the
+    previous event's (``prev_hash``), so that a copy of consecutive events (an export) can
+    be checked link by link by whoever holds the log key."""
+    return {**{name: getattr(row, name) for name in CHAINED_FIELDS},
+            "prev_hash": row.prev_hash, "hash": row.hash}
+
+
 def list_events(session: Session, after_seq: int = 0, limit: int = 100,
                 matching: EventFilter | None = None) -> list[EventRow]:
     query = select(EventRow).where(EventRow.seq > after_seq)
@@ -80,6 +88,5 @@ def read_events(store: Store, auditor: Auditor, after_seq: int = 0, limit: int =
         rows = list_events(session, after_seq=after_seq, limit=limit, matching=matching)
         auditor.record(session, Action.AUDIT_READ, Outcome.SUCCESS,
                        target_type=TargetType.SECURITY_EVENT, count=len(rows))
-        events = [{**{name: getattr(row, name) for name in CHAINED_FIELDS}, "hash": row.hash}
-                  for row in rows]
+        events = [event_fields(row) for row in rows]
     return Page(events, rows[-1].seq if len(rows) == limit else None)

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import Principal
@@ -47,6 +48,20 @@ def _review(row: Any) -> Review:
     return Review(row.number, row.reviewer_id, row.up_to_seq, row.reviewed_at)
 
 
+def _last_review(session: Session) -> ReviewRow | None:
+    """The review every new one must go further than (read without a lock: the number is
+    what keeps two that read the same one from both landing, see ``_number_after``)."""
+    return session.scalars(_LAST_REVIEW).first()
+
+
+def _number_after(last: ReviewRow | None) -> int:
+    """The guard: a review's number is the one after the review it read. Two reviews that
+    read the same last one take the same number, and the second insert collides on the
+    primary key (on PostgreSQL it waits for the first to commit, then fails), so no review
+    lands that was checked against a review which is no longer the last."""
+    return (last.number if last is not None else 0) + 1
+
+
 def record(rt: Runtime, auditor: Auditor, reviewer: Principal, up_to_seq: int) -> Review:
     """Record that ``reviewer`` reviewed the log up to event ``up_to_seq``."""
     try:
@@ -54,10 +69,10 @@ def record(rt: Runtime, auditor: Auditor, reviewer: Principal, up_to_seq: int) -
             head = session.get(ChainHead, HEAD_ID)
             if head is None or up_to_seq > head.seq:
                 raise ReviewBeyondTheLogError()
-            last = session.scalars(_LAST_REVIEW).first()
+            last = _last_review(session)
             if last is not None and up_to_seq <= last.up_to_seq:
                 raise ReviewStateError()
-            row = ReviewRow(number=(last.number if last else 0) + 1, reviewer_id=reviewer.id,
+            row = ReviewRow(number=_number_after(last), reviewer_id=reviewer.id,
                             up_to_seq=up_to_seq, reviewed_at=rt.audit.occurred_at())
             session.add(row)
             session.flush()  # the number taken, or the collision, now
@@ -84,7 +99,7 @@ def remind(rt: Runtime) -> int:
     gone unreviewed 14 days; 1 if one was raised now, else 0."""
     now = rt.clock.now()
     with rt.store.transaction() as session:
-        last = session.scalars(_LAST_REVIEW).first()
+        last = _last_review(session)
         since = (last.reviewed_at if last is not None else
                  session.scalar(select(EventRow.occurred_at).order_by(EventRow.seq).limit(1)))
     if since is None or now - datetime.fromisoformat(since.replace("Z", "+00:00")) \

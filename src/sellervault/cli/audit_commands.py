@@ -1,6 +1,9 @@
 """Client commands for the security log (role ``security-officer`` or ``auditor``): export
-it for a SIEM, and record and list reviews. Each page read and each review is a security
-event of its own, written by the server."""
+it for a SIEM, and record and list reviews. They go through the API, with the signed-in
+account's token, like every command that reads what the service holds: the server decides
+who may, and writes the events (one ``audit:export`` with the count per export, one
+``audit:review`` per review). ``audit verify`` and ``audit prove`` are the operator's, on
+the service's own host, because they check the log with its key."""
 
 from __future__ import annotations
 
@@ -10,37 +13,27 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated
 
 import httpx
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from sellervault.audit.ocsf import to_ocsf
+from sellervault.audit.exporting import COUNT_HEADER, THROUGH_HEADER, ExportFormat
 from sellervault.cli.client import ClientError, checked, session_client
 from sellervault.cli.common import call, console, err, fail
 
-PAGE = 1000
-
-
-class Format(StrEnum):
-    JSONL = "jsonl"
-    OCSF = "ocsf"
-
-
-def _pages(client: httpx.Client, filters: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
-    """The log, a page at a time, following the cursor: constant memory however long."""
-    after = 0
-    while True:
-        page = checked(client.get("/audit/events",
-                                  params={**filters, "after": after, "limit": PAGE}))
-        yield page["events"]
-        if page["next_cursor"] is None:
-            return
-        after = page["next_cursor"]
+EXPORT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+"""The server counts what an export holds before its first line (a scan of the log), and a
+page of a long filtered export can be far into it: minutes, not the usual 30 s, per read."""
 
 
 @contextmanager
@@ -65,11 +58,13 @@ def _destination(output: Path | None) -> Iterator[IO[str]]:
 
 def audit_export(
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write here (owner-only); default: standard output.")] = None,
-    form: Annotated[Format, typer.Option(
-        "--format", help="jsonl: the events as the API gives them, one per line; ocsf: "
-                         "OCSF 1.3.0 (API Activity, Authentication), one per line.")]
-    = Format.JSONL,
+        "--output", "-o", help="Write here (owner-only, renamed into place only when "
+                               "complete); default: standard output.")] = None,
+    form: Annotated[ExportFormat, typer.Option(
+        "--format", help="jsonl: the events as the API gives them (every field, seq, "
+                         "prev_hash and hash included), one per line; ocsf: OCSF 1.3.0 "
+                         "(API Activity, Authentication), one per line.")]
+    = ExportFormat.JSONL,
     since: Annotated[str | None, typer.Option(help="From this time (ISO 8601, with zone).")]
     = None,
     until: Annotated[str | None, typer.Option(help="Before this time.")] = None,
@@ -79,29 +74,48 @@ def audit_export(
     = None,
     tenant: Annotated[str | None, typer.Option(help="One tenant's events.")] = None,
     buyer: Annotated[str | None, typer.Option(help="One buyer's events (byr_...).")] = None,
+    after: Annotated[int, typer.Option(
+        "--after", min=0, help="Only the events after this seq: for a scheduled export, the "
+                               "last seq of the one before (printed when it ends).")] = 0,
 ) -> None:
-    """Export the security log for a SIEM, in chain order, streamed page by page (each page
-    read is an audit:read event); a progress count on standard error."""
-    filters = {name: value for name, value in (
+    """Export the security log for a SIEM (security officer or auditor): the events up to
+    the last one when the export began, in chain order, streamed by the server (which
+    records one audit:export event with the count) and written as they arrive, in constant
+    memory; a progress bar on standard error when writing to a file. Fails, leaving no
+    file, if fewer events arrive than the server counted."""
+    params = {name: value for name, value in (
         ("since", since), ("until", until), ("actor", actor), ("action", action),
         ("outcome", outcome), ("tenant", tenant), ("buyer", buyer)) if value is not None}
+    params["format"] = form.value
+    params["after"] = str(after)
     written = 0
     try:
-        with session_client() as client, _destination(output) as stream, Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                console=err, transient=True, disable=output is None) as progress:
-            task = progress.add_task("0 events", total=None)
-            for events in _pages(client, filters):
-                for event in events:
-                    record = to_ocsf(event) if form is Format.OCSF else event
-                    stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-                written += len(events)
-                progress.update(task, description=f"{written} events")
-    except (ClientError, httpx.HTTPError, OSError) as exc:
+        with session_client() as client, client.stream(
+                "GET", "/audit/export", params=params, timeout=EXPORT_TIMEOUT) as response:
+            if response.status_code >= 400:
+                response.read()
+                checked(response)
+            total = int(response.headers[COUNT_HEADER])
+            through = response.headers[THROUGH_HEADER]
+            with _destination(output) as stream, Progress(
+                    TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True,
+                    disable=output is None) as progress:
+                task = progress.add_task("export", total=total)
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    stream.write(line + "\n")
+                    written += 1
+                    progress.advance(task)
+                if written != total:
+                    raise ClientError(f"the export stopped after {written} of {total} "
+                                      "events; nothing was kept")
+    except (ClientError, httpx.HTTPError, OSError, KeyError, ValueError) as exc:
         raise fail(str(exc)) from None
     if output is not None:
-        err.print(escape(f"{written} events written to {output} ({form.value})"),
-                  highlight=False)
+        err.print(escape(f"{written} events written to {output} ({form.value}); the next "
+                         f"export: --after {through}"), highlight=False)
 
 
 def audit_review(

@@ -1,4 +1,5 @@
-"""The security log, read-only (``security-officer``, ``auditor``). No API edits or deletes."""
+"""The security log, read-only (``security-officer``, ``auditor``): read a page at a time,
+exported as a stream for a SIEM, its reviews recorded. No API edits or deletes."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query
+from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
-from sellervault.audit import reading, reviews
+from sellervault.audit import exporting, reading, reviews
 from sellervault.audit.events import Outcome
 from sellervault.audit.log import event_time
 from sellervault.crypto.pseudonyms import PATTERN as PSEUDONYM
@@ -40,12 +42,7 @@ def _event_time(text: str | None) -> str | None:
     return None if text is None else event_time(datetime.fromisoformat(text))
 
 
-@router.get("/audit/events")
-def list_events(
-    state: Annotated[RequestState, Depends(require(Action.AUDIT_READ))],
-    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID,
-                                description="the cursor: events after this one")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+def event_filter(
     since: Annotated[EventTime | None, Query(pattern=ISO_TIME, max_length=40,
                                              description="from this time on")] = None,
     until: Annotated[EventTime | None, Query(pattern=ISO_TIME, max_length=40,
@@ -56,14 +53,52 @@ def list_events(
     tenant: Annotated[str | None, Query(max_length=64, pattern=TENANT_ID_PATTERN)] = None,
     buyer: Annotated[str | None, Query(pattern=PSEUDONYM,
                                        description="a buyer's pseudonym (byr_...)")] = None,
+) -> reading.EventFilter:
+    """The filters the log is read and exported with (one declaration for both routes, so
+    that an export takes exactly what a read takes)."""
+    return reading.EventFilter(since=_event_time(since), until=_event_time(until),
+                               actor_id=actor, action=action, outcome=outcome,
+                               tenant_id=tenant, buyer=buyer)
+
+
+Filters = Annotated[reading.EventFilter, Depends(event_filter)]
+
+
+@router.get("/audit/events")
+def list_events(
+    state: Annotated[RequestState, Depends(require(Action.AUDIT_READ))],
+    matching: Filters,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID,
+                                description="the cursor: events after this one")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """A page of the log, in chain order, matching every filter given; ``next_cursor`` is
     the ``after`` of the next page (null: this was the last)."""
-    matching = reading.EventFilter(since=_event_time(since), until=_event_time(until),
-                                   actor_id=actor, action=action, outcome=outcome,
-                                   tenant_id=tenant, buyer=buyer)
     page = reading.read_events(state.runtime.store, state.auditor, after, limit, matching)
     return {"events": page.events, "next_cursor": page.next_cursor}
+
+
+@router.get("/audit/export", response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-ndjson": {}},
+                             "description": "one event a line, in chain order"}})
+def export_events(
+    state: Annotated[RequestState, Depends(require(Action.AUDIT_EXPORT))],
+    matching: Filters,
+    form: Annotated[exporting.ExportFormat, Query(
+        alias="format", description="jsonl: events as /audit/events gives them; ocsf: "
+                                    "OCSF 1.3.0")] = exporting.ExportFormat.JSONL,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID,
+                                description="the events after this one: the last export's "
+                                            "X-SellerVault-Export-Through")] = 0,
+) -> StreamingResponse:
+    """The log for a SIEM, streamed, up to the last event when the export began: one
+    ``audit:export`` event (with the count) for all of it. The headers say how many events
+    it holds and the last one's seq, so a client knows whether it got all of them."""
+    export = exporting.begin(state.runtime.store, state.auditor, matching, form, after)
+    return StreamingResponse(
+        exporting.chunks(state.runtime.store, export), media_type="application/x-ndjson",
+        headers={exporting.COUNT_HEADER: str(export.count),
+                 exporting.THROUGH_HEADER: str(export.through_seq)})
 
 
 class ReviewIn(BaseModel):
