@@ -10,15 +10,19 @@ fail in CI; each uses keys of its own (a random counters key), deleted afterward
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, create_engine, make_url, text
 
 from sellervault import bootstrap
 from sellervault.clock import SYSTEM_CLOCK, Clock, ManualClock
@@ -136,15 +140,71 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return settings_for(tmp_path / "data", database_url)
 
 
+@pytest.fixture(scope="session")
+def epoch() -> datetime:
+    """When this worker began: every test's clock starts here, and so do the instance
+    templates' rows, so a copied instance looks as if ``init`` had just run."""
+    return datetime.now(UTC)
+
+
 @pytest.fixture
-def clock() -> ManualClock:
+def clock(epoch: datetime) -> ManualClock:
     """The test's time: it stands still until the test moves it (``advance``)."""
-    return ManualClock()
+    return ManualClock(epoch)
+
+
+@dataclass(frozen=True)
+class InstanceTemplate:
+    """An instance initialised once per worker: its data directory, its database's URL and
+    what ``init`` returned. Copying it costs a fraction of ``init`` (the administrator's
+    Argon2id hash, the migrations, a certificate)."""
+
+    data_dir: Path
+    database_url: str
+    result: bootstrap.InitResult
+
+
+@pytest.fixture(scope="session")
+def instance_templates(tmp_path_factory: pytest.TempPathFactory, epoch: datetime,
+                       ) -> Iterator[Callable[[str], InstanceTemplate]]:
+    made: dict[str, InstanceTemplate] = {}
+    with ExitStack() as stack:
+        def template(kind: str) -> InstanceTemplate:
+            if kind not in made:
+                directory = tmp_path_factory.mktemp(f"template-{kind}")
+                url = stack.enter_context(fresh_database(kind, directory))
+                result = init_instance(settings_for(directory / "data", url), ManualClock(epoch))
+                made[kind] = InstanceTemplate(directory / "data", url, result)
+            return made[kind]
+
+        yield template
+
+
+def copy_instance(template: InstanceTemplate, settings: Settings) -> bootstrap.InitResult:
+    """Make ``settings``' (still empty) data directory and database a copy of ``template``:
+    the same root key, certificate, schema and administrator, as if ``init`` had run there
+    when the template was made."""
+    shutil.copytree(template.data_dir, settings.data_dir, dirs_exist_ok=True)
+    if settings.database_url is not None:
+        name = make_url(settings.database_url.get_secret_value()).database
+        source = make_url(template.database_url).database
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE "{name}"'))
+                connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+        finally:
+            admin.dispose()
+    return dataclasses.replace(template.result, certificate=settings.certificate_file)
 
 
 @pytest.fixture
-def initialized(settings: Settings, clock: ManualClock) -> bootstrap.InitResult:
-    return init_instance(settings, clock)
+def initialized(settings: Settings,
+                instance_templates: Callable[[str], InstanceTemplate]) -> bootstrap.InitResult:
+    """An initialised instance: a copy of the worker's template, dated at ``epoch`` where
+    the test's clock starts."""
+    kind = "sqlite" if settings.database_url is None else "postgresql"
+    return copy_instance(instance_templates(kind), settings)
 
 
 @pytest.fixture
@@ -158,13 +218,14 @@ def runtime(settings: Settings, initialized: bootstrap.InitResult,
 # -- one instance per test module, behind a real TLS server --------------------------------
 
 @pytest.fixture(scope="module", params=DATABASES)
-def server(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           epoch: datetime, instance_templates: Callable[[str], InstanceTemplate],
+           ) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("server")
     with fresh_database(request.param, directory) as url:
         settings = settings_for(directory / "data", url)
-        clock = ManualClock()  # the module's time: moved forward by tests, never waited for
-        initialized = init_instance(settings, clock)
+        clock = ManualClock(epoch)  # the module's time: moved forward by tests, never waited for
+        initialized = copy_instance(instance_templates(request.param), settings)
         rt = bootstrap.open_runtime(settings, clock)
         try:
             with start_server(rt, initialized) as running:

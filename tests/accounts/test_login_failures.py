@@ -48,11 +48,6 @@ OTHER_ADDRESS = "2001:db8::9"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def counting(runtime: Runtime, clock: ManualClock) -> Runtime:
     """The test's runtime with its counters on a ManualClock. In-process counters: the
     implementations behave alike (``tests/counters/test_conformance.py``), and the server

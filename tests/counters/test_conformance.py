@@ -38,11 +38,6 @@ ACCOUNT = "acc_0123456789abcdef01234567"
 ADDRESS = "2001:db8::7"
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 @pytest.fixture(params=IMPLEMENTATIONS)
 def new_vault(request: pytest.FixtureRequest,
               clock: ManualClock) -> Iterator[Callable[[], Counters]]:

@@ -26,11 +26,6 @@ from sellervault.crypto.tls_identity import VALIDITY_DAYS, generate_self_signed
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def generated(tmp_path: Path, clock: ManualClock) -> tuple[x509.Certificate, Path, str]:
     cert_path, key_path = tmp_path / "tls" / "cert.pem", tmp_path / "tls" / "key.pem"
     fingerprint = generate_self_signed(cert_path, key_path, clock=clock)

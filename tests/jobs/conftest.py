@@ -11,11 +11,6 @@ from sellervault.runtime import Runtime
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def rt(runtime: Runtime, clock: ManualClock) -> Runtime:
     """The test's instance (SQLite, then PostgreSQL), reading the time from ``clock``."""
     return replace(runtime, clock=clock)

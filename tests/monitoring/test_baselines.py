@@ -42,11 +42,6 @@ def test_nothing_is_unusual_while_the_baseline_warms_up() -> None:
     assert level.limit(floor=60) == 60
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 def _count(counters: LocalCounters, clock: ManualClock, times: int) -> int:
     period = RATE.period_of(clock.timestamp())
     RATE.current(counters, "acc_a", period)

@@ -5,6 +5,8 @@ common passwords (``accounts.common_passwords``). The rules that need the accoun
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -13,9 +15,19 @@ from sellervault.accounts.errors import PasswordPolicyError
 
 MAX_LENGTH = 128
 _hasher = PasswordHasher()  # RFC 9106 "low memory" Argon2id profile
-# A hash of a random password: verified against when the account does not exist, so an
-# unknown email costs the same time as a wrong password.
-_DUMMY_HASH = _hasher.hash("sellervault-timing-equaliser-not-a-password")
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash of a random password: verified against when the account does not exist, so an
+    unknown email costs the same time as a wrong password. Made on first use, not at import
+    (every CLI command would pay for it); the server makes it at start-up
+    (``prepare_timing_equaliser``) so that its first unknown email costs no more either."""
+    return _hasher.hash("sellervault-timing-equaliser-not-a-password")
+
+
+def prepare_timing_equaliser() -> None:
+    _dummy_hash()
 
 
 def hash_password(password: str) -> str:
@@ -24,7 +36,8 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        matched = _hasher.verify(password_hash or _dummy_hash(), password)
+        return matched and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -13,6 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from sellervault import __version__
+from sellervault.accounts.passwords import prepare_timing_equaliser
 from sellervault.jobs.registry import JOBS, Registry
 from sellervault.jobs.scheduler import Scheduler
 from sellervault.monitoring import detectors
@@ -86,6 +87,7 @@ def start_up(runtime: Runtime, jobs: Registry = JOBS) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.worker_threads
+        prepare_timing_equaliser()
         await runtime.store.open_async(EVENT_LOOP_CONNECTIONS)
         scheduler = Scheduler(runtime, jobs)
         scheduler.start()
