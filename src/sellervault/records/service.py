@@ -214,8 +214,8 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
 def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
            orders: Sequence[MappedOrder]) -> IngestResult:
     """Store the orders; a tenant's first ingest also makes its keys (a
-    ``keys:create-tenant`` event) and seeds its canaries, in the same transaction
-    (``records.canaries``): the caller's answer counts only its own orders."""
+    ``keys:create-tenant`` event) and seeds its canaries, modelled on these orders, in the
+    same transaction (``records.canaries``): the caller's answer counts only its own orders."""
     seed_key = _system_key(rt, CANARY_SEED_KEY)
     with rt.store.transaction() as session:
         now = rt.clock.now()
@@ -227,32 +227,50 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
             Auditor(rt.audit, SYSTEM_ACTOR).record(
                 session, Action.KEYS_CREATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,
                 target_type=TargetType.TENANT_KEY, target_id="1")
-            _write_canaries(rt, session, seed_key, tenant_id, now)
+            seed = canaries.tenant_seed(seed_key, tenant_id)
+            models = [canaries.model_of(order) for order in orders]
+            written = _seed_canaries(rt, session, seed, tenant_id, now, models, 0)
+            _record_refresh(rt, session, tenant_id, written)
     return result
 
 
-def _write_canaries(rt: Runtime, session: Session, seed_key: bytes, tenant_id: str,
-                    now: datetime) -> int:
-    """The tenant's canaries as of ``now`` (new ones added, existing ones' dates moved
-    forward), recorded as the system's ``canaries:refresh``."""
-    seed = canaries.tenant_seed(seed_key, tenant_id)
-    orders = [map_order(validate_order(canaries.canary_order(seed, number, now)))
-              for number in range(rt.settings.canaries_per_tenant)]
-    written = store_orders(session, rt.keyring, tenant_id, orders, now, canary=True,
-                           tenant_ready=True).ingested
+def _seed_canaries(rt: Runtime, session: Session, seed: bytes, tenant_id: str, now: datetime,
+                   models: Sequence[dict[str, Any]], first: int) -> int:
+    """Canaries ``first`` up to the configured number, each modelled on one of ``models``
+    (``canaries.choose_model``); the number written."""
+    orders = [map_order(validate_order(canaries.canary_order(
+        seed, number, now, canaries.choose_model(seed, number, models))))
+        for number in range(first, rt.settings.canaries_per_tenant)]
+    if not orders:
+        return 0
+    return store_orders(session, rt.keyring, tenant_id, orders, now, canary=True,
+                        tenant_ready=True).ingested
+
+
+def _record_refresh(rt: Runtime, session: Session, tenant_id: str, written: int) -> None:
     Auditor(rt.audit, SYSTEM_ACTOR).record(
         session, Action.CANARIES_REFRESH, Outcome.SUCCESS, tenant_id=tenant_id,
         target_type=TargetType.CANARY, count=written)
-    return written
 
 
 _TENANTS_WITH_ORDERS = select(Order.tenant_id).distinct().order_by(Order.tenant_id)
+_CANARY_DATES = select(ORDERS.c.id, ORDERS.c.amazon_order_id, ORDERS.c.attributes).where(
+    ORDERS.c.tenant_id == bindparam("tenant_id"), ORDERS.c.is_canary.is_(True))
+MODEL_CANDIDATES = 20
+"""How many of a tenant's newest orders a refresh that seeds canaries models them on."""
+_MODELS = join_data_key(
+    select(*_ORDER_LOOKUP.selected_columns).where(
+        ORDERS.c.tenant_id == bindparam("tenant_id"), ORDERS.c.is_canary.is_(False),
+        ORDERS.c.buyer_ct.is_not(None)).order_by(ORDERS.c.purchase_date.desc()).limit(
+        MODEL_CANDIDATES), ORDERS.c.tenant_id, ORDERS.c.data_key_id)
 
 
 def refresh_canaries(rt: Runtime) -> int:
-    """The ``canaries-refresh`` job: every tenant's canaries dated back from now again (and
-    seeded where a tenant has none, such as one created before canaries were). One short
-    transaction per tenant; an erased tenant is left alone. The canaries written."""
+    """The ``canaries-refresh`` job: every tenant's canaries dated back from now again, their
+    dates alone moved (``canaries.redate``), and the missing ones seeded (a tenant created
+    before canaries were, or a larger ``canaries_per_tenant``), modelled on its newest
+    orders. One short transaction per tenant; an erased tenant is left alone. The canaries
+    written."""
     seed_key = _system_key(rt, CANARY_SEED_KEY)
     with rt.store.transaction() as session:
         tenants = list(session.scalars(_TENANTS_WITH_ORDERS))
@@ -261,10 +279,42 @@ def refresh_canaries(rt: Runtime) -> int:
         try:
             with rt.store.transaction() as session:
                 rt.keyring.ensure_tenant(session, tenant_id)
-                written += _write_canaries(rt, session, seed_key, tenant_id, rt.clock.now())
+                now, seed = rt.clock.now(), canaries.tenant_seed(seed_key, tenant_id)
+                moved = _redate_canaries(session, seed, tenant_id, now)
+                seeded = 0
+                if moved < rt.settings.canaries_per_tenant:
+                    seeded = _seed_canaries(rt, session, seed, tenant_id, now,
+                                            _stored_models(rt, session, tenant_id), moved)
+                _record_refresh(rt, session, tenant_id, moved + seeded)
+                written += moved + seeded
         except (TenantKeysDestroyedError, TenantKeysBusyError, OrderErasedError):
             continue  # erased, or rotating its key now (tomorrow's run), or a canary erased
     return written
+
+
+def _redate_canaries(session: Session, seed: bytes, tenant_id: str, now: datetime) -> int:
+    """Every canary of the tenant dated ``canary_age`` before ``now``: its date columns and
+    the dates in its clear attributes; its sealed records are not touched."""
+    updates = []
+    for order_id, amazon_order_id, attributes in session.execute(
+            _CANARY_DATES, {"tenant_id": tenant_id}).all():
+        purchased = (now - canaries.canary_age(seed, amazon_order_id)).replace(microsecond=0)
+        view = canaries.redate(from_json(attributes), purchased)
+        updates.append({"id": order_id, "attributes": _attributes(view),
+                        "purchase_date": purchased,
+                        "last_update_date": canaries.parse_date(view["LastUpdateDate"]),
+                        "updated_at": now})
+    if updates:
+        session.execute(update(Order), updates)  # ORM bulk UPDATE by primary key
+    return len(updates)
+
+
+def _stored_models(rt: Runtime, session: Session, tenant_id: str) -> list[dict[str, Any]]:
+    """The tenant's newest orders with a buyer, decrypted in memory to model canaries on
+    (an erased one, its data key destroyed, is passed over)."""
+    return [_decrypt(session, rt.keyring, row)
+            for row in session.execute(_MODELS, {"tenant_id": tenant_id}).all()
+            if row.data_key_wrapped is not None]
 
 
 async def _find(rt: Runtime, tenant_id: str, amazon_order_id: str, *,
