@@ -260,6 +260,20 @@ def test_the_model_is_an_order_with_a_buyer_chosen_by_the_seed() -> None:
     assert choose_model(SEED, 3, others) is choose_model(SEED, 3, list(reversed(others)))
 
 
+def test_a_last_update_is_never_in_the_future() -> None:
+    """A model updated weeks after it was bought: its canary, bought days ago, was updated
+    half-way between then and now, not weeks ahead."""
+    late = {**GERMAN_ORDER, "LastUpdateDate": "2026-04-01T10:00:00Z"}
+    canary = canary_order(SEED, 0, NOW, late)
+    purchased = datetime.fromisoformat(canary["PurchaseDate"])
+    updated = datetime.fromisoformat(canary["LastUpdateDate"])
+    assert purchased < updated <= NOW
+    assert abs((updated - purchased) - (NOW - updated)) <= timedelta(seconds=1)
+    ordinary = canary_order(SEED, 0, NOW, GERMAN_ORDER)  # updated a day after: kept so
+    assert datetime.fromisoformat(ordinary["LastUpdateDate"]) \
+        - datetime.fromisoformat(ordinary["PurchaseDate"]) == timedelta(days=1)
+
+
 def test_a_postal_code_keeps_its_area_and_makes_up_the_rest() -> None:
     made = {nearby(random.Random(n), "50667") for n in range(200)}
     assert all(re.fullmatch(r"506\d\d", code) for code in made) and len(made) > 50
@@ -269,7 +283,7 @@ def test_a_postal_code_keeps_its_area_and_makes_up_the_rest() -> None:
 
 
 def test_redate_moves_every_date_by_the_same_and_writes_each_as_it_was() -> None:
-    moved = redate(GERMAN_ORDER, datetime(2026, 3, 11, 10, 0, tzinfo=UTC))
+    moved = redate(GERMAN_ORDER, datetime(2026, 3, 11, 10, 0, tzinfo=UTC), NOW)
     assert moved["PurchaseDate"] == "2026-03-11T10:00:00Z"
     assert moved["LastUpdateDate"] == "2026-03-12T10:00:00.000Z"
     assert moved["LatestDeliveryDate"] == "2026-03-15T23:59:59+01:00"
@@ -298,7 +312,7 @@ def test_the_refresh_moves_the_dates_forward_and_keeps_the_canaries(
         # the sealed records, keys and ids stay; the clear attributes move by the same shift
         assert (canary.id, canary.buyer_ct, canary.address_ct, canary.data_key_id) == (
             old.id, old.buyer_ct, old.address_ct, old.data_key_id)
-        assert json.loads(canary.attributes) == redate(json.loads(old.attributes), moment)
+        assert json.loads(canary.attributes) == redate(json.loads(old.attributes), moment, now)
 
 
 def _aware(moment: datetime) -> datetime:

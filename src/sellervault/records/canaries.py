@@ -134,15 +134,23 @@ def canary_order(seed: bytes, number: int, now: datetime,
     order = _modelled(rng, model) if model is not None else _stock(rng)
     order["AmazonOrderId"] = order_id  # (in the model's place: the fields keep its order)
     purchased = (now - canary_age(seed, order_id)).replace(microsecond=0)
-    return redate(order, purchased)
+    return redate(order, purchased, now)
 
 
-def redate(order: dict[str, Any], purchased: datetime) -> dict[str, Any]:
+def redate(order: dict[str, Any], purchased: datetime, now: datetime) -> dict[str, Any]:
     """``order`` with its purchase date ``purchased`` and every other date moved by as much
-    (the last update, the ship and delivery windows), each written as it was."""
+    (the last update, the ship and delivery windows), each written as it was; but a last
+    update is never after ``now`` (a model updated weeks after its purchase): then it is
+    half-way between the purchase and now."""
     shift = purchased - parse_date(order["PurchaseDate"])
-    return {key: _shifted(value, shift) if isinstance(value, str) and DATED.match(value)
-            else value for key, value in order.items()}
+    moved = {key: _shifted(value, shift) if isinstance(value, str) and DATED.match(value)
+             else value for key, value in order.items()}
+    updated = moved.get("LastUpdateDate")
+    if isinstance(updated, str) and DATED.match(updated) and parse_date(updated) > now:
+        halfway = purchased + (now - purchased) / 2
+        moved["LastUpdateDate"] = _shifted(updated, halfway.replace(microsecond=0)
+                                           - parse_date(updated))
+    return moved
 
 
 def parse_date(text: str) -> datetime:

@@ -299,7 +299,7 @@ def _redate_canaries(session: Session, seed: bytes, tenant_id: str, now: datetim
     for order_id, amazon_order_id, attributes in session.execute(
             _CANARY_DATES, {"tenant_id": tenant_id}).all():
         purchased = (now - canaries.canary_age(seed, amazon_order_id)).replace(microsecond=0)
-        view = canaries.redate(from_json(attributes), purchased)
+        view = canaries.redate(from_json(attributes), purchased, now)
         updates.append({"id": order_id, "attributes": _attributes(view),
                         "purchase_date": purchased,
                         "last_update_date": canaries.parse_date(view["LastUpdateDate"]),
