@@ -12,24 +12,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from sellervault.access.actions import Action
 from sellervault.accounts import service as accounts
+from sellervault.accounts.keys import ACCOUNT_SECRETS, CREDENTIAL_PEPPER
 from sellervault.audit import proofs, verification
 from sellervault.audit.auditor import Auditor
+from sellervault.audit.checkpoints import CHECKPOINT_KEY
 from sellervault.audit.errors import LogError
-from sellervault.audit.events import Actor, Channel, Outcome, TargetType
+from sellervault.audit.events import SYSTEM_ACTOR, Actor, Channel, Outcome, TargetType
 from sellervault.audit.verification import VerifyResult
+from sellervault.audit.writing import LOG_KEY
 from sellervault.clock import SYSTEM_CLOCK, Clock
 from sellervault.config import Settings
+from sellervault.counters.factory import COUNTERS_KEY
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
+from sellervault.crypto.pseudonyms import PSEUDONYM_KEY
 from sellervault.crypto.tls_identity import generate_self_signed
 from sellervault.jobs.registry import JOBS
 from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.monitoring import detectors
+from sellervault.records.canaries import CANARY_SEED_KEY
 from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import Store
+
+SYSTEM_KEYS = (LOG_KEY, CREDENTIAL_PEPPER, ACCOUNT_SECRETS, CHECKPOINT_KEY, COUNTERS_KEY,
+               PSEUDONYM_KEY, CANARY_SEED_KEY)
+"""Every service-wide key (each wrapped by the root key, each for one use)."""
 
 
 class BootstrapError(Exception):
@@ -99,6 +111,12 @@ def _create_schema_and_admin(settings: Settings, provider: LocalKeyProvider, ema
         with store.transaction() as session:
             auditor.record(session, Action.SYSTEM_INIT, Outcome.SUCCESS,
                            target_type=TargetType.ACCOUNT, target_id=admin.id)
+            # Every system key is made at init: the log's, the pepper's and the account
+            # secrets' by the steps above (before the log could record them), the rest now.
+            for key_name in SYSTEM_KEYS:
+                runtime.keyring.system_key(session, key_name)
+                auditor.record(session, Action.KEYS_CREATE_SYSTEM, Outcome.SUCCESS,
+                               target_type=TargetType.SYSTEM_KEY, target_id=key_name)
         return admin
     finally:
         store.dispose()
@@ -110,7 +128,26 @@ def open_runtime(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
         raise BootstrapError(f"{settings.data_dir} is not initialised; run `sellervault init`")
     runtime = Runtime.open(settings, clock)
     migrate.upgrade(runtime.store.engine)
+    make_system_keys(runtime, Auditor(runtime.audit, SYSTEM_ACTOR))
     return runtime
+
+
+def make_system_keys(runtime: Runtime, auditor: Auditor) -> list[str]:
+    """The system keys that do not exist yet (``SYSTEM_KEYS``), made in one transaction, each
+    a ``keys:create-system`` event, at every start (``open_runtime``): after an upgrade that
+    brought a new key, it is born here, on the record (``init`` makes and records them all);
+    the code that uses one only reads it. The names made; none when another process made
+    them at the same moment."""
+    try:
+        with runtime.store.transaction() as session:
+            made = [name for name in SYSTEM_KEYS
+                    if runtime.keyring.make_system_key(session, name)]
+            for name in made:
+                auditor.record(session, Action.KEYS_CREATE_SYSTEM, Outcome.SUCCESS,
+                               target_type=TargetType.SYSTEM_KEY, target_id=name)
+    except IntegrityError:  # another process made them at the same moment (and said so)
+        return []
+    return made
 
 
 def open_watched_runtime(settings: Settings) -> Runtime:

@@ -73,6 +73,7 @@ class Action(StrEnum):
     SYSTEM_SERVE = "system:serve"
     AUDIT_VERIFY = "audit:verify"
     KEYS_CREATE_TENANT = "keys:create-tenant"  # a tenant's first keys, at its first ingest
+    KEYS_CREATE_SYSTEM = "keys:create-system"  # a service-wide key, at init or a start
     KEYS_ROTATE_ROOT = "keys:rotate-root"
     KEYS_ROTATE_TENANT = "keys:rotate-tenant"
     # Periodic jobs (sellervault.jobs): a run, by the scheduler or by hand; the schedule read.

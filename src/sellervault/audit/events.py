@@ -44,6 +44,7 @@ class TargetType(StrEnum):
     SECURITY_EVENT = "security_event"
     ROOT_KEY = "root-key"
     TENANT_KEY = "tenant-key"
+    SYSTEM_KEY = "system-key"  # by its name (``security-log``), never the key
     JOB = "job"
     TENANT = "tenant"
     PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)

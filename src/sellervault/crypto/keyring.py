@@ -283,7 +283,9 @@ class Keyring:
         return key
 
     def system_key(self, db: Db, name: str) -> bytes:
-        """A named service-wide secret, created on first use and wrapped by the root key."""
+        """A named service-wide secret, created on first use and wrapped by the root key.
+        (Every start makes the missing ones first, on the record: ``bootstrap``; making one
+        here is for a caller that runs before, such as ``init``'s first event.)"""
         key = self.find_system_key(db, name)
         if key is not None:
             return key
@@ -292,6 +294,16 @@ class Keyring:
         self._store.add_system_key(db, StoredSystemKey(name, root_version, wrapped),
                                    self._clock.now())
         return self._remember_system_key(name, key)
+
+    def make_system_key(self, db: Db, name: str) -> bool:
+        """Make the named system key unless it exists: whether this call made it. Not kept in
+        memory (the caller's transaction may yet roll back): its first use reads it."""
+        if self.find_system_key(db, name) is not None:
+            return False
+        root_version, wrapped = self._provider.wrap(new_key(), _system_key_context(name))
+        self._store.add_system_key(db, StoredSystemKey(name, root_version, wrapped),
+                                   self._clock.now())
+        return True
 
     # -- rotation ----------------------------------------------------------------------------
 
