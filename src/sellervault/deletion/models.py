@@ -1,0 +1,68 @@
+"""The deletion register: one row per deletion or return request, its state machine, and the
+signed certificate of sanitization each completed request earns. Rows hold ids, counts,
+times and digests: never a buyer's email (a buyer scope is held as the tenant's blind-index
+digest of it, which names nobody once the tenant's keys are gone)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sellervault.store.base import Base
+from sellervault.store.types import UTCDateTime
+
+
+class DeletionRequest(Base):
+    """A request to delete (and, with ``return_data``, first return) an order, a buyer's
+    orders or a whole tenant. ``status``: ``pending`` until executed, ``executing`` while
+    its steps run (``step`` is the last one finished: ``deletion.execution``), then
+    ``completed`` with a certificate, or ``cancelled`` before execution began."""
+
+    __tablename__ = "deletion_requests"
+    __table_args__ = (Index("ix_deletion_requests_open", "status", "deadline"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    amazon_order_id: Mapped[str | None] = mapped_column(String(64))
+    buyer_digest: Mapped[str | None] = mapped_column(String(64))
+    """The tenant's blind-index digest of the buyer's email (hex), for a buyer scope."""
+    buyer: Mapped[str | None] = mapped_column(String(40))
+    """The buyer's pseudonym (``crypto.pseudonyms``), for the request's events."""
+    requested_by: Mapped[str] = mapped_column(String(200))
+    """Who asked (the marketplace, a ticket): as recorded by the security officer."""
+    return_data: Mapped[bool] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str | None] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    executed_by: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_by: Mapped[str | None] = mapped_column(String(32))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    orders: Mapped[int | None] = mapped_column(Integer)
+    """How many orders the scope held when its keys were destroyed (canaries included)."""
+    data_keys: Mapped[int | None] = mapped_column(Integer)
+    tenant_keys: Mapped[int | None] = mapped_column(Integer)
+    return_sha256: Mapped[str | None] = mapped_column(String(64))
+    warned: Mapped[int] = mapped_column(Integer, default=0)
+    """How many of the deadline's warnings (24, 8, 1 hours left, overdue) were raised."""
+
+
+class CertificateRow(Base):
+    """A certificate of sanitization (NIST SP 800-88 Rev. 1, appendix G): the signed document
+    exactly as signed, and its Ed25519 signature. One per completed request."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), ForeignKey("deletion_requests.id"),
+                                            unique=True)
+    document: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
