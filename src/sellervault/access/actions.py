@@ -76,6 +76,16 @@ class Action(StrEnum):
     KEYS_CREATE_SYSTEM = "keys:create-system"  # a service-wide key, at init or a start
     KEYS_ROTATE_ROOT = "keys:rotate-root"
     KEYS_ROTATE_TENANT = "keys:rotate-tenant"
+    # Deletion and return requests (sellervault.deletion): filed, read, cancelled, executed,
+    # and each step of an execution (the system's record of what it destroyed and checked).
+    DELETIONS_CREATE = "deletions:create"
+    DELETIONS_LIST = "deletions:list"  # the register, and one request
+    DELETIONS_CANCEL = "deletions:cancel"
+    DELETIONS_EXECUTE = "deletions:execute"
+    DELETIONS_DESTROY_KEYS = "deletions:destroy-keys"  # the scope's data (or tenant) keys
+    DELETIONS_DELETE_ROWS = "deletions:delete-rows"  # the scope's rows and index entries
+    DELETIONS_VERIFY = "deletions:verify"  # nothing of the scope answers or decrypts
+    DELETIONS_COMPLETE = "deletions:complete"  # done, with its certificate
     # Periodic jobs (sellervault.jobs): a run, by the scheduler or by hand; the schedule read.
     JOBS_RUN = "jobs:run"
     JOBS_LIST = "jobs:list"

@@ -45,6 +45,7 @@ class TargetType(StrEnum):
     ROOT_KEY = "root-key"
     TENANT_KEY = "tenant-key"
     SYSTEM_KEY = "system-key"  # by its name (``security-log``), never the key
+    DELETION_REQUEST = "deletion-request"
     JOB = "job"
     TENANT = "tenant"
     PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)
@@ -96,6 +97,8 @@ class Reason(StrEnum):
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
     ALERT_STATE = "alert_state"  # an alert change that does not apply (409)
+    DELETION_STATE = "deletion_state"  # a deletion request change that does not apply (409)
+    INVALID_DELETION = "invalid_deletion"  # a deletion request that says the wrong things (422)
     REVIEW_STATE = "review_state"  # a log review that does not go further than the last (409)
     INVALID_REVIEW = "invalid_review"  # a log review up to an event not written yet (422)
     LAST_ADMIN = "last_admin"  # the change would leave no active administrator (409)
@@ -185,7 +188,8 @@ class SecurityEvent:
     reason: Reason | None = None
     criteria: str | None = None
     """Terms of a fixed vocabulary that qualify the action, never values: the kinds of
-    criteria a search used; the role a grant names (``grants:add``, ``grants:revoke``)."""
+    criteria a search used; the role a grant names (``grants:add``, ``grants:revoke``); the
+    scope of a deletion request (``order``, ``buyer``, ``tenant``)."""
     buyer: str | None = None
     """The keyed pseudonym of the one buyer the event is about (``crypto.pseudonyms``): how an
     investigator finds a buyer's events, and what the retrieval-volume detector counts."""

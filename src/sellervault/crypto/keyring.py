@@ -380,6 +380,12 @@ class Keyring:
         count = self._store.destroy_data_keys(session, tenant_id, list(data_key_ids))
         return DestroyedKeys(data_keys=count, tenant_keys=0)
 
+    def data_keys_held(self, session: Session, tenant_id: str,
+                       data_key_ids: Sequence[str] | None = None) -> int:
+        """How many of these data keys of the tenant (None: any) still exist: after a
+        destruction, none (what a deletion's verification checks)."""
+        return self._store.count_data_keys(session, tenant_id, data_key_ids)
+
     def destroy_tenant_keys(self, session: Session, tenant_id: str) -> DestroyedKeys:
         """Destroy every key of the tenant: its data keys and every version of its
         key-encryption and blind-index keys. Once the transaction commits, every order of the

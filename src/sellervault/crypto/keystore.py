@@ -163,6 +163,11 @@ class KeyStore(Protocol):
         number destroyed (a key destroyed before, or another tenant's, is not counted)."""
         ...
 
+    def count_data_keys(self, session: Session, tenant_id: str,
+                        data_key_ids: Sequence[str] | None) -> int:
+        """How many of the tenant's data keys among ``data_key_ids`` (None: all) exist."""
+        ...
+
     # -- system keys -------------------------------------------------------------------------
 
     def system_key(self, db: Db, name: str) -> StoredSystemKey | None:
@@ -385,6 +390,17 @@ class SqlKeyStore:
                 return 0
             statement = statement.where(DATA_KEYS.c.id.in_(list(data_key_ids)))
         count: int = session.connection().execute(statement).rowcount
+        return count
+
+    def count_data_keys(self, session: Session, tenant_id: str,
+                        data_key_ids: Sequence[str] | None) -> int:
+        statement = select(func.count()).select_from(DATA_KEYS).where(
+            DATA_KEYS.c.tenant_id == tenant_id)
+        if data_key_ids is not None:
+            if not data_key_ids:
+                return 0
+            statement = statement.where(DATA_KEYS.c.id.in_(list(data_key_ids)))
+        count: int = session.connection().execute(statement).scalar_one()
         return count
 
     # -- system keys -------------------------------------------------------------------------

@@ -48,8 +48,13 @@ class DeletionRequest(Base):
     orders: Mapped[int | None] = mapped_column(Integer)
     """How many orders the scope held when its keys were destroyed (canaries included)."""
     data_keys: Mapped[int | None] = mapped_column(Integer)
+    data_key_ids: Mapped[str | None] = mapped_column(Text)
+    """The destroyed data keys' ids (JSON), of an order or buyer scope: what verification
+    checks are gone (a tenant scope checks that the tenant has no key left)."""
     tenant_keys: Mapped[int | None] = mapped_column(Integer)
     return_sha256: Mapped[str | None] = mapped_column(String(64))
+    verification: Mapped[str | None] = mapped_column(Text)
+    """What the verification step checked and found, and the database's cleanup (JSON)."""
     warned: Mapped[int] = mapped_column(Integer, default=0)
     """How many of the deadline's warnings (24, 8, 1 hours left, overdue) were raised."""
 

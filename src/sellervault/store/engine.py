@@ -450,5 +450,24 @@ class Store:
         except db.dialect.loaded_dbapi.Error as exc:
             raise translate_error(db.dialect, statement, exc) from exc
 
+    def reclaim_deleted(self) -> str:
+        """Let the database drop what it still holds of deleted rows, where it can now: on
+        SQLite a ``wal_checkpoint(TRUNCATE)`` (the write-ahead log's copies written back
+        into the file, where ``secure_delete`` zeroed the freed space, and the log emptied).
+        On PostgreSQL nothing here: a deleted row's old version stays in its table until
+        VACUUM reuses the space, and in WAL segments, archives and replicas (``SqlKeyStore``:
+        why the destroyed keys are what makes those copies unreadable). What was done."""
+        if self.dialect != "sqlite":
+            return "none (PostgreSQL: VACUUM reclaims space later; the keys are destroyed)"
+        pooled = self.engine.raw_connection()  # (autocommit: a checkpoint runs outside any
+        try:                                    # transaction)
+            busy = pooled.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            pooled.close()
+        if busy:  # a reader held the log: what it holds is written back at a later checkpoint
+            return "sqlite secure_delete; wal_checkpoint(TRUNCATE) deferred by a reader"
+        return "sqlite secure_delete, wal_checkpoint(TRUNCATE)"
+
     def dispose(self) -> None:
         self.engine.dispose()

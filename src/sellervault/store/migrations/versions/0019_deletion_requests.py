@@ -44,8 +44,10 @@ def upgrade() -> None:
         sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('orders', sa.Integer(), nullable=True),
         sa.Column('data_keys', sa.Integer(), nullable=True),
+        sa.Column('data_key_ids', sa.Text(), nullable=True),
         sa.Column('tenant_keys', sa.Integer(), nullable=True),
         sa.Column('return_sha256', sa.String(length=64), nullable=True),
+        sa.Column('verification', sa.Text(), nullable=True),
         sa.Column('warned', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_deletion_requests')),
     )

@@ -1,0 +1,39 @@
+"""What the deletion API answers when a request cannot be filed, found or changed. Messages
+are fixed: no email, no order content."""
+
+from __future__ import annotations
+
+from sellervault.audit.events import Reason
+
+
+class DeletionError(Exception):
+    code = Reason.INVALID_DELETION
+    status = 422
+
+
+class InvalidDeletionRequestError(DeletionError):
+    """The request's fields do not fit its scope (or a time is in the future)."""
+
+
+class DeletionRequestNotFoundError(DeletionError):
+    code = Reason.NOT_FOUND
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("no such deletion request")
+
+
+class DeletionScopeNotFoundError(DeletionError):
+    """An order or tenant the service does not hold (a buyer scope is never refused: that
+    would tell whether a person is a buyer)."""
+
+    code = Reason.NOT_FOUND
+    status = 404
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no such {what}")
+
+
+class DeletionStateError(DeletionError):
+    code = Reason.DELETION_STATE
+    status = 409

@@ -1,0 +1,200 @@
+"""Executing a deletion request: a state machine in the database, one transaction and one
+security event per step, so a process killed at any point and run again finishes the job
+with nothing half-deleted, and two executions at once do each step once.
+
+1. ``keys_destroyed``: the scope's data keys are destroyed (a tenant: every key of the
+   tenant). From this commit on, nothing of the scope decrypts, in any process (data keys
+   are never cached; a tenant's cached keys are evicted: ``Keyring.destroy_tenant_keys``).
+2. ``rows_deleted``: the scope's rows, and the blind-index entries in them, are deleted, a
+   batch per transaction (a large scope never holds one long transaction; other tenants'
+   requests go on). Each batch destroys its rows' keys again first (an order of the buyer
+   ingested after step 1 is erased, not merely deleted).
+3. ``verified``: nothing of the scope answers, no destroyed key is left, and the database
+   was asked to drop what it still holds of the rows (``Store.reclaim_deleted``).
+4. ``certified``: the certificate of sanitization is issued (``deletion.certificates``) and
+   the request is ``completed``.
+
+Each step ends with a conditional update of the request (``WHERE step = the one before``):
+of two executions running the same step, one moves the request on and the other's
+transaction rolls back (its work repeated idempotently by the winner), so every step is
+recorded once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from sellervault.access.actions import Action
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import Outcome, Reason, TargetType
+from sellervault.deletion.errors import DeletionStateError
+from sellervault.deletion.models import DeletionRequest
+from sellervault.deletion.requests import (
+    CANCELLED,
+    COMPLETED,
+    EXECUTING,
+    PENDING,
+    Request,
+    load,
+)
+from sellervault.records import erasure
+from sellervault.runtime import Runtime
+
+KEYS_DESTROYED, ROWS_DELETED, VERIFIED = "keys_destroyed", "rows_deleted", "verified"
+STEPS: tuple[str | None, ...] = (None, KEYS_DESTROYED, ROWS_DELETED, VERIFIED)
+"""Each step's predecessor comes before it: ``None`` is a request whose execution began."""
+
+
+class _Overtaken(Exception):
+    """Another execution finished this step first: this one's transaction rolls back."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a step needs of the request: its scope, as the records module takes it."""
+
+    id: str
+    kind: str
+    tenant_id: str
+    scope: erasure.Scope
+    buyer: str | None
+
+    @classmethod
+    def of(cls, row: DeletionRequest) -> _Target:
+        digest = bytes.fromhex(row.buyer_digest) if row.buyer_digest else None
+        return cls(row.id, row.scope, row.tenant_id,
+                   erasure.Scope(row.tenant_id, row.amazon_order_id, digest), row.buyer)
+
+
+def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,
+            until: str | None = None) -> Request:
+    """Run the request's remaining steps (``until``: stop after that one, for tests of a
+    stopped execution). A completed request is answered as it is; a cancelled one, 409."""
+    target = _begin(rt, auditor, principal_id, request_id)
+    steps: dict[str | None, Callable[[Runtime, Auditor, _Target], None]] = {
+        None: _destroy_keys, KEYS_DESTROYED: _delete_rows, ROWS_DELETED: _verify}
+    while True:
+        step = _step(rt, request_id)
+        if step not in steps or (until is not None and step == until):
+            break
+        steps[step](rt, auditor, target)
+    with rt.store.transaction() as session:
+        return load(session, request_id)
+
+
+def _begin(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) -> _Target:
+    """Pending becomes executing (an ``deletions:execute`` event, the first time); an
+    execution that stopped is resumed as it is."""
+    with rt.store.transaction() as session:
+        began = session.execute(update(DeletionRequest).where(
+            DeletionRequest.id == request_id, DeletionRequest.status == PENDING).values(
+            status=EXECUTING, executed_by=principal_id, started_at=rt.clock.now()))
+        row = session.get(DeletionRequest, request_id)
+        if row is None:
+            load(session, request_id)  # raises: 404
+            raise AssertionError("unreachable")
+        if row.status == CANCELLED:
+            raise DeletionStateError("the request was cancelled")
+        if began.rowcount == 1:  # type: ignore[attr-defined]
+            auditor.record(session, Action.DELETIONS_EXECUTE, Outcome.SUCCESS,
+                           tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,
+                           target_id=row.id, criteria=row.scope, buyer=row.buyer)
+        return _Target.of(row)
+
+
+def _step(rt: Runtime, request_id: str) -> str | None:
+    with rt.store.transaction() as session:
+        status, step = session.execute(select(DeletionRequest.status, DeletionRequest.step)
+                                       .where(DeletionRequest.id == request_id)).one()
+    return step if status == EXECUTING else COMPLETED
+
+
+def _advance(session: Session, request_id: str, step: str, **values: object) -> None:
+    """Move the request from ``step``'s predecessor to ``step``, or roll back if another
+    execution did (``_Overtaken``)."""
+    before = STEPS[STEPS.index(step) - 1]
+    moved = session.execute(update(DeletionRequest).where(
+        DeletionRequest.id == request_id, DeletionRequest.status == EXECUTING,
+        DeletionRequest.step.is_(None) if before is None else DeletionRequest.step == before,
+    ).values(step=step, **values))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise _Overtaken()
+
+
+def _destroy_keys(rt: Runtime, auditor: Auditor, target: _Target) -> None:
+    try:
+        with rt.store.transaction() as session:
+            orders = erasure.count(session, target.scope)
+            if target.kind == "tenant":
+                destroyed = rt.keyring.destroy_tenant_keys(session, target.tenant_id)
+                key_ids = None
+            else:
+                ids = erasure.data_keys(session, target.scope)
+                destroyed = rt.keyring.destroy_data_keys(session, target.tenant_id, ids)
+                key_ids = json.dumps(sorted(ids))
+            _advance(session, target.id, KEYS_DESTROYED, orders=orders,
+                     data_keys=destroyed.data_keys, tenant_keys=destroyed.tenant_keys,
+                     data_key_ids=key_ids)
+            _record(session, auditor, Action.DELETIONS_DESTROY_KEYS, target,
+                    destroyed.data_keys)
+    except _Overtaken:
+        return
+
+
+def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
+    deleted = 0
+    while True:  # a batch per transaction: nothing long-held, other tenants go on
+        with rt.store.transaction() as session:
+            if target.kind != "tenant":  # (a tenant's keys are gone already, all of them)
+                rt.keyring.destroy_data_keys(session, target.tenant_id,
+                                             erasure.data_keys(session, target.scope))
+            batch = erasure.delete_rows(session, target.scope)
+        deleted += batch
+        if batch == 0:
+            break
+    try:
+        with rt.store.transaction() as session:
+            _advance(session, target.id, ROWS_DELETED)
+            _record(session, auditor, Action.DELETIONS_DELETE_ROWS, target, deleted)
+    except _Overtaken:
+        return
+
+
+def _verify(rt: Runtime, auditor: Auditor, target: _Target) -> None:
+    cleanup = rt.store.reclaim_deleted()
+    with rt.store.transaction() as session:
+        row = session.get(DeletionRequest, target.id)
+        assert row is not None
+        checks = {"rows_absent": erasure.count(session, target.scope) == 0}
+        if target.kind == "tenant":
+            checks["keys_destroyed"] = not erasure.tenant_held(
+                session, rt.keyring, target.tenant_id) and not rt.keyring.data_keys_held(
+                session, target.tenant_id)
+        else:
+            checks["keys_destroyed"] = not rt.keyring.data_keys_held(
+                session, target.tenant_id, json.loads(row.data_key_ids or "[]"))
+    if not all(checks.values()):
+        with rt.store.transaction() as session:
+            _record(session, auditor, Action.DELETIONS_VERIFY, target, None, Outcome.FAILED,
+                    Reason.DELETION_STATE)
+        failed = ", ".join(name for name, passed in checks.items() if not passed)
+        raise DeletionStateError(f"verification failed ({failed}): run the execution again")
+    found = json.dumps({**checks, "database_cleanup": cleanup}, sort_keys=True)
+    try:
+        with rt.store.transaction() as session:
+            _advance(session, target.id, VERIFIED, verification=found)
+            _record(session, auditor, Action.DELETIONS_VERIFY, target, None)
+    except _Overtaken:
+        return
+
+
+def _record(session: Session, auditor: Auditor, action: Action, target: _Target,
+            count: int | None, outcome: Outcome = Outcome.SUCCESS,
+            reason: Reason | None = None) -> None:
+    auditor.record(session, action, outcome, tenant_id=target.tenant_id,
+                   target_type=TargetType.DELETION_REQUEST, target_id=target.id,
+                   criteria=target.kind, buyer=target.buyer, count=count, reason=reason)

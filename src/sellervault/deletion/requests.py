@@ -1,0 +1,200 @@
+"""The deletion register: deletion and return requests, each on its clock (the policy's 72
+hours from receipt, ``SELLERVAULT_DELETION_DEADLINE_HOURS``), filed, listed and cancelled by
+a security officer. Executing one is ``deletion.execution``.
+
+A request names its scope: one order, a buyer (every order of their email in the tenant,
+found through the blind index) or a whole tenant. The email is used once, to compute the
+tenant's blind-index digest of it and the buyer's pseudonym, and is not kept: the register
+holds the digest (which names nobody once the tenant's keys are gone) and the security log
+the pseudonym."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from sellervault.access.actions import Action
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import Outcome, TargetType
+from sellervault.deletion.errors import (
+    DeletionRequestNotFoundError,
+    DeletionScopeNotFoundError,
+    DeletionStateError,
+    InvalidDeletionRequestError,
+)
+from sellervault.deletion.models import CertificateRow, DeletionRequest
+from sellervault.records import erasure
+from sellervault.runtime import Runtime
+from sellervault.store.ids import new_id
+
+Scope = Literal["order", "buyer", "tenant"]
+PENDING, EXECUTING, COMPLETED, CANCELLED = "pending", "executing", "completed", "cancelled"
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a stated receipt time may be (another machine's clock)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request as the register shows it: ids, scope, times, state and counts; never an
+    email, never who-asked's text in an event."""
+
+    id: str
+    scope: str
+    tenant_id: str
+    amazon_order_id: str | None
+    buyer: str | None
+    requested_by: str
+    return_data: bool
+    received_at: datetime
+    deadline: datetime
+    status: str
+    step: str | None
+    created_by: str
+    created_at: datetime
+    completed_at: datetime | None
+    orders: int | None
+    data_keys: int | None
+    tenant_keys: int | None
+    return_sha256: str | None
+    certificate_id: str | None
+
+    @classmethod
+    def of(cls, row: DeletionRequest, certificate_id: str | None) -> Request:
+        return cls(row.id, row.scope, row.tenant_id, row.amazon_order_id, row.buyer,
+                   row.requested_by, row.return_data, row.received_at, row.deadline,
+                   row.status, row.step, row.created_by, row.created_at, row.completed_at,
+                   row.orders, row.data_keys, row.tenant_keys, row.return_sha256,
+                   certificate_id)
+
+
+def file_request(rt: Runtime, auditor: Auditor, principal_id: str, *, scope: Scope,
+                 tenant_id: str, requested_by: str, return_data: bool = False,
+                 amazon_order_id: str | None = None, buyer_email: str | None = None,
+                 received_at: datetime | None = None) -> Request:
+    """Record a request (``pending``) with its deadline: ``received_at`` (now, unless the
+    request reached the company earlier) plus the configured hours. An order or tenant the
+    service does not hold is refused (404: a typo must not be certified as a deletion); a
+    buyer with no orders is not (the certificate will say none were held)."""
+    now = rt.clock.now()
+    received = _received(received_at, now)
+    _check_scope(scope, amazon_order_id, buyer_email)
+    if return_data:  # (refused, not ignored: a request to return data must not be deleted)
+        raise InvalidDeletionRequestError("return: returning data before deletion is not "
+                                          "available yet; file a deletion without it")
+    who = requested_by.strip()
+    if not who or not who.isprintable():
+        raise InvalidDeletionRequestError("requested_by: say who asked, in one line")
+    with rt.store.transaction() as session:
+        buyer = _scope_subject(rt, session, scope, tenant_id, amazon_order_id, buyer_email)
+        row = DeletionRequest(
+            id=f"del_{new_id(now)[:24]}", scope=scope, tenant_id=tenant_id,
+            amazon_order_id=amazon_order_id,
+            buyer_digest=buyer.digest.hex() if buyer else None,
+            buyer=buyer.pseudonym if buyer else None, requested_by=who,
+            return_data=return_data, received_at=received,
+            deadline=received + timedelta(hours=rt.settings.deletion_deadline_hours),
+            status=PENDING, created_by=principal_id, created_at=now, warned=0)
+        session.add(row)
+        session.flush()
+        auditor.record(session, Action.DELETIONS_CREATE, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type=TargetType.DELETION_REQUEST, target_id=row.id,
+                       criteria=scope, buyer=row.buyer)
+        return Request.of(row, None)
+
+
+def _received(received_at: datetime | None, now: datetime) -> datetime:
+    if received_at is None:
+        return now
+    if received_at.tzinfo is None:
+        raise InvalidDeletionRequestError("received_at: give a time zone")
+    if received_at > now + CLOCK_SKEW:
+        raise InvalidDeletionRequestError("received_at is in the future")
+    return received_at
+
+
+def _check_scope(scope: Scope, amazon_order_id: str | None, buyer_email: str | None) -> None:
+    wanted = {"order": (True, False), "buyer": (False, True), "tenant": (False, False)}
+    order_wanted, email_wanted = wanted[scope]
+    if (amazon_order_id is not None) != order_wanted:
+        raise InvalidDeletionRequestError(
+            "amazon_order_id: " + ("required" if order_wanted else "only for scope order"))
+    if (buyer_email is not None) != email_wanted:
+        raise InvalidDeletionRequestError(
+            "buyer_email: " + ("required" if email_wanted else "only for scope buyer"))
+    if buyer_email is not None and "@" not in buyer_email:
+        raise InvalidDeletionRequestError("buyer_email: not an email address")
+
+
+def _scope_subject(rt: Runtime, session: Session, scope: Scope, tenant_id: str,
+                   amazon_order_id: str | None,
+                   buyer_email: str | None) -> erasure.Buyer | None:
+    """The buyer of a buyer scope; checks that an order or tenant scope exists."""
+    if scope == "order":
+        assert amazon_order_id is not None  # (checked: _check_scope)
+        if not erasure.order_exists(session, tenant_id, amazon_order_id):
+            raise DeletionScopeNotFoundError("order")
+        return None
+    if not erasure.tenant_held(session, rt.keyring, tenant_id):  # never ingested, or erased
+        raise DeletionScopeNotFoundError("tenant")
+    if scope == "tenant":
+        return None
+    assert buyer_email is not None  # (checked: _check_scope)
+    return erasure.buyer(session, rt.keyring, rt.keyring.buyer_pseudonyms(session),
+                         tenant_id, buyer_email)
+
+
+def list_requests(rt: Runtime, auditor: Auditor, status: str | None = None,
+                  limit: int = 100) -> list[Request]:
+    """The register, newest first (``status``: only those)."""
+    query = select(DeletionRequest, CertificateRow.id).outerjoin(
+        CertificateRow, CertificateRow.request_id == DeletionRequest.id).order_by(
+        DeletionRequest.created_at.desc(), DeletionRequest.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(DeletionRequest.status == status)
+    with rt.store.transaction() as session:
+        found = [Request.of(row, certificate) for row, certificate in session.execute(query)]
+        auditor.record(session, Action.DELETIONS_LIST, Outcome.SUCCESS,
+                       target_type=TargetType.DELETION_REQUEST, count=len(found))
+    return found
+
+
+def get_request(rt: Runtime, auditor: Auditor, request_id: str) -> Request:
+    with rt.store.transaction() as session:
+        found = load(session, request_id)
+        auditor.record(session, Action.DELETIONS_LIST, Outcome.SUCCESS,
+                       tenant_id=found.tenant_id, target_type=TargetType.DELETION_REQUEST,
+                       target_id=request_id)
+        return found
+
+
+def load(session: Session, request_id: str) -> Request:
+    """One request as the register shows it (``DeletionRequestNotFoundError``)."""
+    found = session.execute(select(DeletionRequest, CertificateRow.id).outerjoin(
+        CertificateRow, CertificateRow.request_id == DeletionRequest.id).where(
+        DeletionRequest.id == request_id)).first()
+    if found is None:
+        raise DeletionRequestNotFoundError()
+    return Request.of(found[0], found[1])
+
+
+def cancel_request(rt: Runtime, auditor: Auditor, principal_id: str,
+                   request_id: str) -> Request:
+    """Cancel a request that has not begun (``pending``): one conditional update, so a
+    cancel and an execute at the same moment cannot both win."""
+    with rt.store.transaction() as session:
+        changed = session.execute(update(DeletionRequest).where(
+            DeletionRequest.id == request_id, DeletionRequest.status == PENDING).values(
+            status=CANCELLED, cancelled_by=principal_id, cancelled_at=rt.clock.now()))
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            load(session, request_id)  # (404 if there is none)
+            raise DeletionStateError("only a pending request can be cancelled: its "
+                                     "execution has begun, or it is done or cancelled")
+        found = load(session, request_id)
+        auditor.record(session, Action.DELETIONS_CANCEL, Outcome.SUCCESS,
+                       tenant_id=found.tenant_id, target_type=TargetType.DELETION_REQUEST,
+                       target_id=request_id, buyer=found.buyer)
+        return found

@@ -1,0 +1,170 @@
+"""deletion.execution: a request executed step by step (keys destroyed, rows deleted,
+verified), each step one transaction and one event, resumable after a stop at any step and
+done once by two executions at once. After it, nothing of the scope answers or decrypts,
+and everything else still does."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from sellervault.crypto.errors import TenantKeysDestroyedError
+from sellervault.deletion import execution, requests
+from sellervault.records import service as records
+from sellervault.records.errors import OrderErasedError, OrderNotFoundError
+from sellervault.records.models import Order
+from sellervault.runtime import Runtime
+from tests.deletion.helpers import BUYER_EMAIL, OFFICER, events, ingest, officer
+
+STEP_EVENTS = ["deletions:execute", "deletions:destroy-keys", "deletions:delete-rows",
+               "deletions:verify"]
+
+
+def _file(runtime: Runtime, **fields: Any) -> requests.Request:
+    return requests.file_request(runtime, officer(runtime), OFFICER, tenant_id="acme",
+                                 requested_by="Amazon DSR ticket 4711", **fields)
+
+
+def _execute(runtime: Runtime, request_id: str, until: str | None = None) -> requests.Request:
+    return execution.execute(runtime, officer(runtime), OFFICER, request_id, until=until)
+
+
+def _reveal(runtime: Runtime, tenant: str, order_id: str) -> dict[str, Any]:
+    revealed: dict[str, Any] = runtime.store.call(records.reveal, runtime, officer(runtime),
+                                                  tenant, order_id, "fulfillment")
+    return revealed
+
+
+def _rows(runtime: Runtime, tenant: str) -> list[Order]:
+    with runtime.store.transaction() as session:
+        return list(session.scalars(select(Order).where(Order.tenant_id == tenant)))
+
+
+def test_an_order_is_erased_and_nothing_else(runtime: Runtime) -> None:
+    orders = ingest(runtime, "acme", 3)
+    ingest(runtime, "globex", 1, start=50)
+    gone, kept = orders[0]["AmazonOrderId"], orders[1]["AmazonOrderId"]
+    done = _execute(runtime, _file(runtime, scope="order", amazon_order_id=gone).id)
+    assert (done.status, done.step, done.orders, done.data_keys, done.tenant_keys) == (
+        "executing", execution.VERIFIED, 1, 1, 0)  # (certified next: deletion.certificates)
+    with pytest.raises(OrderNotFoundError):  # 404, as if it never existed
+        _reveal(runtime, "acme", gone)
+    assert _reveal(runtime, "acme", kept)["BuyerInfo"]["BuyerEmail"] == \
+        orders[1]["BuyerInfo"]["BuyerEmail"]
+    assert _reveal(runtime, "globex", "902-0000000-0000050")["AmazonOrderId"]
+    assert [e.action for e in events(runtime)[1:]] == STEP_EVENTS
+    assert [e.count for e in events(runtime)[1:]] == [None, 1, 1, None]
+
+
+def test_a_buyers_orders_are_found_by_the_blind_index_and_erased(runtime: Runtime) -> None:
+    theirs = ingest(runtime, "acme", 3, buyer_email=BUYER_EMAIL)
+    others = ingest(runtime, "acme", 2, start=10)
+    ingest(runtime, "globex", 1, start=20, buyer_email=BUYER_EMAIL)  # another tenant's buyer
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    done = _execute(runtime, filed.id)
+    assert (done.orders, done.data_keys) == (3, 3)
+    left = {row.amazon_order_id for row in _rows(runtime, "acme") if not row.is_canary}
+    assert left == {order["AmazonOrderId"] for order in others}
+    for order in theirs:
+        with pytest.raises(OrderNotFoundError):
+            _reveal(runtime, "acme", order["AmazonOrderId"])
+    assert _reveal(runtime, "globex", "902-0000000-0000020")["BuyerInfo"]["BuyerEmail"] == \
+        BUYER_EMAIL
+    assert {e.buyer for e in events(runtime)} == {filed.buyer}
+
+
+def test_a_tenant_is_erased_with_its_keys_and_canaries(runtime: Runtime) -> None:
+    ingest(runtime, "acme", 4)
+    ingest(runtime, "globex", 2, start=50)
+    done = _execute(runtime, _file(runtime, scope="tenant").id)
+    canaries = runtime.settings.canaries_per_tenant
+    assert (done.orders, done.data_keys) == (4 + canaries, 4 + canaries)
+    assert done.tenant_keys is not None and done.tenant_keys >= 2  # key-encryption and index
+    assert _rows(runtime, "acme") == []
+    assert len(_rows(runtime, "globex")) == 2 + canaries
+    with pytest.raises(TenantKeysDestroyedError):  # and it stays erased
+        ingest(runtime, "acme", 1, start=90)
+    assert _reveal(runtime, "globex", "902-0000000-0000050")["AmazonOrderId"]
+
+
+@pytest.mark.parametrize("stop", [execution.KEYS_DESTROYED, execution.ROWS_DELETED])
+def test_a_stopped_execution_resumes_and_records_each_step_once(
+        runtime: Runtime, stop: str) -> None:
+    orders = ingest(runtime, "acme", 3, buyer_email=BUYER_EMAIL)
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    stopped = _execute(runtime, filed.id, until=stop)
+    assert (stopped.status, stopped.step) == ("executing", stop)
+    if stop == execution.KEYS_DESTROYED:  # the rows are there, and unreadable already
+        with pytest.raises(OrderErasedError):
+            _reveal(runtime, "acme", orders[0]["AmazonOrderId"])
+    done = _execute(runtime, filed.id)
+    assert done.step == execution.VERIFIED and done.orders == 3
+    assert _execute(runtime, filed.id) == done  # once more: nothing to do
+    assert [e.action for e in events(runtime)[1:]] == STEP_EVENTS
+
+
+def test_an_order_ingested_after_the_keys_went_is_erased_too(runtime: Runtime) -> None:
+    ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    _execute(runtime, filed.id, until=execution.KEYS_DESTROYED)
+    ingest(runtime, "acme", 1, start=30, buyer_email=BUYER_EMAIL)  # meanwhile
+    with runtime.store.transaction() as session:
+        late_key = session.scalar(select(Order.data_key_id).where(
+            Order.amazon_order_id == "902-0000000-0000030"))
+    _execute(runtime, filed.id)
+    with runtime.store.transaction() as session:
+        assert runtime.keyring.data_keys_held(session, "acme", [late_key]) == 0
+    with pytest.raises(OrderNotFoundError):
+        _reveal(runtime, "acme", "902-0000000-0000030")
+
+
+def test_two_executions_at_once_do_each_step_once(runtime: Runtime) -> None:
+    for round_ in range(5):
+        ingest(runtime, "acme", 2, start=100 * round_)
+        order = f"902-0000000-{100 * round_:07d}"
+        filed = _file(runtime, scope="order", amazon_order_id=order)
+        before = len(events(runtime))
+        errors = _execute_at_once(runtime, filed.id, 2)
+        assert errors == []
+        mine = [e for e in events(runtime)[before:] if e.target_id == filed.id]
+        assert [e.action for e in mine] == STEP_EVENTS, round_
+        assert requests.get_request(runtime, officer(runtime), filed.id).orders == 1
+
+
+def _execute_at_once(runtime: Runtime, request_id: str, count: int) -> list[BaseException]:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            _execute(runtime, request_id)
+        except BaseException as exc:  # pragma: no cover - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+def test_no_byte_of_an_erased_order_is_left_in_the_sqlite_files(runtime: Runtime) -> None:
+    if runtime.store.dialect != "sqlite":
+        pytest.skip("SQLite's files; PostgreSQL keeps old row versions until VACUUM "
+                    "(docs/operations.md: the destroyed key is what makes them unreadable)")
+    orders = ingest(runtime, "acme", 3)
+    gone = orders[0]["AmazonOrderId"]
+    [row] = [r for r in _rows(runtime, "acme") if r.amazon_order_id == gone]
+    secrets = [row.buyer_ct[-24:], row.address_ct[-24:], row.email_bidx]  # (tails: random)
+    done = _execute(runtime, _file(runtime, scope="order", amazon_order_id=gone).id)
+    assert done.step == execution.VERIFIED
+    data = Path(runtime.settings.data_dir)
+    written = b"".join(path.read_bytes() for path in data.glob("sellervault.db*"))
+    for secret in secrets:  # (the order id itself stays: the register names it)
+        assert secret is not None and secret not in written
