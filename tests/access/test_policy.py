@@ -26,7 +26,9 @@ SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_REA
                   Action.ACCOUNTS_NETWORKS, Action.GRANTS_ADD, Action.GRANTS_REVOKE,
                   Action.API_KEYS_ROTATE, Action.API_KEYS_REVOKE,
                   Action.ALERTS_LIST, Action.ALERTS_ACKNOWLEDGE, Action.ALERTS_ASSIGN,
-                  Action.ALERTS_CLOSE, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT]
+                  Action.ALERTS_CLOSE, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
+                  Action.DELETIONS_CREATE, Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
+                  Action.DELETIONS_EXECUTE]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
@@ -41,8 +43,11 @@ ALLOWED: dict[Role, set[Action]] = {
                             Action.ACCOUNTS_APPROVE, Action.ACCOUNTS_REJECT,
                             Action.ALERTS_LIST, Action.ALERTS_ACKNOWLEDGE,
                             Action.ALERTS_ASSIGN, Action.ALERTS_CLOSE, Action.ACCOUNTS_ENABLE,
-                            Action.BUYERS_PSEUDONYM},
-    Role.AUDITOR: {Action.AUDIT_READ, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT},
+                            Action.BUYERS_PSEUDONYM, Action.DELETIONS_CREATE,
+                            Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
+                            Action.DELETIONS_EXECUTE},
+    Role.AUDITOR: {Action.AUDIT_READ, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
+                   Action.DELETIONS_LIST},
     Role.ANALYST: {Action.ORDERS_READ},
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},
     Role.INGEST: {Action.ORDERS_INGEST},

@@ -26,6 +26,7 @@ from sellervault.audit.errors import ReviewError
 from sellervault.audit.events import Reason
 from sellervault.counters.errors import CountersUnavailableError
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError, TenantKeysDestroyedError
+from sellervault.deletion.errors import DeletionError
 from sellervault.monitoring.errors import MonitoringError
 from sellervault.records.errors import RecordError
 from sellervault.web.body import Location, UnacceptableBodyError
@@ -168,7 +169,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnacceptableBodyError, _unacceptable_body)
     for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
                  TenantKeysBusyError, TenantKeysDestroyedError, CountersUnavailableError,
-                 MonitoringError, ReviewError):
+                 MonitoringError, ReviewError, DeletionError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

@@ -1,0 +1,106 @@
+"""Client commands for deletion and return requests (role ``security-officer``; ``list`` and
+``show`` also ``auditor``): file one, read the register, cancel a pending one, execute one.
+A buyer's email is read from standard input, never from the command line (where shell
+history and ``ps`` would keep it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from sellervault.cli.common import call, console, fail
+
+deletions_app = typer.Typer(no_args_is_help=True, help=(
+    "Deletion and return requests (security officer): `file` one for an order, a buyer or a "
+    "tenant (due 72 hours after receipt), `list` the register, `show` one, `cancel` a "
+    "pending one, `execute` one (the scope's keys destroyed, its rows deleted, verified)."))
+
+RequestId = Annotated[str, typer.Argument(help="The request id (del_...).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _print(request: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(request))
+        return
+    subject = request["amazon_order_id"] or request["buyer"] or "the whole tenant"
+    console.print(escape(
+        f"{request['id']}  {request['status']:9} {request['scope']:6} {request['tenant']}  "
+        f"{subject}  due {request['deadline']}"
+        f"{'  step ' + request['step'] if request.get('step') else ''}"), highlight=False)
+
+
+@deletions_app.command("file")
+def deletions_file(
+    scope: Annotated[str, typer.Option(help="order, buyer or tenant.")],
+    tenant: Annotated[str, typer.Option(help="The tenant.")],
+    requested_by: Annotated[str, typer.Option(help="Who asked: the marketplace, a ticket.")],
+    order: Annotated[str | None, typer.Option(help="Scope order: the order id.")] = None,
+    buyer_email_stdin: Annotated[bool, typer.Option(
+        "--buyer-email-stdin", help="Scope buyer: read the buyer's email from standard "
+                                    "input.")] = False,
+    received_at: Annotated[str | None, typer.Option(
+        help="When the request reached you (ISO 8601 with a zone; default: now).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """File a request; it is due the configured hours (72) after its receipt."""
+    body: dict[str, Any] = {"scope": scope, "tenant": tenant, "requested_by": requested_by}
+    if order is not None:
+        body["amazon_order_id"] = order
+    if buyer_email_stdin:
+        line = sys.stdin.readline().strip()
+        if not line:
+            raise fail("expected the buyer's email on standard input")
+        body["buyer_email"] = line
+    if received_at is not None:
+        body["received_at"] = received_at
+    _print(call("POST", "/deletion-requests", json=body), as_json)
+
+
+@deletions_app.command("list")
+def deletions_list(
+    status: Annotated[str | None, typer.Option(
+        help="pending, executing, completed or cancelled (default: all).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The register, newest first."""
+    found = call("GET", "/deletion-requests",
+                 params={"status": status} if status else {})["deletion_requests"]
+    if as_json:
+        print(json.dumps(found))
+        return
+    for request in found:
+        _print(request, False)
+
+
+@deletions_app.command("show")
+def deletions_show(request_id: RequestId, as_json: AsJson = False) -> None:
+    """One request: its scope, deadline, state and counts."""
+    _print(call("GET", f"/deletion-requests/{request_id}"), as_json)
+
+
+@deletions_app.command("cancel")
+def deletions_cancel(request_id: RequestId, as_json: AsJson = False) -> None:
+    """Cancel a pending request (not once its execution has begun)."""
+    _print(call("POST", f"/deletion-requests/{request_id}/cancel"), as_json)
+
+
+@deletions_app.command("execute")
+def deletions_execute(request_id: RequestId, as_json: AsJson = False) -> None:
+    """Execute a request (again, after a failure: it resumes where it stopped)."""
+    done = call("POST", f"/deletion-requests/{request_id}/execute")
+    if as_json:
+        print(json.dumps(done))
+        return
+    certificate = done["certificate_id"]
+    console.print(escape(f"Request {request_id} is {done['status']} (step {done['step']})"
+                         f"{', certificate ' + certificate if certificate else ''}."),
+                  highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deletions_app, name="deletions")

@@ -1,0 +1,139 @@
+"""Deletion and return requests (role ``security-officer``; the register also ``auditor``):
+filed, listed, read, cancelled and executed (``deletion``). A buyer scope's email is in the
+body only, used to find the buyer and not kept; answers carry ids, pseudonyms, counts and
+times, never PII."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import Depends, Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
+
+from sellervault.access.actions import Action
+from sellervault.access.roles import TENANT_ID_PATTERN
+from sellervault.deletion import execution, requests
+from sellervault.records.spapi import ORDER_ID_PATTERN
+from sellervault.web.context import RequestState, api_router, require
+from sellervault.web.openapi import own_errors
+
+router = api_router("deletions")
+
+REQUEST_ID = Path(max_length=32, pattern=r"^del_[0-9a-f]{24}$")
+
+
+class DeletionRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: Literal["order", "buyer", "tenant"]
+    tenant: str = Field(max_length=64, pattern=TENANT_ID_PATTERN)
+    amazon_order_id: str | None = Field(default=None, max_length=64, pattern=ORDER_ID_PATTERN,
+                                        description="scope order: the order")
+    buyer_email: str | None = Field(default=None, max_length=320,
+                                    description="scope buyer: every order of this email in "
+                                                "the tenant (not kept)")
+    requested_by: str = Field(min_length=1, max_length=200,
+                              description="who asked: the marketplace, a ticket")
+    received_at: AwareDatetime | None = Field(
+        default=None, description="when the request reached the company (default: now); "
+                                  "the deadline runs from here")
+    return_: StrictBool = Field(default=False, alias="return",
+                                description="return the data before deleting it")
+
+
+class DeletionRequestOut(BaseModel):
+    id: str
+    scope: str
+    tenant: str
+    amazon_order_id: str | None
+    buyer: str | None = Field(description="the buyer's pseudonym in the security log")
+    return_: bool = Field(serialization_alias="return")
+    received_at: datetime
+    deadline: datetime
+    status: str
+    step: str | None
+    created_by: str
+    created_at: datetime
+    completed_at: datetime | None
+    orders: int | None
+    data_keys: int | None
+    tenant_keys: int | None
+    certificate_id: str | None
+
+    @classmethod
+    def of(cls, found: requests.Request) -> DeletionRequestOut:
+        return cls(id=found.id, scope=found.scope, tenant=found.tenant_id,
+                   amazon_order_id=found.amazon_order_id, buyer=found.buyer,
+                   return_=found.return_data, received_at=found.received_at,
+                   deadline=found.deadline, status=found.status, step=found.step,
+                   created_by=found.created_by, created_at=found.created_at,
+                   completed_at=found.completed_at, orders=found.orders,
+                   data_keys=found.data_keys, tenant_keys=found.tenant_keys,
+                   certificate_id=found.certificate_id)
+
+
+@router.post("/deletion-requests", status_code=201, response_model=DeletionRequestOut,
+             response_model_by_alias=True, responses=own_errors(404, 422))
+def file_deletion_request(
+    body: DeletionRequestIn,
+    state: Annotated[RequestState, Depends(require(Action.DELETIONS_CREATE))],
+) -> DeletionRequestOut:
+    """File a request; its deadline is the configured hours (72) after ``received_at``. An
+    order or tenant the service does not hold is 404; a buyer is never refused."""
+    return DeletionRequestOut.of(requests.file_request(
+        state.runtime, state.auditor, state.principal.id, scope=body.scope,
+        tenant_id=body.tenant, requested_by=body.requested_by, return_data=body.return_,
+        amazon_order_id=body.amazon_order_id, buyer_email=body.buyer_email,
+        received_at=body.received_at))
+
+
+@router.get("/deletion-requests")
+def list_deletion_requests(
+    state: Annotated[RequestState, Depends(require(Action.DELETIONS_LIST))],
+    status: Annotated[Literal["pending", "executing", "completed", "cancelled"] | None,
+                      Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[DeletionRequestOut]]:
+    """The register, newest first."""
+    found = requests.list_requests(state.runtime, state.auditor, status, limit)
+    return {"deletion_requests": [DeletionRequestOut.of(request) for request in found]}
+
+
+@router.get("/deletion-requests/{request_id}", response_model=DeletionRequestOut,
+            response_model_by_alias=True, responses=own_errors(404, 422))
+def get_deletion_request(
+    request_id: Annotated[str, REQUEST_ID],
+    state: Annotated[RequestState, Depends(require(Action.DELETIONS_LIST))],
+) -> DeletionRequestOut:
+    return DeletionRequestOut.of(requests.get_request(state.runtime, state.auditor,
+                                                      request_id))
+
+
+@router.post("/deletion-requests/{request_id}/cancel", response_model=DeletionRequestOut,
+             response_model_by_alias=True, responses=own_errors(404, 409, 422))
+def cancel_deletion_request(
+    request_id: Annotated[str, REQUEST_ID],
+    state: Annotated[RequestState, Depends(require(Action.DELETIONS_CANCEL))],
+) -> DeletionRequestOut:
+    """Only a pending request (409 once its execution has begun)."""
+    return DeletionRequestOut.of(requests.cancel_request(
+        state.runtime, state.auditor, state.principal.id, request_id))
+
+
+class ExecutionOut(BaseModel):
+    status: str
+    step: str | None
+    certificate_id: str | None
+
+
+@router.post("/deletion-requests/{request_id}/execute", response_model=ExecutionOut,
+             responses=own_errors(404, 409, 422))
+def execute_deletion_request(
+    request_id: Annotated[str, REQUEST_ID],
+    state: Annotated[RequestState, Depends(require(Action.DELETIONS_EXECUTE))],
+) -> ExecutionOut:
+    """Destroy the scope's keys, delete its rows, verify: each step once, resumable (run it
+    again after a failure). A completed request answers as it is."""
+    done = execution.execute(state.runtime, state.auditor, state.principal.id, request_id)
+    return ExecutionOut(status=done.status, step=done.step,
+                        certificate_id=done.certificate_id)

@@ -1,0 +1,168 @@
+"""The deletion API through a real HTTPS server: a security officer files a request for an
+order, a buyer or a tenant (201, the deadline 72 hours after receipt), lists and reads the
+register (so does an auditor), cancels a pending one and executes another, after which the
+order answers 404 as if it never existed. Bad bodies are 422 and change nothing; other roles
+are refused; no answer and no event carries the buyer's email."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import SYSTEM_ACTOR
+from sellervault.records import service as records
+from sellervault.records.spapi import map_order, validate_order
+from sellervault.records.synthetic import synthetic_orders
+from tests.cli.helpers import Cli
+from tests.support import Server
+
+EMAIL = "erin.erasable@marketplace.example.test"
+
+
+@pytest.fixture(scope="module")
+def officer(server: Server) -> str:
+    return server.create_service(server.admin_token(), "deletion desk",
+                                 [{"role": "security-officer", "tenant": "*"}])
+
+
+@pytest.fixture(scope="module")
+def orders(server: Server) -> list[str]:
+    made = list(synthetic_orders(4, start=700))
+    for order in made[:2]:
+        order["BuyerInfo"]["BuyerEmail"] = EMAIL
+    records.ingest(server.runtime, Auditor(server.runtime.audit, SYSTEM_ACTOR), "acme",
+                   [map_order(validate_order(order)) for order in made])
+    return [str(order["AmazonOrderId"]) for order in made]
+
+
+def _body(**fields: object) -> dict[str, object]:
+    return {"tenant": "acme", "requested_by": "Amazon DSR ticket 4711", **fields}
+
+
+def test_an_order_is_filed_executed_and_gone(server: Server, officer: str,
+                                             orders: list[str]) -> None:
+    reader = server.create_service(server.admin_token(), "deletion-api reader",
+                                   [{"role": "analyst", "tenant": "acme"}])
+    with server.client(officer) as client:
+        filed = client.post("/deletion-requests", json=_body(
+            scope="order", amazon_order_id=orders[3], received_at="2026-01-01T00:00:00Z"))
+        assert filed.status_code == 201, filed.text
+        request = filed.json()
+        assert (request["status"], request["scope"], request["return"]) == (
+            "pending", "order", False)
+        assert datetime.fromisoformat(request["deadline"]) - datetime.fromisoformat(
+            request["received_at"]) == timedelta(hours=72)
+        assert client.get(f"/deletion-requests/{request['id']}").json()["id"] == request["id"]
+        done = client.post(f"/deletion-requests/{request['id']}/execute")
+        assert done.status_code == 200, done.text
+        assert done.json()["step"] == "verified"
+        again = client.post(f"/deletion-requests/{request['id']}/execute")
+        assert again.json() == done.json()
+        cancel = client.post(f"/deletion-requests/{request['id']}/cancel")
+        assert cancel.status_code == 409 and cancel.json()["error"]["code"] == "deletion_state"
+    with server.client(reader) as client:
+        assert client.get(f"/tenants/acme/orders/{orders[3]}").status_code == 404
+        assert client.get(f"/tenants/acme/orders/{orders[2]}").status_code == 200
+
+
+def test_a_buyer_request_names_a_pseudonym_never_the_email(server: Server, officer: str,
+                                                           orders: list[str]) -> None:
+    with server.client(officer) as client:
+        filed = client.post("/deletion-requests", json=_body(scope="buyer", buyer_email=EMAIL))
+        assert filed.status_code == 201
+        assert filed.json()["buyer"].startswith("byr_") and EMAIL not in filed.text
+        listed = client.get("/deletion-requests", params={"status": "pending"})
+        assert filed.json()["id"] in {r["id"] for r in listed.json()["deletion_requests"]}
+        cancelled = client.post(f"/deletion-requests/{filed.json()['id']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        log = client.get("/audit/events", params={"action": "deletions:create"})
+    assert EMAIL not in log.text and "erasable" not in log.text
+
+
+@pytest.mark.parametrize("body", [
+    _body(scope="order"),
+    _body(scope="buyer"),
+    _body(scope="tenant", buyer_email=EMAIL),
+    _body(scope="everything"),
+    _body(scope="tenant", tenant="Not A Tenant"),
+    _body(scope="tenant", requested_by=""),
+    _body(scope="tenant", received_at="2026-01-01T00:00:00"),  # no zone
+    _body(scope="tenant", received_at="2099-01-01T00:00:00Z"),  # the future
+    _body(scope="tenant", extra="field"),
+    _body(scope="tenant", **{"return": "yes"}),
+])
+def test_a_bad_request_is_422_and_files_nothing(server: Server, officer: str,
+                                                orders: list[str], body: dict[str, object],
+                                                ) -> None:
+    with server.client(officer) as client:
+        before = client.get("/deletion-requests").json()["deletion_requests"]
+        answer = client.post("/deletion-requests", json=body)
+        assert answer.status_code == 422, answer.text
+        assert EMAIL not in answer.text
+        assert client.get("/deletion-requests").json()["deletion_requests"] == before
+
+
+def test_what_is_not_held_is_404(server: Server, officer: str, orders: list[str]) -> None:
+    with server.client(officer) as client:
+        assert client.post("/deletion-requests", json=_body(
+            scope="order", amazon_order_id="902-9999999-9999999")).status_code == 404
+        assert client.post("/deletion-requests", json=_body(
+            scope="tenant", tenant="globex")).status_code == 404
+        assert client.get("/deletion-requests/del_000000000000000000000000").status_code == 404
+        assert client.post(
+            "/deletion-requests/del_000000000000000000000000/execute").status_code == 404
+        assert client.get("/deletion-requests/not-a-request").status_code == 422
+
+
+@pytest.mark.parametrize(("role", "tenant"), [("admin", "*"), ("operator", "*"),
+                                              ("analyst", "acme"), ("ingest", "acme")])
+def test_no_other_role_files_or_executes(server: Server, orders: list[str], role: str,
+                                         tenant: str) -> None:
+    """(Every role against every route, pii-reader included: tests/web/test_role_matrix.)"""
+    caller = server.create_service(server.admin_token(), f"no deleter {role}",
+                                   [{"role": role, "tenant": tenant}])
+    with server.client(caller) as client:
+        assert client.post("/deletion-requests",
+                           json=_body(scope="tenant")).status_code == 403
+        assert client.get("/deletion-requests").status_code == 403
+        assert client.post(
+            "/deletion-requests/del_000000000000000000000000/execute").status_code == 403
+
+
+def test_an_auditor_reads_the_register_and_changes_nothing(server: Server,
+                                                           orders: list[str]) -> None:
+    auditor = server.create_service(server.admin_token(), "deletion auditor",
+                                    [{"role": "auditor", "tenant": "*"}])
+    with server.client(auditor) as client:
+        assert client.get("/deletion-requests").status_code == 200
+        assert client.post("/deletion-requests", json=_body(scope="tenant")).status_code == 403
+        assert client.post(
+            "/deletion-requests/del_000000000000000000000000/cancel").status_code == 403
+
+
+def test_the_cli_files_lists_and_executes_with_the_email_on_stdin(
+        server: Server, officer: str, orders: list[str], tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=officer + "\n").code == 0
+    filed = cli.invoke("deletions", "file", "--scope", "buyer", "--tenant", "acme",
+                       "--requested-by", "ticket 99", "--buyer-email-stdin", "--json",
+                       stdin=EMAIL + "\n")
+    assert filed.code == 0, filed
+    request = filed.json()
+    assert request["scope"] == "buyer" and EMAIL not in filed.output
+    listed = cli.invoke("deletions", "list", "--status", "pending")
+    assert listed.code == 0 and request["id"] in listed.stdout
+    done = cli.invoke("deletions", "execute", request["id"])
+    assert done.code == 0 and f"Request {request['id']} is executing (step verified)" in \
+        done.stdout
+    shown = cli.invoke("deletions", "show", request["id"], "--json")
+    assert shown.json()["orders"] == 2
+    again = cli.invoke("deletions", "cancel", request["id"])
+    assert again.code == 1 and "deletion_state" in again.stderr
+    no_email = cli.invoke("deletions", "file", "--scope", "buyer", "--tenant", "acme",
+                          "--requested-by", "ticket 99", "--buyer-email-stdin", stdin="")
+    assert no_email.code == 1 and "standard input" in no_email.stderr
