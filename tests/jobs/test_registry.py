@@ -20,6 +20,7 @@ from sellervault.accounts import service as accounts
 from sellervault.accounts.models import SessionRow
 from sellervault.audit import checkpoints, retention, reviews
 from sellervault.clock import ManualClock
+from sellervault.deletion import deadlines
 from sellervault.jobs.registry import (
     AUDIT_CHECKPOINT,
     JOBS,
@@ -78,7 +79,8 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
     say so); inactivity and key expiry hourly; alert notifications every 15 seconds."""
     assert JOBS.names == ["audit-checkpoint", "sessions-purge", "account-end-dates",
                           "inactive-accounts", "api-key-expiry", "audit-retention",
-                          "audit-review-reminder", "canaries-refresh", "alert-notifications"]
+                          "audit-review-reminder", "canaries-refresh", "deletion-deadlines",
+                          "alert-notifications"]
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
@@ -91,6 +93,7 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
         (timedelta(days=1), retention.remove_expired),
         (timedelta(days=1), reviews.remind),
         (timedelta(days=1), records.refresh_canaries),
+        (timedelta(minutes=5), deadlines.warn),
         (timedelta(seconds=15), notifications.deliver_due)]
 
 

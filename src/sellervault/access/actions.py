@@ -86,6 +86,7 @@ class Action(StrEnum):
     DELETIONS_DELETE_ROWS = "deletions:delete-rows"  # the scope's rows and index entries
     DELETIONS_VERIFY = "deletions:verify"  # nothing of the scope answers or decrypts
     DELETIONS_COMPLETE = "deletions:complete"  # done, with its certificate
+    DELETIONS_DUE = "deletions:due"  # a deadline warning (24, 8, 1 hours left) or overdue
     # Periodic jobs (sellervault.jobs): a run, by the scheduler or by hand; the schedule read.
     JOBS_RUN = "jobs:run"
     JOBS_LIST = "jobs:list"

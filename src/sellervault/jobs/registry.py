@@ -20,6 +20,7 @@ from datetime import timedelta
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.audit import checkpoints, retention, reviews
+from sellervault.deletion import deadlines
 from sellervault.notifications import service as notifications
 from sellervault.records import service as records
 from sellervault.runtime import Runtime
@@ -122,6 +123,12 @@ CANARIES_REFRESH = Job(
     "moves every tenant's canary orders' dates forward (and seeds them where a tenant has "
     "none); its count is the canaries written")
 
+DELETION_DEADLINES = Job(
+    "deletion-deadlines", timedelta(minutes=5), deadlines.warn,
+    "raises a deletion-deadline alert when a deletion request not yet done has 24, 8 and 1 "
+    "hours left, and deletion-overdue when its deadline passes; its count is the alerts "
+    "raised")
+
 ALERT_NOTIFICATIONS = Job(
     "alert-notifications", timedelta(seconds=15), notifications.deliver_due,
     "sends due alert notifications (webhook, e-mail), retrying failures with backoff; its "
@@ -129,5 +136,5 @@ ALERT_NOTIFICATIONS = Job(
 
 JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
                  API_KEY_EXPIRY, AUDIT_RETENTION, AUDIT_REVIEW_REMINDER, CANARIES_REFRESH,
-                 ALERT_NOTIFICATIONS])
+                 DELETION_DEADLINES, ALERT_NOTIFICATIONS])
 """What ``serve`` runs and ``sellervault jobs`` knows."""
