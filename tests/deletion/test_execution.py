@@ -5,6 +5,10 @@ and everything else still does."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from sellervault.config import Settings
 from sellervault.crypto.errors import TenantKeysDestroyedError
 from sellervault.deletion import execution, requests
 from sellervault.records import service as records
@@ -168,3 +173,35 @@ def test_no_byte_of_an_erased_order_is_left_in_the_sqlite_files(runtime: Runtime
     written = b"".join(path.read_bytes() for path in data.glob("sellervault.db*"))
     for secret in secrets:  # (the order id itself stays: the register names it)
         assert secret is not None and secret not in written
+
+
+def test_an_execution_killed_at_any_commit_finishes_when_run_again(
+        runtime: Runtime, settings: Settings) -> None:
+    """A real process, SIGKILLed just before its 1st, 2nd, ... commit (that transaction
+    lost, every one before it kept: a crash anywhere between two commits looks the same),
+    then the execution run again here: every time the scope is gone, the rest intact, and
+    each step recorded exactly once."""
+    ingest(runtime, "acme", 30, buyer_email=BUYER_EMAIL)
+    others = ingest(runtime, "acme", 2, start=500)
+    environment = {**os.environ, "SELLERVAULT_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url is not None:
+        environment["SELLERVAULT_DATABASE_URL"] = settings.database_url.get_secret_value()
+    killed_at = 0
+    for at in range(1, 40):
+        filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.deletion.killed_execution", filed.id, str(at)],
+            env=environment, capture_output=True, text=True, timeout=120,
+            cwd=Path(__file__).resolve().parents[2])
+        assert child.returncode in (0, -signal.SIGKILL), child.stderr
+        done = _execute(runtime, filed.id)
+        assert done.step == execution.VERIFIED, at
+        mine = [e.action for e in events(runtime) if e.target_id == filed.id]
+        assert mine == ["deletions:create", *STEP_EVENTS], (at, mine)
+        assert {r.amazon_order_id for r in _rows(runtime, "acme") if not r.is_canary} == {
+            o["AmazonOrderId"] for o in others}
+        if child.returncode == 0:
+            break  # it finished before this commit: every point has been tried
+        killed_at = at
+        ingest(runtime, "acme", 3, start=100 + 10 * at, buyer_email=BUYER_EMAIL)  # again
+    assert killed_at >= 8  # (begin, destroy, the batches, each step's move: all tried)
