@@ -31,6 +31,7 @@ from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.crypto.pseudonyms import PSEUDONYM_KEY
 from sellervault.crypto.tls_identity import generate_self_signed
+from sellervault.deletion import retention as order_retention
 from sellervault.jobs.registry import JOBS
 from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.monitoring import detectors
@@ -266,6 +267,15 @@ def run_job(settings: Settings, name: str, attempts: int | None = None) -> RunRe
     runtime = open_watched_runtime(settings)
     try:
         return Runner(runtime, JOBS, cli_actor(), attempts=attempts).run_now(name)
+    finally:
+        runtime.close()
+
+
+def preview_retention(settings: Settings) -> order_retention.RetentionReport:
+    """What the ``order-retention`` job would remove now (changing nothing)."""
+    runtime = open_watched_runtime(settings)
+    try:
+        return order_retention.run(runtime, dry_run=True)
     finally:
         runtime.close()
 

@@ -443,6 +443,7 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
         ["inactive-accounts", "1h", "never", "-"], ["api-key-expiry", "1h", "never", "-"],
         ["audit-retention", "1d", "never", "-"], ["audit-review-reminder", "1d", "never", "-"],
         ["canaries-refresh", "1d", "never", "-"], ["deletion-deadlines", "5m", "never", "-"],
+        ["order-retention", "1d", "never", "-"],
         ["alert-notifications", "15s", "never", "-"]]
 
     add_session_ended_days_ago(settings, initialized, days=2)
@@ -460,9 +461,9 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
     assert abs(datetime.fromisoformat(state["next_due_at"]) - finished
                - timedelta(hours=1)) < timedelta(minutes=1)  # the run by hand was the hour's
     assert jobs_events(settings) == [
-        ("jobs:list", "cli", "success", None, 10, None),
+        ("jobs:list", "cli", "success", None, 11, None),
         ("jobs:run", "cli", "success", "sessions-purge", 1, None),
-        ("jobs:list", "cli", "success", None, 10, None),
+        ("jobs:list", "cli", "success", None, 11, None),
     ]
 
 
@@ -518,3 +519,27 @@ def test_an_unknown_job_is_refused_without_being_echoed(
     assert result.code == 2, result
     assert "no job has that name (sellervault jobs list)" in result.stderr
     assert "pat.buyer" not in result.output
+
+
+def test_retention_run_dry_run_counts_and_changes_nothing(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    from sellervault.audit.auditor import Auditor
+    from sellervault.records import service as records
+    from sellervault.records.spapi import map_order, validate_order
+    from sellervault.records.synthetic import synthetic_orders
+
+    runtime = bootstrap.open_runtime(settings)
+    try:  # synthetic orders shipped in January 2026: their PII is past its 30 days
+        records.ingest(runtime, Auditor(runtime.audit, bootstrap.cli_actor()), "acme",
+                       [map_order(validate_order(o)) for o in synthetic_orders(3)])
+    finally:
+        runtime.close()
+    args, env = ("--data-dir", settings.data_dir), database_env(settings)
+    preview = cli.run("retention", "run", "--dry-run", "--json", *args, env=env)
+    assert preview.code == 0, preview
+    assert preview.json() == {"pii_removed": 3, "orders_removed": 0, "held": 0,
+                              "without_pii_expiry": 0, "dry_run": True}
+    again = cli.run("retention", "run", "--dry-run", *args, env=env)
+    assert "would erase the buyer PII of 3 order(s)" in again.stdout  # nothing changed
+    ran = cli.run("retention", "run", *args, env=env)
+    assert ran.code == 0 and ran.stdout.strip() == "job order-retention: success, count 3"

@@ -21,6 +21,7 @@ from sellervault.accounts.models import SessionRow
 from sellervault.audit import checkpoints, retention, reviews
 from sellervault.clock import ManualClock
 from sellervault.deletion import deadlines
+from sellervault.deletion import retention as order_retention
 from sellervault.jobs.registry import (
     AUDIT_CHECKPOINT,
     JOBS,
@@ -80,7 +81,7 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
     assert JOBS.names == ["audit-checkpoint", "sessions-purge", "account-end-dates",
                           "inactive-accounts", "api-key-expiry", "audit-retention",
                           "audit-review-reminder", "canaries-refresh", "deletion-deadlines",
-                          "alert-notifications"]
+                          "order-retention", "alert-notifications"]
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
@@ -94,6 +95,7 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
         (timedelta(days=1), reviews.remind),
         (timedelta(days=1), records.refresh_canaries),
         (timedelta(minutes=5), deadlines.warn),
+        (timedelta(days=1), order_retention.remove_expired),
         (timedelta(seconds=15), notifications.deliver_due)]
 
 

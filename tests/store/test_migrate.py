@@ -24,6 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sellervault.access.actions import Action
 from sellervault.accounts.identity import mailbox
 from sellervault.accounts.models import Account
+from sellervault.records import service as records
+from sellervault.records.spapi import map_order, validate_order
+from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import make_engine
@@ -196,3 +199,23 @@ def test_0015_downgrade_is_refused_once_events_name_a_buyer(runtime: Runtime) ->
         migrate.downgrade(engine, "0014")
     assert "buyer" in {c["name"] for c in inspect(engine).get_columns("security_events")}
     assert verification.verify(runtime.store, runtime.keyring).ok
+
+
+def test_0020_computes_every_orders_lifetimes_as_ingest_does(runtime: Runtime) -> None:
+    """Orders stored before 0020 get the PII and order expiries an ingest would give them
+    (downgraded to 0019, their columns gone, then upgraded again)."""
+    orders = [map_order(validate_order(o)) for o in synthetic_orders(5)]
+    orders[0].clear.pop("LatestShipDate")  # no date: no PII expiry yet
+    with runtime.store.transaction() as session:
+        records.store_orders(session, runtime.keyring, "acme", orders, runtime.clock.now())
+    engine = runtime.store.engine
+    with engine.connect() as connection:
+        query = text("SELECT amazon_order_id, pii_expires_at, expires_at FROM orders "
+                     "ORDER BY amazon_order_id")
+        stored = connection.execute(query).all()
+    assert stored[0][1] is None and all(row[1] is not None for row in stored[1:])
+    migrate.downgrade(engine, "0019")
+    assert "pii_expires_at" not in {c["name"] for c in inspect(engine).get_columns("orders")}
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.execute(query).all() == stored

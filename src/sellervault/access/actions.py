@@ -87,6 +87,12 @@ class Action(StrEnum):
     DELETIONS_VERIFY = "deletions:verify"  # nothing of the scope answers or decrypts
     DELETIONS_COMPLETE = "deletions:complete"  # done, with its certificate
     DELETIONS_DUE = "deletions:due"  # a deadline warning (24, 8, 1 hours left) or overdue
+    # Retention from the order's life (deletion.retention) and legal holds (deletion.holds).
+    RETENTION_REMOVE_PII = "retention:remove-pii"  # buyer PII past 30 days after delivery
+    RETENTION_REMOVE_ORDERS = "retention:remove-orders"  # orders past 18 months
+    HOLDS_PLACE = "holds:place"
+    HOLDS_LIST = "holds:list"
+    HOLDS_RELEASE = "holds:release"
     # Periodic jobs (sellervault.jobs): a run, by the scheduler or by hand; the schedule read.
     JOBS_RUN = "jobs:run"
     JOBS_LIST = "jobs:list"

@@ -46,6 +46,7 @@ class TargetType(StrEnum):
     TENANT_KEY = "tenant-key"
     SYSTEM_KEY = "system-key"  # by its name (``security-log``), never the key
     DELETION_REQUEST = "deletion-request"
+    LEGAL_HOLD = "legal-hold"
     JOB = "job"
     TENANT = "tenant"
     PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)

@@ -377,6 +377,44 @@ def jobs_run(
                "recorded as a jobs:run error event")
 
 
+retention_app = typer.Typer(no_args_is_help=True, help=(
+    "Retention from the order's life (on the data directory): buyer PII erased 30 days "
+    "after delivery (or shipment), orders removed 18 months after purchase, except under a "
+    "legal hold. The order-retention job does it daily."))
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run(
+    data_dir: DataDir = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=(
+        "Say what would go, and change nothing."))] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Run the order-retention job now (as `jobs run order-retention`), or with --dry-run
+    count what it would erase and remove, what legal holds keep, and the orders whose PII has
+    no expiry yet (no delivery or ship date)."""
+    settings = settings_for(data_dir)
+    if not dry_run:
+        jobs_run("order-retention", data_dir)
+        return
+    try:
+        report = bootstrap.preview_retention(settings)
+    except (bootstrap.BootstrapError, KeyFileError, LogError) as exc:
+        raise fail(str(exc), 2) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc), 2) from None
+    counts = {"pii_removed": report.pii_removed, "orders_removed": report.orders_removed,
+              "held": report.held, "without_pii_expiry": report.without_pii_expiry}
+    if as_json:
+        print(json.dumps({**counts, "dry_run": True}))
+        return
+    console.print(f"would erase the buyer PII of {report.pii_removed} order(s) and remove "
+                  f"{report.orders_removed} order(s); {report.held} kept by a legal hold; "
+                  f"{report.without_pii_expiry} with no delivery or ship date yet",
+                  highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -71,3 +71,22 @@ class CertificateRow(Base):
     document: Mapped[str] = mapped_column(Text)
     signature: Mapped[str] = mapped_column(String(128))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LegalHold(Base):
+    """A legal hold on one order: retention leaves it alone until ``held_until`` (the order's
+    ``held_until`` says so to the retention run; this row says why and who). Released early
+    by ``released_*``; one row per hold placed, kept as the record."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (Index("ix_legal_holds_order", "tenant_id", "amazon_order_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    amazon_order_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(500))
+    held_by: Mapped[str] = mapped_column(String(32))
+    held_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_by: Mapped[str | None] = mapped_column(String(32))
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -21,6 +21,7 @@ from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.audit import checkpoints, retention, reviews
 from sellervault.deletion import deadlines
+from sellervault.deletion import retention as order_retention
 from sellervault.notifications import service as notifications
 from sellervault.records import service as records
 from sellervault.runtime import Runtime
@@ -129,6 +130,11 @@ DELETION_DEADLINES = Job(
     "hours left, and deletion-overdue when its deadline passes; its count is the alerts "
     "raised")
 
+ORDER_RETENTION = Job(
+    "order-retention", timedelta(days=1), order_retention.remove_expired,
+    "erases buyer PII 30 days after delivery (or shipment) and removes orders 18 months "
+    "after purchase, except those under a legal hold; its count is the orders changed")
+
 ALERT_NOTIFICATIONS = Job(
     "alert-notifications", timedelta(seconds=15), notifications.deliver_due,
     "sends due alert notifications (webhook, e-mail), retrying failures with backoff; its "
@@ -136,5 +142,5 @@ ALERT_NOTIFICATIONS = Job(
 
 JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
                  API_KEY_EXPIRY, AUDIT_RETENTION, AUDIT_REVIEW_REMINDER, CANARIES_REFRESH,
-                 DELETION_DEADLINES, ALERT_NOTIFICATIONS])
+                 DELETION_DEADLINES, ORDER_RETENTION, ALERT_NOTIFICATIONS])
 """What ``serve`` runs and ``sellervault jobs`` knows."""

@@ -1,7 +1,8 @@
-"""The records side of a deletion (``deletion.execution``): which orders a scope holds, and
-removing their rows. The keys are the key ring's (``Keyring.destroy_data_keys``,
-``destroy_tenant_keys``); this module only finds and deletes rows, in the caller's
-transaction, so a deletion's steps stay one transaction each.
+"""The records side of a deletion (``deletion.execution``) and of retention
+(``deletion.retention``): which orders a scope holds or whose time is up, removing their
+rows or only their PII, and the legal hold that keeps an order from retention. The keys are
+the key ring's (``Keyring.destroy_data_keys``, ``destroy_tenant_keys``); this module only
+finds and changes rows, in the caller's transaction, so each step stays one transaction.
 
 A scope is a tenant's single order (by its marketplace id), a buyer's orders (by the
 tenant's blind-index digest of their email: every order of that email, found without
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -93,3 +95,82 @@ def delete_rows(session: Session, scope: Scope, batch: int = DELETE_BATCH) -> in
         return 0
     session.execute(delete(Order).where(Order.id.in_(ids)))
     return len(ids)
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """An order whose PII (or whole self) retention is to remove."""
+
+    id: str
+    tenant_id: str
+    data_key_id: str
+
+
+def _not_held(now: datetime) -> ColumnElement[bool]:
+    return (Order.held_until.is_(None) | (Order.held_until <= now)) & Order.is_canary.is_(False)
+
+
+def pii_expired(session: Session, now: datetime, limit: int = DELETE_BATCH) -> list[Expiring]:
+    """Orders whose buyer PII is past its expiry, not removed yet, not held (canaries never:
+    they are re-dated, and hold no one's data)."""
+    rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id).where(
+        Order.pii_expires_at <= now, Order.pii_removed_at.is_(None), _not_held(now))
+        .order_by(Order.pii_expires_at).limit(limit)).all()
+    return [Expiring(*row) for row in rows]
+
+
+def orders_expired(session: Session, now: datetime,
+                   limit: int = DELETE_BATCH) -> list[Expiring]:
+    """Orders past their 18 months, not held."""
+    rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id).where(
+        Order.expires_at <= now, _not_held(now)).order_by(Order.expires_at).limit(limit)).all()
+    return [Expiring(*row) for row in rows]
+
+
+def remove_pii(session: Session, order_ids: Sequence[str], now: datetime) -> int:
+    """Drop the orders' sealed PII records and blind-index entries (their data keys are the
+    caller's to destroy, in the same transaction); the order data stays."""
+    if not order_ids:
+        return 0
+    result = session.execute(update(Order).where(Order.id.in_(list(order_ids))).values(
+        buyer_ct=None, address_ct=None, email_bidx=None, phone_bidx=None, postal_bidx=None,
+        pii_removed_at=now))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_orders(session: Session, order_ids: Sequence[str]) -> int:
+    if not order_ids:
+        return 0
+    session.execute(delete(Order).where(Order.id.in_(list(order_ids))))
+    return len(order_ids)
+
+
+def count_held(session: Session, now: datetime) -> int:
+    """Orders retention would remove something of now, but a legal hold keeps."""
+    return session.scalar(select(func.count()).select_from(Order).where(
+        Order.held_until > now, Order.is_canary.is_(False),
+        (Order.expires_at <= now) | ((Order.pii_expires_at <= now)
+                                      & Order.pii_removed_at.is_(None)))) or 0
+
+
+def count_without_pii_expiry(session: Session) -> int:
+    """Orders holding PII with no delivery or ship date yet (kept until one comes)."""
+    return session.scalar(select(func.count()).select_from(Order).where(
+        Order.pii_expires_at.is_(None), Order.pii_removed_at.is_(None),
+        Order.is_canary.is_(False))) or 0
+
+
+def lock_order(session: Session, tenant_id: str, amazon_order_id: str) -> bool:
+    """Lock the order's row until the transaction ends (PostgreSQL; SQLite's writers take
+    turns already): two changes of its hold at once are one after the other, each seeing
+    the other's hold. Whether there is such an order."""
+    return session.execute(select(Order.id).where(Scope(tenant_id, amazon_order_id).where())
+                           .with_for_update()).first() is not None
+
+
+def hold(session: Session, tenant_id: str, amazon_order_id: str,
+         until: datetime | None) -> bool:
+    """Set the order's legal hold (None: released); whether there is such an order."""
+    result = session.execute(update(Order).where(Scope(tenant_id, amazon_order_id).where())
+                             .values(held_until=until))
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]

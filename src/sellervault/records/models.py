@@ -23,6 +23,9 @@ class Order(Base):
         Index("ix_orders_email_bidx", "email_bidx"),
         Index("ix_orders_phone_bidx", "phone_bidx"),
         Index("ix_orders_postal_bidx", "postal_bidx"),
+        # What the retention run looks for (records.lifetimes, deletion.retention).
+        Index("ix_orders_pii_expires_at", "pii_expires_at"),
+        Index("ix_orders_expires_at", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -42,3 +45,11 @@ class Order(Base):
     is_canary: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    pii_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When its buyer PII goes (``records.lifetimes``); None: no delivery or ship date yet."""
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When the order goes (18 months after its purchase)."""
+    pii_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When retention erased its PII (its data key destroyed; the order data kept)."""
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """A legal hold (``deletion.holds``): retention leaves the order alone until then."""

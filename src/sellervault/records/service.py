@@ -37,7 +37,7 @@ from sellervault.crypto.keyring import (
 )
 from sellervault.crypto.keystore import join_data_key
 from sellervault.crypto.pseudonyms import PSEUDONYM_KEY, BuyerPseudonyms
-from sellervault.records import canaries
+from sellervault.records import canaries, lifetimes
 from sellervault.records.canaries import CANARY_SEED_KEY
 from sellervault.records.errors import (
     OrderErasedError,
@@ -160,7 +160,15 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
         "phone_bidx": index.digest(PHONE, order.buyer_phone) if order.buyer_phone else None,
         "postal_bidx": index.digest(POSTAL, order.postal_code) if order.postal_code else None,
         "is_canary": is_canary,
+        "pii_expires_at": lifetimes.pii_expiry(order.clear),
+        "expires_at": lifetimes.order_expiry(order.purchase_date),
+        "pii_removed_at": None,
+        "held_until": None,
     }
+
+
+_KEPT_ON_UPDATE = ("is_canary", "pii_removed_at", "held_until")
+"""What a re-sent order never changes: its canary flag, its retention and legal hold."""
 
 
 def store_orders(session: Session, keyring: Keyring, tenant_id: str,
@@ -204,7 +212,8 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
         for amazon_id, (order_id, data_key_id) in existing.items():
             values = _row_values(tenant_id, order_id, data_key_id, ciphers[data_key_id], index,
                                  latest[amazon_id], canary)
-            del values["is_canary"]  # a re-sent order never gains or loses its canary flag
+            for kept in _KEPT_ON_UPDATE:
+                del values[kept]
             values["updated_at"] = now
             updates.append(values)
         session.execute(update(Order), updates)  # ORM bulk UPDATE by primary key

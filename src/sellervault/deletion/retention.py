@@ -1,0 +1,88 @@
+"""Retention from the order's life (CONTROLS.md row R1; ``records.lifetimes``): the
+``order-retention`` job erases buyer PII 30 days after delivery (the order's data key
+destroyed, its sealed records and blind-index entries dropped, the order data kept) and
+removes orders 18 months after purchase, except what a legal hold keeps
+(``deletion.holds``). A batch per transaction; each run one event per kind of removal with
+its count. ``run(dry_run=True)`` changes nothing and says what would go."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from sellervault.access.actions import Action
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
+from sellervault.records import erasure
+from sellervault.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    pii_removed: int
+    """Orders whose buyer PII was erased (would be, in a dry run)."""
+    orders_removed: int
+    held: int
+    """Orders a legal hold kept from retention."""
+    without_pii_expiry: int
+    """Orders holding PII with no delivery or ship date yet."""
+    dry_run: bool
+
+
+def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
+    now = rt.clock.now()
+    with rt.store.transaction() as session:
+        held = erasure.count_held(session, now)
+        undated = erasure.count_without_pii_expiry(session)
+    if dry_run:
+        with rt.store.transaction() as session:
+            return RetentionReport(len(_all(session, now, erasure.pii_expired)),
+                                   len(_all(session, now, erasure.orders_expired)), held,
+                                   undated, dry_run=True)
+    orders = _in_batches(rt, now, erasure.orders_expired, erasure.delete_orders,
+                         Action.RETENTION_REMOVE_ORDERS)
+    pii = _in_batches(rt, now, erasure.pii_expired,
+                      lambda session, ids: erasure.remove_pii(session, ids, now),
+                      Action.RETENTION_REMOVE_PII)
+    return RetentionReport(pii, orders, held, undated, dry_run=False)
+
+
+def remove_expired(rt: Runtime) -> int:
+    """The ``order-retention`` job: the PII erased and the orders removed."""
+    report = run(rt)
+    return report.pii_removed + report.orders_removed
+
+
+Finder = Callable[[Session, datetime, int], list[erasure.Expiring]]
+
+
+def _all(session: Session, now: datetime, find: Finder) -> list[erasure.Expiring]:
+    return find(session, now, 1 << 30)
+
+
+def _in_batches(rt: Runtime, now: datetime, find: Finder,
+                remove: Callable[[Session, Sequence[str]], int], action: Action) -> int:
+    """Each batch: its orders' data keys destroyed, then the rows changed, one transaction;
+    one event with the total (and none when nothing went)."""
+    total = 0
+    while True:
+        with rt.store.transaction() as session:
+            batch = find(session, now, erasure.DELETE_BATCH)
+            by_tenant: dict[str, list[str]] = defaultdict(list)
+            for order in batch:
+                by_tenant[order.tenant_id].append(order.data_key_id)
+            for tenant_id, key_ids in by_tenant.items():
+                rt.keyring.destroy_data_keys(session, tenant_id, key_ids)
+            remove(session, [order.id for order in batch])
+        total += len(batch)
+        if len(batch) < erasure.DELETE_BATCH:
+            break
+    if total:
+        with rt.store.transaction() as session:
+            Auditor(rt.audit, SYSTEM_ACTOR).record(
+                session, action, Outcome.SUCCESS, target_type=TargetType.ORDER, count=total)
+    return total

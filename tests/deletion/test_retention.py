@@ -1,0 +1,230 @@
+"""deletion.retention and deletion.holds, on the injected clock: buyer PII is erased 30 days
+after delivery (after shipment when no delivery date is known) and not a second earlier, a
+later update of the order moves that, orders go 18 months after purchase, canaries never,
+a legal hold outlives both until it ends or is released; a dry run changes nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import Actor, Channel
+from sellervault.clock import ManualClock
+from sellervault.deletion import holds, retention
+from sellervault.deletion.errors import (
+    DeletionScopeNotFoundError,
+    DeletionStateError,
+    InvalidDeletionRequestError,
+)
+from sellervault.records import service as records
+from sellervault.records.errors import OrderErasedError, OrderNotFoundError
+from sellervault.records.models import Order
+from sellervault.records.spapi import map_order, validate_order
+from sellervault.records.synthetic import synthetic_order
+from sellervault.runtime import Runtime
+from tests.deletion.helpers import OFFICER, events, officer
+
+DAY = timedelta(days=1)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _order(index: int, purchased: datetime, shipped: datetime | None = None,
+           delivered: datetime | None = None) -> dict[str, Any]:
+    order = synthetic_order(index)
+    order.update(PurchaseDate=_iso(purchased), LastUpdateDate=_iso(purchased))
+    order.pop("LatestShipDate", None)
+    order.pop("EarliestShipDate", None)
+    if shipped is not None:
+        order["LatestShipDate"] = _iso(shipped)
+    if delivered is not None:
+        order["LatestDeliveryDate"] = _iso(delivered)
+    return order
+
+
+def _start(clock: ManualClock) -> datetime:
+    """Now, on a whole second (the orders' dates are written to the second)."""
+    clock.set(clock.now().replace(microsecond=0) + timedelta(seconds=1))
+    return clock.now()
+
+
+def _ingest(runtime: Runtime, *orders: dict[str, Any]) -> None:
+    records.ingest(runtime, Auditor(runtime.audit, Actor(Channel.API, actor_id="acc_ingest")),
+                   "acme", [map_order(validate_order(order)) for order in orders])
+
+
+def _reveal(runtime: Runtime, order_id: str) -> dict[str, Any]:
+    revealed: dict[str, Any] = runtime.store.call(records.reveal, runtime, officer(runtime),
+                                                  "acme", order_id, "fulfillment")
+    return revealed
+
+
+def _state(runtime: Runtime, index: int) -> str:
+    """present (PII readable), erased (order kept, PII gone) or gone."""
+    order_id = synthetic_order(index)["AmazonOrderId"]
+    try:
+        _reveal(runtime, order_id)
+    except OrderErasedError:
+        masked = runtime.store.call(records.read_masked, runtime, officer(runtime), "acme",
+                                    order_id)
+        assert masked["AmazonOrderId"] == order_id  # the order data stays
+        return "erased"
+    except OrderNotFoundError:
+        return "gone"
+    return "present"
+
+
+def test_pii_goes_30_days_after_delivery_or_shipment_and_not_a_second_earlier(
+        runtime: Runtime, clock: ManualClock) -> None:
+    now = _start(clock)
+    _ingest(runtime, _order(1, now, shipped=now + DAY, delivered=now + 5 * DAY),
+            _order(2, now, shipped=now + 10 * DAY))
+    clock.set(now + 35 * DAY - timedelta(seconds=1))
+    assert retention.run(runtime).pii_removed == 0
+    assert [_state(runtime, i) for i in (1, 2)] == ["present", "present"]
+    clock.advance(1)  # 30 days after order 1's delivery
+    assert retention.run(runtime).pii_removed == 1
+    assert [_state(runtime, i) for i in (1, 2)] == ["erased", "present"]
+    clock.set(now + 40 * DAY)  # 30 days after order 2's shipment (no delivery date)
+    assert retention.run(runtime).pii_removed == 1
+    assert _state(runtime, 2) == "erased"
+    with runtime.store.transaction() as session:
+        erased = session.scalars(select(Order).where(Order.is_canary.is_(False))).all()
+        assert {(o.buyer_ct, o.address_ct, o.email_bidx, o.phone_bidx) for o in erased} == {
+            (None, None, None, None)}
+        assert runtime.keyring.data_keys_held(session, "acme",
+                                              [o.data_key_id for o in erased]) == 0
+    assert [e.count for e in events(runtime, "retention:")] == [1, 1]
+
+
+def test_a_later_update_moves_the_pii_expiry(runtime: Runtime, clock: ManualClock) -> None:
+    now = _start(clock)
+    _ingest(runtime, _order(3, now, shipped=now + DAY))
+    _ingest(runtime, _order(3, now, shipped=now + DAY, delivered=now + 20 * DAY))  # re-sent
+    clock.set(now + 40 * DAY)
+    assert retention.run(runtime).pii_removed == 0  # 30 days after the new delivery date
+    clock.set(now + 50 * DAY)
+    assert retention.run(runtime).pii_removed == 1
+
+
+def test_an_order_without_dates_keeps_its_pii_and_is_counted(runtime: Runtime,
+                                                             clock: ManualClock) -> None:
+    _ingest(runtime, _order(4, _start(clock)))
+    clock.advance(400 * DAY)
+    report = retention.run(runtime)
+    assert (report.pii_removed, report.without_pii_expiry) == (0, 1)
+    assert _state(runtime, 4) == "present"
+
+
+def test_orders_go_18_months_after_purchase_canaries_never(runtime: Runtime,
+                                                           clock: ManualClock) -> None:
+    purchased = datetime.fromisoformat("2026-08-31T10:00:00+00:00")
+    clock.set(max(clock.now(), purchased))
+    _ingest(runtime, _order(5, purchased, shipped=purchased + DAY))
+    clock.set(datetime.fromisoformat("2028-02-29T09:59:59+00:00"))  # 18 months: Feb's last
+    assert retention.run(runtime).orders_removed == 0
+    clock.advance(1)
+    assert retention.run(runtime).orders_removed == 1
+    assert _state(runtime, 5) == "gone"
+    with runtime.store.transaction() as session:
+        assert len(session.scalars(select(Order).where(Order.is_canary.is_(True))).all()) == \
+            runtime.settings.canaries_per_tenant
+
+
+def test_a_legal_hold_outlives_both_until_it_ends(runtime: Runtime,
+                                                  clock: ManualClock) -> None:
+    now = _start(clock)
+    _ingest(runtime, _order(6, now, shipped=now + DAY), _order(7, now, shipped=now + DAY))
+    hold = holds.place(runtime, officer(runtime), OFFICER, "acme",
+                       synthetic_order(6)["AmazonOrderId"], "litigation 2026-17",
+                       now + 800 * DAY)
+    clock.set(now + 600 * DAY)  # past the PII's 30 days and the order's 18 months
+    report = retention.run(runtime)
+    assert (report.orders_removed, report.held) == (1, 1)
+    assert [_state(runtime, i) for i in (6, 7)] == ["present", "gone"]
+    clock.set(now + 800 * DAY)  # the hold ends
+    assert retention.run(runtime).orders_removed == 1
+    assert _state(runtime, 6) == "gone"
+    assert [e.action for e in events(runtime, "holds:")] == ["holds:place"]
+    assert [h.id for h in holds.list_holds(runtime, officer(runtime))] == [hold.id]
+
+
+def test_a_released_hold_lets_retention_go_on(runtime: Runtime, clock: ManualClock) -> None:
+    now = _start(clock)
+    order_id = synthetic_order(8)["AmazonOrderId"]
+    _ingest(runtime, _order(8, now, shipped=now + DAY))
+    first = holds.place(runtime, officer(runtime), OFFICER, "acme", order_id, "audit",
+                        now + 90 * DAY)
+    later = holds.place(runtime, officer(runtime), OFFICER, "acme", order_id, "tax",
+                        now + 60 * DAY)
+    holds.release(runtime, officer(runtime), OFFICER, first.id)  # the later-ending one
+    clock.set(now + 45 * DAY)
+    assert retention.run(runtime).pii_removed == 0  # "tax" still holds it
+    holds.release(runtime, officer(runtime), OFFICER, later.id)
+    assert retention.run(runtime).pii_removed == 1
+    with pytest.raises(DeletionStateError):
+        holds.release(runtime, officer(runtime), OFFICER, later.id)
+
+
+@pytest.mark.parametrize(("order_id", "reason", "days", "error"), [
+    ("902-9999999-9999999", "audit", 30, DeletionScopeNotFoundError),
+    (None, " ", 30, InvalidDeletionRequestError),
+    (None, "two\nlines", 30, InvalidDeletionRequestError),
+    (None, "audit", -1, InvalidDeletionRequestError),
+    (None, "audit", 3654, InvalidDeletionRequestError),
+])
+def test_a_bad_hold_is_refused_and_records_nothing(
+        runtime: Runtime, clock: ManualClock, order_id: str | None, reason: str, days: int,
+        error: type[Exception]) -> None:
+    _ingest(runtime, _order(9, _start(clock)))
+    with pytest.raises(error):
+        holds.place(runtime, officer(runtime), OFFICER, "acme",
+                    order_id or synthetic_order(9)["AmazonOrderId"], reason,
+                    clock.now() + days * DAY)
+    assert holds.list_holds(runtime, officer(runtime)) == []
+    with runtime.store.transaction() as session:
+        assert session.scalar(select(Order.held_until).where(
+            Order.amazon_order_id == synthetic_order(9)["AmazonOrderId"])) is None
+
+
+def test_two_holds_placed_at_once_keep_the_later_end(runtime: Runtime,
+                                                     clock: ManualClock) -> None:
+    """Each reads the order's holds and writes the latest end: without the order's row
+    locked first, the shorter could overwrite the longer (READ COMMITTED lets both read)."""
+    now = _start(clock)
+    for round_ in range(5):
+        index = 20 + round_
+        order_id = synthetic_order(index)["AmazonOrderId"]
+        _ingest(runtime, _order(index, now))
+        barrier = threading.Barrier(2)
+
+        def place(days: int, b: threading.Barrier = barrier, o: str = order_id) -> None:
+            b.wait()
+            holds.place(runtime, officer(runtime), OFFICER, "acme", o, "race", now + days * DAY)
+
+        threads = [threading.Thread(target=place, args=(days,)) for days in (900, 100)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        with runtime.store.transaction() as session:
+            assert session.scalar(select(Order.held_until).where(
+                Order.amazon_order_id == order_id)) == now + 900 * DAY, round_
+
+
+def test_a_dry_run_says_what_would_go_and_changes_nothing(runtime: Runtime,
+                                                          clock: ManualClock) -> None:
+    now = _start(clock)
+    _ingest(runtime, _order(10, now, shipped=now), _order(11, now, shipped=now))
+    clock.set(now + 600 * DAY)
+    report = retention.run(runtime, dry_run=True)
+    assert (report.pii_removed, report.orders_removed, report.dry_run) == (2, 2, True)
+    assert [_state(runtime, i) for i in (10, 11)] == ["present", "present"]
+    assert events(runtime, "retention:") == []
