@@ -166,3 +166,36 @@ def test_the_cli_files_lists_and_executes_with_the_email_on_stdin(
     no_email = cli.invoke("deletions", "file", "--scope", "buyer", "--tenant", "acme",
                           "--requested-by", "ticket 99", "--buyer-email-stdin", stdin="")
     assert no_email.code == 1 and "standard input" in no_email.stderr
+
+
+def test_a_legal_hold_is_placed_listed_and_released(server: Server, officer: str,
+                                                    orders: list[str], tmp_path: Path) -> None:
+    until = (server.runtime.clock.now() + timedelta(days=400)).isoformat()
+    with server.client(officer) as client:
+        placed = client.post("/legal-holds", json={
+            "tenant": "acme", "amazon_order_id": orders[2], "reason": "case 17",
+            "until": until})
+        assert placed.status_code == 201, placed.text
+        hold = placed.json()
+        assert (hold["amazon_order_id"], hold["reason"], hold["released_at"]) == (
+            orders[2], "case 17", None)
+        assert client.post("/legal-holds", json={
+            "tenant": "acme", "amazon_order_id": "902-9999999-9999999", "reason": "x",
+            "until": until}).status_code == 404
+        assert client.post("/legal-holds", json={
+            "tenant": "acme", "amazon_order_id": orders[2], "reason": "x",
+            "until": "2020-01-01T00:00:00Z"}).status_code == 422
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=officer + "\n").code == 0
+    listed = cli.invoke("holds", "list")
+    assert listed.code == 0 and hold["id"] in listed.stdout and "case 17" in listed.stdout
+    released = cli.invoke("holds", "release", hold["id"], "--json")
+    assert released.code == 0 and released.json()["released_at"] is not None
+    again = cli.invoke("holds", "release", hold["id"])
+    assert again.code == 1 and "deletion_state" in again.stderr
+    auditor = server.create_service(server.admin_token(), "hold auditor",
+                                    [{"role": "auditor", "tenant": "*"}])
+    with server.client(auditor) as client:
+        assert client.get("/legal-holds").status_code == 200
+        assert client.post(f"/legal-holds/{hold['id']}/release").status_code == 403

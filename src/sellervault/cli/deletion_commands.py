@@ -102,5 +102,51 @@ def deletions_execute(request_id: RequestId, as_json: AsJson = False) -> None:
                   highlight=False)
 
 
+holds_app = typer.Typer(no_args_is_help=True, help=(
+    "Legal holds (security officer; `list` also auditor): keep one order from retention "
+    "(PII erasure after delivery, removal after 18 months) until a date, for a reason."))
+
+
+def _print_hold(hold: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(hold))
+        return
+    released = f"  released {hold['released_at']}" if hold["released_at"] else ""
+    console.print(escape(f"{hold['id']}  {hold['tenant']} {hold['amazon_order_id']}  until "
+                         f"{hold['until']}  {hold['reason']}{released}"), highlight=False)
+
+
+@holds_app.command("place")
+def holds_place(
+    tenant: Annotated[str, typer.Option(help="The tenant.")],
+    order: Annotated[str, typer.Option(help="The order id.")],
+    reason: Annotated[str, typer.Option(help="Why: a case, a ticket.")],
+    until: Annotated[str, typer.Option(help="When it ends (ISO 8601 with a zone).")],
+    as_json: AsJson = False,
+) -> None:
+    """Hold one order until a date."""
+    _print_hold(call("POST", "/legal-holds", json={
+        "tenant": tenant, "amazon_order_id": order, "reason": reason, "until": until}), as_json)
+
+
+@holds_app.command("list")
+def holds_list(as_json: AsJson = False) -> None:
+    """Every hold placed, newest first (released ones too)."""
+    found = call("GET", "/legal-holds")["legal_holds"]
+    if as_json:
+        print(json.dumps(found))
+        return
+    for hold in found:
+        _print_hold(hold, False)
+
+
+@holds_app.command("release")
+def holds_release(hold_id: Annotated[str, typer.Argument(help="The hold id (hld_...).")],
+                  as_json: AsJson = False) -> None:
+    """End a hold now."""
+    _print_hold(call("POST", f"/legal-holds/{hold_id}/release"), as_json)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(deletions_app, name="deletions")
+    app.add_typer(holds_app, name="holds")

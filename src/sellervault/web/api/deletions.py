@@ -1,5 +1,6 @@
 """Deletion and return requests (role ``security-officer``; the register also ``auditor``):
-filed, listed, read, cancelled and executed (``deletion``). A buyer scope's email is in the
+filed, listed, read, cancelled and executed (``deletion``); and legal holds that keep an
+order from retention. A buyer scope's email is in the
 body only, used to find the buyer and not kept; answers carry ids, pseudonyms, counts and
 times, never PII."""
 
@@ -13,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
-from sellervault.deletion import execution, requests
+from sellervault.deletion import execution, holds, requests
 from sellervault.records.spapi import ORDER_ID_PATTERN
 from sellervault.web.context import RequestState, api_router, require
 from sellervault.web.openapi import own_errors
@@ -137,3 +138,64 @@ def execute_deletion_request(
     done = execution.execute(state.runtime, state.auditor, state.principal.id, request_id)
     return ExecutionOut(status=done.status, step=done.step,
                         certificate_id=done.certificate_id)
+
+
+HOLD_ID = Path(max_length=32, pattern=r"^hld_[0-9a-f]{24}$")
+
+
+class LegalHoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(max_length=64, pattern=TENANT_ID_PATTERN)
+    amazon_order_id: str = Field(max_length=64, pattern=ORDER_ID_PATTERN)
+    reason: str = Field(min_length=1, max_length=500, description="why (a case, a ticket)")
+    until: AwareDatetime = Field(description="when the hold ends (at most ten years ahead)")
+
+
+class LegalHoldOut(BaseModel):
+    id: str
+    tenant: str
+    amazon_order_id: str
+    reason: str
+    held_by: str
+    until: datetime
+    created_at: datetime
+    released_at: datetime | None
+
+    @classmethod
+    def of(cls, hold: holds.Hold) -> LegalHoldOut:
+        return cls(id=hold.id, tenant=hold.tenant_id, amazon_order_id=hold.amazon_order_id,
+                   reason=hold.reason, held_by=hold.held_by, until=hold.held_until,
+                   created_at=hold.created_at, released_at=hold.released_at)
+
+
+@router.post("/legal-holds", status_code=201, response_model=LegalHoldOut,
+             responses=own_errors(404, 422))
+def place_legal_hold(
+    body: LegalHoldIn,
+    state: Annotated[RequestState, Depends(require(Action.HOLDS_PLACE))],
+) -> LegalHoldOut:
+    """Keep one order from retention until ``until`` (404: no such order)."""
+    return LegalHoldOut.of(holds.place(state.runtime, state.auditor, state.principal.id,
+                                       body.tenant, body.amazon_order_id, body.reason,
+                                       body.until))
+
+
+@router.get("/legal-holds")
+def list_legal_holds(
+    state: Annotated[RequestState, Depends(require(Action.HOLDS_LIST))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[LegalHoldOut]]:
+    """Every hold placed, newest first (released ones too: the record)."""
+    found = holds.list_holds(state.runtime, state.auditor, limit)
+    return {"legal_holds": [LegalHoldOut.of(hold) for hold in found]}
+
+
+@router.post("/legal-holds/{hold_id}/release", response_model=LegalHoldOut,
+             responses=own_errors(404, 409, 422))
+def release_legal_hold(
+    hold_id: Annotated[str, HOLD_ID],
+    state: Annotated[RequestState, Depends(require(Action.HOLDS_RELEASE))],
+) -> LegalHoldOut:
+    """End a hold now (409 if it was released already)."""
+    return LegalHoldOut.of(holds.release(state.runtime, state.auditor, state.principal.id,
+                                         hold_id))
