@@ -85,7 +85,12 @@ def test_a_buyers_orders_are_found_by_the_blind_index_and_erased(runtime: Runtim
 def test_a_tenant_is_erased_with_its_keys_and_canaries(runtime: Runtime) -> None:
     ingest(runtime, "acme", 4)
     ingest(runtime, "globex", 2, start=50)
-    done = _execute(runtime, _file(runtime, scope="tenant").id)
+    _reveal(runtime, "acme", "902-0000000-0000000")  # (its keys cached in this process)
+    filed = _file(runtime, scope="tenant")
+    _execute(runtime, filed.id, until=execution.KEYS_DESTROYED)
+    with pytest.raises(OrderErasedError):  # unreadable at once, its rows still there
+        _reveal(runtime, "acme", "902-0000000-0000000")
+    done = _execute(runtime, filed.id)
     canaries = runtime.settings.canaries_per_tenant
     assert (done.orders, done.data_keys) == (4 + canaries, 4 + canaries)
     assert done.tenant_keys is not None and done.tenant_keys >= 2  # key-encryption and index

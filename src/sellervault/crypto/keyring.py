@@ -386,9 +386,13 @@ class Keyring:
         destruction, none (what a deletion's verification checks)."""
         return self._store.count_data_keys(session, tenant_id, data_key_ids)
 
-    def destroy_tenant_keys(self, session: Session, tenant_id: str) -> DestroyedKeys:
+    def destroy_tenant_keys(self, session: Session, tenant_id: str, *,
+                            data_keys: bool = True) -> DestroyedKeys:
         """Destroy every key of the tenant: its data keys and every version of its
-        key-encryption and blind-index keys. Once the transaction commits, every order of the
+        key-encryption and blind-index keys. (``data_keys`` False: its data keys are left
+        for the caller to delete a batch at a time, as a large tenant's deletion does;
+        wrapped under key-encryption keys that no longer exist, none of them opens.) Once the
+        transaction commits, every order of the
         tenant is erased (``DataKeyDestroyedError``), its blind indexes can no longer be
         computed (``UnknownTenantKeyError``), and the tenant stays erased: an ingest gets
         ``TenantKeysDestroyedError``, never new keys.
@@ -403,7 +407,8 @@ class Keyring:
         security event is written here: the caller records one in the same transaction."""
         self._store.hold_tenant(session, tenant_id, exclusive=True)
         destroyed = DestroyedKeys(
-            data_keys=self._store.destroy_data_keys(session, tenant_id, None),
+            data_keys=self._store.destroy_data_keys(session, tenant_id, None) if data_keys
+            else 0,
             tenant_keys=self._store.destroy_tenant_keys(session, tenant_id, self._clock.now()))
         self._evict(tenant_id)
         after_commit(session, lambda: self._evict(tenant_id))

@@ -2,13 +2,14 @@
 security event per step, so a process killed at any point and run again finishes the job
 with nothing half-deleted, and two executions at once do each step once.
 
-1. ``keys_destroyed``: the scope's data keys are destroyed (a tenant: every key of the
-   tenant). From this commit on, nothing of the scope decrypts, in any process (data keys
-   are never cached; a tenant's cached keys are evicted: ``Keyring.destroy_tenant_keys``).
+1. ``keys_destroyed``: the scope's data keys are destroyed (a tenant: its key-encryption
+   and index keys, a few rows whatever its size). From this commit on, nothing of the scope
+   decrypts, in any process (data keys are never cached; a tenant's cached keys are
+   evicted: ``Keyring.destroy_tenant_keys``).
 2. ``rows_deleted``: the scope's rows, and the blind-index entries in them, are deleted, a
    batch per transaction (a large scope never holds one long transaction; other tenants'
-   requests go on). Each batch destroys its rows' keys again first (an order of the buyer
-   ingested after step 1 is erased, not merely deleted).
+   requests go on), each batch with its rows' data keys (a tenant's, unopenable since step
+   1; an order of the buyer ingested after step 1 is erased, not merely deleted).
 3. ``verified``: nothing of the scope answers, no destroyed key is left, and the database
    was asked to drop what it still holds of the rows (``Store.reclaim_deleted``).
 4. ``certified``: the certificate of sanitization is issued (``deletion.certificates``) and
@@ -129,18 +130,20 @@ def _destroy_keys(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     try:
         with rt.store.transaction() as session:
             orders = erasure.count(session, target.scope)
-            if target.kind == "tenant":
-                destroyed = rt.keyring.destroy_tenant_keys(session, target.tenant_id)
+            if target.kind == "tenant":  # its key-encryption keys: a few rows, whatever
+                # its size; every data key is unopenable from this commit, and deleted with
+                # its order's row, a batch at a time (_delete_rows)
+                unreadable = rt.keyring.data_keys_held(session, target.tenant_id)
+                destroyed = rt.keyring.destroy_tenant_keys(session, target.tenant_id,
+                                                           data_keys=False)
                 key_ids = None
             else:
                 ids = erasure.data_keys(session, target.scope)
                 destroyed = rt.keyring.destroy_data_keys(session, target.tenant_id, ids)
-                key_ids = json.dumps(sorted(ids))
-            _advance(session, target.id, KEYS_DESTROYED, orders=orders,
-                     data_keys=destroyed.data_keys, tenant_keys=destroyed.tenant_keys,
-                     data_key_ids=key_ids)
-            _record(session, auditor, Action.DELETIONS_DESTROY_KEYS, target,
-                    destroyed.data_keys)
+                unreadable, key_ids = destroyed.data_keys, json.dumps(sorted(ids))
+            _advance(session, target.id, KEYS_DESTROYED, orders=orders, data_keys=unreadable,
+                     tenant_keys=destroyed.tenant_keys, data_key_ids=key_ids)
+            _record(session, auditor, Action.DELETIONS_DESTROY_KEYS, target, unreadable)
     except _Overtaken:
         return
 
@@ -149,9 +152,8 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     deleted = 0
     while True:  # a batch per transaction: nothing long-held, other tenants go on
         with rt.store.transaction() as session:
-            if target.kind != "tenant":  # (a tenant's keys are gone already, all of them)
-                rt.keyring.destroy_data_keys(session, target.tenant_id,
-                                             erasure.data_keys(session, target.scope))
+            batch_keys = erasure.data_keys(session, target.scope, erasure.DELETE_BATCH)
+            rt.keyring.destroy_data_keys(session, target.tenant_id, batch_keys)
             batch = erasure.delete_rows(session, target.scope)
         deleted += batch
         if batch == 0:

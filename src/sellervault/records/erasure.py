@@ -78,9 +78,13 @@ def order_exists(session: Session, tenant_id: str, amazon_order_id: str) -> bool
         Scope(tenant_id, amazon_order_id).where())) == 1
 
 
-def data_keys(session: Session, scope: Scope) -> list[str]:
-    """The data keys of the scope's orders (one per order)."""
-    return list(session.scalars(select(Order.data_key_id).where(scope.where())))
+def data_keys(session: Session, scope: Scope, limit: int | None = None) -> list[str]:
+    """The data keys of the scope's orders (one per order; ``limit``: of the batch
+    ``delete_rows`` deletes next)."""
+    query = select(Order.data_key_id).where(scope.where())
+    if limit is not None:
+        query = query.order_by(Order.id).limit(limit)
+    return list(session.scalars(query))
 
 
 def count(session: Session, scope: Scope) -> int:
@@ -90,7 +94,8 @@ def count(session: Session, scope: Scope) -> int:
 def delete_rows(session: Session, scope: Scope, batch: int = DELETE_BATCH) -> int:
     """Delete up to ``batch`` of the scope's rows (their blind-index entries go with them):
     the number deleted; the caller repeats, a transaction each, until none is left."""
-    ids: Sequence[str] = list(session.scalars(select(Order.id).where(scope.where()).limit(batch)))
+    ids: Sequence[str] = list(session.scalars(select(Order.id).where(scope.where())
+                                              .order_by(Order.id).limit(batch)))
     if not ids:
         return 0
     session.execute(delete(Order).where(Order.id.in_(ids)))
