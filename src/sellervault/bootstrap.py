@@ -32,6 +32,7 @@ from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.crypto.pseudonyms import PSEUDONYM_KEY
 from sellervault.crypto.tls_identity import generate_self_signed
 from sellervault.deletion import retention as order_retention
+from sellervault.deletion.certificates import CERTIFICATE_KEY
 from sellervault.jobs.registry import JOBS
 from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.monitoring import detectors
@@ -41,7 +42,7 @@ from sellervault.store import migrate
 from sellervault.store.engine import Store
 
 SYSTEM_KEYS = (LOG_KEY, CREDENTIAL_PEPPER, ACCOUNT_SECRETS, CHECKPOINT_KEY, COUNTERS_KEY,
-               PSEUDONYM_KEY, CANARY_SEED_KEY)
+               PSEUDONYM_KEY, CANARY_SEED_KEY, CERTIFICATE_KEY)
 """Every service-wide key (each wrapped by the root key, each for one use)."""
 
 

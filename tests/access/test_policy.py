@@ -29,7 +29,7 @@ SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_REA
                   Action.ALERTS_CLOSE, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
                   Action.DELETIONS_CREATE, Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
                   Action.DELETIONS_EXECUTE, Action.HOLDS_PLACE, Action.HOLDS_LIST,
-                  Action.HOLDS_RELEASE]
+                  Action.HOLDS_RELEASE, Action.CERTIFICATES_READ]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
@@ -47,9 +47,9 @@ ALLOWED: dict[Role, set[Action]] = {
                             Action.BUYERS_PSEUDONYM, Action.DELETIONS_CREATE,
                             Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
                             Action.DELETIONS_EXECUTE, Action.HOLDS_PLACE, Action.HOLDS_LIST,
-                            Action.HOLDS_RELEASE},
+                            Action.HOLDS_RELEASE, Action.CERTIFICATES_READ},
     Role.AUDITOR: {Action.AUDIT_READ, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
-                   Action.DELETIONS_LIST, Action.HOLDS_LIST},
+                   Action.DELETIONS_LIST, Action.HOLDS_LIST, Action.CERTIFICATES_READ},
     Role.ANALYST: {Action.ORDERS_READ},
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},
     Role.INGEST: {Action.ORDERS_INGEST},

@@ -1,7 +1,7 @@
 """deletion.execution: a request executed step by step (keys destroyed, rows deleted,
-verified), each step one transaction and one event, resumable after a stop at any step and
-done once by two executions at once. After it, nothing of the scope answers or decrypts,
-and everything else still does."""
+verified, certified), each step one transaction and one event, resumable after a stop at
+any step and done once by two executions at once. After it, nothing of the scope answers
+or decrypts, and everything else still does."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from sellervault.runtime import Runtime
 from tests.deletion.helpers import BUYER_EMAIL, OFFICER, events, ingest, officer
 
 STEP_EVENTS = ["deletions:execute", "deletions:destroy-keys", "deletions:delete-rows",
-               "deletions:verify"]
+               "deletions:verify", "deletions:complete"]
 
 
 def _file(runtime: Runtime, **fields: Any) -> requests.Request:
@@ -55,14 +55,15 @@ def test_an_order_is_erased_and_nothing_else(runtime: Runtime) -> None:
     gone, kept = orders[0]["AmazonOrderId"], orders[1]["AmazonOrderId"]
     done = _execute(runtime, _file(runtime, scope="order", amazon_order_id=gone).id)
     assert (done.status, done.step, done.orders, done.data_keys, done.tenant_keys) == (
-        "executing", execution.VERIFIED, 1, 1, 0)  # (certified next: deletion.certificates)
+        "completed", execution.CERTIFIED, 1, 1, 0)
+    assert done.certificate_id is not None and done.completed_at is not None
     with pytest.raises(OrderNotFoundError):  # 404, as if it never existed
         _reveal(runtime, "acme", gone)
     assert _reveal(runtime, "acme", kept)["BuyerInfo"]["BuyerEmail"] == \
         orders[1]["BuyerInfo"]["BuyerEmail"]
     assert _reveal(runtime, "globex", "902-0000000-0000050")["AmazonOrderId"]
     assert [e.action for e in events(runtime)[1:]] == STEP_EVENTS
-    assert [e.count for e in events(runtime)[1:]] == [None, 1, 1, None]
+    assert [e.count for e in events(runtime)[1:]] == [None, 1, 1, None, 1]
 
 
 def test_a_buyers_orders_are_found_by_the_blind_index_and_erased(runtime: Runtime) -> None:
@@ -101,7 +102,8 @@ def test_a_tenant_is_erased_with_its_keys_and_canaries(runtime: Runtime) -> None
     assert _reveal(runtime, "globex", "902-0000000-0000050")["AmazonOrderId"]
 
 
-@pytest.mark.parametrize("stop", [execution.KEYS_DESTROYED, execution.ROWS_DELETED])
+@pytest.mark.parametrize("stop", [execution.KEYS_DESTROYED, execution.ROWS_DELETED,
+                                  execution.VERIFIED])
 def test_a_stopped_execution_resumes_and_records_each_step_once(
         runtime: Runtime, stop: str) -> None:
     orders = ingest(runtime, "acme", 3, buyer_email=BUYER_EMAIL)
@@ -112,7 +114,7 @@ def test_a_stopped_execution_resumes_and_records_each_step_once(
         with pytest.raises(OrderErasedError):
             _reveal(runtime, "acme", orders[0]["AmazonOrderId"])
     done = _execute(runtime, filed.id)
-    assert done.step == execution.VERIFIED and done.orders == 3
+    assert done.step == execution.CERTIFIED and done.orders == 3
     assert _execute(runtime, filed.id) == done  # once more: nothing to do
     assert [e.action for e in events(runtime)[1:]] == STEP_EVENTS
 
@@ -173,7 +175,7 @@ def test_no_byte_of_an_erased_order_is_left_in_the_sqlite_files(runtime: Runtime
     [row] = [r for r in _rows(runtime, "acme") if r.amazon_order_id == gone]
     secrets = [row.buyer_ct[-24:], row.address_ct[-24:], row.email_bidx]  # (tails: random)
     done = _execute(runtime, _file(runtime, scope="order", amazon_order_id=gone).id)
-    assert done.step == execution.VERIFIED
+    assert done.step == execution.CERTIFIED
     data = Path(runtime.settings.data_dir)
     written = b"".join(path.read_bytes() for path in data.glob("sellervault.db*"))
     for secret in secrets:  # (the order id itself stays: the register names it)
@@ -200,7 +202,8 @@ def test_an_execution_killed_at_any_commit_finishes_when_run_again(
             cwd=Path(__file__).resolve().parents[2])
         assert child.returncode in (0, -signal.SIGKILL), child.stderr
         done = _execute(runtime, filed.id)
-        assert done.step == execution.VERIFIED, at
+        assert (done.status, done.step) == ("completed", execution.CERTIFIED), at
+        assert done.certificate_id is not None  # one: the request id is unique there
         mine = [e.action for e in events(runtime) if e.target_id == filed.id]
         assert mine == ["deletions:create", *STEP_EVENTS], (at, mine)
         assert {r.amazon_order_id for r in _rows(runtime, "acme") if not r.is_canary} == {

@@ -6,6 +6,7 @@ are refused; no answer and no event carries the buyer's email."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_an_order_is_filed_executed_and_gone(server: Server, officer: str,
         assert client.get(f"/deletion-requests/{request['id']}").json()["id"] == request["id"]
         done = client.post(f"/deletion-requests/{request['id']}/execute")
         assert done.status_code == 200, done.text
-        assert done.json()["step"] == "verified"
+        assert done.json()["status"] == "completed" and done.json()["certificate_id"]
         again = client.post(f"/deletion-requests/{request['id']}/execute")
         assert again.json() == done.json()
         cancel = client.post(f"/deletion-requests/{request['id']}/cancel")
@@ -157,8 +158,8 @@ def test_the_cli_files_lists_and_executes_with_the_email_on_stdin(
     listed = cli.invoke("deletions", "list", "--status", "pending")
     assert listed.code == 0 and request["id"] in listed.stdout
     done = cli.invoke("deletions", "execute", request["id"])
-    assert done.code == 0 and f"Request {request['id']} is executing (step verified)" in \
-        done.stdout
+    assert done.code == 0 and f"Request {request['id']} is completed (step certified), " \
+        "certificate cert_" in done.stdout
     shown = cli.invoke("deletions", "show", request["id"], "--json")
     assert shown.json()["orders"] == 2
     again = cli.invoke("deletions", "cancel", request["id"])
@@ -199,3 +200,40 @@ def test_a_legal_hold_is_placed_listed_and_released(server: Server, officer: str
     with server.client(auditor) as client:
         assert client.get("/legal-holds").status_code == 200
         assert client.post(f"/legal-holds/{hold['id']}/release").status_code == 403
+
+
+def test_a_certificate_is_served_printed_and_checked_offline(
+        server: Server, officer: str, orders: list[str], tmp_path: Path) -> None:
+    with server.client(officer) as client:
+        filed = client.post("/deletion-requests", json=_body(  # (the module's last order)
+            scope="order", amazon_order_id=orders[2])).json()
+        certificate_id = client.post(
+            f"/deletion-requests/{filed['id']}/execute").json()["certificate_id"]
+        assert certificate_id.startswith("cert_")
+        page = client.get(f"/certificates/{certificate_id}/html")
+        assert page.status_code == 200 and page.headers["content-type"].startswith(
+            "text/html") and "Cryptographic Erase" in page.text
+        assert client.get("/certificates/cert_000000000000000000000000").status_code == 404
+        assert client.get("/certificates/not-one").status_code == 422
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=officer + "\n").code == 0
+    document, pem = tmp_path / "certificate.json", tmp_path / "certificates.pem"
+    assert cli.invoke("certificates", "get", certificate_id, "--output", document).code == 0
+    assert cli.invoke("certificates", "public-key", "--output", pem).code == 0
+    checked = cli.invoke("certificates", "verify", document, "--public-key", pem)
+    assert checked.code == 0 and f"request {filed['id']}" in checked.stdout
+    tampered = json.loads(document.read_text())
+    tampered["certificate"]["counts"]["orders"] = 0
+    document.write_text(json.dumps(tampered))
+    refused = cli.invoke("certificates", "verify", document, "--public-key", pem)
+    assert refused.code == 1 and "signature does not match" in refused.stderr
+    auditor = server.create_service(server.admin_token(), "certificate auditor",
+                                    [{"role": "auditor", "tenant": "*"}])
+    analyst = server.create_service(server.admin_token(), "certificate analyst",
+                                    [{"role": "analyst", "tenant": "acme"}])
+    with server.client(auditor) as client:
+        assert client.get(f"/certificates/{certificate_id}").status_code == 200
+    with server.client(analyst) as client:
+        assert client.get(f"/certificates/{certificate_id}").status_code == 403
+        assert client.get("/certificates/public-key").status_code == 403

@@ -87,6 +87,8 @@ class Action(StrEnum):
     DELETIONS_VERIFY = "deletions:verify"  # nothing of the scope answers or decrypts
     DELETIONS_COMPLETE = "deletions:complete"  # done, with its certificate
     DELETIONS_DUE = "deletions:due"  # a deadline warning (24, 8, 1 hours left) or overdue
+    CERTIFICATES_ISSUE = "certificates:issue"  # a completed deletion's signed certificate
+    CERTIFICATES_READ = "certificates:read"  # one read, or the public key
     # Retention from the order's life (deletion.retention) and legal holds (deletion.holds).
     RETENTION_REMOVE_PII = "retention:remove-pii"  # buyer PII past 30 days after delivery
     RETENTION_REMOVE_ORDERS = "retention:remove-orders"  # orders past 18 months

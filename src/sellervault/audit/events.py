@@ -47,6 +47,7 @@ class TargetType(StrEnum):
     SYSTEM_KEY = "system-key"  # by its name (``security-log``), never the key
     DELETION_REQUEST = "deletion-request"
     LEGAL_HOLD = "legal-hold"
+    CERTIFICATE = "certificate"
     JOB = "job"
     TENANT = "tenant"
     PII_REVEALS = "pii-reveals"  # every reveal and search (a kill switch's subject)

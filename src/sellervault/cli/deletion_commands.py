@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from sellervault.cli.common import call, console, fail
+from sellervault.deletion import certificates
 
 deletions_app = typer.Typer(no_args_is_help=True, help=(
     "Deletion and return requests (security officer): `file` one for an order, a buyer or a "
@@ -147,6 +149,63 @@ def holds_release(hold_id: Annotated[str, typer.Argument(help="The hold id (hld_
     _print_hold(call("POST", f"/legal-holds/{hold_id}/release"), as_json)
 
 
+certificates_app = typer.Typer(no_args_is_help=True, help=(
+    "Certificates of sanitization (security officer, auditor): `get` one (JSON, or a "
+    "printable HTML form), `public-key` to check them with, and `verify` one offline with "
+    "the public key alone (no server)."))
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        print(text)
+        return
+    output.write_text(text + "\n", encoding="utf-8")
+    console.print(escape(f"written to {output}"), highlight=False)
+
+
+@certificates_app.command("get")
+def certificates_get(
+    certificate_id: Annotated[str, typer.Argument(help="The certificate id (cert_...).")],
+    output: Annotated[Path | None, typer.Option(help="Write it to this file.")] = None,
+    as_html: Annotated[bool, typer.Option("--html", help="A printable HTML form.")] = False,
+) -> None:
+    """A certificate as the server signed it (JSON), or as a printable page."""
+    signed = call("GET", f"/certificates/{certificate_id}")
+    _write(certificates.render_html(signed) if as_html else json.dumps(signed, indent=2),
+           output)
+
+
+@certificates_app.command("public-key")
+def certificates_public_key(
+    output: Annotated[Path | None, typer.Option(help="Write it to this file.")] = None,
+) -> None:
+    """The Ed25519 public key (PEM) certificates are checked with."""
+    _write(call("GET", "/certificates/public-key")["public_key"].rstrip("\n"), output)
+
+
+@certificates_app.command("verify")
+def certificates_verify(
+    certificate_file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, help="A certificate from `certificates get`.")],
+    public_key: Annotated[Path, typer.Option(exists=True, dir_okay=False, help=(
+        "The PEM from `certificates public-key`."))],
+) -> None:
+    """Check a certificate with the public key alone (no server, no data directory): exit
+    0 if it is as signed, else 1 and why."""
+    try:
+        signed = json.loads(certificate_file.read_text(encoding="utf-8"))
+        certificate = certificates.verify(signed, public_key.read_bytes())
+    except (ValueError, certificates.CertificateError) as exc:
+        reason = str(exc) if isinstance(exc, certificates.CertificateError) else "not JSON"
+        raise fail(f"certificate invalid: {reason}") from None
+    console.print(escape(f"certificate valid: request {certificate['request_id']}, "
+                         f"{certificate['scope']['kind']} of tenant "
+                         f"{certificate['scope']['tenant']}, "
+                         f"{certificate['counts']['orders']} order(s), completed "
+                         f"{certificate['times']['completed']}"), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(deletions_app, name="deletions")
     app.add_typer(holds_app, name="holds")
+    app.add_typer(certificates_app, name="certificates")

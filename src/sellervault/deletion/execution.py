@@ -12,8 +12,8 @@ with nothing half-deleted, and two executions at once do each step once.
    1; an order of the buyer ingested after step 1 is erased, not merely deleted).
 3. ``verified``: nothing of the scope answers, no destroyed key is left, and the database
    was asked to drop what it still holds of the rows (``Store.reclaim_deleted``).
-4. ``certified``: the certificate of sanitization is issued (``deletion.certificates``) and
-   the request is ``completed``.
+4. ``certified``: the certificate of sanitization is signed and stored
+   (``deletion.certificates``) and the request is ``completed``, in one transaction.
 
 Each step ends with a conditional update of the request (``WHERE step = the one before``):
 of two executions running the same step, one moves the request on and the other's
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, Reason, TargetType
+from sellervault.deletion import certificates
 from sellervault.deletion.errors import DeletionStateError
 from sellervault.deletion.models import DeletionRequest
 from sellervault.deletion.requests import (
@@ -45,8 +46,9 @@ from sellervault.deletion.requests import (
 from sellervault.records import erasure
 from sellervault.runtime import Runtime
 
-KEYS_DESTROYED, ROWS_DELETED, VERIFIED = "keys_destroyed", "rows_deleted", "verified"
-STEPS: tuple[str | None, ...] = (None, KEYS_DESTROYED, ROWS_DELETED, VERIFIED)
+KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED = (
+    "keys_destroyed", "rows_deleted", "verified", "certified")
+STEPS: tuple[str | None, ...] = (None, KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED)
 """Each step's predecessor comes before it: ``None`` is a request whose execution began."""
 
 
@@ -77,7 +79,8 @@ def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,
     stopped execution). A completed request is answered as it is; a cancelled one, 409."""
     target = _begin(rt, auditor, principal_id, request_id)
     steps: dict[str | None, Callable[[Runtime, Auditor, _Target], None]] = {
-        None: _destroy_keys, KEYS_DESTROYED: _delete_rows, ROWS_DELETED: _verify}
+        None: _destroy_keys, KEYS_DESTROYED: _delete_rows, ROWS_DELETED: _verify,
+        VERIFIED: _certify}
     while True:
         step = _step(rt, request_id)
         if step not in steps or (until is not None and step == until):
@@ -190,6 +193,21 @@ def _verify(rt: Runtime, auditor: Auditor, target: _Target) -> None:
         with rt.store.transaction() as session:
             _advance(session, target.id, VERIFIED, verification=found)
             _record(session, auditor, Action.DELETIONS_VERIFY, target, None)
+    except _Overtaken:
+        return
+
+
+def _certify(rt: Runtime, auditor: Auditor, target: _Target) -> None:
+    """The certificate, signed and stored, and the request completed: one transaction (a
+    certificate is never without its completed request, nor one request with two)."""
+    try:
+        with rt.store.transaction() as session:
+            now = rt.clock.now()
+            _advance(session, target.id, CERTIFIED, status=COMPLETED, completed_at=now)
+            row = session.get(DeletionRequest, target.id)
+            assert row is not None
+            certificates.issue(rt, session, auditor, row)
+            _record(session, auditor, Action.DELETIONS_COMPLETE, target, row.orders)
     except _Overtaken:
         return
 

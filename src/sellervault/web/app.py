@@ -24,6 +24,7 @@ from sellervault.web.api import (
     alerts,
     approvals,
     audit,
+    certificates,
     deletions,
     enrolment,
     killswitches,
@@ -63,7 +64,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     for module in (orders, session, enrolment, accounts, approvals, audit, killswitches,
-                   alerts, deletions, meta):  # the hot path's first
+                   alerts, deletions, certificates, meta):  # the hot path's first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)
 
