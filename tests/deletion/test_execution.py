@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sellervault.config import Settings
 from sellervault.crypto.errors import TenantKeysDestroyedError
 from sellervault.deletion import execution, requests
+from sellervault.deletion.errors import DeletionStateError
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
 from sellervault.records.models import Order
@@ -213,3 +214,19 @@ def test_an_execution_killed_at_any_commit_finishes_when_run_again(
         killed_at = at
         ingest(runtime, "acme", 3, start=100 + 10 * at, buyer_email=BUYER_EMAIL)  # again
     assert killed_at >= 8  # (begin, destroy, the batches, each step's move: all tried)
+
+
+def test_an_order_arriving_before_verification_fails_it_and_a_rerun_erases_it(
+        runtime: Runtime) -> None:
+    ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    _execute(runtime, filed.id, until=execution.ROWS_DELETED)
+    ingest(runtime, "acme", 1, start=40, buyer_email=BUYER_EMAIL)  # between two steps
+    with pytest.raises(DeletionStateError, match="rows_absent"):
+        _execute(runtime, filed.id)
+    assert [(e.action, e.outcome) for e in events(runtime, "deletions:verify")] == [
+        ("deletions:verify", "failed")]
+    done = _execute(runtime, filed.id)  # run again: deletes it, verifies, certifies
+    assert done.status == "completed"
+    with pytest.raises(OrderNotFoundError):
+        _reveal(runtime, "acme", "902-0000000-0000040")
