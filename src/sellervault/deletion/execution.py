@@ -155,11 +155,12 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     deleted = 0
     while True:  # a batch per transaction: nothing long-held, other tenants go on
         with rt.store.transaction() as session:
-            batch_keys = erasure.data_keys(session, target.scope, erasure.DELETE_BATCH)
-            rt.keyring.destroy_data_keys(session, target.tenant_id, batch_keys)
-            batch = erasure.delete_rows(session, target.scope)
-        deleted += batch
-        if batch == 0:
+            batch = erasure.next_batch(session, target.scope)
+            rt.keyring.destroy_data_keys(session, target.tenant_id,
+                                         [order.data_key_id for order in batch])
+            erasure.delete_orders(session, [order.id for order in batch])
+        deleted += len(batch)
+        if not batch:
             break
     try:
         with rt.store.transaction() as session:

@@ -78,28 +78,13 @@ def order_exists(session: Session, tenant_id: str, amazon_order_id: str) -> bool
         Scope(tenant_id, amazon_order_id).where())) == 1
 
 
-def data_keys(session: Session, scope: Scope, limit: int | None = None) -> list[str]:
-    """The data keys of the scope's orders (one per order; ``limit``: of the batch
-    ``delete_rows`` deletes next)."""
-    query = select(Order.data_key_id).where(scope.where())
-    if limit is not None:
-        query = query.order_by(Order.id).limit(limit)
-    return list(session.scalars(query))
+def data_keys(session: Session, scope: Scope) -> list[str]:
+    """The data keys of the scope's orders (one per order)."""
+    return list(session.scalars(select(Order.data_key_id).where(scope.where())))
 
 
 def count(session: Session, scope: Scope) -> int:
     return session.scalar(select(func.count()).select_from(Order).where(scope.where())) or 0
-
-
-def delete_rows(session: Session, scope: Scope, batch: int = DELETE_BATCH) -> int:
-    """Delete up to ``batch`` of the scope's rows (their blind-index entries go with them):
-    the number deleted; the caller repeats, a transaction each, until none is left."""
-    ids: Sequence[str] = list(session.scalars(select(Order.id).where(scope.where())
-                                              .order_by(Order.id).limit(batch)))
-    if not ids:
-        return 0
-    session.execute(delete(Order).where(Order.id.in_(ids)))
-    return len(ids)
 
 
 @dataclass(frozen=True)
@@ -109,6 +94,15 @@ class Expiring:
     id: str
     tenant_id: str
     data_key_id: str
+
+
+def next_batch(session: Session, scope: Scope, limit: int = DELETE_BATCH) -> list[Expiring]:
+    """Up to ``limit`` of the scope's orders, any of them (no order asked: each batch is one
+    probe of the tenant's index, not a sort of everything left), for the caller to destroy
+    their keys and delete their rows, a transaction a batch, until none is left."""
+    rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id)
+                           .where(scope.where()).limit(limit)).all()
+    return [Expiring(*row) for row in rows]
 
 
 def _not_held(now: datetime) -> ColumnElement[bool]:
