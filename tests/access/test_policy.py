@@ -29,7 +29,8 @@ SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_REA
                   Action.ALERTS_CLOSE, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
                   Action.DELETIONS_CREATE, Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
                   Action.DELETIONS_EXECUTE, Action.HOLDS_PLACE, Action.HOLDS_LIST,
-                  Action.HOLDS_RELEASE, Action.CERTIFICATES_READ]
+                  Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
+                  Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
@@ -47,7 +48,8 @@ ALLOWED: dict[Role, set[Action]] = {
                             Action.BUYERS_PSEUDONYM, Action.DELETIONS_CREATE,
                             Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
                             Action.DELETIONS_EXECUTE, Action.HOLDS_PLACE, Action.HOLDS_LIST,
-                            Action.HOLDS_RELEASE, Action.CERTIFICATES_READ},
+                            Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
+                            Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY},
     Role.AUDITOR: {Action.AUDIT_READ, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
                    Action.DELETIONS_LIST, Action.HOLDS_LIST, Action.CERTIFICATES_READ},
     Role.ANALYST: {Action.ORDERS_READ},

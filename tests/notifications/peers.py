@@ -23,6 +23,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sellervault.clock import SYSTEM_CLOCK, Clock, ManualClock
 from sellervault.crypto.tls_identity import generate_self_signed
 from sellervault.notifications import webhook
+from sellervault.runtime import Runtime
 from tests.support import free_port
 
 WEBHOOK_SECRET = "whsec-" + "7f3a9c" * 8  # 54 characters
@@ -182,3 +183,13 @@ def smtp_server(tls: TlsFiles | None, *, login: bool = False) -> Iterator[SmtpSe
         controller.stop()
 
 
+
+
+@dataclass
+class Notified:
+    """A vault whose alerts go to a live HTTPS receiver and SMTP server (``notified``)."""
+
+    rt: Runtime
+    clock: ManualClock
+    receiver: Receiver
+    smtp: SmtpServer

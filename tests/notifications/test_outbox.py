@@ -17,18 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Table, select, text, update
 
 from sellervault.audit.models import EventRow
-from sellervault.clock import ManualClock
 from sellervault.jobs.registry import ALERT_NOTIFICATIONS, Registry
 from sellervault.jobs.runner import Runner, RunStatus
 from sellervault.jobs.scheduler import system_actor
@@ -39,44 +36,14 @@ from sellervault.notifications.models import NotificationRow
 from sellervault.runtime import Runtime
 from tests.notifications.peers import (
     SMTP_PASSWORD,
-    SMTP_USER,
     WEBHOOK_SECRET,
-    Receiver,
-    SmtpServer,
-    TlsFiles,
-    https_receiver,
-    smtp_server,
+    Notified,
 )
 from tests.support import block_event_writes, unblock_event_writes
 
 WINDOW = "2026-12-05T10:00:00.000000Z"
 ADDRESS = "203.0.113.77"  # an alert's subject when no account was identified
 TABLE: Table = NotificationRow.__table__  # type: ignore[assignment]
-
-
-@dataclass
-class Notified:
-    rt: Runtime
-    clock: ManualClock
-    receiver: Receiver
-    smtp: SmtpServer
-
-
-@pytest.fixture
-def notified(runtime: Runtime, clock: ManualClock, tls: TlsFiles) -> Iterator[Notified]:
-    """The test's vault with both channels configured, pointing at live peers."""
-    with https_receiver(tls, WEBHOOK_SECRET.encode(), clock) as receiver, \
-            smtp_server(tls, login=True) as smtp:
-        settings = runtime.settings.model_copy(update={
-            "notify_webhook_url": SecretStr(receiver.url),
-            "notify_webhook_secret": SecretStr(WEBHOOK_SECRET),
-            "notify_webhook_ca_file": tls.certificate,
-            "notify_smtp_host": smtp.host, "notify_smtp_port": smtp.port,
-            "notify_smtp_user": SMTP_USER, "notify_smtp_password": SecretStr(SMTP_PASSWORD),
-            "notify_smtp_ca_file": tls.certificate,
-            "notify_email_from": "vault@acme.example", "notify_email_to": "soc@acme.example",
-            "notify_instance": "acme-vault"})
-        yield Notified(replace(runtime, settings=settings), clock, receiver, smtp)
 
 
 def webhook_only(notified: Notified) -> Runtime:

@@ -100,3 +100,26 @@ def test_a_canary_revealed_locks_the_reader_until_a_security_officer_re_enables_
         assert client.post(f"/accounts/{created['id']}/enable").status_code == 200
     with server.client(created["api_key"]) as client:
         assert client.get("/session").status_code == 200
+
+
+def test_the_notification_outbox_is_listed_and_a_dead_letter_retried(
+        server: Server, officer: str, tmp_path: Path) -> None:
+    """Without channels configured there are no notifications: the list is empty, an
+    unknown one 404, a bad id 422; the CLI says the same (the outbox's own behaviour is
+    tests/notifications/test_dead_letters.py)."""
+    with server.client(officer) as client:
+        listed = client.get("/alerts/notifications")
+        assert listed.status_code == 200 and listed.json() == {"notifications": []}
+        assert client.get("/alerts/notifications",
+                          params={"status": "delivered"}).status_code == 200
+        assert client.get("/alerts/notifications",
+                          params={"status": "lost"}).status_code == 422
+        missing = client.post("/alerts/notifications/ntf_000000000000000000000000/retry")
+        assert missing.status_code == 404
+        assert client.post("/alerts/notifications/nope/retry").status_code == 422
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=officer + "\n").code == 0
+    assert cli.invoke("alerts", "notifications", "--json").json() == []
+    refused = cli.invoke("alerts", "retry-notification", "ntf_000000000000000000000000")
+    assert refused.code == 1 and "not_found" in refused.stderr

@@ -46,6 +46,8 @@ class Action(StrEnum):
     ALERTS_ACKNOWLEDGE = "alerts:acknowledge"
     ALERTS_ASSIGN = "alerts:assign"
     ALERTS_CLOSE = "alerts:close"
+    NOTIFICATIONS_LIST = "notifications:list"  # the outbox: pending, delivered, dead letters
+    NOTIFICATIONS_RETRY = "notifications:retry"  # a dead letter sent again
     # Alert notifications (webhook, e-mail), sent by the system's job (notifications):
     # each delivery attempt (success or failed), and a notification given up (dead letter).
     NOTIFICATIONS_DELIVER = "notifications:deliver"

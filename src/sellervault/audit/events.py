@@ -99,6 +99,7 @@ class Reason(StrEnum):
     APPROVAL_REQUIRED = "approval_required"  # a service created pending a second person
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
     ALERT_STATE = "alert_state"  # an alert change that does not apply (409)
+    NOTIFICATION_STATE = "notification_state"  # a retry of a notification not dead (409)
     DELETION_STATE = "deletion_state"  # a deletion request change that does not apply (409)
     INVALID_DELETION = "invalid_deletion"  # a deletion request that says the wrong things (422)
     REVIEW_STATE = "review_state"  # a log review that does not go further than the last (409)

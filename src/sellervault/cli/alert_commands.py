@@ -16,7 +16,9 @@ alerts_app = typer.Typer(no_args_is_help=True, help=(
     "rates and retrieval volumes, canaries touched, locked accounts and lockout storms, a "
     "success after many failures, configuration changes, a failed verification, a log "
     "review due; one per rule, subject and window. `list` them, `assign` one to yourself "
-    "or another officer, `ack` it, `close` it."))
+    "or another officer, `ack` it, `close` it; `notifications` lists their webhook and "
+    "e-mail notifications (the dead letters by default), `retry-notification` sends a dead "
+    "letter again."))
 
 AlertId = Annotated[str, typer.Argument(help="The alert id (alr_...).")]
 
@@ -65,6 +67,35 @@ def alerts_assign(
 ) -> None:
     """Name who works on an alert."""
     _show(call("POST", f"/alerts/{alert_id}/assign", json={"assignee": to}))
+
+
+@alerts_app.command("notifications")
+def alerts_notifications(
+    status: Annotated[str, typer.Option(
+        help="dead (the dead letters), pending or delivered.")] = "dead",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Alert notifications by status, newest first: id, alert, channel, attempts, the last
+    failure's reason code."""
+    listed = call("GET", "/alerts/notifications", params={"status": status})["notifications"]
+    if as_json:
+        print(json.dumps(listed))
+        return
+    for n in listed:
+        reason = f"{n['last_reason']}" + (f" ({n['last_code']})" if n["last_code"] else "")
+        console.print(escape(f"{n['id']}  {n['created_at']}  {n['alert_id']}  "
+                             f"{n['channel']:8} {n['status']:9} {n['attempts']} attempt(s)  "
+                             f"{reason if n['last_reason'] else ''}"), highlight=False)
+
+
+@alerts_app.command("retry-notification")
+def alerts_retry_notification(
+    notification_id: Annotated[str, typer.Argument(help="The notification id (ntf_...).")],
+) -> None:
+    """Send a dead letter again (due now; the alert-notifications job sends it)."""
+    letter = call("POST", f"/alerts/notifications/{notification_id}/retry")
+    console.print(escape(f"Notification {letter['id']} is {letter['status']} again."),
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,7 @@ from sellervault.counters.errors import CountersUnavailableError
 from sellervault.crypto.errors import CryptoError, TenantKeysBusyError, TenantKeysDestroyedError
 from sellervault.deletion.errors import DeletionError
 from sellervault.monitoring.errors import MonitoringError
+from sellervault.notifications.dead_letters import NotificationError
 from sellervault.records.errors import RecordError
 from sellervault.web.body import Location, UnacceptableBodyError
 from sellervault.web.context import SCOPE_KEY, ForbiddenError, TenantNotFoundError
@@ -169,7 +170,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnacceptableBodyError, _unacceptable_body)
     for kind in (AccessError, AccountError, RecordError, ForbiddenError, TenantNotFoundError,
                  TenantKeysBusyError, TenantKeysDestroyedError, CountersUnavailableError,
-                 MonitoringError, ReviewError, DeletionError):
+                 MonitoringError, ReviewError, DeletionError, NotificationError):
         app.add_exception_handler(kind, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(CryptoError, _crypto)

@@ -1,7 +1,9 @@
-"""Alerts (role ``security-officer``): what the detectors raised (``monitoring``)."""
+"""Alerts (role ``security-officer``): what the detectors raised (``monitoring``), and the
+outbox of their notifications, dead letters retried (``notifications.dead_letters``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query
@@ -9,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.monitoring import alerts
+from sellervault.notifications import dead_letters
 from sellervault.web.context import RequestState, api_router, require
 from sellervault.web.openapi import own_errors
 
@@ -87,3 +90,50 @@ def assign_alert(
 ) -> AlertOut:
     """Who works on it (an open or acknowledged alert)."""
     return _change(state, alert_id, Action.ALERTS_ASSIGN, body.assignee)
+
+
+NOTIFICATION_ID = Path(max_length=32, pattern=r"^ntf_[0-9a-f]{24}$")
+
+
+class NotificationOut(BaseModel):
+    id: str
+    alert_id: str
+    channel: str
+    status: str
+    attempts: int
+    last_reason: str | None
+    last_code: int | None
+    created_at: datetime
+    next_attempt_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, letter: dead_letters.Letter) -> NotificationOut:
+        return cls(id=letter.id, alert_id=letter.alert_id, channel=letter.channel,
+                   status=letter.status, attempts=letter.attempts,
+                   last_reason=letter.last_reason, last_code=letter.last_code,
+                   created_at=letter.created_at, next_attempt_at=letter.next_attempt_at,
+                   finished_at=letter.finished_at)
+
+
+@router.get("/alerts/notifications")
+def list_notifications(
+    state: Annotated[RequestState, Depends(require(Action.NOTIFICATIONS_LIST))],
+    status: Annotated[Literal["dead", "pending", "delivered"], Query()] = "dead",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, list[NotificationOut]]:
+    """Alert notifications by status, newest first (by default the dead letters: sent to
+    nobody after the last attempt). Ids, channel, counts, reason codes, times."""
+    found = dead_letters.list_notifications(state.runtime, state.auditor, status, limit)
+    return {"notifications": [NotificationOut.of(letter) for letter in found]}
+
+
+@router.post("/alerts/notifications/{notification_id}/retry", response_model=NotificationOut,
+             responses=own_errors(404, 409, 422))
+def retry_notification(
+    notification_id: Annotated[str, NOTIFICATION_ID],
+    state: Annotated[RequestState, Depends(require(Action.NOTIFICATIONS_RETRY))],
+) -> NotificationOut:
+    """Send a dead letter again (due now, its attempts afresh); 409 if it is not dead."""
+    return NotificationOut.of(dead_letters.retry(state.runtime, state.auditor,
+                                                 notification_id))
