@@ -174,3 +174,72 @@ def test_a_statement_naming_a_checkpoint_of_another_size_is_caught(aged: Runtime
     attack(aged, "DELETE FROM audit_checkpoints WHERE number = 1")
     result = verify(aged)
     assert not result.ok
+
+
+# -- the checkpoint file holds the removal statements too ------------------------------------
+
+def _file_lines(rt: Runtime) -> list[dict[str, Any]]:
+    return checkpoints.read_file(rt.settings.checkpoint_file)
+
+
+def _rewrite_file(rt: Runtime, lines: list[dict[str, Any]]) -> None:
+    rt.settings.checkpoint_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_removal_statement_is_appended_to_the_checkpoint_file(aged: Runtime) -> None:
+    retention.remove_expired(aged)
+    [line] = checkpoints.removal_lines(_file_lines(aged))
+    with aged.store.transaction() as session:
+        row = session.scalars(select(RemovalRow)).one()
+    assert (line["type"], line["number"], line["statement"], line["signature"]) == (
+        "removal", 1, row.statement, row.signature)
+    checkpoints.write_checkpoint(aged)  # the next checkpoint after it: numbered on
+    assert [c["number"] for c in checkpoints.checkpoint_lines(_file_lines(aged))] == [1, 2, 3]
+    assert verify(aged).ok
+
+
+def test_a_statement_rewritten_in_the_database_with_the_key_differs_from_the_file(
+        aged: Runtime) -> None:
+    """An insider with the key re-signs an edited statement: the database alone would
+    verify, the copy on other storage does not agree."""
+    retention.remove_expired(aged)
+    with aged.store.transaction() as session:
+        key = checkpoints.signing_key(aged.keyring, session)
+        row = session.scalars(select(RemovalRow)).one()
+        edited = row.statement.replace('"time":"2', '"time":"3')  # a millennium later
+        row.statement, row.signature = edited, key.sign(edited.encode())
+    expect(aged, "removal statement 1 differs between the database and the file")
+
+
+def test_a_removal_line_edited_or_added_in_the_file_is_caught(aged: Runtime) -> None:
+    retention.remove_expired(aged)
+    lines = _file_lines(aged)
+    edited = [dict(line, signature="00" + line["signature"][2:]) if line.get("type")
+              else line for line in lines]
+    _rewrite_file(aged, edited)
+    expect(aged, "removal statement 1 differs")
+    extra = dict(checkpoints.removal_lines(lines)[0], number=2)
+    _rewrite_file(aged, [*lines, extra])
+    expect(aged, "holds removal statement 2, the database only 1")
+    _rewrite_file(aged, lines)
+    assert verify(aged).ok
+
+
+def test_a_run_that_died_before_appending_is_caught_up_by_the_next(aged: Runtime) -> None:
+    retention.remove_expired(aged)
+    lines = _file_lines(aged)
+    _rewrite_file(aged, checkpoints.checkpoint_lines(lines))  # its append lost
+    assert verify(aged).ok  # the database may be one ahead
+    retention.remove_expired(aged)  # nothing to remove: it appends what is missing
+    assert checkpoints.removal_lines(_file_lines(aged)) == checkpoints.removal_lines(lines)
+
+
+def test_a_signed_statement_whose_times_are_not_times_is_not_a_statement(
+        aged: Runtime) -> None:
+    retention.remove_expired(aged)
+    with aged.store.transaction() as session:
+        key = checkpoints.signing_key(aged.keyring, session)
+        row = session.scalars(select(RemovalRow)).one()
+        edited = row.statement.replace('"time":"', '"time":"x')
+        row.statement, row.signature = edited, key.sign(edited.encode())
+    expect(aged, "removal 1 is not a removal statement")

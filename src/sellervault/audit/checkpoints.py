@@ -119,23 +119,46 @@ def _line(row: CheckpointRow) -> str:
                          "statement": row.statement}) + "\n"
 
 
+REMOVAL = "removal"
+"""The ``type`` of a removal statement's line (``audit.retention``); a checkpoint's line has
+none, as every line had before removals were written to the file."""
+
+
+def removal_line(number: int, statement: str, signature: str) -> str:
+    return _JSON.encode({"number": number, "signature": signature, "statement": statement,
+                         "type": REMOVAL}) + "\n"
+
+
 def read_file(path: Path) -> list[dict[str, Any]]:
-    """The checkpoint file's lines (none if it does not exist)."""
+    """The checkpoint file's lines (none if it does not exist): checkpoints and removal
+    statements, in the order they were written."""
     if not path.exists():
         return []
     with path.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def _append(path: Path, rows: list[CheckpointRow]) -> None:
-    """Append ``rows`` to the file, each whole, then make it durable (owner-only)."""
+def checkpoint_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("type") is None]
+
+
+def removal_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("type") == REMOVAL]
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append ``lines`` to the file, each whole, then make it durable (owner-only)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(descriptor, "a", encoding="utf-8") as file:
-        for row in rows:
-            file.write(_line(row))
+        for line in lines:
+            file.write(line)
         file.flush()
         os.fsync(file.fileno())
+
+
+def _append(path: Path, rows: list[CheckpointRow]) -> None:
+    append_lines(path, [_line(row) for row in rows])
 
 
 _TAIL = 64 * 1024  # far more than one line (a few hundred bytes)
@@ -149,7 +172,17 @@ def _last_number(path: Path) -> int:
     with path.open("rb") as file:
         file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL))
         lines = [line for line in file.read().splitlines() if line.strip()]
-    return int(json.loads(lines[-1])["number"]) if lines else 0
+    for line in reversed(lines):  # (a removal statement's line is not a checkpoint)
+        fields = json.loads(line)
+        if fields.get("type") is None:
+            return int(fields["number"])
+    return _last_number_in(path)
+
+
+def _last_number_in(path: Path) -> int:
+    """The whole file's last checkpoint (its tail held removal statements only)."""
+    found = checkpoint_lines(read_file(path))
+    return int(found[-1]["number"]) if found else 0
 
 
 def _sync_file(path: Path, session: Session) -> None:

@@ -77,6 +77,8 @@ class Removal:
                       str(fields["cutoff"]), str(fields["time"]), str(fields["key"]))
         if removal.statement() != statement:
             raise ValueError("not in canonical form")
+        for moment in (removal.last_time, removal.cutoff, removal.time):
+            _moment(moment)  # (ValueError: not a time, and so not a statement)
         return removal
 
 
@@ -130,7 +132,23 @@ def remove_expired(rt: Runtime) -> int:
                 target_type=TargetType.SECURITY_EVENT, target_id=str(target.tree_size),
                 count=target.tree_size - done)
         done = target.tree_size
+    _sync_file(rt)
     return _delete_through(rt, done)
+
+
+def _sync_file(rt: Runtime) -> None:
+    """Append to the checkpoint file the removal statements it lacks (the one just signed,
+    or one a process committed and died before appending), in order: ``audit verify``
+    checks that the file holds the database's statements, so one quietly rewritten in the
+    database no longer matches the copy on other storage."""
+    path = rt.settings.checkpoint_file
+    in_file = {int(line["number"]) for line in checkpoints.removal_lines(
+        checkpoints.read_file(path))}
+    with rt.store.snapshot() as connection:
+        missing = [row for row in removal_rows(connection) if row.number not in in_file]
+    if missing:
+        checkpoints.append_lines(path, [checkpoints.removal_line(
+            row.number, row.statement, row.signature) for row in missing])
 
 
 def _delete_through(rt: Runtime, last: int) -> int:

@@ -96,9 +96,13 @@ def verify(store: Store, keyring: Keyring,
             return VerifyResult(False, head.seq, head.seq + 1,
                                 f"the log ends at event {head.seq + after} but its head says "
                                 f"{head.seq}")
+        in_file = checkpoints.read_file(checkpoint_file) if checkpoint_file is not None \
+            else None
         problem = signed.problem or signed.check(
-            head.seq,
-            checkpoints.read_file(checkpoint_file) if checkpoint_file is not None else None)
+            head.seq, None if in_file is None else checkpoints.checkpoint_lines(in_file))
+        if problem is None and in_file is not None:
+            problem = _check_removals_file(retention.removal_rows(connection),
+                                           checkpoints.removal_lines(in_file))
         if problem is not None:
             return VerifyResult(False, head.seq, signed.first_bad_seq or head.seq + 1, problem,
                                 len(signed.rows))
@@ -201,6 +205,23 @@ def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes,
     return None
 
 
+
+
+def _check_removals_file(rows: list[Any], in_file: list[dict[str, Any]]) -> str | None:
+    """The file holds the database's removal statements in order, each the same; the
+    database may be one ahead (a run that died between its commit and its append)."""
+    for number, line in enumerate(in_file, start=1):
+        if number > len(rows):
+            return (f"the checkpoint file holds removal statement {number}, the database "
+                    f"only {len(rows)}: statements were removed from the database")
+        row = rows[number - 1]
+        if (line.get("number"), line.get("statement"), line.get("signature")) != (
+                row.number, row.statement, row.signature):
+            return f"removal statement {number} differs between the database and the file"
+    if len(rows) > len(in_file) + 1:
+        return (f"the checkpoint file holds {len(in_file)} removal statements, the database "
+                f"{len(rows)}: the file lost some")
+    return None
 
 
 class _Checkpoints:
