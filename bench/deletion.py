@@ -7,8 +7,9 @@ orders among them. Then, in one run:
 - ``unreadable``: a deletion request of the first tenant executed up to its first step (its
   key-encryption and index keys destroyed): from that commit on, nothing of it decrypts;
 - ``purge``: the rest of the execution (its rows and data keys deleted a batch at a time,
-  verified), against the baseline, a plain ``DELETE`` of the second tenant's orders and data
-  keys in one statement each (no keys destroyed first, no batches, no events);
+  verified, certified), against the baseline, a plain ``DELETE`` of the second tenant's
+  orders and data keys in one statement each (no keys destroyed first, no batches, no
+  events);
 - ``buyer``: a deletion request of the buyer in the second tenant, filed and executed
   (found through the blind index among ``--orders`` orders), end to end.
 
@@ -103,7 +104,7 @@ def main() -> None:
             started = time.perf_counter()
             done = execution.execute(runtime, officer, OFFICER, tenant.id)
             purge_s = time.perf_counter() - started
-            assert done.step == execution.VERIFIED and done.orders, done
+            assert done.step == execution.CERTIFIED and done.orders, done
 
             plain_s = _plain_delete(runtime, "big-b")
         finally:
