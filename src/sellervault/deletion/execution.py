@@ -111,9 +111,10 @@ def _begin(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) ->
 
 
 def _step(rt: Runtime, request_id: str) -> str | None:
-    with rt.store.transaction() as session:
-        status, step = session.execute(select(DeletionRequest.status, DeletionRequest.step)
-                                       .where(DeletionRequest.id == request_id)).one()
+    """Where the request stands (a read: no write lock taken)."""
+    with rt.store.snapshot() as connection:
+        status, step = connection.execute(select(DeletionRequest.status, DeletionRequest.step)
+                                          .where(DeletionRequest.id == request_id)).one()
     return step if status == EXECUTING else COMPLETED
 
 

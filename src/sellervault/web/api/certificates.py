@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Path
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from sellervault.access.actions import Action
 from sellervault.deletion import certificates
@@ -36,12 +36,14 @@ def get_certificate(
     return certificates.get(state.runtime, state.auditor, certificate_id)
 
 
-@router.get("/certificates/{certificate_id}/html", response_class=HTMLResponse,
-            responses=own_errors(404, 422))
+@router.get("/certificates/{certificate_id}/html", response_class=Response,
+            responses={200: {"description": "The printable page",
+                             "content": {"text/html": {"schema": {"type": "string"}}}},
+                       **own_errors(404, 422)})
 def get_certificate_html(
     certificate_id: Annotated[str, CERTIFICATE_ID],
     state: Annotated[RequestState, Depends(require(Action.CERTIFICATES_READ))],
-) -> str:
-    """The certificate as a printable page."""
-    return certificates.render_html(certificates.get(state.runtime, state.auditor,
-                                                     certificate_id))
+) -> HTMLResponse:
+    """The certificate as a printable page (errors are JSON, as everywhere)."""
+    return HTMLResponse(certificates.render_html(
+        certificates.get(state.runtime, state.auditor, certificate_id)))
