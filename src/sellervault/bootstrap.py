@@ -140,6 +140,11 @@ def make_system_keys(runtime: Runtime, auditor: Auditor) -> list[str]:
     brought a new key, it is born here, on the record (``init`` makes and records them all);
     the code that uses one only reads it. The names made; none when another process made
     them at the same moment."""
+    with runtime.store.snapshot() as connection:  # (the usual case, nothing to make: no
+        # write transaction, so a start never waits for a busy server's writers)
+        if all(runtime.keyring.find_system_key(connection, name) is not None
+               for name in SYSTEM_KEYS):
+            return []
     try:
         with runtime.store.transaction() as session:
             made = [name for name in SYSTEM_KEYS
