@@ -313,11 +313,14 @@ def unblock_event_writes(runtime: Runtime) -> None:
 
 def last_request_event(server: Server) -> Any:
     """The newest event a request or command wrote: the detectors' own events (alerts, an
-    account a canary locked), written afterwards on the system channel, are skipped."""
+    account a canary locked), written afterwards on the system channel, are skipped, and so
+    is a ``canaries:touched`` the request wrote after its own (a search by postal code may
+    find a canary: canaries live in their tenant's postal areas)."""
     from sellervault.audit.models import EventRow
 
     with server.runtime.store.transaction() as session:
-        event = session.scalars(select(EventRow).where(EventRow.channel != "system")
-                                .order_by(EventRow.seq.desc()).limit(1)).one()
+        event = session.scalars(select(EventRow).where(
+            EventRow.channel != "system", EventRow.action != "canaries:touched")
+            .order_by(EventRow.seq.desc()).limit(1)).one()
         session.expunge(event)
         return event
