@@ -57,10 +57,10 @@ def remove_expired(rt: Runtime) -> int:
     return report.pii_removed + report.orders_removed
 
 
-Finder = Callable[[Session, datetime, int], list[erasure.Expiring]]
+Finder = Callable[[Session, datetime, int], list[erasure.OrderRef]]
 
 
-def _all(session: Session, now: datetime, find: Finder) -> list[erasure.Expiring]:
+def _all(session: Session, now: datetime, find: Finder) -> list[erasure.OrderRef]:
     return find(session, now, 1 << 30)
 
 

@@ -88,42 +88,43 @@ def count(session: Session, scope: Scope) -> int:
 
 
 @dataclass(frozen=True)
-class Expiring:
-    """An order whose PII (or whole self) retention is to remove."""
+class OrderRef:
+    """An order to erase (a deletion's batch) or whose PII or whole self retention is to
+    remove: what its key's destruction and its row's change need."""
 
     id: str
     tenant_id: str
     data_key_id: str
 
 
-def next_batch(session: Session, scope: Scope, limit: int = DELETE_BATCH) -> list[Expiring]:
+def next_batch(session: Session, scope: Scope, limit: int = DELETE_BATCH) -> list[OrderRef]:
     """Up to ``limit`` of the scope's orders, any of them (no order asked: each batch is one
     probe of the tenant's index, not a sort of everything left), for the caller to destroy
     their keys and delete their rows, a transaction a batch, until none is left."""
     rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id)
                            .where(scope.where()).limit(limit)).all()
-    return [Expiring(*row) for row in rows]
+    return [OrderRef(*row) for row in rows]
 
 
 def _not_held(now: datetime) -> ColumnElement[bool]:
     return (Order.held_until.is_(None) | (Order.held_until <= now)) & Order.is_canary.is_(False)
 
 
-def pii_expired(session: Session, now: datetime, limit: int = DELETE_BATCH) -> list[Expiring]:
+def pii_expired(session: Session, now: datetime, limit: int = DELETE_BATCH) -> list[OrderRef]:
     """Orders whose buyer PII is past its expiry, not removed yet, not held (canaries never:
     they are re-dated, and hold no one's data)."""
     rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id).where(
         Order.pii_expires_at <= now, Order.pii_removed_at.is_(None), _not_held(now))
         .order_by(Order.pii_expires_at).limit(limit)).all()
-    return [Expiring(*row) for row in rows]
+    return [OrderRef(*row) for row in rows]
 
 
 def orders_expired(session: Session, now: datetime,
-                   limit: int = DELETE_BATCH) -> list[Expiring]:
+                   limit: int = DELETE_BATCH) -> list[OrderRef]:
     """Orders past their 18 months, not held."""
     rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id).where(
         Order.expires_at <= now, _not_held(now)).order_by(Order.expires_at).limit(limit)).all()
-    return [Expiring(*row) for row in rows]
+    return [OrderRef(*row) for row in rows]
 
 
 def remove_pii(session: Session, order_ids: Sequence[str], now: datetime) -> int:

@@ -96,6 +96,9 @@ NOTIFICATION_ID = Path(max_length=32, pattern=r"^ntf_[0-9a-f]{24}$")
 
 
 class NotificationOut(BaseModel):
+    """A notification as the outbox holds it (``dead_letters.Letter``, field for field)."""
+
+    model_config = ConfigDict(from_attributes=True)
     id: str
     alert_id: str
     channel: str
@@ -107,14 +110,6 @@ class NotificationOut(BaseModel):
     next_attempt_at: datetime
     finished_at: datetime | None
 
-    @classmethod
-    def of(cls, letter: dead_letters.Letter) -> NotificationOut:
-        return cls(id=letter.id, alert_id=letter.alert_id, channel=letter.channel,
-                   status=letter.status, attempts=letter.attempts,
-                   last_reason=letter.last_reason, last_code=letter.last_code,
-                   created_at=letter.created_at, next_attempt_at=letter.next_attempt_at,
-                   finished_at=letter.finished_at)
-
 
 @router.get("/alerts/notifications")
 def list_notifications(
@@ -125,7 +120,7 @@ def list_notifications(
     """Alert notifications by status, newest first (by default the dead letters: sent to
     nobody after the last attempt). Ids, channel, counts, reason codes, times."""
     found = dead_letters.list_notifications(state.runtime, state.auditor, status, limit)
-    return {"notifications": [NotificationOut.of(letter) for letter in found]}
+    return {"notifications": [NotificationOut.model_validate(letter) for letter in found]}
 
 
 @router.post("/alerts/notifications/{notification_id}/retry", response_model=NotificationOut,
@@ -135,5 +130,5 @@ def retry_notification(
     state: Annotated[RequestState, Depends(require(Action.NOTIFICATIONS_RETRY))],
 ) -> NotificationOut:
     """Send a dead letter again (due now, its attempts afresh); 409 if it is not dead."""
-    return NotificationOut.of(dead_letters.retry(state.runtime, state.auditor,
-                                                 notification_id))
+    return NotificationOut.model_validate(dead_letters.retry(state.runtime, state.auditor,
+                                                             notification_id))
