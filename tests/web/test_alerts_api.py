@@ -38,10 +38,10 @@ def test_forbidden_calls_raise_an_alert_a_security_officer_works(server: Server,
         listed = client.get("/alerts", params={"status": "open"})
         assert listed.status_code == 200
         [alert] = [a for a in listed.json()["alerts"] if a["principal_id"] == prober_id]
-        assert set(alert) == {"id", "rule", "severity", "principal_id", "created_at",
-                              "status", "assigned_to"}
-        assert (alert["rule"], alert["severity"], alert["status"]) == (
-            "unauthorized-calls", "high", "open")
+        assert set(alert) == {"id", "rule", "severity", "subject", "principal_id",
+                              "created_at", "status", "assigned_to"}
+        assert (alert["rule"], alert["severity"], alert["subject"], alert["status"]) == (
+            "unauthorized-calls", "high", prober_id, "open")
         assigned = client.post(f"/alerts/{alert['id']}/assign", json={})
         assert assigned.status_code == 200 and assigned.json()["assigned_to"] is not None
         assert client.post(f"/alerts/{alert['id']}/acknowledge").json()["status"] == \

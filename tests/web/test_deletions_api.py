@@ -14,6 +14,7 @@ import pytest
 
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR
+from sellervault.deletion import deadlines
 from sellervault.records import service as records
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
@@ -67,6 +68,22 @@ def test_an_order_is_filed_executed_and_gone(server: Server, officer: str,
     with server.client(reader) as client:
         assert client.get(f"/tenants/acme/orders/{orders[3]}").status_code == 404
         assert client.get(f"/tenants/acme/orders/{orders[2]}").status_code == 200
+
+
+def test_an_overdue_request_is_named_by_its_alert(server: Server, officer: str,
+                                                  orders: list[str]) -> None:
+    """The overdue alarm's subject is the request: the officer goes from the alert to it."""
+    with server.client(officer) as client:
+        filed = client.post("/deletion-requests", json=_body(
+            scope="order", amazon_order_id=orders[2],
+            received_at=(server.runtime.clock.now() - timedelta(hours=73)).isoformat()))
+        assert filed.status_code == 201, filed.text
+        assert deadlines.warn(server.runtime) >= 1
+        overdue = [a for a in client.get("/alerts").json()["alerts"]
+                   if a["subject"] == filed.json()["id"]]
+        assert [(a["rule"], a["severity"]) for a in overdue] == [
+            ("deletion-overdue", "critical")]
+        assert client.post(f"/deletion-requests/{filed.json()['id']}/cancel").status_code == 200
 
 
 def test_a_buyer_request_names_a_pseudonym_never_the_email(server: Server, officer: str,

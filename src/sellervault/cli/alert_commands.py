@@ -29,7 +29,8 @@ def alerts_list(
         help="open, acknowledged or closed (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """The newest alerts first: id, rule, severity, account, time, status, assignee."""
+    """The newest alerts first: id, time, severity, rule, subject (an account, an address,
+    a deletion request), status, assignee."""
     params = {"status": status} if status else {}
     listed = call("GET", "/alerts", params=params)["alerts"]
     if as_json:
@@ -38,7 +39,7 @@ def alerts_list(
     for a in listed:
         console.print(escape(
             f"{a['id']}  {a['created_at']}  {a['severity']:8} {a['rule']:20} "
-            f"{a['principal_id'] or '(an address)'}  {a['status']}"
+            f"{a['subject']}  {a['status']}"
             f"{'  -> ' + a['assigned_to'] if a['assigned_to'] else ''}"), highlight=False)
 
 

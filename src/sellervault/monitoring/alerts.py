@@ -35,9 +35,13 @@ _TO = {Action.ALERTS_ACKNOWLEDGE: ACKNOWLEDGED, Action.ALERTS_CLOSE: CLOSED}
 
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """``subject`` is what the rule counted or warns of: an account id, ``address:`` and a
+    caller's address, ``service``, or a deletion request id (``del_...``)."""
+
     id: str
     rule: str
     severity: str
+    subject: str
     principal_id: str | None
     created_at: str
     status: str
@@ -45,8 +49,8 @@ class Alert:
 
 
 def _alert(row: Any) -> Alert:
-    return Alert(row.id, row.rule, row.severity, row.principal_id, row.created_at, row.status,
-                 row.assigned_to)
+    return Alert(row.id, row.rule, row.severity, row.subject, row.principal_id, row.created_at,
+                 row.status, row.assigned_to)
 
 
 def raise_alert(rt: Runtime, rule: str, severity: str, subject: str,

@@ -21,19 +21,19 @@ ALERT_ID = Path(max_length=32, pattern=r"^alr_[0-9a-f]{24}$")
 
 
 class AlertOut(BaseModel):
+    """An alert as ``monitoring.alerts.Alert`` holds it, field for field."""
+
+    model_config = ConfigDict(from_attributes=True)
     id: str
     rule: str
     severity: str
+    subject: str = Field(description="what the rule counted or warns of: an account id, "
+                         "'address:' and a caller's address, 'service', or a deletion "
+                         "request id")
     principal_id: str | None
     created_at: str
     status: str
     assigned_to: str | None
-
-    @classmethod
-    def of(cls, alert: alerts.Alert) -> AlertOut:
-        return cls(id=alert.id, rule=alert.rule, severity=alert.severity,
-                   principal_id=alert.principal_id, created_at=alert.created_at,
-                   status=alert.status, assigned_to=alert.assigned_to)
 
 
 @router.get("/alerts")
@@ -42,16 +42,16 @@ def list_alerts(
     status: Annotated[Literal["open", "acknowledged", "closed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, list[AlertOut]]:
-    """The newest alerts first: ids, the rule, the account (or none, for an address), never
-    PII."""
+    """The newest alerts first: ids, the rule, its subject (an account, an address, a
+    deletion request), the account (or none), never PII."""
     found = alerts.list_alerts(state.runtime, state.auditor, status, limit)
-    return {"alerts": [AlertOut.of(alert) for alert in found]}
+    return {"alerts": [AlertOut.model_validate(alert) for alert in found]}
 
 
 def _change(state: RequestState, alert_id: str, action: Action,
             assignee: str | None = None) -> AlertOut:
-    return AlertOut.of(alerts.change(state.runtime, state.auditor, state.principal, alert_id,
-                                     action, assignee))
+    return AlertOut.model_validate(alerts.change(state.runtime, state.auditor,
+                                                 state.principal, alert_id, action, assignee))
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut,
