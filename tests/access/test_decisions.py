@@ -51,8 +51,8 @@ SYSTEM_ACTIONS = [Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_CR
                   Action.ALERTS_LIST, Action.ALERTS_ACKNOWLEDGE, Action.ALERTS_ASSIGN,
                   Action.ALERTS_CLOSE, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
                   Action.DELETIONS_CREATE, Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
-                  Action.DELETIONS_EXECUTE, Action.HOLDS_PLACE, Action.HOLDS_LIST,
-                  Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
+                  Action.DELETIONS_EXECUTE, Action.DELETIONS_RETURN_READ, Action.HOLDS_PLACE,
+                  Action.HOLDS_LIST, Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
                   Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY]
 # Actions no request is decided for (events of the HTTP layer and of bootstrap commands):
 # the policy names none of them, so nobody is allowed them.

@@ -28,8 +28,8 @@ SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_REA
                   Action.ALERTS_LIST, Action.ALERTS_ACKNOWLEDGE, Action.ALERTS_ASSIGN,
                   Action.ALERTS_CLOSE, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
                   Action.DELETIONS_CREATE, Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
-                  Action.DELETIONS_EXECUTE, Action.HOLDS_PLACE, Action.HOLDS_LIST,
-                  Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
+                  Action.DELETIONS_EXECUTE, Action.DELETIONS_RETURN_READ, Action.HOLDS_PLACE,
+                  Action.HOLDS_LIST, Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
                   Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
@@ -47,7 +47,8 @@ ALLOWED: dict[Role, set[Action]] = {
                             Action.ALERTS_ASSIGN, Action.ALERTS_CLOSE, Action.ACCOUNTS_ENABLE,
                             Action.BUYERS_PSEUDONYM, Action.DELETIONS_CREATE,
                             Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
-                            Action.DELETIONS_EXECUTE, Action.HOLDS_PLACE, Action.HOLDS_LIST,
+                            Action.DELETIONS_EXECUTE, Action.DELETIONS_RETURN_READ,
+                            Action.HOLDS_PLACE, Action.HOLDS_LIST,
                             Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
                             Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY},
     Role.AUDITOR: {Action.AUDIT_READ, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,

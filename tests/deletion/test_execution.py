@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from joserfc.jwk import ECKey
 from sqlalchemy import select
 
 from sellervault.config import Settings
 from sellervault.crypto.errors import TenantKeysDestroyedError
-from sellervault.deletion import execution, requests
+from sellervault.deletion import execution, requests, returns
 from sellervault.deletion.errors import DeletionStateError
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
@@ -28,6 +29,7 @@ from tests.deletion.helpers import BUYER_EMAIL, OFFICER, events, ingest, officer
 
 STEP_EVENTS = ["deletions:execute", "deletions:destroy-keys", "deletions:delete-rows",
                "deletions:verify", "deletions:complete"]
+RETURN_STEP_EVENTS = [STEP_EVENTS[0], "deletions:return", *STEP_EVENTS[1:]]
 
 
 def _file(runtime: Runtime, **fields: Any) -> requests.Request:
@@ -187,16 +189,21 @@ def test_an_execution_killed_at_any_commit_finishes_when_run_again(
         runtime: Runtime, settings: Settings) -> None:
     """A real process, SIGKILLed just before its 1st, 2nd, ... commit (that transaction
     lost, every one before it kept: a crash anywhere between two commits looks the same),
-    then the execution run again here: every time the scope is gone, the rest intact, and
-    each step recorded exactly once."""
+    then the execution run again here: every time the scope is gone, the rest intact, each
+    step recorded exactly once, and the data returned first, each order once. (A request
+    that returns data goes through every step; one that does not skips the first.)"""
     ingest(runtime, "acme", 30, buyer_email=BUYER_EMAIL)
     others = ingest(runtime, "acme", 2, start=500)
+    recipient = ECKey.generate_key("P-256", private=True)
     environment = {**os.environ, "SELLERVAULT_DATA_DIR": str(settings.data_dir)}
     if settings.database_url is not None:
         environment["SELLERVAULT_DATABASE_URL"] = settings.database_url.get_secret_value()
     killed_at = 0
     for at in range(1, 40):
-        filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+        theirs = {r.amazon_order_id for r in _rows(runtime, "acme") if not r.is_canary} - {
+            o["AmazonOrderId"] for o in others}
+        filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL, return_data=True,
+                      return_to=recipient.as_dict(private=False))
         child = subprocess.run(
             [sys.executable, "-m", "tests.deletion.killed_execution", filed.id, str(at)],
             env=environment, capture_output=True, text=True, timeout=120,
@@ -206,14 +213,18 @@ def test_an_execution_killed_at_any_commit_finishes_when_run_again(
         assert (done.status, done.step) == ("completed", execution.CERTIFIED), at
         assert done.certificate_id is not None  # one: the request id is unique there
         mine = [e.action for e in events(runtime) if e.target_id == filed.id]
-        assert mine == ["deletions:create", *STEP_EVENTS], (at, mine)
+        assert mine == ["deletions:create", *RETURN_STEP_EVENTS], (at, mine)
+        returned = returns.open_file(requests.returned_file(runtime, officer(runtime),
+                                                            filed.id),
+                                     recipient.as_dict(private=True))
+        assert sorted(o["AmazonOrderId"] for o in returned) == sorted(theirs), at
         assert {r.amazon_order_id for r in _rows(runtime, "acme") if not r.is_canary} == {
             o["AmazonOrderId"] for o in others}
         if child.returncode == 0:
             break  # it finished before this commit: every point has been tried
         killed_at = at
         ingest(runtime, "acme", 3, start=100 + 10 * at, buyer_email=BUYER_EMAIL)  # again
-    assert killed_at >= 8  # (begin, destroy, the batches, each step's move: all tried)
+    assert killed_at >= 9  # (begin, return, destroy, the batches, each step's move: all)
 
 
 def test_an_order_arriving_before_verification_fails_it_and_a_rerun_erases_it(

@@ -77,7 +77,7 @@ def test_a_buyer_request_keeps_neither_the_email_nor_logs_it(runtime: Runtime) -
     ({"scope": "tenant", "amazon_order_id": "1"}, "amazon_order_id: only for scope order"),
     ({"scope": "tenant", "requested_by": "  "}, "requested_by"),
     ({"scope": "tenant", "requested_by": "two\nlines"}, "requested_by"),
-    ({"scope": "tenant", "return_data": True}, "not available yet"),
+    ({"scope": "tenant", "return_data": True}, "public key is required"),
     ({"scope": "tenant", "received_at": datetime(2020, 1, 1)}, "time zone"),
 ])
 def test_a_request_that_says_the_wrong_things_is_refused_and_records_nothing(

@@ -6,15 +6,17 @@ are refused; no answer and no event carries the buyer's email."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from joserfc.jwk import ECKey
 
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR
-from sellervault.deletion import deadlines
+from sellervault.deletion import deadlines, returns
 from sellervault.records import service as records
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
@@ -22,6 +24,8 @@ from tests.cli.helpers import Cli
 from tests.support import Server
 
 EMAIL = "erin.erasable@marketplace.example.test"
+RECIPIENT = ECKey.generate_key("P-256", private=True)
+PUBLIC_KEY, PRIVATE_KEY = RECIPIENT.as_dict(private=False), RECIPIENT.as_dict(private=True)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +115,10 @@ def test_a_buyer_request_names_a_pseudonym_never_the_email(server: Server, offic
     _body(scope="tenant", received_at="2099-01-01T00:00:00Z"),  # the future
     _body(scope="tenant", extra="field"),
     _body(scope="tenant", **{"return": "yes"}),
+    _body(scope="tenant", **{"return": True}),  # to nobody
+    _body(scope="tenant", **{"return": True, "return_to": PRIVATE_KEY}),
+    _body(scope="tenant", **{"return": True, "return_to": {"kty": "oct", "k": "c2VjcmV0"}}),
+    _body(scope="tenant", return_to=PUBLIC_KEY),  # a key, but no return
 ])
 def test_a_bad_request_is_422_and_files_nothing(server: Server, officer: str,
                                                 orders: list[str], body: dict[str, object],
@@ -184,6 +192,74 @@ def test_the_cli_files_lists_and_executes_with_the_email_on_stdin(
     no_email = cli.invoke("deletions", "file", "--scope", "buyer", "--tenant", "acme",
                           "--requested-by", "ticket 99", "--buyer-email-stdin", stdin="")
     assert no_email.code == 1 and "standard input" in no_email.stderr
+
+
+def _new_order(server: Server, number: int) -> str:
+    [order] = synthetic_orders(1, start=number)
+    records.ingest(server.runtime, Auditor(server.runtime.audit, SYSTEM_ACTOR), "acme",
+                   [map_order(validate_order(order))])
+    return str(order["AmazonOrderId"])
+
+
+def test_data_is_returned_to_the_recipient_before_it_is_deleted(
+        server: Server, officer: str, orders: list[str]) -> None:
+    """The returned file is fetched by the officer (who cannot open it), matches the
+    recorded SHA-256, and opens with the recipient's private key alone; an auditor reads
+    the register but not the file."""
+    order = _new_order(server, 720)
+    with server.client(officer) as client:
+        pending = client.post("/deletion-requests", json=_body(
+            scope="order", amazon_order_id=order, **{"return": True},
+            return_to=PUBLIC_KEY)).json()
+        assert pending["return_key_id"] == RECIPIENT.thumbprint()
+        early = client.get(f"/deletion-requests/{pending['id']}/return")
+        assert early.status_code == 409 and early.json()["error"]["code"] == "deletion_state"
+        assert client.post(f"/deletion-requests/{pending['id']}/execute").status_code == 200
+        done = client.get(f"/deletion-requests/{pending['id']}").json()
+        fetched = client.get(f"/deletion-requests/{pending['id']}/return")
+        assert fetched.status_code == 200
+        assert fetched.headers["content-type"].startswith("text/plain")
+        assert hashlib.sha256(fetched.content).hexdigest() == done["return_sha256"]
+        assert done["returned"] == 1
+        [returned] = returns.open_file(fetched.content, PRIVATE_KEY)
+        assert returned["AmazonOrderId"] == order and returned["BuyerInfo"]["BuyerEmail"]
+        plain = client.get(f"/deletion-requests/{orders[3]}/return")  # (not an id)
+        assert plain.status_code == 422
+    auditor = server.create_service(server.admin_token(), "return auditor",
+                                    [{"role": "auditor", "tenant": "*"}])
+    with server.client(auditor) as client:
+        assert client.get(f"/deletion-requests/{pending['id']}").status_code == 200
+        assert client.get(f"/deletion-requests/{pending['id']}/return").status_code == 403
+
+
+def test_the_cli_returns_and_the_recipient_opens_offline(
+        server: Server, officer: str, orders: list[str], tmp_path: Path) -> None:
+    order = _new_order(server, 730)
+    public, private = tmp_path / "recipient.jwk", tmp_path / "recipient-private.jwk"
+    public.write_text(json.dumps(PUBLIC_KEY))
+    private.write_text(json.dumps(PRIVATE_KEY))
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=officer + "\n").code == 0
+    filed = cli.invoke("deletions", "file", "--scope", "order", "--tenant", "acme",
+                       "--order", order, "--requested-by", "ticket 101", "--return-to",
+                       str(public), "--json")
+    assert filed.code == 0, filed
+    request_id = filed.json()["id"]
+    assert cli.invoke("deletions", "execute", request_id).code == 0
+    out = tmp_path / "returned.jwe.txt"
+    fetched = cli.invoke("deletions", "return", request_id, "--out", str(out))
+    assert fetched.code == 0, fetched
+    assert hashlib.sha256(out.read_bytes()).hexdigest() in fetched.stdout
+    opened = cli.invoke("deletions", "open-return", str(out), "--key", str(private))
+    assert opened.code == 0, opened
+    assert json.loads(opened.stdout.splitlines()[0])["AmazonOrderId"] == order
+    wrong = cli.invoke("deletions", "open-return", str(out), "--key", str(public))
+    assert wrong.code == 1 and "does not open" in wrong.stderr
+    bad_key = cli.invoke("deletions", "file", "--scope", "tenant", "--tenant", "acme",
+                         "--requested-by", "ticket 102", "--return-to", str(private))
+    assert bad_key.code == 1 and "private key" in bad_key.stderr
+    assert PRIVATE_KEY["d"] not in bad_key.output
 
 
 def test_a_legal_hold_is_placed_listed_and_released(server: Server, officer: str,

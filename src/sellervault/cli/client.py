@@ -79,7 +79,7 @@ def session_client() -> httpx.Client:
     return open_client(credentials.server, credentials.ca_cert, credentials.token)
 
 
-def checked(response: httpx.Response) -> Any:
+def checked(response: httpx.Response, raw: bool = False) -> Any:
     if response.status_code >= 400:
         try:
             error = response.json()["error"]
@@ -87,6 +87,8 @@ def checked(response: httpx.Response) -> Any:
         except (ValueError, KeyError, TypeError):
             detail = f"HTTP {response.status_code}"
         raise ClientError(detail)
+    if raw:
+        return response.content
     if response.status_code == 204 or not response.content:
         return None
     return response.json()

@@ -22,12 +22,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def call(method: str, path: str, **kwargs: Any) -> Any:
-    """One request with the saved credentials; its JSON, or exit 1 with the server's error
-    code and message."""
+def call(method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+    """One request with the saved credentials; its JSON (``raw``: its bytes), or exit 1
+    with the server's error code and message."""
     try:
         with session_client() as client:
-            return checked(client.request(method, path, **kwargs))
+            return checked(client.request(method, path, **kwargs), raw=raw)
     except (ClientError, httpx.HTTPError) as exc:
         raise fail(str(exc)) from None
 

@@ -5,6 +5,7 @@ history and ``ps`` would keep it)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -14,12 +15,15 @@ import typer
 from rich.markup import escape
 
 from sellervault.cli.common import call, console, fail
-from sellervault.deletion import certificates
+from sellervault.deletion import certificates, returns
 
 deletions_app = typer.Typer(no_args_is_help=True, help=(
     "Deletion and return requests (security officer): `file` one for an order, a buyer or a "
-    "tenant (due 72 hours after receipt), `list` the register, `show` one, `cancel` a "
-    "pending one, `execute` one (the scope's keys destroyed, its rows deleted, verified)."))
+    "tenant (due 72 hours after receipt; with --return-to, the data is first returned "
+    "encrypted to the recipient's public key), `list` the register, `show` one, `cancel` a "
+    "pending one, `execute` one (returned, the scope's keys destroyed, its rows deleted, "
+    "verified), `return` fetches a returned file, `open-return` opens one offline with the "
+    "recipient's private key."))
 
 RequestId = Annotated[str, typer.Argument(help="The request id (del_...).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
@@ -47,10 +51,15 @@ def deletions_file(
                                     "input.")] = False,
     received_at: Annotated[str | None, typer.Option(
         help="When the request reached you (ISO 8601 with a zone; default: now).")] = None,
+    return_to: Annotated[Path | None, typer.Option(
+        help="Return the data first, encrypted to this public key: a JWK file (EC P-256, "
+             "P-384, P-521 or OKP X25519, X448).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """File a request; it is due the configured hours (72) after its receipt."""
     body: dict[str, Any] = {"scope": scope, "tenant": tenant, "requested_by": requested_by}
+    if return_to is not None:
+        body["return"], body["return_to"] = True, _jwk(return_to)
     if order is not None:
         body["amazon_order_id"] = order
     if buyer_email_stdin:
@@ -102,6 +111,44 @@ def deletions_execute(request_id: RequestId, as_json: AsJson = False) -> None:
     console.print(escape(f"Request {request_id} is {done['status']} (step {done['step']})"
                          f"{', certificate ' + certificate if certificate else ''}."),
                   highlight=False)
+
+
+def _jwk(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise fail(f"{path}: not a readable JSON Web Key file") from None
+
+
+@deletions_app.command("return")
+def deletions_return(
+    request_id: RequestId,
+    output: Annotated[Path, typer.Option("--out", help="Write the returned file here.")],
+) -> None:
+    """Fetch a request's returned file (a JWE per line, which only the recipient's private
+    key opens) and check it against the SHA-256 the request records."""
+    expected = call("GET", f"/deletion-requests/{request_id}")["return_sha256"]
+    content: bytes = call("GET", f"/deletion-requests/{request_id}/return", raw=True)
+    if hashlib.sha256(content).hexdigest() != expected:
+        raise fail("the file fetched does not match the request's SHA-256: not written")
+    output.write_bytes(content)
+    console.print(escape(f"written to {output}: {len(content)} bytes, SHA-256 {expected} "
+                         "(as the request and its certificate record)"), highlight=False)
+
+
+@deletions_app.command("open-return")
+def deletions_open_return(
+    returned: Annotated[Path, typer.Argument(help="A returned file.")],
+    key: Annotated[Path, typer.Option(help="The recipient's private key: a JWK file.")],
+) -> None:
+    """For the recipient, offline: every order in a returned file, one JSON object per
+    line (with PII in clear: write it somewhere safe)."""
+    try:
+        orders = returns.open_file(returned.read_bytes(), _jwk(key))
+    except (OSError, ValueError, KeyError) as error:
+        raise fail(f"{returned}: {error}") from None
+    for order in orders:
+        print(json.dumps(order, ensure_ascii=False))
 
 
 holds_app = typer.Typer(no_args_is_help=True, help=(

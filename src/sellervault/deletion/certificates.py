@@ -20,7 +20,8 @@ section of the form is an object of the certificate):
 - *Person validating sanitization* -> ``verified_by`` (the tool's own verification step,
   run under the same account; a second person countersigns outside, if policy asks);
 - and the request itself: who asked (``requested_by``, as recorded), who filed it, its
-  scope and counts, its times, and the returned file's SHA-256 when data was returned.
+  scope and counts, its times, and, when data was returned first, the returned file's
+  SHA-256, its count of orders and the thumbprint of the key it is encrypted to.
 
 Not mapped: the appendix's phone numbers, postal locations and handwritten signature (a
 vault has none; the Ed25519 signature stands for it), and a media serial or property
@@ -42,6 +43,7 @@ from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, TargetType
 from sellervault.crypto.signatures import PublicKeyError, SigningKey, VerifyKey
+from sellervault.deletion import returns
 from sellervault.deletion.errors import DeletionScopeNotFoundError
 from sellervault.deletion.models import CertificateRow, DeletionRequest
 from sellervault.runtime import Runtime
@@ -104,11 +106,21 @@ def document(rt: Runtime, row: DeletionRequest, issued_at: datetime) -> dict[str
         },
         "destination": "Internal reuse (the database stays in service)",
         "verified_by": {"tool": f"{tool} verification step", "account": row.executed_by},
-        "returned": {"returned": row.return_data, "sha256": row.return_sha256},
+        "returned": _returned(row),
         "times": {"received": _time(row.received_at), "deadline": _time(row.deadline),
                   "started": _time(row.started_at), "completed": _time(issued_at),
                   "issued": _time(issued_at)},
     }
+
+
+def _returned(row: DeletionRequest) -> dict[str, Any]:
+    """What was returned before the purge: the file's SHA-256 (the recipient checks the
+    file they fetched against it), the orders in it and the key it is encrypted to."""
+    if not row.return_data:
+        return {"returned": False}
+    return {"returned": True, "sha256": row.return_sha256, "orders": row.returned,
+            "recipient_key_thumbprint": row.return_key_id,
+            "encryption": f"JWE {returns.KEY_AGREEMENT}, {returns.CONTENT_ENCRYPTION}"}
 
 
 @dataclass(frozen=True)

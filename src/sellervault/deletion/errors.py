@@ -23,6 +23,14 @@ class DeletionRequestNotFoundError(DeletionError):
         super().__init__("no such deletion request")
 
 
+class DeletionReturnNotFoundError(DeletionError):
+    code = Reason.NOT_FOUND
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("this request returns no data")
+
+
 class DeletionScopeNotFoundError(DeletionError):
     """An order or tenant the service does not hold (a buyer scope is never refused: that
     would tell whether a person is a buyer)."""

@@ -2,6 +2,9 @@
 security event per step, so a process killed at any point and run again finishes the job
 with nothing half-deleted, and two executions at once do each step once.
 
+0. ``returned`` (a request filed with ``return: true`` only): the scope is exported,
+   encrypted to the recipient's public key, a part per transaction
+   (``deletion.returns``), and the file's SHA-256 recorded. Nothing is destroyed before.
 1. ``keys_destroyed``: the scope's data keys are destroyed (a tenant: its key-encryption
    and index keys, a few rows whatever its size). From this commit on, nothing of the scope
    decrypts, in any process (data keys are never cached; a tenant's cached keys are
@@ -32,7 +35,7 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, Reason, TargetType
-from sellervault.deletion import certificates
+from sellervault.deletion import certificates, returns
 from sellervault.deletion.errors import DeletionStateError
 from sellervault.deletion.models import DeletionRequest
 from sellervault.deletion.requests import (
@@ -46,10 +49,12 @@ from sellervault.deletion.requests import (
 from sellervault.records import erasure
 from sellervault.runtime import Runtime
 
-KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED = (
-    "keys_destroyed", "rows_deleted", "verified", "certified")
-STEPS: tuple[str | None, ...] = (None, KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED)
-"""Each step's predecessor comes before it: ``None`` is a request whose execution began."""
+RETURNED, KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED = (
+    "returned", "keys_destroyed", "rows_deleted", "verified", "certified")
+STEPS: tuple[str | None, ...] = (None, RETURNED, KEYS_DESTROYED, ROWS_DELETED, VERIFIED,
+                                 CERTIFIED)
+"""Each step's predecessor comes before it: ``None`` is a request whose execution began
+(a request that returns nothing goes from ``None`` to ``keys_destroyed``)."""
 
 
 class _Overtaken(Exception):
@@ -65,12 +70,17 @@ class _Target:
     tenant_id: str
     scope: erasure.Scope
     buyer: str | None
+    recipient: returns.Recipient | None
+    """Whom the scope is returned to first (none: deleted only)."""
 
     @classmethod
     def of(cls, row: DeletionRequest) -> _Target:
         digest = bytes.fromhex(row.buyer_digest) if row.buyer_digest else None
+        recipient = None if row.return_key is None or row.return_key_id is None else \
+            returns.Recipient(row.return_key, row.return_key_id)
         return cls(row.id, row.scope, row.tenant_id,
-                   erasure.Scope(row.tenant_id, row.amazon_order_id, digest), row.buyer)
+                   erasure.Scope(row.tenant_id, row.amazon_order_id, digest), row.buyer,
+                   recipient)
 
 
 def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,
@@ -79,7 +89,8 @@ def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,
     stopped execution). A completed request is answered as it is; a cancelled one, 409."""
     target = _begin(rt, auditor, principal_id, request_id)
     steps: dict[str | None, Callable[[Runtime, Auditor, _Target], None]] = {
-        None: _destroy_keys, KEYS_DESTROYED: _delete_rows, ROWS_DELETED: _verify,
+        None: _destroy_keys if target.recipient is None else _return,
+        RETURNED: _destroy_keys, KEYS_DESTROYED: _delete_rows, ROWS_DELETED: _verify,
         VERIFIED: _certify}
     while True:
         step = _step(rt, request_id)
@@ -118,16 +129,30 @@ def _step(rt: Runtime, request_id: str) -> str | None:
     return step if status == EXECUTING else COMPLETED
 
 
-def _advance(session: Session, request_id: str, step: str, **values: object) -> None:
+def _advance(session: Session, target: _Target, step: str, **values: object) -> None:
     """Move the request from ``step``'s predecessor to ``step``, or roll back if another
     execution did (``_Overtaken``)."""
     before = STEPS[STEPS.index(step) - 1]
+    if before == RETURNED and target.recipient is None:
+        before = None
     moved = session.execute(update(DeletionRequest).where(
-        DeletionRequest.id == request_id, DeletionRequest.status == EXECUTING,
+        DeletionRequest.id == target.id, DeletionRequest.status == EXECUTING,
         DeletionRequest.step.is_(None) if before is None else DeletionRequest.step == before,
     ).values(step=step, **values))
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise _Overtaken()
+
+
+def _return(rt: Runtime, auditor: Auditor, target: _Target) -> None:
+    assert target.recipient is not None
+    returned = returns.write_parts(rt, target.id, target.recipient, target.scope)
+    try:
+        with rt.store.transaction() as session:
+            digest = returns.sha256(returns.parts(session, target.id))
+            _advance(session, target, RETURNED, return_sha256=digest, returned=returned)
+            _record(session, auditor, Action.DELETIONS_RETURN, target, returned)
+    except _Overtaken:
+        return
 
 
 def _destroy_keys(rt: Runtime, auditor: Auditor, target: _Target) -> None:
@@ -145,7 +170,7 @@ def _destroy_keys(rt: Runtime, auditor: Auditor, target: _Target) -> None:
                 ids = erasure.data_keys(session, target.scope)
                 destroyed = rt.keyring.destroy_data_keys(session, target.tenant_id, ids)
                 unreadable, key_ids = destroyed.data_keys, json.dumps(sorted(ids))
-            _advance(session, target.id, KEYS_DESTROYED, orders=orders, data_keys=unreadable,
+            _advance(session, target, KEYS_DESTROYED, orders=orders, data_keys=unreadable,
                      tenant_keys=destroyed.tenant_keys, data_key_ids=key_ids)
             _record(session, auditor, Action.DELETIONS_DESTROY_KEYS, target, unreadable)
     except _Overtaken:
@@ -165,7 +190,7 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
             break
     try:
         with rt.store.transaction() as session:
-            _advance(session, target.id, ROWS_DELETED)
+            _advance(session, target, ROWS_DELETED)
             _record(session, auditor, Action.DELETIONS_DELETE_ROWS, target, deleted)
     except _Overtaken:
         return
@@ -197,7 +222,7 @@ def _verify(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     found = json.dumps({**checks, "database_cleanup": cleanup}, sort_keys=True)
     try:
         with rt.store.transaction() as session:
-            _advance(session, target.id, VERIFIED, verification=found)
+            _advance(session, target, VERIFIED, verification=found)
             _record(session, auditor, Action.DELETIONS_VERIFY, target, None)
     except _Overtaken:
         return
@@ -209,7 +234,7 @@ def _certify(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     try:
         with rt.store.transaction() as session:
             now = rt.clock.now()
-            _advance(session, target.id, CERTIFIED, status=COMPLETED, completed_at=now)
+            _advance(session, target, CERTIFIED, status=COMPLETED, completed_at=now)
             row = session.get(DeletionRequest, target.id)
             assert row is not None
             certificates.issue(rt, session, auditor, row)

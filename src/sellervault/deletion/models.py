@@ -53,6 +53,13 @@ class DeletionRequest(Base):
     checks are gone (a tenant scope checks that the tenant has no key left)."""
     tenant_keys: Mapped[int | None] = mapped_column(Integer)
     return_sha256: Mapped[str | None] = mapped_column(String(64))
+    """The SHA-256 of the returned file (``deletion.returns``), once written."""
+    return_key: Mapped[str | None] = mapped_column(Text)
+    """The recipient's public key (a JWK, public members only) the data is returned to."""
+    return_key_id: Mapped[str | None] = mapped_column(String(64))
+    """Its RFC 7638 thumbprint, as the certificate names it."""
+    returned: Mapped[int | None] = mapped_column(Integer)
+    """How many orders were returned."""
     verification: Mapped[str | None] = mapped_column(Text)
     """What the verification step checked and found, and the database's cleanup (JSON)."""
     warned: Mapped[int] = mapped_column(Integer, default=0)
@@ -71,6 +78,21 @@ class CertificateRow(Base):
     document: Mapped[str] = mapped_column(Text)
     signature: Mapped[str] = mapped_column(String(128))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReturnedPart(Base):
+    """One line of a returned file: up to a batch of the scope's orders as a JWE encrypted
+    to the recipient's key (``deletion.returns``), which the vault cannot open."""
+
+    __tablename__ = "returned_parts"
+
+    request_id: Mapped[str] = mapped_column(String(32), ForeignKey("deletion_requests.id"),
+                                            primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    orders: Mapped[int] = mapped_column(Integer)
+    last_order_id: Mapped[str | None] = mapped_column(String(32))
+    """The last order in it (the parts go in order-id order): where the next one starts."""
+    jwe: Mapped[str] = mapped_column(Text)
 
 
 class LegalHold(Base):

@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, TargetType
+from sellervault.deletion import returns
 from sellervault.deletion.errors import (
     DeletionRequestNotFoundError,
+    DeletionReturnNotFoundError,
     DeletionScopeNotFoundError,
     DeletionStateError,
     InvalidDeletionRequestError,
@@ -60,6 +62,8 @@ class Request:
     data_keys: int | None
     tenant_keys: int | None
     return_sha256: str | None
+    return_key_id: str | None
+    returned: int | None
     certificate_id: str | None
 
     @classmethod
@@ -68,23 +72,28 @@ class Request:
                    row.requested_by, row.return_data, row.received_at, row.deadline,
                    row.status, row.step, row.created_by, row.created_at, row.completed_at,
                    row.orders, row.data_keys, row.tenant_keys, row.return_sha256,
-                   certificate_id)
+                   row.return_key_id, row.returned, certificate_id)
 
 
 def file_request(rt: Runtime, auditor: Auditor, principal_id: str, *, scope: Scope,
                  tenant_id: str, requested_by: str, return_data: bool = False,
-                 amazon_order_id: str | None = None, buyer_email: str | None = None,
+                 return_to: object = None, amazon_order_id: str | None = None,
+                 buyer_email: str | None = None,
                  received_at: datetime | None = None) -> Request:
     """Record a request (``pending``) with its deadline: ``received_at`` (now, unless the
     request reached the company earlier) plus the configured hours. An order or tenant the
     service does not hold is refused (404: a typo must not be certified as a deletion); a
-    buyer with no orders is not (the certificate will say none were held)."""
+    buyer with no orders is not (the certificate will say none were held). ``return_data``:
+    the scope is first returned, encrypted to ``return_to`` (the recipient's public JWK:
+    ``deletion.returns``)."""
     now = rt.clock.now()
     received = _received(received_at, now)
     _check_scope(scope, amazon_order_id, buyer_email)
-    if return_data:  # (refused, not ignored: a request to return data must not be deleted)
-        raise InvalidDeletionRequestError("return: returning data before deletion is not "
-                                          "available yet; file a deletion without it")
+    if return_data != (return_to is not None):
+        raise InvalidDeletionRequestError(
+            "return_to: " + ("the recipient's public key is required to return data"
+                             if return_data else "only with return: true"))
+    recipient = returns.recipient(return_to) if return_data else None
     who = requested_by.strip()
     if not who or not who.isprintable():
         raise InvalidDeletionRequestError("requested_by: say who asked, in one line")
@@ -95,7 +104,9 @@ def file_request(rt: Runtime, auditor: Auditor, principal_id: str, *, scope: Sco
             amazon_order_id=amazon_order_id,
             buyer_digest=buyer.digest.hex() if buyer else None,
             buyer=buyer.pseudonym if buyer else None, requested_by=who,
-            return_data=return_data, received_at=received,
+            return_data=return_data, return_key=None if recipient is None else recipient.jwk,
+            return_key_id=None if recipient is None else recipient.key_id,
+            received_at=received,
             deadline=received + timedelta(hours=rt.settings.deletion_deadline_hours),
             status=PENDING, created_by=principal_id, created_at=now, warned=0)
         session.add(row)
@@ -198,3 +209,25 @@ def cancel_request(rt: Runtime, auditor: Auditor, principal_id: str,
                        tenant_id=found.tenant_id, target_type=TargetType.DELETION_REQUEST,
                        target_id=request_id, buyer=found.buyer)
         return found
+
+
+def returned_file(rt: Runtime, auditor: Auditor, request_id: str) -> bytes:
+    """The request's returned file (``deletion.returns``: a JWE per line, encrypted to the
+    recipient), exactly the bytes whose SHA-256 the request and its certificate hold. 404
+    for a request that returns nothing; 409 before its data is returned."""
+    with rt.store.transaction() as session:
+        row = session.get(DeletionRequest, request_id)
+        if row is None:
+            raise DeletionRequestNotFoundError()
+        if not row.return_data:
+            raise DeletionReturnNotFoundError()
+        if row.return_sha256 is None:
+            raise DeletionStateError("the data is not returned yet: execute the request")
+        lines = returns.parts(session, request_id)
+        if returns.sha256(lines) != row.return_sha256:
+            raise DeletionStateError("the returned file no longer matches its recorded "
+                                     "SHA-256")
+        auditor.record(session, Action.DELETIONS_RETURN_READ, Outcome.SUCCESS,
+                       tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,
+                       target_id=request_id, buyer=row.buyer, count=row.returned)
+        return returns.file_bytes(lines)

@@ -13,16 +13,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from sellervault.crypto.keyring import Keyring, UnknownTenantKeyError
+from sellervault.crypto.keystore import join_data_key
 from sellervault.crypto.pseudonyms import BuyerPseudonyms
 from sellervault.records.errors import OrderNotFoundError
 from sellervault.records.models import Order
-from sellervault.records.service import EMAIL
+from sellervault.records.service import (
+    EMAIL,
+    ORDER_AND_KEY_COLUMNS,
+    ORDERS,
+    decrypt_order,
+    masked_view,
+)
 from sellervault.records.spapi import normalize_email
 
 DELETE_BATCH = 1000
@@ -104,6 +112,20 @@ def next_batch(session: Session, scope: Scope, limit: int = DELETE_BATCH) -> lis
     rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id)
                            .where(scope.where()).limit(limit)).all()
     return [OrderRef(*row) for row in rows]
+
+
+def decrypted_batch(session: Session, keyring: Keyring, scope: Scope, after: str | None,
+                    limit: int) -> list[tuple[str, dict[str, Any]]]:
+    """The scope's next ``limit`` orders after the order id ``after``, in id order, each
+    as revealed (a return before deletion: ``deletion.returns``); an order whose PII
+    retention already removed, as stored. Canaries are left out: nobody's data."""
+    query = join_data_key(select(*ORDER_AND_KEY_COLUMNS, Order.pii_removed_at).where(
+        scope.where(), Order.is_canary.is_(False)), ORDERS.c.tenant_id, ORDERS.c.data_key_id)
+    if after is not None:
+        query = query.where(Order.id > after)
+    rows = session.execute(query.order_by(Order.id).limit(limit)).all()
+    return [(row.id, masked_view(row) if row.pii_removed_at is not None
+             else decrypt_order(session, keyring, row)) for row in rows]
 
 
 def _not_held(now: datetime) -> ColumnElement[bool]:

@@ -267,6 +267,8 @@ _CANARY_DATES = select(ORDERS.c.id, ORDERS.c.amazon_order_id, ORDERS.c.attribute
     ORDERS.c.tenant_id == bindparam("tenant_id"), ORDERS.c.is_canary.is_(True))
 MODEL_CANDIDATES = 20
 """How many of a tenant's newest orders a refresh that seeds canaries models them on."""
+ORDER_AND_KEY_COLUMNS = _ORDER_LOOKUP.selected_columns
+"""What ``decrypt_order`` needs of an order, besides its wrapped key (``join_data_key``)."""
 _MODELS = join_data_key(
     select(*_ORDER_LOOKUP.selected_columns).where(
         ORDERS.c.tenant_id == bindparam("tenant_id"), ORDERS.c.is_canary.is_(False),
@@ -321,7 +323,7 @@ def _redate_canaries(session: Session, seed: bytes, tenant_id: str, now: datetim
 def _stored_models(rt: Runtime, session: Session, tenant_id: str) -> list[dict[str, Any]]:
     """The tenant's newest orders with a buyer, decrypted in memory to model canaries on
     (an erased one, its data key destroyed, is passed over)."""
-    return [_decrypt(session, rt.keyring, row)
+    return [decrypt_order(session, rt.keyring, row)
             for row in session.execute(_MODELS, {"tenant_id": tenant_id}).all()
             if row.data_key_wrapped is not None]
 
@@ -408,7 +410,9 @@ async def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
     return view
 
 
-def _decrypt(db: Db | None, keyring: Keyring, row: Any) -> dict[str, Any]:
+def decrypt_order(db: Db | None, keyring: Keyring, row: Any) -> dict[str, Any]:
+    """The order as revealed: its stored view with the buyer and shipping address opened
+    under its data key (``row``: ``_ORDER_LOOKUP``'s columns and ``join_data_key``'s)."""
     try:
         cipher = keyring.open_data_key(db, row.tenant_id, row.data_key_id,
                                        row.data_key_kek_version, row.data_key_wrapped)
@@ -436,7 +440,7 @@ async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id:
     require_permitted_purpose(purpose)
     row = await _find(rt, tenant_id, amazon_order_id, with_key=True)
     try:  # the tenant key cached: no database
-        view = _decrypt(None, rt.keyring, row)
+        view = decrypt_order(None, rt.keyring, row)
     except KeyNotCachedError:  # its first use in this process (or just evicted): read it
         view = await rt.store.offload(_decrypt_reading_keys, rt, row)
     buyer = await _buyer(rt, row)
@@ -458,7 +462,7 @@ async def _touched_canary(rt: Runtime, auditor: Auditor, row: Any, buyer: str | 
 
 def _decrypt_reading_keys(rt: Runtime, row: Any) -> dict[str, Any]:
     with rt.store.read() as db:
-        return _decrypt(db, rt.keyring, row)
+        return decrypt_order(db, rt.keyring, row)
 
 
 SEARCH_BUDGET = "orders-search"

@@ -7,9 +7,9 @@ times, never PII."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from sellervault.access.actions import Action
@@ -40,6 +40,10 @@ class DeletionRequestIn(BaseModel):
                                   "the deadline runs from here")
     return_: StrictBool = Field(default=False, alias="return",
                                 description="return the data before deleting it")
+    return_to: dict[str, Any] | None = Field(
+        default=None, description="with return: the recipient's public key as a JWK (EC "
+                                  "P-256/P-384/P-521 or OKP X25519/X448); the data is "
+                                  "returned encrypted to it (JWE ECDH-ES+A256KW, A256GCM)")
 
 
 class DeletionRequestOut(BaseModel):
@@ -59,6 +63,9 @@ class DeletionRequestOut(BaseModel):
     orders: int | None
     data_keys: int | None
     tenant_keys: int | None
+    return_key_id: str | None = Field(description="the recipient key's RFC 7638 thumbprint")
+    returned: int | None = Field(description="orders returned")
+    return_sha256: str | None = Field(description="SHA-256 of the returned file")
     certificate_id: str | None
 
     @classmethod
@@ -70,7 +77,8 @@ class DeletionRequestOut(BaseModel):
                    created_by=found.created_by, created_at=found.created_at,
                    completed_at=found.completed_at, orders=found.orders,
                    data_keys=found.data_keys, tenant_keys=found.tenant_keys,
-                   certificate_id=found.certificate_id)
+                   return_key_id=found.return_key_id, returned=found.returned,
+                   return_sha256=found.return_sha256, certificate_id=found.certificate_id)
 
 
 @router.post("/deletion-requests", status_code=201, response_model=DeletionRequestOut,
@@ -84,8 +92,8 @@ def file_deletion_request(
     return DeletionRequestOut.of(requests.file_request(
         state.runtime, state.auditor, state.principal.id, scope=body.scope,
         tenant_id=body.tenant, requested_by=body.requested_by, return_data=body.return_,
-        amazon_order_id=body.amazon_order_id, buyer_email=body.buyer_email,
-        received_at=body.received_at))
+        return_to=body.return_to, amazon_order_id=body.amazon_order_id,
+        buyer_email=body.buyer_email, received_at=body.received_at))
 
 
 @router.get("/deletion-requests")
@@ -138,6 +146,22 @@ def execute_deletion_request(
     done = execution.execute(state.runtime, state.auditor, state.principal.id, request_id)
     return ExecutionOut(status=done.status, step=done.step,
                         certificate_id=done.certificate_id)
+
+
+@router.get("/deletion-requests/{request_id}/return", response_class=Response,
+            responses={**own_errors(404, 409, 422), 200: {
+                "content": {"text/plain": {}},
+                "description": "one JWE compact serialization per line"}})
+def get_returned_file(
+    request_id: Annotated[str, REQUEST_ID],
+    state: Annotated[RequestState, Depends(require(Action.DELETIONS_RETURN_READ))],
+) -> Response:
+    """The returned data: one JWE (ECDH-ES+A256KW, A256GCM) per line, encrypted to the
+    recipient's key, which alone opens it; its SHA-256 is the request's ``return_sha256``
+    and the certificate's. 404 if the request returns nothing, 409 before it is executed."""
+    content = requests.returned_file(state.runtime, state.auditor, request_id)
+    return Response(content, media_type="text/plain; charset=us-ascii", headers={
+        "Content-Disposition": f'attachment; filename="{request_id}.jwe.txt"'})
 
 
 HOLD_ID = Path(max_length=32, pattern=r"^hld_[0-9a-f]{24}$")
