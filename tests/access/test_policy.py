@@ -30,7 +30,9 @@ SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_REA
                   Action.DELETIONS_CREATE, Action.DELETIONS_LIST, Action.DELETIONS_CANCEL,
                   Action.DELETIONS_EXECUTE, Action.DELETIONS_RETURN_READ, Action.HOLDS_PLACE,
                   Action.HOLDS_LIST, Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
-                  Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY]
+                  Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY,
+                  Action.RESTRICTIONS_PLACE, Action.RESTRICTIONS_LIST,
+                  Action.RESTRICTIONS_LIFT]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
@@ -50,9 +52,12 @@ ALLOWED: dict[Role, set[Action]] = {
                             Action.DELETIONS_EXECUTE, Action.DELETIONS_RETURN_READ,
                             Action.HOLDS_PLACE, Action.HOLDS_LIST,
                             Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
-                            Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY},
+                            Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY,
+                            Action.RESTRICTIONS_PLACE, Action.RESTRICTIONS_LIST,
+                            Action.RESTRICTIONS_LIFT},
     Role.AUDITOR: {Action.AUDIT_READ, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
-                   Action.DELETIONS_LIST, Action.HOLDS_LIST, Action.CERTIFICATES_READ},
+                   Action.DELETIONS_LIST, Action.HOLDS_LIST, Action.CERTIFICATES_READ,
+                   Action.RESTRICTIONS_LIST},
     Role.ANALYST: {Action.ORDERS_READ},
     Role.PII_READER: {Action.ORDERS_READ, Action.ORDERS_SEARCH, Action.ORDERS_REVEAL},
     Role.INGEST: {Action.ORDERS_INGEST},

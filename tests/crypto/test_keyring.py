@@ -131,7 +131,7 @@ def reveal(runtime: Runtime, tenant_id: str, amazon_order_id: str) -> dict[str, 
 def search(runtime: Runtime, tenant_id: str, email: str) -> list[dict[str, Any]]:
     auditor = Auditor(runtime.audit, Actor(channel=Channel.SYSTEM, source_ip="local"))
     return records.search(runtime, auditor, "acc_test", tenant_id, purpose="fulfillment",
-                          buyer_email=email)
+                          buyer_email=email).orders
 
 
 # -- tenant keys -----------------------------------------------------------------------------

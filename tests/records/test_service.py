@@ -164,7 +164,7 @@ def test_tenants_do_not_see_each_others_orders(runtime: Runtime,
 def _search(runtime: Runtime, tenant: str, principal: str = "acc_test",
             **criteria: str) -> list[dict[str, Any]]:
     return records.search(runtime, _auditor(runtime), principal, tenant, purpose="fulfillment",
-                          **criteria)
+                          **criteria).orders
 
 
 def _events(runtime: Runtime) -> list[Any]:
@@ -296,7 +296,7 @@ def test_touching_a_canary_is_an_event_of_its_own_and_an_ordinary_order_is_not(
     reveal(runtime, _auditor(runtime), "acme", amazon_id, "fulfillment")
     email = raw[0]["BuyerInfo"]["BuyerEmail"]
     found = records.search(runtime, _auditor(runtime), "acc_test", "acme",
-                           purpose="fulfillment", buyer_email=email)
+                           purpose="fulfillment", buyer_email=email).orders
     assert [o["AmazonOrderId"] for o in found] == [amazon_id]
     touched = _touched(runtime)
     assert len(touched) == 3

@@ -75,7 +75,7 @@ def test_every_error_is_the_one_error_shape(document: dict[str, Any]) -> None:
     ("/api/v1/tenants/{tenant}/orders", "post", {"200", "401", "403", "404", "410", "413",
                                                  "422", "503"}),
     ("/api/v1/tenants/{tenant}/orders/{amazon_order_id}", "get",
-     {"200", "401", "403", "404", "410", "413", "422", "503"}),
+     {"200", "401", "403", "404", "410", "413", "422", "451", "503"}),
     ("/api/v1/tenants/{tenant}/orders", "get", {"200", "401", "403", "404", "413", "422",
                                                 "429", "503"}),
     ("/api/v1/accounts", "post", {"201", "401", "403", "409", "413", "422", "503"}),

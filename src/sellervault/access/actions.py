@@ -99,6 +99,10 @@ class Action(StrEnum):
     HOLDS_PLACE = "holds:place"
     HOLDS_LIST = "holds:list"
     HOLDS_RELEASE = "holds:release"
+    # A buyer's processing restricted until lifted (a data subject's right; security officers).
+    RESTRICTIONS_PLACE = "restrictions:place"
+    RESTRICTIONS_LIST = "restrictions:list"
+    RESTRICTIONS_LIFT = "restrictions:lift"
     # Periodic jobs (sellervault.jobs): a run, by the scheduler or by hand; the schedule read.
     JOBS_RUN = "jobs:run"
     JOBS_LIST = "jobs:list"

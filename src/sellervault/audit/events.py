@@ -47,6 +47,7 @@ class TargetType(StrEnum):
     SYSTEM_KEY = "system-key"  # by its name (``security-log``), never the key
     DELETION_REQUEST = "deletion-request"
     LEGAL_HOLD = "legal-hold"
+    RESTRICTION = "restriction"  # a buyer's processing restricted (records.restrictions)
     CERTIFICATE = "certificate"
     JOB = "job"
     TENANT = "tenant"
@@ -100,6 +101,9 @@ class Reason(StrEnum):
     NO_GRANT_ON_TENANT = "no_grant_on_tenant"  # answered 404 not_found, logged as this
     ALERT_STATE = "alert_state"  # an alert change that does not apply (409)
     NOTIFICATION_STATE = "notification_state"  # a retry of a notification not dead (409)
+    PROCESSING_RESTRICTED = "processing_restricted"  # the buyer's processing is restricted
+    RESTRICTION_STATE = "restriction_state"  # restricted already, or lifted already (409)
+    INVALID_RESTRICTION = "invalid_restriction"  # a restriction that says the wrong things
     DELETION_STATE = "deletion_state"  # a deletion request change that does not apply (409)
     INVALID_DELETION = "invalid_deletion"  # a deletion request that says the wrong things (422)
     REVIEW_STATE = "review_state"  # a log review that does not go further than the last (409)

@@ -14,7 +14,12 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from sellervault.cli import alert_commands, deletion_commands, lifecycle_commands
+from sellervault.cli import (
+    alert_commands,
+    deletion_commands,
+    lifecycle_commands,
+    subject_commands,
+)
 from sellervault.cli.client import (
     DEFAULT_SERVER,
     ClientError,
@@ -398,6 +403,7 @@ def register(app: typer.Typer) -> None:
     lifecycle_commands.register(app, accounts_app)
     alert_commands.register(app)
     deletion_commands.register(app)
+    subject_commands.register(app)
     app.add_typer(accounts_app, name="accounts")
     app.add_typer(enrol_app, name="enrol")
     app.add_typer(password_app, name="password")

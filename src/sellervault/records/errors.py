@@ -26,6 +26,35 @@ class OrderErasedError(RecordError):
         super().__init__("the order's personal data has been erased")
 
 
+class OrderRestrictedError(RecordError):
+    """451 (RFC 7725: unavailable for legal reasons): the buyer asked for their data's
+    processing to be restricted (``records.restrictions``); it is kept, not used."""
+
+    code = Reason.PROCESSING_RESTRICTED
+    status = 451
+
+    def __init__(self) -> None:
+        super().__init__("the processing of this buyer's data is restricted")
+
+
+class RestrictionError(RecordError):
+    code = Reason.INVALID_RESTRICTION
+    status = 422
+
+
+class RestrictionStateError(RestrictionError):
+    code = Reason.RESTRICTION_STATE
+    status = 409
+
+
+class RestrictionNotFoundError(RestrictionError):
+    code = Reason.NOT_FOUND
+    status = 404
+
+    def __init__(self, what: str = "restriction") -> None:
+        super().__init__(f"no such {what}")
+
+
 class SearchRequestError(RecordError):
     code = Reason.INVALID_SEARCH
     status = 422

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sellervault.store.base import Base
@@ -53,3 +53,29 @@ class Order(Base):
     """When retention erased its PII (its data key destroyed; the order data kept)."""
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """A legal hold (``deletion.holds``): retention leaves the order alone until then."""
+
+
+class Restriction(Base):
+    """A buyer whose processing is restricted (a data subject's right, GDPR art. 18): every
+    read, reveal and search hit of their orders in the tenant is refused until it is lifted
+    (``records.restrictions``). The buyer is held as the tenant's blind-index digest of their
+    email (what their orders' ``email_bidx`` holds), never the email. At most one active
+    restriction per buyer (the partial unique index), so reads join it without duplicates."""
+
+    __tablename__ = "restrictions"
+    __table_args__ = (
+        Index("uq_restrictions_active", "tenant_id", "buyer_digest", unique=True,
+              sqlite_where=text("lifted_at IS NULL"),
+              postgresql_where=text("lifted_at IS NULL")),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    buyer_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    buyer: Mapped[str] = mapped_column(String(40))
+    """The buyer's pseudonym (``crypto.pseudonyms``), as the security log names them."""
+    reason: Mapped[str] = mapped_column(String(500))
+    restricted_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(32))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

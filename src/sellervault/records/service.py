@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic_core import PydanticSerializationError, from_json, to_json
-from sqlalchemy import String, Table, bindparam, func, select, true, update
+from sqlalchemy import Select, String, Table, and_, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -42,9 +42,10 @@ from sellervault.records.canaries import CANARY_SEED_KEY
 from sellervault.records.errors import (
     OrderErasedError,
     OrderNotFoundError,
+    OrderRestrictedError,
     SearchRequestError,
 )
-from sellervault.records.models import Order
+from sellervault.records.models import Order, Restriction
 from sellervault.records.registry import BUYER, SHIPPING_ADDRESS
 from sellervault.records.spapi import (
     MappedOrder,
@@ -71,9 +72,22 @@ _ORDER_LOOKUP = select(ORDERS.c.id, ORDERS.c.tenant_id, ORDERS.c.data_key_id,
                        ORDERS.c.is_canary, ORDERS.c.email_bidx, ORDERS.c.phone_bidx).where(
     ORDERS.c.tenant_id == bindparam("tenant_id"),
     ORDERS.c.amazon_order_id == bindparam("amazon_order_id"))
-_FIND_ORDER = Prepared(_ORDER_LOOKUP)
-_FIND_ORDER_AND_KEY = Prepared(join_data_key(_ORDER_LOOKUP, ORDERS.c.tenant_id,
-                                             ORDERS.c.data_key_id))
+RESTRICTIONS = cast(Table, Restriction.__table__)
+
+
+def with_restriction(query: Select[Any]) -> Select[Any]:
+    """``query`` with the column ``restricted``: whether the order's buyer (by email) is
+    under an active restriction of processing (``restrictions``). The partial unique index
+    allows one active restriction per buyer, so the join never repeats a row."""
+    return query.add_columns(RESTRICTIONS.c.id.is_not(None).label("restricted")).outerjoin(
+        RESTRICTIONS, and_(RESTRICTIONS.c.tenant_id == ORDERS.c.tenant_id,
+                           RESTRICTIONS.c.buyer_digest == ORDERS.c.email_bidx,
+                           RESTRICTIONS.c.lifted_at.is_(None)))
+
+
+_FIND_ORDER = Prepared(with_restriction(_ORDER_LOOKUP))
+_FIND_ORDER_AND_KEY = Prepared(with_restriction(join_data_key(
+    _ORDER_LOOKUP, ORDERS.c.tenant_id, ORDERS.c.data_key_id)))
 _EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id).where(
     Order.tenant_id == bindparam("tenant_id"),
     Order.amazon_order_id.in_(bindparam("amazon_order_ids", expanding=True)),
@@ -388,8 +402,12 @@ async def _buyer(rt: Runtime, row: Any) -> str | None:
 
 
 def _found(rows: list[Any]) -> Any:
+    """The order found, if its buyer's processing is not restricted (then: 451, and the
+    request's own event records the refusal with ``processing_restricted``)."""
     if not rows:
         raise OrderNotFoundError()
+    if rows[0].restricted:
+        raise OrderRestrictedError()
     return rows[0]
 
 
@@ -477,10 +495,19 @@ def search_criteria(*, buyer_email: str | None = None, buyer_phone: str | None =
     return "+".join(kind for kind, value in given if value is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    orders: list[dict[str, Any]]
+    """The hits, masked."""
+    restricted: int
+    """Hits withheld: their buyer's processing is restricted (``restrictions``)."""
+
+
 def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, purpose: str,
            buyer_email: str | None = None, buyer_phone: str | None = None,
-           postal_code: str | None = None) -> list[dict[str, Any]]:
-    """Orders matching every given criterion exactly (after normalisation), masked.
+           postal_code: str | None = None) -> SearchResult:
+    """Orders matching every given criterion exactly (after normalisation), masked; a hit
+    whose buyer's processing is restricted is withheld (counted, never shown).
 
     Every criterion is PII, and a search confirms or maps it (one ZIP code at a time, every
     order's postal code), so a search is a PII operation: the caller states a permitted
@@ -503,12 +530,18 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
             index = rt.keyring.blind_index(session, tenant_id)
         except UnknownTenantKeyError:
             index = None  # a tenant with no keys has no orders: an empty result
-        rows: Sequence[Order] = []
+        rows: list[Order] = []
+        withheld = 0
         if index is not None:
-            query = select(Order).where(Order.tenant_id == tenant_id)
+            query = with_restriction(select(Order)).where(Order.tenant_id == tenant_id)
             for kind, column, value in given:
                 query = query.where(column == index.digest(kind, value))
-            rows = session.scalars(query.order_by(Order.purchase_date).limit(SEARCH_LIMIT)).all()
+            found = session.execute(query.order_by(Order.purchase_date).limit(SEARCH_LIMIT))
+            for row, restricted in found:
+                if restricted:
+                    withheld += 1
+                else:
+                    rows.append(row)
         buyers = {buyer_of(pseudonyms, row) for row in rows}
         auditor.record(session, Action.ORDERS_SEARCH, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.ORDER, count=len(rows), purpose=purpose,
@@ -527,7 +560,7 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
                            criteria=search_criteria(buyer_email=buyer_email,
                                                     buyer_phone=buyer_phone,
                                                     postal_code=postal_code))
-        return [masked_view(row) for row in rows]
+        return SearchResult([masked_view(row) for row in rows], withheld)
 
 
 def buyer_pseudonym(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *,

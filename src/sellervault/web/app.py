@@ -31,6 +31,7 @@ from sellervault.web.api import (
     meta,
     orders,
     session,
+    subjects,
 )
 from sellervault.web.middleware import SecurityMiddleware
 
@@ -64,7 +65,7 @@ def build_api(lifespan: Lifespan | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     for module in (orders, session, enrolment, accounts, approvals, audit, killswitches,
-                   alerts, deletions, certificates, meta):  # the hot path's first
+                   alerts, deletions, subjects, certificates, meta):  # the hot path's first
         api.include_router(module.router, prefix=API_PREFIX)
     errors.install(api)
 

@@ -40,6 +40,8 @@ DESCRIPTIONS = {
          "tenant (`tenant_erased`)",
     413: "the body is larger than this route takes",
     422: "a malformed input, named by its path",
+    451: "the buyer's processing is restricted (`processing_restricted`): their data is "
+         "kept but not used until a security officer lifts the restriction",
     429: "over a budget or a limit (searches per hour, failed sign-ins per address per day): "
          "retry after the Retry-After header's seconds",
     503: "the security log cannot be written (nothing is served that it does not record), "

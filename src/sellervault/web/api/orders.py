@@ -91,7 +91,7 @@ _ORDER_ADDRESS_PARAMETERS = [  # what the guard and order_id read, for the OpenA
 @router.get("/tenants/{tenant}/orders/{amazon_order_id}", response_class=OrderResponse,
             openapi_extra={"parameters": _ORDER_ADDRESS_PARAMETERS},
             responses={200: {"description": '{"order": {...}, "pii": "masked"|"revealed", '
-                                            '"purpose"?}'}, **own_errors(410)})
+                                            '"purpose"?}'}, **own_errors(410, 451)})
 async def get_order(
     request: Request,
     state: Annotated[RequestState, Depends(require(Action.ORDERS_READ, tenant_scoped=True,
@@ -138,12 +138,13 @@ def search_orders(
     postal_code: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
     """Masked orders found by buyer email, phone or postal code: a PII operation (the PII
-    role, a permitted purpose, a budget per hour), since it confirms or maps PII."""
+    role, a permitted purpose, a budget per hour), since it confirms or maps PII. Hits whose
+    buyer's processing is restricted are withheld: ``restricted`` counts them."""
     assert state.purpose is not None  # the guard authorized orders:search for it
-    orders = records.search(state.runtime, state.auditor, state.principal.id, tenant,
-                            purpose=state.purpose, buyer_email=buyer_email,
-                            buyer_phone=buyer_phone, postal_code=postal_code)
-    return {"orders": orders, "pii": "masked"}
+    found = records.search(state.runtime, state.auditor, state.principal.id, tenant,
+                           purpose=state.purpose, buyer_email=buyer_email,
+                           buyer_phone=buyer_phone, postal_code=postal_code)
+    return {"orders": found.orders, "pii": "masked", "restricted": found.restricted}
 
 
 @router.get("/tenants/{tenant}/canaries")
