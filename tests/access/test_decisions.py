@@ -55,7 +55,7 @@ SYSTEM_ACTIONS = [Action.SESSION_READ, Action.SESSION_DELETE, Action.ACCOUNTS_CR
                   Action.HOLDS_LIST, Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
                   Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY,
                   Action.RESTRICTIONS_PLACE, Action.RESTRICTIONS_LIST,
-                  Action.RESTRICTIONS_LIFT]
+                  Action.RESTRICTIONS_LIFT, Action.ORDERS_CORRECT]
 # Actions no request is decided for (events of the HTTP layer and of bootstrap commands):
 # the policy names none of them, so nobody is allowed them.
 UNDECIDED_ACTIONS = sorted(set(Action) - set(TENANT_ACTIONS) - set(SYSTEM_ACTIONS)

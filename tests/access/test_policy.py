@@ -32,7 +32,7 @@ SYSTEM_ACTIONS = [Action.ACCOUNTS_CREATE, Action.ACCOUNTS_LIST, Action.AUDIT_REA
                   Action.HOLDS_LIST, Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
                   Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY,
                   Action.RESTRICTIONS_PLACE, Action.RESTRICTIONS_LIST,
-                  Action.RESTRICTIONS_LIFT]
+                  Action.RESTRICTIONS_LIFT, Action.ORDERS_CORRECT]
 
 # What each role may do on its own tenant ("acme"); everything else is refused.
 ALLOWED: dict[Role, set[Action]] = {
@@ -54,7 +54,7 @@ ALLOWED: dict[Role, set[Action]] = {
                             Action.HOLDS_RELEASE, Action.CERTIFICATES_READ,
                             Action.NOTIFICATIONS_LIST, Action.NOTIFICATIONS_RETRY,
                             Action.RESTRICTIONS_PLACE, Action.RESTRICTIONS_LIST,
-                            Action.RESTRICTIONS_LIFT},
+                            Action.RESTRICTIONS_LIFT, Action.ORDERS_CORRECT},
     Role.AUDITOR: {Action.AUDIT_READ, Action.AUDIT_REVIEW, Action.AUDIT_EXPORT,
                    Action.DELETIONS_LIST, Action.HOLDS_LIST, Action.CERTIFICATES_READ,
                    Action.RESTRICTIONS_LIST},

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sellervault.records.service import _attributes, _dumps
+from sellervault.records.service import attributes_json, record_json
 
 leaves = (st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
           | st.floats(allow_nan=False) | st.text())
@@ -51,25 +51,25 @@ def _small_floats(value: Any) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(document=documents)
 def test_records_and_attributes_match_the_json_module(document: dict[str, Any]) -> None:
-    attributes = _attributes(document)
+    attributes = attributes_json(document)
     assert attributes.isascii()
     assert json.loads(attributes) == json.loads(_reference(document, ensure_ascii=True))
     if not _small_floats(document):
         assert attributes == _reference(document, ensure_ascii=True)
     if _no_surrogates(document):
-        record = _dumps(document)
+        record = record_json(document)
         assert json.loads(record) == document
         if not _small_floats(document):
             assert record == _reference(document, ensure_ascii=False).encode()
     else:
         with pytest.raises(UnicodeEncodeError):
-            _dumps(document)
+            record_json(document)
 
 
 def test_an_order_shaped_document_is_byte_for_byte_the_same() -> None:
     document = {"AmazonOrderId": "902-1", "OrderTotal": {"CurrencyCode": "EUR", "Amount": "9.90"},
                 "ShipServiceLevel": "Expédition \u2013 standard", "NumberOfItemsShipped": 0,
                 "IsPrime": False, "PaymentMethodDetails": ["Standard"], "Missing": None}
-    assert _attributes(document) == json.dumps(document, separators=(",", ":"))
-    assert _dumps(document) == json.dumps(document, separators=(",", ":"),
+    assert attributes_json(document) == json.dumps(document, separators=(",", ":"))
+    assert record_json(document) == json.dumps(document, separators=(",", ":"),
                                           ensure_ascii=False).encode()

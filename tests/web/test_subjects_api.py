@@ -151,3 +151,37 @@ def test_the_cli_restricts_and_lifts_with_the_email_on_stdin(
     assert again.code == 1 and "restriction_state" in again.stderr
     no_email = cli.invoke("restrictions", "place", "--tenant", "acme", "--reason", "x")
     assert no_email.code == 1 and "standard input" in no_email.stderr
+
+
+def test_an_officer_corrects_a_field_a_pii_reader_then_sees(
+        server: Server, officer: str, orders: list[str], reader: str, tmp_path: Path) -> None:
+    with server.client(officer) as client:
+        done = client.post("/corrections", json={
+            "tenant": "acme", "amazon_order_id": orders[2],
+            "field": "ShippingAddress.AddressLine1", "value": "Berichtigte Gasse 12"})
+        assert done.status_code == 200, done.text
+        assert done.json()["field"] == "ShippingAddress.AddressLine1"
+        assert "Berichtigte" not in done.text
+        for bad, status in (({"field": "AmazonOrderId"}, 422), ({"value": ""}, 422),
+                            ({"amazon_order_id": "902-9999999-9999999"}, 404)):
+            body = {"tenant": "acme", "amazon_order_id": orders[2],
+                    "field": "ShippingAddress.City", "value": "Bonn", **bad}
+            assert client.post("/corrections", json=body).status_code == status, bad
+    with server.client(reader, **{"X-Access-Purpose": "fulfillment"}) as client:
+        revealed = client.get(f"/tenants/acme/orders/{orders[2]}").json()
+        assert revealed["order"]["ShippingAddress"]["AddressLine1"] == "Berichtigte Gasse 12"
+        assert revealed["order"]["ShippingAddress"]["City"] != "Bonn"  # (refused: unchanged)
+        assert client.post("/corrections", json={
+            "tenant": "acme", "amazon_order_id": orders[2],
+            "field": "ShippingAddress.City", "value": "Bonn"}).status_code == 403
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=officer + "\n").code == 0
+    applied = cli.invoke("corrections", "apply", "--tenant", "acme", "--order", orders[2],
+                         "--field", "ShippingAddress.City", "--value-stdin",
+                         stdin="Castrop-Rauxel\n")
+    assert applied.code == 0, applied
+    assert "ShippingAddress.City" in applied.stdout and "Castrop" not in applied.output
+    no_value = cli.invoke("corrections", "apply", "--tenant", "acme", "--order", orders[2],
+                          "--field", "ShippingAddress.City")
+    assert no_value.code == 1 and "standard input" in no_value.stderr

@@ -103,6 +103,7 @@ class Action(StrEnum):
     RESTRICTIONS_PLACE = "restrictions:place"
     RESTRICTIONS_LIST = "restrictions:list"
     RESTRICTIONS_LIFT = "restrictions:lift"
+    ORDERS_CORRECT = "orders:correct"  # one PII field of an order set anew (rectification)
     # Periodic jobs (sellervault.jobs): a run, by the scheduler or by hand; the schedule read.
     JOBS_RUN = "jobs:run"
     JOBS_LIST = "jobs:list"

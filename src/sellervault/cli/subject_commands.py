@@ -1,7 +1,7 @@
 """Client commands for data subjects' rights (role ``security-officer``; ``list`` also
-``auditor``): restrict a buyer's processing and lift it. The buyer's email is read from
-standard input, never from the command line (where shell history and ``ps`` would keep
-it)."""
+``auditor``): restrict a buyer's processing and lift it; correct one PII field of an order.
+Emails and corrected values are read from standard input, never from the command line
+(where shell history and ``ps`` would keep them)."""
 
 from __future__ import annotations
 
@@ -77,5 +77,35 @@ def restrictions_lift(
     _print(call("POST", f"/restrictions/{restriction_id}/lift"), as_json)
 
 
+corrections_app = typer.Typer(no_args_is_help=True, help=(
+    "Corrections (security officer): `apply` sets one PII field of an order to its correct "
+    "value, read from standard input; it is sealed again under the order's data key and "
+    "its blind index recomputed. The value is never printed or logged."))
+
+
+@corrections_app.command("apply")
+def corrections_apply(
+    tenant: Annotated[str, typer.Option(help="The tenant.")],
+    order: Annotated[str, typer.Option(help="The order id.")],
+    field: Annotated[str, typer.Option(help="The field, e.g. ShippingAddress.AddressLine1 "
+                                            "or BuyerInfo.BuyerEmail.")],
+    value_stdin: Annotated[bool, typer.Option(
+        "--value-stdin", help="Read the value from standard input (required).")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Correct one PII field of an order."""
+    value = sys.stdin.readline().strip() if value_stdin else ""
+    if not value:
+        raise fail("expected the corrected value on standard input (--value-stdin)")
+    done = call("POST", "/corrections", json={"tenant": tenant, "amazon_order_id": order,
+                                              "field": field, "value": value})
+    if as_json:
+        print(json.dumps(done))
+        return
+    console.print(escape(f"{done['field']} of {done['tenant']} {done['amazon_order_id']} "
+                         f"corrected at {done['corrected_at']}."), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(restrictions_app, name="restrictions")
+    app.add_typer(corrections_app, name="corrections")

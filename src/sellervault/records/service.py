@@ -120,7 +120,7 @@ class IngestResult:
         return self.inserted + self.updated
 
 
-def _record_context(tenant_id: str, record_type: str, order_id: str, data_key_id: str) -> bytes:
+def record_context(tenant_id: str, record_type: str, order_id: str, data_key_id: str) -> bytes:
     return bind("record", tenant_id, record_type, order_id, data_key_id)
 
 
@@ -134,7 +134,7 @@ _RECORD_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ATTRIBUTES_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
-def _dumps(value: Any) -> bytes:
+def record_json(value: Any) -> bytes:
     """A record as UTF-8 JSON (ensure_ascii=False), to be sealed."""
     try:
         return to_json(value)
@@ -142,7 +142,7 @@ def _dumps(value: Any) -> bytes:
         return _RECORD_JSON.encode(value).encode()
 
 
-def _attributes(value: dict[str, Any]) -> str:
+def attributes_json(value: dict[str, Any]) -> str:
     """The clear attributes as ASCII JSON (non-ASCII escaped, as json.dumps does by default)."""
     try:
         encoded = to_json(value)
@@ -163,12 +163,12 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
         "last_update_date": order.last_update_date,
         "order_status": order.order_status,
         "marketplace_id": order.marketplace_id,
-        "attributes": _attributes(order.clear),
-        "buyer_ct": cipher.seal(_dumps(order.buyer),
-                                _record_context(tenant_id, BUYER.name, order_id, data_key_id)),
+        "attributes": attributes_json(order.clear),
+        "buyer_ct": cipher.seal(record_json(order.buyer),
+                                record_context(tenant_id, BUYER.name, order_id, data_key_id)),
         "address_ct": cipher.seal(
-            _dumps(order.shipping_address),
-            _record_context(tenant_id, SHIPPING_ADDRESS.name, order_id, data_key_id),
+            record_json(order.shipping_address),
+            record_context(tenant_id, SHIPPING_ADDRESS.name, order_id, data_key_id),
         ),
         "email_bidx": index.digest(EMAIL, order.buyer_email) if order.buyer_email else None,
         "phone_bidx": index.digest(PHONE, order.buyer_phone) if order.buyer_phone else None,
@@ -325,7 +325,7 @@ def _redate_canaries(session: Session, seed: bytes, tenant_id: str, now: datetim
             _CANARY_DATES, {"tenant_id": tenant_id}).all():
         purchased = (now - canaries.canary_age(seed, amazon_order_id)).replace(microsecond=0)
         view = canaries.redate(from_json(attributes), purchased, now)
-        updates.append({"id": order_id, "attributes": _attributes(view),
+        updates.append({"id": order_id, "attributes": attributes_json(view),
                         "purchase_date": purchased,
                         "last_update_date": canaries.parse_date(view["LastUpdateDate"]),
                         "updated_at": now})
@@ -435,10 +435,10 @@ def decrypt_order(db: Db | None, keyring: Keyring, row: Any) -> dict[str, Any]:
         cipher = keyring.open_data_key(db, row.tenant_id, row.data_key_id,
                                        row.data_key_kek_version, row.data_key_wrapped)
         buyer = from_json(cipher.open(
-            row.buyer_ct or b"", _record_context(row.tenant_id, BUYER.name, row.id,
+            row.buyer_ct or b"", record_context(row.tenant_id, BUYER.name, row.id,
                                                  row.data_key_id)))
         address = from_json(cipher.open(
-            row.address_ct or b"", _record_context(row.tenant_id, SHIPPING_ADDRESS.name, row.id,
+            row.address_ct or b"", record_context(row.tenant_id, SHIPPING_ADDRESS.name, row.id,
                                                    row.data_key_id)))
     except DataKeyDestroyedError:
         raise OrderErasedError() from None

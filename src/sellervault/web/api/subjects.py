@@ -1,18 +1,20 @@
 """Data subjects' rights (role ``security-officer``; the register also ``auditor``): a
-buyer's processing restricted until lifted (``records.restrictions``). The buyer's email is
-in the body only, used to find the buyer and not kept; answers carry the pseudonym."""
+buyer's processing restricted until lifted (``records.restrictions``), and one PII field of
+an order corrected (``records.corrections``). Emails and corrected values are in bodies
+only, never answered or logged; answers carry pseudonyms."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from sellervault.access.actions import Action
 from sellervault.access.roles import TENANT_ID_PATTERN
-from sellervault.records import restrictions
+from sellervault.records import corrections, restrictions
+from sellervault.records.spapi import ORDER_ID_PATTERN
 from sellervault.web.context import RequestState, api_router, require
 from sellervault.web.openapi import own_errors
 
@@ -78,3 +80,37 @@ def lift_restriction(
     """The buyer's orders are processed again (409 if lifted already)."""
     return RestrictionOut.model_validate(restrictions.lift(
         state.runtime, state.auditor, state.principal.id, restriction_id))
+
+
+class CorrectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(max_length=64, pattern=TENANT_ID_PATTERN)
+    amazon_order_id: str = Field(max_length=64, pattern=ORDER_ID_PATTERN)
+    field: Literal[tuple(corrections.CORRECTABLE)] = Field(  # type: ignore[valid-type]
+        description="the PII field to set, by its path in the order")
+    value: str = Field(min_length=1, max_length=corrections.MAX_VALUE,
+                       description="its correct value (one line; never logged or answered)")
+
+
+class CorrectionOut(BaseModel):
+    """A correction as ``records.corrections.Corrected`` holds it (never the value)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    tenant_id: str = Field(serialization_alias="tenant")
+    amazon_order_id: str
+    field: str
+    buyer: str | None = Field(description="the buyer's pseudonym after the correction")
+    corrected_at: datetime
+
+
+@router.post("/corrections", response_model=CorrectionOut, response_model_by_alias=True,
+             responses=own_errors(404, 410, 422))
+def correct_field(
+    body: CorrectionIn,
+    state: Annotated[RequestState, Depends(require(Action.ORDERS_CORRECT))],
+) -> CorrectionOut:
+    """Correct one PII field of an order: re-sealed under its data key, its blind index
+    (email, phone, postal code) recomputed. 404: no such order; 410: its PII is erased."""
+    return CorrectionOut.model_validate(corrections.correct(
+        state.runtime, state.auditor, body.tenant, body.amazon_order_id, body.field,
+        body.value))

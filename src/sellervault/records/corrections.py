@@ -1,0 +1,154 @@
+"""Correcting one PII field of an order (a data subject's right to rectification).
+
+The field's sealed record (the buyer's, or the shipping address) is opened under the order's
+data key, changed, and sealed again under the same key; the field's blind index (email,
+phone, postal code) is computed anew, and the order's masked view shows the field masked.
+All in one transaction with the order's row locked, so two corrections of one order at once
+are one after the other (neither loses the other's change). The new value is never logged
+or answered: the event names the field and the buyer's pseudonym.
+
+A correction is superseded by a later re-sent order from the marketplace (ingest replaces
+the records): the marketplace's data is the source, and should be corrected there too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic_core import from_json
+from sqlalchemy import select, update
+
+from sellervault.access.actions import Action
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import Outcome, TargetType
+from sellervault.crypto.keyring import DataKeyDestroyedError
+from sellervault.crypto.keystore import join_data_key
+from sellervault.records import erasure
+from sellervault.records.errors import OrderErasedError, OrderNotFoundError, RecordError
+from sellervault.records.models import Order
+from sellervault.records.registry import BUYER, SHIPPING_ADDRESS, RecordType
+from sellervault.records.service import (
+    EMAIL,
+    ORDERS,
+    PHONE,
+    POSTAL,
+    attributes_json,
+    load_pseudonyms,
+    record_context,
+    record_json,
+)
+from sellervault.records.spapi import (
+    MASK,
+    normalize_email,
+    normalize_phone,
+    normalize_postal_code,
+)
+from sellervault.runtime import Runtime
+
+MAX_VALUE = 500
+
+
+@dataclass(frozen=True)
+class Correctable:
+    """A text field a correction may set: its record, its place, and its blind index."""
+
+    record: RecordType
+    ciphertext: str  # the order's column holding the sealed record
+    top: str
+    leaf: str
+    index: tuple[str, str, Callable[[str], str]] | None = None  # kind, column, normaliser
+
+
+def _buyer(leaf: str, index: tuple[str, str, Callable[[str], str]] | None = None
+           ) -> Correctable:
+    return Correctable(BUYER, "buyer_ct", "BuyerInfo", leaf, index)
+
+
+def _address(leaf: str, index: tuple[str, str, Callable[[str], str]] | None = None
+             ) -> Correctable:
+    return Correctable(SHIPPING_ADDRESS, "address_ct", "ShippingAddress", leaf, index)
+
+
+CORRECTABLE: dict[str, Correctable] = {
+    "BuyerInfo.BuyerEmail": _buyer("BuyerEmail", (EMAIL, "email_bidx", normalize_email)),
+    "BuyerInfo.BuyerName": _buyer("BuyerName"),
+    "BuyerInfo.BuyerCounty": _buyer("BuyerCounty"),
+    "BuyerInfo.PurchaseOrderNumber": _buyer("PurchaseOrderNumber"),
+    **{f"ShippingAddress.{leaf}": _address(leaf) for leaf in (
+        "Name", "CompanyName", "AddressLine1", "AddressLine2", "AddressLine3", "City",
+        "County", "District", "StateOrRegion", "Municipality", "CountryCode")},
+    "ShippingAddress.Phone": _address("Phone", (PHONE, "phone_bidx", normalize_phone)),
+    "ShippingAddress.PostalCode": _address("PostalCode",
+                                           (POSTAL, "postal_bidx", normalize_postal_code)),
+}
+"""Every field a correction may set: the text fields of the buyer and shipping-address
+records (structured ones, tax information and extended fields, are re-sent by the
+marketplace instead)."""
+
+
+@dataclass(frozen=True)
+class Corrected:
+    tenant_id: str
+    amazon_order_id: str
+    field: str
+    buyer: str | None
+    """The buyer's pseudonym after the correction (a new one if the email changed)."""
+    corrected_at: datetime
+
+
+def correct(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
+            field: str, value: str) -> Corrected:
+    """Set ``field`` of the order to ``value``. 404: no such order; 410: its PII is erased;
+    422: a field that cannot be corrected, or a value that is not one line of text."""
+    spec = CORRECTABLE.get(field)
+    if spec is None:
+        raise RecordError("field: not a correctable field (see the documentation's list)")
+    value = value.strip()
+    if not value or len(value) > MAX_VALUE or not value.isprintable():
+        raise RecordError(f"value: one line of text, at most {MAX_VALUE} characters")
+    if spec.index is not None and spec.index[0] == EMAIL and "@" not in value:
+        raise RecordError("value: not an email address")
+    pseudonyms = load_pseudonyms(rt)
+    now = rt.clock.now()
+    with rt.store.transaction() as session:
+        if not erasure.lock_order(session, tenant_id, amazon_order_id):
+            raise OrderNotFoundError()
+        row = session.execute(join_data_key(
+            select(ORDERS.c.id, ORDERS.c.data_key_id, ORDERS.c.attributes,
+                   ORDERS.c[spec.ciphertext], ORDERS.c.pii_removed_at,
+                   ORDERS.c.email_bidx).where(
+                ORDERS.c.tenant_id == tenant_id, ORDERS.c.amazon_order_id == amazon_order_id),
+            ORDERS.c.tenant_id, ORDERS.c.data_key_id)).one()
+        if row.pii_removed_at is not None:
+            raise OrderErasedError()
+        try:
+            cipher = rt.keyring.open_data_key(session, tenant_id, row.data_key_id,
+                                              row.data_key_kek_version, row.data_key_wrapped)
+        except DataKeyDestroyedError:
+            raise OrderErasedError() from None
+        context = record_context(tenant_id, spec.record.name, row.id, row.data_key_id)
+        record: dict[str, Any] = from_json(cipher.open(getattr(row, spec.ciphertext) or b"",
+                                                       context))
+        record.setdefault(spec.top, {})[spec.leaf] = value
+        attributes: dict[str, Any] = from_json(row.attributes)
+        attributes.setdefault(spec.top, {})[spec.leaf] = MASK
+        changes: dict[str, Any] = {spec.ciphertext: cipher.seal(record_json(record), context),
+                                   "attributes": attributes_json(attributes),
+                                   "updated_at": now}
+        email_digest = row.email_bidx
+        if spec.index is not None:
+            kind, column, normalise = spec.index
+            digest = rt.keyring.blind_index(session, tenant_id).digest(kind, normalise(value))
+            changes[column] = digest
+            if kind == EMAIL:
+                email_digest = digest
+        session.execute(update(Order).where(Order.id == row.id).values(**changes))
+        buyer = None if email_digest is None else pseudonyms.of(tenant_id, EMAIL, email_digest)
+        auditor.record(session, Action.ORDERS_CORRECT, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type=TargetType.ORDER, target_id=row.id, criteria=field,
+                       buyer=buyer)
+    return Corrected(tenant_id, amazon_order_id, field, buyer, now)
+
