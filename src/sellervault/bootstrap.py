@@ -31,6 +31,7 @@ from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.crypto.pseudonyms import PSEUDONYM_KEY
 from sellervault.crypto.tls_identity import generate_self_signed
+from sellervault.deletion import ledger
 from sellervault.deletion import retention as order_retention
 from sellervault.deletion.certificates import CERTIFICATE_KEY
 from sellervault.jobs.registry import JOBS
@@ -38,7 +39,7 @@ from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.monitoring import detectors
 from sellervault.records.canaries import CANARY_SEED_KEY
 from sellervault.runtime import Runtime
-from sellervault.store import migrate
+from sellervault.store import backups, migrate
 from sellervault.store.engine import Store
 
 SYSTEM_KEYS = (LOG_KEY, CREDENTIAL_PEPPER, ACCOUNT_SECRETS, CHECKPOINT_KEY, COUNTERS_KEY,
@@ -128,10 +129,16 @@ def open_runtime(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
     """Open an initialised data directory, bringing the schema to the current version."""
     if not is_initialized(settings):
         raise BootstrapError(f"{settings.data_dir} is not initialised; run `sellervault init`")
+    return _open(settings, clock)[0]
+
+
+def _open(settings: Settings, clock: Clock) -> tuple[Runtime, int]:
+    """``open_runtime``, and how many erasures it applied again (``deletion.ledger``: a
+    database restored from a backup taken before them)."""
     runtime = Runtime.open(settings, clock)
     migrate.upgrade(runtime.store.engine)
     make_system_keys(runtime, Auditor(runtime.audit, SYSTEM_ACTOR))
-    return runtime
+    return runtime, ledger.reapply(runtime)
 
 
 def make_system_keys(runtime: Runtime, auditor: Auditor) -> list[str]:
@@ -282,6 +289,47 @@ def preview_retention(settings: Settings) -> order_retention.RetentionReport:
     runtime = open_watched_runtime(settings)
     try:
         return order_retention.run(runtime, dry_run=True)
+    finally:
+        runtime.close()
+
+
+@dataclass(frozen=True)
+class Restored:
+    manifest: backups.Manifest
+    reapplied: int
+    """Erasures made since the backup, applied again (``deletion.ledger``)."""
+
+
+def make_backup(settings: Settings, out: Path, also_to: list[str] | None = None,
+                clock: Clock = SYSTEM_CLOCK) -> backups.Manifest:
+    """An encrypted backup of an initialised vault (``store.backups``), recorded as a
+    ``backups:create`` event (in the database, after the snapshot: the next backup has it)."""
+    runtime = open_watched_runtime(settings)
+    try:
+        manifest = backups.backup(settings, out, clock.now(), also_to)
+        with runtime.store.transaction() as session:
+            Auditor(runtime.audit, Actor(Channel.CLI)).record(
+                session, Action.BACKUPS_CREATE, Outcome.SUCCESS, count=len(manifest.files))
+        return manifest
+    finally:
+        runtime.close()
+
+
+def restore_backup(settings: Settings, backup_file: Path,
+                   clock: Clock = SYSTEM_CLOCK) -> Restored:
+    """Put a backup in place (the server stopped), then open it: migrations, and the
+    erasures made since the backup applied again, before anything is served; recorded as a
+    ``backups:restore`` event in the restored log."""
+    if not settings.root_key_file.exists():
+        raise BootstrapError(f"{settings.root_key_file} is missing: a backup holds no keys; "
+                             "put the vault's keys/ directory in place first")
+    manifest = backups.restore(settings, backup_file)
+    runtime, reapplied = _open(settings, clock)
+    try:
+        with runtime.store.transaction() as session:
+            Auditor(runtime.audit, Actor(Channel.CLI)).record(
+                session, Action.BACKUPS_RESTORE, Outcome.SUCCESS, count=reapplied)
+        return Restored(manifest, reapplied)
     finally:
         runtime.close()
 

@@ -543,3 +543,41 @@ def test_retention_run_dry_run_counts_and_changes_nothing(
     assert "would erase the buyer PII of 3 order(s)" in again.stdout  # nothing changed
     ran = cli.run("retention", "run", *args, env=env)
     assert ran.code == 0 and ran.stdout.strip() == "job order-retention: success, count 3"
+
+
+def test_backup_and_restore_keep_what_retention_erased(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult,
+        tmp_path: Path) -> None:
+    """Back up, let retention erase the orders' PII, restore: their PII stays erased."""
+    from sellervault.audit.auditor import Auditor
+    from sellervault.records import service as records
+    from sellervault.records.errors import OrderErasedError
+    from sellervault.records.spapi import map_order, validate_order
+    from sellervault.records.synthetic import synthetic_orders
+
+    orders = list(synthetic_orders(2))
+    runtime = bootstrap.open_runtime(settings)
+    try:  # (shipped in January 2026: past their 30 days)
+        records.ingest(runtime, Auditor(runtime.audit, bootstrap.cli_actor()), "acme",
+                       [map_order(validate_order(o)) for o in orders])
+    finally:
+        runtime.close()
+    args, env = ("--data-dir", settings.data_dir), database_env(settings)
+    backup_file = tmp_path / "vault.age"
+    made = cli.run("backup", "--out", backup_file, *args, env=env)
+    assert made.code == 0, made
+    assert f"backup written to {backup_file}" in made.stdout
+    assert cli.run("retention", "run", *args, env=env).code == 0
+    restored = cli.run("restore", backup_file, *args, env=env)
+    assert restored.code == 0, restored
+    assert "1 erasure(s) made since applied again" in restored.stdout
+    runtime = bootstrap.open_runtime(settings)
+    try:
+        with pytest.raises(OrderErasedError):
+            runtime.store.call(records.reveal, runtime,
+                               Auditor(runtime.audit, bootstrap.cli_actor()), "acme",
+                               orders[0]["AmazonOrderId"], "fulfillment")
+    finally:
+        runtime.close()
+    missing = cli.run("restore", tmp_path / "nothing.age", *args, env=env)
+    assert missing.code == 2 and "no such backup file" in missing.stderr

@@ -90,6 +90,9 @@ class Action(StrEnum):
     DELETIONS_DELETE_ROWS = "deletions:delete-rows"  # the scope's rows and index entries
     DELETIONS_VERIFY = "deletions:verify"  # nothing of the scope answers or decrypts
     DELETIONS_COMPLETE = "deletions:complete"  # done, with its certificate
+    BACKUPS_CREATE = "backups:create"  # an encrypted backup written (store.backups)
+    BACKUPS_RESTORE = "backups:restore"  # a backup put in place (and its erasures reapplied)
+    ERASURES_REAPPLY = "erasures:reapply"  # a restored database given the erasures since
     DELETIONS_DUE = "deletions:due"  # a deadline warning (24, 8, 1 hours left) or overdue
     CERTIFICATES_ISSUE = "certificates:issue"  # a completed deletion's signed certificate
     CERTIFICATES_READ = "certificates:read"  # one read, or the public key

@@ -25,6 +25,7 @@ from sellervault.crypto.errors import KeyFileError
 from sellervault.crypto.keyring import UnknownTenantKeyError
 from sellervault.jobs.registry import JOBS, UnknownJobError
 from sellervault.jobs.runner import JobState, RunStatus
+from sellervault.store import backups
 
 app = typer.Typer(
     name="sellervault", no_args_is_help=True, add_completion=False,
@@ -413,6 +414,50 @@ def retention_run(
                   f"{report.orders_removed} order(s); {report.held} kept by a legal hold; "
                   f"{report.without_pii_expiry} with no delivery or ship date yet",
                   highlight=False)
+
+
+@app.command()
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="The backup file to write.")],
+    also_to: Annotated[list[str] | None, typer.Option(
+        "--also-to", help="Also encrypt it to this age recipient (age1...), yours, so it "
+                          "opens with the age tool away from the vault. Repeatable.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write an encrypted backup (age, to the vault's backup identity in keys/): the
+    database and the data directory's files, never keys/ (keep the root key apart) nor the
+    checkpoint file. PII stays sealed under its data keys inside it."""
+    settings = settings_for(data_dir)
+    try:
+        manifest = bootstrap.make_backup(settings, out, also_to)
+    except (bootstrap.BootstrapError, KeyFileError, LogError, backups.BackupError) as exc:
+        raise fail(str(exc), 2) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc), 2) from None
+    console.print(escape(f"backup written to {out}: the {manifest.dialect} database and "
+                         f"{len(manifest.files)} file(s)"), highlight=False)
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(help="A file `sellervault backup` wrote.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Restore a backup into this vault (stop the server first; keys/ must be this vault's
+    own, never one restored from a backup): the database and files are put back, then every
+    deletion and retention erasure made since the backup is applied again before anything is
+    served, so deleted PII stays deleted."""
+    settings = settings_for(data_dir)
+    try:
+        restored = bootstrap.restore_backup(settings, backup_file)
+    except (bootstrap.BootstrapError, KeyFileError, LogError, backups.BackupError) as exc:
+        raise fail(str(exc), 2) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc), 2) from None
+    console.print(escape(
+        f"restored the backup of {restored.manifest.created_at}; {restored.reapplied} "
+        "erasure(s) made since applied again. The security log's events after the backup "
+        "are gone: `audit verify` will say so against the checkpoint file."), highlight=False)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, Reason, TargetType
-from sellervault.deletion import certificates, returns
+from sellervault.deletion import certificates, ledger, returns
 from sellervault.deletion.errors import DeletionStateError
 from sellervault.deletion.models import DeletionRequest
 from sellervault.deletion.requests import (
@@ -162,12 +162,16 @@ def _destroy_keys(rt: Runtime, auditor: Auditor, target: _Target) -> None:
             if target.kind == "tenant":  # its key-encryption keys: a few rows, whatever
                 # its size; every data key is unopenable from this commit, and deleted with
                 # its order's row, a batch at a time (_delete_rows)
+                ledger.record(rt.settings, session,
+                              ledger.Erasure(target.tenant_id, tenant_keys=True))
                 unreadable = rt.keyring.data_keys_held(session, target.tenant_id)
                 destroyed = rt.keyring.destroy_tenant_keys(session, target.tenant_id,
                                                            data_keys=False)
                 key_ids = None
             else:
                 ids = erasure.data_keys(session, target.scope)
+                ledger.record(rt.settings, session, ledger.Erasure(target.tenant_id,
+                                                                   data_keys=ids))
                 destroyed = rt.keyring.destroy_data_keys(session, target.tenant_id, ids)
                 unreadable, key_ids = destroyed.data_keys, json.dumps(sorted(ids))
             _advance(session, target, KEYS_DESTROYED, orders=orders, data_keys=unreadable,
@@ -182,6 +186,10 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     while True:  # a batch per transaction: nothing long-held, other tenants go on
         with rt.store.transaction() as session:
             batch = erasure.next_batch(session, target.scope)
+            if batch and target.kind != "tenant":  # (a tenant's entry says it all)
+                ledger.record(rt.settings, session, ledger.Erasure(
+                    target.tenant_id, data_keys=[order.data_key_id for order in batch],
+                    orders=[order.id for order in batch]))
             rt.keyring.destroy_data_keys(session, target.tenant_id,
                                          [order.data_key_id for order in batch])
             erasure.delete_orders(session, [order.id for order in batch])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sellervault.store.base import Base
@@ -112,3 +112,13 @@ class LegalHold(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     released_by: Mapped[str | None] = mapped_column(String(32))
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ErasureLedger(Base):
+    """Where this database stands in the erasure ledger file (``deletion.ledger``): the end
+    of the last entry its transactions wrote. One row."""
+
+    __tablename__ = "erasure_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)

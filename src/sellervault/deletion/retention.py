@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
+from sellervault.deletion import ledger
 from sellervault.records import erasure
 from sellervault.runtime import Runtime
 
@@ -47,7 +48,7 @@ def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
                          Action.RETENTION_REMOVE_ORDERS)
     pii = _in_batches(rt, now, erasure.pii_expired,
                       lambda session, ids: erasure.remove_pii(session, ids, now),
-                      Action.RETENTION_REMOVE_PII)
+                      Action.RETENTION_REMOVE_PII, pii_only=True)
     return RetentionReport(pii, orders, held, undated, dry_run=False)
 
 
@@ -65,17 +66,23 @@ def _all(session: Session, now: datetime, find: Finder) -> list[erasure.OrderRef
 
 
 def _in_batches(rt: Runtime, now: datetime, find: Finder,
-                remove: Callable[[Session, Sequence[str]], int], action: Action) -> int:
-    """Each batch: its orders' data keys destroyed, then the rows changed, one transaction;
-    one event with the total (and none when nothing went)."""
+                remove: Callable[[Session, Sequence[str]], int], action: Action, *,
+                pii_only: bool = False) -> int:
+    """Each batch: its orders' data keys destroyed, then the rows changed (``pii_only``:
+    their PII removed, else the rows deleted), one transaction, written ahead to the
+    erasure ledger; one event with the total (and none when nothing went)."""
     total = 0
     while True:
         with rt.store.transaction() as session:
             batch = find(session, now, erasure.DELETE_BATCH)
-            by_tenant: dict[str, list[str]] = defaultdict(list)
+            by_tenant: dict[str, list[erasure.OrderRef]] = defaultdict(list)
             for order in batch:
-                by_tenant[order.tenant_id].append(order.data_key_id)
-            for tenant_id, key_ids in by_tenant.items():
+                by_tenant[order.tenant_id].append(order)
+            for tenant_id, orders in by_tenant.items():
+                key_ids, ids = [o.data_key_id for o in orders], [o.id for o in orders]
+                ledger.record(rt.settings, session, ledger.Erasure(
+                    tenant_id, data_keys=key_ids, pii_of=ids if pii_only else [],
+                    orders=[] if pii_only else ids))
                 rt.keyring.destroy_data_keys(session, tenant_id, key_ids)
             remove(session, [order.id for order in batch])
         total += len(batch)

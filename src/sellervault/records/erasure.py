@@ -167,6 +167,12 @@ def delete_orders(session: Session, order_ids: Sequence[str]) -> int:
     return len(order_ids)
 
 
+def delete_tenant_orders(session: Session, tenant_id: str) -> int:
+    """Every order of the tenant (an erased tenant's, in a restored database)."""
+    result = session.execute(delete(Order).where(Order.tenant_id == tenant_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def count_held(session: Session, now: datetime) -> int:
     """Orders retention would remove something of now, but a legal hold keeps."""
     return session.scalar(select(func.count()).select_from(Order).where(

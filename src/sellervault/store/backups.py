@@ -1,0 +1,203 @@
+"""Backups: ``sellervault backup`` and ``sellervault restore``.
+
+A backup is one file: a tar archive (the database, the data directory's other files, a
+manifest) encrypted with age (the age-encryption.org/v1 format: X25519 recipients,
+ChaCha20-Poly1305 in 64 KiB chunks; ``pyrage``) to the vault's backup identity, which lives
+in ``keys/`` beside the root key, and optionally to an operator's own age recipient as well
+(so a backup can be opened with the ``age`` tool far from the vault).
+
+What a backup holds, and what it does not:
+
+- the database as a consistent snapshot (SQLite's online backup; PostgreSQL's ``pg_dump``
+  custom format), in which the PII stays sealed under its data keys, wrapped under the
+  tenants' keys, wrapped under the root key;
+- the data directory's other files (TLS certificate and key, configuration);
+- never ``keys/``: not the root key (a backup and the root key together are all the PII in
+  clear: they are kept apart), not the backup identity, and not the erasure ledger
+  (``deletion.ledger``), which is how key destruction reaches the backups: a database
+  restored from a backup taken before a deletion has that deletion applied again at its
+  first start, before anything is served;
+- never the checkpoint file: it is the security log's outside witness, and after a restore
+  it rightly says that the events after the backup are gone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyrage
+from psycopg.conninfo import conninfo_to_dict
+from pyrage import x25519
+
+from sellervault import __version__
+from sellervault.config import Settings
+
+FORMAT = 1
+IDENTITY_FILE = "backup-identity.txt"
+_SKIPPED = {"keys", "checkpoints", "sellervault.db", "sellervault.db-wal", "sellervault.db-shm",
+            "sellervault.db-journal"}
+
+
+class BackupError(Exception):
+    """A backup that cannot be made or restored: the reason, never key material."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: int
+    version: str
+    dialect: str
+    created_at: str
+    files: list[str]
+
+
+def identity(settings: Settings) -> x25519.Identity:
+    """The vault's backup identity (made on first use, readable by its owner only)."""
+    path = settings.root_key_file.parent / IDENTITY_FILE
+    if not path.exists():
+        made = x25519.Identity.generate()
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(str(made) + "\n")
+    return x25519.Identity.from_str(path.read_text().strip())
+
+
+def backup(settings: Settings, out: Path, now: datetime,
+           also_to: list[str] | None = None) -> Manifest:
+    """Write an encrypted backup of the database and the data directory to ``out``."""
+    recipients: list[Any] = [identity(settings).to_public()]
+    for text in also_to or []:
+        try:
+            recipients.append(x25519.Recipient.from_str(text))
+        except pyrage.RecipientError:
+            raise BackupError("not an age recipient (age1...)") from None
+    dialect = "postgresql" if settings.database_url is not None else "sqlite"
+    with tempfile.TemporaryDirectory(prefix="sellervault-backup-") as scratch:
+        work = Path(scratch)
+        database = work / ("database.dump" if dialect == "postgresql" else "sellervault.db")
+        _dump(settings, database)
+        files = _files(settings.data_dir)
+        manifest = Manifest(FORMAT, __version__, dialect, now.isoformat(),
+                            [str(path.relative_to(settings.data_dir)) for path in files])
+        archive = work / "backup.tar"
+        with tarfile.open(archive, "w") as tar:
+            info = tarfile.TarInfo("manifest.json")
+            body = json.dumps(manifest.__dict__, indent=1).encode()
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+            tar.add(database, arcname=f"database/{database.name}")
+            for path in files:
+                tar.add(path, arcname=f"files/{path.relative_to(settings.data_dir)}")
+        partial = out.with_name(out.name + ".partial")
+        pyrage.encrypt_file(str(archive), str(partial), recipients)
+        partial.replace(out)  # (a backup cut short is never mistaken for one)
+    return manifest
+
+
+def restore(settings: Settings, backup_file: Path) -> Manifest:
+    """Put the database and files of ``backup_file`` in place (the server stopped). The
+    erasures since the backup are applied at the next start (``bootstrap.open_runtime``)."""
+    with tempfile.TemporaryDirectory(prefix="sellervault-restore-") as scratch:
+        work = Path(scratch)
+        archive = work / "backup.tar"
+        if not backup_file.is_file():
+            raise BackupError(f"{backup_file}: no such backup file")
+        try:  # (age authenticates every chunk: nothing is unpacked before all of it opened)
+            pyrage.decrypt_file(str(backup_file), str(archive), [identity(settings)])
+        except (pyrage.DecryptError, OSError):
+            raise BackupError("the backup does not open with this vault's backup identity "
+                              "(another vault's, altered, or cut short)") from None
+        with tarfile.open(archive) as tar:
+            tar.extractall(work / "backup", filter="data")
+        unpacked = work / "backup"
+        manifest = Manifest(**json.loads((unpacked / "manifest.json").read_text()))
+        dialect = "postgresql" if settings.database_url is not None else "sqlite"
+        if manifest.format != FORMAT or manifest.dialect != dialect:
+            raise BackupError(f"a {manifest.dialect} backup (format {manifest.format}) cannot "
+                              f"be restored into this {dialect} vault")
+        _load(settings, unpacked / "database")
+        for name in manifest.files:
+            target = settings.data_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(unpacked / "files" / name, target)
+    return manifest
+
+
+def _files(data_dir: Path) -> list[Path]:
+    return sorted(path for path in data_dir.rglob("*") if path.is_file()
+                  and path.relative_to(data_dir).parts[0] not in _SKIPPED)
+
+
+_LIBPQ_ENVIRONMENT = {
+    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE",
+    "user": "PGUSER", "password": "PGPASSWORD", "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL", "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME", "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+
+
+def _libpq_environment(settings: Settings) -> dict[str, str]:
+    """The database URL as libpq's environment for pg_dump and pg_restore: never on their
+    command line, where ``ps`` would show its password to every user of the host."""
+    assert settings.database_url is not None
+    url = settings.database_url.get_secret_value().replace("postgresql+psycopg://",
+                                                           "postgresql://", 1)
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("PG")}
+    for key, value in conninfo_to_dict(url).items():
+        if key not in _LIBPQ_ENVIRONMENT:
+            raise BackupError(f"the database URL's parameter {key!r} cannot be passed to "
+                              "pg_dump")
+        environment[_LIBPQ_ENVIRONMENT[key]] = str(value)
+    return environment
+
+
+def _dump(settings: Settings, target: Path) -> None:
+    if settings.database_url is None:  # SQLite's online backup: consistent, the WAL in it
+        source = sqlite3.connect(settings.sqlite_file)
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+        return
+    _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file",
+          str(target)], "pg_dump", _libpq_environment(settings))
+
+
+def _load(settings: Settings, folder: Path) -> None:
+    if settings.database_url is None:
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(str(settings.sqlite_file) + suffix).unlink(missing_ok=True)
+        shutil.copy2(folder / "sellervault.db", settings.sqlite_file)
+        os.chmod(settings.sqlite_file, 0o600)
+        return
+    environment = _libpq_environment(settings)
+    if "PGDATABASE" not in environment:
+        raise BackupError("the database URL names no database to restore into")
+    _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges",
+          "--single-transaction", "--dbname", environment["PGDATABASE"],
+          str(folder / "database.dump")], "pg_restore", environment)
+
+
+def _run(command: list[str], tool: str, environment: dict[str, str]) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3600,
+                              check=False, env=environment)
+    except FileNotFoundError:
+        raise BackupError(f"{tool} is not installed (PostgreSQL's client tools)") from None
+    if done.returncode != 0:  # (its message names tables and options, not the URL)
+        raise BackupError(f"{tool} failed: {done.stderr.strip().splitlines()[-1:]}")

@@ -1,0 +1,87 @@
+"""deletion.ledger: every erasure is written to the file beside the root key before its
+transaction commits, and the database's position follows it; entries past the position (a
+database restored from an older backup, or a transaction that rolled back after writing
+ahead) are applied at the next start, once: PII removed, keys destroyed, rows deleted, a
+tenant erased. (Backups themselves: tests/store/test_backups.py.)"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from sellervault.deletion import execution, ledger, requests
+from sellervault.deletion.models import ErasureLedger
+from sellervault.records import service as records
+from sellervault.records.errors import OrderErasedError, OrderNotFoundError
+from sellervault.records.models import Order
+from sellervault.runtime import Runtime
+from tests.deletion.helpers import OFFICER, events, ingest, officer
+
+
+def _position(runtime: Runtime) -> int:
+    with runtime.store.transaction() as session:
+        return int(session.scalar(select(ErasureLedger.position)) or 0)
+
+
+def _reveal(runtime: Runtime, order_id: str, tenant: str = "acme") -> dict[str, Any]:
+    revealed: dict[str, Any] = runtime.store.call(records.reveal, runtime, officer(runtime),
+                                                  tenant, order_id, "fulfillment")
+    return revealed
+
+
+def _order(runtime: Runtime, order_id: str) -> Order:
+    with runtime.store.transaction() as session:
+        row = session.scalars(select(Order).where(Order.amazon_order_id == order_id)).one()
+        session.expunge(row)
+        return row
+
+
+def test_a_deletion_is_written_ahead_and_the_position_follows(runtime: Runtime) -> None:
+    orders = ingest(runtime, "acme", 2)
+    filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="order",
+                                  tenant_id="acme", requested_by="DSR",
+                                  amazon_order_id=orders[0]["AmazonOrderId"])
+    row = _order(runtime, orders[0]["AmazonOrderId"])
+    execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+    path = ledger.path_of(runtime.settings)
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    assert entries[0] == {"tenant": "acme", "tenant_keys": False,
+                          "data_keys": [row.data_key_id], "orders": [], "pii_of": []}
+    assert entries[1]["orders"] == [row.id]
+    assert _position(runtime) == path.stat().st_size
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert ledger.reapply(runtime) == 0  # in step: nothing to do
+
+
+def test_entries_past_the_position_are_applied_once(runtime: Runtime) -> None:
+    """Written ahead by transactions that then rolled back: the database never had them."""
+    orders = ingest(runtime, "acme", 3)
+    ingest(runtime, "globex", 1, start=20)
+    first, second, third = (_order(runtime, o["AmazonOrderId"]) for o in orders)
+
+    class RolledBack(Exception):
+        pass
+
+    with pytest.raises(RolledBack), runtime.store.transaction() as session:
+        for entry in (ledger.Erasure("acme", data_keys=[first.data_key_id],
+                                     pii_of=[first.id]),
+                      ledger.Erasure("acme", data_keys=[second.data_key_id],
+                                     orders=[second.id]),
+                      ledger.Erasure("globex", tenant_keys=True)):
+            ledger.record(runtime.settings, session, entry)
+        raise RolledBack()
+    assert _reveal(runtime, orders[0]["AmazonOrderId"])  # (nothing happened yet)
+    assert ledger.reapply(runtime) == 3
+    with pytest.raises(OrderErasedError):  # its PII removed, the order kept
+        _reveal(runtime, orders[0]["AmazonOrderId"])
+    assert _order(runtime, orders[0]["AmazonOrderId"]).buyer_ct is None
+    with pytest.raises(OrderNotFoundError):
+        _reveal(runtime, orders[1]["AmazonOrderId"])
+    with pytest.raises(OrderNotFoundError):
+        _reveal(runtime, "902-0000000-0000020", "globex")
+    assert _reveal(runtime, third.amazon_order_id)["AmazonOrderId"] == third.amazon_order_id
+    assert ledger.reapply(runtime) == 0
+    assert [e.count for e in events(runtime, "erasures:")] == [3]

@@ -1,0 +1,149 @@
+"""store.backups with deletion.ledger: a backup is one age-encrypted file holding the
+database and the data directory's files, never keys/ nor the checkpoint file; it opens with
+the vault's backup identity (or an operator's own recipient) only, and a byte changed makes
+it unrestorable. Back up, delete a buyer and a tenant, restore: the deleted orders stay gone
+(the erasures since the backup are applied again at the first start), the rest reads as
+before; without the erasure ledger the same restore would bring them back."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyrage
+import pytest
+from pyrage import x25519
+
+from sellervault import bootstrap
+from sellervault.clock import ManualClock
+from sellervault.config import Settings
+from sellervault.deletion import execution, ledger, requests
+from sellervault.records import service as records
+from sellervault.records.errors import OrderNotFoundError
+from sellervault.runtime import Runtime
+from sellervault.store import backups
+from tests.deletion.helpers import BUYER_EMAIL, OFFICER, ingest, officer
+
+
+@contextmanager
+def _opened(settings: Settings, clock: ManualClock) -> Iterator[Runtime]:
+    runtime = bootstrap.open_runtime(settings, clock)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def _reveal(runtime: Runtime, tenant: str, order_id: str) -> dict[str, Any]:
+    revealed: dict[str, Any] = runtime.store.call(records.reveal, runtime, officer(runtime),
+                                                  tenant, order_id, "fulfillment")
+    return revealed
+
+
+def _delete(runtime: Runtime, **scope: Any) -> None:
+    filed = requests.file_request(runtime, officer(runtime), OFFICER,
+                                  requested_by="DSR 6001", **scope)
+    assert execution.execute(runtime, officer(runtime), OFFICER, filed.id).status == \
+        "completed"
+
+
+@pytest.fixture
+def vault(settings: Settings, initialized: bootstrap.InitResult,
+          clock: ManualClock) -> dict[str, Any]:
+    """A vault with a buyer's orders, another buyer's, and a second tenant."""
+    with _opened(settings, clock) as runtime:
+        theirs = ingest(runtime, "acme", 3, buyer_email=BUYER_EMAIL)
+        others = ingest(runtime, "acme", 2, start=10)
+        globex = ingest(runtime, "globex", 2, start=20)
+    return {"theirs": theirs, "others": others, "globex": globex}
+
+
+def test_a_restore_never_brings_deleted_orders_back(settings: Settings, clock: ManualClock,
+                                                    vault: dict[str, Any],
+                                                    tmp_path: Path) -> None:
+    backup_file = tmp_path / "vault.age"
+    bootstrap.make_backup(settings, backup_file, clock=clock)
+    with _opened(settings, clock) as runtime:
+        _delete(runtime, scope="buyer", tenant_id="acme", buyer_email=BUYER_EMAIL)
+        _delete(runtime, scope="tenant", tenant_id="globex")
+    restored = bootstrap.restore_backup(settings, backup_file, clock=clock)
+    assert restored.reapplied >= 3  # the buyer's keys, its rows, the tenant
+    with _opened(settings, clock) as runtime:
+        for order in vault["theirs"]:
+            with pytest.raises(OrderNotFoundError):
+                _reveal(runtime, "acme", order["AmazonOrderId"])
+        for order in vault["globex"]:
+            with pytest.raises(OrderNotFoundError):
+                _reveal(runtime, "globex", order["AmazonOrderId"])
+        assert _reveal(runtime, "acme", vault["others"][0]["AmazonOrderId"])[
+            "BuyerInfo"]["BuyerEmail"] == vault["others"][0]["BuyerInfo"]["BuyerEmail"]
+        with runtime.store.transaction() as session:
+            assert runtime.keyring.data_keys_held(session, "globex") == 0
+            assert runtime.keyring.data_keys_held(session, "acme") == 2 + \
+                runtime.settings.canaries_per_tenant
+    again = bootstrap.restore_backup(settings, backup_file, clock=clock)  # (idempotent)
+    assert again.reapplied == restored.reapplied
+
+
+def test_without_the_ledger_the_same_restore_would_revive_them(
+        settings: Settings, clock: ManualClock, vault: dict[str, Any], tmp_path: Path) -> None:
+    """The control: the ledger is what keeps a deleted order deleted."""
+    backup_file = tmp_path / "vault.age"
+    bootstrap.make_backup(settings, backup_file, clock=clock)
+    with _opened(settings, clock) as runtime:
+        _delete(runtime, scope="order", tenant_id="acme",
+                amazon_order_id=vault["theirs"][0]["AmazonOrderId"])
+    ledger.path_of(settings).unlink()
+    assert bootstrap.restore_backup(settings, backup_file, clock=clock).reapplied == 0
+    with _opened(settings, clock) as runtime:
+        assert _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])
+
+
+def _members(settings: Settings, backup_file: Path, tmp_path: Path,
+             identity: Any = None) -> list[str]:
+    archive = tmp_path / "opened.tar"
+    pyrage.decrypt_file(str(backup_file), str(archive),
+                        [identity or backups.identity(settings)])
+    with tarfile.open(archive) as tar:
+        return tar.getnames()
+
+
+def test_a_backup_is_encrypted_and_holds_no_keys(settings: Settings, clock: ManualClock,
+                                                 vault: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    mine = x25519.Identity.generate()
+    backup_file = tmp_path / "vault.age"
+    bootstrap.make_backup(settings, backup_file, also_to=[str(mine.to_public())],
+                          clock=clock)
+    content = backup_file.read_bytes()
+    assert content.startswith(b"age-encryption.org/v1\n")
+    assert b"SQLite format 3" not in content and b"PGDMP" not in content
+    assert b"acme" not in content  # (nothing in clear: not even a tenant's name)
+    members = _members(settings, backup_file, tmp_path)
+    assert "manifest.json" in members and any(m.startswith("database/") for m in members)
+    assert "files/tls/server.crt" in members
+    assert not [m for m in members if "keys" in m.split("/") or "checkpoints" in m]
+    assert _members(settings, backup_file, tmp_path, mine) == members  # the operator's key
+
+
+def test_a_changed_or_foreign_backup_is_refused(settings: Settings, clock: ManualClock,
+                                                vault: dict[str, Any],
+                                                tmp_path: Path) -> None:
+    backup_file = tmp_path / "vault.age"
+    bootstrap.make_backup(settings, backup_file, clock=clock)
+    changed = bytearray(backup_file.read_bytes())
+    changed[len(changed) // 2] ^= 1
+    tampered = tmp_path / "tampered.age"
+    tampered.write_bytes(bytes(changed))
+    with pytest.raises(backups.BackupError, match="does not open"):
+        backups.restore(settings, tampered)
+    foreign = tmp_path / "foreign.age"
+    pyrage.encrypt_file(str(backup_file), str(foreign),
+                        [x25519.Identity.generate().to_public()])
+    with pytest.raises(backups.BackupError, match="does not open"):
+        backups.restore(settings, foreign)
+    with _opened(settings, clock) as runtime:  # and nothing was changed by either
+        assert _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])
