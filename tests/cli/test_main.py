@@ -443,7 +443,7 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
         ["inactive-accounts", "1h", "never", "-"], ["api-key-expiry", "1h", "never", "-"],
         ["audit-retention", "1d", "never", "-"], ["audit-review-reminder", "1d", "never", "-"],
         ["canaries-refresh", "1d", "never", "-"], ["deletion-deadlines", "5m", "never", "-"],
-        ["order-retention", "1d", "never", "-"],
+        ["deletion-executions", "30s", "never", "-"], ["order-retention", "1d", "never", "-"],
         ["alert-notifications", "15s", "never", "-"]]
 
     add_session_ended_days_ago(settings, initialized, days=2)
@@ -461,9 +461,9 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
     assert abs(datetime.fromisoformat(state["next_due_at"]) - finished
                - timedelta(hours=1)) < timedelta(minutes=1)  # the run by hand was the hour's
     assert jobs_events(settings) == [
-        ("jobs:list", "cli", "success", None, 11, None),
+        ("jobs:list", "cli", "success", None, 12, None),
         ("jobs:run", "cli", "success", "sessions-purge", 1, None),
-        ("jobs:list", "cli", "success", None, 11, None),
+        ("jobs:list", "cli", "success", None, 12, None),
     ]
 
 

@@ -241,3 +241,50 @@ def test_an_order_arriving_before_verification_fails_it_and_a_rerun_erases_it(
     assert done.status == "completed"
     with pytest.raises(OrderNotFoundError):
         _reveal(runtime, "acme", "902-0000000-0000040")
+
+
+def test_a_large_scope_is_unreadable_at_once_and_finished_in_the_background(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the foreground limit, ``start`` destroys the keys and leaves the rows to the
+    ``deletion-executions`` job, whose progress the request counts."""
+    monkeypatch.setattr(execution, "FOREGROUND_LIMIT", 2)
+    theirs = ingest(runtime, "acme", 5, buyer_email=BUYER_EMAIL)
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    begun = execution.start(runtime, officer(runtime), OFFICER, filed.id)
+    assert (begun.status, begun.step, begun.orders, begun.rows_deleted) == (
+        "executing", execution.KEYS_DESTROYED, 5, None)
+    with pytest.raises(OrderErasedError):  # unreadable now, its rows still there
+        _reveal(runtime, "acme", theirs[0]["AmazonOrderId"])
+    assert execution.resume_all(runtime) == 1
+    done = requests.get_request(runtime, officer(runtime), filed.id)
+    assert (done.status, done.rows_deleted, done.certificate_id is not None) == (
+        "completed", 5, True)
+    with pytest.raises(OrderNotFoundError):
+        _reveal(runtime, "acme", theirs[0]["AmazonOrderId"])
+    assert execution.resume_all(runtime) == 0  # nothing left to run
+    assert [e.action for e in events(runtime) if e.target_id == filed.id
+            and e.action != "deletions:list"] == ["deletions:create", *STEP_EVENTS]
+
+
+def test_a_large_scope_to_return_is_left_whole_to_the_background(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is destroyed before the return is written: ``start`` only begins it."""
+    monkeypatch.setattr(execution, "FOREGROUND_LIMIT", 2)
+    theirs = ingest(runtime, "acme", 3, buyer_email=BUYER_EMAIL)
+    recipient = ECKey.generate_key("P-256", private=True)
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL, return_data=True,
+                  return_to=recipient.as_dict(private=False))
+    begun = execution.start(runtime, officer(runtime), OFFICER, filed.id)
+    assert (begun.status, begun.step) == ("executing", None)
+    assert _reveal(runtime, "acme", theirs[0]["AmazonOrderId"])  # still readable
+    assert execution.resume_all(runtime) == 1
+    returned = returns.open_file(requests.returned_file(runtime, officer(runtime), filed.id),
+                                 recipient.as_dict(private=True))
+    assert len(returned) == 3
+
+
+def test_a_small_scope_is_executed_within_the_call(runtime: Runtime) -> None:
+    ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    done = execution.start(runtime, officer(runtime), OFFICER, filed.id)
+    assert (done.status, done.rows_deleted) == ("completed", 2)

@@ -20,7 +20,7 @@ from sellervault.accounts import service as accounts
 from sellervault.accounts.models import SessionRow
 from sellervault.audit import checkpoints, retention, reviews
 from sellervault.clock import ManualClock
-from sellervault.deletion import deadlines
+from sellervault.deletion import deadlines, execution
 from sellervault.deletion import retention as order_retention
 from sellervault.jobs.registry import (
     AUDIT_CHECKPOINT,
@@ -81,7 +81,8 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
     assert JOBS.names == ["audit-checkpoint", "sessions-purge", "account-end-dates",
                           "inactive-accounts", "api-key-expiry", "audit-retention",
                           "audit-review-reminder", "canaries-refresh", "deletion-deadlines",
-                          "order-retention", "alert-notifications"]
+                          "deletion-executions", "order-retention",
+                          "alert-notifications"]
     assert JOBS.get("sessions-purge") is SESSIONS_PURGE
     assert SESSIONS_PURGE.interval == timedelta(hours=1)
     assert SESSIONS_PURGE.run is accounts.purge_sessions
@@ -95,6 +96,7 @@ def test_serve_runs_the_account_and_log_jobs() -> None:
         (timedelta(days=1), reviews.remind),
         (timedelta(days=1), records.refresh_canaries),
         (timedelta(minutes=5), deadlines.warn),
+        (timedelta(seconds=30), execution.resume_all),
         (timedelta(days=1), order_retention.remove_expired),
         (timedelta(seconds=15), notifications.deliver_due)]
 

@@ -16,7 +16,7 @@ from joserfc.jwk import ECKey
 
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR
-from sellervault.deletion import deadlines, returns
+from sellervault.deletion import deadlines, execution, returns
 from sellervault.records import service as records
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
@@ -230,6 +230,41 @@ def test_data_is_returned_to_the_recipient_before_it_is_deleted(
     with server.client(auditor) as client:
         assert client.get(f"/deletion-requests/{pending['id']}").status_code == 200
         assert client.get(f"/deletion-requests/{pending['id']}/return").status_code == 403
+
+
+def test_a_large_scope_answers_202_and_is_finished_by_the_job(
+        server: Server, officer: str, orders: list[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """(The server's own scheduler may run the deletion-executions job first: either way
+    the request completes.)"""
+    monkeypatch.setattr(execution, "FOREGROUND_LIMIT", 1)
+    emails = ("bulk.one@marketplace.example.test", "bulk.two@marketplace.example.test")
+    made = list(synthetic_orders(6, start=740))
+    for number, order in enumerate(made):
+        order["BuyerInfo"]["BuyerEmail"] = emails[number % 2]
+    records.ingest(server.runtime, Auditor(server.runtime.audit, SYSTEM_ACTOR), "acme",
+                   [map_order(validate_order(order)) for order in made])
+    with server.client(officer) as client:
+        filed = [client.post("/deletion-requests", json=_body(
+            scope="buyer", buyer_email=email)).json() for email in emails]
+        begun = client.post(f"/deletion-requests/{filed[0]['id']}/execute")
+        assert begun.status_code == 202, begun.text
+        assert (begun.json()["status"], begun.json()["step"], begun.json()["orders"]) == (
+            "executing", "keys_destroyed", 3)
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=officer + "\n").code == 0
+    by_cli = cli.invoke("deletions", "execute", filed[1]["id"])
+    assert by_cli.code == 0, by_cli
+    assert "is executing in the background (step keys_destroyed, unreadable now): 0 of 3 " \
+        "orders deleted so far" in by_cli.stdout
+    execution.resume_all(server.runtime)  # (the deletion-executions job)
+    with server.client(officer) as client:
+        for request in filed:
+            done = client.get(f"/deletion-requests/{request['id']}").json()
+            assert (done["status"], done["rows_deleted"]) == ("completed", 3)
+        again = client.post(f"/deletion-requests/{filed[0]['id']}/execute")
+        assert again.status_code == 200 and again.json()["certificate_id"]
 
 
 def test_the_cli_returns_and_the_recipient_opens_offline(

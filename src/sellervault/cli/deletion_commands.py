@@ -37,7 +37,14 @@ def _print(request: dict[str, Any], as_json: bool) -> None:
     console.print(escape(
         f"{request['id']}  {request['status']:9} {request['scope']:6} {request['tenant']}  "
         f"{subject}  due {request['deadline']}"
-        f"{'  step ' + request['step'] if request.get('step') else ''}"), highlight=False)
+        f"{'  step ' + request['step'] if request.get('step') else ''}"
+        f"{_progress(request)}"), highlight=False)
+
+
+def _progress(request: dict[str, Any]) -> str:
+    if request["status"] != "executing" or request.get("orders") is None:
+        return ""
+    return f"  {request.get('rows_deleted') or 0}/{request['orders']} deleted"
 
 
 @deletions_app.command("file")
@@ -108,6 +115,13 @@ def deletions_execute(request_id: RequestId, as_json: AsJson = False) -> None:
         print(json.dumps(done))
         return
     certificate = done["certificate_id"]
+    if done["status"] == "executing":  # (202: a large scope, going on in the background)
+        console.print(escape(
+            f"Request {request_id} is executing in the background (step {done['step']}"
+            f"{', unreadable now' if done['step'] == 'keys_destroyed' else ''}): "
+            f"{done['rows_deleted'] or 0} of {done['orders'] or '?'} orders deleted so far; "
+            f"`sellervault deletions show {request_id}` for its progress."), highlight=False)
+        return
     console.print(escape(f"Request {request_id} is {done['status']} (step {done['step']})"
                          f"{', certificate ' + certificate if certificate else ''}."),
                   highlight=False)

@@ -18,6 +18,12 @@ with nothing half-deleted, and two executions at once do each step once.
 4. ``certified``: the certificate of sanitization is signed and stored
    (``deletion.certificates``) and the request is ``completed``, in one transaction.
 
+A scope of more than ``FOREGROUND_LIMIT`` orders is executed in the background: ``start``
+(the API's execute) begins it and, unless data is to be returned first, destroys its keys
+at once (unreadable from that commit), then leaves the rest to the ``deletion-executions``
+job (``resume_all``), which runs every executing request on to completion; the request's
+``rows_deleted`` against its ``orders`` is the progress.
+
 Each step ends with a conditional update of the request (``WHERE step = the one before``):
 of two executions running the same step, one moves the request on and the other's
 transaction rolls back (its work repeated idempotently by the winner), so every step is
@@ -29,12 +35,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Outcome, Reason, TargetType
+from sellervault.audit.events import SYSTEM_ACTOR, Outcome, Reason, TargetType
 from sellervault.deletion import certificates, ledger, returns
 from sellervault.deletion.errors import DeletionStateError
 from sellervault.deletion.models import DeletionRequest
@@ -47,6 +53,7 @@ from sellervault.deletion.requests import (
     load,
 )
 from sellervault.records import erasure
+from sellervault.records.models import Order
 from sellervault.runtime import Runtime
 
 RETURNED, KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED = (
@@ -55,6 +62,11 @@ STEPS: tuple[str | None, ...] = (None, RETURNED, KEYS_DESTROYED, ROWS_DELETED, V
                                  CERTIFIED)
 """Each step's predecessor comes before it: ``None`` is a request whose execution began
 (a request that returns nothing goes from ``None`` to ``keys_destroyed``)."""
+
+
+FOREGROUND_LIMIT = 1000
+"""Orders a request's scope may hold to be executed within the request that asks (one batch
+of ``_delete_rows``); a larger one goes on in the background."""
 
 
 class _Overtaken(Exception):
@@ -81,6 +93,40 @@ class _Target:
         return cls(row.id, row.scope, row.tenant_id,
                    erasure.Scope(row.tenant_id, row.amazon_order_id, digest), row.buyer,
                    recipient)
+
+
+def start(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) -> Request:
+    """Execute a request whose scope is small enough here and now; a larger one is begun,
+    made unreadable (its keys destroyed, when nothing is to be returned first) and left
+    ``executing`` for the ``deletion-executions`` job (``resume_all``)."""
+    target = _begin(rt, auditor, principal_id, request_id)
+    with rt.store.snapshot() as connection:
+        held = connection.execute(select(func.count()).select_from(Order).where(
+            target.scope.where())).scalar_one()
+    if held <= FOREGROUND_LIMIT:
+        return execute(rt, auditor, principal_id, request_id)
+    if target.recipient is None:  # unreadable now; deleted, verified, certified by the job
+        return execute(rt, auditor, principal_id, request_id, until=KEYS_DESTROYED)
+    with rt.store.transaction() as session:  # (returned first: all of it in the job)
+        return load(session, request_id)
+
+
+def resume_all(rt: Runtime) -> int:
+    """The ``deletion-executions`` job: every executing request run on to completion (each
+    resumes where it stands); the number completed. One that fails (a verification that
+    found an order arrived meanwhile) is left for the next run, which goes on from there."""
+    with rt.store.snapshot() as connection:
+        executing = connection.execute(select(DeletionRequest.id, DeletionRequest.executed_by)
+                                       .where(DeletionRequest.status == EXECUTING)).all()
+    completed = 0
+    for request_id, executed_by in executing:
+        try:
+            done = execute(rt, Auditor(rt.audit, SYSTEM_ACTOR), executed_by or "system",
+                           request_id)
+        except DeletionStateError:
+            continue
+        completed += done.status == COMPLETED
+    return completed
 
 
 def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,
@@ -193,6 +239,10 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
             rt.keyring.destroy_data_keys(session, target.tenant_id,
                                          [order.data_key_id for order in batch])
             erasure.delete_orders(session, [order.id for order in batch])
+            if batch:  # (the progress, in the batch's own transaction)
+                session.execute(update(DeletionRequest).where(
+                    DeletionRequest.id == target.id).values(
+                    rows_deleted=func.coalesce(DeletionRequest.rows_deleted, 0) + len(batch)))
         deleted += len(batch)
         if not batch:
             break

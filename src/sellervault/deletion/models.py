@@ -52,6 +52,8 @@ class DeletionRequest(Base):
     """The destroyed data keys' ids (JSON), of an order or buyer scope: what verification
     checks are gone (a tenant scope checks that the tenant has no key left)."""
     tenant_keys: Mapped[int | None] = mapped_column(Integer)
+    rows_deleted: Mapped[int | None] = mapped_column(Integer)
+    """How many of the scope's orders were deleted so far (the progress of step 2)."""
     return_sha256: Mapped[str | None] = mapped_column(String(64))
     """The SHA-256 of the returned file (``deletion.returns``), once written."""
     return_key: Mapped[str | None] = mapped_column(Text)

@@ -61,6 +61,7 @@ class Request:
     orders: int | None
     data_keys: int | None
     tenant_keys: int | None
+    rows_deleted: int | None
     return_sha256: str | None
     return_key_id: str | None
     returned: int | None
@@ -71,7 +72,8 @@ class Request:
         return cls(row.id, row.scope, row.tenant_id, row.amazon_order_id, row.buyer,
                    row.requested_by, row.return_data, row.received_at, row.deadline,
                    row.status, row.step, row.created_by, row.created_at, row.completed_at,
-                   row.orders, row.data_keys, row.tenant_keys, row.return_sha256,
+                   row.orders, row.data_keys, row.tenant_keys, row.rows_deleted,
+                   row.return_sha256,
                    row.return_key_id, row.returned, certificate_id)
 
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 from sellervault.accounts import api_keys, lifecycle
 from sellervault.accounts import service as accounts
 from sellervault.audit import checkpoints, retention, reviews
-from sellervault.deletion import deadlines
+from sellervault.deletion import deadlines, execution
 from sellervault.deletion import retention as order_retention
 from sellervault.notifications import service as notifications
 from sellervault.records import service as records
@@ -130,6 +130,11 @@ DELETION_DEADLINES = Job(
     "hours left, and deletion-overdue when its deadline passes; its count is the alerts "
     "raised")
 
+DELETION_EXECUTIONS = Job(
+    "deletion-executions", timedelta(seconds=30), execution.resume_all,
+    "runs every deletion request still executing (a large scope, begun by its execute "
+    "call) on to completion, a batch per transaction; its count is the requests completed")
+
 ORDER_RETENTION = Job(
     "order-retention", timedelta(days=1), order_retention.remove_expired,
     "erases buyer PII 30 days after delivery (or shipment) and removes orders 18 months "
@@ -142,5 +147,6 @@ ALERT_NOTIFICATIONS = Job(
 
 JOBS = Registry([AUDIT_CHECKPOINT, SESSIONS_PURGE, ACCOUNT_END_DATES, INACTIVE_ACCOUNTS,
                  API_KEY_EXPIRY, AUDIT_RETENTION, AUDIT_REVIEW_REMINDER, CANARIES_REFRESH,
-                 DELETION_DEADLINES, ORDER_RETENTION, ALERT_NOTIFICATIONS])
+                 DELETION_DEADLINES, DELETION_EXECUTIONS, ORDER_RETENTION,
+                 ALERT_NOTIFICATIONS])
 """What ``serve`` runs and ``sellervault jobs`` knows."""

@@ -47,12 +47,16 @@ class DeletionRequestIn(BaseModel):
 
 
 class DeletionRequestOut(BaseModel):
+    """A request as ``deletion.requests.Request`` holds it, field for field (``tenant`` and
+    ``return`` named as the request body names them)."""
+
+    model_config = ConfigDict(from_attributes=True)
     id: str
     scope: str
-    tenant: str
+    tenant: str = Field(validation_alias="tenant_id")
     amazon_order_id: str | None
     buyer: str | None = Field(description="the buyer's pseudonym in the security log")
-    return_: bool = Field(serialization_alias="return")
+    return_: bool = Field(validation_alias="return_data", serialization_alias="return")
     received_at: datetime
     deadline: datetime
     status: str
@@ -63,22 +67,11 @@ class DeletionRequestOut(BaseModel):
     orders: int | None
     data_keys: int | None
     tenant_keys: int | None
+    rows_deleted: int | None = Field(description="orders deleted so far (the progress)")
     return_key_id: str | None = Field(description="the recipient key's RFC 7638 thumbprint")
     returned: int | None = Field(description="orders returned")
     return_sha256: str | None = Field(description="SHA-256 of the returned file")
     certificate_id: str | None
-
-    @classmethod
-    def of(cls, found: requests.Request) -> DeletionRequestOut:
-        return cls(id=found.id, scope=found.scope, tenant=found.tenant_id,
-                   amazon_order_id=found.amazon_order_id, buyer=found.buyer,
-                   return_=found.return_data, received_at=found.received_at,
-                   deadline=found.deadline, status=found.status, step=found.step,
-                   created_by=found.created_by, created_at=found.created_at,
-                   completed_at=found.completed_at, orders=found.orders,
-                   data_keys=found.data_keys, tenant_keys=found.tenant_keys,
-                   return_key_id=found.return_key_id, returned=found.returned,
-                   return_sha256=found.return_sha256, certificate_id=found.certificate_id)
 
 
 @router.post("/deletion-requests", status_code=201, response_model=DeletionRequestOut,
@@ -89,7 +82,7 @@ def file_deletion_request(
 ) -> DeletionRequestOut:
     """File a request; its deadline is the configured hours (72) after ``received_at``. An
     order or tenant the service does not hold is 404; a buyer is never refused."""
-    return DeletionRequestOut.of(requests.file_request(
+    return DeletionRequestOut.model_validate(requests.file_request(
         state.runtime, state.auditor, state.principal.id, scope=body.scope,
         tenant_id=body.tenant, requested_by=body.requested_by, return_data=body.return_,
         return_to=body.return_to, amazon_order_id=body.amazon_order_id,
@@ -105,7 +98,7 @@ def list_deletion_requests(
 ) -> dict[str, list[DeletionRequestOut]]:
     """The register, newest first."""
     found = requests.list_requests(state.runtime, state.auditor, status, limit)
-    return {"deletion_requests": [DeletionRequestOut.of(request) for request in found]}
+    return {"deletion_requests": [DeletionRequestOut.model_validate(request) for request in found]}
 
 
 @router.get("/deletion-requests/{request_id}", response_model=DeletionRequestOut,
@@ -114,7 +107,7 @@ def get_deletion_request(
     request_id: Annotated[str, REQUEST_ID],
     state: Annotated[RequestState, Depends(require(Action.DELETIONS_LIST))],
 ) -> DeletionRequestOut:
-    return DeletionRequestOut.of(requests.get_request(state.runtime, state.auditor,
+    return DeletionRequestOut.model_validate(requests.get_request(state.runtime, state.auditor,
                                                       request_id))
 
 
@@ -125,27 +118,38 @@ def cancel_deletion_request(
     state: Annotated[RequestState, Depends(require(Action.DELETIONS_CANCEL))],
 ) -> DeletionRequestOut:
     """Only a pending request (409 once its execution has begun)."""
-    return DeletionRequestOut.of(requests.cancel_request(
+    return DeletionRequestOut.model_validate(requests.cancel_request(
         state.runtime, state.auditor, state.principal.id, request_id))
 
 
 class ExecutionOut(BaseModel):
     status: str
     step: str | None
+    orders: int | None = Field(description="orders the scope held when its keys went")
+    rows_deleted: int | None = Field(description="of those, deleted so far (the progress)")
     certificate_id: str | None
 
 
 @router.post("/deletion-requests/{request_id}/execute", response_model=ExecutionOut,
-             responses=own_errors(404, 409, 422))
+             responses={**own_errors(404, 409, 422), 202: {
+                 "model": ExecutionOut,
+                 "description": "a large scope goes on in the background: its keys are "
+                                "destroyed (unless data is returned first); the "
+                                "deletion-executions job completes it"}})
 def execute_deletion_request(
     request_id: Annotated[str, REQUEST_ID],
+    response: Response,
     state: Annotated[RequestState, Depends(require(Action.DELETIONS_EXECUTE))],
 ) -> ExecutionOut:
     """Destroy the scope's keys, delete its rows, verify: each step once, resumable (run it
-    again after a failure). A completed request answers as it is."""
-    done = execution.execute(state.runtime, state.auditor, state.principal.id, request_id)
-    return ExecutionOut(status=done.status, step=done.step,
-                        certificate_id=done.certificate_id)
+    again after a failure). A completed request answers as it is (200). A scope of more than
+    1,000 orders answers 202 once its keys are destroyed: the rest goes on in the
+    background (``GET .../{id}``: ``rows_deleted`` of ``orders``)."""
+    done = execution.start(state.runtime, state.auditor, state.principal.id, request_id)
+    if done.status != requests.COMPLETED:
+        response.status_code = 202
+    return ExecutionOut(status=done.status, step=done.step, orders=done.orders,
+                        rows_deleted=done.rows_deleted, certificate_id=done.certificate_id)
 
 
 @router.get("/deletion-requests/{request_id}/return", response_class=Response,
@@ -176,20 +180,17 @@ class LegalHoldIn(BaseModel):
 
 
 class LegalHoldOut(BaseModel):
+    """A hold as ``deletion.holds.Hold`` holds it, field for field."""
+
+    model_config = ConfigDict(from_attributes=True)
     id: str
-    tenant: str
+    tenant: str = Field(validation_alias="tenant_id")
     amazon_order_id: str
     reason: str
     held_by: str
-    until: datetime
+    until: datetime = Field(validation_alias="held_until")
     created_at: datetime
     released_at: datetime | None
-
-    @classmethod
-    def of(cls, hold: holds.Hold) -> LegalHoldOut:
-        return cls(id=hold.id, tenant=hold.tenant_id, amazon_order_id=hold.amazon_order_id,
-                   reason=hold.reason, held_by=hold.held_by, until=hold.held_until,
-                   created_at=hold.created_at, released_at=hold.released_at)
 
 
 @router.post("/legal-holds", status_code=201, response_model=LegalHoldOut,
@@ -199,9 +200,9 @@ def place_legal_hold(
     state: Annotated[RequestState, Depends(require(Action.HOLDS_PLACE))],
 ) -> LegalHoldOut:
     """Keep one order from retention until ``until`` (404: no such order)."""
-    return LegalHoldOut.of(holds.place(state.runtime, state.auditor, state.principal.id,
-                                       body.tenant, body.amazon_order_id, body.reason,
-                                       body.until))
+    return LegalHoldOut.model_validate(holds.place(
+        state.runtime, state.auditor, state.principal.id, body.tenant, body.amazon_order_id,
+        body.reason, body.until))
 
 
 @router.get("/legal-holds")
@@ -211,7 +212,7 @@ def list_legal_holds(
 ) -> dict[str, list[LegalHoldOut]]:
     """Every hold placed, newest first (released ones too: the record)."""
     found = holds.list_holds(state.runtime, state.auditor, limit)
-    return {"legal_holds": [LegalHoldOut.of(hold) for hold in found]}
+    return {"legal_holds": [LegalHoldOut.model_validate(hold) for hold in found]}
 
 
 @router.post("/legal-holds/{hold_id}/release", response_model=LegalHoldOut,
@@ -221,5 +222,5 @@ def release_legal_hold(
     state: Annotated[RequestState, Depends(require(Action.HOLDS_RELEASE))],
 ) -> LegalHoldOut:
     """End a hold now (409 if it was released already)."""
-    return LegalHoldOut.of(holds.release(state.runtime, state.auditor, state.principal.id,
-                                         hold_id))
+    return LegalHoldOut.model_validate(holds.release(state.runtime, state.auditor,
+                                                     state.principal.id, hold_id))
