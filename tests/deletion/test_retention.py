@@ -114,6 +114,30 @@ def test_a_later_update_moves_the_pii_expiry(runtime: Runtime, clock: ManualCloc
     assert retention.run(runtime).pii_removed == 1
 
 
+def test_an_order_re_sent_after_its_pii_went_updates_its_order_data_only(
+        runtime: Runtime, clock: ManualClock) -> None:
+    """A marketplace re-sync of an order past its PII retention: its status and dates are
+    taken, its PII is dropped (never stored again), and the rest of the batch is stored."""
+    now = _start(clock)
+    _ingest(runtime, _order(4, now, shipped=now + DAY, delivered=now + 2 * DAY))
+    clock.set(now + 40 * DAY)
+    assert retention.run(runtime).pii_removed == 1
+    resent = _order(4, now, shipped=now + DAY, delivered=now + 2 * DAY)
+    resent.update(OrderStatus="Canceled", LastUpdateDate=_iso(now + 39 * DAY))
+    _ingest(runtime, resent, _order(5, now + 39 * DAY, shipped=now + 40 * DAY))
+    assert _state(runtime, 4) == "erased" and _state(runtime, 5) == "present"
+    masked = runtime.store.call(records.read_masked, runtime, officer(runtime), "acme",
+                                resent["AmazonOrderId"])
+    assert (masked["OrderStatus"], masked["LastUpdateDate"]) == (
+        "Canceled", _iso(now + 39 * DAY))
+    with runtime.store.transaction() as session:
+        row = session.scalars(select(Order).where(
+            Order.amazon_order_id == resent["AmazonOrderId"])).one()
+        assert (row.buyer_ct, row.address_ct, row.email_bidx, row.pii_removed_at) == (
+            None, None, None, now + 40 * DAY)
+        assert runtime.keyring.data_keys_held(session, "acme", [row.data_key_id]) == 0
+
+
 def test_an_order_without_dates_keeps_its_pii_and_is_counted(runtime: Runtime,
                                                              clock: ManualClock) -> None:
     _ingest(runtime, _order(4, _start(clock)))

@@ -88,7 +88,8 @@ def with_restriction(query: Select[Any]) -> Select[Any]:
 _FIND_ORDER = Prepared(with_restriction(_ORDER_LOOKUP))
 _FIND_ORDER_AND_KEY = Prepared(with_restriction(join_data_key(
     _ORDER_LOOKUP, ORDERS.c.tenant_id, ORDERS.c.data_key_id)))
-_EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id).where(
+_EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id,
+                          Order.pii_removed_at).where(
     Order.tenant_id == bindparam("tenant_id"),
     Order.amazon_order_id.in_(bindparam("amazon_order_ids", expanding=True)),
 )
@@ -101,11 +102,12 @@ _EXISTING_ORDERS = select(Order.amazon_order_id, Order.id, Order.data_key_id).wh
 # subquery from being flattened back into that plan; the pair is unique, so it drops nothing.)
 _WANTED = (func.unnest(bindparam("amazon_order_ids", type_=postgresql.ARRAY(String)))
            .table_valued("amazon_order_id").render_derived(name="wanted"))
-_MATCH = (select(Order.id, Order.data_key_id)
+_MATCH = (select(Order.id, Order.data_key_id, Order.pii_removed_at)
           .where(Order.tenant_id == bindparam("tenant_id"),
                  Order.amazon_order_id == _WANTED.c.amazon_order_id)
           .limit(1).lateral("found"))
-_EXISTING_ORDERS_PG = (select(_WANTED.c.amazon_order_id, _MATCH.c.id, _MATCH.c.data_key_id)
+_EXISTING_ORDERS_PG = (select(_WANTED.c.amazon_order_id, _MATCH.c.id, _MATCH.c.data_key_id,
+                               _MATCH.c.pii_removed_at)
                        .select_from(_WANTED.join(_MATCH, true())))
 EMAIL, PHONE, POSTAL = "buyer-email", "buyer-phone", "postal-code"
 
@@ -159,11 +161,7 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
         "tenant_id": tenant_id,
         "amazon_order_id": order.amazon_order_id,
         "data_key_id": data_key_id,
-        "purchase_date": order.purchase_date,
-        "last_update_date": order.last_update_date,
-        "order_status": order.order_status,
-        "marketplace_id": order.marketplace_id,
-        "attributes": attributes_json(order.clear),
+        **_order_data(order),
         "buyer_ct": cipher.seal(record_json(order.buyer),
                                 record_context(tenant_id, BUYER.name, order_id, data_key_id)),
         "address_ct": cipher.seal(
@@ -175,7 +173,6 @@ def _row_values(tenant_id: str, order_id: str, data_key_id: str, cipher: Cipher,
         "postal_bidx": index.digest(POSTAL, order.postal_code) if order.postal_code else None,
         "is_canary": is_canary,
         "pii_expires_at": lifetimes.pii_expiry(order.clear),
-        "expires_at": lifetimes.order_expiry(order.purchase_date),
         "pii_removed_at": None,
         "held_until": None,
     }
@@ -193,16 +190,19 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     latest = {order.amazon_order_id: order for order in orders}  # a re-sent id: last wins
     if not tenant_ready:
         keyring.ensure_tenant(session, tenant_id)
-    existing = {
-        amazon_id: (order_id, data_key_id)
-        for amazon_id, order_id, data_key_id in session.execute(
+    existing: dict[str, tuple[str, str]] = {}
+    past_retention: dict[str, str] = {}  # re-sent after retention erased their PII
+    for amazon_id, order_id, data_key_id, pii_removed_at in session.execute(
             _EXISTING_ORDERS_PG if session.get_bind().dialect.name == "postgresql"
             else _EXISTING_ORDERS,
-            {"tenant_id": tenant_id, "amazon_order_ids": list(latest)},
-        )
-    }
+            {"tenant_id": tenant_id, "amazon_order_ids": list(latest)}):
+        if pii_removed_at is None:
+            existing[amazon_id] = (order_id, data_key_id)
+        else:
+            past_retention[amazon_id] = order_id
     index = keyring.blind_index(session, tenant_id)
-    fresh = [order for amazon_id, order in latest.items() if amazon_id not in existing]
+    fresh = [order for amazon_id, order in latest.items()
+             if amazon_id not in existing and amazon_id not in past_retention]
     if fresh:
         data_keys = keyring.new_data_keys(session, tenant_id, len(fresh))
         order_ids = new_ids(len(fresh), now)  # time-ordered: the primary-key index appends
@@ -231,7 +231,20 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
             values["updated_at"] = now
             updates.append(values)
         session.execute(update(Order), updates)  # ORM bulk UPDATE by primary key
-    return IngestResult(inserted=len(fresh), updated=len(existing))
+    if past_retention:  # their order data updated; the PII sent again is dropped, never
+        # stored: its time was up (retention erased it and destroyed its key)
+        session.execute(update(Order), [
+            {"id": order_id, **_order_data(latest[amazon_id]), "updated_at": now}
+            for amazon_id, order_id in past_retention.items()])
+    return IngestResult(inserted=len(fresh), updated=len(existing) + len(past_retention))
+
+
+def _order_data(order: MappedOrder) -> dict[str, Any]:
+    """An order's columns that hold no PII (its masked view holds only the PII's shape)."""
+    return {"purchase_date": order.purchase_date, "last_update_date": order.last_update_date,
+            "order_status": order.order_status, "marketplace_id": order.marketplace_id,
+            "attributes": attributes_json(order.clear),
+            "expires_at": lifetimes.order_expiry(order.purchase_date)}
 
 
 def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
