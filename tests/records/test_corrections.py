@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sellervault.audit.models import EventRow
 from sellervault.records import corrections, erasure
 from sellervault.records import service as records
-from sellervault.records.errors import OrderErasedError, OrderNotFoundError, RecordError
+from sellervault.records.errors import CorrectionError, OrderErasedError, OrderNotFoundError
 from sellervault.records.models import Order
 from sellervault.runtime import Runtime
 from tests.deletion.helpers import BUYER_EMAIL, OFFICER, ingest, officer
@@ -119,7 +119,7 @@ def test_a_bad_correction_is_refused_and_changes_nothing(
         runtime: Runtime, field: str, value: str, message: str) -> None:
     ingest(runtime, "acme", 1)
     before = _order(runtime)
-    with pytest.raises(RecordError, match=message) as refused:
+    with pytest.raises(CorrectionError, match=message) as refused:
         _correct(runtime, field, value)
     assert value.strip() not in str(refused.value) or not value.strip()
     after = _order(runtime)

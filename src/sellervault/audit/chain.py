@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from typing import Any
 
 GENESIS = "0" * 64
@@ -32,7 +33,7 @@ _BODY_ORDER = tuple(sorted(HASHED_FIELDS))
 _BODY_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
-def event_body(fields: dict[str, Any]) -> bytes:
+def event_body(fields: Mapping[Any, Any]) -> bytes:
     """An event's canonical bytes: what its MAC covers, and its Merkle leaf (``merkle``)."""
     values = {name: fields.get(name) for name in _BODY_ORDER}
     later = {name: fields[name] for name in LATER_FIELDS if fields.get(name) is not None}

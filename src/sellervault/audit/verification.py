@@ -20,7 +20,7 @@ checked; their roots cannot be recomputed (their events are gone).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, inspect, select
 
 from sellervault.audit import checkpoints, merkle, retention
-from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, body_mac, event_body, macs_equal
+from sellervault.audit.chain import GENESIS, body_mac, event_body, macs_equal
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS, LOG_KEY
 from sellervault.crypto.keyring import Keyring
@@ -175,13 +175,17 @@ def _walk(connection: Connection, log_key: bytes, last: int,
             last, expected + VERIFY_BATCH - 1)}).all()
         if not rows:
             break
-        for row in rows:
-            body = event_body({name: getattr(row, name) for name in CHAINED_FIELDS})
-            problem = _problem(row, expected, prev_hash, log_key, body)
-            if problem is not None:
-                return VerifyResult(False, expected - 1, expected, problem), prev_hash
-            prev_hash = row.hash
-            expected += 1
+        bodies = [event_body(row._mapping) for row in rows]
+        if _batch_intact(rows, bodies, expected, prev_hash, log_key):
+            prev_hash, expected = rows[-1].hash, expected + len(rows)
+        else:  # walked again event by event, for the first bad one and its message
+            for row, body in zip(rows, bodies, strict=True):
+                problem = _problem(row, expected, prev_hash, log_key, body)
+                if problem is not None:
+                    return VerifyResult(False, expected - 1, expected, problem), prev_hash
+                prev_hash = row.hash
+                expected += 1
+        for body in bodies:
             signed.add(merkle.leaf_hash(body))
         if on_batch is not None:
             on_batch(expected - 1)
@@ -190,6 +194,21 @@ def _walk(connection: Connection, log_key: bytes, last: int,
                             f"the log ends at event {expected - 1} but its head says "
                             f"{last}"), prev_hash
     return None, prev_hash
+
+
+def _batch_intact(rows: Sequence[Any], bodies: list[bytes], first: int, prev_hash: str,
+                  log_key: bytes) -> bool:
+    """Whether every event of the batch is in sequence, links to the one before and has its
+    MAC: the links and the MACs each compared at once, in constant time, as one string."""
+    if [row.seq for row in rows] != list(range(first, first + len(rows))) or (
+            first == 1 and (rows[0].channel, rows[0].action, rows[0].outcome,
+                            rows[0].actor_id) != INIT_EVENT):
+        return False
+    stored = [row.hash for row in rows]
+    links = [row.prev_hash for row in rows]
+    computed = [body_mac(log_key, link, body) for link, body in zip(links, bodies, strict=True)]
+    return (macs_equal("".join(links), prev_hash + "".join(stored[:-1]))
+            and macs_equal("".join(computed), "".join(stored)))
 
 
 def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes,

@@ -27,7 +27,7 @@ from sellervault.audit.events import Outcome, TargetType
 from sellervault.crypto.keyring import DataKeyDestroyedError
 from sellervault.crypto.keystore import join_data_key
 from sellervault.records import erasure
-from sellervault.records.errors import OrderErasedError, OrderNotFoundError, RecordError
+from sellervault.records.errors import CorrectionError, OrderErasedError, OrderNotFoundError
 from sellervault.records.models import Order
 from sellervault.records.registry import BUYER, SHIPPING_ADDRESS, RecordType
 from sellervault.records.service import (
@@ -105,12 +105,12 @@ def correct(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
     422: a field that cannot be corrected, or a value that is not one line of text."""
     spec = CORRECTABLE.get(field)
     if spec is None:
-        raise RecordError("field: not a correctable field (see the documentation's list)")
+        raise CorrectionError("field: not a correctable field (see the documentation's list)")
     value = value.strip()
     if not value or len(value) > MAX_VALUE or not value.isprintable():
-        raise RecordError(f"value: one line of text, at most {MAX_VALUE} characters")
+        raise CorrectionError(f"value: one line of text, at most {MAX_VALUE} characters")
     if spec.index is not None and spec.index[0] == EMAIL and "@" not in value:
-        raise RecordError("value: not an email address")
+        raise CorrectionError("value: not an email address")
     pseudonyms = load_pseudonyms(rt)
     now = rt.clock.now()
     with rt.store.transaction() as session:

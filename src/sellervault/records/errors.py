@@ -55,6 +55,13 @@ class RestrictionNotFoundError(RestrictionError):
         super().__init__(f"no such {what}")
 
 
+class CorrectionError(RecordError):
+    """A correction of a field that cannot be corrected, or with a value that cannot be it."""
+
+    code = Reason.INVALID_CORRECTION
+    status = 422
+
+
 class SearchRequestError(RecordError):
     code = Reason.INVALID_SEARCH
     status = 422
