@@ -175,7 +175,8 @@ def _walk(connection: Connection, log_key: bytes, last: int,
             last, expected + VERIFY_BATCH - 1)}).all()
         if not rows:
             break
-        bodies = [event_body(row._mapping) for row in rows]
+        names = rows[0]._fields  # (a dict made in C per row: the mapping's get is slow)
+        bodies = [event_body(dict(zip(names, row, strict=True))) for row in rows]
         if _batch_intact(rows, bodies, expected, prev_hash, log_key):
             prev_hash, expected = rows[-1].hash, expected + len(rows)
         else:  # walked again event by event, for the first bad one and its message
