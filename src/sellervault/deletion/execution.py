@@ -32,6 +32,7 @@ recorded once."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,8 @@ STEPS: tuple[str | None, ...] = (None, RETURNED, KEYS_DESTROYED, ROWS_DELETED, V
 """Each step's predecessor comes before it: ``None`` is a request whose execution began
 (a request that returns nothing goes from ``None`` to ``keys_destroyed``)."""
 
+
+log = logging.getLogger("sellervault.deletion")
 
 FOREGROUND_LIMIT = 1000
 """Orders a request's scope may hold to be executed within the request that asks (one batch
@@ -123,7 +126,11 @@ def resume_all(rt: Runtime) -> int:
         try:
             done = execute(rt, Auditor(rt.audit, SYSTEM_ACTOR), executed_by or "system",
                            request_id)
-        except DeletionStateError:
+        except Exception as exc:  # one request failing must not stop the others: it stays
+            # executing, its deadline alerts still run, the next run tries again. (The type
+            # only: a database error's text carries the statement's parameters.)
+            log.error("deletion request %s: execution failed (%s); retried next run",
+                      request_id, type(exc).__name__)
             continue
         completed += done.status == COMPLETED
     return completed

@@ -81,8 +81,14 @@ def recipient(jwk: object) -> Recipient:
         raise InvalidDeletionRequestError("return_to: not a valid public key") from None
     public = {name: value for name, value in key.as_dict(private=False).items()
               if name in ("kty", "crv", "x", "y")}
-    return Recipient(json.dumps(public, sort_keys=True, separators=(",", ":")),
-                     key.thumbprint())
+    chosen = Recipient(json.dumps(public, sort_keys=True, separators=(",", ":")),
+                       key.thumbprint())
+    try:  # a key that imports but agrees on no secret (a low-order X25519 point) fails here,
+        # not in the middle of an execution
+        encrypt(chosen, b"{}")
+    except (JoseError, ValueError):
+        raise InvalidDeletionRequestError("return_to: not a usable public key") from None
+    return chosen
 
 
 def encrypt(to: Recipient, plaintext: bytes) -> str:

@@ -45,8 +45,6 @@ from sellervault.config import Settings
 
 FORMAT = 1
 IDENTITY_FILE = "backup-identity.txt"
-_SKIPPED = {"keys", "checkpoints", "sellervault.db", "sellervault.db-wal", "sellervault.db-shm",
-            "sellervault.db-journal"}
 
 
 class BackupError(Exception):
@@ -87,7 +85,7 @@ def backup(settings: Settings, out: Path, now: datetime,
         work = Path(scratch)
         database = work / ("database.dump" if dialect == "postgresql" else "sellervault.db")
         _dump(settings, database)
-        files = _files(settings.data_dir)
+        files = _files(settings)
         manifest = Manifest(FORMAT, __version__, dialect, now.isoformat(),
                             [str(path.relative_to(settings.data_dir)) for path in files])
         archive = work / "backup.tar"
@@ -117,7 +115,7 @@ def restore(settings: Settings, backup_file: Path) -> Manifest:
             pyrage.decrypt_file(str(backup_file), str(archive), [identity(settings)])
         except (pyrage.DecryptError, OSError):
             raise BackupError("the backup does not open with this vault's backup identity "
-                              "(another vault's, altered, or cut short)") from None
+                              "(another vault's, damaged, or cut short)") from None
         with tarfile.open(archive) as tar:
             tar.extractall(work / "backup", filter="data")
         unpacked = work / "backup"
@@ -126,17 +124,41 @@ def restore(settings: Settings, backup_file: Path) -> Manifest:
         if manifest.format != FORMAT or manifest.dialect != dialect:
             raise BackupError(f"a {manifest.dialect} backup (format {manifest.format}) cannot "
                               f"be restored into this {dialect} vault")
+        targets = [_target(settings, name, unpacked / "files") for name in manifest.files]
         _load(settings, unpacked / "database")
-        for name in manifest.files:
-            target = settings.data_dir / name
+        for name, target in zip(manifest.files, targets, strict=True):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(unpacked / "files" / name, target)
     return manifest
 
 
-def _files(data_dir: Path) -> list[Path]:
-    return sorted(path for path in data_dir.rglob("*") if path.is_file()
-                  and path.relative_to(data_dir).parts[0] not in _SKIPPED)
+def _target(settings: Settings, name: str, files: Path) -> Path:
+    """Where a file of the backup goes back: inside the data directory, never into what a
+    backup does not hold (keys/, the checkpoint file, the database), and only a regular
+    file the archive holds. (The age file is encrypted to the vault's public recipient,
+    which anyone may hold: what is in it is checked, not trusted.)"""
+    relative = Path(name)
+    target = (settings.data_dir / relative).resolve()
+    source = files / relative
+    if relative.is_absolute() or ".." in relative.parts or not target.is_relative_to(
+            settings.data_dir.resolve()) or _skipped(settings, target) \
+            or source.is_symlink() or not source.is_file():
+        raise BackupError("the backup's manifest names a file it may not restore")
+    return target
+
+
+def _skipped(settings: Settings, path: Path) -> bool:
+    """What a backup never holds (nor a restore writes): keys/, the checkpoint file's
+    folder, the SQLite database and its journals."""
+    path = path.resolve()
+    folders = (settings.root_key_file.parent, settings.checkpoint_file.parent)
+    return any(path.is_relative_to(folder.resolve()) for folder in folders) or \
+        path.name.startswith(settings.sqlite_file.name)
+
+
+def _files(settings: Settings) -> list[Path]:
+    return sorted(path for path in settings.data_dir.rglob("*")
+                  if path.is_file() and not path.is_symlink() and not _skipped(settings, path))
 
 
 _LIBPQ_ENVIRONMENT = {
@@ -180,10 +202,12 @@ def _dump(settings: Settings, target: Path) -> None:
 
 def _load(settings: Settings, folder: Path) -> None:
     if settings.database_url is None:
+        staged = settings.sqlite_file.with_name(settings.sqlite_file.name + ".restoring")
+        shutil.copyfile(folder / "sellervault.db", staged)
+        os.chmod(staged, 0o600)
         for suffix in ("-wal", "-shm", "-journal"):
             Path(str(settings.sqlite_file) + suffix).unlink(missing_ok=True)
-        shutil.copy2(folder / "sellervault.db", settings.sqlite_file)
-        os.chmod(settings.sqlite_file, 0o600)
+        staged.replace(settings.sqlite_file)  # (whole or not at all)
         return
     environment = _libpq_environment(settings)
     if "PGDATABASE" not in environment:
