@@ -34,6 +34,7 @@ from sellervault.crypto.tls_identity import generate_self_signed
 from sellervault.deletion import ledger
 from sellervault.deletion import retention as order_retention
 from sellervault.deletion.certificates import CERTIFICATE_KEY
+from sellervault.deletion.errors import ErasureLedgerError
 from sellervault.jobs.registry import JOBS
 from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.monitoring import detectors
@@ -136,9 +137,13 @@ def _open(settings: Settings, clock: Clock) -> tuple[Runtime, int]:
     """``open_runtime``, and how many erasures it applied again (``deletion.ledger``: a
     database restored from a backup taken before them)."""
     runtime = Runtime.open(settings, clock)
-    migrate.upgrade(runtime.store.engine)
-    make_system_keys(runtime, Auditor(runtime.audit, SYSTEM_ACTOR))
-    return runtime, ledger.reapply(runtime)
+    try:
+        migrate.upgrade(runtime.store.engine)
+        make_system_keys(runtime, Auditor(runtime.audit, SYSTEM_ACTOR))
+        return runtime, ledger.reapply(runtime)
+    except ErasureLedgerError as exc:
+        runtime.close()
+        raise BootstrapError(str(exc)) from None
 
 
 def make_system_keys(runtime: Runtime, auditor: Auditor) -> list[str]:

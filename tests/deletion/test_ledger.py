@@ -1,8 +1,9 @@
-"""deletion.ledger: every erasure is written to the file beside the root key before its
-transaction commits, and the database's position follows it; entries past the position (a
-database restored from an older backup, or a transaction that rolled back after writing
-ahead) are applied at the next start, once: PII removed, keys destroyed, rows deleted, a
-tenant erased. (Backups themselves: tests/store/test_backups.py.)"""
+"""deletion.ledger: every erasure is written to the file beside the root key, with an id,
+before its transaction commits, and the transaction records the id; entries whose id the
+database lacks (a database restored from an older backup, or a transaction that rolled back
+after writing ahead) are applied at the next start, once: PII removed, keys destroyed, rows
+deleted, a tenant erased. A database with ids the file lacks (the file missing, an older
+copy) does not start. (Backups themselves: tests/store/test_backups.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from sellervault.deletion import execution, ledger, requests
-from sellervault.deletion.models import ErasureLedger
+from sellervault.deletion.errors import ErasureLedgerError
+from sellervault.deletion.models import ErasureApplied
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
 from sellervault.records.models import Order
@@ -21,9 +23,9 @@ from sellervault.runtime import Runtime
 from tests.deletion.helpers import OFFICER, events, ingest, officer
 
 
-def _position(runtime: Runtime) -> int:
+def _applied(runtime: Runtime) -> set[str]:
     with runtime.store.transaction() as session:
-        return int(session.scalar(select(ErasureLedger.position)) or 0)
+        return set(session.scalars(select(ErasureApplied.id)))
 
 
 def _reveal(runtime: Runtime, order_id: str, tenant: str = "acme") -> dict[str, Any]:
@@ -48,10 +50,11 @@ def test_a_deletion_is_written_ahead_and_the_position_follows(runtime: Runtime) 
     execution.execute(runtime, officer(runtime), OFFICER, filed.id)
     path = ledger.path_of(runtime.settings)
     entries = [json.loads(line) for line in path.read_text().splitlines()]
-    assert entries[0] == {"tenant": "acme", "tenant_keys": False,
-                          "data_keys": [row.data_key_id], "orders": [], "pii_of": []}
+    assert {k: v for k, v in entries[0].items() if k != "id"} == {
+        "tenant": "acme", "tenant_keys": False, "data_keys": [row.data_key_id],
+        "orders": [], "pii_of": []}
     assert entries[1]["orders"] == [row.id]
-    assert _position(runtime) == path.stat().st_size
+    assert _applied(runtime) == {entry["id"] for entry in entries}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert ledger.reapply(runtime) == 0  # in step: nothing to do
 
@@ -85,3 +88,25 @@ def test_entries_past_the_position_are_applied_once(runtime: Runtime) -> None:
     assert _reveal(runtime, third.amazon_order_id)["AmazonOrderId"] == third.amazon_order_id
     assert ledger.reapply(runtime) == 0
     assert [e.count for e in events(runtime, "erasures:")] == [3]
+
+
+@pytest.mark.parametrize(("damage", "lacking"), [("missing", 4), ("older", 2)])
+def test_a_database_with_erasures_the_file_lacks_does_not_start(
+        runtime: Runtime, damage: str, lacking: int) -> None:
+    """Fail closed: keys/ restored from an older copy (or the ledger lost) would let what was
+    erased since come back, unnoticed."""
+    orders = ingest(runtime, "acme", 2)
+    path = ledger.path_of(runtime.settings)
+    for order in orders:
+        filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="order",
+                                      tenant_id="acme", requested_by="DSR",
+                                      amazon_order_id=order["AmazonOrderId"])
+        execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+        if order is orders[0]:
+            older = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(older)
+    with pytest.raises(ErasureLedgerError, match=f"lacks {lacking} erasure"):
+        ledger.reapply(runtime)

@@ -45,3 +45,9 @@ class DeletionScopeNotFoundError(DeletionError):
 class DeletionStateError(DeletionError):
     code = Reason.DELETION_STATE
     status = 409
+
+
+class ErasureLedgerError(Exception):
+    """The erasure ledger beside the root key does not hold erasures the database has: it
+    is missing, older (restored from a copy), or another vault's. Starting would risk
+    reviving what was erased since, so the vault does not start."""

@@ -1,14 +1,19 @@
 """The erasure ledger: how key destruction reaches the backups.
 
-Every erasure (a deletion's keys destroyed and rows deleted, retention's PII removed or
-orders removed) is appended to a file beside the root key, ``keys/erasures.jsonl``, before
-its transaction commits, and the transaction moves the database's ``erasure_ledger``
-position to the end of that entry. A database restored from a backup taken earlier holds an
-older position: at its first start (``bootstrap.open_runtime``) every entry after it is
-applied again (``reapply``) before anything is served, so the keys destroyed since the
-backup are destroyed again and the rows deleted since are deleted again: a restore never
-brings deleted PII back. The file is never part of a backup (``store.backups`` leaves
-``keys/`` out), and must not be restored from one: it is the record of what was erased.
+Every erasure (a deletion's keys destroyed and rows deleted, a tenant erased, retention's PII
+removed or orders removed) is appended, with an id of its own, to a file beside the root
+key, ``keys/erasures.jsonl``, before its transaction commits, and the transaction records
+that id in the database (``erasures_applied``). A database restored from a backup taken
+earlier lacks the ids of the erasures since: at its first start (``bootstrap.open_runtime``)
+every entry of the file whose id the database lacks is applied again (``reapply``) before
+anything is served, so the keys destroyed since the backup are destroyed again and the rows
+deleted since are deleted again: a restore never brings deleted PII back. The file is never
+part of a backup (``store.backups`` leaves ``keys/`` out), and must not be restored from one:
+it is the record of what was erased.
+
+It fails closed: a database holding ids the file does not (the file missing, cut short, an
+older copy, another vault's) does not start (``ErasureLedgerError``), since whatever was
+erased after the file's last entry would otherwise come back unnoticed.
 
 Write-ahead, not after the commit: an entry whose transaction then rolls back is applied at
 the next start all the same, which only does early what the erasure was going to do (a
@@ -21,22 +26,21 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.config import Settings
-from sellervault.deletion.models import ErasureLedger
+from sellervault.deletion.errors import ErasureLedgerError
+from sellervault.deletion.models import ErasureApplied
 from sellervault.records import erasure
 from sellervault.runtime import Runtime
-
-LEDGER_ID = 1
 
 
 @dataclass(frozen=True)
@@ -58,46 +62,52 @@ def path_of(settings: Settings) -> Path:
 
 
 def record(settings: Settings, session: Session, entry: Erasure) -> None:
-    """Append ``entry`` (durably) and move the position, in the caller's transaction."""
-    line = (json.dumps(asdict(entry), separators=(",", ":"), sort_keys=True) + "\n").encode()
-    path = path_of(settings)
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    """Append ``entry`` (durably), and its id to the database in the caller's transaction."""
+    entry_id = secrets.token_hex(16)
+    line = (json.dumps({"id": entry_id, **asdict(entry)}, separators=(",", ":"),
+                       sort_keys=True) + "\n").encode()
+    descriptor = os.open(path_of(settings), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)  # (processes of this host append in turn)
         os.write(descriptor, line)
         os.fsync(descriptor)
-        end = os.fstat(descriptor).st_size
     finally:
         os.close(descriptor)
-    session.execute(update(ErasureLedger).where(ErasureLedger.id == LEDGER_ID).values(
-        position=case((ErasureLedger.position < end, end), else_=ErasureLedger.position)))
+    session.add(ErasureApplied(id=entry_id))
 
 
 def reapply(rt: Runtime) -> int:
-    """Apply every entry after the database's position (a database restored from a backup
-    taken before them); the number applied, with an ``erasures:reapply`` event if any."""
+    """Apply every entry whose id the database lacks (a database restored from a backup
+    taken before it, or an entry whose transaction rolled back); the number applied, with
+    an ``erasures:reapply`` event if any. ``ErasureLedgerError`` if the database holds ids
+    the file does not."""
     path = path_of(rt.settings)
-    if not path.exists():
-        return 0
+    entries: list[tuple[str, Erasure]] = []
+    if path.exists():
+        with path.open("rb") as ledger:
+            for line in ledger:
+                if line.strip():
+                    fields = json.loads(line)
+                    entries.append((fields.pop("id"), Erasure(**fields)))
     with rt.store.snapshot() as connection:
-        position = connection.execute(select(ErasureLedger.position).where(
-            ErasureLedger.id == LEDGER_ID)).scalar_one()
-    size = path.stat().st_size
-    if size <= position:
+        applied = set(connection.execute(select(ErasureApplied.id)).scalars())
+    unknown = applied - {entry_id for entry_id, _ in entries}
+    if unknown:
+        raise ErasureLedgerError(
+            f"{path} lacks {len(unknown)} erasure(s) this database has: it is missing, older "
+            "than the database, or another vault's; the vault does not start, as what was "
+            "erased since could come back (docs/operations.md, section 11)")
+    missing = [(entry_id, entry) for entry_id, entry in entries if entry_id not in applied]
+    if not missing:
         return 0
-    with path.open("rb") as ledger:
-        ledger.seek(position)
-        entries = [Erasure(**json.loads(line)) for line in ledger.read(size - position)
-                   .splitlines() if line.strip()]
     with rt.store.transaction() as session:
-        for entry in entries:
+        for entry_id, entry in missing:
             _apply(rt, session, entry)
-        session.execute(update(ErasureLedger).where(ErasureLedger.id == LEDGER_ID)
-                        .values(position=size))
+            session.add(ErasureApplied(id=entry_id))
         Auditor(rt.audit, SYSTEM_ACTOR).record(
             session, Action.ERASURES_REAPPLY, Outcome.SUCCESS, target_type=TargetType.ORDER,
-            count=len(entries))
-    return len(entries)
+            count=len(missing))
+    return len(missing)
 
 
 def _apply(rt: Runtime, session: Session, entry: Erasure) -> None:
@@ -109,10 +119,3 @@ def _apply(rt: Runtime, session: Session, entry: Erasure) -> None:
         rt.keyring.destroy_data_keys(session, entry.tenant, entry.data_keys)
     erasure.delete_orders(session, entry.orders)
     erasure.remove_pii(session, entry.pii_of, rt.clock.now())
-
-
-def position(session: Session) -> int:
-    """Where the database stands in the ledger (for a backup's manifest)."""
-    found: Any = session.scalar(select(ErasureLedger.position).where(
-        ErasureLedger.id == LEDGER_ID))
-    return int(found or 0)

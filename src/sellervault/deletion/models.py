@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sellervault.store.base import Base
@@ -116,11 +116,10 @@ class LegalHold(Base):
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class ErasureLedger(Base):
-    """Where this database stands in the erasure ledger file (``deletion.ledger``): the end
-    of the last entry its transactions wrote. One row."""
+class ErasureApplied(Base):
+    """An erasure ledger entry this database has (``deletion.ledger``), by its id: written in
+    the erasure's own transaction, so the table says exactly which erasures committed."""
 
-    __tablename__ = "erasure_ledger"
+    __tablename__ = "erasures_applied"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    position: Mapped[int] = mapped_column(BigInteger)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
