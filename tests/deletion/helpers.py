@@ -15,6 +15,7 @@ from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
 
 OFFICER = "acc_" + "5" * 24
+SECOND_OFFICER = "acc_" + "6" * 24
 BUYER_EMAIL = "dana.deleteme@marketplace.example.test"
 
 
@@ -38,3 +39,10 @@ def events(runtime: Runtime, prefix: str = "deletions:") -> list[Any]:
     with runtime.store.engine.connect() as connection:
         return list(connection.execute(select(EventRow).where(
             EventRow.action.startswith(prefix)).order_by(EventRow.seq)))
+
+
+def approve_return(runtime: Runtime, request_id: str) -> None:
+    """The second officer's approval a request that returns data waits for."""
+    from sellervault.deletion import requests
+    requests.approve_return(runtime, Auditor(runtime.audit, Actor(
+        Channel.API, actor_id=SECOND_OFFICER)), SECOND_OFFICER, request_id)

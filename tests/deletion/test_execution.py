@@ -25,7 +25,14 @@ from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
 from sellervault.records.models import Order
 from sellervault.runtime import Runtime
-from tests.deletion.helpers import BUYER_EMAIL, OFFICER, events, ingest, officer
+from tests.deletion.helpers import (
+    BUYER_EMAIL,
+    OFFICER,
+    approve_return,
+    events,
+    ingest,
+    officer,
+)
 
 STEP_EVENTS = ["deletions:execute", "deletions:destroy-keys", "deletions:delete-rows",
                "deletions:verify", "deletions:complete"]
@@ -204,6 +211,7 @@ def test_an_execution_killed_at_any_commit_finishes_when_run_again(
             o["AmazonOrderId"] for o in others}
         filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL, return_data=True,
                       return_to=recipient.as_dict(private=False))
+        approve_return(runtime, filed.id)
         child = subprocess.run(
             [sys.executable, "-m", "tests.deletion.killed_execution", filed.id, str(at)],
             env=environment, capture_output=True, text=True, timeout=120,
@@ -213,7 +221,8 @@ def test_an_execution_killed_at_any_commit_finishes_when_run_again(
         assert (done.status, done.step) == ("completed", execution.CERTIFIED), at
         assert done.certificate_id is not None  # one: the request id is unique there
         mine = [e.action for e in events(runtime) if e.target_id == filed.id]
-        assert mine == ["deletions:create", *RETURN_STEP_EVENTS], (at, mine)
+        assert mine == ["deletions:create", "deletions:approve-return",
+                        *RETURN_STEP_EVENTS], (at, mine)
         returned = returns.open_file(requests.returned_file(runtime, officer(runtime),
                                                             filed.id),
                                      recipient.as_dict(private=True))
@@ -274,6 +283,7 @@ def test_a_large_scope_to_return_is_left_whole_to_the_background(
     recipient = ECKey.generate_key("P-256", private=True)
     filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL, return_data=True,
                   return_to=recipient.as_dict(private=False))
+    approve_return(runtime, filed.id)
     begun = execution.start(runtime, officer(runtime), OFFICER, filed.id)
     assert (begun.status, begun.step) == ("executing", None)
     assert _reveal(runtime, "acme", theirs[0]["AmazonOrderId"])  # still readable

@@ -23,13 +23,22 @@ from sellervault.deletion.errors import (
     DeletionReturnNotFoundError,
     DeletionStateError,
     InvalidDeletionRequestError,
+    SecondOfficerRequiredError,
 )
 from sellervault.deletion.models import DeletionRequest, ReturnedPart
 from sellervault.records import erasure
 from sellervault.records import service as records
 from sellervault.records.errors import OrderNotFoundError
 from sellervault.runtime import Runtime
-from tests.deletion.helpers import BUYER_EMAIL, OFFICER, events, ingest, officer
+from tests.deletion.helpers import (
+    BUYER_EMAIL,
+    OFFICER,
+    SECOND_OFFICER,
+    approve_return,
+    events,
+    ingest,
+    officer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +50,15 @@ def _public(key: ECKey | OKPKey) -> dict[str, Any]:
     return key.as_dict(private=False)
 
 
-def _file(runtime: Runtime, key: ECKey | OKPKey | None, **fields: Any) -> requests.Request:
-    return requests.file_request(
+def _file(runtime: Runtime, key: ECKey | OKPKey | None, approve: bool = True,
+          **fields: Any) -> requests.Request:
+    filed = requests.file_request(
         runtime, officer(runtime), OFFICER, tenant_id="acme", requested_by="DSR 4712",
         return_data=key is not None, return_to=None if key is None else _public(key),
         **fields)
+    if key is not None and approve:
+        approve_return(runtime, filed.id)
+    return filed
 
 
 def _execute(runtime: Runtime, request_id: str) -> requests.Request:
@@ -76,8 +89,9 @@ def test_a_buyer_is_returned_to_the_recipient_then_erased(runtime: Runtime,
         with pytest.raises(OrderNotFoundError):
             runtime.store.call(records.reveal, runtime, officer(runtime), "acme",
                                order["AmazonOrderId"], "fulfillment")
-    assert [e.action for e in events(runtime) if e.target_id == filed.id][:3] == [
-        "deletions:create", "deletions:execute", "deletions:return"]
+    assert [e.action for e in events(runtime) if e.target_id == filed.id][:4] == [
+        "deletions:create", "deletions:approve-return", "deletions:execute",
+        "deletions:return"]
 
 
 def test_the_certificate_names_the_returned_files_digest(runtime: Runtime,
@@ -201,6 +215,8 @@ def test_a_return_is_fetched_only_when_there_is_one(runtime: Runtime,
     deletion_only = _file(runtime, None, scope="order", amazon_order_id="902-0000000-0000000")
     with pytest.raises(DeletionReturnNotFoundError):
         _fetch(runtime, deletion_only.id)
+    with pytest.raises(DeletionReturnNotFoundError):  # nor approved
+        approve_return(runtime, deletion_only.id)
     pending = _file(runtime, recipient_key, scope="order",
                     amazon_order_id="902-0000000-0000001")
     with pytest.raises(DeletionStateError, match="not returned yet"):
@@ -248,3 +264,23 @@ def test_an_x25519_recipient_is_returned_to(runtime: Runtime) -> None:
     _execute(runtime, filed.id)
     opened = returns.open_file(_fetch(runtime, filed.id), key.as_dict(private=True))
     assert [order["AmazonOrderId"] for order in opened] == ["902-0000000-0000000"]
+
+
+def test_a_return_waits_for_a_second_officer(runtime: Runtime, recipient_key: ECKey) -> None:
+    """The officer who filed it cannot approve it; until another does, executing it does
+    nothing (no part written, no key destroyed); approved once."""
+    ingest(runtime, "acme", 1)
+    filed = _file(runtime, recipient_key, approve=False, scope="order",
+                  amazon_order_id="902-0000000-0000000")
+    with pytest.raises(SecondOfficerRequiredError):
+        requests.approve_return(runtime, officer(runtime), OFFICER, filed.id)
+    with pytest.raises(DeletionStateError, match="approve the return first"):
+        _execute(runtime, filed.id)
+    assert requests.get_request(runtime, officer(runtime), filed.id).status == "pending"
+    assert runtime.store.call(records.reveal, runtime, officer(runtime), "acme",
+                              "902-0000000-0000000", "fulfillment")
+    approve_return(runtime, filed.id)
+    with pytest.raises(DeletionStateError, match="not yet approved"):
+        approve_return(runtime, filed.id)
+    done = _execute(runtime, filed.id)
+    assert (done.status, done.return_approved_by) == ("completed", SECOND_OFFICER)

@@ -35,6 +35,12 @@ def officer(server: Server) -> str:
 
 
 @pytest.fixture(scope="module")
+def second_officer(server: Server) -> str:
+    return server.create_service(server.admin_token(), "second deletion desk",
+                                 [{"role": "security-officer", "tenant": "*"}])
+
+
+@pytest.fixture(scope="module")
 def orders(server: Server) -> list[str]:
     made = list(synthetic_orders(4, start=700))
     for order in made[:2]:
@@ -202,7 +208,7 @@ def _new_order(server: Server, number: int) -> str:
 
 
 def test_data_is_returned_to_the_recipient_before_it_is_deleted(
-        server: Server, officer: str, orders: list[str]) -> None:
+        server: Server, officer: str, second_officer: str, orders: list[str]) -> None:
     """The returned file is fetched by the officer (who cannot open it), matches the
     recorded SHA-256, and opens with the recipient's private key alone; an auditor reads
     the register but not the file."""
@@ -214,6 +220,15 @@ def test_data_is_returned_to_the_recipient_before_it_is_deleted(
         assert pending["return_key_id"] == RECIPIENT.thumbprint()
         early = client.get(f"/deletion-requests/{pending['id']}/return")
         assert early.status_code == 409 and early.json()["error"]["code"] == "deletion_state"
+        unapproved = client.post(f"/deletion-requests/{pending['id']}/execute")
+        assert unapproved.status_code == 409  # a second officer approves a return first
+        mine = client.post(f"/deletion-requests/{pending['id']}/approve-return")
+        assert mine.status_code == 403
+        assert mine.json()["error"]["code"] == "second_person_required"
+    with server.client(second_officer) as client:
+        approved = client.post(f"/deletion-requests/{pending['id']}/approve-return")
+        assert approved.status_code == 200 and approved.json()["return_approved_by"]
+    with server.client(officer) as client:
         assert client.post(f"/deletion-requests/{pending['id']}/execute").status_code == 200
         done = client.get(f"/deletion-requests/{pending['id']}").json()
         fetched = client.get(f"/deletion-requests/{pending['id']}/return")
@@ -268,7 +283,8 @@ def test_a_large_scope_answers_202_and_is_finished_by_the_job(
 
 
 def test_the_cli_returns_and_the_recipient_opens_offline(
-        server: Server, officer: str, orders: list[str], tmp_path: Path) -> None:
+        server: Server, officer: str, second_officer: str, orders: list[str],
+        tmp_path: Path) -> None:
     order = _new_order(server, 730)
     public, private = tmp_path / "recipient.jwk", tmp_path / "recipient-private.jwk"
     public.write_text(json.dumps(PUBLIC_KEY))
@@ -281,6 +297,11 @@ def test_the_cli_returns_and_the_recipient_opens_offline(
                        str(public), "--json")
     assert filed.code == 0, filed
     request_id = filed.json()["id"]
+    second = Cli(tmp_path / "second")
+    assert second.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                      "--api-key-stdin", stdin=second_officer + "\n").code == 0
+    approved = second.invoke("deletions", "approve-return", request_id)
+    assert approved.code == 0 and RECIPIENT.thumbprint() in approved.stdout
     assert cli.invoke("deletions", "execute", request_id).code == 0
     out = tmp_path / "returned.jwe.txt"
     fetched = cli.invoke("deletions", "return", request_id, "--out", str(out))

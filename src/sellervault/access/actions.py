@@ -84,6 +84,7 @@ class Action(StrEnum):
     DELETIONS_LIST = "deletions:list"  # the register, and one request
     DELETIONS_CANCEL = "deletions:cancel"
     DELETIONS_EXECUTE = "deletions:execute"
+    DELETIONS_APPROVE_RETURN = "deletions:approve-return"  # a second officer's yes to a return
     DELETIONS_RETURN = "deletions:return"  # the scope exported, encrypted to the recipient
     DELETIONS_RETURN_READ = "deletions:return-read"  # the returned file fetched
     DELETIONS_DESTROY_KEYS = "deletions:destroy-keys"  # the scope's data (or tenant) keys

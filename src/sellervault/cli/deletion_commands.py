@@ -20,7 +20,8 @@ from sellervault.deletion import certificates, returns
 deletions_app = typer.Typer(no_args_is_help=True, help=(
     "Deletion and return requests (security officer): `file` one for an order, a buyer or a "
     "tenant (due 72 hours after receipt; with --return-to, the data is first returned "
-    "encrypted to the recipient's public key), `list` the register, `show` one, `cancel` a "
+    "encrypted to the recipient's public key, once a second officer ran `approve-return`), "
+    "`list` the register, `show` one, `cancel` a "
     "pending one, `execute` one (returned, the scope's keys destroyed, its rows deleted, "
     "verified), `return` fetches a returned file, `open-return` opens one offline with the "
     "recipient's private key."))
@@ -132,6 +133,18 @@ def _jwk(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise fail(f"{path}: not a readable JSON Web Key file") from None
+
+
+@deletions_app.command("approve-return")
+def deletions_approve_return(request_id: RequestId, as_json: AsJson = False) -> None:
+    """As a second security officer (not the one who filed it), approve a pending request's
+    return and the recipient key it names; it is executed only then."""
+    approved = call("POST", f"/deletion-requests/{request_id}/approve-return")
+    if as_json:
+        print(json.dumps(approved))
+        return
+    console.print(escape(f"Return of {request_id} approved: the data goes to the key "
+                         f"{approved['return_key_id']}."), highlight=False)
 
 
 @deletions_app.command("return")

@@ -42,6 +42,17 @@ class DeletionScopeNotFoundError(DeletionError):
         super().__init__(f"no such {what}")
 
 
+class SecondOfficerRequiredError(DeletionError):
+    """A return approved by the officer who filed it."""
+
+    code = Reason.SECOND_PERSON_REQUIRED
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("a security officer other than the one who filed it must approve "
+                         "the return")
+
+
 class DeletionStateError(DeletionError):
     code = Reason.DELETION_STATE
     status = 409

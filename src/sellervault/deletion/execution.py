@@ -159,7 +159,9 @@ def _begin(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) ->
     execution that stopped is resumed as it is."""
     with rt.store.transaction() as session:
         began = session.execute(update(DeletionRequest).where(
-            DeletionRequest.id == request_id, DeletionRequest.status == PENDING).values(
+            DeletionRequest.id == request_id, DeletionRequest.status == PENDING,
+            DeletionRequest.return_data.is_(False)
+            | DeletionRequest.return_approved_by.is_not(None)).values(
             status=EXECUTING, executed_by=principal_id, started_at=rt.clock.now()))
         row = session.get(DeletionRequest, request_id)
         if row is None:
@@ -167,6 +169,9 @@ def _begin(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) ->
             raise AssertionError("unreachable")
         if row.status == CANCELLED:
             raise DeletionStateError("the request was cancelled")
+        if row.status == PENDING:  # (not begun: a return no second officer approved yet)
+            raise DeletionStateError("a second security officer must approve the return "
+                                     "first (approve-return)")
         if began.rowcount == 1:  # type: ignore[attr-defined]
             auditor.record(session, Action.DELETIONS_EXECUTE, Outcome.SUCCESS,
                            tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,

@@ -62,6 +62,10 @@ class DeletionRequest(Base):
     """Its RFC 7638 thumbprint, as the certificate names it."""
     returned: Mapped[int | None] = mapped_column(Integer)
     """How many orders were returned."""
+    return_approved_by: Mapped[str | None] = mapped_column(String(32))
+    """The second security officer who approved the return and its recipient key (never
+    the one who filed it): the data leaves the vault only on two people's word."""
+    return_approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     verification: Mapped[str | None] = mapped_column(Text)
     """What the verification step checked and found, and the database's cleanup (JSON)."""
     warned: Mapped[int] = mapped_column(Integer, default=0)

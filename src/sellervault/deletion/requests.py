@@ -27,6 +27,7 @@ from sellervault.deletion.errors import (
     DeletionScopeNotFoundError,
     DeletionStateError,
     InvalidDeletionRequestError,
+    SecondOfficerRequiredError,
 )
 from sellervault.deletion.models import CertificateRow, DeletionRequest
 from sellervault.records import erasure
@@ -65,6 +66,7 @@ class Request:
     return_sha256: str | None
     return_key_id: str | None
     returned: int | None
+    return_approved_by: str | None
     certificate_id: str | None
 
     @classmethod
@@ -74,7 +76,8 @@ class Request:
                    row.status, row.step, row.created_by, row.created_at, row.completed_at,
                    row.orders, row.data_keys, row.tenant_keys, row.rows_deleted,
                    row.return_sha256,
-                   row.return_key_id, row.returned, certificate_id)
+                   row.return_key_id, row.returned, row.return_approved_by,
+                   certificate_id)
 
 
 def file_request(rt: Runtime, auditor: Auditor, principal_id: str, *, scope: Scope,
@@ -211,6 +214,31 @@ def cancel_request(rt: Runtime, auditor: Auditor, principal_id: str,
                        tenant_id=found.tenant_id, target_type=TargetType.DELETION_REQUEST,
                        target_id=request_id, buyer=found.buyer)
         return found
+
+
+def approve_return(rt: Runtime, auditor: Auditor, principal_id: str,
+                   request_id: str) -> Request:
+    """A second security officer approves a pending request's return (and so the recipient
+    key it names, by its thumbprint): until then it is not executed. The officer who filed
+    it cannot (403); one conditional update, so it is approved once (409 after that)."""
+    with rt.store.transaction() as session:
+        row = session.get(DeletionRequest, request_id)
+        if row is None:
+            raise DeletionRequestNotFoundError()
+        if not row.return_data:
+            raise DeletionReturnNotFoundError()
+        if row.created_by == principal_id:
+            raise SecondOfficerRequiredError()
+        approved = session.execute(update(DeletionRequest).where(
+            DeletionRequest.id == request_id, DeletionRequest.status == PENDING,
+            DeletionRequest.return_approved_by.is_(None)).values(
+            return_approved_by=principal_id, return_approved_at=rt.clock.now()))
+        if approved.rowcount != 1:  # type: ignore[attr-defined]
+            raise DeletionStateError("only a pending return not yet approved can be approved")
+        auditor.record(session, Action.DELETIONS_APPROVE_RETURN, Outcome.SUCCESS,
+                       tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,
+                       target_id=request_id, buyer=row.buyer)
+        return load(session, request_id)
 
 
 def returned_file(rt: Runtime, auditor: Auditor, request_id: str) -> bytes:

@@ -70,6 +70,8 @@ class DeletionRequestOut(BaseModel):
     rows_deleted: int | None = Field(description="orders deleted so far (the progress)")
     return_key_id: str | None = Field(description="the recipient key's RFC 7638 thumbprint")
     returned: int | None = Field(description="orders returned")
+    return_approved_by: str | None = Field(
+        description="the second security officer who approved the return")
     return_sha256: str | None = Field(description="SHA-256 of the returned file")
     certificate_id: str | None
 
@@ -150,6 +152,20 @@ def execute_deletion_request(
         response.status_code = 202
     return ExecutionOut(status=done.status, step=done.step, orders=done.orders,
                         rows_deleted=done.rows_deleted, certificate_id=done.certificate_id)
+
+
+@router.post("/deletion-requests/{request_id}/approve-return",
+             response_model=DeletionRequestOut, response_model_by_alias=True,
+             responses=own_errors(404, 409, 422))
+def approve_return(
+    request_id: Annotated[str, REQUEST_ID],
+    state: Annotated[RequestState, Depends(require(Action.DELETIONS_APPROVE_RETURN))],
+) -> DeletionRequestOut:
+    """A second security officer approves a pending request's return and the recipient key
+    it names (``return_key_id``): a request that returns data is executed only then. 403
+    for the officer who filed it; 404 if it returns nothing; 409 once approved or begun."""
+    return DeletionRequestOut.model_validate(requests.approve_return(
+        state.runtime, state.auditor, state.principal.id, request_id))
 
 
 @router.get("/deletion-requests/{request_id}/return", response_class=Response,
