@@ -114,6 +114,7 @@ def test_two_corrections_of_one_order_at_once_both_hold(runtime: Runtime) -> Non
     ("ShippingAddress.City", "two\nlines", "one line of text"),
     ("ShippingAddress.City", "x" * 501, "one line of text"),
     ("BuyerInfo.BuyerEmail", "not-an-email", "not an email address"),
+    ("ShippingAddress.Phone", "(call me)", "nothing of it would be found"),
 ])
 def test_a_bad_correction_is_refused_and_changes_nothing(
         runtime: Runtime, field: str, value: str, message: str) -> None:
@@ -142,3 +143,31 @@ def test_a_missing_or_erased_order_is_refused(runtime: Runtime) -> None:
         runtime.keyring.destroy_data_keys(session, "acme", [other.data_key_id])
     with pytest.raises(OrderErasedError):
         _correct(runtime, "ShippingAddress.City", "Berlin", order="902-0000000-0000001")
+
+
+def test_an_order_held_a_canary_or_a_restricted_buyers_email_is_not_corrected(
+        runtime: Runtime) -> None:
+    """409: a legal hold keeps the value as evidence; a canary stays as planted; a new email
+    would take the order out of its buyer's restriction (lift it first)."""
+    from datetime import timedelta
+
+    from sellervault.deletion import holds
+    from sellervault.records import restrictions
+    from sellervault.records.errors import CorrectionStateError
+
+    ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    holds.place(runtime, officer(runtime), OFFICER, "acme", ORDER, "case 9",
+                runtime.clock.now() + timedelta(days=30))
+    with pytest.raises(CorrectionStateError, match="legal hold"):
+        _correct(runtime, "ShippingAddress.City", "Bonn")
+    [canary] = records.list_canaries(runtime, officer(runtime), "acme")[:1]
+    with pytest.raises(CorrectionStateError, match="canary"):
+        _correct(runtime, "ShippingAddress.City", "Bonn", order=canary)
+    restricted = restrictions.restrict(runtime, officer(runtime), OFFICER, "acme",
+                                       BUYER_EMAIL, "accuracy contested")
+    other = "902-0000000-0000001"
+    with pytest.raises(CorrectionStateError, match="restricted"):
+        _correct(runtime, "BuyerInfo.BuyerEmail", NEW_EMAIL, order=other)
+    _correct(runtime, "ShippingAddress.City", "Bonn", order=other)  # (other fields: yes)
+    restrictions.lift(runtime, officer(runtime), OFFICER, restricted.id)
+    _correct(runtime, "BuyerInfo.BuyerEmail", NEW_EMAIL, order=other)

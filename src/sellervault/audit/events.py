@@ -105,6 +105,7 @@ class Reason(StrEnum):
     RESTRICTION_STATE = "restriction_state"  # restricted already, or lifted already (409)
     INVALID_RESTRICTION = "invalid_restriction"  # a restriction that says the wrong things
     INVALID_CORRECTION = "invalid_correction"  # a correction of the wrong field or value
+    CORRECTION_STATE = "correction_state"  # an order held, a canary, a restricted buyer (409)
     DELETION_STATE = "deletion_state"  # a deletion request change that does not apply (409)
     INVALID_DELETION = "invalid_deletion"  # a deletion request that says the wrong things (422)
     REVIEW_STATE = "review_state"  # a log review that does not go further than the last (409)

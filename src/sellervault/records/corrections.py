@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic_core import from_json
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
@@ -27,8 +28,13 @@ from sellervault.audit.events import Outcome, TargetType
 from sellervault.crypto.keyring import DataKeyDestroyedError
 from sellervault.crypto.keystore import join_data_key
 from sellervault.records import erasure
-from sellervault.records.errors import CorrectionError, OrderErasedError, OrderNotFoundError
-from sellervault.records.models import Order
+from sellervault.records.errors import (
+    CorrectionError,
+    CorrectionStateError,
+    OrderErasedError,
+    OrderNotFoundError,
+)
+from sellervault.records.models import Order, Restriction
 from sellervault.records.registry import BUYER, SHIPPING_ADDRESS, RecordType
 from sellervault.records.service import (
     EMAIL,
@@ -89,6 +95,23 @@ records (structured ones, tax information and extended fields, are re-sent by th
 marketplace instead)."""
 
 
+def _check_correctable(session: Session, row: Any, spec: Correctable, tenant_id: str,
+                       now: datetime) -> None:
+    """409 for an order a correction must leave alone: under a legal hold (the held value
+    is evidence), a canary (the tripwire stays as planted), or its email while the buyer's
+    processing is restricted (the new email would take the order out of the restriction)."""
+    if row.held_until is not None and row.held_until > now:
+        raise CorrectionStateError("the order is under a legal hold")
+    if row.is_canary:
+        raise CorrectionStateError("a canary order is not corrected")
+    if spec.index is not None and spec.index[0] == EMAIL and row.email_bidx is not None \
+            and session.scalar(select(Restriction.id).where(
+                Restriction.tenant_id == tenant_id, Restriction.buyer_digest == row.email_bidx,
+                Restriction.lifted_at.is_(None))) is not None:
+        raise CorrectionStateError("the buyer's processing is restricted: lift the "
+                                   "restriction first (the email names the buyer)")
+
+
 @dataclass(frozen=True)
 class Corrected:
     tenant_id: str
@@ -118,12 +141,13 @@ def correct(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
             raise OrderNotFoundError()
         row = session.execute(join_data_key(
             select(ORDERS.c.id, ORDERS.c.data_key_id, ORDERS.c.attributes,
-                   ORDERS.c[spec.ciphertext], ORDERS.c.pii_removed_at,
-                   ORDERS.c.email_bidx).where(
+                   ORDERS.c[spec.ciphertext], ORDERS.c.pii_removed_at, ORDERS.c.email_bidx,
+                   ORDERS.c.is_canary, ORDERS.c.held_until).where(
                 ORDERS.c.tenant_id == tenant_id, ORDERS.c.amazon_order_id == amazon_order_id),
             ORDERS.c.tenant_id, ORDERS.c.data_key_id)).one()
         if row.pii_removed_at is not None:
             raise OrderErasedError()
+        _check_correctable(session, row, spec, tenant_id, now)
         try:
             cipher = rt.keyring.open_data_key(session, tenant_id, row.data_key_id,
                                               row.data_key_kek_version, row.data_key_wrapped)
@@ -141,6 +165,8 @@ def correct(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
         email_digest = row.email_bidx
         if spec.index is not None:
             kind, column, normalise = spec.index
+            if not normalise(value):
+                raise CorrectionError("value: nothing of it would be found by a search")
             digest = rt.keyring.blind_index(session, tenant_id).digest(kind, normalise(value))
             changes[column] = digest
             if kind == EMAIL:

@@ -62,6 +62,14 @@ class CorrectionError(RecordError):
     status = 422
 
 
+class CorrectionStateError(CorrectionError):
+    """An order that may not be corrected now: under a legal hold, a canary, or an email
+    correction while the buyer's processing is restricted."""
+
+    code = Reason.CORRECTION_STATE
+    status = 409
+
+
 class SearchRequestError(RecordError):
     code = Reason.INVALID_SEARCH
     status = 422

@@ -104,13 +104,14 @@ class CorrectionOut(BaseModel):
 
 
 @router.post("/corrections", response_model=CorrectionOut, response_model_by_alias=True,
-             responses=own_errors(404, 410, 422))
+             responses=own_errors(404, 409, 410, 422))
 def correct_field(
     body: CorrectionIn,
     state: Annotated[RequestState, Depends(require(Action.ORDERS_CORRECT))],
 ) -> CorrectionOut:
     """Correct one PII field of an order: re-sealed under its data key, its blind index
-    (email, phone, postal code) recomputed. 404: no such order; 410: its PII is erased."""
+    (email, phone, postal code) recomputed. 404: no such order; 409: under a legal hold, a
+    canary, or an email while the buyer is restricted; 410: its PII is erased."""
     return CorrectionOut.model_validate(corrections.correct(
         state.runtime, state.auditor, body.tenant, body.amazon_order_id, body.field,
         body.value))
