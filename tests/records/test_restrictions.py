@@ -179,3 +179,22 @@ def test_a_restricted_buyer_can_still_be_deleted(runtime: Runtime) -> None:
     assert (done.status, done.orders) == ("completed", 2)
     with pytest.raises(OrderNotFoundError):
         _reveal(runtime, theirs[0]["AmazonOrderId"])
+
+
+def test_a_restricted_canary_still_goes_off(runtime: Runtime) -> None:
+    """Restricting a canary's made-up email does not silence it: the touch is recorded
+    before the 451."""
+    ingest(runtime, "acme", 1, buyer_email=BUYER_EMAIL)
+    [canary, *_] = records.list_canaries(runtime, officer(runtime), "acme")
+    email = _reveal(runtime, canary)["BuyerInfo"]["BuyerEmail"]
+    _restrict(runtime, email=email)
+    before = len(_touched(runtime))
+    with pytest.raises(OrderRestrictedError):
+        _read(runtime, canary)
+    assert len(_touched(runtime)) == before + 1
+
+
+def _touched(runtime: Runtime) -> list[Any]:
+    with runtime.store.engine.connect() as connection:
+        return list(connection.execute(select(EventRow.seq).where(
+            EventRow.action == "canaries:touched")))

@@ -297,10 +297,11 @@ MODEL_CANDIDATES = 20
 ORDER_AND_KEY_COLUMNS = _ORDER_LOOKUP.selected_columns
 """What ``decrypt_order`` needs of an order, besides its wrapped key (``join_data_key``)."""
 _MODELS = join_data_key(
-    select(*_ORDER_LOOKUP.selected_columns).where(
+    with_restriction(select(*_ORDER_LOOKUP.selected_columns)).where(
         ORDERS.c.tenant_id == bindparam("tenant_id"), ORDERS.c.is_canary.is_(False),
-        ORDERS.c.buyer_ct.is_not(None)).order_by(ORDERS.c.purchase_date.desc()).limit(
-        MODEL_CANDIDATES), ORDERS.c.tenant_id, ORDERS.c.data_key_id)
+        ORDERS.c.buyer_ct.is_not(None), RESTRICTIONS.c.id.is_(None))  # (not a restricted
+    .order_by(ORDERS.c.purchase_date.desc()).limit(MODEL_CANDIDATES),  # buyer's orders)
+    ORDERS.c.tenant_id, ORDERS.c.data_key_id)
 
 
 def refresh_canaries(rt: Runtime) -> int:
@@ -415,13 +416,18 @@ async def _buyer(rt: Runtime, row: Any) -> str | None:
 
 
 def _found(rows: list[Any]) -> Any:
-    """The order found, if its buyer's processing is not restricted (then: 451, and the
-    request's own event records the refusal with ``processing_restricted``)."""
     if not rows:
         raise OrderNotFoundError()
-    if rows[0].restricted:
-        raise OrderRestrictedError()
     return rows[0]
+
+
+async def _unless_restricted(rt: Runtime, auditor: Auditor, row: Any) -> None:
+    """451 for an order whose buyer's processing is restricted (the request's own event
+    records the refusal with ``processing_restricted``). A canary's tripwire goes off
+    first: restricting a canary's made-up email does not silence it."""
+    if row.restricted:
+        await _touched_canary(rt, auditor, row, await _buyer(rt, row))
+        raise OrderRestrictedError()
 
 
 def masked_view(row: Any) -> dict[str, Any]:
@@ -433,6 +439,7 @@ async def read_masked(rt: Runtime, auditor: Auditor, tenant_id: str,
                       amazon_order_id: str) -> dict[str, Any]:
     """The order with every PII value masked; no key is unwrapped."""
     row = await _find(rt, tenant_id, amazon_order_id)
+    await _unless_restricted(rt, auditor, row)
     view = masked_view(row)  # before the event: a read that fails is not logged a success
     buyer = await _buyer(rt, row)
     await auditor.append(rt.store, Action.ORDERS_READ, Outcome.SUCCESS,
@@ -470,6 +477,7 @@ async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id:
     between, it is still true that its PII was read while it existed)."""
     require_permitted_purpose(purpose)
     row = await _find(rt, tenant_id, amazon_order_id, with_key=True)
+    await _unless_restricted(rt, auditor, row)
     try:  # the tenant key cached: no database
         view = decrypt_order(None, rt.keyring, row)
     except KeyNotCachedError:  # its first use in this process (or just evicted): read it
