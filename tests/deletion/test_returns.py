@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from joserfc import jwe
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from sqlalchemy import select, update
 
+from sellervault.clock import ManualClock
 from sellervault.deletion import certificates, execution, requests, returns
 from sellervault.deletion.errors import (
     DeletionReturnNotFoundError,
@@ -284,3 +286,24 @@ def test_a_return_waits_for_a_second_officer(runtime: Runtime, recipient_key: EC
         approve_return(runtime, filed.id)
     done = _execute(runtime, filed.id)
     assert (done.status, done.return_approved_by) == ("completed", SECOND_OFFICER)
+
+
+def test_a_returned_file_is_discarded_seven_days_after_completion(
+        runtime: Runtime, recipient_key: ECKey, clock: ManualClock) -> None:
+    from sellervault.deletion.errors import DeletionReturnGoneError
+
+    ingest(runtime, "acme", 1)
+    filed = _file(runtime, recipient_key, scope="order",
+                  amazon_order_id="902-0000000-0000000")
+    done = _execute(runtime, filed.id)
+    clock.advance((returns.RETURN_KEPT - timedelta(seconds=1)).total_seconds())
+    execution.resume_all(runtime)
+    assert _fetch(runtime, filed.id)  # (still there a second before)
+    clock.advance(2)
+    execution.resume_all(runtime)
+    with pytest.raises(DeletionReturnGoneError):
+        _fetch(runtime, filed.id)
+    assert [e.action for e in events(runtime) if e.target_id == filed.id].count(
+        "deletions:return-discard") == 1
+    assert requests.get_request(runtime, officer(runtime), filed.id).return_sha256 == \
+        done.return_sha256

@@ -87,6 +87,7 @@ class Action(StrEnum):
     DELETIONS_APPROVE_RETURN = "deletions:approve-return"  # a second officer's yes to a return
     DELETIONS_RETURN = "deletions:return"  # the scope exported, encrypted to the recipient
     DELETIONS_RETURN_READ = "deletions:return-read"  # the returned file fetched
+    DELETIONS_RETURN_DISCARD = "deletions:return-discard"  # kept 7 days, then discarded
     DELETIONS_DESTROY_KEYS = "deletions:destroy-keys"  # the scope's data (or tenant) keys
     DELETIONS_DELETE_ROWS = "deletions:delete-rows"  # the scope's rows and index entries
     DELETIONS_VERIFY = "deletions:verify"  # nothing of the scope answers or decrypts

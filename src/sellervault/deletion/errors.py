@@ -31,6 +31,15 @@ class DeletionReturnNotFoundError(DeletionError):
         super().__init__("this request returns no data")
 
 
+class DeletionReturnGoneError(DeletionError):
+    code = Reason.ERASED
+    status = 410
+
+    def __init__(self) -> None:
+        super().__init__("the returned file was discarded 7 days after the request completed; "
+                         "its SHA-256 stays in the request and the certificate")
+
+
 class DeletionScopeNotFoundError(DeletionError):
     """An order or tenant the service does not hold (a buyer scope is never refused: that
     would tell whether a person is a buyer)."""

@@ -44,7 +44,7 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, Reason, TargetType
 from sellervault.deletion import certificates, ledger, returns
 from sellervault.deletion.errors import DeletionStateError
-from sellervault.deletion.models import DeletionRequest
+from sellervault.deletion.models import DeletionRequest, ReturnedPart
 from sellervault.deletion.requests import (
     CANCELLED,
     COMPLETED,
@@ -133,7 +133,28 @@ def resume_all(rt: Runtime) -> int:
                       request_id, type(exc).__name__)
             continue
         completed += done.status == COMPLETED
+    _discard_returns(rt)
     return completed
+
+
+def _discard_returns(rt: Runtime) -> None:
+    """Returned files fetched or not, ``returns.RETURN_KEPT`` after their request completed
+    (a ``deletions:return-discard`` event per request)."""
+    with rt.store.transaction() as session:
+        expired = list(session.execute(select(DeletionRequest.id, DeletionRequest.tenant_id)
+                                       .where(DeletionRequest.status == COMPLETED,
+                                              DeletionRequest.return_data.is_(True),
+                                              DeletionRequest.completed_at
+                                              < rt.clock.now() - returns.RETURN_KEPT)))
+        held = set(session.scalars(select(ReturnedPart.request_id).where(
+            ReturnedPart.request_id.in_([request_id for request_id, _ in expired]))))
+        for request_id, tenant_id in expired:
+            if request_id in held:
+                returns.discard_expired(session, [request_id])
+                Auditor(rt.audit, SYSTEM_ACTOR).record(
+                    session, Action.DELETIONS_RETURN_DISCARD, Outcome.SUCCESS,
+                    tenant_id=tenant_id, target_type=TargetType.DELETION_REQUEST,
+                    target_id=request_id)
 
 
 def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,

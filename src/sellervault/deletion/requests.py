@@ -23,6 +23,7 @@ from sellervault.audit.events import Outcome, TargetType
 from sellervault.deletion import returns
 from sellervault.deletion.errors import (
     DeletionRequestNotFoundError,
+    DeletionReturnGoneError,
     DeletionReturnNotFoundError,
     DeletionScopeNotFoundError,
     DeletionStateError,
@@ -254,6 +255,8 @@ def returned_file(rt: Runtime, auditor: Auditor, request_id: str) -> bytes:
         if row.return_sha256 is None:
             raise DeletionStateError("the data is not returned yet: execute the request")
         lines = returns.parts(session, request_id)
+        if not lines:
+            raise DeletionReturnGoneError()
         if returns.sha256(lines) != row.return_sha256:
             raise DeletionStateError("the returned file no longer matches its recorded "
                                      "SHA-256")

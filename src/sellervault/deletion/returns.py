@@ -15,8 +15,10 @@ after the last part written. The SHA-256 of the file (the parts, each followed b
 goes into the request and its certificate: the recipient checks the file they fetched is
 the one certified. Canaries are not returned (they are not anyone's data).
 
-The vault keeps the parts for the security officer to fetch, and cannot read them: only the
-recipient's private key opens them.
+The vault keeps the parts for the security officer to fetch for ``RETURN_KEPT`` after the
+request completes (it cannot read them: only the recipient's private key opens them); then
+the ``deletion-executions`` job discards them (``discard_expired``), and the digest in the
+request and the certificate is what remains.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +47,8 @@ ALGORITHMS = (KEY_AGREEMENT, CONTENT_ENCRYPTION)
 CURVES = {"EC": ("P-256", "P-384", "P-521"), "OKP": ("X25519", "X448")}
 RETURN_BATCH = 1000
 """Orders per part: one transaction, one JWE."""
+RETURN_KEPT = timedelta(days=7)
+"""How long after completion a returned file can be fetched."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,15 @@ def write_parts(rt: Runtime, request_id: str, to: Recipient, scope: erasure.Scop
 def _returned(session: Session, request_id: str) -> int:
     return session.scalar(select(func.coalesce(func.sum(ReturnedPart.orders), 0)).where(
         ReturnedPart.request_id == request_id)) or 0
+
+
+def discard_expired(session: Session, request_ids: list[str]) -> int:
+    """Delete the parts of these requests (completed more than ``RETURN_KEPT`` ago)."""
+    if not request_ids:
+        return 0
+    result = session.execute(delete(ReturnedPart).where(
+        ReturnedPart.request_id.in_(request_ids)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def parts(session: Session, request_id: str) -> list[str]:

@@ -169,7 +169,7 @@ def approve_return(
 
 
 @router.get("/deletion-requests/{request_id}/return", response_class=Response,
-            responses={**own_errors(404, 409, 422), 200: {
+            responses={**own_errors(404, 409, 410, 422), 200: {
                 "content": {"text/plain": {}},
                 "description": "one JWE compact serialization per line"}})
 def get_returned_file(
@@ -178,7 +178,8 @@ def get_returned_file(
 ) -> Response:
     """The returned data: one JWE (ECDH-ES+A256KW, A256GCM) per line, encrypted to the
     recipient's key, which alone opens it; its SHA-256 is the request's ``return_sha256``
-    and the certificate's. 404 if the request returns nothing, 409 before it is executed."""
+    and the certificate's. 404 if the request returns nothing, 409 before it is executed,
+    410 once discarded (7 days after the request completed)."""
     content = requests.returned_file(state.runtime, state.auditor, request_id)
     return Response(content, media_type="text/plain; charset=us-ascii", headers={
         "Content-Disposition": f'attachment; filename="{request_id}.jwe.txt"'})
