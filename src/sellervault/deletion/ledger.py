@@ -29,8 +29,9 @@ import os
 import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
@@ -41,6 +42,7 @@ from sellervault.deletion.errors import ErasureLedgerError
 from sellervault.deletion.models import ErasureApplied
 from sellervault.records import erasure
 from sellervault.runtime import Runtime
+from sellervault.store.upsert import insert_into
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,15 @@ def record(settings: Settings, session: Session, entry: Erasure) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-    session.add(ErasureApplied(id=entry_id))
+    _mark_applied(session, [entry_id])
+
+
+def _mark_applied(session: Session, entry_ids: list[str]) -> None:
+    """The ids, each once: an erasure in flight while another process starting applied it
+    (written ahead, it looked missing) commits all the same."""
+    session.execute(insert_into(session, cast(Table, ErasureApplied.__table__))
+                    .values([{"id": entry_id} for entry_id in entry_ids])
+                    .on_conflict_do_nothing(index_elements=["id"]))
 
 
 def reapply(rt: Runtime) -> int:
@@ -100,10 +110,11 @@ def reapply(rt: Runtime) -> int:
     missing = [(entry_id, entry) for entry_id, entry in entries if entry_id not in applied]
     if not missing:
         return 0
-    with rt.store.transaction() as session:
-        for entry_id, entry in missing:
+    with rt.store.transaction() as session:  # (two processes starting at once: both apply,
+        # idempotently; each id is recorded once)
+        for _, entry in missing:
             _apply(rt, session, entry)
-            session.add(ErasureApplied(id=entry_id))
+        _mark_applied(session, [entry_id for entry_id, _ in missing])
         Auditor(rt.audit, SYSTEM_ACTOR).record(
             session, Action.ERASURES_REAPPLY, Outcome.SUCCESS, target_type=TargetType.ORDER,
             count=len(missing))
