@@ -54,7 +54,6 @@ from sellervault.deletion.requests import (
     load,
 )
 from sellervault.records import erasure
-from sellervault.records.models import Order
 from sellervault.runtime import Runtime
 
 RETURNED, KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED = (
@@ -103,9 +102,8 @@ def start(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) -> 
     made unreadable (its keys destroyed, when nothing is to be returned first) and left
     ``executing`` for the ``deletion-executions`` job (``resume_all``)."""
     target = _begin(rt, auditor, principal_id, request_id)
-    with rt.store.snapshot() as connection:
-        held = connection.execute(select(func.count()).select_from(Order).where(
-            target.scope.where())).scalar_one()
+    with rt.store.transaction() as session:
+        held = erasure.count(session, target.scope)
     if held <= FOREGROUND_LIMIT:
         return execute(rt, auditor, principal_id, request_id)
     if target.recipient is None:  # unreadable now; deleted, verified, certified by the job
@@ -141,20 +139,17 @@ def _discard_returns(rt: Runtime) -> None:
     """Returned files fetched or not, ``returns.RETURN_KEPT`` after their request completed
     (a ``deletions:return-discard`` event per request)."""
     with rt.store.transaction() as session:
-        expired = list(session.execute(select(DeletionRequest.id, DeletionRequest.tenant_id)
-                                       .where(DeletionRequest.status == COMPLETED,
-                                              DeletionRequest.return_data.is_(True),
-                                              DeletionRequest.completed_at
-                                              < rt.clock.now() - returns.RETURN_KEPT)))
-        held = set(session.scalars(select(ReturnedPart.request_id).where(
-            ReturnedPart.request_id.in_([request_id for request_id, _ in expired]))))
+        expired = session.execute(select(DeletionRequest.id, DeletionRequest.tenant_id).where(
+            DeletionRequest.status == COMPLETED,
+            DeletionRequest.completed_at < rt.clock.now() - returns.RETURN_KEPT,
+            select(ReturnedPart.request_id).where(
+                ReturnedPart.request_id == DeletionRequest.id).exists())).all()
+        returns.discard(session, [request_id for request_id, _ in expired])
         for request_id, tenant_id in expired:
-            if request_id in held:
-                returns.discard_expired(session, [request_id])
-                Auditor(rt.audit, SYSTEM_ACTOR).record(
-                    session, Action.DELETIONS_RETURN_DISCARD, Outcome.SUCCESS,
-                    tenant_id=tenant_id, target_type=TargetType.DELETION_REQUEST,
-                    target_id=request_id)
+            Auditor(rt.audit, SYSTEM_ACTOR).record(
+                session, Action.DELETIONS_RETURN_DISCARD, Outcome.SUCCESS,
+                tenant_id=tenant_id, target_type=TargetType.DELETION_REQUEST,
+                target_id=request_id)
 
 
 def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,
@@ -265,13 +260,12 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     while True:  # a batch per transaction: nothing long-held, other tenants go on
         with rt.store.transaction() as session:
             batch = erasure.next_batch(session, target.scope)
+            key_ids, order_ids = [o.data_key_id for o in batch], [o.id for o in batch]
             if batch and target.kind != "tenant":  # (a tenant's entry says it all)
                 ledger.record(rt.settings, session, ledger.Erasure(
-                    target.tenant_id, data_keys=[order.data_key_id for order in batch],
-                    orders=[order.id for order in batch]))
-            rt.keyring.destroy_data_keys(session, target.tenant_id,
-                                         [order.data_key_id for order in batch])
-            erasure.delete_orders(session, [order.id for order in batch])
+                    target.tenant_id, data_keys=key_ids, orders=order_ids))
+            rt.keyring.destroy_data_keys(session, target.tenant_id, key_ids)
+            erasure.delete_orders(session, order_ids)
             if batch:  # (the progress, in the batch's own transaction)
                 session.execute(update(DeletionRequest).where(
                     DeletionRequest.id == target.id).values(

@@ -17,7 +17,7 @@ the one certified. Canaries are not returned (they are not anyone's data).
 
 The vault keeps the parts for the security officer to fetch for ``RETURN_KEPT`` after the
 request completes (it cannot read them: only the recipient's private key opens them); then
-the ``deletion-executions`` job discards them (``discard_expired``), and the digest in the
+the ``deletion-executions`` job discards them (``discard``), and the digest in the
 request and the certificate is what remains.
 """
 
@@ -136,8 +136,9 @@ def _returned(session: Session, request_id: str) -> int:
         ReturnedPart.request_id == request_id)) or 0
 
 
-def discard_expired(session: Session, request_ids: list[str]) -> int:
-    """Delete the parts of these requests (completed more than ``RETURN_KEPT`` ago)."""
+def discard(session: Session, request_ids: list[str]) -> int:
+    """Delete the returned files of these requests (the job's, ``RETURN_KEPT`` after their
+    completion)."""
     if not request_ids:
         return 0
     result = session.execute(delete(ReturnedPart).where(
