@@ -297,7 +297,7 @@ MODEL_CANDIDATES = 20
 ORDER_AND_KEY_COLUMNS = _ORDER_LOOKUP.selected_columns
 """What ``decrypt_order`` needs of an order, besides its wrapped key (``join_data_key``)."""
 _MODELS = join_data_key(
-    with_restriction(select(*_ORDER_LOOKUP.selected_columns)).where(
+    with_restriction(select(*ORDER_AND_KEY_COLUMNS)).where(
         ORDERS.c.tenant_id == bindparam("tenant_id"), ORDERS.c.is_canary.is_(False),
         ORDERS.c.buyer_ct.is_not(None), RESTRICTIONS.c.id.is_(None))  # (not a restricted
     .order_by(ORDERS.c.purchase_date.desc()).limit(MODEL_CANDIDATES),  # buyer's orders)
