@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, MetaData, create_engine, make_url, text
 
 from sellervault import bootstrap
+from sellervault.accounts import passwords
 from sellervault.clock import SYSTEM_CLOCK, Clock, ManualClock
 from sellervault.config import Settings
 from sellervault.counters.redis import RedisCounters
@@ -54,6 +56,31 @@ def missing_service(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI must run every test)")
     pytest.skip(reason)
+
+
+# Passwords: Argon2id at the product's cost (RFC 9106: 64 MiB, 3 passes, ~0.1 s on every
+# core) for each of the thousands of passwords the suite sets and checks was a third of
+# `make test`'s CPU. As Django advises for test suites, the tests hash with the cheapest
+# Argon2id instead (same code, same format, same checks); what depends on the cost itself
+# (the profile, the timing equaliser) asks for ``production_passwords``. CLI and server
+# processes the tests start hash at the product's cost.
+TEST_PASSWORD_PROFILE = dataclasses.replace(passwords.PROFILE, time_cost=1, memory_cost=8,
+                                            parallelism=1)
+passwords._hasher = PasswordHasher.from_parameters(TEST_PASSWORD_PROFILE)
+
+
+@pytest.fixture
+def production_passwords() -> Iterator[None]:
+    """The product's own Argon2id profile for this test (and a timing-equaliser hash made
+    with it)."""
+    cheap = passwords._hasher
+    passwords._hasher = PasswordHasher.from_parameters(passwords.PROFILE)
+    passwords._dummy_hash.cache_clear()
+    try:
+        yield
+    finally:
+        passwords._hasher = cheap
+        passwords._dummy_hash.cache_clear()
 
 
 DATABASES = ["sqlite", "postgresql"]

@@ -114,6 +114,7 @@ def test_common_passwords_are_refused(password: str) -> None:
 
 # -- Argon2id --------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("production_passwords")
 def test_hash_is_argon2id_with_a_fresh_salt() -> None:
     first = hash_password("correct horse battery staple")
     second = hash_password("correct horse battery staple")
@@ -123,12 +124,20 @@ def test_hash_is_argon2id_with_a_fresh_salt() -> None:
     assert not PasswordHasher().check_needs_rehash(first)  # the library's current profile
 
 
+@pytest.mark.usefixtures("production_passwords")
 def test_hash_parameters_are_at_least_rfc_9106_low_memory() -> None:
     params = extract_parameters(hash_password("correct horse battery staple"))
     assert params.type is Type.ID
     assert params.memory_cost >= 64 * 1024
     assert params.time_cost >= 3
     assert params.salt_len >= 16
+    assert (params.parallelism, params.hash_len) == (4, 32)
+
+
+@pytest.mark.usefixtures("production_passwords")
+def test_the_timing_equaliser_costs_what_a_real_hash_costs() -> None:
+    assert extract_parameters(passwords._dummy_hash()) == extract_parameters(
+        hash_password("correct horse battery staple"))
 
 
 def test_verify_accepts_the_password_and_nothing_else() -> None:
