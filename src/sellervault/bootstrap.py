@@ -40,7 +40,7 @@ from sellervault.jobs.runner import JobState, Runner, RunResult
 from sellervault.monitoring import detectors
 from sellervault.records.canaries import CANARY_SEED_KEY
 from sellervault.runtime import Runtime
-from sellervault.store import backups, migrate
+from sellervault.store import backups, maintenance, migrate
 from sellervault.store.engine import Store
 
 SYSTEM_KEYS = (LOG_KEY, CREDENTIAL_PEPPER, ACCOUNT_SECRETS, CHECKPOINT_KEY, COUNTERS_KEY,
@@ -322,21 +322,23 @@ def make_backup(settings: Settings, out: Path, also_to: list[str] | None = None,
 
 def restore_backup(settings: Settings, backup_file: Path,
                    clock: Clock = SYSTEM_CLOCK) -> Restored:
-    """Put a backup in place (the server stopped), then open it: migrations, and the
+    """Put a backup in place (refused while a server runs: ``store.maintenance``), then
+    open it: migrations, and the
     erasures made since the backup applied again, before anything is served; recorded as a
     ``backups:restore`` event in the restored log."""
     if not settings.root_key_file.exists():
         raise BootstrapError(f"{settings.root_key_file} is missing: a backup holds no keys; "
                              "put the vault's keys/ directory in place first")
-    manifest = backups.restore(settings, backup_file)
-    runtime, reapplied = _open(settings, clock)
-    try:
-        with runtime.store.transaction() as session:
-            Auditor(runtime.audit, Actor(Channel.CLI)).record(
-                session, Action.BACKUPS_RESTORE, Outcome.SUCCESS, count=reapplied)
-        return Restored(manifest, reapplied)
-    finally:
-        runtime.close()
+    with maintenance.restoring(settings):  # (no server runs, none starts until the
+        manifest = backups.restore(settings, backup_file)  # erasures are applied again)
+        runtime, reapplied = _open(settings, clock)
+        try:
+            with runtime.store.transaction() as session:
+                Auditor(runtime.audit, Actor(Channel.CLI)).record(
+                    session, Action.BACKUPS_RESTORE, Outcome.SUCCESS, count=reapplied)
+            return Restored(manifest, reapplied)
+        finally:
+            runtime.close()
 
 
 DEMO_TENANT = "demo-seller"

@@ -12,6 +12,8 @@ import ssl
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from sellervault.config import Settings
 from sellervault.jobs.models import JobRunRow
 from sellervault.jobs.runner import JOB_FAILED, JOB_RUNNING, job_lock_id
 from sellervault.monitoring.models import AlertRow
+from sellervault.store import maintenance
 from tests.cli.helpers import COMMAND, Cli, mode
 from tests.support import ADMIN_EMAIL, ADMIN_NAME, ADMIN_PASSWORD
 
@@ -191,16 +194,12 @@ def test_init_with_empty_stdin_fails_cleanly(cli: Cli, tmp_path: Path) -> None:
 WIDE_OPEN_WARNING = "only loopback addresses are allowed: every other client gets 403"
 
 
-@pytest.mark.parametrize(("host", "allowed", "warned"), [
-    ("127.0.0.1", None, False),
-    ("0.0.0.0", None, True),
-    ("0.0.0.0", "127.0.0.0/8,192.168.0.0/16", False),
-])
-def test_serve_answers_over_tls(cli: Cli, settings: Settings,
-                                initialized: bootstrap.InitResult, host: str,
-                                allowed: str | None, warned: bool) -> None:
-    """And says so at start when it listens beyond this machine with the default allowlist
-    (loopback only), which would refuse every client it is listening for."""
+@contextmanager
+def _serving(cli: Cli, settings: Settings, initialized: bootstrap.InitResult,
+             host: str = "127.0.0.1", allowed: str | None = None
+             ) -> Iterator[tuple[httpx.Response, list[str]]]:
+    """``sellervault serve`` as a process of its own, up and answering: its health answer
+    and, once it has been stopped at the end of the block, its output."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -213,6 +212,7 @@ def test_serve_answers_over_tls(cli: Cli, settings: Settings,
                                 "--host", host, "--port", str(port)],
                                env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
     try:
         context = ssl.create_default_context(cafile=str(initialized.certificate))
         deadline = time.monotonic() + 30
@@ -224,15 +224,31 @@ def test_serve_answers_over_tls(cli: Cli, settings: Settings,
                 assert process.poll() is None, process.communicate()[0]
                 assert time.monotonic() < deadline, "serve did not come up"
                 time.sleep(0.2)
+        yield response, output
+    finally:
+        process.terminate()
+        output.append(process.communicate(timeout=30)[0])
+        output.append(f"https://{host}:{port}")
+
+
+@pytest.mark.parametrize(("host", "allowed", "warned"), [
+    ("127.0.0.1", None, False),
+    ("0.0.0.0", None, True),
+    ("0.0.0.0", "127.0.0.0/8,192.168.0.0/16", False),
+])
+def test_serve_answers_over_tls(cli: Cli, settings: Settings,
+                                initialized: bootstrap.InitResult, host: str,
+                                allowed: str | None, warned: bool) -> None:
+    """And says so at start when it listens beyond this machine with the default allowlist
+    (loopback only), which would refuse every client it is listening for."""
+    with _serving(cli, settings, initialized, host, allowed) as (response, output):
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
         assert "max-age=" in response.headers["strict-transport-security"]
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-    assert f"listening on https://{host}:{port} (TLS only)" in output
-    assert (WIDE_OPEN_WARNING in output) is warned
-    assert "SELLERVAULT_ALLOWED_NETWORKS" in output or not warned
+    printed, address = output
+    assert f"listening on {address} (TLS only)" in printed
+    assert (WIDE_OPEN_WARNING in printed) is warned
+    assert "SELLERVAULT_ALLOWED_NETWORKS" in printed or not warned
 
 
 def test_serve_refuses_an_uninitialised_directory(cli: Cli, tmp_path: Path) -> None:
@@ -543,6 +559,33 @@ def test_retention_run_dry_run_counts_and_changes_nothing(
     assert "would erase the buyer PII of 3 order(s)" in again.stdout  # nothing changed
     ran = cli.run("retention", "run", *args, env=env)
     assert ran.code == 0 and ran.stdout.strip() == "job order-retention: success, count 3"
+
+
+def test_a_restore_is_refused_while_a_server_runs_and_no_server_starts_during_one(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult,
+        tmp_path: Path) -> None:
+    """A restore would replace the database under a running server (which would serve the
+    restored rows before the erasures since are applied again): refused, nothing changed;
+    once the server has stopped, the same restore goes through."""
+    args, env = ("--data-dir", settings.data_dir), database_env(settings)
+    backup_file = tmp_path / "vault.age"
+    with _serving(cli, settings, initialized):
+        assert cli.run("backup", "--out", backup_file, *args, env=env).code == 0
+        refused = cli.run("restore", backup_file, *args, env=env)
+        assert refused.code == 2, refused
+        assert maintenance.SERVER_RUNNING in refused.stderr
+        runtime = bootstrap.open_runtime(settings)
+        try:
+            with runtime.store.transaction() as session:
+                assert session.scalar(select(func.count()).select_from(EventRow).where(
+                    EventRow.action == "backups:restore")) == 0
+        finally:
+            runtime.close()
+    with maintenance.restoring(settings):  # (a restore at work, as it holds its claim)
+        started = cli.run("serve", *args, "--port", "1", env=env)
+        assert started.code == 1 and maintenance.RESTORE_RUNNING in started.stderr
+    restored = cli.run("restore", backup_file, *args, env=env)
+    assert restored.code == 0, restored
 
 
 def test_backup_and_restore_keep_what_retention_erased(

@@ -148,40 +148,89 @@ def test_a_changed_or_foreign_backup_is_refused(settings: Settings, clock: Manua
         assert _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])
 
 
+def _unpack(settings: Settings, backup_file: Path, into: Path) -> Path:
+    archive = into.with_suffix(".tar")
+    pyrage.decrypt_file(str(backup_file), str(archive), [backups.identity(settings)])
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def _repack(settings: Settings, unpacked: Path, out: Path, body: bytes,
+            mac: bytes | None) -> Path:
+    """An archive made again from ``unpacked``'s members with this manifest and MAC (None:
+    none), encrypted to the vault's *public* recipient, as anyone holding it can."""
+    rebuilt = out.with_suffix(".tar")
+    with tarfile.open(rebuilt, "w") as tar:
+        for member in sorted(unpacked.rglob("*")):
+            if member.is_file() and member.name not in (backups.MANIFEST, backups.MANIFEST_MAC):
+                tar.add(member, arcname=str(member.relative_to(unpacked)))
+        for name, content in ((backups.MANIFEST, body), (backups.MANIFEST_MAC, mac)):
+            if content is not None:
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    pyrage.encrypt_file(str(rebuilt), str(out), [backups.identity(settings).to_public()])
+    return out
+
+
+def test_a_backup_made_by_anyone_but_this_vault_is_refused(
+        settings: Settings, clock: ManualClock, vault: dict[str, Any], tmp_path: Path) -> None:
+    """The public recipient lets anyone make a file that opens; only this vault can make its
+    manifest's MAC: a changed manifest, a wrong or missing MAC, or a member swapped under
+    the genuine manifest is refused, and nothing is written."""
+    bootstrap.make_backup(settings, tmp_path / "real.age", clock=clock)
+    unpacked = _unpack(settings, tmp_path / "real.age", tmp_path / "unpacked")
+    body = (unpacked / backups.MANIFEST).read_bytes()
+    mac = (unpacked / backups.MANIFEST_MAC).read_bytes()
+    certificate = settings.data_dir / "tls" / "server.crt"
+    before = certificate.read_bytes()
+    changed = json.loads(body)
+    changed["created_at"] = "2020-01-01T00:00:00+00:00"
+    refused = {
+        "not made by this vault": [(json.dumps(changed).encode(), mac), (body, b"0" * 64)],
+        "no authenticated manifest": [(body, None)]}
+    for message, forgeries in refused.items():
+        for number, (forged_body, forged_mac) in enumerate(forgeries):
+            forged = _repack(settings, unpacked, tmp_path / f"{number}.age", forged_body,
+                             forged_mac)
+            with pytest.raises(backups.BackupError, match=message):
+                backups.restore(settings, forged)
+    (unpacked / "files" / "tls" / "server.crt").write_text("swapped")
+    with pytest.raises(backups.BackupError, match="do not match its manifest"):
+        backups.restore(settings, _repack(settings, unpacked, tmp_path / "s.age", body, mac))
+    assert certificate.read_bytes() == before
+    with _opened(settings, clock) as runtime:  # and nothing was changed by any of them
+        assert _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])
+
+
 @pytest.mark.parametrize("name", ["keys/erasures.jsonl", "keys/root.json", "../outside.txt",
                                   "/etc/passwd", "checkpoints/checkpoints.jsonl",
                                   "sellervault.db"])
-def test_a_forged_manifest_cannot_write_what_a_backup_never_holds(
+def test_even_an_authentic_manifest_cannot_write_what_a_backup_never_holds(
         settings: Settings, clock: ManualClock, vault: dict[str, Any], tmp_path: Path,
         name: str) -> None:
-    """Anyone holding the vault's public recipient can make a file that opens: what it
-    names is checked. The ledger, the root key and anything outside stay as they were."""
+    """Defence in depth: a manifest MACed with the vault's own key (a bug, or a key taken
+    from keys/) still cannot name the ledger, the root key or anything outside."""
     bootstrap.make_backup(settings, tmp_path / "real.age", clock=clock)
     ledger_before = ledger.path_of(settings).read_bytes() if ledger.path_of(
         settings).exists() else None
-    archive = tmp_path / "forged.tar"
-    pyrage.decrypt_file(str(tmp_path / "real.age"), str(archive), [backups.identity(settings)])
-    with tarfile.open(archive, "a") as tar:
-        payload = tmp_path / "payload"
-        payload.write_text("")
-        tar.add(payload, arcname=f"files/{name.lstrip('/')}")
-    unpacked = tmp_path / "unpacked"
-    with tarfile.open(archive) as tar:
-        tar.extractall(unpacked, filter="data")
-    manifest = json.loads((unpacked / "manifest.json").read_text())
+    unpacked = _unpack(settings, tmp_path / "real.age", tmp_path / "unpacked")
+    payload = unpacked / "files" / "payload"
+    payload.write_text("")
+    manifest = json.loads((unpacked / backups.MANIFEST).read_text())
     manifest["files"].append(name)
-    rebuilt = tmp_path / "rebuilt.tar"
-    with tarfile.open(rebuilt, "w") as tar:
-        for member in sorted(unpacked.rglob("*")):
-            if member.is_file() and member.name != "manifest.json":
-                tar.add(member, arcname=str(member.relative_to(unpacked)))
-        body = json.dumps(manifest).encode()
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
-    forged = tmp_path / "forged.age"
-    pyrage.encrypt_file(str(rebuilt), str(forged), [backups.identity(settings).to_public()])
-    with pytest.raises(backups.BackupError, match="may not restore"):
+    manifest["sha256"][f"files/{name.lstrip('/')}"] = manifest["sha256"].get(
+        f"files/{name.lstrip('/')}", "")
+    target = unpacked / "files" / name.lstrip("/")
+    if target.resolve().is_relative_to(unpacked.resolve()):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        payload.replace(target)
+        manifest["sha256"][f"files/{name.lstrip('/')}"] = backups._sha256(target)
+    body = json.dumps(manifest).encode()
+    forged = _repack(settings, unpacked, tmp_path / "forged.age", body,
+                     backups.manifest_mac(settings, body).encode())
+    with pytest.raises(backups.BackupError, match=r"may not restore|does not hold"):
         backups.restore(settings, forged)
     assert (ledger.path_of(settings).read_bytes() if ledger.path_of(settings).exists()
             else None) == ledger_before

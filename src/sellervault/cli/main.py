@@ -25,7 +25,7 @@ from sellervault.crypto.errors import KeyFileError
 from sellervault.crypto.keyring import UnknownTenantKeyError
 from sellervault.jobs.registry import JOBS, UnknownJobError
 from sellervault.jobs.runner import JobState, RunStatus
-from sellervault.store import backups
+from sellervault.store import backups, maintenance
 
 app = typer.Typer(
     name="sellervault", no_args_is_help=True, add_completion=False,
@@ -122,14 +122,22 @@ def init(
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
+    try:  # (held while it runs: no restore replaces the database under it)
+        with maintenance.serving(settings):
+            _run_server(settings, host, port)
+    except maintenance.MaintenanceError as exc:
+        raise fail(str(exc)) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc)) from None
+
+
+def _run_server(settings: Settings, host: str, port: int) -> None:
     from sellervault.web.server import build_server, freeze_startup_objects
 
     try:
         runtime = bootstrap.open_runtime(settings)
     except (bootstrap.BootstrapError, KeyFileError) as exc:
         raise fail(str(exc)) from None
-    except DBAPIError as exc:
-        raise fail(database_problem(exc)) from None
     bootstrap.record_serve(runtime)
     console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
     if not network.is_loopback_host(host) and network.Networks.parse(
@@ -430,7 +438,8 @@ def backup(
     settings = settings_for(data_dir)
     try:
         manifest = bootstrap.make_backup(settings, out, also_to)
-    except (bootstrap.BootstrapError, KeyFileError, LogError, backups.BackupError) as exc:
+    except (bootstrap.BootstrapError, KeyFileError, LogError, backups.BackupError,
+            maintenance.MaintenanceError) as exc:
         raise fail(str(exc), 2) from None
     except DBAPIError as exc:
         raise fail(database_problem(exc), 2) from None
@@ -443,14 +452,16 @@ def restore(
     backup_file: Annotated[Path, typer.Argument(help="A file `sellervault backup` wrote.")],
     data_dir: DataDir = None,
 ) -> None:
-    """Restore a backup into this vault (stop the server first; keys/ must be this vault's
+    """Restore a backup into this vault (every server stopped: refused while one runs, and
+    none starts meanwhile; keys/ must be this vault's
     own, never one restored from a backup): the database and files are put back, then every
     deletion and retention erasure made since the backup is applied again before anything is
     served, so deleted PII stays deleted."""
     settings = settings_for(data_dir)
     try:
         restored = bootstrap.restore_backup(settings, backup_file)
-    except (bootstrap.BootstrapError, KeyFileError, LogError, backups.BackupError) as exc:
+    except (bootstrap.BootstrapError, KeyFileError, LogError, backups.BackupError,
+            maintenance.MaintenanceError) as exc:
         raise fail(str(exc), 2) from None
     except DBAPIError as exc:
         raise fail(database_problem(exc), 2) from None

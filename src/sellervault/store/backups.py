@@ -19,10 +19,19 @@ What a backup holds, and what it does not:
   first start, before anything is served;
 - never the checkpoint file: it is the security log's outside witness, and after a restore
   it rightly says that the events after the backup are gone.
+
+Who made a backup: age encrypts to a *public* recipient, so anyone who has it can make a
+file that opens. A restore therefore trusts only a backup this vault made: the manifest
+lists every member's SHA-256 and carries an HMAC-SHA256 (``manifest.mac``) under a key
+derived (HKDF-SHA256) from the backup identity in ``keys/``, which never leaves the vault.
+A restore checks the MAC (in constant time) before it reads anything else of the archive,
+and each member against its digest before it writes anything.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -37,14 +46,20 @@ from pathlib import Path
 from typing import Any
 
 import pyrage
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg.conninfo import conninfo_to_dict
 from pyrage import x25519
 
 from sellervault import __version__
 from sellervault.config import Settings
 
-FORMAT = 1
+FORMAT = 2
+"""Format 2: the manifest holds each member's SHA-256 and is authenticated (format 1, an
+unauthenticated manifest, is refused)."""
 IDENTITY_FILE = "backup-identity.txt"
+MANIFEST, MANIFEST_MAC = "manifest.json", "manifest.mac"
+_MAC_INFO = b"sellervault backup manifest v2"
 
 
 class BackupError(Exception):
@@ -58,6 +73,8 @@ class Manifest:
     dialect: str
     created_at: str
     files: list[str]
+    sha256: dict[str, str]
+    """Every member of the archive but the manifest and its MAC: its SHA-256 (hex)."""
 
 
 def identity(settings: Settings) -> x25519.Identity:
@@ -69,6 +86,14 @@ def identity(settings: Settings) -> x25519.Identity:
         with os.fdopen(descriptor, "w") as file:
             file.write(str(made) + "\n")
     return x25519.Identity.from_str(path.read_text().strip())
+
+
+def manifest_mac(settings: Settings, body: bytes) -> str:
+    """The MAC of a manifest, under a key only this vault holds: derived from its backup
+    identity (HKDF-SHA256, a purpose of its own), so no new secret is kept."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(
+        str(identity(settings)).encode())
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def backup(settings: Settings, out: Path, now: datetime,
@@ -86,17 +111,18 @@ def backup(settings: Settings, out: Path, now: datetime,
         database = work / ("database.dump" if dialect == "postgresql" else "sellervault.db")
         _dump(settings, database)
         files = _files(settings)
+        members = {f"database/{database.name}": database} | {
+            f"files/{path.relative_to(settings.data_dir)}": path for path in files}
         manifest = Manifest(FORMAT, __version__, dialect, now.isoformat(),
-                            [str(path.relative_to(settings.data_dir)) for path in files])
+                            [str(path.relative_to(settings.data_dir)) for path in files],
+                            {name: _sha256(path) for name, path in members.items()})
+        body = json.dumps(manifest.__dict__, indent=1).encode()
         archive = work / "backup.tar"
         with tarfile.open(archive, "w") as tar:
-            info = tarfile.TarInfo("manifest.json")
-            body = json.dumps(manifest.__dict__, indent=1).encode()
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-            tar.add(database, arcname=f"database/{database.name}")
-            for path in files:
-                tar.add(path, arcname=f"files/{path.relative_to(settings.data_dir)}")
+            _add_bytes(tar, MANIFEST, body)
+            _add_bytes(tar, MANIFEST_MAC, manifest_mac(settings, body).encode())
+            for name, path in members.items():
+                tar.add(path, arcname=name)
         partial = out.with_name(out.name + ".partial")
         pyrage.encrypt_file(str(archive), str(partial), recipients)
         partial.replace(out)  # (a backup cut short is never mistaken for one)
@@ -117,19 +143,65 @@ def restore(settings: Settings, backup_file: Path) -> Manifest:
             raise BackupError("the backup does not open with this vault's backup identity "
                               "(another vault's, damaged, or cut short)") from None
         with tarfile.open(archive) as tar:
+            manifest = _authentic_manifest(settings, tar)
             tar.extractall(work / "backup", filter="data")
         unpacked = work / "backup"
-        manifest = Manifest(**json.loads((unpacked / "manifest.json").read_text()))
+        for name, digest in manifest.sha256.items():
+            member = unpacked / name
+            if not member.is_file() or member.is_symlink() or not hmac.compare_digest(
+                    _sha256(member), digest):
+                raise BackupError("the backup's contents do not match its manifest")
         dialect = "postgresql" if settings.database_url is not None else "sqlite"
-        if manifest.format != FORMAT or manifest.dialect != dialect:
-            raise BackupError(f"a {manifest.dialect} backup (format {manifest.format}) cannot "
-                              f"be restored into this {dialect} vault")
+        if manifest.dialect != dialect:
+            raise BackupError(f"a {manifest.dialect} backup cannot be restored into this "
+                              f"{dialect} vault")
+        database = "database/" + ("database.dump" if dialect == "postgresql"
+                                  else "sellervault.db")
+        if database not in manifest.sha256 or any(
+                f"files/{name}" not in manifest.sha256 for name in manifest.files):
+            raise BackupError("the backup's manifest names a file it does not hold")
         targets = [_target(settings, name, unpacked / "files") for name in manifest.files]
         _load(settings, unpacked / "database")
         for name, target in zip(manifest.files, targets, strict=True):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(unpacked / "files" / name, target)
     return manifest
+
+
+def _authentic_manifest(settings: Settings, tar: tarfile.TarFile) -> Manifest:
+    """The manifest, if this vault made it (its MAC checked before anything else is read)."""
+    try:
+        body, mac = (_read_member(tar, name) for name in (MANIFEST, MANIFEST_MAC))
+    except KeyError:
+        raise BackupError("not a backup of this vault (no authenticated manifest: made by "
+                          "another tool, or by an older SellerVault)") from None
+    if not hmac.compare_digest(manifest_mac(settings, body).encode(), mac.strip()):
+        raise BackupError("the backup was not made by this vault (its manifest's MAC does "
+                          "not verify): refused")
+    fields = json.loads(body)
+    if fields.get("format") != FORMAT:
+        raise BackupError(f"a backup of format {fields.get('format')} cannot be restored "
+                          f"(this version reads format {FORMAT})")
+    return Manifest(**fields)
+
+
+def _read_member(tar: tarfile.TarFile, name: str) -> bytes:
+    member = tar.getmember(name)
+    opened = tar.extractfile(member) if member.isfile() else None
+    if opened is None:
+        raise KeyError(name)
+    return opened.read()
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, body: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(body)
+    tar.addfile(info, io.BytesIO(body))
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _target(settings: Settings, name: str, files: Path) -> Path:
