@@ -21,9 +21,11 @@ from sellervault.config import Settings
 from sellervault.crypto.errors import TenantKeysDestroyedError
 from sellervault.deletion import execution, requests, returns
 from sellervault.deletion.errors import DeletionStateError
+from sellervault.records import erasure
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
 from sellervault.records.models import Order
+from sellervault.records.spapi import map_order, validate_order
 from sellervault.runtime import Runtime
 from tests.deletion.helpers import (
     BUYER_EMAIL,
@@ -52,6 +54,12 @@ def _reveal(runtime: Runtime, tenant: str, order_id: str) -> dict[str, Any]:
     revealed: dict[str, Any] = runtime.store.call(records.reveal, runtime, officer(runtime),
                                                   tenant, order_id, "fulfillment")
     return revealed
+
+
+def ingest_result(runtime: Runtime, tenant: str,
+                  orders: list[dict[str, Any]]) -> records.IngestResult:
+    return records.ingest(runtime, officer(runtime), tenant,
+                          [map_order(validate_order(order)) for order in orders])
 
 
 def _rows(runtime: Runtime, tenant: str) -> list[Order]:
@@ -98,9 +106,12 @@ def test_a_tenant_is_erased_with_its_keys_and_canaries(runtime: Runtime) -> None
     ingest(runtime, "globex", 2, start=50)
     _reveal(runtime, "acme", "902-0000000-0000000")  # (its keys cached in this process)
     filed = _file(runtime, scope="tenant")
-    _execute(runtime, filed.id, until=execution.KEYS_DESTROYED)
+    stopped = _execute(runtime, filed.id, until=execution.KEYS_DESTROYED)
     with pytest.raises(OrderErasedError):  # unreadable at once, its rows still there
         _reveal(runtime, "acme", "902-0000000-0000000")
+    # The destroying transaction counted nothing (a million rows would keep the tenant
+    # readable for seconds): its orders and data keys are counted as its rows go.
+    assert (stopped.orders, stopped.data_keys) == (None, None)
     done = _execute(runtime, filed.id)
     canaries = runtime.settings.canaries_per_tenant
     assert (done.orders, done.data_keys) == (4 + canaries, 4 + canaries)
@@ -291,6 +302,40 @@ def test_a_large_scope_to_return_is_left_whole_to_the_background(
     returned = returns.open_file(requests.returned_file(runtime, officer(runtime), filed.id),
                                  recipient.as_dict(private=True))
     assert len(returned) == 3
+
+
+def test_an_order_deleted_on_request_stays_deleted_when_a_resync_sends_it_again(
+        runtime: Runtime) -> None:
+    """A marketplace re-sync re-sends the buyer's orders: withheld, not stored anew; the
+    buyer's next order (a new marketplace id) is stored as any other."""
+    theirs = ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    assert _execute(runtime, filed.id).status == "completed"
+    resent = ingest_result(runtime, "acme", theirs)
+    assert (resent.inserted, resent.updated, resent.withheld) == (0, 0, 2)
+    for order in theirs:
+        with pytest.raises(OrderNotFoundError):
+            _reveal(runtime, "acme", order["AmazonOrderId"])
+    later = ingest(runtime, "acme", 1, start=70, buyer_email=BUYER_EMAIL)
+    assert _reveal(runtime, "acme", later[0]["AmazonOrderId"])["BuyerInfo"]["BuyerEmail"] == \
+        BUYER_EMAIL
+    assert ingest_result(runtime, "globex", theirs).inserted == 2  # another tenant's own
+
+
+def test_a_scope_larger_than_a_batch_is_deleted_a_batch_at_a_time(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch walks on from where the one before ended; the progress counts every row
+    once and the other tenant is untouched."""
+    monkeypatch.setattr(erasure, "DELETE_BATCH", 2)
+    ingest(runtime, "acme", 5)
+    ingest(runtime, "globex", 3, start=50)
+    filed = _file(runtime, scope="tenant")
+    done = _execute(runtime, filed.id)
+    canaries = runtime.settings.canaries_per_tenant
+    assert (done.status, done.orders, done.rows_deleted) == (
+        "completed", 5 + canaries, 5 + canaries)
+    assert _rows(runtime, "acme") == []
+    assert len(_rows(runtime, "globex")) == 3 + canaries
 
 
 def test_a_small_scope_is_executed_within_the_call(runtime: Runtime) -> None:

@@ -11,14 +11,15 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from sellervault.deletion import execution, ledger, requests
 from sellervault.deletion.errors import ErasureLedgerError
 from sellervault.deletion.models import ErasureApplied
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
-from sellervault.records.models import Order
+from sellervault.records.models import ErasedOrder, Order
+from sellervault.records.spapi import map_order, validate_order
 from sellervault.runtime import Runtime
 from tests.deletion.helpers import OFFICER, events, ingest, officer
 
@@ -52,8 +53,10 @@ def test_a_deletion_is_written_ahead_and_the_position_follows(runtime: Runtime) 
     entries = [json.loads(line) for line in path.read_text().splitlines()]
     assert {k: v for k, v in entries[0].items() if k != "id"} == {
         "tenant": "acme", "tenant_keys": False, "data_keys": [row.data_key_id],
-        "orders": [], "pii_of": []}
+        "orders": [], "pii_of": [], "tombstones": []}
     assert entries[1]["orders"] == [row.id]
+    assert len(entries[1]["tombstones"]) == 1  # (a digest, not the marketplace id)
+    assert orders[0]["AmazonOrderId"] not in path.read_text()
     assert _applied(runtime) == {entry["id"] for entry in entries}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert ledger.reapply(runtime) == 0  # in step: nothing to do
@@ -88,6 +91,25 @@ def test_entries_past_the_position_are_applied_once(runtime: Runtime) -> None:
     assert _reveal(runtime, third.amazon_order_id)["AmazonOrderId"] == third.amazon_order_id
     assert ledger.reapply(runtime) == 0
     assert [e.count for e in events(runtime, "erasures:")] == [3]
+
+
+def test_a_restored_database_gets_its_tombstones_back(runtime: Runtime) -> None:
+    """An order deleted after the backup is deleted again at the start, and a re-sync that
+    sends it afterwards is withheld, as it would have been without the restore."""
+    orders = ingest(runtime, "acme", 2)
+    filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="order",
+                                  tenant_id="acme", requested_by="DSR",
+                                  amazon_order_id=orders[0]["AmazonOrderId"])
+    execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+    with runtime.store.transaction() as session:  # (as a backup from before would hold it)
+        session.execute(delete(ErasedOrder))
+        session.execute(delete(ErasureApplied))
+    assert ledger.reapply(runtime) == 2
+    resent = records.ingest(runtime, officer(runtime), "acme", [
+        map_order(validate_order(orders[0]))])
+    assert (resent.inserted, resent.withheld) == (0, 1)
+    with pytest.raises(OrderNotFoundError):
+        _reveal(runtime, orders[0]["AmazonOrderId"])
 
 
 @pytest.mark.parametrize(("damage", "lacking"), [("missing", 4), ("older", 2)])

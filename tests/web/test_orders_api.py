@@ -69,8 +69,8 @@ def test_ingest_reports_count_and_is_idempotent(server: Server, world: dict[str,
     with server.client(world["ingest"]) as client:
         first = client.post(f"/tenants/{TENANT}/orders", json={"orders": [fresh]})
         again = client.post(f"/tenants/{TENANT}/orders", json={"orders": [changed]})
-    assert first.json() == {"ingested": 1, "inserted": 1, "updated": 0}
-    assert again.json() == {"ingested": 1, "inserted": 0, "updated": 1}
+    assert first.json() == {"ingested": 1, "inserted": 1, "updated": 0, "withheld": 0}
+    assert again.json() == {"ingested": 1, "inserted": 0, "updated": 1, "withheld": 0}
     shown = _get(server, world["analyst"], changed["AmazonOrderId"]).json()
     assert shown["order"]["OrderStatus"] == "Shipped"
 

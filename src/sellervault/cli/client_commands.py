@@ -376,8 +376,9 @@ def import_orders(
 ) -> None:
     """Stream orders to the server in all-or-nothing batches; re-running is safe.
 
-    A re-sent order updates, never duplicates."""
-    total = 0
+    A re-sent order updates, never duplicates; one deleted on request is withheld (not
+    stored again)."""
+    total = withheld = 0
     columns = (TextColumn("[bold]importing"), BarColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
     try:
@@ -391,9 +392,12 @@ def import_orders(
                 except ClientError as exc:
                     raise ClientError(f"{_where(exc, numbers, file)}: {exc}") from None
                 total += int(result["ingested"])
+                withheld += int(result.get("withheld", 0))
     except (ClientError, httpx.HTTPError) as exc:
         raise fail(f"{exc} (after {total} orders were stored; re-running is safe)") from None
-    console.print(f"Imported {total} orders into tenant {tenant}.")
+    console.print(f"Imported {total} orders into tenant {tenant}."
+                  + (f" {withheld} withheld: deleted on request, not stored again."
+                     if withheld else ""))
 
 
 def register(app: typer.Typer) -> None:

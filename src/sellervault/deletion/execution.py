@@ -53,7 +53,7 @@ from sellervault.deletion.requests import (
     Request,
     load,
 )
-from sellervault.records import erasure
+from sellervault.records import erasure, tombstones
 from sellervault.runtime import Runtime
 
 RETURNED, KEYS_DESTROYED, ROWS_DELETED, VERIFIED, CERTIFIED = (
@@ -103,8 +103,8 @@ def start(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) -> 
     ``executing`` for the ``deletion-executions`` job (``resume_all``)."""
     target = _begin(rt, auditor, principal_id, request_id)
     with rt.store.transaction() as session:
-        held = erasure.count(session, target.scope)
-    if held <= FOREGROUND_LIMIT:
+        large = erasure.holds_more_than(session, target.scope, FOREGROUND_LIMIT)
+    if not large:
         return execute(rt, auditor, principal_id, request_id)
     if target.recipient is None:  # unreadable now; deleted, verified, certified by the job
         return execute(rt, auditor, principal_id, request_id, until=KEYS_DESTROYED)
@@ -230,49 +230,79 @@ def _return(rt: Runtime, auditor: Auditor, target: _Target) -> None:
 
 
 def _destroy_keys(rt: Runtime, auditor: Auditor, target: _Target) -> None:
+    """A tenant's few key rows, or the data keys of a smaller scope's orders, destroyed in
+    one transaction that does nothing else: a tenant's orders and data keys are counted at
+    the start of step 2, not here (two counts over a million rows would keep a large tenant
+    readable for seconds longer)."""
     try:
         with rt.store.transaction() as session:
-            orders = erasure.count(session, target.scope)
             if target.kind == "tenant":  # its key-encryption keys: a few rows, whatever
                 # its size; every data key is unopenable from this commit, and deleted with
                 # its order's row, a batch at a time (_delete_rows)
                 ledger.record(rt.settings, session,
                               ledger.Erasure(target.tenant_id, tenant_keys=True))
-                unreadable = rt.keyring.data_keys_held(session, target.tenant_id)
                 destroyed = rt.keyring.destroy_tenant_keys(session, target.tenant_id,
                                                            data_keys=False)
-                key_ids = None
+                values: dict[str, object] = {"tenant_keys": destroyed.tenant_keys}
+                counted = destroyed.tenant_keys
             else:
-                ids = erasure.data_keys(session, target.scope)
+                ids = erasure.data_keys(session, target.scope)  # (one per order)
                 ledger.record(rt.settings, session, ledger.Erasure(target.tenant_id,
                                                                    data_keys=ids))
                 destroyed = rt.keyring.destroy_data_keys(session, target.tenant_id, ids)
-                unreadable, key_ids = destroyed.data_keys, json.dumps(sorted(ids))
-            _advance(session, target, KEYS_DESTROYED, orders=orders, data_keys=unreadable,
-                     tenant_keys=destroyed.tenant_keys, data_key_ids=key_ids)
-            _record(session, auditor, Action.DELETIONS_DESTROY_KEYS, target, unreadable)
+                values = {"orders": len(ids), "data_keys": destroyed.data_keys,
+                          "tenant_keys": 0, "data_key_ids": json.dumps(sorted(ids))}
+                counted = destroyed.data_keys
+            _advance(session, target, KEYS_DESTROYED, **values)
+            _record(session, auditor, Action.DELETIONS_DESTROY_KEYS, target, counted)
     except _Overtaken:
         return
 
 
+def _count_tenant(rt: Runtime, target: _Target) -> None:
+    """A tenant's orders and the data keys its key destruction left unopenable, recorded
+    once before its rows go (exact: an erased tenant takes no ingest)."""
+    with rt.store.transaction() as session:
+        if session.scalar(select(DeletionRequest.orders).where(
+                DeletionRequest.id == target.id)) is not None:
+            return
+        session.execute(update(DeletionRequest).where(
+            DeletionRequest.id == target.id, DeletionRequest.orders.is_(None)).values(
+            orders=erasure.count(session, target.scope),
+            data_keys=rt.keyring.data_keys_held(session, target.tenant_id)))
+
+
 def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
-    deleted = 0
+    if target.kind == "tenant":
+        _count_tenant(rt, target)
+    deleted, after = 0, None
     while True:  # a batch per transaction: nothing long-held, other tenants go on
         with rt.store.transaction() as session:
-            batch = erasure.next_batch(session, target.scope)
-            key_ids, order_ids = [o.data_key_id for o in batch], [o.id for o in batch]
-            if batch and target.kind != "tenant":  # (a tenant's entry says it all)
+            batch = erasure.next_batch(session, target.scope, after, erasure.DELETE_BATCH)
+            key_ids = [o.data_key_id for o in batch.orders]
+            order_ids = [o.id for o in batch.orders]
+            if order_ids and target.kind != "tenant":  # (a tenant's entry says it all,
+                # and an erased tenant takes no ingest: it needs no tombstones)
+                buried = tombstones.digests(rt.keyring.blind_index(session, target.tenant_id),
+                                            batch.amazon_order_ids)
                 ledger.record(rt.settings, session, ledger.Erasure(
-                    target.tenant_id, data_keys=key_ids, orders=order_ids))
+                    target.tenant_id, data_keys=key_ids, orders=order_ids,
+                    tombstones=[digest.hex() for digest in buried]))
+                tombstones.bury(session, target.tenant_id, buried, rt.clock.now())
             rt.keyring.destroy_data_keys(session, target.tenant_id, key_ids)
             erasure.delete_orders(session, order_ids)
-            if batch:  # (the progress, in the batch's own transaction)
+            if order_ids:  # (the progress, in the batch's own transaction)
                 session.execute(update(DeletionRequest).where(
                     DeletionRequest.id == target.id).values(
-                    rows_deleted=func.coalesce(DeletionRequest.rows_deleted, 0) + len(batch)))
-        deleted += len(batch)
-        if not batch:
+                    rows_deleted=func.coalesce(DeletionRequest.rows_deleted, 0)
+                    + len(order_ids)))
+        deleted += len(order_ids)
+        if order_ids:
+            after = batch.after
+        elif after is None or target.kind == "tenant":
             break
+        else:  # once more from the start: an order of the buyer stored meanwhile behind
+            after = None  # the walk (an erased tenant takes none)
     try:
         with rt.store.transaction() as session:
             _advance(session, target, ROWS_DELETED)

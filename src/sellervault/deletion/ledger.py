@@ -40,7 +40,7 @@ from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.config import Settings
 from sellervault.deletion.errors import ErasureLedgerError
 from sellervault.deletion.models import ErasureApplied
-from sellervault.records import erasure
+from sellervault.records import erasure, tombstones
 from sellervault.runtime import Runtime
 from sellervault.store.upsert import insert_into
 
@@ -57,6 +57,9 @@ class Erasure:
     """Order rows deleted."""
     pii_of: list[str] = field(default_factory=list)
     """Orders whose PII was removed (their rows kept)."""
+    tombstones: list[str] = field(default_factory=list)
+    """The deleted orders' tombstones (``records.tombstones``: hex digests, not ids), so that
+    after a restore a re-sync cannot bring them back either."""
 
 
 def path_of(settings: Settings) -> Path:
@@ -130,3 +133,5 @@ def _apply(rt: Runtime, session: Session, entry: Erasure) -> None:
         rt.keyring.destroy_data_keys(session, entry.tenant, entry.data_keys)
     erasure.delete_orders(session, entry.orders)
     erasure.remove_pii(session, entry.pii_of, rt.clock.now())
+    tombstones.bury(session, entry.tenant, [bytes.fromhex(digest) for digest in
+                                            entry.tombstones], rt.clock.now())

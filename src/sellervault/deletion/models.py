@@ -46,7 +46,10 @@ class DeletionRequest(Base):
     cancelled_by: Mapped[str | None] = mapped_column(String(32))
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     orders: Mapped[int | None] = mapped_column(Integer)
-    """How many orders the scope held when its keys were destroyed (canaries included)."""
+    """How many orders the scope held when its keys were destroyed (canaries included): an
+    order or buyer scope's, recorded with the destruction; a tenant's, counted as step 2
+    begins (the same number: an erased tenant takes no ingest), so that the destruction of a
+    large tenant's keys is not kept waiting by a count of its rows."""
     data_keys: Mapped[int | None] = mapped_column(Integer)
     data_key_ids: Mapped[str | None] = mapped_column(Text)
     """The destroyed data keys' ids (JSON), of an order or buyer scope: what verification

@@ -95,6 +95,13 @@ def count(session: Session, scope: Scope) -> int:
     return session.scalar(select(func.count()).select_from(Order).where(scope.where())) or 0
 
 
+def holds_more_than(session: Session, scope: Scope, limit: int) -> bool:
+    """Whether the scope holds more than ``limit`` orders, reading at most ``limit + 1``
+    index entries (a million-order tenant is not counted to learn it is large)."""
+    first = select(Order.id).where(scope.where()).limit(limit + 1).subquery()
+    return (session.scalar(select(func.count()).select_from(first)) or 0) > limit
+
+
 @dataclass(frozen=True)
 class OrderRef:
     """An order to erase (a deletion's batch) or whose PII or whole self retention is to
@@ -105,13 +112,30 @@ class OrderRef:
     data_key_id: str
 
 
-def next_batch(session: Session, scope: Scope, limit: int = DELETE_BATCH) -> list[OrderRef]:
-    """Up to ``limit`` of the scope's orders, any of them (no order asked: each batch is one
-    probe of the tenant's index, not a sort of everything left), for the caller to destroy
-    their keys and delete their rows, a transaction a batch, until none is left."""
-    rows = session.execute(select(Order.id, Order.tenant_id, Order.data_key_id)
-                           .where(scope.where()).limit(limit)).all()
-    return [OrderRef(*row) for row in rows]
+@dataclass(frozen=True)
+class Batch:
+    """A deletion's next orders, and where the one after begins (``after``)."""
+
+    orders: list[OrderRef]
+    amazon_order_ids: list[str]
+    """Their marketplace ids (for their tombstones: ``records.tombstones``)."""
+    after: str | None
+
+
+def next_batch(session: Session, scope: Scope, after: str | None,
+               limit: int = DELETE_BATCH) -> Batch:
+    """The scope's next ``limit`` orders after the marketplace id ``after``, in marketplace
+    id order: a walk along the tenant's unique (tenant, marketplace id) index that starts
+    where the batch before ended, so no batch reads the entries of rows deleted before it
+    (PostgreSQL keeps those until VACUUM: a batch that began at the start of the scope, or a
+    sequential scan, read them all again each time, quadratic over a million orders)."""
+    query = select(Order.id, Order.tenant_id, Order.data_key_id, Order.amazon_order_id).where(
+        scope.where())
+    if after is not None:
+        query = query.where(Order.amazon_order_id > after)
+    rows = session.execute(query.order_by(Order.amazon_order_id).limit(limit)).all()
+    return Batch([OrderRef(row.id, row.tenant_id, row.data_key_id) for row in rows],
+                 [row.amazon_order_id for row in rows], rows[-1].amazon_order_id if rows else after)
 
 
 def decrypted_batch(session: Session, keyring: Keyring, scope: Scope, after: str | None,

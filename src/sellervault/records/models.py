@@ -79,3 +79,18 @@ class Restriction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lifted_by: Mapped[str | None] = mapped_column(String(32))
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ErasedOrder(Base):
+    """An order deleted at a data subject's or the seller's request (a deletion request of
+    scope order or buyer): a marketplace re-sync sending it again must not bring it back,
+    so ingest withholds it (``records.erasure.withheld``). It is held as the tenant's
+    blind-index digest of the marketplace order id, never the id: the tombstone says that an
+    order was deleted, not which one, to whoever lacks the tenant's index key. (A tenant
+    erased whole needs none: its keys are gone, and an ingest to it is refused.)"""
+
+    __tablename__ = "erased_orders"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime)

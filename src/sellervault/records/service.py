@@ -37,7 +37,7 @@ from sellervault.crypto.keyring import (
 )
 from sellervault.crypto.keystore import join_data_key
 from sellervault.crypto.pseudonyms import PSEUDONYM_KEY, BuyerPseudonyms
-from sellervault.records import canaries, lifetimes
+from sellervault.records import canaries, lifetimes, tombstones
 from sellervault.records.canaries import CANARY_SEED_KEY
 from sellervault.records.errors import (
     OrderErasedError,
@@ -116,6 +116,9 @@ EMAIL, PHONE, POSTAL = "buyer-email", "buyer-phone", "postal-code"
 class IngestResult:
     inserted: int
     updated: int
+    withheld: int = 0
+    """Orders deleted on request and sent again (a marketplace re-sync): not stored
+    (``records.tombstones``)."""
 
     @property
     def ingested(self) -> int:
@@ -203,6 +206,10 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     index = keyring.blind_index(session, tenant_id)
     fresh = [order for amazon_id, order in latest.items()
              if amazon_id not in existing and amazon_id not in past_retention]
+    gone: set[str] = set() if canary else tombstones.withheld(
+        session, index, tenant_id, [order.amazon_order_id for order in fresh])
+    if gone:  # deleted on request: a re-sync does not bring them back
+        fresh = [order for order in fresh if order.amazon_order_id not in gone]
     if fresh:
         data_keys = keyring.new_data_keys(session, tenant_id, len(fresh))
         order_ids = new_ids(len(fresh), now)  # time-ordered: the primary-key index appends
@@ -236,7 +243,8 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
         session.execute(update(Order), [
             {"id": order_id, **_order_data(latest[amazon_id]), "updated_at": now}
             for amazon_id, order_id in past_retention.items()])
-    return IngestResult(inserted=len(fresh), updated=len(existing) + len(past_retention))
+    return IngestResult(inserted=len(fresh), updated=len(existing) + len(past_retention),
+                        withheld=len(gone))
 
 
 def _order_data(order: MappedOrder) -> dict[str, Any]:

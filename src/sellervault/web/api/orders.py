@@ -50,7 +50,8 @@ def ingest_orders(
 ) -> dict[str, int]:
     result = records.ingest(state.runtime, state.auditor, tenant,
                             [map_order(order) for order in body["orders"]])
-    return {"ingested": result.ingested, "inserted": result.inserted, "updated": result.updated}
+    return {"ingested": result.ingested, "inserted": result.inserted, "updated": result.updated,
+            "withheld": result.withheld}
 
 
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
