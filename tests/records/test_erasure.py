@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from sellervault.records import erasure
 from sellervault.records.models import Order
@@ -36,8 +37,7 @@ def test_a_buyer_scope_holds_only_that_buyers_orders(runtime: Runtime) -> None:
     ingest(runtime, "acme", 3, buyer_email=BUYER_EMAIL)
     ingest(runtime, "acme", 4, start=10)
     with runtime.store.transaction() as session:
-        buyer = erasure.buyer(session, runtime.keyring, runtime.pseudonyms, "acme",
-                              BUYER_EMAIL)
+        buyer = _buyer(runtime, session)
         batch = erasure.next_batch(session, erasure.Scope("acme", email_digest=buyer.digest),
                                    None, limit=100)
     assert len(batch.orders) == 3
@@ -46,12 +46,16 @@ def test_a_buyer_scope_holds_only_that_buyers_orders(runtime: Runtime) -> None:
 def test_holds_more_than_answers_without_counting_everything(runtime: Runtime) -> None:
     ingest(runtime, "acme", 3, buyer_email=BUYER_EMAIL)
     with runtime.store.transaction() as session:
-        buyer = erasure.buyer(session, runtime.keyring, runtime.pseudonyms, "acme",
-                              BUYER_EMAIL)
+        buyer = _buyer(runtime, session)
         scope = erasure.Scope("acme", email_digest=buyer.digest)
         assert erasure.holds_more_than(session, scope, 2)
         assert not erasure.holds_more_than(session, scope, 3)
         assert not erasure.holds_more_than(session, erasure.Scope("nobody"), 0)
+
+
+def _buyer(runtime: Runtime, session: Session) -> erasure.Buyer:
+    return erasure.buyer(session, runtime.keyring, runtime.keyring.buyer_pseudonyms(session),
+                         "acme", BUYER_EMAIL)
 
 
 def _marketplace_ids(runtime: Runtime, order_ids: list[str]) -> list[str]:
