@@ -133,10 +133,22 @@ def open_runtime(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
     return _open(settings, clock)[0]
 
 
-def _open(settings: Settings, clock: Clock) -> tuple[Runtime, int]:
+def _open(settings: Settings, clock: Clock, *, claim: bool = True) -> tuple[Runtime, int]:
     """``open_runtime``, and how many erasures it applied again (``deletion.ledger``: a
-    database restored from a backup taken before them)."""
-    runtime = Runtime.open(settings, clock)
+    database restored from a backup taken before them). The runtime holds a shared claim on
+    the vault until it is closed (``store.maintenance``; ``claim`` False: the caller, a
+    restore, holds it exclusively)."""
+    try:
+        held = maintenance.Claim(settings, exclusive=False) if claim else None
+    except maintenance.MaintenanceError as exc:
+        raise BootstrapError(str(exc)) from None
+    try:
+        runtime = Runtime.open(settings, clock)
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    object.__setattr__(runtime, "claim", held)
     try:
         migrate.upgrade(runtime.store.engine)
         make_system_keys(runtime, Auditor(runtime.audit, SYSTEM_ACTOR))
@@ -322,16 +334,17 @@ def make_backup(settings: Settings, out: Path, also_to: list[str] | None = None,
 
 def restore_backup(settings: Settings, backup_file: Path,
                    clock: Clock = SYSTEM_CLOCK) -> Restored:
-    """Put a backup in place (refused while a server runs: ``store.maintenance``), then
-    open it: migrations, and the
+    """Put a backup in place (refused while anything has the vault open:
+    ``store.maintenance``), then open it: migrations, and the
     erasures made since the backup applied again, before anything is served; recorded as a
     ``backups:restore`` event in the restored log."""
     if not settings.root_key_file.exists():
         raise BootstrapError(f"{settings.root_key_file} is missing: a backup holds no keys; "
                              "put the vault's keys/ directory in place first")
-    with maintenance.restoring(settings):  # (no server runs, none starts until the
-        manifest = backups.restore(settings, backup_file)  # erasures are applied again)
-        runtime, reapplied = _open(settings, clock)
+    with maintenance.restoring(settings):  # nothing else has the vault open, and nothing
+        # opens it until the erasures since the backup are applied again
+        manifest = backups.restore(settings, backup_file)
+        runtime, reapplied = _open(settings, clock, claim=False)
         try:
             with runtime.store.transaction() as session:
                 Auditor(runtime.audit, Actor(Channel.CLI)).record(

@@ -14,6 +14,7 @@ from sellervault.counters.local import LocalCounters
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.provider import LocalKeyProvider
 from sellervault.store.engine import Store
+from sellervault.store.maintenance import Claim
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class Runtime:
 
     switches: SwitchBoard = field(init=False)
     """This process's reading of the kill switches (``access.killswitches``)."""
+    claim: Claim | None = None
+    """This process's shared claim on the vault (``store.maintenance``), released with the
+    runtime: no restore begins while it is held."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "audit", AuditLog(self.keyring, self.clock))
@@ -63,3 +67,5 @@ class Runtime:
         self.audit.close()
         self.counters.close()
         self.store.dispose()
+        if self.claim is not None:
+            self.claim.release()

@@ -573,7 +573,7 @@ def test_a_restore_is_refused_while_a_server_runs_and_no_server_starts_during_on
         assert cli.run("backup", "--out", backup_file, *args, env=env).code == 0
         refused = cli.run("restore", backup_file, *args, env=env)
         assert refused.code == 2, refused
-        assert maintenance.SERVER_RUNNING in refused.stderr
+        assert maintenance.IN_USE in refused.stderr
         runtime = bootstrap.open_runtime(settings)
         try:
             with runtime.store.transaction() as session:

@@ -234,9 +234,8 @@ def test_an_execution_killed_at_any_commit_finishes_when_run_again(
         mine = [e.action for e in events(runtime) if e.target_id == filed.id]
         assert mine == ["deletions:create", "deletions:approve-return",
                         *RETURN_STEP_EVENTS], (at, mine)
-        returned = returns.open_file(requests.returned_file(runtime, officer(runtime),
-                                                            filed.id),
-                                     recipient.as_dict(private=True))
+        returned = returns.open_file(b"".join(requests.returned_file(
+            runtime, officer(runtime), filed.id).chunks), recipient.as_dict(private=True))
         assert sorted(o["AmazonOrderId"] for o in returned) == sorted(theirs), at
         assert {r.amazon_order_id for r in _rows(runtime, "acme") if not r.is_canary} == {
             o["AmazonOrderId"] for o in others}
@@ -299,8 +298,8 @@ def test_a_large_scope_to_return_is_left_whole_to_the_background(
     assert (begun.status, begun.step) == ("executing", None)
     assert _reveal(runtime, "acme", theirs[0]["AmazonOrderId"])  # still readable
     assert execution.resume_all(runtime) == 1
-    returned = returns.open_file(requests.returned_file(runtime, officer(runtime), filed.id),
-                                 recipient.as_dict(private=True))
+    returned = returns.open_file(b"".join(requests.returned_file(
+        runtime, officer(runtime), filed.id).chunks), recipient.as_dict(private=True))
     assert len(returned) == 3
 
 

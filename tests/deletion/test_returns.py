@@ -68,7 +68,11 @@ def _execute(runtime: Runtime, request_id: str) -> requests.Request:
 
 
 def _fetch(runtime: Runtime, request_id: str) -> bytes:
-    return requests.returned_file(runtime, officer(runtime), request_id)
+    returned = requests.returned_file(runtime, officer(runtime), request_id)
+    content = b"".join(returned.chunks)
+    assert (len(content), hashlib.sha256(content).hexdigest()) == (returned.size,
+                                                                   returned.sha256)
+    return content
 
 
 def test_a_buyer_is_returned_to_the_recipient_then_erased(runtime: Runtime,
@@ -155,6 +159,15 @@ def test_a_large_scope_is_returned_in_parts_in_order(runtime: Runtime,
     assert len(returns.open_file(returns.file_bytes(lines), key)) == 5
     with pytest.raises(ValueError, match="part 1 is missing or out of order"):
         returns.open_file(returns.file_bytes([lines[1], lines[0], lines[2]]), key)
+    # Read back a part per transaction (a tenant's file is never held whole): the same
+    # bytes, the same digest as the whole file's.
+    whole = returns.file_bytes(lines)
+    assert b"".join(returns.chunks(runtime.store, filed.id, per_read=1)) == whole
+    assert [len(c) for c in returns.chunks(runtime.store, filed.id, per_read=2)] == [
+        len(returns.file_bytes(lines[:2])), len(returns.file_bytes(lines[2:]))]
+    assert returns.digest(runtime.store, filed.id) == returns.Digest(
+        hashlib.sha256(whole).hexdigest(), len(whole))
+    assert [len(orders) for orders in returns.open_parts(whole.splitlines(), key)] == [2, 2, 1]
 
 
 def _digest(runtime: Runtime, request_id: str) -> bytes:

@@ -7,10 +7,9 @@ the service's own host, because they check the log with its key."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from rich.progress import (
 
 from sellervault.audit.exporting import COUNT_HEADER, THROUGH_HEADER, ExportFormat
 from sellervault.cli.client import ClientError, checked, session_client
-from sellervault.cli.common import call, console, err, fail
+from sellervault.cli.common import call, console, err, fail, owner_only_file
 
 EXPORT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 """The server counts what an export holds before its first line (a scan of the log), and a
@@ -43,17 +42,8 @@ def _destination(output: Path | None) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
-    # A new file of our own (O_EXCL: never an existing file or a planted symlink), 0600.
-    descriptor, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
-                                        suffix=".partial")
-    partial = Path(name)
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            yield stream
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
+    with owner_only_file(output) as binary, io.TextIOWrapper(binary, encoding="utf-8") as text:
+        yield text
 
 
 def audit_export(

@@ -1,9 +1,14 @@
 """What the client commands share: where they print, how they fail, one request to the
-server, and the ROLE:TENANT argument."""
+server, the files they write, and the ROLE:TENANT argument."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import httpx
 import typer
@@ -37,3 +42,21 @@ def parse_grant(text: str) -> dict[str, str]:
     if not sep or not role or not tenant:
         raise fail("a grant is ROLE:TENANT, e.g. pii-reader:acme or auditor:*")
     return {"role": role, "tenant": tenant}
+
+
+@contextmanager
+def owner_only_file(output: Path) -> Iterator[BinaryIO]:
+    """``output`` written owner-only beside it and renamed into place only when the block
+    ends without an exception: an interrupted or refused download leaves no file that looks
+    whole. A new file of our own (``mkstemp``: O_EXCL, never an existing file or a planted
+    symlink), mode 0600."""
+    descriptor, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.",
+                                        suffix=".partial")
+    partial = Path(name)
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "wb") as stream:
+            yield stream
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -6,16 +6,23 @@ history and ``ps`` would keep it)."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.markup import escape
 
-from sellervault.cli.common import call, console, fail
+from sellervault.cli.client import ClientError, checked, session_client
+from sellervault.cli.common import call, console, fail, owner_only_file
 from sellervault.deletion import certificates, returns
+
+RETURN_TIMEOUT = httpx.Timeout(30.0, read=600.0)
+"""The server hashes a returned file before its first byte (a pass over gigabytes, for a
+tenant): minutes, not the usual 30 s, before the response starts."""
 
 deletions_app = typer.Typer(no_args_is_help=True, help=(
     "Deletion and return requests (security officer): `file` one for an order, a buyer or a "
@@ -153,13 +160,27 @@ def deletions_return(
     output: Annotated[Path, typer.Option("--out", help="Write the returned file here.")],
 ) -> None:
     """Fetch a request's returned file (a JWE per line, which only the recipient's private
-    key opens) and check it against the SHA-256 the request records."""
+    key opens), streamed to disk and checked against the SHA-256 the request records: the
+    file appears only if it matches."""
     expected = call("GET", f"/deletion-requests/{request_id}")["return_sha256"]
-    content: bytes = call("GET", f"/deletion-requests/{request_id}/return", raw=True)
-    if hashlib.sha256(content).hexdigest() != expected:
-        raise fail("the file fetched does not match the request's SHA-256: not written")
-    output.write_bytes(content)
-    console.print(escape(f"written to {output}: {len(content)} bytes, SHA-256 {expected} "
+    hashed, size = hashlib.sha256(), 0
+    try:
+        with session_client() as client, client.stream(
+                "GET", f"/deletion-requests/{request_id}/return",
+                timeout=RETURN_TIMEOUT) as response, owner_only_file(output) as out:
+            if response.status_code >= 400:
+                response.read()
+                checked(response)
+            for chunk in response.iter_bytes():
+                hashed.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+            if not hmac.compare_digest(hashed.hexdigest(), expected or ""):
+                raise ClientError("the file fetched does not match the request's SHA-256: "
+                                  "not written")
+    except (ClientError, httpx.HTTPError, OSError) as exc:
+        raise fail(str(exc)) from None
+    console.print(escape(f"written to {output}: {size} bytes, SHA-256 {expected} "
                          "(as the request and its certificate record)"), highlight=False)
 
 
@@ -169,13 +190,15 @@ def deletions_open_return(
     key: Annotated[Path, typer.Option(help="The recipient's private key: a JWK file.")],
 ) -> None:
     """For the recipient, offline: every order in a returned file, one JSON object per
-    line (with PII in clear: write it somewhere safe)."""
+    line (with PII in clear: write it somewhere safe). Read a part at a time."""
     try:
-        orders = returns.open_file(returned.read_bytes(), _jwk(key))
+        private = _jwk(key)
+        with returned.open("rb") as lines:
+            for orders in returns.open_parts(lines, private):
+                for order in orders:
+                    print(json.dumps(order, ensure_ascii=False))
     except (OSError, ValueError, KeyError) as error:
         raise fail(f"{returned}: {error}") from None
-    for order in orders:
-        print(json.dumps(order, ensure_ascii=False))
 
 
 holds_app = typer.Typer(no_args_is_help=True, help=(

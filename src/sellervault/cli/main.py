@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -122,22 +124,16 @@ def init(
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
-    try:  # (held while it runs: no restore replaces the database under it)
-        with maintenance.serving(settings):
-            _run_server(settings, host, port)
-    except maintenance.MaintenanceError as exc:
-        raise fail(str(exc)) from None
-    except DBAPIError as exc:
-        raise fail(database_problem(exc)) from None
-
-
-def _run_server(settings: Settings, host: str, port: int) -> None:
     from sellervault.web.server import build_server, freeze_startup_objects
 
     try:
         runtime = bootstrap.open_runtime(settings)
     except (bootstrap.BootstrapError, KeyFileError) as exc:
         raise fail(str(exc)) from None
+    except DBAPIError as exc:
+        raise fail(database_problem(exc)) from None
+    if runtime.claim is not None:  # (lost with its connection: taken again, or stop)
+        runtime.claim.watch(lambda: os.kill(os.getpid(), signal.SIGTERM))
     bootstrap.record_serve(runtime)
     console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
     if not network.is_loopback_host(host) and network.Networks.parse(

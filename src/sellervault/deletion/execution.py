@@ -220,9 +220,9 @@ def _advance(session: Session, target: _Target, step: str, **values: object) -> 
 def _return(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     assert target.recipient is not None
     returned = returns.write_parts(rt, target.id, target.recipient, target.scope)
+    digest = returns.digest(rt.store, target.id).sha256  # (every part written: fixed now)
     try:
         with rt.store.transaction() as session:
-            digest = returns.sha256(returns.parts(session, target.id))
             _advance(session, target, RETURNED, return_sha256=digest, returned=returned)
             _record(session, auditor, Action.DELETIONS_RETURN, target, returned)
     except _Overtaken:

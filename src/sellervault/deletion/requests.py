@@ -10,6 +10,8 @@ the pseudonym."""
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -242,10 +244,20 @@ def approve_return(rt: Runtime, auditor: Auditor, principal_id: str,
         return load(session, request_id)
 
 
-def returned_file(rt: Runtime, auditor: Auditor, request_id: str) -> bytes:
+@dataclass(frozen=True)
+class ReturnedFile:
+    sha256: str
+    size: int
+    chunks: Iterator[bytes]
+    """The file, read a few parts at a time as it is taken (``returns.chunks``)."""
+
+
+def returned_file(rt: Runtime, auditor: Auditor, request_id: str) -> ReturnedFile:
     """The request's returned file (``deletion.returns``: a JWE per line, encrypted to the
-    recipient), exactly the bytes whose SHA-256 the request and its certificate hold. 404
-    for a request that returns nothing; 409 before its data is returned."""
+    recipient), exactly the bytes whose SHA-256 the request and its certificate hold: read
+    once to check that digest, then handed out a few parts at a time (a tenant's file is
+    gigabytes; it is never held whole). 404 for a request that returns nothing; 409 before
+    its data is returned, or when what is stored no longer matches; 410 once discarded."""
     with rt.store.transaction() as session:
         row = session.get(DeletionRequest, request_id)
         if row is None:
@@ -254,13 +266,15 @@ def returned_file(rt: Runtime, auditor: Auditor, request_id: str) -> bytes:
             raise DeletionReturnNotFoundError()
         if row.return_sha256 is None:
             raise DeletionStateError("the data is not returned yet: execute the request")
-        lines = returns.parts(session, request_id)
-        if not lines:
-            raise DeletionReturnGoneError()
-        if returns.sha256(lines) != row.return_sha256:
-            raise DeletionStateError("the returned file no longer matches its recorded "
-                                     "SHA-256")
+        expected, tenant_id, buyer, returned = (row.return_sha256, row.tenant_id, row.buyer,
+                                                row.returned)
+    found = returns.digest(rt.store, request_id)
+    if found.size == 0:
+        raise DeletionReturnGoneError()
+    if not hmac.compare_digest(found.sha256, expected):
+        raise DeletionStateError("the returned file no longer matches its recorded SHA-256")
+    with rt.store.transaction() as session:
         auditor.record(session, Action.DELETIONS_RETURN_READ, Outcome.SUCCESS,
-                       tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,
-                       target_id=request_id, buyer=row.buyer, count=row.returned)
-        return returns.file_bytes(lines)
+                       tenant_id=tenant_id, target_type=TargetType.DELETION_REQUEST,
+                       target_id=request_id, buyer=buyer, count=returned)
+    return ReturnedFile(found.sha256, found.size, returns.chunks(rt.store, request_id))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from sellervault.deletion.errors import InvalidDeletionRequestError
 from sellervault.deletion.models import ReturnedPart
 from sellervault.records import erasure
 from sellervault.runtime import Runtime
+from sellervault.store.engine import Store
 
 KEY_AGREEMENT, CONTENT_ENCRYPTION = "ECDH-ES+A256KW", "A256GCM"
 ALGORITHMS = (KEY_AGREEMENT, CONTENT_ENCRYPTION)
@@ -146,14 +148,51 @@ def discard(session: Session, request_ids: list[str]) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+PARTS_PER_READ = 4
+"""Parts read per transaction when the file is hashed or sent (a part holds up to
+``RETURN_BATCH`` orders, a few MB): a tenant's file, gigabytes, is never held whole."""
+
+
 def parts(session: Session, request_id: str) -> list[str]:
-    """The returned file's lines (each part's JWE), in order."""
+    """The returned file's lines (each part's JWE), in order (a small file's, whole)."""
     return list(session.scalars(select(ReturnedPart.jwe).where(
         ReturnedPart.request_id == request_id).order_by(ReturnedPart.part)))
 
 
+def chunks(store: Store, request_id: str, per_read: int | None = None) -> Iterator[bytes]:
+    """The returned file, a few parts at a time, each read in a transaction of its own
+    (the parts of a returned request never change; a file discarded meanwhile ends short,
+    which the digest the reader checks shows)."""
+    per_read = PARTS_PER_READ if per_read is None else per_read
+    after = 0
+    while True:
+        with store.transaction() as session:
+            rows = session.execute(select(ReturnedPart.part, ReturnedPart.jwe).where(
+                ReturnedPart.request_id == request_id, ReturnedPart.part > after)
+                .order_by(ReturnedPart.part).limit(per_read)).all()
+        if not rows:
+            return
+        yield file_bytes([row.jwe for row in rows])
+        after = rows[-1].part
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str
+    size: int
+
+
+def digest(store: Store, request_id: str) -> Digest:
+    """The returned file's SHA-256 and size, read a few parts at a time."""
+    hashed, size = hashlib.sha256(), 0
+    for chunk in chunks(store, request_id):
+        hashed.update(chunk)
+        size += len(chunk)
+    return Digest(hashed.hexdigest(), size)
+
+
 def file_bytes(lines: list[str]) -> bytes:
-    """The returned file: each part and a newline (what ``sha256`` is of)."""
+    """Parts as the file holds them: each JWE and a newline (what ``sha256`` is of)."""
     return "".join(line + "\n" for line in lines).encode("ascii")
 
 
@@ -161,22 +200,32 @@ def sha256(lines: list[str]) -> str:
     return hashlib.sha256(file_bytes(lines)).hexdigest()
 
 
-def open_file(content: bytes, private_jwk: dict[str, Any]) -> list[dict[str, Any]]:
-    """The recipient's side: every order in a returned file, opened with their private
-    key (only the algorithms above are accepted). ``ValueError`` if a part does not open
-    or the parts are not in order."""
+def open_parts(lines: Iterable[str | bytes],
+               private_jwk: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """The recipient's side: each part's orders in turn, opened with their private key
+    (only the algorithms above are accepted), a line at a time (a file of gigabytes is never
+    held whole). ``ValueError`` if a part does not open or the parts are not in order."""
     try:
         key = _import(private_jwk)
     except (JoseError, ValueError, TypeError, KeyError):
         raise ValueError("not a private EC or OKP key") from None
-    orders: list[dict[str, Any]] = []
-    for number, line in enumerate(content.decode("ascii").splitlines(), start=1):
+    number = 0
+    for raw in lines:
+        line = raw.decode("ascii") if isinstance(raw, bytes) else raw
+        if not line.strip():
+            continue
+        number += 1
         try:
-            body = json.loads(jwe.decrypt_compact(line, key, algorithms=ALGORITHMS).plaintext
-                              or b"")
+            body = json.loads(jwe.decrypt_compact(line.strip(), key,
+                                                  algorithms=ALGORITHMS).plaintext or b"")
         except (JoseError, ValueError) as error:
             raise ValueError(f"part {number} does not open with this key") from error
         if body.get("part") != number:
             raise ValueError(f"part {number} is missing or out of order")
-        orders.extend(body["orders"])
-    return orders
+        yield body["orders"]
+
+
+def open_file(content: bytes, private_jwk: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every order of a returned file held in memory (``open_parts``)."""
+    return [order for orders in open_parts(content.splitlines(), private_jwk)
+            for order in orders]

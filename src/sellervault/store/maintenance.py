@@ -1,26 +1,33 @@
-"""Keeping servers and a restore apart.
+"""Keeping a restore apart from everything else that uses the vault.
 
-A restore replaces the database under everything that uses it: a server running through
-one would serve the restored rows before the erasures made since the backup are applied
-again (``deletion.ledger``), and keep writing into a SQLite file that is no longer the
-vault's. So every server holds a *shared* claim on the vault for as long as it runs, and a
-restore takes the claim *exclusively*: it refuses to begin while any server runs, and no
-server starts while it works.
+A restore replaces the database under whatever has it open: a server would serve the
+restored rows before the erasures made since the backup are applied again
+(``deletion.ledger``), and any process writing to a SQLite file that is swapped under it can
+corrupt it. So every process that opens the vault (a server, a CLI command, a job run by
+hand: ``bootstrap.open_runtime``) holds a *shared* claim on it for as long as it has it
+open, and a restore takes the claim *exclusively*: it refuses to begin while anything has
+the vault open, and nothing opens it while the restore works.
 
 The claim is the database's own where several hosts share it: a PostgreSQL session-level
-advisory lock (shared / exclusive), held on a connection of its own and released by
-PostgreSQL when that connection ends, however the process ends. On SQLite (one host) it is
-an ``flock`` on a file beside the database, released by the kernel when the process ends.
-Neither waits: a claim that cannot be had now is refused with what to do."""
+advisory lock (shared / exclusive) on a connection of its own, released by PostgreSQL when
+that connection ends, however the process ends. A connection can end under a running
+server (a database restart, a terminated backend), taking its claim with it: a server
+therefore watches its claim (``Claim.watch``) and takes it again, or stops if a restore
+got it first. On SQLite (one host) the claim is an ``flock`` on a file beside the database,
+released by the kernel when the process ends. Neither waits: a claim that cannot be had now
+is refused with what to do."""
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from sellervault.config import Settings
 from sellervault.store.engine import make_engine
@@ -28,60 +35,127 @@ from sellervault.store.engine import make_engine
 ADVISORY_KEY = 0x5345_4C4C_4552_5641
 """The advisory lock's key ("SELLERVA"): one vault per database."""
 
-SERVER_RUNNING = ("a SellerVault server is running on this vault: stop every server before "
-                  "a restore")
-RESTORE_RUNNING = "a restore of this vault is under way: start the server once it has finished"
+IN_USE = ("the vault is in use (a SellerVault server or command has it open): stop every "
+          "server and command before a restore")
+RESTORE_RUNNING = "a restore of this vault is under way: try again once it has finished"
+WATCH_SECONDS = 2.0
+"""How often a server checks that it still holds its claim."""
+
+log = logging.getLogger("sellervault.maintenance")
 
 
 class MaintenanceError(Exception):
-    """The claim is held the other way (a server running, or a restore under way)."""
+    """The claim is held the other way (the vault in use, or a restore under way)."""
 
 
-@contextmanager
-def serving(settings: Settings) -> Iterator[None]:
-    """A server's claim, held while it runs (refused while a restore works)."""
-    with _claim(settings, exclusive=False, refusal=RESTORE_RUNNING):
-        yield
+class Claim:
+    """A shared or exclusive claim on the vault, held until ``release``."""
 
+    def __init__(self, settings: Settings, *, exclusive: bool) -> None:
+        self._settings, self._exclusive = settings, exclusive
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._descriptor: int | None = None
+        self._engine: Engine | None = None
+        self._connection: Connection | None = None
+        self._take()
 
-@contextmanager
-def restoring(settings: Settings) -> Iterator[None]:
-    """A restore's claim (refused while any server runs)."""
-    with _claim(settings, exclusive=True, refusal=SERVER_RUNNING):
-        yield
-
-
-@contextmanager
-def _claim(settings: Settings, *, exclusive: bool, refusal: str) -> Iterator[None]:
-    if settings.database_url is None:
-        with _file_claim(settings, exclusive, refusal):
-            yield
-        return
-    engine = make_engine(settings.database_url.get_secret_value())
-    try:
-        with engine.connect() as connection:
-            function = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+    def _take(self) -> None:
+        refusal = IN_USE if self._exclusive else RESTORE_RUNNING
+        if self._settings.database_url is None:
+            self._descriptor = _file_claim(self._settings, self._exclusive, refusal)
+            return
+        if self._engine is None:
+            self._engine = make_engine(self._settings.database_url.get_secret_value())
+        connection = self._engine.connect()
+        try:
+            function = ("pg_try_advisory_lock" if self._exclusive
+                        else "pg_try_advisory_lock_shared")
             if not connection.scalar(text(f"SELECT {function}(:key)"), {"key": ADVISORY_KEY}):
                 raise MaintenanceError(refusal)
             connection.commit()  # (a session-level lock outlives the transaction)
-            yield
-    finally:  # (the connection closed: PostgreSQL releases the lock)
-        engine.dispose()
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def held(self) -> bool:
+        """Whether the claim is still held (on PostgreSQL, whether its connection lives)."""
+        with self._lock:
+            if self._released.is_set():
+                return False
+            if self._connection is None:
+                return self._settings.database_url is None
+            try:
+                self._connection.scalar(text("SELECT 1"))
+                self._connection.commit()
+                return True
+            except SQLAlchemyError:  # (a connection ended: its error, then "invalid")
+                return False
+
+    def renew(self) -> None:
+        """Take the claim again after its connection ended (``MaintenanceError`` if a
+        restore took it meanwhile; a database error if it cannot be reached yet)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.invalidate()
+                self._connection.close()
+                self._connection = None
+            self._take()
+
+    def watch(self, on_lost: Callable[[], None], every: float = WATCH_SECONDS) -> None:
+        """Check the claim every ``every`` seconds until released; take it again when its
+        connection has ended, and call ``on_lost`` (stop serving) if a restore has it."""
+        def run() -> None:
+            while not self._released.wait(every):
+                if self.held():
+                    continue
+                try:
+                    self.renew()
+                    log.warning("the vault's claim was lost with its database connection "
+                                "and taken again")
+                except MaintenanceError:
+                    log.error("the vault's claim was lost and a restore holds it now: "
+                              "stopping")
+                    on_lost()
+                    return
+                except SQLAlchemyError as exc:  # the database is away: try again next time
+                    log.error("the vault's claim cannot be taken again yet (%s)",
+                              type(exc).__name__)
+        threading.Thread(target=run, name="sellervault-claim-watch", daemon=True).start()
+
+    def release(self) -> None:
+        with self._lock:
+            if self._released.is_set():
+                return
+            self._released.set()
+            if self._descriptor is not None:
+                os.close(self._descriptor)  # (the lock goes with the descriptor)
+            if self._connection is not None:
+                self._connection.close()
+            if self._engine is not None:  # (the connection closed: PostgreSQL releases it)
+                self._engine.dispose()
 
 
 @contextmanager
-def _file_claim(settings: Settings, exclusive: bool, refusal: str) -> Iterator[None]:
+def restoring(settings: Settings) -> Iterator[Claim]:
+    """A restore's claim (refused while anything has the vault open)."""
+    claim = Claim(settings, exclusive=True)
+    try:
+        yield claim
+    finally:
+        claim.release()
+
+
+def _file_claim(settings: Settings, exclusive: bool, refusal: str) -> int | None:
     path = settings.sqlite_file.with_name(settings.sqlite_file.name + ".claim")
     if not path.parent.is_dir():  # no vault here: nothing to keep apart (opening it says so)
-        yield
-        return
+        return None
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(descriptor, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-                        | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MaintenanceError(refusal) from None
-        yield
-    finally:
-        os.close(descriptor)  # (the lock goes with the descriptor)
+        fcntl.flock(descriptor, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                    | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise MaintenanceError(refusal) from None
+    return descriptor

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from sellervault.access.actions import Action
@@ -168,7 +169,10 @@ def approve_return(
         state.runtime, state.auditor, state.principal.id, request_id))
 
 
-@router.get("/deletion-requests/{request_id}/return", response_class=Response,
+RETURN_SHA256_HEADER = "X-SellerVault-Return-SHA256"
+
+
+@router.get("/deletion-requests/{request_id}/return", response_class=StreamingResponse,
             responses={**own_errors(404, 409, 410, 422), 200: {
                 "content": {"text/plain": {}},
                 "description": "one JWE compact serialization per line"}})
@@ -178,11 +182,15 @@ def get_returned_file(
 ) -> Response:
     """The returned data: one JWE (ECDH-ES+A256KW, A256GCM) per line, encrypted to the
     recipient's key, which alone opens it; its SHA-256 is the request's ``return_sha256``
-    and the certificate's. 404 if the request returns nothing, 409 before it is executed,
-    410 once discarded (7 days after the request completed)."""
-    content = requests.returned_file(state.runtime, state.auditor, request_id)
-    return Response(content, media_type="text/plain; charset=us-ascii", headers={
-        "Content-Disposition": f'attachment; filename="{request_id}.jwe.txt"'})
+    and the certificate's (also in the ``X-SellerVault-Return-SHA256`` header). Streamed, a
+    few parts at a time. 404 if the request returns nothing, 409 before it is executed, 410
+    once discarded (7 days after the request completed)."""
+    returned = requests.returned_file(state.runtime, state.auditor, request_id)
+    return StreamingResponse(returned.chunks, media_type="text/plain; charset=us-ascii",
+                             headers={"Content-Length": str(returned.size),
+                                      RETURN_SHA256_HEADER: returned.sha256,
+                                      "Content-Disposition":
+                                          f'attachment; filename="{request_id}.jwe.txt"'})
 
 
 HOLD_ID = Path(max_length=32, pattern=r"^hld_[0-9a-f]{24}$")
