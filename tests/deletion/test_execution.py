@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from joserfc.jwk import ECKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sellervault.config import Settings
 from sellervault.crypto.errors import TenantKeysDestroyedError
@@ -24,7 +24,7 @@ from sellervault.deletion.errors import DeletionStateError
 from sellervault.records import erasure
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
-from sellervault.records.models import Order
+from sellervault.records.models import ErasedOrder, Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.runtime import Runtime
 from tests.deletion.helpers import (
@@ -319,6 +319,21 @@ def test_an_order_deleted_on_request_stays_deleted_when_a_resync_sends_it_again(
     assert _reveal(runtime, "acme", later[0]["AmazonOrderId"])["BuyerInfo"]["BuyerEmail"] == \
         BUYER_EMAIL
     assert ingest_result(runtime, "globex", theirs).inserted == 2  # another tenant's own
+
+
+def test_a_buyers_deletion_finishes_while_its_tenant_is_being_erased(
+        runtime: Runtime) -> None:
+    """The tenant's index key gone with its other keys, the buyer's rows are deleted
+    without tombstones (an erased tenant takes no ingest to withhold anything from)."""
+    ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    buyer = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
+    _execute(runtime, buyer.id, until=execution.KEYS_DESTROYED)
+    tenant = _file(runtime, scope="tenant")
+    _execute(runtime, tenant.id, until=execution.KEYS_DESTROYED)
+    assert _execute(runtime, buyer.id).status == "completed"
+    assert _execute(runtime, tenant.id).status == "completed"
+    with runtime.store.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(ErasedOrder)) == 0
 
 
 def test_a_scope_larger_than_a_batch_is_deleted_a_batch_at_a_time(

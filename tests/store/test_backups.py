@@ -157,19 +157,22 @@ def _unpack(settings: Settings, backup_file: Path, into: Path) -> Path:
 
 
 def _repack(settings: Settings, unpacked: Path, out: Path, body: bytes,
-            mac: bytes | None) -> Path:
+            mac: bytes | None, mode: str = "w", extra: dict[str, Path] | None = None) -> Path:
     """An archive made again from ``unpacked``'s members with this manifest and MAC (None:
-    none), encrypted to the vault's *public* recipient, as anyone holding it can."""
+    none) first, as a backup holds them, encrypted to the vault's *public* recipient, as
+    anyone holding it can."""
     rebuilt = out.with_suffix(".tar")
-    with tarfile.open(rebuilt, "w") as tar:
-        for member in sorted(unpacked.rglob("*")):
-            if member.is_file() and member.name not in (backups.MANIFEST, backups.MANIFEST_MAC):
-                tar.add(member, arcname=str(member.relative_to(unpacked)))
+    with tarfile.open(rebuilt, mode) as tar:
         for name, content in ((backups.MANIFEST, body), (backups.MANIFEST_MAC, mac)):
             if content is not None:
                 info = tarfile.TarInfo(name)
                 info.size = len(content)
                 tar.addfile(info, io.BytesIO(content))
+        for member in sorted(unpacked.rglob("*")):
+            if member.is_file() and member.name not in (backups.MANIFEST, backups.MANIFEST_MAC):
+                tar.add(member, arcname=str(member.relative_to(unpacked)))
+        for arcname, path in (extra or {}).items():
+            tar.add(path, arcname=arcname)
     pyrage.encrypt_file(str(rebuilt), str(out), [backups.identity(settings).to_public()])
     return out
 
@@ -196,6 +199,17 @@ def test_a_backup_made_by_anyone_but_this_vault_is_refused(
                              forged_mac)
             with pytest.raises(backups.BackupError, match=message):
                 backups.restore(settings, forged)
+    with pytest.raises(backups.BackupError, match="not the archive it writes"):  # gzipped
+        backups.restore(settings, _repack(settings, unpacked, tmp_path / "z.age", body, mac,
+                                          mode="w:gz"))
+    huge = body + b" " * backups.MAX_MANIFEST_BYTES  # (read only up to a manifest's size)
+    with pytest.raises(backups.BackupError, match="no authenticated manifest"):
+        backups.restore(settings, _repack(settings, unpacked, tmp_path / "h.age", huge,
+                                          backups.manifest_mac(settings, huge).encode()))
+    (unpacked / "files" / "extra.txt").write_text("not in the manifest")
+    with pytest.raises(backups.BackupError, match="files its manifest does not list"):
+        backups.restore(settings, _repack(settings, unpacked, tmp_path / "u.age", body, mac))
+    (unpacked / "files" / "extra.txt").unlink()
     (unpacked / "files" / "tls" / "server.crt").write_text("swapped")
     with pytest.raises(backups.BackupError, match="do not match its manifest"):
         backups.restore(settings, _repack(settings, unpacked, tmp_path / "s.age", body, mac))
@@ -216,21 +230,16 @@ def test_even_an_authentic_manifest_cannot_write_what_a_backup_never_holds(
     ledger_before = ledger.path_of(settings).read_bytes() if ledger.path_of(
         settings).exists() else None
     unpacked = _unpack(settings, tmp_path / "real.age", tmp_path / "unpacked")
-    payload = unpacked / "files" / "payload"
+    payload = tmp_path / "payload"
     payload.write_text("")
+    member = f"files/{name}"  # (the name as it stands: "files/../outside.txt" and all)
     manifest = json.loads((unpacked / backups.MANIFEST).read_text())
     manifest["files"].append(name)
-    manifest["sha256"][f"files/{name.lstrip('/')}"] = manifest["sha256"].get(
-        f"files/{name.lstrip('/')}", "")
-    target = unpacked / "files" / name.lstrip("/")
-    if target.resolve().is_relative_to(unpacked.resolve()):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        payload.replace(target)
-        manifest["sha256"][f"files/{name.lstrip('/')}"] = backups._sha256(target)
+    manifest["sha256"][member] = backups._sha256(payload)
     body = json.dumps(manifest).encode()
     forged = _repack(settings, unpacked, tmp_path / "forged.age", body,
-                     backups.manifest_mac(settings, body).encode())
-    with pytest.raises(backups.BackupError, match=r"may not restore|does not hold"):
+                     backups.manifest_mac(settings, body).encode(), extra={member: payload})
+    with pytest.raises(backups.BackupError, match="may not restore"):
         backups.restore(settings, forged)
     assert (ledger.path_of(settings).read_bytes() if ledger.path_of(settings).exists()
             else None) == ledger_before

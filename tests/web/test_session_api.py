@@ -159,6 +159,7 @@ def test_a_session_issued_just_before_a_password_change_is_revoked(server: Serve
         assert client.get("/session").status_code == 401
 
 
+@pytest.mark.usefixtures("production_passwords")  # (the race's window: a real check)
 @pytest.mark.parametrize("requests", [6])
 def test_simultaneous_logins_with_one_code_give_one_session(server: Server,
                                                             requests: int) -> None:
@@ -177,6 +178,7 @@ def test_simultaneous_logins_with_one_code_give_one_session(server: Server,
     assert _sessions(server.runtime, account_id) == 1
 
 
+@pytest.mark.usefixtures("production_passwords")  # (the race's window: a real check)
 def test_failed_attempts_at_the_same_moment_are_all_counted(server: Server) -> None:
     """The failure counter is incremented in the database, so simultaneous failures are not
     lost to each other (the lockout reads it: four is under its threshold of five)."""

@@ -42,6 +42,8 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, Reason, TargetType
+from sellervault.crypto.errors import TenantKeysDestroyedError
+from sellervault.crypto.keyring import UnknownTenantKeyError
 from sellervault.deletion import certificates, ledger, returns
 from sellervault.deletion.errors import DeletionStateError
 from sellervault.deletion.models import DeletionRequest, ReturnedPart
@@ -283,8 +285,7 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
             order_ids = [o.id for o in batch.orders]
             if order_ids and target.kind != "tenant":  # (a tenant's entry says it all,
                 # and an erased tenant takes no ingest: it needs no tombstones)
-                buried = tombstones.digests(rt.keyring.blind_index(session, target.tenant_id),
-                                            batch.amazon_order_ids)
+                buried = _tombstones(rt, session, target.tenant_id, batch.amazon_order_ids)
                 ledger.record(rt.settings, session, ledger.Erasure(
                     target.tenant_id, data_keys=key_ids, orders=order_ids,
                     tombstones=[digest.hex() for digest in buried]))
@@ -297,18 +298,26 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
                     rows_deleted=func.coalesce(DeletionRequest.rows_deleted, 0)
                     + len(order_ids)))
         deleted += len(order_ids)
-        if order_ids:
-            after = batch.after
-        elif after is None or target.kind == "tenant":
+        if not order_ids:
             break
-        else:  # once more from the start: an order of the buyer stored meanwhile behind
-            after = None  # the walk (an erased tenant takes none)
+        after = batch.after  # (a tenant's walk goes on from there; a buyer's starts again)
     try:
         with rt.store.transaction() as session:
             _advance(session, target, ROWS_DELETED)
             _record(session, auditor, Action.DELETIONS_DELETE_ROWS, target, deleted)
     except _Overtaken:
         return
+
+
+def _tombstones(rt: Runtime, session: Session, tenant_id: str,
+                amazon_order_ids: list[str]) -> list[bytes]:
+    """The batch's tombstones (``records.tombstones``); none once the whole tenant is being
+    erased (its index key is gone, and it takes no ingest to withhold anything from)."""
+    try:
+        return tombstones.digests(rt.keyring.blind_index(session, tenant_id),
+                                  amazon_order_ids)
+    except (UnknownTenantKeyError, TenantKeysDestroyedError):
+        return []
 
 
 def _verify(rt: Runtime, auditor: Auditor, target: _Target) -> None:

@@ -44,6 +44,10 @@ class Scope:
     email_digest: bytes | None = None
     """The tenant's blind-index digest of the buyer's email (a buyer scope)."""
 
+    @property
+    def whole_tenant(self) -> bool:
+        return self.amazon_order_id is None and self.email_digest is None
+
     def where(self) -> ColumnElement[bool]:
         condition = Order.tenant_id == self.tenant_id
         if self.amazon_order_id is not None:
@@ -124,18 +128,27 @@ class Batch:
 
 def next_batch(session: Session, scope: Scope, after: str | None,
                limit: int = DELETE_BATCH) -> Batch:
-    """The scope's next ``limit`` orders after the marketplace id ``after``, in marketplace
-    id order: a walk along the tenant's unique (tenant, marketplace id) index that starts
-    where the batch before ended, so no batch reads the entries of rows deleted before it
-    (PostgreSQL keeps those until VACUUM: a batch that began at the start of the scope, or a
-    sequential scan, read them all again each time, quadratic over a million orders)."""
+    """The scope's next ``limit`` orders, for the caller to destroy their keys and delete
+    their rows, a transaction a batch, until none is left.
+
+    A whole tenant's are taken after the marketplace id ``after``, in marketplace id order:
+    a walk along the tenant's unique (tenant, marketplace id) index that starts where the
+    batch before ended, so no batch reads the entries of rows deleted before it (PostgreSQL
+    keeps those until VACUUM: batches that each began at the start of a million-order
+    tenant, or a sequential scan, read them all again each time). An order's or a buyer's
+    are a few rows found through their own index (the buyer's blind index): any ``limit``
+    of them (ordering them by marketplace id could make the planner walk the whole tenant's
+    index instead), ``after`` unused."""
     query = select(Order.id, Order.tenant_id, Order.data_key_id, Order.amazon_order_id).where(
         scope.where())
-    if after is not None:
-        query = query.where(Order.amazon_order_id > after)
-    rows = session.execute(query.order_by(Order.amazon_order_id).limit(limit)).all()
+    if scope.whole_tenant:
+        if after is not None:
+            query = query.where(Order.amazon_order_id > after)
+        query = query.order_by(Order.amazon_order_id)
+    rows = session.execute(query.limit(limit)).all()
     return Batch([OrderRef(row.id, row.tenant_id, row.data_key_id) for row in rows],
-                 [row.amazon_order_id for row in rows], rows[-1].amazon_order_id if rows else after)
+                 [row.amazon_order_id for row in rows],
+                 (rows[-1].amazon_order_id if rows else after) if scope.whole_tenant else None)
 
 
 def decrypted_batch(session: Session, keyring: Keyring, scope: Scope, after: str | None,

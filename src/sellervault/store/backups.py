@@ -59,6 +59,7 @@ FORMAT = 2
 unauthenticated manifest, is refused)."""
 IDENTITY_FILE = "backup-identity.txt"
 MANIFEST, MANIFEST_MAC = "manifest.json", "manifest.mac"
+MAX_MANIFEST_BYTES = 1 << 20
 _MAC_INFO = b"sellervault backup manifest v2"
 
 
@@ -77,10 +78,14 @@ class Manifest:
     """Every member of the archive but the manifest and its MAC: its SHA-256 (hex)."""
 
 
-def identity(settings: Settings) -> x25519.Identity:
-    """The vault's backup identity (made on first use, readable by its owner only)."""
+def identity(settings: Settings, *, make: bool = True) -> x25519.Identity:
+    """The vault's backup identity (made on first use, readable by its owner only; a
+    restore never makes one: ``make`` False, and a missing one is an error)."""
     path = settings.root_key_file.parent / IDENTITY_FILE
     if not path.exists():
+        if not make:
+            raise BackupError(f"{path} is missing: no backup of this vault can be opened or "
+                              "authenticated without it (keep it with the root key)")
         made = x25519.Identity.generate()
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
@@ -92,7 +97,7 @@ def manifest_mac(settings: Settings, body: bytes) -> str:
     """The MAC of a manifest, under a key only this vault holds: derived from its backup
     identity (HKDF-SHA256, a purpose of its own), so no new secret is kept."""
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(
-        str(identity(settings)).encode())
+        str(identity(settings, make=False)).encode())
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
@@ -111,8 +116,13 @@ def backup(settings: Settings, out: Path, now: datetime,
         database = work / ("database.dump" if dialect == "postgresql" else "sellervault.db")
         _dump(settings, database)
         files = _files(settings)
-        members = {f"database/{database.name}": database} | {
-            f"files/{path.relative_to(settings.data_dir)}": path for path in files}
+        members = {f"database/{database.name}": database}
+        for path in files:  # copied first: what is hashed is exactly what is archived, even
+            # if the file changes meanwhile (a certificate renewed, the configuration edited)
+            name = f"files/{path.relative_to(settings.data_dir)}"
+            members[name] = work / name
+            members[name].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, members[name])
         manifest = Manifest(FORMAT, __version__, dialect, now.isoformat(),
                             [str(path.relative_to(settings.data_dir)) for path in files],
                             {name: _sha256(path) for name, path in members.items()})
@@ -130,21 +140,29 @@ def backup(settings: Settings, out: Path, now: datetime,
 
 
 def restore(settings: Settings, backup_file: Path) -> Manifest:
-    """Put the database and files of ``backup_file`` in place (the server stopped). The
-    erasures since the backup are applied at the next start (``bootstrap.open_runtime``)."""
+    """Put the database and files of ``backup_file`` in place (the caller holds the vault
+    alone: ``store.maintenance``). Nothing is written before the whole archive is opened,
+    authenticated and checked. The erasures since the backup are applied at the next start
+    (``bootstrap.open_runtime``)."""
     with tempfile.TemporaryDirectory(prefix="sellervault-restore-") as scratch:
         work = Path(scratch)
         archive = work / "backup.tar"
         if not backup_file.is_file():
             raise BackupError(f"{backup_file}: no such backup file")
         try:  # (age authenticates every chunk: nothing is unpacked before all of it opened)
-            pyrage.decrypt_file(str(backup_file), str(archive), [identity(settings)])
+            pyrage.decrypt_file(str(backup_file), str(archive),
+                                [identity(settings, make=False)])
         except (pyrage.DecryptError, OSError):
             raise BackupError("the backup does not open with this vault's backup identity "
                               "(another vault's, damaged, or cut short)") from None
-        with tarfile.open(archive) as tar:
-            manifest = _authentic_manifest(settings, tar)
-            tar.extractall(work / "backup", filter="data")
+        try:
+            with tarfile.open(archive, "r:") as tar:  # (uncompressed, as written: no bombs)
+                manifest = _authentic_manifest(settings, tar)
+                listed = _listed_members(tar, manifest)
+                tar.extractall(work / "backup", members=listed, filter="data")
+        except tarfile.TarError:
+            raise BackupError("not a backup of this vault (not the archive it writes)") \
+                from None
         unpacked = work / "backup"
         for name, digest in manifest.sha256.items():
             member = unpacked / name
@@ -157,10 +175,10 @@ def restore(settings: Settings, backup_file: Path) -> Manifest:
                               f"{dialect} vault")
         database = "database/" + ("database.dump" if dialect == "postgresql"
                                   else "sellervault.db")
+        targets = [_target(settings, name, unpacked / "files") for name in manifest.files]
         if database not in manifest.sha256 or any(
                 f"files/{name}" not in manifest.sha256 for name in manifest.files):
             raise BackupError("the backup's manifest names a file it does not hold")
-        targets = [_target(settings, name, unpacked / "files") for name in manifest.files]
         _load(settings, unpacked / "database")
         for name, target in zip(manifest.files, targets, strict=True):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,9 +187,11 @@ def restore(settings: Settings, backup_file: Path) -> Manifest:
 
 
 def _authentic_manifest(settings: Settings, tar: tarfile.TarFile) -> Manifest:
-    """The manifest, if this vault made it (its MAC checked before anything else is read)."""
+    """The manifest, if this vault made it (its MAC checked before anything else is read;
+    the two read only if they are the archive's first members and of a manifest's size)."""
     try:
-        body, mac = (_read_member(tar, name) for name in (MANIFEST, MANIFEST_MAC))
+        body, mac = (_read_member(tar, name, limit) for name, limit in (
+            (MANIFEST, MAX_MANIFEST_BYTES), (MANIFEST_MAC, 128)))
     except KeyError:
         raise BackupError("not a backup of this vault (no authenticated manifest: made by "
                           "another tool, or by an older SellerVault)") from None
@@ -185,12 +205,26 @@ def _authentic_manifest(settings: Settings, tar: tarfile.TarFile) -> Manifest:
     return Manifest(**fields)
 
 
-def _read_member(tar: tarfile.TarFile, name: str) -> bytes:
-    member = tar.getmember(name)
-    opened = tar.extractfile(member) if member.isfile() else None
+def _read_member(tar: tarfile.TarFile, name: str, limit: int) -> bytes:
+    """One of the archive's first two members (``KeyError``: not there, not a file, or
+    larger than ``limit``): read without scanning the rest of the archive first."""
+    member = tar.next()
+    opened = tar.extractfile(member) if member is not None and member.name == name \
+        and member.isfile() and member.size <= limit else None
     if opened is None:
         raise KeyError(name)
     return opened.read()
+
+
+def _listed_members(tar: tarfile.TarFile, manifest: Manifest) -> list[tarfile.TarInfo]:
+    """The archive's members past the manifest, exactly those the manifest lists, each a
+    regular file: anything else in the archive refuses it."""
+    members = tar.getmembers()[2:]
+    names = [member.name for member in members]
+    if any(not member.isfile() for member in members) or len(set(names)) != len(names) \
+            or set(names) != set(manifest.sha256):
+        raise BackupError("the backup holds files its manifest does not list")
+    return members
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, body: bytes) -> None:
