@@ -319,6 +319,11 @@ def test_an_order_deleted_on_request_stays_deleted_when_a_resync_sends_it_again(
     assert _reveal(runtime, "acme", later[0]["AmazonOrderId"])["BuyerInfo"]["BuyerEmail"] == \
         BUYER_EMAIL
     assert ingest_result(runtime, "globex", theirs).inserted == 2  # another tenant's own
+    assert [e.count for e in events(runtime, "orders:withhold")] == [2]
+    tenant = _file(runtime, scope="tenant")  # the tenant erased: its tombstones go too
+    assert _execute(runtime, tenant.id).status == "completed"
+    with runtime.store.transaction() as session:
+        assert session.scalars(select(ErasedOrder.tenant_id)).all() == []
 
 
 def test_a_buyers_deletion_finishes_while_its_tenant_is_being_erased(

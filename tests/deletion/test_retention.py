@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
 from sellervault.clock import ManualClock
-from sellervault.deletion import holds, retention
+from sellervault.deletion import execution, holds, requests, retention
 from sellervault.deletion.errors import (
     DeletionScopeNotFoundError,
     DeletionStateError,
@@ -160,6 +160,30 @@ def test_orders_go_18_months_after_purchase_canaries_never(runtime: Runtime,
     with runtime.store.transaction() as session:
         assert len(session.scalars(select(Order).where(Order.is_canary.is_(True))).all()) == \
             runtime.settings.canaries_per_tenant
+
+
+def test_a_deleted_orders_tombstone_lasts_as_long_as_the_order_would_have(
+        runtime: Runtime, clock: ManualClock) -> None:
+    """Withheld from a re-sync until its 18 months are up; then the tombstone goes (an order
+    sent after that is past its own expiry: the next run removes it at once)."""
+    purchased = datetime.fromisoformat("2026-08-31T10:00:00+00:00")
+    clock.set(max(clock.now(), purchased))
+    order = _order(6, purchased, shipped=purchased + DAY)
+    _ingest(runtime, order)
+    filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="order",
+                                  tenant_id="acme", requested_by="DSR",
+                                  amazon_order_id=order["AmazonOrderId"])
+    execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+    clock.set(datetime.fromisoformat("2028-02-29T09:59:59+00:00"))
+    assert retention.run(runtime).tombstones_removed == 0
+    _ingest(runtime, order)
+    assert _state(runtime, 6) == "gone"  # (withheld)
+    clock.advance(1)
+    assert retention.run(runtime).tombstones_removed == 1
+    _ingest(runtime, order)  # the marketplace should no longer send it; if it does,
+    assert _state(runtime, 6) == "present"
+    assert retention.run(runtime).orders_removed == 1  # it goes with the next run
+    assert _state(runtime, 6) == "gone"
 
 
 def test_a_legal_hold_outlives_both_until_it_ends(runtime: Runtime,

@@ -207,6 +207,37 @@ def _new_order(server: Server, number: int) -> str:
     return str(order["AmazonOrderId"])
 
 
+def test_a_resync_of_a_deleted_order_is_withheld_by_the_api_and_the_cli(
+        server: Server, officer: str, tmp_path: Path) -> None:
+    [order] = synthetic_orders(1, start=790)
+    ingester = server.create_service(server.admin_token(), "re-sync ingest",
+                                     [{"role": "ingest", "tenant": "acme"}])
+    with server.client(ingester) as client:
+        assert client.post("/tenants/acme/orders", json={"orders": [order]}).json()[
+            "inserted"] == 1
+    with server.client(officer) as client:
+        filed = client.post("/deletion-requests", json=_body(
+            scope="order", amazon_order_id=order["AmazonOrderId"])).json()
+        assert client.post(f"/deletion-requests/{filed['id']}/execute").json()[
+            "status"] == "completed"
+    [fresh] = synthetic_orders(1, start=791)
+    with server.client(ingester) as client:
+        resent = client.post("/tenants/acme/orders", json={"orders": [order, fresh]})
+    assert resent.json() == {"ingested": 1, "inserted": 1, "updated": 0, "withheld": 1}
+    cli = Cli(tmp_path)
+    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
+                   "--api-key-stdin", stdin=ingester + "\n").code == 0
+    lines = tmp_path / "orders.jsonl"
+    lines.write_text(json.dumps(order) + "\n")
+    imported = cli.invoke("import", lines, "--tenant", "acme", "--quiet")
+    assert imported.code == 0, imported
+    assert "Imported 0 orders into tenant acme. 1 withheld: deleted on request" in \
+        imported.stdout
+    with server.client(officer) as client:
+        found = client.get("/audit/events", params={"action": "orders:withhold"}).json()
+    assert [event["count"] for event in found["events"]][-2:] == [1, 1]
+
+
 def test_data_is_returned_to_the_recipient_before_it_is_deleted(
         server: Server, officer: str, second_officer: str, orders: list[str]) -> None:
     """The returned file is fetched by the officer (who cannot open it), matches the

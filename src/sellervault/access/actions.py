@@ -54,6 +54,7 @@ class Action(StrEnum):
     NOTIFICATIONS_DEAD = "notifications:dead"
     # Orders of a tenant.
     ORDERS_INGEST = "orders:ingest"
+    ORDERS_WITHHOLD = "orders:withhold"  # orders deleted on request sent again: not stored
     ORDERS_READ = "orders:read"
     ORDERS_SEARCH = "orders:search"
     ORDERS_REVEAL = "orders:reveal"

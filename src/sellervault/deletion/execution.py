@@ -285,10 +285,10 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
             order_ids = [o.id for o in batch.orders]
             if order_ids and target.kind != "tenant":  # (a tenant's entry says it all,
                 # and an erased tenant takes no ingest: it needs no tombstones)
-                buried = _tombstones(rt, session, target.tenant_id, batch.amazon_order_ids)
+                buried = _tombstones(rt, session, target.tenant_id, batch)
                 ledger.record(rt.settings, session, ledger.Erasure(
                     target.tenant_id, data_keys=key_ids, orders=order_ids,
-                    tombstones=[digest.hex() for digest in buried]))
+                    tombstones=[ledger.tombstone_entry(t) for t in buried]))
                 tombstones.bury(session, target.tenant_id, buried, rt.clock.now())
             rt.keyring.destroy_data_keys(session, target.tenant_id, key_ids)
             erasure.delete_orders(session, order_ids)
@@ -304,20 +304,23 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     try:
         with rt.store.transaction() as session:
             _advance(session, target, ROWS_DELETED)
+            if target.kind == "tenant":  # (made under its destroyed index key: nothing left
+                tombstones.forget_tenant(session, target.tenant_id)  # to withhold them from)
             _record(session, auditor, Action.DELETIONS_DELETE_ROWS, target, deleted)
     except _Overtaken:
         return
 
 
 def _tombstones(rt: Runtime, session: Session, tenant_id: str,
-                amazon_order_ids: list[str]) -> list[bytes]:
+                batch: erasure.Batch) -> list[tombstones.Tombstone]:
     """The batch's tombstones (``records.tombstones``); none once the whole tenant is being
     erased (its index key is gone, and it takes no ingest to withhold anything from)."""
     try:
-        return tombstones.digests(rt.keyring.blind_index(session, tenant_id),
-                                  amazon_order_ids)
+        index = rt.keyring.blind_index(session, tenant_id)
     except (UnknownTenantKeyError, TenantKeysDestroyedError):
         return []
+    return [tombstones.Tombstone(digest, expires_at) for digest, expires_at in zip(
+        tombstones.digests(index, batch.amazon_order_ids), batch.expires_at, strict=True)]
 
 
 def _verify(rt: Runtime, auditor: Auditor, target: _Target) -> None:

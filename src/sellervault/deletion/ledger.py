@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -57,9 +58,13 @@ class Erasure:
     """Order rows deleted."""
     pii_of: list[str] = field(default_factory=list)
     """Orders whose PII was removed (their rows kept)."""
-    tombstones: list[str] = field(default_factory=list)
-    """The deleted orders' tombstones (``records.tombstones``: hex digests, not ids), so that
-    after a restore a re-sync cannot bring them back either."""
+    tombstones: list[list[str]] = field(default_factory=list)
+    """The deleted orders' tombstones (``records.tombstones``: [hex digest, expiry], not
+    ids), so that after a restore a re-sync cannot bring them back either."""
+
+
+def tombstone_entry(tombstone: tombstones.Tombstone) -> list[str]:
+    return [tombstone.digest.hex(), tombstone.expires_at.isoformat()]
 
 
 def path_of(settings: Settings) -> Path:
@@ -128,10 +133,12 @@ def _apply(rt: Runtime, session: Session, entry: Erasure) -> None:
     if entry.tenant_keys:  # (a tenant the backup did not know yet stays erased too)
         rt.keyring.destroy_tenant_keys(session, entry.tenant)
         erasure.delete_tenant_orders(session, entry.tenant)
+        tombstones.forget_tenant(session, entry.tenant)
         return
     if entry.data_keys:
         rt.keyring.destroy_data_keys(session, entry.tenant, entry.data_keys)
     erasure.delete_orders(session, entry.orders)
     erasure.remove_pii(session, entry.pii_of, rt.clock.now())
-    tombstones.bury(session, entry.tenant, [bytes.fromhex(digest) for digest in
-                                            entry.tombstones], rt.clock.now())
+    tombstones.bury(session, entry.tenant, [
+        tombstones.Tombstone(bytes.fromhex(digest), datetime.fromisoformat(expires_at))
+        for digest, expires_at in entry.tombstones], rt.clock.now())

@@ -18,7 +18,7 @@ from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.deletion import ledger
-from sellervault.records import erasure
+from sellervault.records import erasure, tombstones
 from sellervault.runtime import Runtime
 
 
@@ -32,6 +32,9 @@ class RetentionReport:
     without_pii_expiry: int
     """Orders holding PII with no delivery or ship date yet."""
     dry_run: bool
+    tombstones_removed: int = 0
+    """Tombstones of orders deleted on request that would have expired by now
+    (``records.tombstones``; not counted in a dry run)."""
 
 
 def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
@@ -49,7 +52,10 @@ def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
     pii = _in_batches(rt, now, erasure.pii_expired,
                       lambda session, ids: erasure.remove_pii(session, ids, now),
                       Action.RETENTION_REMOVE_PII, pii_only=True)
-    return RetentionReport(pii, orders, held, undated, dry_run=False)
+    with rt.store.transaction() as session:
+        forgotten = tombstones.forget_expired(session, now)
+    return RetentionReport(pii, orders, held, undated, dry_run=False,
+                           tombstones_removed=forgotten)
 
 
 def remove_expired(rt: Runtime) -> int:

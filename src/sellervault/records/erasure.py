@@ -122,7 +122,8 @@ class Batch:
 
     orders: list[OrderRef]
     amazon_order_ids: list[str]
-    """Their marketplace ids (for their tombstones: ``records.tombstones``)."""
+    """Their marketplace ids and expiries (for their tombstones: ``records.tombstones``)."""
+    expires_at: list[datetime]
     after: str | None
 
 
@@ -139,15 +140,15 @@ def next_batch(session: Session, scope: Scope, after: str | None,
     are a few rows found through their own index (the buyer's blind index): any ``limit``
     of them (ordering them by marketplace id could make the planner walk the whole tenant's
     index instead), ``after`` unused."""
-    query = select(Order.id, Order.tenant_id, Order.data_key_id, Order.amazon_order_id).where(
-        scope.where())
+    query = select(Order.id, Order.tenant_id, Order.data_key_id, Order.amazon_order_id,
+                   Order.expires_at).where(scope.where())
     if scope.whole_tenant:
         if after is not None:
             query = query.where(Order.amazon_order_id > after)
         query = query.order_by(Order.amazon_order_id)
     rows = session.execute(query.limit(limit)).all()
     return Batch([OrderRef(row.id, row.tenant_id, row.data_key_id) for row in rows],
-                 [row.amazon_order_id for row in rows],
+                 [row.amazon_order_id for row in rows], [row.expires_at for row in rows],
                  (rows[-1].amazon_order_id if rows else after) if scope.whole_tenant else None)
 
 

@@ -84,13 +84,15 @@ class Restriction(Base):
 class ErasedOrder(Base):
     """An order deleted at a data subject's or the seller's request (a deletion request of
     scope order or buyer): a marketplace re-sync sending it again must not bring it back,
-    so ingest withholds it (``records.erasure.withheld``). It is held as the tenant's
-    blind-index digest of the marketplace order id, never the id: the tombstone says that an
-    order was deleted, not which one, to whoever lacks the tenant's index key. (A tenant
-    erased whole needs none: its keys are gone, and an ingest to it is refused.)"""
+    so ingest withholds it (``records.tombstones``). It is held as the tenant's blind-index
+    digest of the marketplace order id, never the id: the tombstone says that an order was
+    deleted, not which one, to whoever lacks the tenant's index key. It lasts as long as the
+    order would have (``expires_at``, its 18 months): an order re-sent after that would be
+    removed by retention at once. (A tenant erased whole keeps none.)"""
 
     __tablename__ = "erased_orders"
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     order_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

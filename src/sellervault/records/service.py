@@ -267,6 +267,10 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
         result = store_orders(session, rt.keyring, tenant_id, orders, now, tenant_ready=True)
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.ORDER, count=result.ingested)
+        if result.withheld:  # the evidence that a deletion held against a re-sync
+            Auditor(rt.audit, SYSTEM_ACTOR).record(
+                session, Action.ORDERS_WITHHOLD, Outcome.SUCCESS, tenant_id=tenant_id,
+                target_type=TargetType.ORDER, count=result.withheld)
         if first:  # the tenant's keys were made just now: an event of their own
             Auditor(rt.audit, SYSTEM_ACTOR).record(
                 session, Action.KEYS_CREATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,

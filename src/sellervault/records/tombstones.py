@@ -7,15 +7,17 @@ how many orders were deleted. It is written in the transaction that deletes the 
 (``deletion.execution``) and, through the erasure ledger, again after a restore from a
 backup taken before (``deletion.ledger``). Only deletion requests write them: retention's
 removals are of orders past their time, which a marketplace no longer sends, and an erased
-tenant refuses every ingest."""
+tenant refuses every ingest. A tombstone goes when its order would have (18 months after
+purchase: ``forget_expired``, in the retention run), and with its tenant."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.blind_index import BlindIndex
@@ -32,15 +34,33 @@ def digests(index: BlindIndex, amazon_order_ids: Iterable[str]) -> list[bytes]:
     return [index.digest(ORDER_ID, amazon_order_id) for amazon_order_id in amazon_order_ids]
 
 
-def bury(session: Session, tenant_id: str, order_digests: Sequence[bytes],
-         now: datetime) -> None:
+@dataclass(frozen=True)
+class Tombstone:
+    digest: bytes
+    expires_at: datetime
+    """When the order would have been removed (``Order.expires_at``)."""
+
+
+def bury(session: Session, tenant_id: str, buried: Sequence[Tombstone], now: datetime) -> None:
     """Tombstones for these orders (each once: a deletion resumed, or applied again from the
     ledger, writes the same)."""
-    if order_digests:
+    if buried:
         session.execute(insert_into(session, _ERASED_ORDERS).values(
-            [{"tenant_id": tenant_id, "order_digest": digest, "erased_at": now}
-             for digest in order_digests]).on_conflict_do_nothing(
-            index_elements=["tenant_id", "order_digest"]))
+            [{"tenant_id": tenant_id, "order_digest": tombstone.digest, "erased_at": now,
+              "expires_at": tombstone.expires_at} for tombstone in buried])
+            .on_conflict_do_nothing(index_elements=["tenant_id", "order_digest"]))
+
+
+def forget_expired(session: Session, now: datetime) -> int:
+    """Drop the tombstones whose orders would have expired by now; how many."""
+    result = session.execute(delete(ErasedOrder).where(ErasedOrder.expires_at <= now))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_tenant(session: Session, tenant_id: str) -> None:
+    """Drop a tenant's tombstones (the tenant erased: its index key, which made them, is
+    gone, and it takes no ingest)."""
+    session.execute(delete(ErasedOrder).where(ErasedOrder.tenant_id == tenant_id))
 
 
 def withheld(session: Session, index: BlindIndex, tenant_id: str,
