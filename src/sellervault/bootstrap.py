@@ -143,12 +143,11 @@ def _open(settings: Settings, clock: Clock, *, claim: bool = True) -> tuple[Runt
     except maintenance.MaintenanceError as exc:
         raise BootstrapError(str(exc)) from None
     try:
-        runtime = Runtime.open(settings, clock)
+        runtime = Runtime.open(settings, clock, held)
     except BaseException:
         if held is not None:
             held.release()
         raise
-    object.__setattr__(runtime, "claim", held)
     try:
         migrate.upgrade(runtime.store.engine)
         make_system_keys(runtime, Auditor(runtime.audit, SYSTEM_ACTOR))
@@ -156,6 +155,9 @@ def _open(settings: Settings, clock: Clock, *, claim: bool = True) -> tuple[Runt
     except ErasureLedgerError as exc:
         runtime.close()
         raise BootstrapError(str(exc)) from None
+    except BaseException:  # (its claim and connections with it)
+        runtime.close()
+        raise
 
 
 def make_system_keys(runtime: Runtime, auditor: Auditor) -> list[str]:

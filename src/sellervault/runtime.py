@@ -43,8 +43,10 @@ class Runtime:
             object.__setattr__(self, "counters", LocalCounters(self.clock))
 
     @classmethod
-    def open(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Runtime:
-        """Open an initialised data directory (keys and database must already exist)."""
+    def open(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK,
+             claim: Claim | None = None) -> Runtime:
+        """Open an initialised data directory (keys and database must already exist),
+        holding ``claim`` until closed."""
         passphrase = settings.root_key_passphrase
         provider = LocalKeyProvider(
             settings.root_key_file, passphrase.get_secret_value() if passphrase else None
@@ -56,7 +58,7 @@ class Runtime:
         except BaseException:
             store.dispose()
             raise
-        return cls(settings, store, keyring, clock, counters)
+        return cls(settings, store, keyring, clock, counters, claim)
 
     @property
     def worker_threads(self) -> int:
@@ -64,8 +66,10 @@ class Runtime:
         return self.settings.worker_threads or self.store.default_worker_threads
 
     def close(self) -> None:
-        self.audit.close()
-        self.counters.close()
-        self.store.dispose()
-        if self.claim is not None:
-            self.claim.release()
+        try:
+            self.audit.close()
+            self.counters.close()
+            self.store.dispose()
+        finally:  # (whatever failed above, no restore stays shut out)
+            if self.claim is not None:
+                self.claim.release()

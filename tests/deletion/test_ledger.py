@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sellervault.deletion import execution, ledger, requests
 from sellervault.deletion.errors import ErasureLedgerError
 from sellervault.deletion.models import ErasureApplied
+from sellervault.records import lifetimes
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
 from sellervault.records.models import ErasedOrder, Order
@@ -131,4 +132,37 @@ def test_a_database_with_erasures_the_file_lacks_does_not_start(
     else:
         path.write_bytes(older)
     with pytest.raises(ErasureLedgerError, match=f"lacks {lacking} erasure"):
+        ledger.reapply(runtime)
+
+
+def test_an_entry_of_the_earlier_format_is_applied_with_a_conservative_expiry(
+        runtime: Runtime) -> None:
+    """Tombstones written as bare digests (before their expiry was kept) are given the
+    longest life their order can have had left: 18 months from when they are applied."""
+    ingest(runtime, "acme", 1)
+    path = ledger.path_of(runtime.settings)
+    with path.open("a") as file:
+        file.write(json.dumps({"id": "e" * 32, "tenant": "acme", "tenant_keys": False,
+                               "data_keys": [], "orders": [], "pii_of": [],
+                               "tombstones": ["ab" * 32]}) + "\n")
+    assert ledger.reapply(runtime) == 1
+    with runtime.store.transaction() as session:
+        [expires_at] = session.scalars(select(ErasedOrder.expires_at)).all()
+    assert expires_at == lifetimes.order_expiry(runtime.clock.now())
+
+
+@pytest.mark.parametrize("damaged", [
+    '{"id": "x", "tenant": "acme", "tombstones": [["zz", "2027-01-01T00:00:00+00:00"]]}',
+    '{"id": "x", "tenant": "acme", "tombstones": [["ab", "2027-01-01T00:00:00"]]}',
+    '{"id": "x", "tenant": "acme", "orders": [1, 2]}',
+    '{"id": "x", "tenant": "acme", "unknown": true}',
+    '{"tenant": "acme"}',
+    'not json'])
+def test_a_damaged_entry_stops_the_start_naming_its_line(runtime: Runtime,
+                                                        damaged: str) -> None:
+    ingest(runtime, "acme", 1)
+    path = ledger.path_of(runtime.settings)
+    with path.open("a") as file:
+        file.write(damaged + "\n")
+    with pytest.raises(ErasureLedgerError, match=r"line \d+: not an erasure entry"):
         ledger.reapply(runtime)

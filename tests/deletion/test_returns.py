@@ -159,6 +159,10 @@ def test_a_large_scope_is_returned_in_parts_in_order(runtime: Runtime,
     assert len(returns.open_file(returns.file_bytes(lines), key)) == 5
     with pytest.raises(ValueError, match="part 1 is missing or out of order"):
         returns.open_file(returns.file_bytes([lines[1], lines[0], lines[2]]), key)
+    with pytest.raises(ValueError, match="ends after part 2, before its last part"):
+        returns.open_file(returns.file_bytes(lines[:2]), key)  # cut at a part's end
+    with pytest.raises(ValueError, match="part 4 is missing or out of order"):
+        returns.open_file(returns.file_bytes([*lines, lines[2]]), key)  # past the last
     # Read back a part per transaction (a tenant's file is never held whole): the same
     # bytes, the same digest as the whole file's.
     whole = returns.file_bytes(lines)

@@ -41,12 +41,27 @@ def test_nothing_opens_the_vault_and_no_second_restore_begins_during_a_restore(
     bootstrap.open_runtime(settings).close()  # the restore finished: the vault opens again
 
 
-def test_a_claim_is_released_when_its_holder_fails(
+def test_a_claim_is_released_when_opening_the_vault_fails(
+        settings: Settings, initialized: bootstrap.InitResult,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start that fails after taking its claim (here: making the system keys) gives the
+    claim back: no restore is shut out by a process that never opened."""
+    def fail(*_: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(bootstrap, "make_system_keys", fail)
+    with pytest.raises(RuntimeError):
+        bootstrap.open_runtime(settings)
+    with maintenance.restoring(settings):
+        pass
+
+
+def test_a_released_claim_is_released_once_and_not_taken_again(
         settings: Settings, initialized: bootstrap.InitResult) -> None:
     claim = maintenance.Claim(settings, exclusive=False)
     claim.release()
     claim.release()  # (twice: nothing more)
-    assert not claim.held()
+    claim.renew()  # (after release: nothing; it must not take the lock back)
     with maintenance.restoring(settings):
         pass
 

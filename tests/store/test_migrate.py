@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, Table, insert, inspect, select, text
+from sqlalchemy import Engine, MetaData, Table, column, insert, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError
 
 from sellervault.access.actions import Action
 from sellervault.accounts.identity import mailbox
 from sellervault.accounts.models import Account
 from sellervault.records import service as records
+from sellervault.records.models import ErasedOrder
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
 from sellervault.store import migrate
 from sellervault.store.engine import make_engine
+from sellervault.store.types import UTCDateTime
 
 CYRILLIC_A = "\N{CYRILLIC SMALL LETTER A}"
 CYRILLIC_ER = "\N{CYRILLIC SMALL LETTER ER}"
@@ -219,3 +221,21 @@ def test_0020_computes_every_orders_lifetimes_as_ingest_does(runtime: Runtime) -
     migrate.upgrade(engine)
     with engine.connect() as connection:
         assert connection.execute(query).all() == stored
+
+
+def test_0028_gives_earlier_tombstones_the_longest_life_their_order_can_have_had(
+        runtime: Runtime) -> None:
+    """Tombstones written before 0028 had no expiry: 18 months after their erasure (no
+    order can have had longer left), none dropped early."""
+    engine = runtime.store.engine
+    migrate.downgrade(engine, "0027")
+    erased_at = datetime.fromisoformat("2026-08-31T10:00:00+00:00")
+    before = table("erased_orders", column("tenant_id"), column("order_digest"),
+                   column("erased_at", UTCDateTime()))
+    with engine.begin() as connection:
+        connection.execute(insert(before).values(tenant_id="acme", order_digest=b"\x01" * 32,
+                                                 erased_at=erased_at))
+    migrate.upgrade(engine)
+    with runtime.store.transaction() as session:
+        [expires_at] = session.scalars(select(ErasedOrder.expires_at)).all()
+    assert expires_at == datetime.fromisoformat("2028-02-29T10:00:00+00:00")

@@ -337,10 +337,18 @@ def test_the_cli_returns_and_the_recipient_opens_offline(
     out = tmp_path / "returned.jwe.txt"
     fetched = cli.invoke("deletions", "return", request_id, "--out", str(out))
     assert fetched.code == 0, fetched
-    assert hashlib.sha256(out.read_bytes()).hexdigest() in fetched.stdout
-    opened = cli.invoke("deletions", "open-return", str(out), "--key", str(private))
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert digest in fetched.stdout and oct(out.stat().st_mode & 0o777) == "0o600"
+    with server.client(officer) as client:  # (the API says the digest before the bytes)
+        assert client.get(f"/deletion-requests/{request_id}/return").headers[
+            "x-sellervault-return-sha256"] == digest
+    opened = cli.invoke("deletions", "open-return", str(out), "--key", str(private),
+                        "--sha256", digest)
     assert opened.code == 0, opened
     assert json.loads(opened.stdout.splitlines()[0])["AmazonOrderId"] == order
+    other = cli.invoke("deletions", "open-return", str(out), "--key", str(private),
+                       "--sha256", "0" * 64)
+    assert other.code == 1 and "nothing printed" in other.stderr and other.stdout == ""
     wrong = cli.invoke("deletions", "open-return", str(out), "--key", str(public))
     assert wrong.code == 1 and "does not open" in wrong.stderr
     bad_key = cli.invoke("deletions", "file", "--scope", "tenant", "--tenant", "acme",

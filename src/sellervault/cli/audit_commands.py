@@ -42,8 +42,13 @@ def _destination(output: Path | None) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
-    with owner_only_file(output) as binary, io.TextIOWrapper(binary, encoding="utf-8") as text:
-        yield text
+    with owner_only_file(output) as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8")
+        try:
+            yield text
+        finally:
+            text.flush()
+            text.detach()  # (the file stays open for owner_only_file to sync and rename)
 
 
 def audit_export(

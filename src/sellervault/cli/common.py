@@ -54,9 +54,11 @@ def owner_only_file(output: Path) -> Iterator[BinaryIO]:
                                         suffix=".partial")
     partial = Path(name)
     try:
-        os.fchmod(descriptor, 0o600)
         with os.fdopen(descriptor, "wb") as stream:
+            os.fchmod(stream.fileno(), 0o600)
             yield stream
+            stream.flush()
+            os.fsync(stream.fileno())  # (on disk before it takes the final name)
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)

@@ -188,11 +188,21 @@ def deletions_return(
 def deletions_open_return(
     returned: Annotated[Path, typer.Argument(help="A returned file.")],
     key: Annotated[Path, typer.Option(help="The recipient's private key: a JWK file.")],
+    sha256: Annotated[str | None, typer.Option(
+        "--sha256", help="The SHA-256 the certificate records for the returned file: "
+                         "checked before anything is printed.")] = None,
 ) -> None:
     """For the recipient, offline: every order in a returned file, one JSON object per
-    line (with PII in clear: write it somewhere safe). Read a part at a time."""
+    line (with PII in clear: write it somewhere safe). Read a part at a time; with --sha256
+    (the certificate's `returned.sha256`) the whole file is checked before anything is
+    printed."""
     try:
         private = _jwk(key)
+        if sha256 is not None:
+            with returned.open("rb") as whole:
+                found = hashlib.file_digest(whole, "sha256").hexdigest()
+            if not hmac.compare_digest(found, sha256.lower()):
+                raise ValueError("its SHA-256 is not the one given: nothing printed")
         with returned.open("rb") as lines:
             for orders in returns.open_parts(lines, private):
                 for order in orders:

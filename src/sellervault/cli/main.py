@@ -133,7 +133,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     except DBAPIError as exc:
         raise fail(database_problem(exc)) from None
     if runtime.claim is not None:  # (lost with its connection: taken again, or stop)
-        runtime.claim.watch(lambda: os.kill(os.getpid(), signal.SIGTERM))
+        runtime.claim.watch(_stop_now)
     bootstrap.record_serve(runtime)
     console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
     if not network.is_loopback_host(host) and network.Networks.parse(
@@ -145,9 +145,25 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     try:
         server = build_server(runtime, host, port)
         freeze_startup_objects()
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again: as SystemExit, so
+        # that the runtime below is closed (events flushed, claim released) before exiting.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         server.run()
     finally:
         runtime.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _stop_now() -> None:
+    """A restore took the vault's claim while this server had lost it (its database
+    connection ended): stop at once, with no graceful shutdown, since requests in flight
+    would read a database being replaced."""
+    err.print("[red]error:[/red] a restore of this vault began while this server had lost "
+              "its claim: stopping now", highlight=False)
+    os._exit(75)
 
 
 @app.command()
@@ -448,8 +464,8 @@ def restore(
     backup_file: Annotated[Path, typer.Argument(help="A file `sellervault backup` wrote.")],
     data_dir: DataDir = None,
 ) -> None:
-    """Restore a backup into this vault (every server stopped: refused while one runs, and
-    none starts meanwhile; keys/ must be this vault's
+    """Restore a backup into this vault (every server and command stopped: refused while
+    anything has the vault open, and nothing opens it meanwhile; keys/ must be this vault's
     own, never one restored from a backup): the database and files are put back, then every
     deletion and retention erasure made since the backup is applied again before anything is
     served, so deleted PII stays deleted."""

@@ -28,7 +28,7 @@ import json
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
@@ -41,7 +41,7 @@ from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.config import Settings
 from sellervault.deletion.errors import ErasureLedgerError
 from sellervault.deletion.models import ErasureApplied
-from sellervault.records import erasure, tombstones
+from sellervault.records import erasure, lifetimes, tombstones
 from sellervault.runtime import Runtime
 from sellervault.store.upsert import insert_into
 
@@ -58,13 +58,9 @@ class Erasure:
     """Order rows deleted."""
     pii_of: list[str] = field(default_factory=list)
     """Orders whose PII was removed (their rows kept)."""
-    tombstones: list[list[str]] = field(default_factory=list)
+    tombstones: list[list[str] | str] = field(default_factory=list)
     """The deleted orders' tombstones (``records.tombstones``: [hex digest, expiry], not
     ids), so that after a restore a re-sync cannot bring them back either."""
-
-
-def tombstone_entry(tombstone: tombstones.Tombstone) -> list[str]:
-    return [tombstone.digest.hex(), tombstone.expires_at.isoformat()]
 
 
 def path_of(settings: Settings) -> Path:
@@ -103,10 +99,9 @@ def reapply(rt: Runtime) -> int:
     entries: list[tuple[str, Erasure]] = []
     if path.exists():
         with path.open("rb") as ledger:
-            for line in ledger:
+            for number, line in enumerate(ledger, start=1):
                 if line.strip():
-                    fields = json.loads(line)
-                    entries.append((fields.pop("id"), Erasure(**fields)))
+                    entries.append(_parse(path, number, line))
     with rt.store.snapshot() as connection:
         applied = set(connection.execute(select(ErasureApplied.id)).scalars())
     unknown = applied - {entry_id for entry_id, _ in entries}
@@ -129,6 +124,43 @@ def reapply(rt: Runtime) -> int:
     return len(missing)
 
 
+def _parse(path: Path, number: int, line: bytes) -> tuple[str, Erasure]:
+    """One entry, its shape checked (``ErasureLedgerError``, naming the line, if it is not an
+    entry this version wrote or reads)."""
+    try:
+        fields = json.loads(line)
+        entry_id = fields.pop("id")
+        entry = Erasure(**fields)
+        if not (isinstance(entry_id, str) and isinstance(entry.tenant, str)
+                and all(isinstance(i, str) for i in (*entry.data_keys, *entry.orders,
+                                                     *entry.pii_of))):
+            raise ValueError("not an entry")
+        for tombstone in entry.tombstones:  # (its shape only: no clock needed)
+            _tombstone(tombstone, datetime(2000, 1, 1, tzinfo=UTC))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise ErasureLedgerError(
+            f"{path}, line {number}: not an erasure entry this version reads; the vault does "
+            "not start (docs/operations.md, section 11)") from None
+    return entry_id, entry
+
+
+def tombstone_entry(tombstone: tombstones.Tombstone) -> list[str]:
+    """A tombstone as an entry holds it: [hex digest, ISO expiry]."""
+    return [tombstone.digest.hex(), tombstone.expires_at.isoformat()]
+
+
+def _tombstone(held: str | list[str], now: datetime) -> tombstones.Tombstone:
+    """A tombstone of an entry: [hex digest, ISO expiry], or the bare hex digest an earlier
+    version wrote, given the longest life an order can have had left (18 months from now)."""
+    if isinstance(held, str):
+        return tombstones.Tombstone(bytes.fromhex(held), lifetimes.order_expiry(now))
+    digest, expires_at = held
+    expiry = datetime.fromisoformat(expires_at)
+    if expiry.tzinfo is None:
+        raise ValueError("an expiry without its time zone")
+    return tombstones.Tombstone(bytes.fromhex(digest), expiry)
+
+
 def _apply(rt: Runtime, session: Session, entry: Erasure) -> None:
     if entry.tenant_keys:  # (a tenant the backup did not know yet stays erased too)
         rt.keyring.destroy_tenant_keys(session, entry.tenant)
@@ -139,6 +171,6 @@ def _apply(rt: Runtime, session: Session, entry: Erasure) -> None:
         rt.keyring.destroy_data_keys(session, entry.tenant, entry.data_keys)
     erasure.delete_orders(session, entry.orders)
     erasure.remove_pii(session, entry.pii_of, rt.clock.now())
-    tombstones.bury(session, entry.tenant, [
-        tombstones.Tombstone(bytes.fromhex(digest), datetime.fromisoformat(expires_at))
-        for digest, expires_at in entry.tombstones], rt.clock.now())
+    now = rt.clock.now()
+    tombstones.bury(session, entry.tenant, [_tombstone(held, now) for held in entry.tombstones],
+                    now)

@@ -123,7 +123,7 @@ def write_parts(rt: Runtime, request_id: str, to: Recipient, scope: erasure.Scop
                                                 batch)
                 number = 1 if last is None else last.part + 1
                 body = {"request_id": request_id, "part": number,
-                        "orders": [view for _, view in found]}
+                        "last": len(found) < batch, "orders": [view for _, view in found]}
                 session.add(ReturnedPart(
                     request_id=request_id, part=number, orders=len(found),
                     last_order_id=found[-1][0] if found else None,
@@ -160,14 +160,15 @@ def parts(session: Session, request_id: str) -> list[str]:
 
 
 def chunks(store: Store, request_id: str, per_read: int | None = None) -> Iterator[bytes]:
-    """The returned file, a few parts at a time, each read in a transaction of its own
-    (the parts of a returned request never change; a file discarded meanwhile ends short,
-    which the digest the reader checks shows)."""
+    """The returned file, a few parts at a time, each read in a read-only snapshot of its
+    own (no writer lock taken, no transaction held while the client reads; the parts of a
+    returned request never change; a file discarded meanwhile ends short, which the digest
+    the reader checks shows)."""
     per_read = PARTS_PER_READ if per_read is None else per_read
     after = 0
     while True:
-        with store.transaction() as session:
-            rows = session.execute(select(ReturnedPart.part, ReturnedPart.jwe).where(
+        with store.snapshot() as connection:
+            rows = connection.execute(select(ReturnedPart.part, ReturnedPart.jwe).where(
                 ReturnedPart.request_id == request_id, ReturnedPart.part > after)
                 .order_by(ReturnedPart.part).limit(per_read)).all()
         if not rows:
@@ -209,7 +210,7 @@ def open_parts(lines: Iterable[str | bytes],
         key = _import(private_jwk)
     except (JoseError, ValueError, TypeError, KeyError):
         raise ValueError("not a private EC or OKP key") from None
-    number = 0
+    number, request, last = 0, None, False
     for raw in lines:
         line = raw.decode("ascii") if isinstance(raw, bytes) else raw
         if not line.strip():
@@ -220,9 +221,15 @@ def open_parts(lines: Iterable[str | bytes],
                                                   algorithms=ALGORITHMS).plaintext or b"")
         except (JoseError, ValueError) as error:
             raise ValueError(f"part {number} does not open with this key") from error
-        if body.get("part") != number:
+        if body.get("part") != number or last:
             raise ValueError(f"part {number} is missing or out of order")
+        request = body.get("request_id") if request is None else request
+        if body.get("request_id") != request:
+            raise ValueError(f"part {number} belongs to another returned file")
+        last = body.get("last") is True
         yield body["orders"]
+    if not last:  # (a file cut at a part's end would otherwise open as if whole)
+        raise ValueError(f"the file ends after part {number}, before its last part")
 
 
 def open_file(content: bytes, private_jwk: dict[str, Any]) -> list[dict[str, Any]]:

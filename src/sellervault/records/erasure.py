@@ -122,9 +122,11 @@ class Batch:
 
     orders: list[OrderRef]
     amazon_order_ids: list[str]
-    """Their marketplace ids and expiries (for their tombstones: ``records.tombstones``)."""
+    """Their marketplace ids (for their tombstones: ``records.tombstones``)."""
     expires_at: list[datetime]
+    """When each would have gone (how long its tombstone lasts)."""
     after: str | None
+    """Where a tenant's next batch begins (None for a buyer's or an order's)."""
 
 
 def next_batch(session: Session, scope: Scope, after: str | None,

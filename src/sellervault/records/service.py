@@ -117,8 +117,8 @@ class IngestResult:
     inserted: int
     updated: int
     withheld: int = 0
-    """Orders deleted on request and sent again (a marketplace re-sync): not stored
-    (``records.tombstones``)."""
+    """New orders not stored: deleted on request and sent again (a marketplace re-sync:
+    ``records.tombstones``), or past their 18 months already."""
 
     @property
     def ingested(self) -> int:
@@ -207,8 +207,11 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     fresh = [order for amazon_id, order in latest.items()
              if amazon_id not in existing and amazon_id not in past_retention]
     gone: set[str] = set() if canary else tombstones.withheld(
-        session, index, tenant_id, [order.amazon_order_id for order in fresh])
-    if gone:  # deleted on request: a re-sync does not bring them back
+        session, index, tenant_id, [order.amazon_order_id for order in fresh]) | {
+        order.amazon_order_id for order in fresh
+        if lifetimes.order_expiry(order.purchase_date) <= now}
+    if gone:  # deleted on request (a re-sync does not bring them back), or past their 18
+        # months (retention would remove them at its next run: never stored)
         fresh = [order for order in fresh if order.amazon_order_id not in gone]
     if fresh:
         data_keys = keyring.new_data_keys(session, tenant_id, len(fresh))
@@ -267,10 +270,11 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
         result = store_orders(session, rt.keyring, tenant_id, orders, now, tenant_ready=True)
         auditor.record(session, Action.ORDERS_INGEST, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.ORDER, count=result.ingested)
-        if result.withheld:  # the evidence that a deletion held against a re-sync
-            Auditor(rt.audit, SYSTEM_ACTOR).record(
-                session, Action.ORDERS_WITHHOLD, Outcome.SUCCESS, tenant_id=tenant_id,
-                target_type=TargetType.ORDER, count=result.withheld)
+        if result.withheld:  # the evidence that a deletion held against a re-sync, and
+            # who sent the orders again
+            auditor.record(session, Action.ORDERS_WITHHOLD, Outcome.SUCCESS,
+                           tenant_id=tenant_id, target_type=TargetType.ORDER,
+                           count=result.withheld)
         if first:  # the tenant's keys were made just now: an event of their own
             Auditor(rt.audit, SYSTEM_ACTOR).record(
                 session, Action.KEYS_CREATE_TENANT, Outcome.SUCCESS, tenant_id=tenant_id,

@@ -45,6 +45,7 @@ from sqlalchemy import Connection as CoreConnection
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from sellervault.config import check_database_url
 from sellervault.store.connection import (
@@ -93,6 +94,20 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
     _configure_postgresql(engine)
     return engine
+
+
+def make_lock_engine(url: str) -> Engine:
+    """An engine for one PostgreSQL connection held for a process's life, to carry a
+    session-level lock (``store.maintenance``): no pool (a connection closed is closed, and
+    its session's locks with it), TCP keepalives (a dead peer is found in seconds, not the
+    kernel's hours), a statement timeout (a check never hangs), and a name of its own in
+    ``pg_stat_activity``."""
+    url = _normalize(url)
+    check_database_url(url)
+    return create_engine(url, poolclass=NullPool, connect_args={
+        "application_name": "sellervault-claim", "keepalives": 1, "keepalives_idle": 5,
+        "keepalives_interval": 2, "keepalives_count": 3, "connect_timeout": 10,
+        "options": "-c statement_timeout=5000"})
 
 
 def server_gone(connection: Any) -> bool:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from sellervault.config import Settings
-from sellervault.store.engine import make_engine
+from sellervault.store.engine import make_lock_engine
 
 ADVISORY_KEY = 0x5345_4C4C_4552_5641
 """The advisory lock's key ("SELLERVA"): one vault per database."""
@@ -54,19 +54,25 @@ class Claim:
     def __init__(self, settings: Settings, *, exclusive: bool) -> None:
         self._settings, self._exclusive = settings, exclusive
         self._lock = threading.Lock()
-        self._released = threading.Event()
+        self._released = False
+        self._stop = threading.Event()
         self._descriptor: int | None = None
-        self._engine: Engine | None = None
         self._connection: Connection | None = None
-        self._take()
+        self._engine: Engine | None = None
+        if settings.database_url is not None:
+            self._engine = make_lock_engine(settings.database_url.get_secret_value())
+        try:
+            self._take()
+        except BaseException:
+            if self._engine is not None:
+                self._engine.dispose()
+            raise
 
     def _take(self) -> None:
         refusal = IN_USE if self._exclusive else RESTORE_RUNNING
-        if self._settings.database_url is None:
+        if self._engine is None:
             self._descriptor = _file_claim(self._settings, self._exclusive, refusal)
             return
-        if self._engine is None:
-            self._engine = make_engine(self._settings.database_url.get_secret_value())
         connection = self._engine.connect()
         try:
             function = ("pg_try_advisory_lock" if self._exclusive
@@ -75,28 +81,36 @@ class Claim:
                 raise MaintenanceError(refusal)
             connection.commit()  # (a session-level lock outlives the transaction)
         except BaseException:
-            connection.close()
+            connection.close()  # (no pool: the session ends, and any lock it took)
             raise
         self._connection = connection
 
     def held(self) -> bool:
-        """Whether the claim is still held (on PostgreSQL, whether its connection lives)."""
+        """Whether the claim is still held: on PostgreSQL, whether its session still holds
+        the advisory lock (asked of ``pg_locks``, within the connection's statement
+        timeout; a connection that ended answers no)."""
         with self._lock:
-            if self._released.is_set():
+            if self._released:
                 return False
+            if self._engine is None:
+                return True  # (an flock ends only with its descriptor, which is ours)
             if self._connection is None:
-                return self._settings.database_url is None
-            try:
-                self._connection.scalar(text("SELECT 1"))
-                self._connection.commit()
-                return True
-            except SQLAlchemyError:  # (a connection ended: its error, then "invalid")
                 return False
+            try:
+                count = self._connection.scalar(_HELD, {"low": ADVISORY_KEY & 0xFFFFFFFF,
+                                                        "high": ADVISORY_KEY >> 32})
+                self._connection.commit()
+            except SQLAlchemyError:  # (the connection ended: its error, then "invalid")
+                return False
+            return bool(count)
 
     def renew(self) -> None:
         """Take the claim again after its connection ended (``MaintenanceError`` if a
-        restore took it meanwhile; a database error if it cannot be reached yet)."""
+        restore took it meanwhile; a database error if it cannot be reached yet). Nothing,
+        once released."""
         with self._lock:
+            if self._released:
+                return
             if self._connection is not None:
                 self._connection.invalidate()
                 self._connection.close()
@@ -105,9 +119,13 @@ class Claim:
 
     def watch(self, on_lost: Callable[[], None], every: float = WATCH_SECONDS) -> None:
         """Check the claim every ``every`` seconds until released; take it again when its
-        connection has ended, and call ``on_lost`` (stop serving) if a restore has it."""
+        connection has ended, and call ``on_lost`` (stop at once) if a restore has it. (An
+        flock cannot be lost: nothing to watch.)"""
+        if self._engine is None:
+            return
+
         def run() -> None:
-            while not self._released.wait(every):
+            while not self._stop.wait(every):
                 if self.held():
                     continue
                 try:
@@ -116,7 +134,7 @@ class Claim:
                                 "and taken again")
                 except MaintenanceError:
                     log.error("the vault's claim was lost and a restore holds it now: "
-                              "stopping")
+                              "stopping at once")
                     on_lost()
                     return
                 except SQLAlchemyError as exc:  # the database is away: try again next time
@@ -125,16 +143,23 @@ class Claim:
         threading.Thread(target=run, name="sellervault-claim-watch", daemon=True).start()
 
     def release(self) -> None:
+        """Give the claim up (again: nothing). The lock goes with the descriptor or with
+        the session."""
         with self._lock:
-            if self._released.is_set():
+            if self._released:
                 return
-            self._released.set()
+            self._released = True
+            self._stop.set()
             if self._descriptor is not None:
-                os.close(self._descriptor)  # (the lock goes with the descriptor)
+                os.close(self._descriptor)
             if self._connection is not None:
                 self._connection.close()
-            if self._engine is not None:  # (the connection closed: PostgreSQL releases it)
+            if self._engine is not None:
                 self._engine.dispose()
+
+
+_HELD = text("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND granted AND "
+             "locktype = 'advisory' AND objid = :low AND classid = :high")
 
 
 @contextmanager
@@ -151,7 +176,7 @@ def _file_claim(settings: Settings, exclusive: bool, refusal: str) -> int | None
     path = settings.sqlite_file.with_name(settings.sqlite_file.name + ".claim")
     if not path.parent.is_dir():  # no vault here: nothing to keep apart (opening it says so)
         return None
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(descriptor, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
                     | fcntl.LOCK_NB)

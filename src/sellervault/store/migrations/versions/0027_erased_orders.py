@@ -2,7 +2,7 @@
 
 ``erased_orders``: the tenant's blind-index digest of every order a deletion request of
 scope order or buyer deleted, which ingest withholds when a marketplace re-sync sends it
-again, until the order would have expired (``records.tombstones``).
+again (``records.erasure``).
 
 Revision ID: 0027
 Revises: 0026
@@ -26,12 +26,9 @@ def upgrade() -> None:
         sa.Column('tenant_id', sa.String(length=64), nullable=False),
         sa.Column('order_digest', sa.LargeBinary(length=32), nullable=False),
         sa.Column('erased_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('tenant_id', 'order_digest', name=op.f('pk_erased_orders')),
     )
-    op.create_index(op.f('ix_erased_orders_expires_at'), 'erased_orders', ['expires_at'])
 
 
 def downgrade() -> None:
-    op.drop_index(op.f('ix_erased_orders_expires_at'), table_name='erased_orders')
     op.drop_table('erased_orders')
