@@ -117,8 +117,8 @@ class IngestResult:
     inserted: int
     updated: int
     withheld: int = 0
-    """New orders not stored: deleted on request and sent again (a marketplace re-sync:
-    ``records.tombstones``), or past their 18 months already."""
+    """Orders deleted on request and sent again (a marketplace re-sync): not stored
+    (``records.tombstones``)."""
 
     @property
     def ingested(self) -> int:
@@ -207,11 +207,8 @@ def store_orders(session: Session, keyring: Keyring, tenant_id: str,
     fresh = [order for amazon_id, order in latest.items()
              if amazon_id not in existing and amazon_id not in past_retention]
     gone: set[str] = set() if canary else tombstones.withheld(
-        session, index, tenant_id, [order.amazon_order_id for order in fresh]) | {
-        order.amazon_order_id for order in fresh
-        if lifetimes.order_expiry(order.purchase_date) <= now}
-    if gone:  # deleted on request (a re-sync does not bring them back), or past their 18
-        # months (retention would remove them at its next run: never stored)
+        session, index, tenant_id, [order.amazon_order_id for order in fresh])
+    if gone:  # deleted on request: a re-sync does not bring them back
         fresh = [order for order in fresh if order.amazon_order_id not in gone]
     if fresh:
         data_keys = keyring.new_data_keys(session, tenant_id, len(fresh))
