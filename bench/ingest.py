@@ -310,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         expected = args.orders + args.warmup
         with runtime.store.transaction() as session:
-            stored = session.scalar(select(func.count()).select_from(Order))
+            stored = session.scalar(select(func.count()).select_from(Order).where(
+                Order.is_canary.is_(False)))  # (the tenant's canaries are not its orders)
             events = count_events(session)
         checks = {"vault": stored, "plaintext": count_rows(plain_engine, plain_orders),
                   "peer": count_rows(peer_engine, PeerOrder.__table__)}
