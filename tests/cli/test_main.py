@@ -229,6 +229,9 @@ def _serving(cli: Cli, settings: Settings, initialized: bootstrap.InitResult,
         process.terminate()
         output.append(process.communicate(timeout=30)[0])
         output.append(f"https://{host}:{port}")
+    # SIGTERM: uvicorn's graceful shutdown, then the runtime closed (events flushed, claim
+    # released) and a clean exit, not death by the signal uvicorn raises again (-15)
+    assert process.returncode == 0, output[0]
 
 
 @pytest.mark.parametrize(("host", "allowed", "warned"), [

@@ -132,17 +132,17 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         raise fail(str(exc)) from None
     except DBAPIError as exc:
         raise fail(database_problem(exc)) from None
-    if runtime.claim is not None:  # (lost with its connection: taken again, or stop)
-        runtime.claim.watch(_stop_now)
-    bootstrap.record_serve(runtime)
-    console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
-    if not network.is_loopback_host(host) and network.Networks.parse(
-            settings.allowed_networks).loopback_only:
-        err.print("[yellow]warning:[/yellow] listening beyond this machine, but only loopback "
-                  "addresses are allowed: every other client gets 403. Set "
-                  "SELLERVAULT_ALLOWED_NETWORKS to the networks that may connect.",
-                  highlight=False)
     try:
+        if runtime.claim is not None:  # (lost with its connection: taken again, or stop)
+            runtime.claim.watch(_stop_now)
+        bootstrap.record_serve(runtime)
+        console.print(f"SellerVault listening on https://{host}:{port} (TLS only)")
+        if not network.is_loopback_host(host) and network.Networks.parse(
+                settings.allowed_networks).loopback_only:
+            err.print("[yellow]warning:[/yellow] listening beyond this machine, but only "
+                      "loopback addresses are allowed: every other client gets 403. Set "
+                      "SELLERVAULT_ALLOWED_NETWORKS to the networks that may connect.",
+                      highlight=False)
         server = build_server(runtime, host, port)
         freeze_startup_objects()
         # uvicorn shuts down gracefully on SIGTERM, then raises it again: as SystemExit, so
