@@ -557,7 +557,8 @@ def test_retention_run_dry_run_counts_and_changes_nothing(
     preview = cli.run("retention", "run", "--dry-run", "--json", *args, env=env)
     assert preview.code == 0, preview
     assert preview.json() == {"pii_removed": 3, "orders_removed": 0, "held": 0,
-                              "without_pii_expiry": 0, "dry_run": True}
+                              "without_pii_expiry": 0, "tombstones_removed": 0,
+                              "dry_run": True}
     again = cli.run("retention", "run", "--dry-run", *args, env=env)
     assert "would erase the buyer PII of 3 order(s)" in again.stdout  # nothing changed
     ran = cli.run("retention", "run", *args, env=env)

@@ -179,7 +179,9 @@ def test_a_deleted_orders_tombstone_lasts_as_long_as_the_order_would_have(
     _ingest(runtime, order)
     assert _state(runtime, 6) == "gone"  # (withheld)
     clock.advance(1)
+    assert retention.run(runtime, dry_run=True).tombstones_removed == 1  # (says, keeps)
     assert retention.run(runtime).tombstones_removed == 1
+    assert [e.count for e in events(runtime, "retention:forget-tombstones")] == [1]
     _ingest(runtime, order)  # the marketplace no longer sends it; if it does, it is past
     assert retention.run(runtime).orders_removed == 1  # its own expiry: the next run
     assert _state(runtime, 6) == "gone"  # removes it

@@ -102,6 +102,7 @@ class Action(StrEnum):
     # Retention from the order's life (deletion.retention) and legal holds (deletion.holds).
     RETENTION_REMOVE_PII = "retention:remove-pii"  # buyer PII past 30 days after delivery
     RETENTION_REMOVE_ORDERS = "retention:remove-orders"  # orders past 18 months
+    RETENTION_FORGET_TOMBSTONES = "retention:forget-tombstones"  # deleted orders' 18 months up
     HOLDS_PLACE = "holds:place"
     HOLDS_LIST = "holds:list"
     HOLDS_RELEASE = "holds:release"

@@ -426,13 +426,15 @@ def retention_run(
     except DBAPIError as exc:
         raise fail(database_problem(exc), 2) from None
     counts = {"pii_removed": report.pii_removed, "orders_removed": report.orders_removed,
-              "held": report.held, "without_pii_expiry": report.without_pii_expiry}
+              "held": report.held, "without_pii_expiry": report.without_pii_expiry,
+              "tombstones_removed": report.tombstones_removed}
     if as_json:
         print(json.dumps({**counts, "dry_run": True}))
         return
     console.print(f"would erase the buyer PII of {report.pii_removed} order(s) and remove "
                   f"{report.orders_removed} order(s); {report.held} kept by a legal hold; "
-                  f"{report.without_pii_expiry} with no delivery or ship date yet",
+                  f"{report.without_pii_expiry} with no delivery or ship date yet; "
+                  f"{report.tombstones_removed} tombstone(s) of deleted orders would go",
                   highlight=False)
 
 

@@ -33,8 +33,8 @@ class RetentionReport:
     """Orders holding PII with no delivery or ship date yet."""
     dry_run: bool
     tombstones_removed: int = 0
-    """Tombstones of orders deleted on request that would have expired by now
-    (``records.tombstones``; not counted in a dry run)."""
+    """Tombstones of orders deleted on request whose orders would have expired by now
+    (``records.tombstones``): dropped (would be, in a dry run)."""
 
 
 def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
@@ -46,7 +46,8 @@ def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
         with rt.store.transaction() as session:
             return RetentionReport(len(_all(session, now, erasure.pii_expired)),
                                    len(_all(session, now, erasure.orders_expired)), held,
-                                   undated, dry_run=True)
+                                   undated, dry_run=True,
+                                   tombstones_removed=tombstones.count_expired(session, now))
     orders = _in_batches(rt, now, erasure.orders_expired, erasure.delete_orders,
                          Action.RETENTION_REMOVE_ORDERS)
     pii = _in_batches(rt, now, erasure.pii_expired,
@@ -54,6 +55,10 @@ def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
                       Action.RETENTION_REMOVE_PII, pii_only=True)
     with rt.store.transaction() as session:
         forgotten = tombstones.forget_expired(session, now)
+        if forgotten:  # (their orders' time is up: a re-sync is no longer withheld)
+            Auditor(rt.audit, SYSTEM_ACTOR).record(
+                session, Action.RETENTION_FORGET_TOMBSTONES, Outcome.SUCCESS,
+                target_type=TargetType.ORDER, count=forgotten)
     return RetentionReport(pii, orders, held, undated, dry_run=False,
                            tombstones_removed=forgotten)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from sellervault.crypto.blind_index import BlindIndex
@@ -56,6 +56,12 @@ def forget_expired(session: Session, now: datetime) -> int:
     """Drop the tombstones whose orders would have expired by now; how many."""
     result = session.execute(delete(ErasedOrder).where(ErasedOrder.expires_at <= now))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_expired(session: Session, now: datetime) -> int:
+    """How many tombstones ``forget_expired`` would drop now."""
+    return session.scalar(select(func.count()).select_from(ErasedOrder).where(
+        ErasedOrder.expires_at <= now)) or 0
 
 
 def forget_tenant(session: Session, tenant_id: str) -> None:
