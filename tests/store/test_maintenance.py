@@ -4,6 +4,7 @@ at all. (The processes' side, a real ``serve`` and ``restore``: tests/cli/test_m
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -11,6 +12,7 @@ from sqlalchemy import create_engine, text
 from sellervault import bootstrap
 from sellervault.config import Settings
 from sellervault.store import maintenance
+from sellervault.store.maintenance import Claim
 
 
 def test_open_runtimes_share_the_claim_and_a_restore_is_refused_while_one_holds_it(
@@ -83,37 +85,35 @@ def _terminate_claim_connections(settings: Settings) -> None:
     assert terminated == 1
 
 
-def test_a_server_takes_a_lost_claim_again(settings: Settings,
-                                          initialized: bootstrap.InitResult) -> None:
+@pytest.fixture
+def lost_claim(settings: Settings, initialized: bootstrap.InitResult) -> Iterator[Claim]:
+    """A server's claim whose connection PostgreSQL ended under it."""
     if settings.database_url is None:
         pytest.skip("an flock is held until the process ends: it cannot be lost")
     claim = maintenance.Claim(settings, exclusive=False)
-    lost = threading.Event()
     try:
         _terminate_claim_connections(settings)
-        assert not claim.held()
-        claim.watch(lost.set, every=0.05)
-        for _ in range(100):  # (the watcher takes it again within a few checks)
-            if claim.held():
-                break
-            threading.Event().wait(0.05)
-        assert claim.held() and not lost.is_set()
-        with pytest.raises(maintenance.MaintenanceError), maintenance.restoring(settings):
-            pytest.fail("a restore began while the server held its claim again")
+        yield claim
     finally:
         claim.release()
+
+
+def test_a_server_takes_a_lost_claim_again(settings: Settings, lost_claim: Claim) -> None:
+    lost = threading.Event()
+    assert not lost_claim.held()
+    lost_claim.watch(lost.set, every=0.05)
+    for _ in range(100):  # (the watcher takes it again within a few checks)
+        if lost_claim.held():
+            break
+        threading.Event().wait(0.05)
+    assert lost_claim.held() and not lost.is_set()
+    with pytest.raises(maintenance.MaintenanceError), maintenance.restoring(settings):
+        pytest.fail("a restore began while the server held its claim again")
 
 
 def test_a_server_whose_claim_a_restore_took_stops(settings: Settings,
-                                                   initialized: bootstrap.InitResult) -> None:
-    if settings.database_url is None:
-        pytest.skip("an flock is held until the process ends: it cannot be lost")
-    claim = maintenance.Claim(settings, exclusive=False)
+                                                   lost_claim: Claim) -> None:
     lost = threading.Event()
-    try:
-        _terminate_claim_connections(settings)
-        with maintenance.restoring(settings):  # the restore got in first
-            claim.watch(lost.set, every=0.05)
-            assert lost.wait(10), "the server was not told to stop"
-    finally:
-        claim.release()
+    with maintenance.restoring(settings):  # the restore got in first
+        lost_claim.watch(lost.set, every=0.05)
+        assert lost.wait(10), "the server was not told to stop"

@@ -225,11 +225,7 @@ def approve_return(rt: Runtime, auditor: Auditor, principal_id: str,
     key it names, by its thumbprint): until then it is not executed. The officer who filed
     it cannot (403); one conditional update, so it is approved once (409 after that)."""
     with rt.store.transaction() as session:
-        row = session.get(DeletionRequest, request_id)
-        if row is None:
-            raise DeletionRequestNotFoundError()
-        if not row.return_data:
-            raise DeletionReturnNotFoundError()
+        row = _returning(session, request_id)
         if row.created_by == principal_id:
             raise SecondOfficerRequiredError()
         approved = session.execute(update(DeletionRequest).where(
@@ -242,6 +238,16 @@ def approve_return(rt: Runtime, auditor: Auditor, principal_id: str,
                        tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,
                        target_id=request_id, buyer=row.buyer)
         return load(session, request_id)
+
+
+def _returning(session: Session, request_id: str) -> DeletionRequest:
+    """A request that returns data (404 for no such request, or one that returns none)."""
+    row = session.get(DeletionRequest, request_id)
+    if row is None:
+        raise DeletionRequestNotFoundError()
+    if not row.return_data:
+        raise DeletionReturnNotFoundError()
+    return row
 
 
 @dataclass(frozen=True)
@@ -259,11 +265,7 @@ def returned_file(rt: Runtime, auditor: Auditor, request_id: str) -> ReturnedFil
     gigabytes; it is never held whole). 404 for a request that returns nothing; 409 before
     its data is returned, or when what is stored no longer matches; 410 once discarded."""
     with rt.store.transaction() as session:
-        row = session.get(DeletionRequest, request_id)
-        if row is None:
-            raise DeletionRequestNotFoundError()
-        if not row.return_data:
-            raise DeletionReturnNotFoundError()
+        row = _returning(session, request_id)
         if row.return_sha256 is None:
             raise DeletionStateError("the data is not returned yet: execute the request")
         expected, tenant_id, buyer, returned = (row.return_sha256, row.tenant_id, row.buyer,

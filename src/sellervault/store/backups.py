@@ -46,13 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import pyrage
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg.conninfo import conninfo_to_dict
 from pyrage import x25519
 
 from sellervault import __version__
 from sellervault.config import Settings
+from sellervault.crypto.derivation import derive_key
 
 FORMAT = 2
 """Format 2: the manifest holds each member's SHA-256 and is authenticated (format 1, an
@@ -96,8 +95,7 @@ def identity(settings: Settings, *, make: bool = True) -> x25519.Identity:
 def manifest_mac(settings: Settings, body: bytes) -> str:
     """The MAC of a manifest, under a key only this vault holds: derived from its backup
     identity (HKDF-SHA256, a purpose of its own), so no new secret is kept."""
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(
-        str(identity(settings, make=False)).encode())
+    key = derive_key(str(identity(settings, make=False)).encode(), _MAC_INFO)
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
