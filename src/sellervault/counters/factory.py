@@ -14,7 +14,6 @@ from sellervault.clock import Clock
 from sellervault.config import Settings
 from sellervault.counters.interface import Counters
 from sellervault.counters.local import LocalCounters
-from sellervault.counters.redis import RedisCounters
 from sellervault.crypto.keyring import Keyring
 from sellervault.store.engine import Store
 
@@ -24,6 +23,10 @@ COUNTERS_KEY = "shared-counters"
 def open_counters(settings: Settings, clock: Clock, store: Store, keyring: Keyring) -> Counters:
     if settings.redis_url is None:
         return LocalCounters(clock)
+    # Imported here: the Redis client is a tenth of a second of every CLI command's start,
+    # and only a vault configured with Redis uses it.
+    from sellervault.counters.redis import RedisCounters
+
     return RedisCounters.from_url(settings.redis_url.get_secret_value(), clock,
                                   _counters_key(store, keyring))
 
