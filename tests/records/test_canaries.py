@@ -250,6 +250,25 @@ def test_a_canary_modelled_on_each_marketplace_example_copies_nothing_personal(
                 assert personal not in text, (example["AmazonOrderId"], personal)
 
 
+def test_canaries_dated_in_one_run_do_not_share_its_seconds() -> None:
+    """Each canary is dated its own age back from the run's moment, to the second: whole
+    minutes gave every canary of a run the same seconds, a mark no real order set has."""
+    seconds = {canary_order(SEED, n, NOW)["PurchaseDate"][17:19] for n in range(12)}
+    assert len(seconds) > 3
+
+
+def test_a_canary_keeps_its_models_seller_id_relation() -> None:
+    """A seller whose ids are the marketplace's (SellerOrderId == AmazonOrderId) gets
+    canaries that are the same; one with ids of its own gets new ones in its scheme."""
+    same = {**GERMAN_ORDER, "SellerOrderId": GERMAN_ORDER["AmazonOrderId"]}
+    canary = canary_order(SEED, 0, NOW, same)
+    assert canary["SellerOrderId"] == canary["AmazonOrderId"] != same["AmazonOrderId"]
+    own = {**GERMAN_ORDER, "SellerOrderId": "SO-2026-000417"}
+    canary = canary_order(SEED, 0, NOW, own)
+    assert canary["SellerOrderId"] not in (canary["AmazonOrderId"], own["SellerOrderId"])
+    assert re.fullmatch(r"SO-\d{4}-\d{6}", canary["SellerOrderId"])
+
+
 def test_the_model_is_an_order_with_a_buyer_chosen_by_the_seed() -> None:
     bare = {k: v for k, v in GERMAN_ORDER.items() if k not in ("BuyerInfo", "ShippingAddress")}
     assert choose_model(SEED, 0, [bare]) is None  # nothing to model a buyer on: stock canary

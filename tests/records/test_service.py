@@ -12,6 +12,9 @@ from sqlalchemy import select, text, update
 from sellervault import bootstrap
 from sellervault.access.errors import BudgetExhaustedError, PurposeNotPermittedError
 from sellervault.access.models import BudgetRow
+from sellervault.access.roles import Grant, Role
+from sellervault.accounts import service as accounts
+from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
 from sellervault.audit.models import EventRow
@@ -24,7 +27,7 @@ from sellervault.records.models import Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
 from sellervault.runtime import Runtime
-from tests.support import in_event_loop
+from tests.support import admin_of, in_event_loop, system_auditor
 
 
 def reveal(rt: Runtime, *args: Any) -> dict[str, Any]:
@@ -302,6 +305,54 @@ def test_touching_a_canary_is_an_event_of_its_own_and_an_ordinary_order_is_not(
     assert len(touched) == 3
     assert {(e.target_type, e.tenant_id, e.actor_id) for e in touched} == {
         ("canary", "acme", "acc_test")}
+
+
+@pytest.mark.parametrize("touch", ["read", "reveal", "search by email", "search by ZIP code"])
+def test_a_canary_touched_disables_the_reader_before_it_is_answered(
+        runtime: Runtime, initialized: bootstrap.InitResult, touch: str) -> None:
+    """No detector is attached here: the lock happens in the request itself, so the
+    reader's very next request is refused however fast it follows. A search by ZIP code
+    alone is the exception (an honest search for a real buyer's code finds the canaries that
+    share it: the detector alerts, nobody is locked)."""
+    raw = list(synthetic_orders(1, start=720, seed=5))
+    records.seed_canaries(runtime, _auditor(runtime), "acme", _mapped(raw))
+    reader = accounts.create_service(runtime, system_auditor(runtime), admin_of(initialized),
+                                     name="nosy reader", grants=[Grant(Role.ANALYST, "acme")])
+    assert runtime.store.call(accounts.authenticate, runtime, reader.api_key)  # (live)
+    auditor = Auditor(runtime.audit, Actor(channel=Channel.API, actor_id=reader.id,
+                                           source_ip="203.0.113.9"))
+    amazon_id = raw[0]["AmazonOrderId"]
+    if touch == "read":
+        read_masked(runtime, auditor, "acme", amazon_id)
+    elif touch == "reveal":
+        reveal(runtime, auditor, "acme", amazon_id, "fulfillment")
+    else:
+        criteria = ({"buyer_email": raw[0]["BuyerInfo"]["BuyerEmail"]} if touch.endswith("email")
+                    else {"postal_code": raw[0]["ShippingAddress"]["PostalCode"]})
+        found = records.search(runtime, auditor, reader.id, "acme", purpose="fulfillment",
+                               **criteria).orders
+        assert amazon_id in {order["AmazonOrderId"] for order in found}
+    if touch == "search by ZIP code":
+        assert runtime.store.call(accounts.authenticate, runtime, reader.api_key)
+        return
+    with pytest.raises(UnauthenticatedError):
+        runtime.store.call(accounts.authenticate, runtime, reader.api_key)
+
+
+def test_with_auto_lock_off_a_canary_touched_locks_nobody(
+        settings: Settings, initialized: bootstrap.InitResult) -> None:
+    runtime = bootstrap.open_runtime(settings.model_copy(update={"auto_lock": False}))
+    try:
+        raw = list(synthetic_orders(1, start=740, seed=5))
+        records.seed_canaries(runtime, _auditor(runtime), "acme", _mapped(raw))
+        reader = accounts.create_service(runtime, system_auditor(runtime),
+                                         admin_of(initialized), name="nosy reader",
+                                         grants=[Grant(Role.ANALYST, "acme")])
+        auditor = Auditor(runtime.audit, Actor(channel=Channel.API, actor_id=reader.id))
+        reveal(runtime, auditor, "acme", raw[0]["AmazonOrderId"], "fulfillment")
+        assert runtime.store.call(accounts.authenticate, runtime, reader.api_key)
+    finally:
+        runtime.close()
 
 
 def _touched(runtime: Runtime) -> list[Any]:

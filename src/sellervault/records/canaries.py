@@ -117,10 +117,12 @@ def _rng(seed: bytes, number: int) -> random.Random:
 
 
 def canary_age(seed: bytes, amazon_order_id: str) -> timedelta:
-    """How long before *now* a canary is dated: its own 1 to 6 days (and minutes), the same
+    """How long before *now* a canary is dated: its own 1 to 6 days (and minutes and
+    seconds: whole minutes gave every canary the seconds of the run that dated it), the same
     at every refresh, from the seed and its id."""
     digest = hmac.new(seed, b"age\x00" + amazon_order_id.encode(), hashlib.sha256).digest()
-    return timedelta(days=1 + digest[0] % 6, minutes=int.from_bytes(digest[1:3], "big") % 1440)
+    return timedelta(days=1 + digest[0] % 6, minutes=int.from_bytes(digest[1:3], "big") % 1440,
+                     seconds=digest[3] % 60)
 
 
 def canary_order(seed: bytes, number: int, now: datetime,
@@ -133,6 +135,8 @@ def canary_order(seed: bytes, number: int, now: datetime,
     order_id = _order_id(rng, model)
     order = _modelled(rng, model) if model is not None else _stock(rng)
     order["AmazonOrderId"] = order_id  # (in the model's place: the fields keep its order)
+    if model is not None and model.get("SellerOrderId") == model.get("AmazonOrderId"):
+        order["SellerOrderId"] = order_id  # the seller's id is the marketplace's, as in its model
     purchased = (now - canary_age(seed, order_id)).replace(microsecond=0)
     return redate(order, purchased, now)
 

@@ -24,6 +24,7 @@ from sellervault.access import budgets
 from sellervault.access.actions import Action
 from sellervault.access.budgets import Budget
 from sellervault.access.decisions import require_permitted_purpose
+from sellervault.accounts import lifecycle
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, EventFields, Outcome, TargetType
 from sellervault.crypto.aead import Cipher, bind
@@ -504,12 +505,25 @@ async def reveal(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id:
 
 async def _touched_canary(rt: Runtime, auditor: Auditor, row: Any, buyer: str | None) -> None:
     """A canary read or revealed: a ``canaries:touched`` event of its own, which the
-    ``canary-access`` detector acts on (``monitoring.detectors``). The caller's answer is the
-    same as for any order: nothing tells a reader it touched one."""
+    ``canary-access`` detector alerts on (``monitoring.detectors``), and the reader locked
+    before its answer leaves (``lock_canary_toucher``). The answer is the same as for any
+    order: nothing in it tells a reader it touched one."""
     if row.is_canary:
         await auditor.append(rt.store, Action.CANARIES_TOUCHED, Outcome.SUCCESS,
                              tenant_id=row.tenant_id, target_type=TargetType.CANARY,
                              target_id=row.id, count=1, buyer=buyer)
+        await rt.store.offload(lock_canary_toucher, rt, auditor)
+
+
+def lock_canary_toucher(rt: Runtime, auditor: Auditor) -> None:
+    """Disable the person or service that touched a canary (``SELLERVAULT_AUTO_LOCK``, on by
+    default) in the request itself, before it is answered: its next request is refused on
+    every connection and in every process, however fast it follows. Left to the detector
+    alone (its own thread, after the commit), requests sent meanwhile were still served. The
+    detector locks too (a no-op by then) and raises the alert."""
+    actor_id = auditor.actor.actor_id
+    if actor_id is not None and rt.settings.auto_lock:
+        lifecycle.disable_for_canary(rt, actor_id)
 
 
 def _decrypt_reading_keys(rt: Runtime, row: Any) -> dict[str, Any]:
@@ -594,7 +608,11 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
                            criteria=search_criteria(buyer_email=buyer_email,
                                                     buyer_phone=buyer_phone,
                                                     postal_code=postal_code))
-        return SearchResult([masked_view(row) for row in rows], withheld)
+        result = SearchResult([masked_view(row) for row in rows], withheld)
+    if canaries and search_criteria(buyer_email=buyer_email, buyer_phone=buyer_phone,
+                                    postal_code=postal_code) != POSTAL:
+        lock_canary_toucher(rt, auditor)  # (a ZIP code alone: alerted on, not locked)
+    return result
 
 
 def buyer_pseudonym(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *,
