@@ -19,7 +19,7 @@ from sellervault.audit import reviews
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.errors import ReviewBeyondTheLogError, ReviewStateError
 from sellervault.audit.events import Actor, Channel
-from sellervault.audit.models import ChainHead, EventRow
+from sellervault.audit.models import ChainHead, EventRow, ReviewRow
 from sellervault.clock import ManualClock
 from sellervault.monitoring.models import AlertRow
 from sellervault.runtime import Runtime
@@ -106,6 +106,27 @@ def test_fourteen_days_without_a_review_raise_a_reminder(
     clock.advance(timedelta(days=14))
     assert reviews.remind(runtime) == 1
     assert _due_alerts(runtime) == 2
+
+
+def test_a_review_row_written_by_hand_does_not_silence_the_reminder(
+        runtime: Runtime, clock: ManualClock, initialized: bootstrap.InitResult) -> None:
+    """Someone with write access to the database adds a review without recording one: the
+    reminder goes by the review's own event in the chain, which there is none of."""
+    clock.advance(timedelta(days=15))
+    head = _head(runtime)
+    with runtime.store.transaction() as session:
+        session.add(ReviewRow(number=1, reviewer_id=OFFICER.id, up_to_seq=head,
+                              reviewed_at=runtime.audit.occurred_at()))
+    assert reviews.remind(runtime) == 1
+    assert _due_alerts(runtime) == 1
+
+
+def test_a_recorded_review_is_vouched_for_by_its_event(
+        runtime: Runtime, clock: ManualClock, initialized: bootstrap.InitResult) -> None:
+    clock.advance(timedelta(days=15))
+    reviews.record(runtime, _auditor(runtime), OFFICER, 1)  # (an old event: the walk is long)
+    clock.advance(timedelta(days=1))
+    assert reviews.remind(runtime) == 0
 
 
 @pytest.mark.parametrize("numbering", ["after-the-last-read", "a-sequence"])

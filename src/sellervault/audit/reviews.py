@@ -96,14 +96,31 @@ def list_reviews(rt: Runtime, auditor: Auditor, limit: int = 100) -> list[Review
 
 def remind(rt: Runtime) -> int:
     """The ``audit-review-reminder`` job: a ``log-review-due`` alert (low) when the log has
-    gone unreviewed 14 days; 1 if one was raised now, else 0."""
+    gone unreviewed 14 days; 1 if one was raised now, else 0. A review counts only as of its
+    own event in the chain (``_vouched_time``): the reviews table is not chained, and a row
+    written into it by hand must not silence the reminder."""
     now = rt.clock.now()
     with rt.store.transaction() as session:
         last = _last_review(session)
-        since = (last.reviewed_at if last is not None else
-                 session.scalar(select(EventRow.occurred_at).order_by(EventRow.seq).limit(1)))
-    if since is None or now - datetime.fromisoformat(since.replace("Z", "+00:00")) \
+        if last is None:
+            since = session.scalar(select(EventRow.occurred_at).order_by(EventRow.seq).limit(1))
+            if since is None:
+                return 0  # (an empty log: nothing to review yet)
+        else:
+            since = _vouched_time(session, last)
+    if since is not None and now - datetime.fromisoformat(since.replace("Z", "+00:00")) \
             < REVIEW_EVERY:
         return 0
     raised = alerts.raise_alert(rt, LOG_REVIEW_DUE, "low", "service", None, event_time(now))
     return 0 if raised is None else 1
+
+
+def _vouched_time(session: Session, review: ReviewRow) -> str | None:
+    """When ``review`` was recorded, as its ``audit:review`` event says (written in the same
+    transaction, after the event it names: the walk starts there), or None when no such
+    event exists. The event is chained: forging one fails ``audit verify``."""
+    found: str | None = session.scalar(select(EventRow.occurred_at).where(
+        EventRow.seq > review.up_to_seq, EventRow.action == Action.AUDIT_REVIEW.value,
+        EventRow.target_id == str(review.up_to_seq), EventRow.count == review.number)
+        .order_by(EventRow.seq).limit(1))
+    return found
