@@ -47,6 +47,7 @@ from sellervault.accounts.errors import (
     InvalidEnrolmentError,
     LastAdministratorError,
     NotASessionError,
+    SecurityOfficerRequiredError,
     UnauthenticatedError,
 )
 from sellervault.accounts.models import Account, GrantRow, SessionRow
@@ -161,6 +162,34 @@ def test_status_changes_that_do_not_apply_change_nothing(
     assert status(runtime, initialized.admin_id) == "active"
     assert len(events(runtime, "accounts:disable")) == 1
     assert events(runtime, "accounts:enable") == []
+
+
+OFFICER = Principal("acc_officer", "person", (Grant(Role.SECURITY_OFFICER, "*"),))
+
+
+def test_an_account_a_canary_locked_is_re_enabled_by_a_security_officer_only(
+        runtime: Runtime, initialized: bootstrap.InitResult, pat: Person) -> None:
+    """The administrator may be the insider the canary caught: 403, nothing changes; the
+    security officer re-enables. The reason goes with the lock: an administrator's own
+    disabling later is an administrator's to undo."""
+    admin = admin_of(initialized)
+    assert Grant(Role.SECURITY_OFFICER, "*") not in admin.grants
+    assert lifecycle.disable_for_canary(runtime, pat.id)
+    with pytest.raises(SecurityOfficerRequiredError):
+        lifecycle.enable(runtime, system_auditor(runtime), admin, pat.id)
+    assert status(runtime, pat.id) == "disabled" and events(runtime, "accounts:enable") == []
+    lifecycle.enable(runtime, system_auditor(runtime), OFFICER, pat.id)
+    assert status(runtime, pat.id) == "active"
+    lifecycle.disable(runtime, system_auditor(runtime), admin, pat.id)
+    lifecycle.enable(runtime, system_auditor(runtime), admin, pat.id)
+    assert status(runtime, pat.id) == "active"
+
+
+def test_an_account_another_rule_disabled_is_re_enabled_by_an_administrator(
+        runtime: Runtime, initialized: bootstrap.InitResult, pat: Person) -> None:
+    assert lifecycle.disable_for_volume(runtime, pat.id)
+    lifecycle.enable(runtime, system_auditor(runtime), admin_of(initialized), pat.id)
+    assert status(runtime, pat.id) == "active"
 
 
 def test_enabling_after_ten_failures_clears_the_count_and_the_lock(

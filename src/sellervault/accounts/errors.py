@@ -115,6 +115,17 @@ class SecondPersonRequiredError(AccountError):
         super().__init__("an account's creator cannot approve or reject it")
 
 
+class SecurityOfficerRequiredError(AccountError):
+    """The account was locked for touching a canary: a security officer, who has looked at
+    why, re-enables it (an administrator may be the insider the canary caught)."""
+
+    code = Reason.SECURITY_OFFICER_REQUIRED
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("an account a canary locked is re-enabled by a security officer")
+
+
 class AccountStateError(AccountError):
     """The account is not in the status the change starts from (disabling a disabled one,
     enabling an active or pending one)."""

@@ -29,7 +29,7 @@ from sqlalchemy import CursorResult, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
-from sellervault.access.roles import Principal
+from sellervault.access.roles import ALL_TENANTS, Grant, Principal, Role
 from sellervault.accounts import api_keys, enrolment, lockout
 from sellervault.accounts.administrators import (
     active_administrators,
@@ -41,6 +41,7 @@ from sellervault.accounts.errors import (
     AccountRequestError,
     AccountStateError,
     NotASessionError,
+    SecurityOfficerRequiredError,
     UnauthenticatedError,
 )
 from sellervault.accounts.keys import credential_pepper
@@ -92,16 +93,24 @@ def enable(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str) -> 
     its failure count and lock are cleared too; an end date that has passed, an offboarded
     account's included, is cleared: re-enabling is the decision to let it in again).
     Accounts waiting for or refused approval are not this operation's: a second person
-    decides those."""
+    decides those. An account a canary locked is a security officer's to re-enable (403
+    for anyone else; the condition is part of the update, so a lock landing meanwhile is
+    not undone by an administrator's enable that read the account before it)."""
     now = rt.clock.now()
+    conditions = [Account.id == account_id, Account.status == lockout.DISABLED]
+    if Grant(Role.SECURITY_OFFICER, ALL_TENANTS) not in admin.grants:
+        conditions.append(Account.disabled_reason.is_distinct_from(Reason.CANARY_ACCESS.value))
     with rt.store.transaction() as session:
         changed = cast(CursorResult[Any], session.execute(
-            update(Account).where(Account.id == account_id,
-                                  Account.status == lockout.DISABLED)
-            .values(status=lockout.ACTIVE,
+            update(Account).where(*conditions)
+            .values(status=lockout.ACTIVE, disabled_reason=None,
                     ends_at=case((Account.ends_at <= now, None), else_=Account.ends_at))
             .execution_options(synchronize_session=False)))
         if changed.rowcount != 1:
+            if session.scalar(select(Account.disabled_reason).where(
+                    Account.id == account_id, Account.status == lockout.DISABLED)) \
+                    == Reason.CANARY_ACCESS.value:
+                raise SecurityOfficerRequiredError()
             _refuse_state(session, account_id)
         lockout.forgive(session, account_id)
         auditor.record(session, Action.ACCOUNTS_ENABLE, Outcome.SUCCESS,
@@ -234,7 +243,7 @@ def _disable_by_rule(rt: Runtime, reason: Reason, now: datetime, *conditions: An
         disabled = sorted(due)
         if disabled:
             session.execute(update(Account).where(Account.id.in_(disabled))
-                            .values(status=lockout.DISABLED)
+                            .values(status=lockout.DISABLED, disabled_reason=reason.value)
                             .execution_options(synchronize_session=False))
         for account_id in disabled:
             end_sessions(session, account_id, now)

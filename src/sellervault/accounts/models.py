@@ -23,6 +23,9 @@ class Account(Base):
     mailbox_key: Mapped[str | None] = mapped_column(String(320), unique=True, index=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    disabled_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The rule that disabled the account (``audit.events.Reason``); NULL when a person
+    disabled it, or while it is not disabled."""
     password_hash: Mapped[str | None] = mapped_column(String(256))
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

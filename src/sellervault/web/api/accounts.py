@@ -174,7 +174,8 @@ def enable_account(
     state: Annotated[RequestState, Depends(require(Action.ACCOUNTS_ENABLE))],
 ) -> AccountStatus:
     """Re-enable a disabled account (also one disabled by ten failed sign-ins, whose count
-    and lock are cleared). Its person signs in again."""
+    and lock are cleared). Its person signs in again. An account a canary locked is a
+    security officer's to re-enable (403 ``security_officer_required`` for anyone else)."""
     lifecycle.enable(state.runtime, state.auditor, state.principal, account_id)
     return AccountStatus(id=account_id, status="active")
 
