@@ -7,7 +7,8 @@
   other, against the right password too; a logout and a disable made through one are
   refused by the other at its next request, and a kill switch within a second.
 - The detectors of two processes count together: denials spread across both raise one
-  alert, and a canary touched through one disables the account on the other.
+  alert (and one for their address), and a canary touched through one disables the account
+  on the other.
 - A failed login the counters cannot record is answered ``503 counters_unavailable`` with
   ``Retry-After``, and the security log holds its one event (denied, 503).
 """
@@ -246,7 +247,9 @@ def test_two_server_processes_detect_together(
                                     ).status_code == 404
                 assert on_second.get("/tenants/globex/orders/111-0000000-0000001"
                                      ).status_code == 404
-            _wait_for(lambda: _alerts(runtime) == [("unauthorized-calls", analyst["id"])])
+            denied = sorted([("unauthorized-calls", analyst["id"]),  # and its address's
+                             ("unauthorized-calls", "address:127.0.0.1")])
+            _wait_for(lambda: sorted(_alerts(runtime)) == denied)
             with runtime.store.transaction() as session:
                 canary = session.scalars(select(Order.amazon_order_id).where(
                     Order.tenant_id == "acme", Order.is_canary.is_(True))).first()
@@ -255,7 +258,7 @@ def test_two_server_processes_detect_together(
             assert on_first.get(f"/tenants/acme/orders/{canary}").status_code == 200
             _wait_for(lambda: on_second.get("/session").status_code == 401)
     assert ("canary-access", analyst["id"]) in _alerts(runtime)
-    assert len(_alerts(runtime)) == 2
+    assert len(_alerts(runtime)) == 3
 
 
 def _alerts(runtime: Runtime) -> list[tuple[str, str]]:

@@ -6,35 +6,47 @@ attaches them for its own run) and receive every event it commits, after the com
 thread of their own (``audit.subscribers``): a request never waits for them. They count in
 the shared counters, so the events of every server process count together when Redis is
 configured; the alert of a window is raised once (the alert's unique key), whichever process
-crossed the threshold. Every count is compared on the way up (``== limit``, or the step that
-crosses a limit), so one crossing raises one alert and a count that stays high raises no
-more in its window.
+crossed the threshold. A sliding count is compared with ``>= limit``, not on the way up: a
+count that stays over its limit (an attack that goes on) raises the alert again in each new
+5-minute window, and the alert's key (rule, subject, window) makes it one per window. Each
+process remembers the alerts of the latest windows it raised (``Raised``), so a count that
+stays high asks the database once per window, not once per event.
+
+What an event says about itself is not trusted to switch a rule off: the channel label
+(``X-SellerVault-Client: cli`` is a header any caller sets) does not decide whether a request
+counts, and a caller's denials count for its account and for its address both.
 
 Rules (PARAMETERS.md; the severity after the name):
 
-- ``unauthorized-calls`` (high): 10 denied requests by one principal in 5 minutes (by its
-  address when no account was identified), 3 on PII or operator routes (reveal, search,
-  kill switches). Sign-in failures are the login rules'.
-- ``request-rate`` (medium): a principal's requests in one minute above its baseline (EWMA +
-  3 sigma, never below 60; ``baselines``; none while it warms up) or above the hard cap
-  (``SELLERVAULT_RATE_HARD_CAP_PER_MINUTE``) at any time. Requests are tallied in the
-  writer's thread (a dict increment; no wake-up of the detectors' thread per request, which
-  cost a request hundreds of microseconds in the interpreter's lock) and handed to the
-  shared counters once a second (``TICK``): the alert comes within that second.
+- ``unauthorized-calls`` (high): 10 denied requests by one principal, or from one address,
+  in 5 minutes, 3 on PII or operator routes (reveal, search, kill switches). An
+  ``http:refused`` event counts for the refusals it stands for (its ``count``). Sign-in
+  failures are the login rules'.
+- ``request-rate`` (medium): a principal's requests (whatever their channel label) in one
+  minute above its baseline (EWMA + 3 sigma, never below 60; ``baselines``; none while it
+  warms up) or above the hard cap (``SELLERVAULT_RATE_HARD_CAP_PER_MINUTE``) at any time.
+  Requests are tallied in the writer's thread (a dict increment; no wake-up of the
+  detectors' thread per request, which cost a request hundreds of microseconds in the
+  interpreter's lock) and handed to the shared counters once a second (``TICK``): the alert
+  comes within that second.
 - ``retrieval-volume`` (high): 20 distinct buyers revealed by one principal in 5 minutes, or
   a five-minute period above its baseline (never below 5). A *person* is disabled at once
   (``SELLERVAULT_AUTO_LOCK``); a service is not (its volume is its job). Reveals are tallied
   like requests, so the alert and the disabling come within a second of the crossing.
 - ``canary-access`` (critical): a canary order read, revealed or found by a search
-  (``canaries:touched``); the account that did it is disabled at once (``AUTO_LOCK``),
-  unless the search named only a postal code (the alert alone: a real buyer's ZIP code).
+  (``canaries:touched``); the alert is raised, then the account that did it is disabled
+  (``AUTO_LOCK``), unless the search named only a postal code (the alert alone: a real
+  buyer's ZIP code). A disabling that fails is logged; it never costs the alert.
 - ``login-failures`` (medium): an account locked after failed sign-ins.
-- ``lockout-storm`` (high): 5 accounts locked or disabled for failed sign-ins in 5 minutes,
-  across the service (spraying over many accounts).
-- ``success-after-failures`` (medium): a sign-in that succeeds after 5 or more failed ones
-  on the same account within the hour.
+- ``lockout-storm`` (high): 5 distinct accounts locked or disabled for failed sign-ins in 5
+  minutes, across the service (spraying over many accounts; one account locked again and
+  again is not a storm).
+- ``success-after-failures`` (medium): a sign-in or a password change that succeeds after 5
+  or more failed ones (of either: the same password and code, under the same lockout) on
+  the same account within the hour.
 - ``configuration-change`` (medium): a kill switch set or cleared, a key rotated, an
-  account's networks changed, a privileged role granted or revoked.
+  account's networks changed, a privileged role granted or revoked; one alert per actor and
+  target in a window (``change_subject``), so one change does not hide another's.
 - ``log-verification`` (critical): ``audit verify`` found the log tampered with.
 
 Each alert raised is also sent out, when configured (``notifications``: enqueued in the
@@ -43,6 +55,7 @@ alert's transaction by ``alerts.raise_alert``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
@@ -50,12 +63,13 @@ from datetime import UTC, datetime, timedelta
 from sellervault.access.actions import Action
 from sellervault.access.roles import Role
 from sellervault.accounts import lifecycle
-from sellervault.audit.events import Channel, Outcome, Reason, SecurityEvent
+from sellervault.audit.events import Outcome, Reason, SecurityEvent
 from sellervault.audit.log import event_time
 from sellervault.audit.subscribers import CommittedEvent, Subscription
 from sellervault.counters.interface import Window
 from sellervault.monitoring import alerts
 from sellervault.monitoring.baselines import Baseline
+from sellervault.monitoring.models import SUBJECT_LENGTH
 from sellervault.runtime import Runtime
 
 log = logging.getLogger("sellervault.monitoring")
@@ -89,7 +103,6 @@ TICK = 1.0
 """Seconds between the hand-overs of the tallied requests to the shared counters."""
 RATE_FLOOR = 60
 """Requests a minute below which no principal's rate is unusual, whatever its baseline."""
-REQUEST_CHANNELS = frozenset({Channel.API, Channel.DASHBOARD})
 
 BUYERS_REVEALED = Window("buyers-revealed", WINDOW, cap=1000)
 VOLUME_LIMIT = 20
@@ -99,13 +112,23 @@ VOLUME = Baseline("buyers-revealed", WINDOW, cap=1000)
 POSTAL_CODE_ONLY = "postal-code"
 """The criteria of a search that named only a ZIP code (``records.service.search_criteria``)."""
 
-LOCKOUTS = Window("lockouts", WINDOW, cap=1000)
+LOCKED_ACCOUNTS = Window("locked-accounts", WINDOW, cap=1000)
+"""The distinct accounts locked or disabled for failed sign-ins (a new name: the count of
+lock events it replaces was another kind of data)."""
 LOCKOUT_STORM_LIMIT = 5
 SERVICE_SUBJECT = "service"
 """The subject of the rules about the service as a whole (a storm, the log)."""
 
 SIGN_IN_FAILURES = Window("sign-in-failures", timedelta(hours=1), cap=1000)
 SUCCESS_AFTER = 5
+CREDENTIAL_ACTIONS = frozenset({Action.SESSION_CREATE, Action.PASSWORD_CHANGE})
+"""What checks a person's password and code under the lockout (``accounts.service._prove``):
+a guesser fails at either, and succeeds at either."""
+PROVEN_REASONS = frozenset({Reason.PASSWORD_EXPIRED, Reason.PASSWORD_CHANGE_REQUIRED,
+                            Reason.PASSWORD_POLICY, Reason.PASSWORD_REUSED,
+                            Reason.PASSWORD_TOO_RECENT})
+"""Refusals that come after the password and code were proven right (the lockout counts
+them as a success): not a failed guess, and, after failures, a guess that succeeded."""
 
 CONFIGURATION_ACTIONS = frozenset({
     Action.KILLSWITCH_SET, Action.KILLSWITCH_CLEAR, Action.KEYS_ROTATE_ROOT,
@@ -115,9 +138,11 @@ PRIVILEGED_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value,
                               Role.SECURITY_OFFICER.value, Role.PII_READER.value})
 
 _LOCKED = frozenset({Action.ACCOUNTS_LOCK, Action.ACCOUNTS_DISABLE})
-_RULE_ACTIONS = (frozenset({Action.CANARIES_TOUCHED, Action.SESSION_CREATE,
-                            Action.AUDIT_VERIFY})
-                 | _LOCKED | CONFIGURATION_ACTIONS | GRANT_ACTIONS)
+_RULE_ACTIONS = (frozenset({Action.CANARIES_TOUCHED, Action.AUDIT_VERIFY})
+                 | CREDENTIAL_ACTIONS | _LOCKED | CONFIGURATION_ACTIONS | GRANT_ACTIONS)
+RAISED_WINDOWS = 3
+"""The windows whose raised alerts a process remembers (the current one, and late events'
+windows)."""
 
 
 def window_start(occurred_at: str) -> str:
@@ -140,6 +165,63 @@ def _subject(event: SecurityEvent) -> str | None:
     if event.actor.source_ip is not None:
         return "address:" + event.actor.source_ip
     return None
+
+
+def _denial_subjects(event: SecurityEvent) -> list[str]:
+    """Whom a denial counts against: its principal and its address, both. Counted by one
+    only, ten stolen keys used from one address stay at one denial each, and one key used
+    from ten addresses stays under every address's limit."""
+    subjects = []
+    if event.actor.actor_id is not None:
+        subjects.append(event.actor.actor_id)
+    if event.actor.source_ip is not None:
+        subjects.append("address:" + event.actor.source_ip)
+    return subjects
+
+
+def _weight(event: SecurityEvent) -> int:
+    """The denials one event stands for: ``web.refusals`` coalesces the refusals of one
+    address into one ``http:refused`` event whose ``count`` says how many (up to the
+    window's cap, which is over every limit)."""
+    return max(1, min(event.count or 1, DENIALS.cap))
+
+
+def change_subject(event: SecurityEvent) -> str:
+    """Who changed what (the actor, then the target): the subject of a configuration-change
+    alert, so a second actor's change in the window is an alert of its own that names it."""
+    actor = _subject(event) or event.actor.channel.value
+    return actor if event.target_id is None else f"{actor}>{event.target_id}"
+
+
+def fitting(subject: str) -> str:
+    """``subject`` as an alert can hold it: one too long for the column (a long tenant id
+    after an address) would fail the insert on PostgreSQL, and the alert with it. It keeps
+    its start and ends with a digest of the whole, so two subjects stay two. Subjects are
+    ids and addresses: no PII either way."""
+    if len(subject) <= SUBJECT_LENGTH:
+        return subject
+    digest = hashlib.blake2b(subject.encode(), digest_size=8).hexdigest()
+    return f"{subject[:SUBJECT_LENGTH - len(digest) - 1]}#{digest}"
+
+
+class Raised:
+    """The alerts this process raised (or found raised) in the latest windows: a count that
+    stays over its limit asks again with every event, and only the first asks the database
+    (where the alert's key makes it one across processes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, set[tuple[str, str]]] = {}
+
+    def holds(self, rule: str, subject: str, window: str) -> bool:
+        with self._lock:
+            return (rule, subject) in self._windows.get(window, ())
+
+    def add(self, rule: str, subject: str, window: str) -> None:
+        with self._lock:
+            self._windows.setdefault(window, set()).add((rule, subject))
+            for old in sorted(self._windows)[:-RAISED_WINDOWS]:  # the times sort as they read
+                del self._windows[old]
 
 
 class Tally:
@@ -188,13 +270,16 @@ class Detectors:
         self._hard_cap = rt.settings.rate_hard_cap_per_minute
         self._rate = Baseline("request-rate", timedelta(minutes=1), cap=self._hard_cap + 1)
         self._tally = Tally()
+        self._raised = Raised()
 
     def wants(self, committed: CommittedEvent) -> bool:
         """The events some rule reads, asked in the writer's thread (keep it this cheap):
-        requests and reveals are tallied here, and only the other rules' events queued."""
+        requests and reveals are tallied here, and only the other rules' events queued. Every
+        event of a principal counts as a request, whatever its channel says: the channel is a
+        label the caller chooses (``web.context.new_state``), and must not switch a rule off."""
         event = committed.event
         principal = event.actor.actor_id
-        if principal is not None and event.actor.channel in REQUEST_CHANNELS:
+        if principal is not None:
             self._tally.request(principal, self._rate.period_of(
                 _moment(committed.occurred_at).timestamp()))
         if (event.action is Action.ORDERS_REVEAL and event.outcome is Outcome.SUCCESS
@@ -227,7 +312,7 @@ class Detectors:
         action = event.action
         if event.outcome is Outcome.DENIED and action not in SIGN_IN_ACTIONS:
             self._unauthorized(committed)
-        if action is Action.SESSION_CREATE:
+        if action in CREDENTIAL_ACTIONS:
             self._sign_in(committed)
         elif action in _LOCKED:
             self._locked(committed)
@@ -236,28 +321,44 @@ class Detectors:
         elif action in CONFIGURATION_ACTIONS or (
                 action in GRANT_ACTIONS and event.criteria in PRIVILEGED_ROLES):
             if event.outcome is Outcome.SUCCESS:
-                self._raise(committed, CONFIGURATION_CHANGE, "medium", action.value,
+                self._raise(committed, CONFIGURATION_CHANGE, "medium", change_subject(event),
                             event.actor.actor_id)
         elif action is Action.AUDIT_VERIFY and event.outcome is Outcome.FAILED:
             self._raise(committed, LOG_VERIFICATION, "critical", SERVICE_SUBJECT, None)
 
     def _raise(self, committed: CommittedEvent, rule: str, severity: str, subject: str,
                principal_id: str | None) -> None:
-        alerts.raise_alert(self._rt, rule, severity, subject, principal_id,
+        alerts.raise_alert(self._rt, rule, severity, fitting(subject), principal_id,
                            window_start(committed.occurred_at))
+
+    def _raise_once(self, rule: str, severity: str, subject: str, principal_id: str | None,
+                    window: str) -> None:
+        """The alert of a count at or over its limit, unless this process raised it in
+        this window already (``Raised``); remembered once the database has it."""
+        subject = fitting(subject)
+        if not self._raised.holds(rule, subject, window):
+            alerts.raise_alert(self._rt, rule, severity, subject, principal_id, window)
+            self._raised.add(rule, subject, window)
 
     # -- the rules -------------------------------------------------------------------------
 
     def _unauthorized(self, committed: CommittedEvent) -> None:
         event = committed.event
-        subject = _subject(event)
-        if subject is None:
-            return
-        crossed = self._rt.counters.hit(DENIALS, subject) == DENIAL_LIMIT
-        if event.action in SENSITIVE_ACTIONS:
-            crossed |= self._rt.counters.hit(SENSITIVE_DENIALS, subject) == SENSITIVE_LIMIT
-        if crossed:
-            self._raise(committed, UNAUTHORIZED_CALLS, "high", subject, event.actor.actor_id)
+        weight = _weight(event)
+        for subject in _denial_subjects(event):
+            if self._over_denials(subject, event.action, weight):
+                principal = event.actor.actor_id if subject == event.actor.actor_id else None
+                self._raise_once(UNAUTHORIZED_CALLS, "high", subject, principal,
+                                 window_start(committed.occurred_at))
+
+    def _over_denials(self, subject: str, action: Action, weight: int) -> bool:
+        """Count ``weight`` denials of ``subject`` (on sensitive routes, in their own count
+        too); whether either count is at or over its limit now."""
+        counters = self._rt.counters
+        over = counters.hit(DENIALS, subject, times=weight) >= DENIAL_LIMIT
+        if action in SENSITIVE_ACTIONS:
+            over |= counters.hit(SENSITIVE_DENIALS, subject, times=weight) >= SENSITIVE_LIMIT
+        return over
 
     def _request_rate(self, principal: str, minute: int, requests: int) -> None:
         counters = self._rt.counters
@@ -278,24 +379,39 @@ class Detectors:
         in_window = counters.distinct(BUYERS_REVEALED, principal, buyer)
         in_period = counters.distinct(VOLUME.counts, f"{principal}@{period}", buyer)
         limit = level.limit(VOLUME_FLOOR)
-        if in_window == VOLUME_LIMIT or (limit is not None
+        window = window_start(occurred_at)
+        if self._raised.holds(RETRIEVAL_VOLUME, principal, window):
+            return
+        if in_window >= VOLUME_LIMIT or (limit is not None
                                          and _crossed(in_period - 1, in_period, limit)):
             if self._rt.settings.auto_lock:
                 lifecycle.disable_for_volume(self._rt, principal)
-            alerts.raise_alert(self._rt, RETRIEVAL_VOLUME, "high", principal, principal,
-                               window_start(occurred_at))
+            self._raise_once(RETRIEVAL_VOLUME, "high", principal, principal, window)
 
     def _canary(self, committed: CommittedEvent) -> None:
-        """Lock first, then the alert: the account is stopped even if the alert fails. A
-        canary found by a search for a postal code only is alerted on, not locked: an honest
-        search for a real buyer's ZIP code finds the canaries that share it."""
+        """The critical alert first, then the lock, each attempted whatever became of the
+        other: a lock that fails (the database busy) must not cost the alert, which is what
+        brings someone to look. A canary found by a search for a postal code only is alerted
+        on, not locked: an honest search for a real buyer's ZIP code finds the canaries that
+        share it."""
         actor_id = committed.event.actor.actor_id
         subject = _subject(committed.event)
         by_place_only = committed.event.criteria == POSTAL_CODE_ONLY
-        if actor_id is not None and self._rt.settings.auto_lock and not by_place_only:
-            lifecycle.disable_for_canary(self._rt, actor_id)
-        if subject is not None:
-            self._raise(committed, CANARY_ACCESS, "critical", subject, actor_id)
+        try:
+            if subject is not None:
+                self._raise(committed, CANARY_ACCESS, "critical", subject, actor_id)
+        finally:
+            if actor_id is not None and self._rt.settings.auto_lock and not by_place_only:
+                self._disable_for_canary(actor_id)
+
+    def _disable_for_canary(self, account_id: str) -> None:
+        """Disable the account; a failure is logged (its id and the exception's type, never
+        its message, which may quote a row) and not raised: the alert stands either way."""
+        try:
+            lifecycle.disable_for_canary(self._rt, account_id)
+        except Exception as exc:
+            log.error("canary-access: account %s not disabled: %s", account_id,
+                      type(exc).__name__)
 
     def _locked(self, committed: CommittedEvent) -> None:
         event = committed.event
@@ -303,18 +419,24 @@ class Detectors:
             return
         if event.action is Action.ACCOUNTS_LOCK:
             self._raise(committed, LOGIN_FAILURES, "medium", event.target_id, event.target_id)
-        if self._rt.counters.hit(LOCKOUTS, SERVICE_SUBJECT) == LOCKOUT_STORM_LIMIT:
-            self._raise(committed, LOCKOUT_STORM, "high", SERVICE_SUBJECT, None)
+        locked = self._rt.counters.distinct(LOCKED_ACCOUNTS, SERVICE_SUBJECT, event.target_id)
+        if locked >= LOCKOUT_STORM_LIMIT:
+            self._raise_once(LOCKOUT_STORM, "high", SERVICE_SUBJECT, None,
+                             window_start(committed.occurred_at))
 
     def _sign_in(self, committed: CommittedEvent) -> None:
+        """A sign-in or a password change: a failed one counts against the account; one
+        whose password and code were right (even if refused after, ``PROVEN_REASONS``) is
+        the success the failures led to."""
         event = committed.event
         account = event.target_id
         if account is None:
             return
         counters = self._rt.counters
-        if event.outcome is Outcome.DENIED:
+        proven = event.outcome is Outcome.SUCCESS or event.reason in PROVEN_REASONS
+        if event.outcome is Outcome.DENIED and not proven:
             counters.hit(SIGN_IN_FAILURES, account)
-        elif event.outcome is Outcome.SUCCESS:
+        elif proven:
             if counters.count(SIGN_IN_FAILURES, account) >= SUCCESS_AFTER:
                 self._raise(committed, SUCCESS_AFTER_FAILURES, "medium", account, account)
             counters.reset(SIGN_IN_FAILURES, account)

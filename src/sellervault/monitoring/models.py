@@ -7,6 +7,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from sellervault.store.base import Base
 
+SUBJECT_LENGTH = 80
+"""The longest subject an alert holds (``detectors.fitting`` keeps every subject to it)."""
+
 
 class AlertRow(Base):
     """One alert: a rule that fired for a subject (an account id, or an address when no
@@ -20,7 +23,7 @@ class AlertRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     rule: Mapped[str] = mapped_column(String(32))
     severity: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str] = mapped_column(String(80))
+    subject: Mapped[str] = mapped_column(String(SUBJECT_LENGTH))
     principal_id: Mapped[str | None] = mapped_column(String(32))
     window_start: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[str] = mapped_column(String(32))
