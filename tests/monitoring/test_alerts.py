@@ -16,7 +16,7 @@ from sellervault.access.actions import Action
 from sellervault.access.roles import Grant, Principal, Role
 from sellervault.audit.models import EventRow
 from sellervault.monitoring import alerts
-from sellervault.monitoring.errors import AlertNotFoundError, AlertStateError
+from sellervault.monitoring.errors import AlertNotFoundError, AlertStateError, OwnAlertError
 from sellervault.runtime import Runtime
 from tests.support import system_auditor
 
@@ -68,6 +68,25 @@ def test_an_alert_moves_forward_only(runtime: Runtime) -> None:
     [listed] = alerts.list_alerts(runtime, auditor, "closed")
     assert listed.id == alert_id
     assert alerts.list_alerts(runtime, auditor, "open") == []
+
+
+def test_an_officer_never_handles_an_alert_about_themselves(runtime: Runtime) -> None:
+    """An officer caught by a canary cannot acknowledge, close or assign away its alert:
+    403, nothing changes; another officer can. An assignment's event names the assignee."""
+    alert_id = alerts.raise_alert(runtime, "canary-access", "critical", "acc_officer",
+                                  "acc_officer", WINDOW)
+    assert alert_id is not None
+    auditor = system_auditor(runtime)
+    for action in (Action.ALERTS_CLOSE, Action.ALERTS_ACKNOWLEDGE, Action.ALERTS_ASSIGN):
+        with pytest.raises(OwnAlertError):
+            alerts.change(runtime, auditor, OFFICER, alert_id, action, assignee="acc_friend")
+    [alert] = alerts.list_alerts(runtime, auditor)
+    assert (alert.status, alert.assigned_to) == ("open", None)
+    other = Principal("acc_other", "person", (Grant(Role.SECURITY_OFFICER, "*"),))
+    alerts.change(runtime, auditor, other, alert_id, Action.ALERTS_ASSIGN, assignee="acc_lead")
+    assert [e.criteria for e in events(runtime, "alerts:assign")] == ["acc_lead"]
+    assert alerts.change(runtime, auditor, other, alert_id,
+                         Action.ALERTS_CLOSE).status == "closed"
 
 
 def test_two_officers_closing_one_alert_at_once_make_one_change(runtime: Runtime) -> None:

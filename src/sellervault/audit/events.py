@@ -84,6 +84,7 @@ class Reason(StrEnum):
     PURPOSE_NOT_PERMITTED = "purpose_not_permitted"
     SECOND_PERSON_REQUIRED = "second_person_required"
     SECURITY_OFFICER_REQUIRED = "security_officer_required"  # a canary-locked account (403)
+    OWN_ALERT = "own_alert"  # an officer handling an alert about themselves (403)
     TENANT_KEYS_BUSY = "tenant_keys_busy"
     COUNTERS_UNAVAILABLE = "counters_unavailable"  # the shared counters (Redis) unreachable
     UNAUTHENTICATED = "unauthenticated"

@@ -22,7 +22,7 @@ from sellervault.access.actions import Action
 from sellervault.access.roles import Principal
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
-from sellervault.monitoring.errors import AlertNotFoundError, AlertStateError
+from sellervault.monitoring.errors import AlertNotFoundError, AlertStateError, OwnAlertError
 from sellervault.monitoring.models import AlertRow
 from sellervault.notifications import outbox
 from sellervault.runtime import Runtime
@@ -103,7 +103,9 @@ def list_alerts(rt: Runtime, auditor: Auditor, status: str | None = None,
 
 def change(rt: Runtime, auditor: Auditor, officer: Principal, alert_id: str, action: Action,
            assignee: str | None = None) -> Alert:
-    """Acknowledge, close or assign (to ``assignee``) one alert; the alert as it is now."""
+    """Acknowledge, close or assign (to ``assignee``) one alert; the alert as it is now.
+    An alert about the officer themselves is another officer's (403): the condition is part
+    of the update. The assignment's event names the assignee."""
     values: dict[str, Any] = {"updated_at": rt.audit.occurred_at()}
     if action is Action.ALERTS_ASSIGN:
         values["assigned_to"] = assignee or officer.id
@@ -112,14 +114,18 @@ def change(rt: Runtime, auditor: Auditor, officer: Principal, alert_id: str, act
     with rt.store.transaction() as session:
         changed = cast(CursorResult[Any], session.execute(
             update(AlertRow).where(AlertRow.id == alert_id,
-                                   AlertRow.status.in_(_FROM[action]))
+                                   AlertRow.status.in_(_FROM[action]),
+                                   AlertRow.principal_id.is_distinct_from(officer.id))
             .values(**values).execution_options(synchronize_session=False)))
         if changed.rowcount != 1:
-            if session.get(AlertRow, alert_id) is None:
+            found = session.get(AlertRow, alert_id)
+            if found is None:
                 raise AlertNotFoundError()
+            if found.principal_id == officer.id:
+                raise OwnAlertError()
             raise AlertStateError()
         auditor.record(session, action, Outcome.SUCCESS, target_type=TargetType.ALERT,
-                       target_id=alert_id)
+                       target_id=alert_id, criteria=values.get("assigned_to"))
         row = session.get_one(AlertRow, alert_id)
         session.refresh(row)
         return _alert(row)

@@ -24,3 +24,14 @@ class AlertStateError(MonitoringError):
 
     def __init__(self) -> None:
         super().__init__("the alert is not in a state this change applies to (closed?)")
+
+
+class OwnAlertError(MonitoringError):
+    """The alert is about the officer who would handle it: another officer does (nobody
+    acknowledges, closes or assigns away the alert a canary raised about them)."""
+
+    code = Reason.OWN_ALERT
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("an alert about you is handled by another security officer")
