@@ -147,8 +147,9 @@ def test_a_missing_or_erased_order_is_refused(runtime: Runtime) -> None:
 
 def test_an_order_held_a_canary_or_a_restricted_buyers_email_is_not_corrected(
         runtime: Runtime) -> None:
-    """409: a legal hold keeps the value as evidence; a canary stays as planted; a new email
-    would take the order out of its buyer's restriction (lift it first)."""
+    """409: a legal hold keeps the value as evidence; a canary stays as planted (and the
+    correction asked of it is a touch: its event, the corrector locked); a new email would
+    take the order out of its buyer's restriction (lift it first)."""
     from datetime import timedelta
 
     from sellervault.deletion import holds
@@ -161,8 +162,13 @@ def test_an_order_held_a_canary_or_a_restricted_buyers_email_is_not_corrected(
     with pytest.raises(CorrectionStateError, match="legal hold"):
         _correct(runtime, "ShippingAddress.City", "Bonn")
     [canary] = records.list_canaries(runtime, officer(runtime), "acme")[:1]
-    with pytest.raises(CorrectionStateError, match="canary"):
+    with pytest.raises(CorrectionStateError, match="may not be corrected"):
         _correct(runtime, "ShippingAddress.City", "Bonn", order=canary)
+    with runtime.store.engine.connect() as connection:  # the probe tripped the canary
+        touched = connection.execute(select(EventRow.target_id, EventRow.actor_id).where(
+            EventRow.action == "canaries:touched")).all()
+    assert [(t.target_id, t.actor_id) for t in touched] == [(_order(runtime, canary).id,
+                                                              OFFICER)]
     restricted = restrictions.restrict(runtime, officer(runtime), OFFICER, "acme",
                                        BUYER_EMAIL, "accuracy contested")
     other = "902-0000000-0000001"

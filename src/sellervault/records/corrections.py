@@ -29,6 +29,7 @@ from sellervault.crypto.keyring import DataKeyDestroyedError
 from sellervault.crypto.keystore import join_data_key
 from sellervault.records import erasure
 from sellervault.records.errors import (
+    CanaryNotCorrectedError,
     CorrectionError,
     CorrectionStateError,
     OrderErasedError,
@@ -43,6 +44,7 @@ from sellervault.records.service import (
     POSTAL,
     attributes_json,
     load_pseudonyms,
+    lock_canary_toucher,
     record_context,
     record_json,
 )
@@ -100,10 +102,10 @@ def _check_correctable(session: Session, row: Any, spec: Correctable, tenant_id:
     """409 for an order a correction must leave alone: under a legal hold (the held value
     is evidence), a canary (the tripwire stays as planted), or its email while the buyer's
     processing is restricted (the new email would take the order out of the restriction)."""
+    if row.is_canary:  # (first: whatever else it is, a probe of a canary trips it)
+        raise CanaryNotCorrectedError(row.id)
     if row.held_until is not None and row.held_until > now:
         raise CorrectionStateError("the order is under a legal hold")
-    if row.is_canary:
-        raise CorrectionStateError("a canary order is not corrected")
     if spec.index is not None and spec.index[0] == EMAIL and row.email_bidx is not None \
             and session.scalar(select(Restriction.id).where(
                 Restriction.tenant_id == tenant_id, Restriction.buyer_digest == row.email_bidx,
@@ -134,6 +136,25 @@ def correct(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
         raise CorrectionError(f"value: one line of text, at most {MAX_VALUE} characters")
     if spec.index is not None and spec.index[0] == EMAIL and "@" not in value:
         raise CorrectionError("value: not an email address")
+    try:
+        return _correct(rt, auditor, tenant_id, amazon_order_id, spec, field, value)
+    except CanaryNotCorrectedError as refused:  # a canary probed: it bites, then the 409
+        _touched(rt, auditor, tenant_id, refused.order_id)
+        raise
+
+
+def _touched(rt: Runtime, auditor: Auditor, tenant_id: str, order_id: str) -> None:
+    """A correction asked of a canary is a touch like a read (``service._touched_canary``):
+    its event, which the ``canary-access`` detector alerts on, and the corrector locked. The
+    refusal alone would let whoever may correct orders sort the canaries out unnoticed."""
+    with rt.store.transaction() as session:
+        auditor.record(session, Action.CANARIES_TOUCHED, Outcome.SUCCESS, tenant_id=tenant_id,
+                       target_type=TargetType.CANARY, target_id=order_id, count=1)
+    lock_canary_toucher(rt, auditor)
+
+
+def _correct(rt: Runtime, auditor: Auditor, tenant_id: str, amazon_order_id: str,
+             spec: Correctable, field: str, value: str) -> Corrected:
     pseudonyms = load_pseudonyms(rt)
     now = rt.clock.now()
     with rt.store.transaction() as session:

@@ -70,6 +70,15 @@ class CorrectionStateError(CorrectionError):
     status = 409
 
 
+class CanaryNotCorrectedError(CorrectionStateError):
+    """A correction asked of a canary: refused like any order that may not be corrected,
+    and a touch of the canary (``records.corrections``: its event, the corrector locked)."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__("this order may not be corrected")
+        self.order_id = order_id
+
+
 class SearchRequestError(RecordError):
     code = Reason.INVALID_SEARCH
     status = 422
