@@ -114,6 +114,20 @@ def test_a_tampered_proof_is_refused_by_both_checkers(
         assert not independent_check(variant, pem)
 
 
+@pytest.mark.parametrize("field", ["leaf_index", "tree_size"])
+@pytest.mark.parametrize("written", [str, float, lambda n: n == n])
+def test_a_number_written_as_anything_but_an_integer_is_malformed(
+        proven: tuple[Runtime, int, bytes], field: str, written: Any) -> None:
+    """``"4"``, ``4.0`` or ``true`` where the proof says an integer: refused as malformed,
+    never read as the number (the CLI's message would then crash on it, or another
+    checker read a different proof)."""
+    runtime, _, pem = proven
+    proof = proofs.prove(runtime.store, 5)
+    proof[field] = written(proof[field])
+    with pytest.raises(proofs.InvalidProofError, match="malformed"):
+        proofs.check_proof(proof, pem)
+
+
 def test_a_proof_checked_with_another_key_is_refused(
         proven: tuple[Runtime, int, bytes]) -> None:
     runtime, _, _ = proven

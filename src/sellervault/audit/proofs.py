@@ -106,8 +106,8 @@ def check_proof(proof: dict[str, Any], public_key_pem: bytes) -> checkpoints.Che
             raise InvalidProofError("the checkpoint is not signed by this key")
         checkpoint = checkpoints.Checkpoint.parse(statement)
         body = str(proof["event_body"]).encode()
-        index, size = int(proof["leaf_index"]), int(proof["tree_size"])
-        if size != checkpoint.size or int(json.loads(body)["seq"]) != index + 1:
+        index, size = _number(proof["leaf_index"]), _number(proof["tree_size"])
+        if size != checkpoint.size or _number(json.loads(body)["seq"]) != index + 1:
             raise InvalidProofError("the proof's sizes or position do not match")
         merkle.verify_inclusion(index, size, merkle.leaf_hash(body),
                                 [bytes.fromhex(h) for h in proof["inclusion_path"]],
@@ -119,3 +119,11 @@ def check_proof(proof: dict[str, Any], public_key_pem: bytes) -> checkpoints.Che
             raise
         raise InvalidProofError("the proof is malformed") from None
     return checkpoint
+
+
+def _number(value: object) -> int:
+    """A JSON integer as written, nothing coerced: ``"5"``, ``5.0`` or ``true`` in a proof is
+    malformed (a proof read back as other than its checker read it is no proof)."""
+    if type(value) is not int or value < 0:
+        raise ValueError("not a count")
+    return value
