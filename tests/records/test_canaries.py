@@ -350,6 +350,27 @@ def test_the_refresh_seeds_a_tenant_without_canaries_and_leaves_an_erased_one(
     assert len(_canaries(runtime, "legacy")) == runtime.settings.canaries_per_tenant
 
 
+def test_a_tenant_whose_first_orders_have_no_buyer_gets_canaries_modelled_on_later_ones(
+        runtime: Runtime) -> None:
+    """Pending orders carry no buyer and no address: nothing to model a canary on. No
+    made-up stock order (a US order on Amazon.com) is seeded among them; the daily refresh
+    seeds the canaries once an order with a buyer has arrived, in its marketplace."""
+    pending = [{k: v for k, v in o.items() if k not in ("BuyerInfo", "ShippingAddress")}
+               for o in synthetic_orders(2, start=60)]
+    records.ingest(runtime, _auditor(runtime), "pending",
+                   [map_order(validate_order(o)) for o in pending])
+    assert _canaries(runtime, "pending") == []
+    assert records.refresh_canaries(runtime) == 0
+    later = list(synthetic_orders(1, start=70))
+    records.ingest(runtime, _auditor(runtime), "pending",
+                   [map_order(validate_order(o)) for o in later])
+    records.refresh_canaries(runtime)
+    seeded = _canaries(runtime, "pending")
+    assert len(seeded) == runtime.settings.canaries_per_tenant
+    assert {json.loads(c.attributes)["MarketplaceId"] for c in seeded} == {
+        later[0]["MarketplaceId"]}
+
+
 def test_without_the_key_nobody_can_tell_the_canaries(runtime: Runtime) -> None:
     """The canaries of a tenant follow from the canary-seed key, which is wrapped by the root
     key like every system key: another vault (another key) makes other ones."""

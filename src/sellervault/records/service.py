@@ -287,10 +287,14 @@ def ingest(rt: Runtime, auditor: Auditor, tenant_id: str,
 def _seed_canaries(rt: Runtime, session: Session, seed: bytes, tenant_id: str, now: datetime,
                    models: Sequence[dict[str, Any]], first: int) -> int:
     """Canaries ``first`` up to the configured number, each modelled on one of ``models``
-    (``canaries.choose_model``); the number written."""
-    orders = [map_order(validate_order(canaries.canary_order(
-        seed, number, now, canaries.choose_model(seed, number, models))))
-        for number in range(first, rt.settings.canaries_per_tenant)]
+    (``canaries.choose_model``); the number written. None while no model has a buyer or an
+    address (a first ingest of pending orders): a made-up stock order (a US order on
+    Amazon.com) would stand out among, say, a German seller's orders, so the canaries wait
+    for the daily refresh after an order with a buyer arrives."""
+    chosen = [(number, canaries.choose_model(seed, number, models))
+              for number in range(first, rt.settings.canaries_per_tenant)]
+    orders = [map_order(validate_order(canaries.canary_order(seed, number, now, model)))
+              for number, model in chosen if model is not None]
     if not orders:
         return 0
     return store_orders(session, rt.keyring, tenant_id, orders, now, canary=True,
