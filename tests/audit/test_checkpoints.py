@@ -8,13 +8,18 @@ head, a history rebuilt to the same size (even with valid MACs), a checkpoint ed
 forged, deleted or reordered, an old database restored (its checkpoints behind the file's),
 and the file truncated or edited. The checkpoints themselves: one per run, empty intervals
 included, numbered and chained, each signed, each also a line of the file (owner-only);
-and one asked for whenever the chain grows by 1,000 events.
+and one asked for whenever the chain grows by 1,000 events. The job signs only what it
+authenticated (an event forged at the head, a gap), rebuilds a corrupt stored compact range
+from the events, never dates a checkpoint before the last (a clock stepped back); verify
+takes a checkpoint written during its walk for what it is, and names a bad file line.
 """
 
 from __future__ import annotations
 
 import json
 import stat
+import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -216,3 +221,116 @@ def test_the_trigger_asks_for_a_checkpoint_every_thousand_events_of_the_chain() 
         seen.append(seq)
         trigger(CommittedEvent(seq, "2026-12-05T00:00:00.000000Z", event))
     assert asked == [1005, 2007]  # (2005 was due; 2007 is the first seen from there)
+
+
+# -- the job signs only what it authenticated ------------------------------------------------
+
+def _checkpoint_count(rt: Runtime) -> int:
+    return len(table(rt, "audit_checkpoints", "number"))
+
+
+def _forge_at_head(rt: Runtime, gap: int) -> int:
+    """A row added after the head, linked to it but with a made-up MAC (``gap`` numbers
+    skipped), and the head moved onto it: its number."""
+    last = table(rt, "security_events", "seq")[-1]
+    forged = dict(last, seq=last["seq"] + 1 + gap, prev_hash=last["hash"], hash="ab" * 32,
+                  status=201)
+    attack(rt, f"INSERT INTO security_events ({', '.join(forged)}) "
+               f"VALUES ({', '.join(':' + name for name in forged)})", **forged)
+    attack(rt, "UPDATE security_event_head SET seq = :seq, hash = :hash",
+           seq=forged["seq"], hash=forged["hash"])
+    return int(last["seq"]) + 1
+
+
+@pytest.mark.parametrize("gap", [0, 1], ids=["wrong-mac", "missing-seq"])
+def test_an_event_forged_at_the_head_is_never_signed(signed: Runtime, gap: int) -> None:
+    """Without the log key an attacker inserts an event after the head: signed, it would
+    get an inclusion proof that checks with the public key alone."""
+    path = signed.settings.checkpoint_file
+    lines_before = path.read_text()
+    first_bad = _forge_at_head(signed, gap)
+    with pytest.raises(checkpoints.CheckpointRefusedError, match=f"event {first_bad} "):
+        checkpoints.write_checkpoint(signed)
+    assert _checkpoint_count(signed) == 3
+    assert path.read_text() == lines_before
+    attack(signed, "DELETE FROM security_events WHERE seq >= :seq", seq=first_bad)
+    last = table(signed, "security_events", "seq")[-1]
+    attack(signed, "UPDATE security_event_head SET seq = :seq, hash = :hash",
+           seq=last["seq"], hash=last["hash"])
+    write_events(signed, 2)  # an honest log goes on being signed
+    assert checkpoints.write_checkpoint(signed) == 2
+    assert verify(signed).ok
+
+
+@pytest.mark.parametrize("frontier", ["x", "first"], ids=["garbage", "another-range"])
+def test_a_corrupt_stored_frontier_is_rebuilt_from_the_events(signed: Runtime,
+                                                              frontier: str) -> None:
+    """The compact range column is not signed: garbage stopped every run (a JSON error),
+    another checkpoint's range was built on (a root that fails verification)."""
+    stored = table(signed, "audit_checkpoints", "number")[0]["frontier"]
+    attack(signed, "UPDATE audit_checkpoints SET frontier = :f WHERE number = 3",
+           f=stored if frontier == "first" else frontier)
+    write_events(signed, 2)
+    assert checkpoints.write_checkpoint(signed) == 2
+    result = verify(signed)
+    assert result.ok and result.checkpoints == 4, result
+
+
+def test_a_frontier_is_rebuilt_only_from_authentic_events(signed: Runtime) -> None:
+    attack(signed, "UPDATE audit_checkpoints SET frontier = 'x' WHERE number = 3")
+    attack(signed, "UPDATE security_events SET status = 500 WHERE seq = 2")
+    with pytest.raises(checkpoints.CheckpointRefusedError, match="event 2 was altered"):
+        checkpoints.write_checkpoint(signed)
+    assert _checkpoint_count(signed) == 3
+
+
+def test_a_clock_stepped_back_signs_a_checkpoint_that_still_verifies(
+        signed: Runtime, clock: ManualClock) -> None:
+    """NTP or a restored VM: the same vault, its clock ten minutes behind the last
+    checkpoint."""
+    behind = Runtime(signed.settings, signed.store, signed.keyring,
+                     ManualClock(clock.now() - timedelta(minutes=10)))
+    write_events(behind, 1)
+    assert checkpoints.write_checkpoint(behind) == 1
+    result = verify(signed)
+    assert result.ok and result.checkpoints == 4, result
+
+
+# -- the file read after the walk -------------------------------------------------------------
+
+def test_a_checkpoint_written_during_the_walk_is_no_false_alarm(
+        signed: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running server signs a checkpoint while verify walks its snapshot: the file, read
+    after the walk, is one ahead of the snapshot; that checkpoint is in the database."""
+    monkeypatch.setattr(verification, "VERIFY_BATCH", 2)
+    done: list[bool] = []
+
+    def checkpoint_meanwhile(_seq: int) -> None:
+        if not done:
+            worker = threading.Thread(target=lambda: (
+                write_events(signed, 2), checkpoints.write_checkpoint(signed),
+                done.append(True)))
+            worker.start()
+            worker.join(timeout=10)
+
+    result = verification.verify(signed.store, signed.keyring, on_batch=checkpoint_meanwhile,
+                                 checkpoint_file=signed.settings.checkpoint_file)
+    assert done == [True]
+    assert result.ok and result.checkpoints == 3, result
+    path = signed.settings.checkpoint_file
+    lines = path.read_text().splitlines(keepends=True)
+    forged = dict(json.loads(lines[-1]), number=5)
+    path.write_text("".join(lines) + json.dumps(forged) + "\n")  # in no database
+    expect(signed, "checkpoints were removed or an older database restored")
+
+
+@pytest.mark.parametrize("bad", ["not json\n", '{"number": 4, "signat'],
+                         ids=["garbage", "half-written"])
+def test_a_bad_last_line_of_the_file_is_named_not_a_crash(signed: Runtime, bad: str) -> None:
+    path = signed.settings.checkpoint_file
+    with path.open("a") as file:
+        file.write(bad)
+    expect(signed, "line 4 of the checkpoint file")
+    with pytest.raises(checkpoints.CheckpointFileError, match="line 4 of the checkpoint file"):
+        checkpoints.write_checkpoint(signed)
+    assert _checkpoint_count(signed) == 3

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from sellervault.audit import checkpoints, proofs, retention, verification
+from sellervault.audit.log import event_time
 from sellervault.audit.models import EventRow, RemovalRow
 from sellervault.audit.verification import VerifyResult
 from sellervault.clock import ManualClock
@@ -174,6 +175,68 @@ def test_a_statement_naming_a_checkpoint_of_another_size_is_caught(aged: Runtime
     attack(aged, "DELETE FROM audit_checkpoints WHERE number = 1")
     result = verify(aged)
     assert not result.ok
+
+
+def test_an_event_time_edited_to_long_ago_removes_nothing_it_protects(aged: Runtime) -> None:
+    """The event at the newest checkpoint's size dated 2000 with SQL (its MAC is not
+    checked for that): the cut-off goes by the checkpoints' signed times, so only what the
+    first checkpoint signed 400 days ago goes, and the statement records that signed time."""
+    removed_through = _first_checkpoint_size(aged)
+    newest = _seqs(aged)[-1]
+    attack(aged, "UPDATE security_events SET occurred_at = '2000-01-01T00:00:00.000000Z' "
+                 "WHERE seq = :seq", seq=newest)
+    assert retention.remove_expired(aged) == removed_through
+    assert _seqs(aged)[0] == removed_through + 1 and newest in _seqs(aged)
+    with aged.store.transaction() as session:
+        statement = json.loads(session.scalars(select(RemovalRow.statement)).one())
+        first = json.loads(session.execute(text(
+            "SELECT statement FROM audit_checkpoints WHERE number = 1")).scalar_one())
+    assert (statement["checkpoint"], statement["last_time"]) == (1, first["time"])
+
+
+def test_an_event_time_edited_on_a_young_log_removes_nothing(
+        runtime: Runtime, clock: ManualClock) -> None:
+    write_events(runtime, 3)
+    checkpoints.write_checkpoint(runtime)
+    size = _seqs(runtime)[-1]
+    attack(runtime, "UPDATE security_events SET occurred_at = '2000-01-01T00:00:00.000000Z' "
+                    "WHERE seq = :seq", seq=size)
+    clock.advance(60)
+    assert retention.remove_expired(runtime) == 0
+    assert _seqs(runtime) == list(range(1, size + 1))
+
+
+def test_a_signed_statement_naming_a_young_checkpoint_is_caught_whatever_it_claims(
+        aged: Runtime, clock: ManualClock) -> None:
+    """An insider with the key signs a removal up to the newest checkpoint and writes into
+    it that the events went in 2000: the floor is measured on the checkpoint's signed time."""
+    with aged.store.transaction() as session:
+        key = checkpoints.signing_key(aged.keyring, session)
+        last = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
+        checkpoint = session.execute(text(
+            "SELECT number, tree_size FROM audit_checkpoints ORDER BY number DESC LIMIT 1")
+        ).one()
+    long_ago = "2000-01-01T00:00:00.000000Z"
+    removal = retention.Removal(1, None, checkpoint.tree_size, checkpoint.number, last.hash,
+                                long_ago, long_ago, event_time(clock.now()),
+                                key.public.key_id)
+    statement = removal.statement()
+    with aged.store.transaction() as session:
+        session.add(RemovalRow(number=1, removed_through=checkpoint.tree_size,
+                               statement=statement.decode(), signature=key.sign(statement)))
+    expect(aged, "removal 1 removed events younger than 365 days")
+
+
+def test_a_corrupt_frontier_after_a_removal_is_rebuilt_from_the_kept_events(
+        aged: Runtime) -> None:
+    retention.remove_expired(aged)
+    write_events(aged, 2)
+    checkpoints.write_checkpoint(aged)
+    attack(aged, "UPDATE audit_checkpoints SET frontier = 'x' WHERE number = 3")
+    write_events(aged, 2)
+    assert checkpoints.write_checkpoint(aged) == 2
+    result = verify(aged)
+    assert result.ok and result.checkpoints == 4, result
 
 
 # -- the checkpoint file holds the removal statements too ------------------------------------

@@ -23,6 +23,13 @@ left), a history rebuilt to the same size (the roots differ), checkpoints delete
 database restored (the file holds later checkpoints than the database). An attacker who
 holds the root key, or who can rewrite both the database and the file, is out of reach of
 any of this; an outside copy of the file and of the public key is the remedy.
+
+The job signs only what it has authenticated: the events it newly covers must carry their
+MACs and link on from the last event the previous checkpoint covered, in sequence (else a
+row forged at the head, with any hash, would be signed, and its proof would check); the
+previous checkpoint must be signed, its stored compact range (an unsigned column) must give
+its signed root, else it is rebuilt from the events; and a checkpoint's time never goes
+back (a clock stepped back would otherwise sign one that verification refuses forever).
 """
 
 from __future__ import annotations
@@ -39,10 +46,10 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from sellervault.audit import merkle
-from sellervault.audit.chain import CHAINED_FIELDS, event_body
+from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_body
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.subscribers import CommittedEvent
-from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS
+from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS, LOG_KEY
 from sellervault.crypto.keyring import Keyring
 from sellervault.crypto.signatures import SigningKey, VerifyKey
 from sellervault.runtime import Runtime
@@ -54,6 +61,16 @@ EVENTS_PER_CHECKPOINT = 1000
 LOG_ID = "sellervault-security-log"
 READ_BATCH = 5000
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
+class CheckpointRefusedError(RuntimeError):
+    """The job will not sign: the log or its last checkpoint is not what was signed (the
+    message says which event or checkpoint; ``audit verify`` says more)."""
+
+
+class CheckpointFileError(ValueError):
+    """A line of the checkpoint file that is not a checkpoint or removal line (garbage, or
+    half a line): named by its number, never echoed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +104,35 @@ class Checkpoint:
 
 def statement_hash(statement: bytes) -> str:
     return hashlib.sha256(statement).hexdigest()
+
+
+def signed_checkpoint(row: Any, public_key: VerifyKey | None) -> Checkpoint | None:
+    """The checkpoint a row states, if its statement is signed by ``public_key`` and agrees
+    with the row's size; else None (the row's other columns are not signed)."""
+    if public_key is None:
+        return None
+    try:
+        checkpoint = Checkpoint.parse(row.statement.encode())
+    except (ValueError, KeyError, TypeError):
+        return None
+    if checkpoint.key != public_key.key_id or checkpoint.size != row.tree_size \
+            or not public_key.verifies(row.statement.encode(), row.signature):
+        return None
+    return checkpoint
+
+
+def stored_frontier(stored: str | None, checkpoint: Checkpoint) -> merkle.Frontier | None:
+    """The compact range stored with ``checkpoint``, if it is well-formed and gives the
+    checkpoint's signed root; else None. The column is not signed: trusted as it stands, a
+    corrupt one stopped every later run, and a wrong one would be built on."""
+    try:
+        hashes = json.loads(stored or "")
+        if not isinstance(hashes, list) or len(hashes) != checkpoint.size.bit_count():
+            return None
+        frontier = merkle.Frontier(checkpoint.size, [bytes.fromhex(h) for h in hashes])
+    except (TypeError, ValueError):
+        return None
+    return frontier if frontier.root().hex() == checkpoint.root else None
 
 
 def signing_key(keyring: Keyring, db: Db) -> SigningKey:
@@ -134,8 +180,22 @@ def read_file(path: Path) -> list[dict[str, Any]]:
     statements, in the order they were written."""
     if not path.exists():
         return []
-    with path.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        return [_parse_line(line, number) for number, line in enumerate(lines, start=1)
+                if line.strip()]
+
+
+def _parse_line(line: str | bytes, number: int) -> dict[str, Any]:
+    """One line of the file, or ``CheckpointFileError`` naming it (a garbage or half-written
+    line would otherwise stop every job run and verification with a bare JSON error)."""
+    try:
+        fields = json.loads(line)
+        if isinstance(fields, dict) and isinstance(fields.get("number"), int):
+            return fields
+    except ValueError:
+        pass
+    raise CheckpointFileError(f"line {number} of the checkpoint file is not a checkpoint or "
+                              "removal line")
 
 
 def checkpoint_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -170,11 +230,14 @@ def _last_number(path: Path) -> int:
     if not path.exists():
         return 0
     with path.open("rb") as file:
-        file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL))
-        lines = [line for line in file.read().splitlines() if line.strip()]
-    for line in reversed(lines):  # (a removal statement's line is not a checkpoint)
-        fields = json.loads(line)
-        if fields.get("type") is None:
+        start = file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL))
+        lines = file.read().splitlines()[1 if start > 0 else 0:]  # (whole lines only)
+    for line in reversed([line for line in lines if line.strip()]):
+        try:
+            fields = _parse_line(line, 0)
+        except CheckpointFileError:
+            break  # read_file names the line by its number in the whole file
+        if fields.get("type") is None:  # (a removal statement's line is not a checkpoint)
             return int(fields["number"])
     return _last_number_in(path)
 
@@ -199,27 +262,36 @@ def _sync_file(path: Path, session: Session) -> None:
 def write_checkpoint(rt: Runtime) -> int:
     """The ``audit-checkpoint`` job: sign the log as it stands; the events it newly covers.
 
-    The events since the last checkpoint are hashed from a snapshot (no lock held: events
-    never change once written), onto the last checkpoint's compact range; the checkpoint is
-    then inserted with the next number (the primary key refuses a second one, should two
-    processes ever run the job at once) and appended to the file."""
+    The events since the last checkpoint are read from a snapshot (no lock held: events
+    never change once written), each authenticated (its MAC, its link, its place) from the
+    last event the last checkpoint covered, and hashed onto that checkpoint's compact range;
+    the checkpoint is then inserted with the next number (the primary key refuses a second
+    one, should two processes ever run the job at once) and appended to the file. Anything
+    not authenticated: ``CheckpointRefusedError``, and nothing is written."""
+    from sellervault.audit import verification  # (which imports this module)
+
     path = rt.settings.checkpoint_file
     with rt.store.snapshot() as connection:
         last = connection.execute(select(CheckpointRow).order_by(
             CheckpointRow.number.desc()).limit(1)).first()
         head = connection.execute(select(HEADS.c.seq).where(HEADS.c.id == HEAD_ID)).scalar()
-        frontier = (merkle.Frontier(last.tree_size, [bytes.fromhex(h)
-                                                     for h in json.loads(last.frontier)])
-                    if last is not None else merkle.Frontier())
-        covered = frontier.size
-        for leaf in leaves(connection, frontier.size + 1, head or 0):
-            frontier.append(leaf)
+        log_key = rt.keyring.find_system_key(connection, LOG_KEY)
+        if log_key is None:
+            raise CheckpointRefusedError("not signing the log: the log key is missing")
+        try:
+            tip = _tip(connection, rt.keyring, log_key, last)
+            frontier, covered = tip.frontier, tip.frontier.size
+            for leaf, _ in verification.authenticated_leaves(
+                    connection, log_key, covered + 1, head or 0, tip.last_hash):
+                frontier.append(leaf)
+        except verification.BrokenLogError as exc:
+            raise CheckpointRefusedError(f"not signing the log: {exc}") from None
     with rt.store.transaction() as session:
         _sync_file(path, session)
         key = signing_key(rt.keyring, session)
         checkpoint = Checkpoint(
             number=1 if last is None else last.number + 1, size=frontier.size,
-            root=frontier.root().hex(), time=rt.audit.occurred_at(),
+            root=frontier.root().hex(), time=_time(rt.audit.occurred_at(), tip.signed),
             previous=None if last is None else statement_hash(last.statement.encode()),
             key=key.public.key_id)
         statement = checkpoint.statement()
@@ -230,6 +302,60 @@ def write_checkpoint(rt: Runtime) -> int:
         session.flush()
     _append(path, [row])
     return frontier.size - covered
+
+
+def _time(now: str, previous: Checkpoint | None) -> str:
+    """Now, or the last checkpoint's time if the clock has since been stepped back (NTP, a
+    VM restored): verification requires times that never decrease, and a checkpoint signed
+    earlier than the last would fail it forever. (Both are event times, which sort as they
+    read.)"""
+    return now if previous is None else max(now, previous.time)
+
+
+@dataclass(slots=True)
+class _Tip:
+    """Where the next checkpoint continues from: the compact range of the events the last
+    one covers, the MAC of its last event (the next event must link to it), and that last
+    checkpoint as signed (None before the first)."""
+
+    frontier: merkle.Frontier
+    last_hash: str
+    signed: Checkpoint | None = None
+
+
+def _tip(connection: Connection, keyring: Keyring, log_key: bytes, last: Any) -> _Tip:
+    """The last checkpoint's tip: its signature checked, its stored compact range used only
+    if it gives the signed root, else rebuilt from the (authenticated) events."""
+    from sellervault.audit import verification  # (which imports this module)
+
+    if last is None:
+        return _Tip(merkle.Frontier(), GENESIS)
+    public_key = find_public_key(keyring, connection)
+    signed = signed_checkpoint(last, public_key)
+    if signed is None:
+        raise CheckpointRefusedError(f"not signing the log: checkpoint {last.number} is not "
+                                     "signed by the checkpoint key")
+    frontier = stored_frontier(last.frontier, signed)
+    if frontier is not None:
+        last_hash = connection.execute(select(EVENTS.c.hash).where(
+            EVENTS.c.seq == signed.size)).scalar()
+        if last_hash is not None:
+            return _Tip(frontier, last_hash, signed)
+    start = verification.log_start(connection, public_key)
+    if isinstance(start, str):
+        raise CheckpointRefusedError(f"not signing the log: {start}")
+    if frontier is not None and start.removed_through == signed.size:
+        return _Tip(frontier, start.prev_hash, signed)  # (its last event was removed)
+    rebuilt = start.frontier.copy() if start.frontier is not None else merkle.Frontier()
+    last_hash = start.prev_hash
+    for leaf, mac in verification.authenticated_leaves(
+            connection, log_key, rebuilt.size + 1, signed.size, start.prev_hash):
+        rebuilt.append(leaf)
+        last_hash = mac
+    if rebuilt.size != signed.size or rebuilt.root().hex() != signed.root:
+        raise CheckpointRefusedError(f"not signing the log: the events up to {signed.size} "
+                                     f"are not the ones checkpoint {signed.number} signed")
+    return _Tip(rebuilt, last_hash, signed)
 
 
 class CheckpointTrigger:

@@ -2,20 +2,23 @@
 the log, and only this way, with a signed statement of what went.
 
 The ``audit-retention`` job (daily) removes a prefix of the log, events ``1..R``, where ``R``
-is the size of a signed checkpoint whose last event is older than the retention: so the
-Merkle tree of what remains continues from that checkpoint's compact range, which the
-checkpoint's signed root vouches for. Before deleting anything it signs, with the checkpoint
-key, a statement::
+is the size of a checkpoint signed before the retention's cutoff (its signed time, never an
+event's ``occurred_at``: that column is only checked by the MAC, and one edited to 2000 had
+every event removed): so the Merkle tree of what remains continues from that checkpoint's
+compact range, which the checkpoint's signed root vouches for. Before deleting anything it
+signs, with the checkpoint key, a statement::
 
     {"log", "kind": "removal", "number", "previous", "removed_through": R, "checkpoint": N,
-     "last_hash": MAC of event R, "last_time": its time, "cutoff", "time", "key"}
+     "last_hash": MAC of event R, "last_time": checkpoint N's signed time, "cutoff", "time",
+     "key"}
 
 ``audit verify`` then starts from the newest statement: event ``R + 1`` must link to
 ``last_hash``, checkpoint ``N`` must cover exactly ``R`` events and its stored compact range
 must give its signed root, the tree is extended from there, and every statement must be
 signed, numbered, chained, and have removed nothing younger than the floor of 365 days
-before its own time. Events ``<= R`` that are still there (a run interrupted between its
-batches) are out of the log: the next run deletes them.
+before its own time (the checkpoint it names signed at least that long before it). Events
+``<= R`` that are still there (a run interrupted between its batches) are out of the log:
+the next run deletes them.
 
 Deleting goes in batches of short transactions (SQLite has one writer); a run is safe to
 repeat at any point: the statement is committed first, the deletions follow it.
@@ -33,13 +36,22 @@ from sqlalchemy import Connection, delete, func, inspect, select
 from sellervault.access.actions import Action
 from sellervault.audit import checkpoints
 from sellervault.audit.auditor import Auditor
+from sellervault.audit.chain import CHAINED_FIELDS, body_mac, event_body, macs_equal
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.audit.log import event_time
 from sellervault.audit.models import CheckpointRow, EventRow, RemovalRow
+from sellervault.audit.writing import EVENTS, LOG_KEY
+from sellervault.crypto.keyring import Keyring
 from sellervault.runtime import Runtime
 
 RETENTION_FLOOR = timedelta(days=365)
 DELETE_BATCH = 5000
+READ_BATCH = 1000
+
+
+class RetentionRefusedError(RuntimeError):
+    """The job will not remove anything: the checkpoint or event it would remove up to is
+    not as signed (``audit verify`` says more)."""
 _JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
@@ -93,10 +105,23 @@ def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def younger_than_the_floor(removal: Removal) -> bool:
-    """Whether a statement says it removed an event the 365-day floor still protected."""
-    return _moment(removal.last_time) >= _moment(removal.time) - RETENTION_FLOOR \
-        or _moment(removal.cutoff) > _moment(removal.time) - RETENTION_FLOOR
+def younger_than_the_floor(removal: Removal, checkpoint_time: str) -> bool:
+    """Whether a statement removed events the 365-day floor still protected: its
+    checkpoint's signed time ``checkpoint_time`` (the newest its events can be), or what it
+    says of itself, is not that long before its own time."""
+    floor = _moment(removal.time) - RETENTION_FLOOR
+    return _moment(checkpoint_time) >= floor or _moment(removal.last_time) >= floor \
+        or _moment(removal.cutoff) > floor
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The checkpoint a removal goes up to, as signed, and the MAC of its last event."""
+
+    number: int
+    size: int
+    time: str
+    last_hash: str
 
 
 def remove_expired(rt: Runtime) -> int:
@@ -107,12 +132,7 @@ def remove_expired(rt: Runtime) -> int:
     with rt.store.snapshot() as connection:
         removals = removal_rows(connection)
         done = removals[-1].removed_through if removals else 0
-        target = connection.execute(
-            select(CheckpointRow.number, CheckpointRow.tree_size, EventRow.hash,
-                   EventRow.occurred_at)
-            .join(EventRow, EventRow.seq == CheckpointRow.tree_size)
-            .where(CheckpointRow.tree_size > done, EventRow.occurred_at < cutoff)
-            .order_by(CheckpointRow.tree_size.desc()).limit(1)).first()
+        target = _target(connection, rt.keyring, done, cutoff)
     if target is not None:
         with rt.store.transaction() as session:
             key = checkpoints.signing_key(rt.keyring, session)
@@ -120,20 +140,75 @@ def remove_expired(rt: Runtime) -> int:
                 number=len(removals) + 1,
                 previous=(checkpoints.statement_hash(removals[-1].statement.encode())
                           if removals else None),
-                removed_through=target.tree_size, checkpoint=target.number,
-                last_hash=target.hash, last_time=target.occurred_at, cutoff=cutoff,
+                removed_through=target.size, checkpoint=target.number,
+                last_hash=target.last_hash, last_time=target.time, cutoff=cutoff,
                 time=event_time(now), key=key.public.key_id)
             statement = removal.statement()
-            session.add(RemovalRow(number=removal.number, removed_through=target.tree_size,
+            session.add(RemovalRow(number=removal.number, removed_through=target.size,
                                    statement=statement.decode(),
                                    signature=key.sign(statement)))
             Auditor(rt.audit, SYSTEM_ACTOR).record(
                 session, Action.AUDIT_RETENTION, Outcome.SUCCESS,
-                target_type=TargetType.SECURITY_EVENT, target_id=str(target.tree_size),
-                count=target.tree_size - done)
-        done = target.tree_size
+                target_type=TargetType.SECURITY_EVENT, target_id=str(target.size),
+                count=target.size - done)
+        done = target.size
     _sync_file(rt)
     return _delete_through(rt, done)
+
+
+def _target(connection: Connection, keyring: Keyring, done: int,
+            cutoff: str) -> _Target | None:
+    """The newest checkpoint past ``done`` signed before ``cutoff`` (None: nothing to
+    remove): its events are all older than its signed time. Its signature and its last
+    event's MAC are checked, as neither the statement's time nor that MAC may be taken on
+    the database's word."""
+    found = _newest_before(connection, done, cutoff)
+    if found is None:
+        return None
+    public_key = checkpoints.find_public_key(keyring, connection)
+    signed = checkpoints.signed_checkpoint(found, public_key)
+    if signed is None:
+        raise RetentionRefusedError(f"checkpoint {found.number} is not signed by the "
+                                    "checkpoint key: nothing removed")
+    if signed.size <= done:
+        return None
+    return _Target(signed.number, signed.size, signed.time,
+                   _last_hash(connection, keyring, signed.size))
+
+
+def _newest_before(connection: Connection, done: int, cutoff: str) -> Any | None:
+    """The last checkpoint row past ``done``, in order, before the first whose statement is
+    not before ``cutoff`` (times never decrease): read a batch at a time from the oldest, so
+    a daily run reads about a day of checkpoints."""
+    found, after = None, 0
+    while True:
+        rows = connection.execute(select(CheckpointRow).where(
+            CheckpointRow.tree_size > done, CheckpointRow.number > after)
+            .order_by(CheckpointRow.number).limit(READ_BATCH)).all()
+        for row in rows:
+            try:
+                time = checkpoints.Checkpoint.parse(row.statement.encode()).time
+            except (ValueError, KeyError, TypeError):
+                raise RetentionRefusedError(f"checkpoint {row.number} is not a checkpoint "
+                                            "statement: nothing removed") from None
+            if time >= cutoff:  # (event times, which sort as they read)
+                return found
+            found = row
+        if len(rows) < READ_BATCH:
+            return found
+        after = rows[-1].number
+
+
+def _last_hash(connection: Connection, keyring: Keyring, seq: int) -> str:
+    """The MAC of event ``seq``, checked against its body and link: the next event kept must
+    link to it, so a statement naming a wrong one would fail verification forever."""
+    row = connection.execute(select(EVENTS).where(EVENTS.c.seq == seq)).first()
+    log_key = keyring.find_system_key(connection, LOG_KEY)
+    if row is None or log_key is None or not macs_equal(body_mac(
+            log_key, row.prev_hash, event_body({name: getattr(row, name)
+                                                for name in CHAINED_FIELDS})), row.hash):
+        raise RetentionRefusedError(f"event {seq} is missing or altered: nothing removed")
+    return str(row.hash)
 
 
 def _sync_file(rt: Runtime) -> None:

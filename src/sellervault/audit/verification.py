@@ -8,19 +8,23 @@ Then every checkpoint (``checkpoints``): its signature, its link to the one befo
 root against the events it covers (recomputed while walking them), and that none covers
 more events than the log holds (a truncated tail, even with a rewritten head); and the
 checkpoint file against the database (checkpoints deleted, or an old database restored).
+The file is read after the walk: its lines beyond the snapshot (a checkpoint the job wrote
+meanwhile) are compared with the database read afresh, and must be signed and chained on,
+so a running server's job is not taken for a restored database; a line that is not a line
+of the file's (garbage, half written) is named.
 
 After the retention job removed a prefix of the log (``retention``), the walk starts from
 the newest removal statement: every statement signed, numbered and chained, none removing
-what the 365-day floor protects; the first event kept links to the last one removed; the
-Merkle tree continues from the compact range of the checkpoint the statement names (whose
-signed root it must give). Checkpoints of the removed prefix keep their signatures and links
-checked; their roots cannot be recomputed (their events are gone).
+what the 365-day floor protects (the checkpoint it names signed at least 365 days before
+it: the events' own times are not signed); the first event kept links to the last one
+removed; the Merkle tree continues from the compact range of the checkpoint the statement
+names (whose signed root it must give). Checkpoints of the removed prefix keep their
+signatures and links checked; their roots cannot be recomputed (their events are gone).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,17 +100,38 @@ def verify(store: Store, keyring: Keyring,
             return VerifyResult(False, head.seq, head.seq + 1,
                                 f"the log ends at event {head.seq + after} but its head says "
                                 f"{head.seq}")
-        in_file = checkpoints.read_file(checkpoint_file) if checkpoint_file is not None \
-            else None
-        problem = signed.problem or signed.check(
-            head.seq, None if in_file is None else checkpoints.checkpoint_lines(in_file))
-        if problem is None and in_file is not None:
-            problem = _check_removals_file(retention.removal_rows(connection),
-                                           checkpoints.removal_lines(in_file))
+        problem = signed.problem or signed.check(head.seq)
+        if problem is None and checkpoint_file is not None:
+            problem = _check_file(store, checkpoint_file, signed,
+                                  retention.removal_rows(connection))
         if problem is not None:
             return VerifyResult(False, head.seq, signed.first_bad_seq or head.seq + 1, problem,
                                 len(signed.rows))
     return VerifyResult(True, head.seq, checkpoints=len(signed.rows))
+
+
+def _check_file(store: Store, path: Path, signed: _Checkpoints,
+                removals: list[Any]) -> str | None:
+    """The checkpoint file against the database: its checkpoints, then its removal
+    statements; a line that is neither is named, not a crash."""
+    try:
+        in_file = checkpoints.read_file(path)
+    except checkpoints.CheckpointFileError as exc:
+        return str(exc)
+    return signed.check_file(checkpoints.checkpoint_lines(in_file),
+                             lambda after: _later_checkpoint_rows(store, after)) \
+        or _check_removals_file(removals, checkpoints.removal_lines(in_file))
+
+
+def _later_checkpoint_rows(store: Store, after: int) -> list[Any]:
+    """The checkpoints numbered after ``after``, read afresh: the file is read after the
+    snapshot, so a checkpoint the job wrote during the walk is in the file but not in the
+    snapshot."""
+    with store.snapshot() as connection:
+        if not inspect(connection).has_table(CheckpointRow.__tablename__):
+            return []
+        return list(connection.execute(select(CheckpointRow).where(
+            CheckpointRow.number > after).order_by(CheckpointRow.number)))
 
 
 def _checkpoint_rows(connection: Connection) -> list[Any]:
@@ -126,6 +151,12 @@ class _Start:
     frontier: merkle.Frontier | None = None
 
 
+def log_start(connection: Connection, public_key: VerifyKey | None) -> _Start | str:
+    """Where the kept log begins, or what is wrong with the removal statements: for the
+    checkpoint job, which rebuilds a compact range from there."""
+    return _start(retention.removal_rows(connection), _checkpoint_rows(connection), public_key)
+
+
 def _start(removals: list[Any], rows: list[Any],
            public_key: VerifyKey | None) -> _Start | str:
     """Where the walk starts, from the removal statements; or what is wrong with them."""
@@ -135,6 +166,7 @@ def _start(removals: list[Any], rows: list[Any],
         return "removal statements exist but the checkpoint key is missing"
     previous: Any = None
     removal: retention.Removal | None = None
+    covering: tuple[Any, checkpoints.Checkpoint] | str = ""
     for number, row in enumerate(removals, start=1):
         try:
             removal = retention.Removal.parse(row.statement.encode())
@@ -150,17 +182,33 @@ def _start(removals: list[Any], rows: list[Any],
                     previous.statement.encode())) or (
                 previous is not None and removal.removed_through <= previous.removed_through):
             return f"removal {number} does not follow removal {number - 1}"
-        if retention.younger_than_the_floor(removal):
+        covering = _covering(rows, removal, public_key)
+        if isinstance(covering, str):
+            return covering
+        if retention.younger_than_the_floor(removal, covering[1].time):
             return f"removal {number} removed events younger than 365 days"
         previous = row
-    assert removal is not None
-    covering = [row for row in rows if row.number == removal.checkpoint]
-    if not covering or covering[0].tree_size != removal.removed_through:
+    assert removal is not None and not isinstance(covering, str)
+    frontier = checkpoints.stored_frontier(covering[0].frontier, covering[1])
+    if frontier is None:
+        return (f"the compact range stored with checkpoint {removal.checkpoint} does not give "
+                "its signed root")
+    return _Start(removal.removed_through, removal.last_hash, frontier)
+
+
+def _covering(rows: list[Any], removal: retention.Removal,
+              public_key: VerifyKey) -> tuple[Any, checkpoints.Checkpoint] | str:
+    """The checkpoint a removal names, as signed: it must cover exactly what was removed,
+    and its signed time (not the removed events' own times, which are not signed) is what
+    the 365-day floor is measured on."""
+    found = [row for row in rows if row.number == removal.checkpoint]
+    if not found or found[0].tree_size != removal.removed_through:
         return (f"removal {removal.number} names checkpoint {removal.checkpoint}, which does "
                 f"not cover the {removal.removed_through} events it removed")
-    frontier = merkle.Frontier(removal.removed_through,
-                               [bytes.fromhex(h) for h in json.loads(covering[0].frontier)])
-    return _Start(removal.removed_through, removal.last_hash, frontier)
+    signed = checkpoints.signed_checkpoint(found[0], public_key)
+    if signed is None:
+        return f"checkpoint {removal.checkpoint} is not signed by the checkpoint key"
+    return found[0], signed
 
 
 def _walk(connection: Connection, log_key: bytes, last: int,
@@ -177,15 +225,12 @@ def _walk(connection: Connection, log_key: bytes, last: int,
             break
         names = rows[0]._fields  # (a dict made in C per row: the mapping's get is slow)
         bodies = [event_body(dict(zip(names, row, strict=True))) for row in rows]
-        if _batch_intact(rows, bodies, expected, prev_hash, log_key):
-            prev_hash, expected = rows[-1].hash, expected + len(rows)
-        else:  # walked again event by event, for the first bad one and its message
-            for row, body in zip(rows, bodies, strict=True):
-                problem = _problem(row, expected, prev_hash, log_key, body)
-                if problem is not None:
-                    return VerifyResult(False, expected - 1, expected, problem), prev_hash
-                prev_hash = row.hash
-                expected += 1
+        if not _batch_intact(rows, bodies, expected, prev_hash, log_key):
+            bad = _first_problem(rows, bodies, expected, prev_hash, log_key)
+            if bad is not None:
+                seq, good_hash, problem = bad
+                return VerifyResult(False, seq - 1, seq, problem), good_hash
+        prev_hash, expected = rows[-1].hash, expected + len(rows)
         for body in bodies:
             signed.add(merkle.leaf_hash(body))
         if on_batch is not None:
@@ -195,6 +240,45 @@ def _walk(connection: Connection, log_key: bytes, last: int,
                             f"the log ends at event {expected - 1} but its head says "
                             f"{last}"), prev_hash
     return None, prev_hash
+
+
+class BrokenLogError(ValueError):
+    """An event that is not as its writer wrote it (``authenticated_leaves``)."""
+
+
+def authenticated_leaves(connection: Connection, log_key: bytes, first: int, last: int,
+                         prev_hash: str) -> Iterator[tuple[bytes, str]]:
+    """The leaf hash and MAC of each event ``first..last``, in order, each checked as the
+    walk checks it (in sequence, linked to ``prev_hash`` and then to the one before, its
+    MAC); ``BrokenLogError`` at the first that is not, or is missing: the checkpoint job
+    signs only what this authenticated."""
+    expected = first
+    while expected <= last:
+        rows = connection.execute(_EVENTS_FROM, {"first": expected, "last": min(
+            last, expected + VERIFY_BATCH - 1)}).all()
+        if not rows:
+            raise BrokenLogError(f"event {expected} is missing")
+        names = rows[0]._fields
+        bodies = [event_body(dict(zip(names, row, strict=True))) for row in rows]
+        if not _batch_intact(rows, bodies, expected, prev_hash, log_key):
+            bad = _first_problem(rows, bodies, expected, prev_hash, log_key)
+            if bad is not None:
+                raise BrokenLogError(bad[2])
+        for row, body in zip(rows, bodies, strict=True):
+            yield merkle.leaf_hash(body), row.hash
+        prev_hash, expected = rows[-1].hash, expected + len(rows)
+
+
+def _first_problem(rows: Sequence[Any], bodies: list[bytes], first: int, prev_hash: str,
+                   log_key: bytes) -> tuple[int, str, str] | None:
+    """A batch that is not intact walked again event by event: the first bad event's
+    number, the hash of the good one before it, and what is wrong."""
+    for expected, (row, body) in enumerate(zip(rows, bodies, strict=True), start=first):
+        problem = _problem(row, expected, prev_hash, log_key, body)
+        if problem is not None:
+            return expected, prev_hash, problem
+        prev_hash = row.hash
+    return None
 
 
 def _batch_intact(rows: Sequence[Any], bodies: list[bytes], first: int, prev_hash: str,
@@ -225,8 +309,6 @@ def _problem(row: Any, expected: int, prev_hash: str, log_key: bytes,
     return None
 
 
-
-
 def _check_removals_file(rows: list[Any], in_file: list[dict[str, Any]]) -> str | None:
     """The file holds the database's removal statements in order, each the same; the
     database may be one ahead (a run that died between its commit and its append)."""
@@ -244,6 +326,39 @@ def _check_removals_file(rows: list[Any], in_file: list[dict[str, Any]]) -> str 
     return None
 
 
+def _signed_chain(rows: list[Any], public_key: VerifyKey | None,
+                  before: checkpoints.Checkpoint | None = None,
+                  ) -> list[checkpoints.Checkpoint] | str:
+    """The checkpoints the rows state, if each is signed, numbered and chained to the one
+    before (the first to ``before``, already checked: none for checkpoint 1); else the first
+    problem."""
+    parsed: list[checkpoints.Checkpoint] = []
+    for row in rows:
+        try:
+            parsed.append(checkpoints.Checkpoint.parse(row.statement.encode()))
+        except (ValueError, KeyError, TypeError):
+            return f"checkpoint {row.number} is not a checkpoint statement"
+    if rows and public_key is None:
+        return "checkpoints exist but the checkpoint key is missing"
+    previous = before
+    for row, checkpoint in zip(rows, parsed, strict=True):
+        assert public_key is not None
+        number = 1 if previous is None else previous.number + 1
+        if row.number != number or checkpoint.number != number:
+            return f"checkpoint {number} is missing"
+        if checkpoint.size != row.tree_size or checkpoint.key != public_key.key_id \
+                or not public_key.verifies(row.statement.encode(), row.signature):
+            return f"checkpoint {number} is not signed by the checkpoint key"
+        if previous is not None and (
+                checkpoint.previous != checkpoints.statement_hash(previous.statement())
+                or checkpoint.size < previous.size or checkpoint.time < previous.time):
+            return f"checkpoint {number} does not follow checkpoint {number - 1}"
+        if previous is None and checkpoint.previous is not None:
+            return "checkpoint 1 links to a checkpoint before it"
+        previous = checkpoint
+    return parsed
+
+
 class _Checkpoints:
     """The signed checkpoints: their signatures and links first (a root is only worth
     comparing once it is known to be signed), each root as the walk goes (when it has hashed
@@ -257,17 +372,13 @@ class _Checkpoints:
         self._frontier = start.copy() if start is not None else merkle.Frontier()
         self._good_size = self._frontier.size  # the events compared checkpoints vouch for
         self._due: list[int] = []  # the checkpoints whose roots are still to compare
+        self._public_key = public_key
         self._parsed: list[checkpoints.Checkpoint] = []
-        for row in rows:
-            try:
-                self._parsed.append(checkpoints.Checkpoint.parse(row.statement.encode()))
-            except (ValueError, KeyError, TypeError):
-                self._fail(f"checkpoint {row.number} is not a checkpoint statement", None)
-                return
-        signed = self._signed(public_key)
-        if signed is not None:
-            self._fail(signed, None)
+        parsed = _signed_chain(rows, public_key)
+        if isinstance(parsed, str):
+            self._fail(parsed, None)
             return
+        self._parsed = parsed
         # (A checkpoint of fewer events than were removed cannot be recomputed; the one the
         # removal names is compared at once: its stored range must give its signed root.)
         self._due = sorted((i for i in range(len(self._parsed))
@@ -293,47 +404,36 @@ class _Checkpoints:
         if self.problem is None:
             self.problem, self.first_bad_seq = problem, first_bad_seq
 
-    def _signed(self, public_key: VerifyKey | None) -> str | None:
-        """Signatures, numbering, links and order: the first problem, or None."""
-        if self.rows and public_key is None:
-            return "checkpoints exist but the checkpoint key is missing"
-        previous: checkpoints.Checkpoint | None = None
-        for number, (row, checkpoint) in enumerate(zip(self.rows, self._parsed, strict=True),
-                                                   start=1):
-            assert public_key is not None
-            if row.number != number or checkpoint.number != number:
-                return f"checkpoint {number} is missing"
-            if checkpoint.size != row.tree_size or checkpoint.key != public_key.key_id \
-                    or not public_key.verifies(row.statement.encode(), row.signature):
-                return f"checkpoint {number} is not signed by the checkpoint key"
-            if previous is not None and (
-                    checkpoint.previous != checkpoints.statement_hash(
-                        self.rows[number - 2].statement.encode())
-                    or checkpoint.size < previous.size or checkpoint.time < previous.time):
-                return f"checkpoint {number} does not follow checkpoint {number - 1}"
-            if previous is None and checkpoint.previous is not None:
-                return "checkpoint 1 links to a checkpoint before it"
-            previous = checkpoint
-        return None
-
-    def check(self, events: int, in_file: list[dict[str, Any]] | None) -> str | None:
-        """Once the walk is done: no checkpoint covers more events than the log holds, and
-        the file agrees with the database. The first problem, or None."""
+    def check(self, events: int) -> str | None:
+        """Once the walk is done: no checkpoint covers more events than the log holds. The
+        first problem, or None."""
         for checkpoint in self._parsed:
             if checkpoint.size > events:
                 return (f"checkpoint {checkpoint.number} covers {checkpoint.size} events but "
                         f"the log holds {events}: its newest events were removed")
-        return None if in_file is None else self._check_file(in_file)
+        return None
 
-    def _check_file(self, in_file: list[dict[str, Any]]) -> str | None:
+    def check_file(self, in_file: list[dict[str, Any]],
+                   read_later: Callable[[int], list[Any]]) -> str | None:
         """The file holds the database's checkpoints in order; the database may be one
-        ahead (a process that died between its commit and its append)."""
+        ahead (a process that died between its commit and its append). The file is read
+        after the snapshot: lines beyond it (checkpoints written during the walk) are
+        compared with the database read afresh (``read_later``), whose rows must be signed
+        and chained on from the snapshot's, else the file is ahead of the database."""
+        rows = self.rows
+        if len(in_file) > len(rows):
+            later = read_later(len(rows))
+            chained = _signed_chain(later, self._public_key,
+                                    self._parsed[-1] if self._parsed else None)
+            if isinstance(chained, str):
+                return chained
+            rows = rows + later
         for number, line in enumerate(in_file, start=1):
-            if number > len(self.rows):
+            if number > len(rows):
                 return (f"the checkpoint file holds checkpoint {number}, the database only "
-                        f"{len(self.rows)}: checkpoints were removed or an older database "
+                        f"{len(rows)}: checkpoints were removed or an older database "
                         "restored")
-            row = self.rows[number - 1]
+            row = rows[number - 1]
             if (line.get("number"), line.get("statement"), line.get("signature")) != (
                     row.number, row.statement, row.signature):
                 return f"checkpoint {number} differs between the database and the file"
