@@ -227,6 +227,21 @@ def test_a_signed_statement_naming_a_young_checkpoint_is_caught_whatever_it_clai
     expect(aged, "removal 1 removed events younger than 365 days")
 
 
+def test_a_corrupt_frontier_of_the_removal_checkpoint_makes_no_proof_not_a_crash(
+        aged: Runtime) -> None:
+    """``audit prove`` continues the tree from the compact range stored with the checkpoint
+    the removal names: damaged, it says so (and ``audit verify`` finds what), never a
+    traceback or a proof built on it."""
+    removed_through = _first_checkpoint_size(aged)
+    retention.remove_expired(aged)
+    checkpoints.write_checkpoint(aged)
+    for damage in ("'x'", "'[]'"):
+        attack(aged, f"UPDATE audit_checkpoints SET frontier = {damage} "
+                     f"WHERE tree_size = {removed_through}")
+        with pytest.raises(proofs.ProofUnavailableError, match="missing or damaged"):
+            proofs.prove(aged.store, removed_through + 1)
+
+
 def test_a_corrupt_frontier_after_a_removal_is_rebuilt_from_the_kept_events(
         aged: Runtime) -> None:
     retention.remove_expired(aged)

@@ -74,13 +74,14 @@ def _removed_prefix(connection: Connection, removals: list[Any]) -> merkle.Front
     if not removals:
         return merkle.Frontier()
     removal = retention.Removal.parse(removals[-1].statement.encode())
-    stored = connection.execute(select(CheckpointRow.frontier).where(
-        CheckpointRow.number == removal.checkpoint)).scalar()
-    if stored is None:
-        raise ProofUnavailableError("the checkpoint the retention names is missing: run "
-                                    "`sellervault audit verify`")
-    return merkle.Frontier(removal.removed_through,
-                           [bytes.fromhex(h) for h in json.loads(stored)])
+    row = connection.execute(select(CheckpointRow.statement, CheckpointRow.frontier).where(
+        CheckpointRow.number == removal.checkpoint)).first()
+    frontier = None if row is None else checkpoints.stored_frontier(
+        row.frontier, checkpoints.Checkpoint.parse(row.statement.encode()))
+    if frontier is None or frontier.size != removal.removed_through:
+        raise ProofUnavailableError("the checkpoint the retention names is missing or "
+                                    "damaged: run `sellervault audit verify`")
+    return frontier
 
 
 def public_key_pem(store: Store, keyring: Keyring) -> str:
