@@ -37,7 +37,7 @@ from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import UnauthenticatedError
 from sellervault.accounts.models import Account
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Actor, Channel, Outcome, Reason, TargetType
+from sellervault.audit.events import SYSTEM_ACTOR, Actor, Channel, Outcome, Reason, TargetType
 from sellervault.audit.log import event_time
 from sellervault.audit.models import EventRow
 from sellervault.clock import ManualClock
@@ -586,3 +586,20 @@ def test_a_service_scraping_on_and_on_raises_an_alert_in_every_window(
         reveal(watched, "acc_scraper", range(index, index + 1))
         clock.advance(10)
     assert rules_of(watched) == [("retrieval-volume", "acc_scraper")] * 3
+
+
+def test_a_failed_job_run_is_an_alert_critical_for_the_logs_own_jobs(watched: Runtime) -> None:
+    """A checkpoint job that keeps failing leaves every event written meanwhile without
+    tamper evidence: its failure is critical; another job's is high; a run that went well
+    raises nothing."""
+    auditor = Auditor(watched.audit, SYSTEM_ACTOR)
+    for job, outcome in (("audit-checkpoint", Outcome.ERROR), ("canaries-refresh", Outcome.ERROR),
+                         ("audit-retention", Outcome.SUCCESS)):
+        with watched.store.transaction() as session:
+            auditor.record(session, Action.JOBS_RUN, outcome, target_type=TargetType.JOB,
+                           target_id=job, reason=Reason.JOB_FAILED
+                           if outcome is Outcome.ERROR else None)
+    assert watched.audit.subscribers.wait_idle(10)
+    assert sorted((a.rule, a.subject, a.severity) for a in alerts_of(watched)) == [
+        ("job-failed", "audit-checkpoint", "critical"),
+        ("job-failed", "canaries-refresh", "high")]

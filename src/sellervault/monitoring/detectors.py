@@ -48,6 +48,9 @@ Rules (PARAMETERS.md; the severity after the name):
   account's networks changed, a privileged role granted or revoked; one alert per actor and
   target in a window (``change_subject``), so one change does not hide another's.
 - ``log-verification`` (critical): ``audit verify`` found the log tampered with.
+- ``job-failed`` (high; critical for the log's checkpoint and retention jobs): a periodic
+  job's run failed (subject: the job). Checkpoints that stop are the tamper evidence of every
+  event written meanwhile gone: someone must look.
 
 Each alert raised is also sent out, when configured (``notifications``: enqueued in the
 alert's transaction by ``alerts.raise_alert``).
@@ -86,8 +89,13 @@ LOCKOUT_STORM = "lockout-storm"
 SUCCESS_AFTER_FAILURES = "success-after-failures"
 CONFIGURATION_CHANGE = "configuration-change"
 LOG_VERIFICATION = "log-verification"
+JOB_FAILED = "job-failed"
 RULES = (UNAUTHORIZED_CALLS, REQUEST_RATE, RETRIEVAL_VOLUME, CANARY_ACCESS, LOGIN_FAILURES,
-         LOCKOUT_STORM, SUCCESS_AFTER_FAILURES, CONFIGURATION_CHANGE, LOG_VERIFICATION)
+         LOCKOUT_STORM, SUCCESS_AFTER_FAILURES, CONFIGURATION_CHANGE, LOG_VERIFICATION,
+         JOB_FAILED)
+LOG_JOBS = frozenset({"audit-checkpoint", "audit-retention"})
+"""The jobs whose failure leaves the log's tamper evidence behind (no checkpoint: events
+written meanwhile can go unnoticed): a failed run of one is critical."""
 
 DENIALS = Window("denials", WINDOW, cap=1000)
 SENSITIVE_DENIALS = Window("denials-sensitive", WINDOW, cap=1000)
@@ -138,7 +146,7 @@ PRIVILEGED_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value,
                               Role.SECURITY_OFFICER.value, Role.PII_READER.value})
 
 _LOCKED = frozenset({Action.ACCOUNTS_LOCK, Action.ACCOUNTS_DISABLE})
-_RULE_ACTIONS = (frozenset({Action.CANARIES_TOUCHED, Action.AUDIT_VERIFY})
+_RULE_ACTIONS = (frozenset({Action.CANARIES_TOUCHED, Action.AUDIT_VERIFY, Action.JOBS_RUN})
                  | CREDENTIAL_ACTIONS | _LOCKED | CONFIGURATION_ACTIONS | GRANT_ACTIONS)
 RAISED_WINDOWS = 3
 """The windows whose raised alerts a process remembers (the current one, and late events'
@@ -325,6 +333,11 @@ class Detectors:
                             event.actor.actor_id)
         elif action is Action.AUDIT_VERIFY and event.outcome is Outcome.FAILED:
             self._raise(committed, LOG_VERIFICATION, "critical", SERVICE_SUBJECT, None)
+        elif action is Action.JOBS_RUN and event.outcome is Outcome.ERROR \
+                and event.target_id is not None:
+            self._raise(committed, JOB_FAILED,
+                        "critical" if event.target_id in LOG_JOBS else "high",
+                        event.target_id, None)
 
     def _raise(self, committed: CommittedEvent, rule: str, severity: str, subject: str,
                principal_id: str | None) -> None:
