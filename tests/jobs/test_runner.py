@@ -148,6 +148,27 @@ def test_missed_intervals_make_one_run(rt: Runtime, clock: ManualClock) -> None:
     assert row is not None and row.next_due_at == clock.now() + INTERVAL
 
 
+def test_a_job_held_off_past_its_interval_is_run_now_and_is_an_error_event(
+        rt: Runtime, clock: ManualClock) -> None:
+    """No run ever sets a job's next run further off than its interval: a row moved so (to
+    hold the log's checkpoints off on a quiet log) is brought back and run at once, and its
+    ``jobs:run`` event (error, ``job_held_off``) is what the ``job-failed`` rule alerts on;
+    of two runners, one reports it."""
+    counting = Counting()
+    runner = runner_for(rt, job("counting", counting))
+    runner.run_due()
+    with rt.store.transaction() as session:
+        session.execute(update(JobRunRow).where(JobRunRow.name == "counting").values(
+            next_due_at=clock.now() + timedelta(days=30)))
+    other = runner_for(rt, job("counting", counting))
+    assert [r.status for r in runner.run_due() + other.run_due()] == [RunStatus.SUCCEEDED]
+    assert counting.calls == 1
+    held = [e for e in run_events(rt) if e.reason == "job_held_off"]
+    assert [(e.outcome, e.target_id) for e in held] == [("error", "counting")]
+    clock.advance(INTERVAL - timedelta(seconds=1))
+    assert runner.run_due() == []  # an ordinary schedule again
+
+
 def test_each_run_is_a_security_event_with_its_count(rt: Runtime, clock: ManualClock) -> None:
     runner = runner_for(rt, job("counting", Counting(count=3)))
     runner.run_due()

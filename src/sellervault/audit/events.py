@@ -139,6 +139,7 @@ class Reason(StrEnum):
     # Periodic jobs.
     JOB_FAILED = "job_failed"
     JOB_RUNNING = "job_running"
+    JOB_HELD_OFF = "job_held_off"  # a job's next run put further off than its interval
     # Alert notifications: why a delivery attempt failed (notifications.errors).
     NOTIFICATION_REFUSED = "notification_refused"  # an HTTP or SMTP answer other than success
     NOTIFICATION_UNREACHABLE = "notification_unreachable"  # no connection, or no answer in time

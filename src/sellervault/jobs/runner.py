@@ -71,6 +71,7 @@ log = logging.getLogger("sellervault.jobs")
 
 JOB_FAILED = Reason.JOB_FAILED  # (reason codes of jobs:run events)
 JOB_RUNNING = Reason.JOB_RUNNING
+JOB_HELD_OFF = Reason.JOB_HELD_OFF
 
 _RUNS = cast(Table, JobRunRow.__table__)
 _SCHEDULE = Prepared(select(_RUNS))
@@ -150,6 +151,11 @@ class Runner:
     def _due_jobs(self) -> list[Job]:
         rows = self._rows()
         now = self.runtime.clock.now()
+        held_off = [job for job in self.registry
+                    if job.name in rows and rows[job.name].next_due_at > now + job.interval]
+        if held_off:
+            self._bring_forward(held_off, now)
+            rows = self._rows()
         new = [job for job in self.registry if job.name not in rows]
         if new:
             with self.runtime.store.transaction() as session:
@@ -159,6 +165,23 @@ class Runner:
         return [job for job in self.registry
                 if job.name in rows and rows[job.name].next_due_at <= now
                 and (self._has_advisory_locks or not _leased(rows[job.name], job, now))]
+
+    def _bring_forward(self, jobs: list[Job], now: datetime) -> None:
+        """Jobs due further off than one interval from now, which no run ever sets: the row
+        was moved (by someone holding the log's checkpoints off, say) or the clock went
+        back. Each is made due now, and its ``jobs:run`` event (error, ``job_held_off``) is
+        what the ``job-failed`` detector alerts on; the condition makes it once across
+        processes."""
+        with self.runtime.store.transaction() as session:
+            for job in jobs:
+                moved = cast(CursorResult[Any], session.execute(
+                    update(_RUNS).where(_RUNS.c.name == job.name,
+                                        _RUNS.c.next_due_at > now + job.interval)
+                    .values(next_due_at=now)))
+                if moved.rowcount == 1:
+                    log.error("job %s was due later than one interval from now: run now",
+                              job.name)
+                    self._record(session, job, Outcome.ERROR, reason=JOB_HELD_OFF)
 
     # -- a run by hand -----------------------------------------------------------------------
 
