@@ -150,21 +150,27 @@ def test_a_signed_statement_removing_young_events_is_caught(aged: Runtime,
                                                             clock: ManualClock) -> None:
     """Even with the key (an insider running code on the server), a statement that removes
     events the floor protects does not verify."""
-    with aged.store.transaction() as session:
-        key = checkpoints.signing_key(aged.keyring, session)
+    _sign_removal_to_the_newest_checkpoint(aged, None, clock.now().isoformat())
+    expect(aged, "younger than 365 days")
+
+
+def _sign_removal_to_the_newest_checkpoint(rt: Runtime, claimed_time: str | None,
+                                           time: str) -> None:
+    """What an insider with the checkpoint key can do: sign a removal up to the newest
+    checkpoint, saying its events went at ``claimed_time`` (None: the last event's own)."""
+    with rt.store.transaction() as session:
+        key = checkpoints.signing_key(rt.keyring, session)
         last = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
         checkpoint = session.execute(text(
             "SELECT number, tree_size FROM audit_checkpoints ORDER BY number DESC LIMIT 1")
         ).one()
-    now = clock.now()
+    claimed = last.occurred_at if claimed_time is None else claimed_time
     removal = retention.Removal(1, None, checkpoint.tree_size, checkpoint.number, last.hash,
-                                last.occurred_at, last.occurred_at, now.isoformat(),
-                                key.public.key_id)
+                                claimed, claimed, time, key.public.key_id)
     statement = removal.statement()
-    with aged.store.transaction() as session:
+    with rt.store.transaction() as session:
         session.add(RemovalRow(number=1, removed_through=checkpoint.tree_size,
                                statement=statement.decode(), signature=key.sign(statement)))
-    expect(aged, "younger than 365 days")
 
 
 def test_a_statement_naming_a_checkpoint_of_another_size_is_caught(aged: Runtime) -> None:
@@ -210,20 +216,8 @@ def test_a_signed_statement_naming_a_young_checkpoint_is_caught_whatever_it_clai
         aged: Runtime, clock: ManualClock) -> None:
     """An insider with the key signs a removal up to the newest checkpoint and writes into
     it that the events went in 2000: the floor is measured on the checkpoint's signed time."""
-    with aged.store.transaction() as session:
-        key = checkpoints.signing_key(aged.keyring, session)
-        last = session.scalars(select(EventRow).order_by(EventRow.seq.desc()).limit(1)).one()
-        checkpoint = session.execute(text(
-            "SELECT number, tree_size FROM audit_checkpoints ORDER BY number DESC LIMIT 1")
-        ).one()
-    long_ago = "2000-01-01T00:00:00.000000Z"
-    removal = retention.Removal(1, None, checkpoint.tree_size, checkpoint.number, last.hash,
-                                long_ago, long_ago, event_time(clock.now()),
-                                key.public.key_id)
-    statement = removal.statement()
-    with aged.store.transaction() as session:
-        session.add(RemovalRow(number=1, removed_through=checkpoint.tree_size,
-                               statement=statement.decode(), signature=key.sign(statement)))
+    _sign_removal_to_the_newest_checkpoint(aged, "2000-01-01T00:00:00.000000Z",
+                                           event_time(clock.now()))
     expect(aged, "removal 1 removed events younger than 365 days")
 
 
