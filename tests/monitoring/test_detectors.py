@@ -299,6 +299,24 @@ def test_the_request_rate_hard_cap_raises_one_alert_per_window(watched: Runtime,
         capped.audit.subscribers.unsubscribe(subscription)
 
 
+def test_a_rate_alert_whose_insert_failed_is_raised_at_the_next_tick(
+        watched: Runtime, clock: ManualClock) -> None:
+    """Above its baseline (under the hard cap), a principal's minute crosses its limit while
+    the database refuses the alert: its requests are handed over once, and the alert (not
+    the count) waits for the next tick. Counted again, they would sit above the limit
+    already and never cross it: the alert lost."""
+    next_window(clock)
+    for _ in range(31):  # a baseline of 5 a minute: its limit is the floor, 60
+        clock.advance(60)
+        act(watched, "acc_steady", Action.ORDERS_READ, 5)
+    next_window(clock)
+    with refusing(watched, "INSERT", "alerts"):
+        act(watched, "acc_steady", Action.ORDERS_READ, 70)
+    assert rules_of(watched) == []
+    act(watched, "acc_calm", Action.ORDERS_READ, 1)  # a later tick
+    assert rules_of(watched) == [("request-rate", "acc_steady")]
+
+
 def test_no_rate_alert_while_the_baseline_warms_up_then_one_above_it(
         watched: Runtime, clock: ManualClock) -> None:
     """A new principal at 100 a minute is not unusual (no baseline yet, under the hard cap);
@@ -538,15 +556,23 @@ def test_a_canary_alert_is_raised_even_when_the_lock_fails(
 @contextmanager
 def refusing_account_updates(rt: Runtime) -> Iterator[None]:
     """A real trigger that makes every UPDATE of ``accounts`` fail, while it lasts."""
+    with refusing(rt, "UPDATE", "accounts"):
+        yield
+
+
+@contextmanager
+def refusing(rt: Runtime, operation: str, table: str) -> Iterator[None]:
+    """A real trigger that makes every ``operation`` on ``table`` fail, while it lasts (as a
+    database refusing writes would)."""
     postgres = rt.store.engine.dialect.name == "postgresql"
     create = (
         ["CREATE FUNCTION sv_refuse() RETURNS trigger AS $$ BEGIN "
          "RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
-         "CREATE TRIGGER sv_refuse BEFORE UPDATE ON accounts "
+         f"CREATE TRIGGER sv_refuse BEFORE {operation} ON {table} "
          "FOR EACH ROW EXECUTE FUNCTION sv_refuse()"] if postgres else
-        ["CREATE TRIGGER sv_refuse BEFORE UPDATE ON accounts "
+        [f"CREATE TRIGGER sv_refuse BEFORE {operation} ON {table} "
          "BEGIN SELECT RAISE(ABORT, 'refused'); END"])
-    drop = (["DROP TRIGGER sv_refuse ON accounts", "DROP FUNCTION sv_refuse()"] if postgres
+    drop = ([f"DROP TRIGGER sv_refuse ON {table}", "DROP FUNCTION sv_refuse()"] if postgres
             else ["DROP TRIGGER sv_refuse"])
     with rt.store.engine.begin() as connection:
         for statement in create:

@@ -279,6 +279,9 @@ class Detectors:
         self._rate = Baseline("request-rate", timedelta(minutes=1), cap=self._hard_cap + 1)
         self._tally = Tally()
         self._raised = Raised()
+        self._unraised: list[tuple[str, str]] = []
+        """Rate alerts whose counts were handed over but whose insert failed: raised at the
+        next tick (the count is not handed over twice, or the crossing would be lost)."""
 
     def wants(self, committed: CommittedEvent) -> bool:
         """The events some rule reads, asked in the writer's thread (keep it this cheap):
@@ -304,10 +307,14 @@ class Detectors:
         into the tally for the next tick, and the failure is raised (and logged)."""
         requests, reveals = self._tally.take()
         try:
+            self._raise_rate_alerts()
             while requests:
                 counted, count = next(iter(requests.items()))
-                self._request_rate(*counted, count)
-                del requests[counted]
+                crossed = self._request_rate(*counted, count)
+                del requests[counted]  # (counted: never handed over again)
+                if crossed is not None:
+                    self._unraised.append((counted[0], crossed))
+                    self._raise_rate_alerts()
             while reveals:
                 revealed, occurred_at = next(iter(reveals.items()))
                 self._retrieval_volume(*revealed, occurred_at)
@@ -373,7 +380,9 @@ class Detectors:
             over |= counters.hit(SENSITIVE_DENIALS, subject, times=weight) >= SENSITIVE_LIMIT
         return over
 
-    def _request_rate(self, principal: str, minute: int, requests: int) -> None:
+    def _request_rate(self, principal: str, minute: int, requests: int) -> str | None:
+        """Hand ``requests`` of ``principal`` in ``minute`` to the counters; the window of
+        the alert due if they crossed its limit (raised by the caller), else None."""
         counters = self._rt.counters
         level = self._rate.current(counters, principal, minute)
         count = counters.hit(self._rate.counts, f"{principal}@{minute}", times=requests)
@@ -381,9 +390,16 @@ class Detectors:
         before = count - requests
         if _crossed(before, count, self._hard_cap) or (
                 limit is not None and _crossed(before, count, limit)):
-            start = event_time(datetime.fromtimestamp(minute * 60, UTC))
-            alerts.raise_alert(self._rt, REQUEST_RATE, "medium", principal, principal,
-                               window_start(start))
+            return window_start(event_time(datetime.fromtimestamp(minute * 60, UTC)))
+        return None
+
+    def _raise_rate_alerts(self) -> None:
+        """Raise the rate alerts due, oldest first; each is dropped only once raised (the
+        alert's key makes a second try of one the database has already a no-op)."""
+        while self._unraised:
+            principal, window = self._unraised[0]
+            alerts.raise_alert(self._rt, REQUEST_RATE, "medium", principal, principal, window)
+            del self._unraised[0]
 
     def _retrieval_volume(self, principal: str, buyer: str, occurred_at: str) -> None:
         counters = self._rt.counters
