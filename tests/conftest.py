@@ -287,10 +287,7 @@ def order_examples() -> list[dict[str, object]]:
 # The longest test files first: with ``make test``'s workers taking whole files in collection
 # order (``--dist loadfile``), a long file collected last would finish alone on one worker
 # while the others idle.
-LONGEST_FIRST = ("tests.web.test_openapi_fuzz", "tests.cli.test_main",
-                 "tests.web.test_role_matrix", "tests.web.test_limits",
-                 "tests.accounts.test_lockout", "tests.deletion.test_execution",
-                 "tests.cli.test_client_commands")
+LONGEST_FIRST = ("tests.web.test_openapi_fuzz", "tests.web.test_role_matrix")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

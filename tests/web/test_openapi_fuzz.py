@@ -71,9 +71,10 @@ def schemathesis(server: Server, token: str | None,
 @pytest.fixture(scope="module")
 def runs(server: Server, credentials: dict[str, str], tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[dict[str | None, Future[subprocess.CompletedProcess[str]]]]:
-    """Every role's run, two at a time (the machine has two cores; each run and the server
-    share them), started together so that the suite waits for them once."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    """Every role's run, three at a time, started together so that the suite waits for them
+    once. The runs are the suite's longest chain: two at a time, the fifth started after
+    eight minutes beside ``make test``'s other workers and was the last test to end."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
         yield {role: pool.submit(schemathesis, server, credentials[role] if role else None,
                                  tmp_path_factory.mktemp("schemathesis"))
                for role in ROLES}
