@@ -22,10 +22,12 @@ demo: $(STAMP) ## Run SellerVault on the embedded default (SQLite, local key, se
 # One worker more than there are cores (at most 5): the tests wait on sleeps, subprocesses,
 # sockets and fsync, and a third worker on two cores fills that (508 s against 532 s for the
 # same suite here). Each test file whole on one worker: a file's module-scoped server and
-# databases are made once. Every worker has its own databases, Redis keys and ports.
+# databases are made once, in the order tests/conftest.py sorts them (the longest first:
+# xdist's own order, the files with most tests first, started the ten-minute fuzz last).
+# Every worker has its own databases, Redis keys and ports.
 WORKERS ?= $(shell $(PYTHON) -c "import os; print(min((os.cpu_count() or 1) + 1, 5))")
 test: $(STAMP) ## Run the whole test suite (SQLite and PostgreSQL, real TLS server)
-	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests bench
