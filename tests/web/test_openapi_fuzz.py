@@ -36,6 +36,9 @@ SEED = int(os.environ.get("FUZZ_SEED", "20261204"))
 ROLES = [None, "admin", "ingest", "pii-reader", "security-officer"]
 
 pytestmark = [pytest.mark.slow,
+              # (a test waits for its role's run, which under make test's other workers
+              # takes minutes: the suite's 120 s per test would cut it; each run has 400 s)
+              pytest.mark.timeout(450),
               pytest.mark.parametrize("server", ["postgresql"], indirect=True)]
 
 
