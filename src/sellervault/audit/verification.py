@@ -218,23 +218,15 @@ def _walk(connection: Connection, log_key: bytes, last: int,
     good), and the hash of the last good one."""
     prev_hash = start.prev_hash
     expected = start.removed_through + 1
-    while expected <= last:
-        rows = connection.execute(_EVENTS_FROM, {"first": expected, "last": min(
-            last, expected + VERIFY_BATCH - 1)}).all()
-        if not rows:
-            break
-        names = rows[0]._fields  # (a dict made in C per row: the mapping's get is slow)
-        bodies = [event_body(dict(zip(names, row, strict=True))) for row in rows]
-        if not _batch_intact(rows, bodies, expected, prev_hash, log_key):
-            bad = _first_problem(rows, bodies, expected, prev_hash, log_key)
-            if bad is not None:
-                seq, good_hash, problem = bad
-                return VerifyResult(False, seq - 1, seq, problem), good_hash
-        prev_hash, expected = rows[-1].hash, expected + len(rows)
-        for body in bodies:
-            signed.add(merkle.leaf_hash(body))
-        if on_batch is not None:
-            on_batch(expected - 1)
+    try:
+        for rows, bodies in _intact_batches(connection, log_key, expected, last, prev_hash):
+            prev_hash, expected = rows[-1].hash, expected + len(rows)
+            for body in bodies:
+                signed.add(merkle.leaf_hash(body))
+            if on_batch is not None:
+                on_batch(expected - 1)
+    except BrokenLogError as exc:
+        return VerifyResult(False, exc.seq - 1, exc.seq, str(exc)), exc.good_hash
     if expected <= last:
         return VerifyResult(False, expected - 1, expected,
                             f"the log ends at event {expected - 1} but its head says "
@@ -243,29 +235,47 @@ def _walk(connection: Connection, log_key: bytes, last: int,
 
 
 class BrokenLogError(ValueError):
-    """An event that is not as its writer wrote it (``authenticated_leaves``)."""
+    """An event that is not as its writer wrote it: its number ``seq`` and the MAC of the
+    good one before it (``good_hash``)."""
+
+    def __init__(self, seq: int, good_hash: str, problem: str) -> None:
+        super().__init__(problem)
+        self.seq, self.good_hash = seq, good_hash
 
 
 def authenticated_leaves(connection: Connection, log_key: bytes, first: int, last: int,
                          prev_hash: str) -> Iterator[tuple[bytes, str]]:
     """The leaf hash and MAC of each event ``first..last``, in order, each checked as the
-    walk checks it (in sequence, linked to ``prev_hash`` and then to the one before, its
-    MAC); ``BrokenLogError`` at the first that is not, or is missing: the checkpoint job
-    signs only what this authenticated."""
+    walk checks it (``_intact_batches``); ``BrokenLogError`` at the first that is not, or is
+    missing: the checkpoint job signs only what this authenticated."""
+    expected = first
+    for rows, bodies in _intact_batches(connection, log_key, first, last, prev_hash):
+        for row, body in zip(rows, bodies, strict=True):
+            yield merkle.leaf_hash(body), row.hash
+        prev_hash, expected = rows[-1].hash, expected + len(rows)
+    if expected <= last:
+        raise BrokenLogError(expected, prev_hash, f"event {expected} is missing")
+
+
+def _intact_batches(connection: Connection, log_key: bytes, first: int, last: int,
+                    prev_hash: str) -> Iterator[tuple[Sequence[Any], list[bytes]]]:
+    """Events ``first..last`` a batch at a time with their canonical bodies, each batch
+    checked whole (in sequence, linked to ``prev_hash`` and then to the one before, its MAC;
+    ``BrokenLogError`` at the first bad event); ends early where events are missing (the
+    caller, knowing how many it got, says so)."""
     expected = first
     while expected <= last:
         rows = connection.execute(_EVENTS_FROM, {"first": expected, "last": min(
             last, expected + VERIFY_BATCH - 1)}).all()
         if not rows:
-            raise BrokenLogError(f"event {expected} is missing")
-        names = rows[0]._fields
+            return
+        names = rows[0]._fields  # (a dict made in C per row: the mapping's get is slow)
         bodies = [event_body(dict(zip(names, row, strict=True))) for row in rows]
         if not _batch_intact(rows, bodies, expected, prev_hash, log_key):
             bad = _first_problem(rows, bodies, expected, prev_hash, log_key)
             if bad is not None:
-                raise BrokenLogError(bad[2])
-        for row, body in zip(rows, bodies, strict=True):
-            yield merkle.leaf_hash(body), row.hash
+                raise BrokenLogError(*bad)
+        yield rows, bodies
         prev_hash, expected = rows[-1].hash, expected + len(rows)
 
 
