@@ -575,6 +575,8 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
     if not given or any(not value for _, _, value in given):
         raise SearchRequestError("give buyer_email, buyer_phone or postal_code")
     budget = Budget(SEARCH_BUDGET, rt.settings.search_budget_per_hour, SEARCH_WINDOW_SECONDS)
+    asked = search_criteria(buyer_email=buyer_email, buyer_phone=buyer_phone,
+                            postal_code=postal_code)
     pseudonyms = load_pseudonyms(rt)
     with rt.store.transaction() as session:
         budgets.take(session, budget, principal_id, rt.clock.now())
@@ -597,9 +599,7 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
         buyers = {buyer_of(pseudonyms, row) for row in rows}
         auditor.record(session, Action.ORDERS_SEARCH, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.ORDER, count=len(rows), purpose=purpose,
-                       criteria=search_criteria(buyer_email=buyer_email,
-                                                buyer_phone=buyer_phone,
-                                                postal_code=postal_code),
+                       criteria=asked,
                        buyer=buyers.pop() if len(buyers) == 1 else None)
         canaries = [row for row in rows if row.is_canary]
         if canaries:  # a search hit on a canary (see _touched_canary); the criteria say
@@ -609,12 +609,9 @@ def search(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str, *, 
                            tenant_id=tenant_id, target_type=TargetType.CANARY,
                            target_id=canaries[0].id, count=len(canaries),
                            buyer=buyer_of(pseudonyms, canaries[0]),
-                           criteria=search_criteria(buyer_email=buyer_email,
-                                                    buyer_phone=buyer_phone,
-                                                    postal_code=postal_code))
+                           criteria=asked)
         result = SearchResult([masked_view(row) for row in rows], withheld)
-    if canaries and search_criteria(buyer_email=buyer_email, buyer_phone=buyer_phone,
-                                    postal_code=postal_code) != POSTAL:
+    if canaries and asked != POSTAL:
         lock_canary_toucher(rt, auditor)  # (a ZIP code alone: alerted on, not locked)
     return result
 
