@@ -231,6 +231,7 @@ def verify_log(settings: Settings,
     try:
         result = verification.verify(runtime.store, runtime.keyring, on_batch,
                                      settings.checkpoint_file)
+        result = verification.checkpoints_overdue(result, runtime.clock.now())
         auditor = Auditor(runtime.audit, cli_actor())
         try:
             with runtime.store.transaction() as session:

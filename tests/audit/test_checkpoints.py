@@ -334,3 +334,42 @@ def test_a_bad_last_line_of_the_file_is_named_not_a_crash(signed: Runtime, bad: 
     with pytest.raises(checkpoints.CheckpointFileError, match="line 4 of the checkpoint file"):
         checkpoints.write_checkpoint(signed)
     assert _checkpoint_count(signed) == 3
+
+
+# -- checkpoints that stopped ------------------------------------------------------------------
+
+def overdue(rt: Runtime, clock: ManualClock) -> VerifyResult:
+    return verification.checkpoints_overdue(verify(rt), clock.now())
+
+
+def test_events_no_checkpoint_covered_for_ten_minutes_are_overdue(
+        signed: Runtime, clock: ManualClock) -> None:
+    """No server runs the checkpoint job: the log is still intact, and verify says since
+    when its events wait for a signature (the oldest one's own, MAC'd, time)."""
+    first_waiting = clock.now()
+    write_events(signed, 2)
+    clock.advance(10 * 60 + 1)
+    write_events(signed, 1)
+    result = overdue(signed, clock)
+    assert result.ok, result
+    assert result.uncovered_since is not None
+    assert result.uncovered_since.startswith(first_waiting.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert result.waited == timedelta(minutes=10, seconds=1)
+    checkpoints.write_checkpoint(signed)  # a server runs the job again
+    assert overdue(signed, clock).waited is None
+
+
+def test_events_waiting_less_than_ten_minutes_are_not_overdue(
+        signed: Runtime, clock: ManualClock) -> None:
+    write_events(signed, 1)
+    clock.advance(10 * 60)
+    result = overdue(signed, clock)
+    assert result.ok and result.uncovered_since is not None and result.waited is None, result
+
+
+def test_an_old_checkpoint_with_nothing_after_it_is_not_overdue(
+        signed: Runtime, clock: ManualClock) -> None:
+    """A quiet vault: nothing was written since the last checkpoint, nothing waits."""
+    clock.advance(3600)
+    result = overdue(signed, clock)
+    assert result.ok and result.uncovered_since is None and result.waited is None, result

@@ -26,10 +26,15 @@ from sqlalchemy import create_engine, func, insert, select, text
 from typer.testing import CliRunner
 
 from sellervault import bootstrap
+from sellervault.access.actions import Action
 from sellervault.accounts.models import Account
 from sellervault.accounts.passwords import verify_password
+from sellervault.audit import checkpoints
+from sellervault.audit.auditor import Auditor
+from sellervault.audit.events import Outcome, TargetType
 from sellervault.audit.models import EventRow
 from sellervault.cli.main import app
+from sellervault.clock import ManualClock
 from sellervault.config import Settings
 from sellervault.jobs.models import JobRunRow
 from sellervault.jobs.runner import JOB_FAILED, JOB_RUNNING, job_lock_id
@@ -320,6 +325,31 @@ def test_audit_prove_and_check_proof_with_the_public_key_alone(
         in refused.stderr
     intact = cli.run("audit", "verify", *args, env=env)
     assert intact.code == 0 and "1 signed checkpoints verified" in intact.stdout, intact
+
+
+def test_audit_verify_warns_when_no_checkpoint_signs_the_newest_events(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    """Intact, so exit 0; but events have waited half an hour for a signed checkpoint (no
+    server runs the job): a warning on stderr says so, until a checkpoint covers them."""
+    behind = ManualClock(datetime.now(UTC) - timedelta(minutes=30))
+    runtime = bootstrap.open_runtime(settings, behind)
+    try:
+        checkpoints.write_checkpoint(runtime)
+        behind.advance(60)
+        with runtime.store.transaction() as session:
+            Auditor(runtime.audit, bootstrap.cli_actor()).record(
+                session, Action.JOBS_LIST, Outcome.SUCCESS, target_type=TargetType.JOB)
+    finally:
+        runtime.close()
+    args, env = ("audit", "verify", "--data-dir", settings.data_dir), database_env(settings)
+    warned = cli.run(*args, env=env)
+    assert warned.code == 0 and "security log intact" in warned.stdout, warned
+    assert "warning: no signed checkpoint covers the events since" in warned.stderr
+    assert "(29 minutes)" in warned.stderr and "audit-checkpoint" in warned.stderr
+    assert cli.run("jobs", "run", "audit-checkpoint", "--data-dir", settings.data_dir,
+                   env=env).code == 0
+    quiet = cli.run(*args, env=env)
+    assert quiet.code == 0 and quiet.stderr == "", quiet
 
 
 def test_audit_verify_detects_a_deleted_event(cli: Cli, settings: Settings,

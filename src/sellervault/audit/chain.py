@@ -42,6 +42,17 @@ def event_body(fields: Mapping[Any, Any]) -> bytes:
     return _BODY_JSON.encode(values).encode()
 
 
+def stored_body(row: Any) -> bytes:
+    """The canonical body of an event as stored (a row with the ``CHAINED_FIELDS`` columns)."""
+    return event_body({name: getattr(row, name) for name in CHAINED_FIELDS})
+
+
+def stored_mac_holds(log_key: bytes, row: Any) -> bool:
+    """Whether a stored event's MAC is the one of its own body and its own link (the link
+    itself is the caller's to check against the event before)."""
+    return macs_equal(body_mac(log_key, row.prev_hash, stored_body(row)), row.hash)
+
+
 def event_mac(log_key: bytes, prev_hash: str, fields: dict[str, Any]) -> str:
     return body_mac(log_key, prev_hash, event_body(fields))
 

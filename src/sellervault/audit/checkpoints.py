@@ -46,7 +46,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from sellervault.audit import merkle
-from sellervault.audit.chain import CHAINED_FIELDS, GENESIS, event_body
+from sellervault.audit.chain import GENESIS, stored_body
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.subscribers import CommittedEvent
 from sellervault.audit.writing import EVENTS, HEAD_ID, HEADS, LOG_KEY
@@ -155,8 +155,7 @@ def leaves(connection: Connection | Session, first: int, last: int) -> Iterator[
         if not rows:
             return
         for row in rows:
-            yield merkle.leaf_hash(event_body({name: getattr(row, name)
-                                               for name in CHAINED_FIELDS}))
+            yield merkle.leaf_hash(stored_body(row))
         first = rows[-1].seq + 1
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from sellervault.audit import checkpoints, merkle, retention
-from sellervault.audit.chain import CHAINED_FIELDS, event_body
+from sellervault.audit.chain import stored_body
 from sellervault.audit.models import CheckpointRow
 from sellervault.audit.writing import EVENTS
 from sellervault.crypto.keyring import Keyring
@@ -62,7 +62,7 @@ def prove(store: Store, seq: int) -> dict[str, Any]:
     if len(leaves) != latest.tree_size - prefix.size:
         raise ProofUnavailableError("events the checkpoint covers are missing: run "
                                     "`sellervault audit verify`")
-    body = event_body({name: getattr(row, name) for name in CHAINED_FIELDS})
+    body = stored_body(row)
     path = merkle.inclusion_proof_after(prefix, leaves, seq - 1)
     return {"format": FORMAT, "event_body": body.decode(), "leaf_index": seq - 1,
             "tree_size": latest.tree_size, "inclusion_path": [h.hex() for h in path],

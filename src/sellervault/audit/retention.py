@@ -36,7 +36,7 @@ from sqlalchemy import Connection, delete, func, inspect, select
 from sellervault.access.actions import Action
 from sellervault.audit import checkpoints
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.chain import CHAINED_FIELDS, body_mac, event_body, macs_equal
+from sellervault.audit.chain import stored_mac_holds
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.audit.log import event_time
 from sellervault.audit.models import CheckpointRow, EventRow, RemovalRow
@@ -204,9 +204,7 @@ def _last_hash(connection: Connection, keyring: Keyring, seq: int) -> str:
     link to it, so a statement naming a wrong one would fail verification forever."""
     row = connection.execute(select(EVENTS).where(EVENTS.c.seq == seq)).first()
     log_key = keyring.find_system_key(connection, LOG_KEY)
-    if row is None or log_key is None or not macs_equal(body_mac(
-            log_key, row.prev_hash, event_body({name: getattr(row, name)
-                                                for name in CHAINED_FIELDS})), row.hash):
+    if row is None or log_key is None or not stored_mac_holds(log_key, row):
         raise RetentionRefusedError(f"event {seq} is missing or altered: nothing removed")
     return str(row.hash)
 

@@ -25,7 +25,8 @@ signatures and links checked; their roots cannot be recomputed (their events are
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ class VerifyResult:
     first_bad_seq: int | None = None
     problem: str | None = None
     checkpoints: int = 0
+    # Not part of the verdict (results compare without them): what an intact log still lacks.
+    uncovered_since: str | None = field(default=None, compare=False)
+    """When the oldest event no signed checkpoint covers yet was written (None: all are)."""
+    waited: timedelta | None = field(default=None, compare=False)
+    """How long that event has waited, when longer than ``CHECKPOINT_OVERDUE``
+    (``checkpoints_overdue``): the log is intact, but nothing signs it."""
+
+
+CHECKPOINT_OVERDUE = timedelta(minutes=10)
+"""Ten intervals of the ``audit-checkpoint`` job (60 s): longer, and no server runs it. The
+chain's MACs still hold the uncovered events, but only someone without the log key is kept
+from rewriting them: a signed checkpoint is what keeps the key's holders honest too."""
 
 
 # The event `init` writes first (channel, action, outcome, actor): the first administrator's
@@ -58,6 +71,7 @@ INIT_EVENT = ("cli", "accounts:create", "success", None)
 _EVENTS_FROM = select(EVENTS).where(EVENTS.c.seq >= bindparam("first"),
                                      EVENTS.c.seq <= bindparam("last")).order_by(EVENTS.c.seq)
 _READ_HEAD = select(HEADS.c.seq, HEADS.c.hash).where(HEADS.c.id == HEAD_ID)
+_OCCURRED_AT = select(EVENTS.c.occurred_at).where(EVENTS.c.seq == bindparam("seq"))
 _EVENTS_AFTER = select(func.count()).select_from(EVENTS).where(
     EVENTS.c.seq > bindparam("last"))
 
@@ -107,7 +121,19 @@ def verify(store: Store, keyring: Keyring,
         if problem is not None:
             return VerifyResult(False, head.seq, signed.first_bad_seq or head.seq + 1, problem,
                                 len(signed.rows))
-    return VerifyResult(True, head.seq, checkpoints=len(signed.rows))
+        uncovered = None
+        if signed.covered < head.seq:  # (an event the walk authenticated: its time is MAC'd)
+            uncovered = connection.execute(_OCCURRED_AT, {"seq": signed.covered + 1}).scalar()
+    return VerifyResult(True, head.seq, checkpoints=len(signed.rows), uncovered_since=uncovered)
+
+
+def checkpoints_overdue(result: VerifyResult, now: datetime) -> VerifyResult:
+    """``result`` with ``waited`` set when its oldest uncovered event is older than
+    ``CHECKPOINT_OVERDUE`` at ``now``."""
+    if result.uncovered_since is None:
+        return result
+    waited = now - datetime.fromisoformat(result.uncovered_since)
+    return replace(result, waited=waited) if waited > CHECKPOINT_OVERDUE else result
 
 
 def _check_file(store: Store, path: Path, signed: _Checkpoints,
@@ -413,6 +439,11 @@ class _Checkpoints:
     def _fail(self, problem: str, first_bad_seq: int | None) -> None:
         if self.problem is None:
             self.problem, self.first_bad_seq = problem, first_bad_seq
+
+    @property
+    def covered(self) -> int:
+        """The events the newest signed checkpoint covers."""
+        return self._parsed[-1].size if self._parsed else 0
 
     def check(self, events: int) -> str | None:
         """Once the walk is done: no checkpoint covers more events than the log holds. The

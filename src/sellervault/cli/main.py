@@ -215,7 +215,9 @@ def demo(
 
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
-    """Exit 0 if the security log is intact; otherwise name the first bad event, exit 1."""
+    """Exit 0 if the security log is intact (with a warning when no signed checkpoint has
+    covered its newest events for 10 minutes: no server runs the checkpoint job); otherwise
+    name the first bad event, exit 1."""
     settings = settings_for(data_dir)
     try:
         result = bootstrap.verify_log(settings)
@@ -226,6 +228,13 @@ def audit_verify(data_dir: DataDir = None) -> None:
     if result.ok:
         console.print(f"security log intact: {result.events} events and "
                       f"{result.checkpoints} signed checkpoints verified")
+        if result.waited is not None:
+            minutes = int(result.waited.total_seconds() // 60)
+            err.print("[yellow]warning:[/yellow] " + escape(
+                f"no signed checkpoint covers the events since {result.uncovered_since} "
+                f"({minutes} minutes): is a server running the audit-checkpoint job? "
+                "(`sellervault jobs list`; `sellervault jobs run audit-checkpoint` signs one "
+                "now)"), highlight=False)
         return
     raise fail(f"security log broken at event {result.first_bad_seq}: {result.problem}")
 
