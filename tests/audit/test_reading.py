@@ -4,10 +4,19 @@ chain order, and says when it is done; each read is itself an event."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
 from sellervault.access.actions import Action
 from sellervault.audit import reading
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel, Outcome
+from sellervault.audit.models import EventRow
 from sellervault.clock import ManualClock
 from sellervault.runtime import Runtime
 
@@ -56,3 +65,62 @@ def test_a_cursor_walks_every_match_once_and_ends(runtime: Runtime) -> None:
         cursor = page.next_cursor
         pages += 1
     assert len(seen) == 7 and seen == sorted(seen) and pages == 3
+
+
+def _reads(rt: Runtime) -> list[tuple[str | None, str | None, str | None, int | None]]:
+    with rt.store.transaction() as session:
+        return [(row.criteria, row.target_id, row.buyer, row.count) for row in session.scalars(
+            select(EventRow).where(EventRow.action == Action.AUDIT_READ.value)
+            .order_by(EventRow.seq))]
+
+
+def test_a_read_records_the_filters_the_cursor_and_the_buyer_looked_for(
+        runtime: Runtime) -> None:
+    """Who looked for whom: the filters' names (never an actor's id or a time), where the
+    page started, and the buyer's pseudonym, the one value that names whom a reader was
+    after (an event may hold it: it is no PII)."""
+    buyer = "byr_" + "a" * 32
+    write(runtime, "acc_target", Action.ORDERS_READ, Outcome.SUCCESS, "acme")
+    reader = Auditor(runtime.audit, READER)
+    reading.read_events(runtime.store, reader, 0, 10)
+    reading.read_events(runtime.store, reader, 2, 10, reading.EventFilter(
+        actor_id="acc_target", buyer=buyer, since="2026-01-01T00:00:00.000000Z"))
+    first, second = _reads(runtime)
+    assert first[:3] == (None, None, None) and second == ("after,since,actor_id,buyer", "2",
+                                                          buyer, 0)
+    assert "acc_target" not in repr(_reads(runtime))
+
+
+def test_the_page_is_read_without_sqlites_write_lock(runtime: Runtime) -> None:
+    """A filtered read is a scan of the log: it must not hold up every writer, nor wait
+    for one. With another connection holding the write lock, the page is read at once;
+    only the read's own event waits for the lock, and is written once it is released."""
+    if runtime.store.dialect != "sqlite":
+        pytest.skip("SQLite's database-wide write lock; PostgreSQL reads never take one")
+    write(runtime, "acc_target", Action.ORDERS_READ, Outcome.SUCCESS, "acme")
+    scans: list[float] = []
+
+    def note_scan(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM security_events" in statement:
+            scans.append(time.monotonic())
+
+    path = runtime.settings.effective_database_url().split("///", 1)[1]
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    pages: list[reading.Page] = []
+    event.listen(runtime.store.engine, "before_cursor_execute", note_scan)
+    try:
+        worker = threading.Thread(target=lambda: pages.append(reading.read_events(
+            runtime.store, Auditor(runtime.audit, READER), 0, 100)))
+        worker.start()
+        time.sleep(1.0)
+        released = time.monotonic()
+        holder.execute("COMMIT")
+        worker.join(timeout=30)
+    finally:
+        event.remove(runtime.store.engine, "before_cursor_execute", note_scan)
+        holder.close()
+    assert not worker.is_alive() and len(pages) == 1
+    assert scans and scans[0] < released, "the page waited for the writer's lock"
+    assert pages[0].events[-1]["actor_id"] == "acc_target"
+    assert len(_reads(runtime)) == 1  # the read's event, once the lock was free

@@ -82,6 +82,9 @@ def test_filters_and_the_cursor_over_https(server: Server, admin: str) -> None:
                               ({"since": "2026-12-05T10:00:00"}, "query.since"),
                               ({"until": "0.5"}, "query.until"),  # not a Unix time
                               ({"until": "2026-02-31T10:00:00Z"}, "query.until"),
+                              # (valid, but beyond year 1 or 9999 once in UTC)
+                              ({"since": "0001-01-01T00:00:00+01:00"}, "query.since"),
+                              ({"until": "9999-12-31T23:59:59-01:00"}, "query.until"),
                               ({"tenant": "Not A Tenant"}, "query.tenant")):
             refused = client.get("/audit/events", params=params)
             assert refused.status_code == 422, params
@@ -178,7 +181,8 @@ def test_the_log_is_exported_by_officers_and_auditors_only(server: Server, admin
         assert {line["class_uid"] for line in lines} <= {3002, 6003}
         for params, field in (({"format": "csv"}, "query.format"),
                               ({"action": "orders:steal"}, "query.action"),
-                              ({"since": "yesterday"}, "query.since")):
+                              ({"since": "yesterday"}, "query.since"),
+                              ({"since": "0001-01-01T00:00:00+01:00"}, "query.since")):
             refused = client.get("/audit/export", params=params)
             assert refused.status_code == 422, params
             assert [f["path"] for f in refused.json()["error"]["fields"]] == [field]
@@ -188,4 +192,4 @@ def test_the_log_is_exported_by_officers_and_auditors_only(server: Server, admin
             assert refused.status_code == 403 and "seq" not in refused.text
     after = _exports(server)[len(before):]
     assert after[0] == ("success", len(lines))
-    assert [outcome for outcome, _ in after[1:]] == ["failed"] * 3 + ["denied"] * 2
+    assert [outcome for outcome, _ in after[1:]] == ["failed"] * 4 + ["denied"] * 2

@@ -9,22 +9,23 @@ An analyst in the SIEM sees who took a copy of how much of the log, as one event
 client asked.
 
 The events are then read a page at a time (``PAGE``) after a cursor, each page in a short
-transaction of its own that is closed before its lines are handed on: however long the log
-and however slow the reader, the server holds one page and no transaction. Lines are JSON,
+snapshot of its own (a read that never takes SQLite's write lock) that is closed before its
+lines are handed on: however long the log and however slow the reader, the server holds one
+page and no transaction. Lines are JSON,
 one event each: as the audit API gives them (``jsonl``: every field, ``seq``, ``prev_hash``
 and ``hash`` included) or mapped to OCSF (``audit.ocsf``). Events hold no PII, so neither
 does an export.
 
 Counting first costs a scan of the log before the first line, which is what an export of
-the whole log costs anyway; it is done in a read of its own, before the event is written,
-so that no writer waits on it (writing an event locks the chain's head).
+the whole log costs anyway; it is done in a snapshot of its own, before the event is
+written, so that no writer waits on it (writing an event locks the chain's head).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import func, select
@@ -34,10 +35,11 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, TargetType
 from sellervault.audit.models import ChainHead, EventRow
 from sellervault.audit.ocsf import to_ocsf
-from sellervault.audit.reading import EventFilter, event_fields
+from sellervault.audit.reading import EventFilter, event_fields, filter_names
 from sellervault.audit.writing import HEAD_ID
 from sellervault.store.engine import Store
 
+_HEAD_SEQ = select(ChainHead.seq).where(ChainHead.id == HEAD_ID)
 PAGE = 1000
 """Events read per transaction (and held at once) while streaming an export."""
 COUNT_HEADER = "X-SellerVault-Export-Count"
@@ -72,24 +74,23 @@ def criteria(matching: EventFilter, form: ExportFormat, after_seq: int = 0) -> s
     """The format and the names of the filters given (``ocsf:after,action,since``): what
     the export event says of what was asked, with no value (an actor's id is not in it;
     where an export after a cursor starts is in the count and ``target_id`` already)."""
-    given = (["after"] if after_seq else []) + [
-        field.name for field in fields(matching) if getattr(matching, field.name) is not None]
-    return f"{form.value}:{','.join(given)}" if given else form.value
+    given = filter_names(matching, after_seq)
+    return f"{form.value}:{given}" if given else form.value
 
 
 def begin(store: Store, auditor: Auditor, matching: EventFilter, form: ExportFormat,
           after_seq: int = 0) -> Export:
     """Fix what the export holds, count it and record the ``audit:export`` event, before a
     line is sent (nothing leaves that the log does not know about)."""
-    with store.transaction() as session:
-        head = session.get(ChainHead, HEAD_ID)
-        through = head.seq if head is not None else 0
-        count = session.scalar(select(func.count()).select_from(EventRow).where(
-            EventRow.seq > after_seq, EventRow.seq <= through, *matching.where())) or 0
+    with store.snapshot() as connection:
+        through = connection.execute(_HEAD_SEQ).scalar() or 0
+        count = connection.execute(select(func.count()).select_from(EventRow).where(
+            EventRow.seq > after_seq, EventRow.seq <= through, *matching.where())).scalar() or 0
     with store.transaction() as session:
         auditor.record(session, Action.AUDIT_EXPORT, Outcome.SUCCESS,
                        target_type=TargetType.SECURITY_EVENT, target_id=str(through),
-                       count=count, criteria=criteria(matching, form, after_seq))
+                       count=count, criteria=criteria(matching, form, after_seq),
+                       buyer=matching.buyer)
     return Export(matching, form, after_seq, through, count)
 
 
@@ -100,13 +101,13 @@ def chunks(store: Store, export: Export, page: int | None = None) -> Iterator[st
     page = PAGE if page is None else page
     after = export.after_seq
     while after < export.through_seq:
-        with store.transaction() as session:
-            rows = list(session.scalars(
+        with store.snapshot() as connection:
+            rows = connection.execute(
                 select(EventRow)
                 .where(EventRow.seq > after, EventRow.seq <= export.through_seq,
                        *export.matching.where())
-                .order_by(EventRow.seq).limit(page)))
-            events = [event_fields(row) for row in rows]
+                .order_by(EventRow.seq).limit(page)).all()
+        events = [event_fields(row) for row in rows]
         if not events:
             return
         yield "".join(json.dumps(to_ocsf(event) if export.form is ExportFormat.OCSF

@@ -10,7 +10,7 @@ stopping at the page's size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import func, select
@@ -65,7 +65,7 @@ class Page:
     """Where the next page starts (``after``); None when this page was the last."""
 
 
-def event_fields(row: EventRow) -> dict[str, Any]:
+def event_fields(row: Any) -> dict[str, Any]:
     """An event as readers get it: every field the MAC covers, its MAC (``hash``) and the
     previous event's (``prev_hash``), so that a copy of consecutive events (an export) can
     be checked link by link by whoever holds the log key."""
@@ -73,20 +73,43 @@ def event_fields(row: EventRow) -> dict[str, Any]:
             "prev_hash": row.prev_hash, "hash": row.hash}
 
 
-def list_events(session: Session, after_seq: int = 0, limit: int = 100,
-                matching: EventFilter | None = None) -> list[EventRow]:
+def _page_query(after_seq: int, limit: int, matching: EventFilter | None) -> Any:
     query = select(EventRow).where(EventRow.seq > after_seq)
     if matching is not None:
         query = query.where(*matching.where())
-    return list(session.scalars(query.order_by(EventRow.seq).limit(limit)))
+    return query.order_by(EventRow.seq).limit(limit)
+
+
+def list_events(session: Session, after_seq: int = 0, limit: int = 100,
+                matching: EventFilter | None = None) -> list[EventRow]:
+    return list(session.scalars(_page_query(after_seq, limit, matching)))
+
+
+def filter_names(matching: EventFilter | None, after_seq: int = 0) -> str:
+    """The names of the filters given, the cursor first (``after,action,since``): what a
+    read or an export records of what was asked, never the values (an actor's id, a
+    time); the buyer's pseudonym, the one value that says whom a reader looked for, is
+    the event's own ``buyer`` field."""
+    given = ["after"] if after_seq else []
+    if matching is not None:
+        given += [field.name for field in fields(matching)
+                  if getattr(matching, field.name) is not None]
+    return ",".join(given)
 
 
 def read_events(store: Store, auditor: Auditor, after_seq: int = 0, limit: int = 100,
                 matching: EventFilter | None = None) -> Page:
-    """A page of the log for a reader; the read itself is an event."""
+    """A page of the log for a reader; the read itself is an event, which names the
+    filters used and the buyer looked for, and is committed before the page is given out.
+    The page is read from a snapshot (a filtered read is a scan: on SQLite a write
+    transaction would hold every writer for as long as it lasts)."""
+    with store.snapshot() as connection:
+        rows = connection.execute(_page_query(after_seq, limit, matching)).all()
+    events = [event_fields(row) for row in rows]
     with store.transaction() as session:
-        rows = list_events(session, after_seq=after_seq, limit=limit, matching=matching)
         auditor.record(session, Action.AUDIT_READ, Outcome.SUCCESS,
-                       target_type=TargetType.SECURITY_EVENT, count=len(rows))
-        events = [event_fields(row) for row in rows]
+                       target_type=TargetType.SECURITY_EVENT, count=len(rows),
+                       target_id=str(after_seq) if after_seq else None,
+                       criteria=filter_names(matching, after_seq) or None,
+                       buyer=matching.buyer if matching is not None else None)
     return Page(events, rows[-1].seq if len(rows) == limit else None)

@@ -3,6 +3,7 @@ exported as a stream for a SIEM, its reviews recorded. No API edits or deletes."
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,17 +30,19 @@ ISO_TIME = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]
 number as a Unix time, which a reader would not mean)."""
 
 
-def _a_real_time(text: str) -> str:
-    datetime.fromisoformat(text)  # ValueError (a 422) for a day the month lacks
-    return text
+def _in_event_format(text: str) -> str:
+    """The time in the events' own format (``event_time``: UTC, which sorts as it reads).
+    A ValueError (a 422) for a day the month lacks, and for a time that is no longer within
+    years 1 to 9999 once in UTC (0001-01-01T00:00:00+01:00)."""
+    if not re.fullmatch(ISO_TIME, text):  # (the Query's pattern is checked on the result)
+        raise ValueError("an ISO 8601 time with its zone is expected")
+    try:
+        return event_time(datetime.fromisoformat(text))
+    except OverflowError:
+        raise ValueError("the time is out of range once in UTC") from None
 
 
-EventTime = Annotated[str, AfterValidator(_a_real_time)]
-
-
-def _event_time(text: str | None) -> str | None:
-    """A time in the events' own format (``event_time``), which sorts as it reads."""
-    return None if text is None else event_time(datetime.fromisoformat(text))
+EventTime = Annotated[str, AfterValidator(_in_event_format)]
 
 
 def event_filter(
@@ -56,7 +59,7 @@ def event_filter(
 ) -> reading.EventFilter:
     """The filters the log is read and exported with (one declaration for both routes, so
     that an export takes exactly what a read takes)."""
-    return reading.EventFilter(since=_event_time(since), until=_event_time(until),
+    return reading.EventFilter(since=since, until=until,
                                actor_id=actor, action=action, outcome=outcome,
                                tenant_id=tenant, buyer=buyer)
 
