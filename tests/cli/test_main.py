@@ -516,6 +516,31 @@ def test_jobs_are_listed_and_run_by_hand_each_time_recorded(
     ]
 
 
+def test_jobs_list_marks_a_job_no_server_has_run_for_an_interval_overdue(
+        cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
+    """The servers stopped running jobs an hour ago: the checkpoint job (every minute) is
+    overdue, the daily retention is not."""
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    engine = create_engine(settings.effective_database_url())
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(JobRunRow), [
+                {"name": name, "next_due_at": hour_ago}
+                for name in ("audit-checkpoint", "audit-retention")])
+    finally:
+        engine.dispose()
+    args, env = ("--data-dir", settings.data_dir), database_env(settings)
+    listed = cli.run("jobs", "list", *args, env=env)
+    assert listed.code == 0, listed
+    rows = {row.split()[0]: row for row in listed.stdout.splitlines()[1:]}
+    assert rows["audit-checkpoint"].endswith("OVERDUE")
+    assert not rows["audit-retention"].endswith("OVERDUE")
+    as_json = {state["name"]: state["overdue"]
+               for state in cli.run("jobs", "list", "--json", *args, env=env).json()}
+    assert as_json["audit-checkpoint"] and not as_json["audit-retention"]
+    assert not as_json["sessions-purge"]  # never scheduled: not overdue, "-"
+
+
 def test_a_job_that_fails_exits_1_and_is_an_error_event(
         cli: Cli, settings: Settings, initialized: bootstrap.InitResult) -> None:
     engine = create_engine(settings.effective_database_url())

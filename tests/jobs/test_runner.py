@@ -418,3 +418,19 @@ def test_states_say_where_each_job_stands(rt: Runtime, clock: ManualClock) -> No
     assert (failing.last_outcome, failing.last_count) == ("error", None)
     assert counting.next_due_at == failing.next_due_at == clock.now() + INTERVAL
     assert counting.running_since is None
+    assert not counting.overdue and not failing.overdue
+
+
+def test_a_job_a_whole_interval_past_due_is_overdue(rt: Runtime, clock: ManualClock) -> None:
+    """No server runs the scheduler: ``jobs list`` says so, until a run comes."""
+    runner = runner_for(rt, job("counting", Counting()))
+    runner.run_due()  # scheduled: due one interval from now
+    clock.advance(2 * INTERVAL)
+    [state] = runner.states()
+    assert not state.overdue  # exactly one interval late: a tick may be on its way
+    clock.advance(1)
+    [state] = runner.states()
+    assert state.overdue
+    runner.run_due()
+    [state] = runner.states()
+    assert not state.overdue

@@ -346,9 +346,10 @@ def jobs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
 ) -> None:
     """Each job: how often it runs, when its last run ended and how (its count), when the
-    next is due (UTC). A job no server has scheduled yet shows "-": a server schedules it at
-    start, one interval ahead. Read from the database, so it shows every server's runs; the
-    read is recorded as a jobs:list event."""
+    next is due (UTC), and OVERDUE when a whole interval has passed since with no run: no
+    server is running the jobs. A job no server has scheduled yet shows "-": a server
+    schedules it at start, one interval ahead. Read from the database, so it shows every
+    server's runs; the read is recorded as a jobs:list event."""
     settings = settings_for(data_dir)
     try:
         states = bootstrap.list_jobs(settings)
@@ -362,12 +363,13 @@ def jobs_list(
             "running_since": _iso(state.running_since),
             "last_finished_at": _iso(state.last_finished_at),
             "last_outcome": state.last_outcome, "last_count": state.last_count,
-            "next_due_at": _iso(state.next_due_at),
+            "next_due_at": _iso(state.next_due_at), "overdue": state.overdue,
         } for state in states]))
         return
     rows = [("NAME", "EVERY", "LAST RUN", "NEXT DUE")] + [
         (state.job.name, _every(state.job.interval), _last_run(state),
-         _moment(state.next_due_at)) for state in states]
+         _moment(state.next_due_at) + ("  OVERDUE" if state.overdue else ""))
+        for state in states]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
         console.print("  ".join(cell.ljust(width)

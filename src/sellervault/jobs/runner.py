@@ -106,6 +106,9 @@ class JobState:
     last_finished_at: datetime | None
     last_outcome: str | None
     last_count: int | None
+    overdue: bool = False
+    """Not run for a whole interval past its due time: no server is running its scheduler
+    (none is up, or its job thread is stuck)."""
 
 
 def job_lock_id(name: str) -> int:
@@ -310,15 +313,24 @@ class Runner:
             return {row.name: row for row in _SCHEDULE.all(db, {})}
 
     def states(self) -> list[JobState]:
-        rows = self._rows()
-        return [JobState(job, *_state_of(rows.get(job.name))) for job in self.registry]
+        rows, now = self._rows(), self.runtime.clock.now()
+        return [JobState(job, *_state_of(rows.get(job.name)),
+                         overdue=_overdue(rows.get(job.name), job, now))
+                for job in self.registry]
 
 
-def _state_of(row: Any) -> tuple[Any, ...]:
+def _state_of(row: Any) -> tuple[Any, Any, Any, Any, Any]:
     if row is None:
         return (None,) * 5
     return (row.next_due_at, row.running_since, row.last_finished_at, row.last_outcome,
             row.last_count)
+
+
+def _overdue(row: Any, job: Job, now: datetime) -> bool:
+    """Whether ``job`` is a whole interval past due with no run in progress (a run whose
+    lease has lapsed is no run: its process died)."""
+    return (row is not None and row.next_due_at is not None and not _leased(row, job, now)
+            and now > row.next_due_at + job.interval)
 
 
 def _leased(row: Any, job: Job, now: datetime) -> bool:
