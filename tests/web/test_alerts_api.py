@@ -2,16 +2,22 @@
 requests by one service raise one ``unauthorized-calls`` alert naming it, which a security
 officer lists, assigns, acknowledges and closes; the shape holds ids only, never PII; bad
 ids are 422, unknown ones 404, a change that does not apply 409. A canary revealed locks
-the reader (its next request 401) until a security officer re-enables it."""
+the reader (its next request 401) until a security officer re-enables it. A flood of newer
+alerts hides no critical one (filters, and pages to the end); an alert is assigned only to
+an active security officer, never to the account it is about. (The CLI's alert commands:
+tests/cli/test_alert_commands.py.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR
+from sellervault.clock import ManualClock
+from sellervault.monitoring import alerts
 from sellervault.records import service as records
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
@@ -52,26 +58,6 @@ def test_forbidden_calls_raise_an_alert_a_security_officer_works(server: Server,
         assert client.post("/alerts/alr_000000000000000000000000/close").status_code == 404
         assert client.post("/alerts/not-an-alert/close").status_code == 422
         assert client.get("/alerts", params={"status": "gone"}).status_code == 422
-
-
-def test_the_cli_lists_and_closes_alerts(server: Server, officer: str,
-                                         tmp_path: Path) -> None:
-    prober = server.create_service(server.admin_token(), "another prober",
-                                   [{"role": "analyst", "tenant": "acme"}])
-    with server.client(prober) as client:
-        for _ in range(10):
-            client.get("/accounts")
-    assert server.runtime.audit.subscribers.wait_idle(10)
-    cli = Cli(tmp_path)
-    assert cli.run("login", "--server", server.base_url, "--ca-cert", server.ca_file,
-                   "--api-key-stdin", stdin=officer + "\n").code == 0
-    listed = cli.invoke("alerts", "list", "--status", "open", "--json")
-    assert listed.code == 0, listed
-    alert_id = listed.json()[0]["id"]
-    closed = cli.invoke("alerts", "close", alert_id)
-    assert closed.code == 0 and f"Alert {alert_id} is closed." in closed.stdout
-    again = cli.invoke("alerts", "close", alert_id)
-    assert again.code == 1 and "alert_state" in again.stderr
 
 
 def test_a_canary_revealed_locks_the_reader_until_a_security_officer_re_enables_it(
@@ -124,3 +110,89 @@ def test_the_notification_outbox_is_listed_and_a_dead_letter_retried(
     assert cli.invoke("alerts", "notifications", "--json").json() == []
     refused = cli.invoke("alerts", "retry-notification", "ntf_000000000000000000000000")
     assert refused.code == 1 and "not_found" in refused.stderr
+
+
+OFFICER_GRANT = [{"role": "security-officer", "tenant": "*"}]
+WINDOW = "2026-12-05T10:00:00.000000Z"
+
+
+def _service_id(server: Server, name: str, grants: list[dict[str, str]]) -> str:
+    key = server.create_service(server.admin_token(), name, grants)
+    with server.client(key) as client:
+        account_id: str = client.get("/session").json()["account_id"]
+    return account_id
+
+
+def _all_pages(client: Any, **params: str) -> list[dict[str, Any]]:
+    """Every alert matching ``params``, newest first, following ``next_cursor``."""
+    listed: list[dict[str, Any]] = []
+    query = {**params, "limit": "1000"}
+    while True:
+        page = client.get("/alerts", params=query)
+        assert page.status_code == 200, page.text
+        listed += page.json()["alerts"]
+        if page.json()["next_cursor"] is None:
+            return listed
+        query["before"] = page.json()["next_cursor"]
+
+
+def test_a_flood_of_newer_alerts_hides_no_critical_alert(server: Server, officer: str) -> None:
+    """The reported attack: 1,001 alerts newer than a canary's (what ten denied calls from
+    each of as many IPv6 addresses raise) filled the largest page, and the canary's alert
+    was out of reach. ``severity=critical`` and ``rule=canary-access`` find it; paging with
+    ``before=next_cursor`` reaches it, each alert once. Bad filters and cursors are 422, a
+    cursor that is no alert 404."""
+    assert isinstance(server.runtime.clock, ManualClock)
+    canary = alerts.raise_alert(server.runtime, "canary-access", "critical", "acc_insider",
+                                "acc_insider", WINDOW)
+    server.runtime.clock.advance(1)
+    for i in range(1001):
+        alerts.raise_alert(server.runtime, "unauthorized-calls", "high",
+                           f"address:2001:db8:f100::{i:x}", None, WINDOW)
+    with server.client(officer) as client:
+        newest = client.get("/alerts", params={"status": "open", "limit": 1000})
+        assert newest.status_code == 200 and set(newest.json()) == {"alerts", "next_cursor"}
+        assert canary not in [a["id"] for a in newest.json()["alerts"]]
+        assert newest.json()["next_cursor"] == newest.json()["alerts"][-1]["id"]
+        for params in ({"severity": "critical"},
+                       {"status": "open", "rule": "canary-access", "severity": "critical"}):
+            found = client.get("/alerts", params=params).json()["alerts"]
+            assert canary in [a["id"] for a in found]
+            assert {a["severity"] for a in found} == {"critical"}
+        paged = [a["id"] for a in _all_pages(client, status="open")]
+        assert canary in paged and len(paged) == len(set(paged)) >= 1002
+        for bad in ({"severity": "urgent"}, {"rule": "Canary Access"}, {"before": "alr_1"},
+                    {"limit": "1001"}):
+            assert client.get("/alerts", params=bad).status_code == 422, bad
+        unknown = client.get("/alerts", params={"before": "alr_" + "0" * 24})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+
+
+def test_an_alert_is_assigned_only_to_an_active_security_officer_never_its_subject(
+        server: Server, officer: str) -> None:
+    """The reported abuse: officer B assigned the alert about officer A to A, or to an
+    account that does not exist. Now: to the subject 409 ``own_alert``; to no account, an
+    active non-officer or a disabled officer 422 ``assignee_not_officer``; the alert unchanged,
+    no answer naming the id sent. Another active officer: 200."""
+    caught = _service_id(server, "caught desk", OFFICER_GRANT)
+    alert_id = alerts.raise_alert(server.runtime, "canary-access", "critical", caught, caught,
+                                  WINDOW)
+    analyst = _service_id(server, "report desk", [{"role": "analyst", "tenant": "acme"}])
+    former = _service_id(server, "former desk", OFFICER_GRANT)
+    with server.client(server.admin_token()) as client:
+        assert client.post(f"/accounts/{former}/disable").status_code == 200
+    colleague = _service_id(server, "colleague desk", OFFICER_GRANT)
+    with server.client(officer) as client:
+        subject = client.post(f"/alerts/{alert_id}/assign", json={"assignee": caught})
+        assert subject.status_code == 409 and subject.json()["error"]["code"] == "own_alert"
+        assert caught not in subject.text
+        for nobody in ("acc_" + "0" * 24, analyst, former):
+            refused = client.post(f"/alerts/{alert_id}/assign", json={"assignee": nobody})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "assignee_not_officer"
+            assert nobody not in refused.text
+        [alert] = [a for a in client.get("/alerts", params={"rule": "canary-access"})
+                   .json()["alerts"] if a["id"] == alert_id]
+        assert (alert["status"], alert["assigned_to"]) == ("open", None)
+        assigned = client.post(f"/alerts/{alert_id}/assign", json={"assignee": colleague})
+        assert assigned.status_code == 200 and assigned.json()["assigned_to"] == colleague

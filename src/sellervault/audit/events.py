@@ -85,6 +85,7 @@ class Reason(StrEnum):
     SECOND_PERSON_REQUIRED = "second_person_required"
     SECURITY_OFFICER_REQUIRED = "security_officer_required"  # a canary-locked account (403)
     OWN_ALERT = "own_alert"  # an officer handling an alert about themselves (403)
+    ASSIGNEE_NOT_OFFICER = "assignee_not_officer"  # an alert assigned to no active officer
     TENANT_KEYS_BUSY = "tenant_keys_busy"
     COUNTERS_UNAVAILABLE = "counters_unavailable"  # the shared counters (Redis) unreachable
     UNAUTHENTICATED = "unauthenticated"

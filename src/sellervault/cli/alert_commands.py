@@ -4,12 +4,13 @@ and assign, acknowledge and close it. Each is one request, recorded as a securit
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from sellervault.cli.common import call, console
+from sellervault.cli.common import call, console, err
 
 alerts_app = typer.Typer(no_args_is_help=True, help=(
     "Alerts the detectors raised (security officer): unauthorized calls, unusual request "
@@ -23,24 +24,62 @@ alerts_app = typer.Typer(no_args_is_help=True, help=(
 AlertId = Annotated[str, typer.Argument(help="The alert id (alr_...).")]
 
 
+MAX_PAGE = 1000
+"""The API's largest page."""
+
+
+def _pages(params: dict[str, str], limit: int, every: bool) -> Iterator[list[dict[str, Any]]]:
+    """The pages of the listing, newest first: one, or with ``every`` each to the last
+    (following ``next_cursor``). Without ``every``, where the next page starts is said on
+    standard error, so that no alert lies out of reach behind newer ones."""
+    params = {**params, "limit": str(limit)}
+    while True:
+        page = call("GET", "/alerts", params=params)
+        yield page["alerts"]
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            return
+        if not every:
+            err.print(escape(f"More alerts: add --before {cursor} (or --all)."),
+                      highlight=False)
+            return
+        params["before"] = cursor
+
+
 @alerts_app.command("list")
 def alerts_list(
     status: Annotated[str | None, typer.Option(
         help="open, acknowledged or closed (default: all).")] = None,
+    severity: Annotated[str | None, typer.Option(
+        help="low, medium, high or critical (default: all).")] = None,
+    rule: Annotated[str | None, typer.Option(
+        help="One rule's alerts, e.g. canary-access (default: all).")] = None,
+    before: Annotated[str | None, typer.Option(
+        help="Start after this alert (alr_...): the next page, as the last one said.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Alerts per page (one "
+                                                                  "request each).")] = 100,
+    every: Annotated[bool, typer.Option("--all", help="Every matching alert, page after "
+                                                      "page to the oldest.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """The newest alerts first: id, time, severity, rule, subject (an account, an address,
-    a deletion request), status, assignee."""
-    params = {"status": status} if status else {}
-    listed = call("GET", "/alerts", params=params)["alerts"]
+    a deletion request), status, assignee. A page at a time (where the next starts is said
+    on standard error), or --all of them; filter with --severity and --rule, so that a
+    flood of newer alerts hides no critical one."""
+    params = {name: value for name, value in (("status", status), ("severity", severity),
+                                              ("rule", rule), ("before", before)) if value}
+    listed: list[dict[str, Any]] = []
+    for page in _pages(params, limit, every):
+        if as_json:
+            listed.extend(page)
+            continue
+        for a in page:
+            console.print(escape(
+                f"{a['id']}  {a['created_at']}  {a['severity']:8} {a['rule']:20} "
+                f"{a['subject']}  {a['status']}"
+                f"{'  -> ' + a['assigned_to'] if a['assigned_to'] else ''}"), highlight=False)
     if as_json:
         print(json.dumps(listed))
-        return
-    for a in listed:
-        console.print(escape(
-            f"{a['id']}  {a['created_at']}  {a['severity']:8} {a['rule']:20} "
-            f"{a['subject']}  {a['status']}"
-            f"{'  -> ' + a['assigned_to'] if a['assigned_to'] else ''}"), highlight=False)
 
 
 def _show(alert: dict[str, Any]) -> None:
@@ -64,9 +103,11 @@ def alerts_close(alert_id: AlertId) -> None:
 @alerts_app.command("assign")
 def alerts_assign(
     alert_id: AlertId,
-    to: Annotated[str | None, typer.Option(help="An account id (default: yourself).")] = None,
+    to: Annotated[str | None, typer.Option(
+        help="An active security officer's account id, not the alert's own account "
+             "(default: yourself).")] = None,
 ) -> None:
-    """Name who works on an alert."""
+    """Name who works on an alert: a security officer, never the account it is about."""
     _show(call("POST", f"/alerts/{alert_id}/assign", json={"assignee": to}))
 
 

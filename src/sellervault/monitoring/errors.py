@@ -35,3 +35,26 @@ class OwnAlertError(MonitoringError):
 
     def __init__(self) -> None:
         super().__init__("an alert about you is handled by another security officer")
+
+
+class AssigneeIsSubjectError(MonitoringError):
+    """The alert would go to the account it is about: whoever a canary caught does not
+    work their own alert (nor, with it assigned to them, keep other officers off it)."""
+
+    code = Reason.OWN_ALERT
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("an alert is never assigned to the account it is about")
+
+
+class AssigneeNotOfficerError(MonitoringError):
+    """The assignee is no account that works alerts now (none by that id, disabled, past
+    its end date, or without ``security-officer``): an alert assigned to nobody who can
+    act on it is one nobody works."""
+
+    code = Reason.ASSIGNEE_NOT_OFFICER
+    status = 422
+
+    def __init__(self) -> None:
+        super().__init__("the assignee is not an active security officer")

@@ -36,16 +36,31 @@ class AlertOut(BaseModel):
     assigned_to: str | None
 
 
-@router.get("/alerts")
+class AlertPageOut(BaseModel):
+    alerts: list[AlertOut]
+    next_cursor: str | None = Field(description="the `before` of the next page; null: this "
+                                    "was the last")
+
+
+@router.get("/alerts", response_model=AlertPageOut, responses=own_errors(404))
 def list_alerts(
     state: Annotated[RequestState, Depends(require(Action.ALERTS_LIST))],
     status: Annotated[Literal["open", "acknowledged", "closed"] | None, Query()] = None,
+    severity: Annotated[Literal["low", "medium", "high", "critical"] | None, Query()] = None,
+    rule: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z][a-z0-9-]*$")] = None,
+    before: Annotated[str | None, Query(max_length=32, pattern=r"^alr_[0-9a-f]{24}$",
+                                        description="the cursor: alerts listed after this "
+                                                    "one (a page's next_cursor)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, list[AlertOut]]:
-    """The newest alerts first: ids, the rule, its subject (an account, an address, a
-    deletion request), the account (or none), never PII."""
-    found = alerts.list_alerts(state.runtime, state.auditor, status, limit)
-    return {"alerts": [AlertOut.model_validate(alert) for alert in found]}
+) -> AlertPageOut:
+    """The newest alerts first, matching every filter given, a page at a time: ids, the
+    rule, its subject (an account, an address, a deletion request), the account (or none),
+    never PII. Page on with ``before=next_cursor`` until it is null, so that no flood of
+    newer alerts hides an older one; 404 for a cursor that is no alert."""
+    page = alerts.list_alerts(state.runtime, state.auditor,
+                              alerts.AlertFilter(status, severity, rule), before, limit)
+    return AlertPageOut(alerts=[AlertOut.model_validate(alert) for alert in page.alerts],
+                        next_cursor=page.next_cursor)
 
 
 def _change(state: RequestState, alert_id: str, action: Action,
@@ -78,7 +93,8 @@ class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     assignee: str | None = Field(default=None, max_length=32,
                                  pattern=r"^(acc|svc)_[0-9a-f]{24}$",
-                                 description="an account id; none: yourself")
+                                 description="an active security officer's account id, "
+                                             "not the alert's own account; none: yourself")
 
 
 @router.post("/alerts/{alert_id}/assign", response_model=AlertOut,
@@ -88,7 +104,8 @@ def assign_alert(
     body: AssignIn,
     state: Annotated[RequestState, Depends(require(Action.ALERTS_ASSIGN))],
 ) -> AlertOut:
-    """Who works on it (an open or acknowledged alert)."""
+    """Who works on it (an open or acknowledged alert): an active security officer (else
+    422 ``assignee_not_officer``), never the account the alert is about (409 ``own_alert``)."""
     return _change(state, alert_id, Action.ALERTS_ASSIGN, body.assignee)
 
 
