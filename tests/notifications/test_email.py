@@ -2,10 +2,13 @@
 only after STARTTLS (certificate verified), the login only after STARTTLS too; a server that
 offers no STARTTLS gets no MAIL command, no login and no message (nothing in clear), and so
 does one whose certificate is not trusted; a refused login is a refused delivery with its
-reply code. The message says only what the notice says."""
+reply code. The message says only what the notice says. A server that stalls (an endless
+greeting or EHLO reply dripped a line at a time, a TLS handshake never completed) fails the
+attempt at its overall deadline, whatever the per-step timeout."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
@@ -16,7 +19,15 @@ from sellervault.notifications import email
 from sellervault.notifications.errors import DeliveryError
 from sellervault.notifications.message import AlertNotice
 from sellervault.notifications.tls import client_context
-from tests.notifications.peers import SMTP_PASSWORD, SMTP_USER, TlsFiles, smtp_server
+from tests.notifications.peers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    TlsFiles,
+    finishes_within,
+    smtp_server,
+    stalling_peer,
+    stalling_smtp,
+)
 
 NOTICE = AlertNotice(notification_id="ntf_0123456789abcdef01234567", service="acme-vault",
                      alert_id="alr_0123456789abcdef01234567", rule="canary-access",
@@ -79,3 +90,17 @@ def test_a_refused_login_is_a_refused_delivery_with_its_code(tls: TlsFiles) -> N
     assert (failed.value.reason, failed.value.status) == (Reason.NOTIFICATION_REFUSED, 535)
     assert server.inbox.messages == []
     assert "not the password" not in str(failed.value)
+
+
+@pytest.mark.parametrize("stall", ["greeting", "ehlo", "starttls"])
+def test_a_server_that_stalls_fails_the_attempt_at_its_deadline(
+        tls: TlsFiles, monkeypatch: pytest.MonkeyPatch, stall: str) -> None:
+    monkeypatch.setattr(email, "DEADLINE_SECONDS", 0.5)
+    monkeypatch.setattr(email, "TIMEOUT_SECONDS", 60.0)  # (no step times out: only the deadline)
+    with stalling_peer(stalling_smtp(stall)) as port, pytest.raises(DeliveryError) as failed:
+        started = time.monotonic()
+        finishes_within(10, lambda: email.send(message(), "127.0.0.1", port,
+                                               client_context(tls.certificate),
+                                               (SMTP_USER, SMTP_PASSWORD)))
+    assert failed.value.reason is Reason.NOTIFICATION_UNREACHABLE
+    assert time.monotonic() - started < 3

@@ -9,7 +9,10 @@ SQLite and PostgreSQL, against a real HTTPS receiver and a real SMTP server:
 - a failure is retried after 30 s, 2 min, 8 min, 32 min (the injected clock), and after the
   fifth attempt the notification is a dead letter (``notifications:dead``), sent no more;
 - two deliverers that read the same due rows send each once; the same interleaving without
-  the claim's conditions sends duplicates (the test can fail).
+  the claim's conditions sends duplicates (the test can fail);
+- an SMTP server that stalls (an EHLO reply dripped a line at a time) costs one attempt its
+  deadline, not the run: the webhook behind it still goes out, the e-mail is retried later;
+  and a run starts no attempt once its time is up, leaving the rest due for the next run.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -31,13 +35,16 @@ from sellervault.jobs.runner import Runner, RunStatus
 from sellervault.jobs.scheduler import system_actor
 from sellervault.monitoring import alerts
 from sellervault.monitoring.models import AlertRow
-from sellervault.notifications import outbox, service
+from sellervault.notifications import email, outbox, service
 from sellervault.notifications.models import NotificationRow
 from sellervault.runtime import Runtime
 from tests.notifications.peers import (
     SMTP_PASSWORD,
     WEBHOOK_SECRET,
     Notified,
+    finishes_within,
+    stalling_peer,
+    stalling_smtp,
 )
 from tests.support import block_event_writes, unblock_event_writes
 
@@ -50,6 +57,22 @@ def webhook_only(notified: Notified) -> Runtime:
     settings = notified.rt.settings.model_copy(update={
         "notify_smtp_host": None, "notify_email_from": None, "notify_email_to": None})
     return replace(notified.rt, settings=settings)
+
+
+def email_only(notified: Notified) -> Runtime:
+    settings = notified.rt.settings.model_copy(update={
+        "notify_webhook_url": None, "notify_webhook_secret": None})
+    return replace(notified.rt, settings=settings)
+
+
+def with_smtp_port(rt: Runtime, port: int) -> Runtime:
+    return replace(rt, settings=rt.settings.model_copy(update={"notify_smtp_port": port}))
+
+
+def stalling_attempts(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """An e-mail attempt ends only at its deadline, ``seconds``: no step of it times out."""
+    monkeypatch.setattr(email, "DEADLINE_SECONDS", seconds)
+    monkeypatch.setattr(email, "TIMEOUT_SECONDS", 60.0)
 
 
 def raise_one(rt: Runtime, subject: str = "acc_mallory", window: str = WINDOW) -> str:
@@ -234,3 +257,45 @@ def test_the_job_delivers_them_and_its_run_counts_them(notified: Notified) -> No
     assert (result.status, result.count) == (RunStatus.SUCCEEDED, 2)
     assert len(notified.receiver.deliveries) == len(notified.smtp.inbox.messages) == 1
     assert events(notified.rt, "jobs:run")[-1][:5] == ("jobs:run", "success", "system", None, 2)
+
+
+def test_a_stalling_smtp_server_fails_its_attempt_and_the_webhook_behind_it_goes_out(
+        notified: Notified, monkeypatch: pytest.MonkeyPatch) -> None:
+    stalling_attempts(monkeypatch, 0.5)
+    raise_one(email_only(notified), "acc_first")  # its e-mail is the oldest due
+    notified.clock.advance(timedelta(seconds=1))
+    raise_one(webhook_only(notified), "acc_second")
+    with stalling_peer(stalling_smtp("ehlo")) as port:
+        started = time.monotonic()
+        sent = finishes_within(20, lambda: service.deliver_due(with_smtp_port(notified.rt,
+                                                                              port)))
+    assert sent == 1 and time.monotonic() - started < 5
+    assert [d.verified for d in notified.receiver.deliveries] == [True]
+    assert [(r.channel, r.status, r.attempts, r.last_reason) for r in rows(notified.rt)] == [
+        ("email", "pending", 1, "notification_unreachable"),
+        ("webhook", "delivered", 1, None)]
+    # retried 30 s later, through a server that answers: delivered on its second attempt
+    notified.clock.advance(timedelta(seconds=30))
+    assert service.deliver_due(notified.rt) == 1
+    assert len(notified.smtp.inbox.messages) == 1
+    assert [(r.channel, r.status, r.attempts) for r in rows(notified.rt)] == [
+        ("email", "delivered", 2), ("webhook", "delivered", 1)]
+
+
+def test_a_run_starts_no_attempt_once_its_time_is_up(
+        notified: Notified, monkeypatch: pytest.MonkeyPatch) -> None:
+    stalling_attempts(monkeypatch, 0.5)
+    monkeypatch.setattr(service, "RUN_SECONDS", 0.2)  # (one stalled attempt outlasts it)
+    rt = email_only(notified)
+    for n in range(3):
+        raise_one(rt, f"acc_{n}")
+    with stalling_peer(stalling_smtp("ehlo")) as port:
+        stalled = with_smtp_port(rt, port)
+        started = time.monotonic()
+        assert finishes_within(20, lambda: service.deliver_due(stalled)) == 0
+        elapsed = time.monotonic() - started
+        assert sorted(r.attempts for r in rows(rt)) == [0, 0, 1]  # the rest: the next run's
+        assert finishes_within(20, lambda: service.deliver_due(stalled)) == 0
+    assert elapsed < 0.2 + 0.5 + 1
+    assert sorted(r.attempts for r in rows(rt)) == [0, 1, 1]
+    assert all(r.status == "pending" for r in rows(rt))

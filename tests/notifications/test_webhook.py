@@ -1,16 +1,22 @@
 """notifications.webhook: the body signed ``v1=HMAC-SHA256(secret, timestamp "." body)``
 (checked against an independent HMAC written from RFC 2104), sent over verified TLS to a real
 HTTPS receiver that checks it; a non-2xx answer or a redirect is a refused delivery (the
-redirect not followed), an untrusted certificate a TLS failure, a closed port unreachable.
+redirect not followed), an untrusted certificate a TLS failure, a closed port unreachable, a
+receiver that stalls (no TLS handshake, an answer dripped a byte at a time) unreachable at the
+attempt's overall deadline.
 
 ``verify`` is tested from an attacker's side: a tampered body, a timestamp moved, an old
-(replayed) or future timestamp, the wrong secret, another scheme, junk: all refused."""
+(replayed) or future timestamp, the wrong secret, another scheme, junk: all refused. And a
+request replayed within the window under another ``X-SellerVault-Delivery`` header is the same
+delivery by the id receivers de-duplicate on (``verify_delivery``: the signed body's)."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import ssl
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,11 +24,20 @@ from sellervault.audit.events import Reason
 from sellervault.notifications import webhook
 from sellervault.notifications.errors import DeliveryError
 from sellervault.notifications.tls import client_context
-from tests.notifications.peers import WEBHOOK_SECRET, TlsFiles, https_receiver
+from tests.notifications.peers import (
+    WEBHOOK_SECRET,
+    TlsFiles,
+    finishes_within,
+    https_receiver,
+    stalling_https,
+    stalling_peer,
+)
 from tests.support import free_port
 
 SECRET = WEBHOOK_SECRET.encode()
-BODY = b'{"alert":{"id":"alr_0123456789abcdef01234567"},"type":"alert","version":1}'
+NOTIFICATION_ID = "ntf_89abcdef0123456789abcdef"
+BODY = (b'{"alert":{"id":"alr_0123456789abcdef01234567"},"notification_id":"'
+        + NOTIFICATION_ID.encode() + b'","type":"alert","version":1}')
 NOW = 1_796_000_000
 
 
@@ -47,6 +62,8 @@ def test_a_receiver_accepts_a_fresh_signature_from_either_side_of_its_clock() ->
     signature = webhook.sign(SECRET, NOW, BODY)
     for now in (NOW, NOW + 299, NOW - 299):
         assert webhook.verify(SECRET, BODY, str(NOW), signature, now)
+        assert webhook.verify_delivery(SECRET, BODY, str(NOW), signature, now) == (
+            NOTIFICATION_ID)
     # a sender between two secrets sends both; either matching is enough
     both = webhook.sign(b"an older secret, 32 characters..", NOW, BODY) + ", " + signature
     assert webhook.verify(SECRET, BODY, str(NOW), both, NOW)
@@ -80,6 +97,36 @@ def test_a_forged_or_replayed_delivery_is_refused(attack: str) -> None:
     elif attack == "signature of nothing":
         signature = webhook.sign(SECRET, NOW, b"")
     assert not webhook.verify(SECRET, body, timestamp, signature, now)
+    assert webhook.verify_delivery(SECRET, body, timestamp, signature, now) is None
+
+
+def test_a_replay_under_another_delivery_header_is_the_same_delivery(tls: TlsFiles) -> None:
+    """The delivery header is not signed: an eavesdropper re-sends a captured request within
+    the window under a new one. By the signed id (what the docs have receivers de-duplicate
+    on) it is the delivery already accepted."""
+    context = client_context(tls.certificate)
+    with https_receiver(tls, SECRET) as receiver:
+        webhook.send(receiver.url, SECRET, BODY, NOTIFICATION_ID, int(time.time()), context)
+        [original] = receiver.deliveries
+        replayed = {**original.headers, "x-sellervault-delivery": "ntf_" + "f" * 24}
+        url = urlsplit(receiver.url)
+        connection = http.client.HTTPSConnection(url.netloc, context=context, timeout=10)
+        try:
+            connection.request("POST", url.path, body=original.body, headers=replayed)
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+    [_, replay] = receiver.deliveries
+    assert replay.verified  # (within the window: the signature alone does not tell)
+    assert replay.headers["x-sellervault-delivery"] != original.headers["x-sellervault-delivery"]
+    assert receiver.delivery_ids() == [NOTIFICATION_ID, NOTIFICATION_ID]  # a duplicate
+
+
+def test_a_signed_body_without_a_notification_id_gives_no_delivery_id() -> None:
+    body = b'{"alert":{"id":"alr_0123456789abcdef01234567"},"type":"alert","version":1}'
+    signature = webhook.sign(SECRET, NOW, body)
+    assert webhook.verify(SECRET, body, str(NOW), signature, NOW)
+    assert webhook.verify_delivery(SECRET, body, str(NOW), signature, NOW) is None
 
 
 def test_a_delivery_reaches_a_real_https_receiver_signed(tls: TlsFiles) -> None:
@@ -136,3 +183,18 @@ def test_the_client_context_verifies_names_and_certificates(tls: TlsFiles) -> No
     context = client_context(tls.certificate)
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+@pytest.mark.parametrize("stall", ["handshake", "headers"])
+def test_a_receiver_that_stalls_fails_the_attempt_at_its_deadline(
+        tls: TlsFiles, monkeypatch: pytest.MonkeyPatch, stall: str) -> None:
+    monkeypatch.setattr(webhook, "DEADLINE_SECONDS", 0.5)
+    monkeypatch.setattr(webhook, "TIMEOUT_SECONDS", 60.0)  # (no step times out: only the deadline)
+    with stalling_peer(stalling_https(tls, stall)) as port, \
+            pytest.raises(DeliveryError) as failed:
+        started = time.monotonic()
+        finishes_within(10, lambda: webhook.send(f"https://127.0.0.1:{port}/", SECRET, BODY,
+                                                 NOTIFICATION_ID, NOW,
+                                                 client_context(tls.certificate)))
+    assert failed.value.reason is Reason.NOTIFICATION_UNREACHABLE
+    assert time.monotonic() - started < 3

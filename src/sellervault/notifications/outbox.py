@@ -23,7 +23,8 @@ leased; SQLite's writers take turns). Only the deliverer holding the claim finis
 **At least once.** The message is sent outside any transaction (a slow receiver must not hold
 the database), and its success is recorded afterwards. A process that dies in between leaves
 the row claimed; when the lease ends it is sent again. Receivers de-duplicate by the
-notification id (the webhook's ``X-SellerVault-Delivery``, the e-mail's ``Message-ID``).
+notification id (the ``notification_id`` inside the webhook's signed body, never its unsigned
+``X-SellerVault-Delivery`` header; the e-mail's ``Message-ID``).
 
 **Retries.** A failed attempt is due again after ``BACKOFF`` (30 s, 2 min, 8 min, 32 min);
 after ``ATTEMPTS`` attempts the row is ``dead``. Each attempt and each dead letter is a
@@ -58,8 +59,8 @@ BACKOFF = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=8),
            timedelta(minutes=32))
 ATTEMPTS = len(BACKOFF) + 1
 LEASE = timedelta(minutes=5)
-"""How long a claim lasts: far longer than one attempt (the webhook's and SMTP's timeouts are
-seconds), so a row is sent twice only when its deliverer died."""
+"""How long a claim lasts: far longer than one attempt (each channel's attempt has an overall
+deadline of seconds), so a row is sent twice only when its deliverer died."""
 
 _TABLE = cast(Table, NotificationRow.__table__)
 

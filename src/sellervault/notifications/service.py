@@ -10,6 +10,7 @@ channel, the attempt number and a reason code; log lines the same and an error c
 from __future__ import annotations
 
 import logging
+import time
 
 from sellervault.audit.events import Reason
 from sellervault.config import Settings
@@ -24,14 +25,24 @@ log = logging.getLogger("sellervault.notifications")
 
 MAX_PER_RUN = 100
 """Notifications one run sends at most; the rest wait for the next run (15 s later)."""
+RUN_SECONDS = 60.0
+"""No new attempt starts once a run has taken this long (wall time): the rest wait for the
+next run. The scheduler runs due jobs one after another on one thread, so a run of slow
+receivers (each attempt up to its channel's deadline) must not hold every other job back; a
+run lasts at most this plus one attempt."""
 
 
 def deliver_due(rt: Runtime) -> int:
     """Send every due notification, one at a time, each claimed before it is sent; how many
     were delivered (the job's count). A failure is recorded and retried later, never raised:
-    only the database failing makes the run fail."""
+    only the database failing makes the run fail. Stops at ``MAX_PER_RUN`` attempts or after
+    ``RUN_SECONDS``, whichever comes first."""
     sent = 0
+    started = time.monotonic()
     for _ in range(MAX_PER_RUN):
+        if time.monotonic() - started >= RUN_SECONDS:
+            log.info("alert notifications: this run's time is up; the rest are due next run")
+            break
         claimed = outbox.claim_next(rt)
         if claimed is None:
             break
