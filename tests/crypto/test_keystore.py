@@ -12,7 +12,7 @@ The specification, as tests:
   time they were retired.
 - Re-wrapping (a rotation) never brings a destroyed key back.
 - ``join_data_key`` finds an order's wrapped key, never another tenant's, and NULL once it
-  is destroyed.
+  is destroyed, or once the tenant key that wraps it is.
 - ``hold_tenant``: a shared holder waits for an exclusive one at most TENANT_LOCK_WAIT_MS
   (PostgreSQL advisory locks; SQLite's writers take turns).
 """
@@ -163,7 +163,9 @@ def test_rewrapping_never_brings_a_destroyed_key_back(store: Store) -> None:
 
 def test_join_data_key_finds_the_key_of_the_tenant_and_null_once_destroyed(
         store: Store) -> None:
-    add_data_keys(store, ACME, "dk-1")
+    add_tenant(store, ACME, 1)
+    add_tenant(store, GLOBEX, 1)
+    add_data_keys(store, ACME, "dk-1", "dk-3")
     add_data_keys(store, GLOBEX, "dk-2")
 
     def found(tenant_id: str, data_key_id: str) -> tuple[int | None, bytes | None]:
@@ -180,6 +182,14 @@ def test_join_data_key_finds_the_key_of_the_tenant_and_null_once_destroyed(
     with store.transaction() as session:
         KEYS.destroy_data_keys(session, ACME, ["dk-1"])
     assert found(ACME, "dk-1") == (None, None)
+    # The tenant's keys destroyed, its data keys' rows not yet (an erasure deletes them
+    # afterwards, a batch at a time): none is given out, so no process that still holds
+    # the tenant's key-encryption key opens one.
+    assert found(ACME, "dk-3") == (1, wrapped("dk-3"))
+    with store.transaction() as session:
+        KEYS.destroy_tenant_keys(session, ACME, MADE)
+    assert found(ACME, "dk-3")[1] is None
+    assert found(GLOBEX, "dk-2") == (1, wrapped("dk-2"))
 
 
 def test_tenant_lock_ids_are_stable_and_distinct() -> None:

@@ -27,6 +27,7 @@ from sellervault.records.errors import OrderErasedError, OrderNotFoundError
 from sellervault.records.models import ErasedOrder, Order
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.runtime import Runtime
+from tests.crypto.test_keyring import fresh_runtime
 from tests.deletion.helpers import (
     BUYER_EMAIL,
     OFFICER,
@@ -121,6 +122,23 @@ def test_a_tenant_is_erased_with_its_keys_and_canaries(runtime: Runtime) -> None
     with pytest.raises(TenantKeysDestroyedError):  # and it stays erased
         ingest(runtime, "acme", 1, start=90)
     assert _reveal(runtime, "globex", "902-0000000-0000050")["AmazonOrderId"]
+
+
+def test_a_tenant_is_unreadable_at_once_in_every_process_not_only_the_erasing_one(
+        runtime: Runtime) -> None:
+    """Another server process used the tenant (its key-encryption key unwrapped there):
+    once the erasure's keys are destroyed, it opens none of the data keys still stored,
+    an order it read before nor one it never read, long before their rows are deleted."""
+    orders = ingest(runtime, "acme", 3)
+    other_server = fresh_runtime(runtime)
+    _reveal(other_server, "acme", orders[0]["AmazonOrderId"])
+    assert other_server.keyring.has_kek("acme", 1)
+    filed = _file(runtime, scope="tenant")
+    _execute(runtime, filed.id, until=execution.KEYS_DESTROYED)
+    assert len(_rows(runtime, "acme")) >= 3  # (the rows are still there)
+    for order in orders[:2]:
+        with pytest.raises(OrderErasedError):
+            _reveal(other_server, "acme", order["AmazonOrderId"])
 
 
 @pytest.mark.parametrize("stop", [execution.KEYS_DESTROYED, execution.ROWS_DELETED,

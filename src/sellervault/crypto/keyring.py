@@ -26,6 +26,7 @@ from sellervault.crypto.errors import CryptoError, TenantKeysDestroyedError
 from sellervault.crypto.keystore import (
     ACTIVE,
     DESTROYED,
+    KEK,
     KeyStore,
     SqlKeyStore,
     StoredDataKey,
@@ -38,7 +39,6 @@ from sellervault.store.driver import Db
 from sellervault.store.engine import after_commit
 from sellervault.store.ids import new_ids
 
-KEK = "kek"
 INDEX = "index"
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -52,6 +53,7 @@ from sellervault.store.upsert import insert_into
 ACTIVE = "active"
 RETIRED = "retired"  # no longer wraps new keys; its wrapped key is NULL once nothing uses it
 DESTROYED = "destroyed"  # destroyed with all of its tenant's keys: the tenant is erased
+KEK = "kek"  # a tenant key's purpose: it wraps the tenant's data keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,11 +238,23 @@ def join_data_key(query: Select[Any], tenant_id: ColumnElement[str],
                   data_key_id: ColumnElement[str]) -> Select[Any]:
     """``query`` with the wrapped data key ``data_key_id`` of ``tenant_id`` alongside, as the
     columns ``data_key_kek_version`` and ``data_key_wrapped`` (NULL when there is none: never
-    made, or destroyed), for ``Keyring.open_data_key``: a record and its key in one
-    statement. The documented exception to reading keys through the ``KeyStore``."""
+    made, or destroyed, or the tenant key that wraps it destroyed), for
+    ``Keyring.open_data_key``: a record and its key in one statement. The documented
+    exception to reading keys through the ``KeyStore``.
+
+    Why the tenant key is asked too: a tenant's erasure destroys its tenant keys in one
+    commit and deletes its data keys' rows afterwards, a batch at a time. Every process that
+    used the tenant holds its key-encryption key unwrapped, and would go on opening the data
+    keys still stored, in another process than the one erasing, until their rows went. With
+    the key's state read in the same statement, nothing of the tenant opens anywhere from
+    that commit on."""
+    live_kek = select(TENANT_KEYS.c.version).where(
+        TENANT_KEYS.c.tenant_id == tenant_id, TENANT_KEYS.c.purpose == KEK,
+        TENANT_KEYS.c.version == DATA_KEYS.c.kek_version,
+        TENANT_KEYS.c.wrapped.is_not(None)).correlate_except(TENANT_KEYS).exists()
     return query.add_columns(
         DATA_KEYS.c.kek_version.label("data_key_kek_version"),
-        DATA_KEYS.c.wrapped.label("data_key_wrapped"),
+        case((live_kek, DATA_KEYS.c.wrapped)).label("data_key_wrapped"),
     ).outerjoin(DATA_KEYS, and_(DATA_KEYS.c.id == data_key_id,
                                 DATA_KEYS.c.tenant_id == tenant_id))
 
