@@ -5,7 +5,8 @@ server (TLS, on loopback, built by the product's ``build_server``).
   tick, and a run due by the runtime's clock runs within a tick or so, recorded as the
   system's.
 - A job that fails raises nothing into request handling and does not stop the scheduler:
-  requests are answered, the next job runs, and later ticks run both again.
+  requests are answered, the next job runs, and later ticks run both again. A job that
+  hangs holds up only itself: the others run tick after tick.
 - Jobs run off the event loop: while a job is at work the server answers at once.
 - Stopping the server stops the ticks (a run that falls due afterwards does not run) and waits
   for the run in progress; one that does not end in time is left to its thread, and the log
@@ -72,8 +73,29 @@ def test_a_failing_job_raises_nothing_into_requests_and_the_scheduler_goes_on(
             with server.client() as client:
                 assert client.get("/health").status_code == 200
     assert (failing.calls, counting.calls) == (4, 2)
-    assert [(event.target_id, event.outcome) for event in run_events(rt)] == [
-        ("always-fails", "error"), ("after-it", "success")] * 2
+    assert sorted((event.target_id, event.outcome) for event in run_events(rt)) == sorted([
+        ("always-fails", "error"), ("after-it", "success")] * 2)
+
+
+def test_a_job_that_hangs_holds_up_only_itself(
+        rt: Runtime, clock: ManualClock, initialized: bootstrap.InitResult) -> None:
+    """A job stuck on a peer that never answers: the other jobs go on being run, tick after
+    tick, and the stuck one is not started a second time beside itself."""
+    stuck, counting = Blocking(), Counting()
+    registry = Registry([job("stuck", stuck), job("after-it", counting)])
+    try:
+        with start_server(rt, initialized, registry):
+            wait_until(lambda: job_row(rt, "after-it") is not None)
+            clock.advance(INTERVAL)
+            assert stuck.started.wait(10)
+            for runs in (1, 2, 3):
+                wait_until(lambda runs=runs: counting.calls == runs)
+                clock.advance(INTERVAL)
+            assert stuck.calls == 1
+            stuck.release.set()
+    finally:
+        stuck.release.set()
+    assert [event.target_id for event in run_events(rt)].count("after-it") == 3
 
 
 def test_a_job_at_work_holds_up_no_request_and_stopping_waits_for_it(

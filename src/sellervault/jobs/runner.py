@@ -137,19 +137,27 @@ class Runner:
     # -- the scheduler's tick ----------------------------------------------------------------
 
     def run_due(self) -> list[RunResult]:
-        """Run every job that is due, one after another; what each did. Jobs new to the
-        database are scheduled one interval from now. Raises nothing."""
+        """Run every job that is due, one after another; what each did. Raises nothing."""
+        results = []
+        for job in self.due_jobs():
+            if self.stopping.is_set():
+                break
+            results.append(self.run_scheduled(job))
+        return results
+
+    def due_jobs(self) -> list[Job]:
+        """The jobs due now (by the runtime's clock); jobs new to the database are scheduled
+        one interval from now. None when the schedule cannot be read. Raises nothing."""
         try:
-            due = self._due_jobs()
+            return self._due_jobs()
         except Exception as exc:
             log.warning("jobs: the schedule could not be read (%s)", type(exc).__name__)
             return []
-        results = []
-        for job in due:
-            if self.stopping.is_set():
-                break
-            results.append(self._run_safely(job, forced=False))
-        return results
+
+    def run_scheduled(self, job: Job) -> RunResult:
+        """Claim and run ``job`` if it is still due (another process may have run it since);
+        what it did. Raises nothing."""
+        return self._run_safely(job, forced=False)
 
     def _due_jobs(self) -> list[Job]:
         rows = self._rows()

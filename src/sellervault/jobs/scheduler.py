@@ -1,24 +1,29 @@
 """The scheduler ``serve`` runs its periodic jobs with, started and stopped with the server.
 
 APScheduler (3.x, its ``AsyncIOScheduler``) fires a tick every ``TICK_SECONDS`` on the server's
-event loop: a timer, and nothing else, runs there. A tick hands the jobs to a thread of their
-own (``Runner.run_due``: read which runs are due by the runtime's clock, claim and run them),
-so neither the jobs' database work nor their waits between attempts hold up the event loop or
-take one of the threads that run requests. A tick that finds the previous one still at work
-(a long run) does nothing. Which jobs are due, and which process runs them, is decided in the
-database (``jobs.runner``), so every server process runs a scheduler and each due run still
-happens once; a run is due within about ``TICK_SECONDS`` of its time.
+event loop: a timer, and nothing else, runs there. A tick hands the schedule to a thread
+(``Runner.due_jobs``: which runs are due by the runtime's clock), which starts each due job on
+a thread of its own (``Runner.run_scheduled``: claim and run it), so neither the jobs'
+database work nor their waits between attempts hold up the event loop or take one of the
+threads that run requests, and a job that hangs (a peer that never answers, a lock never
+released) holds up only itself: the others go on being run, and ``jobs list`` shows it
+overdue. A job whose run in this process is still going is not started again; at most
+``MAX_RUNNING_JOBS`` run at once. Which jobs are due, and which process runs them, is decided
+in the database (``jobs.runner``), so every server process runs a scheduler and each due run
+still happens once; a run is due within about ``TICK_SECONDS`` of its time.
 
 Nothing a job does reaches request handling: the runner raises nothing (failures are logged
 and recorded as events), and a tick that fails all the same is caught here, so neither a
 request nor the next tick sees it. Stopping ends the ticks, tells a run waiting to retry not
-to, and waits for the run in progress (at most ``STOP_WAIT_SECONDS``, off the event loop).
+to, and waits for the runs in progress (at most ``STOP_WAIT_SECONDS`` in all, off the event
+loop).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC
 
 import anyio.to_thread
@@ -27,7 +32,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sellervault.audit.checkpoints import CheckpointTrigger
 from sellervault.audit.events import SYSTEM_ACTOR, Actor
 from sellervault.audit.subscribers import Subscription
-from sellervault.jobs.registry import AUDIT_CHECKPOINT, JOBS, Registry
+from sellervault.jobs.registry import AUDIT_CHECKPOINT, JOBS, Job, Registry
 from sellervault.jobs.runner import Runner
 from sellervault.runtime import Runtime
 
@@ -35,6 +40,9 @@ log = logging.getLogger("sellervault.jobs")
 
 TICK_SECONDS = 1.0
 STOP_WAIT_SECONDS = 30.0
+MAX_RUNNING_JOBS = 4
+"""Job runs one process has going at once: each may hold two of the pool's connections (its
+advisory lock's and its work's), which requests share."""
 TICK_ID = "sellervault-jobs-tick"
 
 
@@ -55,7 +63,8 @@ class Scheduler:
         # for a second, parsing a large body, is no misfire); missed ticks make one.
         self._timer = AsyncIOScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
-        self._worker: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        self._runs: dict[str, threading.Thread] = {}  # (the dispatcher's alone)
         self._runtime = runtime
         self._trigger: Subscription | None = None
 
@@ -79,22 +88,40 @@ class Scheduler:
             self.runner.run_now(AUDIT_CHECKPOINT.name)
 
     async def _tick(self) -> None:
-        if self._stopping.is_set() or (self._worker is not None and self._worker.is_alive()):
+        if self._stopping.is_set() or (self._dispatcher is not None
+                                       and self._dispatcher.is_alive()):
             return
-        # A daemon thread: a job that hangs must not keep the process from exiting.
-        self._worker = threading.Thread(target=self._run_due, name="sellervault-jobs",
-                                        daemon=True)
-        self._worker.start()
+        # Daemon threads: a job that hangs must not keep the process from exiting.
+        self._dispatcher = threading.Thread(target=self._dispatch, name="sellervault-jobs",
+                                            daemon=True)
+        self._dispatcher.start()
 
-    def _run_due(self) -> None:
+    def _dispatch(self) -> None:
+        """Start each due job on its own thread, unless its last run here goes on."""
         try:
-            self.runner.run_due()
-        except Exception as exc:  # (run_due raises nothing; this is the scheduler's guard)
+            for job in self.runner.due_jobs():
+                self._runs = {name: run for name, run in self._runs.items() if run.is_alive()}
+                if self._stopping.is_set() or len(self._runs) >= MAX_RUNNING_JOBS:
+                    break
+                if job.name in self._runs:
+                    continue
+                run = threading.Thread(target=self._run, args=(job,), daemon=True,
+                                       name=f"sellervault-job-{job.name}")
+                self._runs[job.name] = run
+                run.start()
+        except Exception as exc:  # (the runner raises nothing; this is the scheduler's guard)
             log.error("jobs: a tick failed (%s)", type(exc).__name__)
 
+    def _run(self, job: Job) -> None:
+        try:
+            self.runner.run_scheduled(job)
+        except Exception as exc:  # (as above)
+            log.error("jobs: job %s failed outside its run (%s)", job.name,
+                      type(exc).__name__)
+
     async def stop(self, wait_seconds: float = STOP_WAIT_SECONDS) -> bool:
-        """Stop the ticks and wait for the run in progress; whether it ended in time (if not,
-        it goes on in its thread, and its transaction ends with the process)."""
+        """Stop the ticks and wait for the runs in progress; whether they ended in time (one
+        that did not goes on in its thread, and its transaction ends with the process)."""
         self._stopping.set()
         if self._trigger is not None:
             trigger, self._trigger = self._trigger, None
@@ -102,11 +129,17 @@ class Scheduler:
         if self._timer.running:
             self._timer.shutdown(wait=False)
             await anyio.sleep(0)  # (APScheduler's asyncio shutdown runs at the loop's next turn)
-        worker = self._worker
-        if worker is None:
-            return True
-        await anyio.to_thread.run_sync(worker.join, wait_seconds, abandon_on_cancel=True)
-        if worker.is_alive():
+        deadline = time.monotonic() + wait_seconds
+        threads = [self._dispatcher] if self._dispatcher is not None else []
+        await anyio.to_thread.run_sync(_join, threads, deadline, abandon_on_cancel=True)
+        threads += list(self._runs.values())  # (the dispatcher has started its last by now)
+        await anyio.to_thread.run_sync(_join, threads, deadline, abandon_on_cancel=True)
+        if any(thread.is_alive() for thread in threads):
             log.warning("jobs: a run was still in progress when the server stopped")
             return False
         return True
+
+
+def _join(threads: list[threading.Thread], deadline: float) -> None:
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
