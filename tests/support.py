@@ -324,3 +324,42 @@ def last_request_event(server: Server) -> Any:
             .order_by(EventRow.seq.desc()).limit(1)).one()
         session.expunge(event)
         return event
+
+
+_QUEUED_BEHIND = text(
+    "WITH RECURSIVE behind(pid) AS ("
+    " SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"
+    " UNION SELECT a.pid FROM pg_stat_activity a JOIN behind b"
+    " ON b.pid = ANY(pg_blocking_pids(a.pid))) SELECT count(*) FROM behind")
+"""The backends queued behind ``holder``: blocked by it, or by one queued behind it (the
+second transaction for a row waits on the first one's place in the queue, not on the
+holder)."""
+
+
+@contextmanager
+def account_row_held(rt: Runtime, account_id: str) -> Iterator[Callable[[int], None]]:
+    """Hold the account's row lock (PostgreSQL: the caller skips SQLite) until the block
+    ends; yields a function that waits until that many other backends are queued behind it
+    (blocked by the holder: any lock wait of the database would also count the server's own
+    jobs and event writers, and let a request go before the one it must follow was queued).
+    For races: line requests up on the row, then let them go at once."""
+    with rt.store.engine.connect() as holder, rt.store.engine.connect() as watcher:
+        transaction = holder.begin()
+        holder.execute(text("SELECT id FROM accounts WHERE id = :a FOR UPDATE"),
+                       {"a": account_id})
+        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
+
+        def queued(count: int) -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                waiting = watcher.execute(_QUEUED_BEHIND, {"holder": holder_pid}).scalar()
+                watcher.commit()
+                if waiting == count:
+                    return
+                time.sleep(0.02)
+            raise AssertionError(f"{count} transactions never queued on the account's row")
+
+        try:
+            yield queued
+        finally:
+            transaction.rollback()

@@ -9,7 +9,6 @@ officer disabled while being assigned one is not assigned it."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from sellervault import bootstrap
 from sellervault.access.actions import Action
@@ -35,7 +34,7 @@ from sellervault.monitoring.errors import (
     OwnAlertError,
 )
 from sellervault.runtime import Runtime
-from tests.support import admin_of, system_auditor
+from tests.support import account_row_held, admin_of, system_auditor
 
 WINDOW = "2026-12-05T10:00:00.000000Z"
 OFFICER_GRANTS = (Grant(Role.SECURITY_OFFICER, "*"),)
@@ -254,41 +253,14 @@ def test_an_alert_is_assigned_to_no_account_but_an_active_security_officer(
     assert [e.criteria for e in events(runtime, "alerts:assign")] == [colleague.id]
 
 
-_QUEUED_BEHIND = text(
-    "WITH RECURSIVE behind(pid) AS ("
-    " SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"
-    " UNION SELECT a.pid FROM pg_stat_activity a JOIN behind b"
-    " ON b.pid = ANY(pg_blocking_pids(a.pid))) SELECT count(*) FROM behind")
-"""The backends queued behind ``holder``: blocked by it, or by one queued behind it."""
-
-
 @contextmanager
 def _account_row_held(rt: Runtime, account_id: str) -> Iterator[Callable[[int], None]]:
-    """Hold the account's row lock (PostgreSQL) until the block ends; yields a function that
-    waits until that many other backends are queued behind it."""
+    """``account_row_held`` on PostgreSQL (see there)."""
     if rt.store.dialect != "postgresql":
         pytest.skip("row locks and READ COMMITTED races are PostgreSQL's (SQLite serialises "
                     "writers)")
-    with rt.store.engine.connect() as holder, rt.store.engine.connect() as watcher:
-        transaction = holder.begin()
-        holder.execute(text("SELECT id FROM accounts WHERE id = :a FOR UPDATE"),
-                       {"a": account_id})
-        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
-
-        def queued(count: int) -> None:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                waiting = watcher.execute(_QUEUED_BEHIND, {"holder": holder_pid}).scalar()
-                watcher.commit()
-                if waiting == count:
-                    return
-                time.sleep(0.02)
-            raise AssertionError(f"{count} transactions never queued on the account's row")
-
-        try:
-            yield queued
-        finally:
-            transaction.rollback()
+    with account_row_held(rt, account_id) as queued:
+        yield queued
 
 
 def test_an_officer_disabled_while_being_assigned_an_alert_is_not_assigned_it(

@@ -12,7 +12,6 @@ barrier test sends the same requests at once with no help, on both databases.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from sellervault.accounts import password_age
 from sellervault.accounts import service as accounts
 from sellervault.accounts.models import Account
 from sellervault.runtime import Runtime
-from tests.support import NEW_PASSWORD, Server
+from tests.support import NEW_PASSWORD, Server, account_row_held
 
 _people = iter(range(1_000_000))
 
@@ -73,45 +72,14 @@ def _sessions(runtime: Runtime, account_id: str) -> int:
             "SELECT count(*) FROM sessions WHERE account_id = :a"), {"a": account_id}).scalar())
 
 
-_QUEUED_BEHIND = text(
-    "WITH RECURSIVE behind(pid) AS ("
-    " SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"
-    " UNION SELECT a.pid FROM pg_stat_activity a JOIN behind b"
-    " ON b.pid = ANY(pg_blocking_pids(a.pid))) SELECT count(*) FROM behind")
-"""The backends queued behind ``holder``: blocked by it, or by one queued behind it (the
-second request for a row waits on the first one's place in the queue, not on the holder)."""
-
-
 @contextmanager
 def _row_locked(runtime: Runtime, account_id: str) -> Iterator[Callable[[int], None]]:
-    """Hold the account's row lock (PostgreSQL) until the block ends; yields a function that
-    waits until that many other backends are queued behind it (blocked by the holder: any
-    lock wait of the database would also count the server's own jobs and event writers,
-    and let a request be sent before the one it must follow was queued)."""
+    """``account_row_held`` on PostgreSQL (see there)."""
     if runtime.store.dialect != "postgresql":
         pytest.skip("row locks and READ COMMITTED races are PostgreSQL's (SQLite serialises "
                     "writers; the barrier test covers it)")
-    engine = runtime.store.engine
-    with engine.connect() as holder, engine.connect() as watcher:
-        transaction = holder.begin()
-        holder.execute(text("SELECT id FROM accounts WHERE id = :a FOR UPDATE"),
-                       {"a": account_id})
-        holder_pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
-
-        def queued(count: int) -> None:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                waiting = watcher.execute(_QUEUED_BEHIND, {"holder": holder_pid}).scalar()
-                watcher.commit()
-                if waiting == count:
-                    return
-                time.sleep(0.02)
-            raise AssertionError(f"{count} requests never queued on the account's row")
-
-        try:
-            yield queued
-        finally:
-            transaction.rollback()
+    with account_row_held(runtime, account_id) as queued:
+        yield queued
 
 
 def test_one_totp_code_logs_in_once_when_two_logins_carry_it_at_once(
