@@ -32,7 +32,7 @@ from sellervault.access.roles import Grant, Role
 from sellervault.accounts import lockout
 from sellervault.accounts import service as accounts
 from sellervault.accounts.errors import InvalidCredentialsError
-from sellervault.accounts.models import Account
+from sellervault.accounts.models import Account, SessionRow
 from sellervault.accounts.passwords import hash_password
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Actor, Channel
@@ -170,6 +170,23 @@ def test_ten_failures_disable_the_account_until_an_administrator_acts(
     clock.advance(timedelta(days=2))
     guess(runtime, ADMIN_PASSWORD, code(runtime, initialized.totp_secret))
     assert admin_row(runtime, initialized).status == "disabled"
+
+
+def test_the_account_ten_failures_disable_loses_its_sessions_for_good(
+        runtime: Runtime, initialized: bootstrap.InitResult, clock: ManualClock) -> None:
+    """As every disabling does: a session opened before (perhaps the guesser's, with a
+    stolen code) is revoked, so an administrator re-enabling the account brings it back
+    neither."""
+    session = accounts.login(runtime, who(runtime), email=ADMIN_EMAIL, password=ADMIN_PASSWORD,
+                             totp_code=code(runtime, initialized.totp_secret))
+    for failures in range(1, 11):
+        guess(runtime)
+        clock.advance(lockout.lock_for(failures) or timedelta(0))
+    assert admin_row(runtime, initialized).status == "disabled"
+    with runtime.store.transaction() as db:
+        revoked = db.scalar(select(SessionRow.revoked_at).where(
+            SessionRow.account_id == session.account_id))
+    assert revoked is not None
 
 
 def test_ten_failures_without_a_success_disable_even_twelve_hours_apart(

@@ -553,6 +553,33 @@ def test_change_password_with_wrong_credentials_is_a_counted_failure(
             ] == [("denied", 401, "invalid_credentials")] * 2
 
 
+def test_a_made_up_recovery_code_proves_nothing_and_clears_no_failures(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """The password alone, with a code shaped like a recovery code but none of the
+    account's: it used to pass for the second factor until its claim, so a password change
+    refused for its new password (too recent, too short) answered 409 or 422, confirming the
+    password, and cleared the lockout's counts, letting TOTP codes be guessed without end.
+    It is a counted failure like any wrong code, answered 401."""
+    step = current_step(runtime)
+    for _ in range(3):
+        with pytest.raises(InvalidCredentialsError):
+            login_admin_with(runtime, wrong_code(initialized.totp_secret, step))
+    for new_password in ("x", NEW_PASSWORD):  # refused for its rules, or for its age
+        with pytest.raises(InvalidCredentialsError):
+            accounts.change_password(runtime, auditor(runtime), email=ADMIN_EMAIL,
+                                     current_password=ADMIN_PASSWORD,
+                                     totp_code="AAAA-AAAA-AAAA-AAAA",
+                                     new_password_value=new_password)
+    after = account(runtime, initialized.admin_id)
+    assert after["failed_logins"] == 5 and after["failures_since_success"] == 5
+    assert [e["status"] for e in events(runtime, "password:change")] == [401, 401]
+
+
+def login_admin_with(rt: Runtime, totp_code: str) -> accounts.IssuedSession:
+    return accounts.login(rt, auditor(rt), email=ADMIN_EMAIL, password=ADMIN_PASSWORD,
+                          totp_code=totp_code)
+
+
 # -- login -----------------------------------------------------------------------------------
 
 def test_login_with_password_and_totp_issues_a_session(

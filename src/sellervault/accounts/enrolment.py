@@ -212,6 +212,21 @@ def recovery_hash(rt: Runtime, session: Session, code: str) -> bytes:
     return keyed_hash(credential_pepper(rt, session), normalise(code))
 
 
+def unused_recovery_code(rt: Runtime, session: Session, account_id: str,
+                         code: str) -> bytes | None:
+    """The keyed hash of ``code`` when it is one of ``account_id``'s unused recovery codes,
+    else None. A code of the right shape proves nothing by itself: taken for a second factor
+    before its claim, it let the password alone clear the lockout (a password change refused
+    for its new password) and so guess TOTP codes without end."""
+    if not looks_like_recovery_code(code):
+        return None
+    code_hash = recovery_hash(rt, session, code)
+    found = session.scalar(select(RecoveryCodeRow.account_id).where(
+        RecoveryCodeRow.code_hash == code_hash, RecoveryCodeRow.account_id == account_id,
+        RecoveryCodeRow.used_at.is_(None)))
+    return code_hash if found is not None else None
+
+
 def claim_recovery_code(session: Session, account_id: str, code_hash: bytes,
                         now: datetime) -> bool:
     """Use up a recovery code of ``account_id``: one conditional write, so a code is used

@@ -285,8 +285,8 @@ class _Proof:
     locked_id: str | None = None
     """The account, when the attempt was refused because it is locked."""
     recovery: bytes | None = None
-    """The keyed hash of a recovery code offered, with the right password, in place of a
-    TOTP code (whether it is one of the account's, unused, its claim decides)."""
+    """The keyed hash of one of the account's unused recovery codes, offered with the right
+    password in place of a TOTP code (its claim uses it up, once, however many try)."""
     outside_networks: bool = False
     """The password was right but the address is outside the account's networks: refused
     like a wrong password, logged as ``address_not_allowed``."""
@@ -336,8 +336,8 @@ def _prove(rt: Runtime, auditor: Auditor, action: Action, email: str, password: 
         attempt = lockout.take_attempt(session, email, now)
         held = _held(rt, session, attempt.account_id) if attempt is not None else None
         locked_id = None if attempt is not None else lockout.locked_account(session, email, now)
-        offered = (enrolment.recovery_hash(rt, session, totp_code)
-                   if enrolment.looks_like_recovery_code(totp_code) else None)
+        offered = (enrolment.unused_recovery_code(rt, session, attempt.account_id, totp_code)
+                   if attempt is not None else None)
     password_ok = verify_password(held.password_hash if held else None, password)
     if held is None or not password_ok:
         return _Proof(attempt, held, None, locked_id)
@@ -406,6 +406,8 @@ def _refuse(rt: Runtime, auditor: Auditor, action: Action, proof: _Proof) -> Exc
         attempt = proof.attempt
         if attempt is not None and attempt.disables and lockout.disable(session,
                                                                         attempt.account_id):
+            # (as every disabling does: re-enabling it must not bring a stolen session back)
+            lifecycle.end_sessions(session, attempt.account_id, rt.clock.now())
             auditor.record(session, Action.ACCOUNTS_DISABLE, Outcome.SUCCESS,
                            target_type=TargetType.ACCOUNT, target_id=attempt.account_id,
                            reason=Reason.TOO_MANY_FAILURES, count=attempt.since_success)
