@@ -157,6 +157,15 @@ class Server:
         return self.login(email, NEW_PASSWORD, secret), created
 
 
+    def create_officer(self, admin_token: str, name: str) -> str:
+        """A security officer (a person: no service may be one), enrolled and logged in;
+        their session token."""
+        email = name.lower().replace(" ", ".") + "@example.test"
+        token, _ = self.create_person(admin_token, email, name.title(),
+                                      [{"role": "security-officer", "tenant": "*"}])
+        return token
+
+
 class PostgresUnavailableError(Exception):
     """The PostgreSQL server could not give us a scratch database."""
 

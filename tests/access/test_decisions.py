@@ -25,6 +25,7 @@ from sellervault.access import decisions
 from sellervault.access.actions import PUBLIC_ACTIONS, PURPOSE_ACTIONS, Action
 from sellervault.access.decisions import (
     NEVER_WITH_PII,
+    PERSONS_ONLY,
     Decision,
     decide,
     decide_approval,
@@ -318,6 +319,35 @@ def test_an_accounts_creator_is_never_its_second_person() -> None:
     assert decide_approval(creator, "acc_creator") is Decision.SECOND_PERSON_REQUIRED
     assert decide_approval(other, "acc_creator") is Decision.ALLOWED
     assert decide_approval(other, None) is Decision.ALLOWED  # (created by `init`: nobody)
+
+
+def test_a_service_is_never_a_second_person() -> None:
+    """A service's API key went to the administrator who made it: one holding
+    security-officer (made before services were refused it) would let that administrator
+    approve their own PII service."""
+    service = Principal("svc_officer", "service", (Grant(Role.SECURITY_OFFICER, ALL_TENANTS),))
+    assert decide_approval(service, "acc_creator") is Decision.SECOND_PERSON_REQUIRED
+
+
+@pytest.mark.parametrize("role", sorted(PERSONS_ONLY))
+def test_admin_and_security_officer_are_for_persons_only(role: Role) -> None:
+    grants = [Grant(role, ALL_TENANTS)]
+    assert decide_grants(grants, "person") is Decision.ALLOWED
+    assert decide_grants(grants, "service") is Decision.PERSONS_ONLY_ROLE
+    assert decide_grants([Grant(Role.OPERATOR, ALL_TENANTS), Grant(Role.AUDITOR, ALL_TENANTS),
+                          Grant(Role.INGEST, "acme")], "service") is Decision.ALLOWED
+
+
+@pytest.mark.parametrize("role", sorted(PERSONS_ONLY))
+def test_a_service_holding_a_persons_only_role_anyway_may_do_nothing(role: Role) -> None:
+    """Made before the rule: the policy's guardrail leaves it inert, every action refused,
+    those of its other grants too."""
+    service = Principal("svc_old", "service", (Grant(role, ALL_TENANTS),
+                                               Grant(Role.ANALYST, "acme")))
+    person = Principal("acc_same", "person", service.grants)
+    for action in (ALLOWED[role] | ALLOWED[Role.ANALYST]) - EVERY_ACCOUNT:
+        assert not _ask(service, action).allowed, action
+        assert _ask(person, action).allowed, action
 
 
 def test_pii_reader_is_granted_on_named_tenants_only() -> None:

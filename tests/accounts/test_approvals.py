@@ -98,6 +98,18 @@ def test_the_creator_cannot_approve_even_as_a_security_officer(
     assert events(runtime, "accounts:approve") == []
 
 
+def test_a_service_cannot_approve_even_holding_security_officer(
+        runtime: Runtime, initialized: bootstrap.InitResult) -> None:
+    """One made before services were refused the role: its key is its creator's, so its
+    approval would be the creator's own."""
+    created = _service(runtime, initialized, PII_ON_ACME)
+    service_officer = Principal("svc_" + "1" * 24, "service",
+                                (Grant(Role.SECURITY_OFFICER, "*"),))
+    with pytest.raises(SecondPersonRequiredError):
+        _decide(runtime, service_officer, created.id, approve=True)
+    assert account(runtime, created.id)["status"] == "pending"
+
+
 def test_a_rejected_service_never_works(runtime: Runtime,
                                         initialized: bootstrap.InitResult) -> None:
     created = _service(runtime, initialized, PII_ON_ACME)

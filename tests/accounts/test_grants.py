@@ -111,6 +111,24 @@ def test_a_service_gets_pii_reader_only_at_creation_with_approval(
     assert held(runtime, service.id) == {("ingest", "acme")}
 
 
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.SECURITY_OFFICER])
+def test_a_service_never_gets_admin_or_security_officer(
+        runtime: Runtime, initialized: bootstrap.InitResult, role: Role) -> None:
+    """Its API key goes to the administrator who made it: a security-officer service was
+    that administrator's second person for their own PII service, an admin service the
+    hand that added security-officer to them."""
+    admin = admin_of(initialized)
+    with pytest.raises(AccountRequestError):
+        accounts.create_service(runtime, system_auditor(runtime), admin, name="helper",
+                                grants=[Grant(role, "*")])
+    service = accounts.create_service(runtime, system_auditor(runtime), admin,
+                                      name="reports", grants=[Grant(Role.AUDITOR, "*")])
+    with pytest.raises(AccountRequestError):
+        grants.add(runtime, system_auditor(runtime), admin, service.id, Grant(role, "*"))
+    assert held(runtime, service.id) == {("auditor", "*")}
+    assert events(runtime, "grants:add") == []
+
+
 def test_what_does_not_apply_changes_nothing(
         runtime: Runtime, initialized: bootstrap.InitResult, pat: Person) -> None:
     admin = admin_of(initialized)

@@ -12,13 +12,12 @@ from sellervault.monitoring import alerts
 from tests.cli.helpers import Cli
 from tests.support import Server
 
-OFFICER_GRANT = [{"role": "security-officer", "tenant": "*"}]
 WINDOW = "2026-12-05T10:00:00.000000Z"
 
 
 @pytest.fixture(scope="module")
 def officer(server: Server) -> str:
-    return server.create_service(server.admin_token(), "alert desk", OFFICER_GRANT)
+    return server.create_officer(server.admin_token(), "alert desk")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +83,7 @@ def test_an_assignment_the_server_refuses_exits_1_with_its_code(server: Server,
                                                                  cli: Cli) -> None:
     """To the account the alert is about: own_alert; to an account that is no officer:
     assignee_not_officer. The alert stays unassigned."""
-    caught_key = server.create_service(server.admin_token(), "caught desk", OFFICER_GRANT)
+    caught_key = server.create_officer(server.admin_token(), "caught desk")
     with server.client(caught_key) as client:
         caught = client.get("/session").json()["account_id"]
     alert_id = alerts.raise_alert(server.runtime, "canary-access", "critical", caught, caught,

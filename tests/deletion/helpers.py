@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -46,3 +47,13 @@ def approve_return(runtime: Runtime, request_id: str) -> None:
     from sellervault.deletion import requests
     requests.approve_return(runtime, Auditor(runtime.audit, Actor(
         Channel.API, actor_id=SECOND_OFFICER)), SECOND_OFFICER, request_id)
+
+
+def forged_certificate(signed: dict[str, Any]) -> str:
+    """A signed certificate's file with a forged scope and counts shown first and the
+    genuine certificate after, in one object: keys twice (a reviewer's forgery)."""
+    genuine = json.dumps(signed["certificate"], sort_keys=True)
+    forged = ('{"scope":{"kind":"tenant","tenant":"acme","amazon_order_id":null,"buyer":null},'
+              '"counts":{"orders":250000,"data_keys":250000,"tenant_keys":2},')
+    tail = json.dumps({k: signed[k] for k in ("signature", "algorithm", "key_id")})
+    return '{"certificate":' + forged + genuine[1:] + "," + tail[1:]

@@ -15,7 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sellervault.deletion import certificates, execution, requests
 from sellervault.runtime import Runtime
-from tests.deletion.helpers import BUYER_EMAIL, OFFICER, events, ingest, officer
+from tests.deletion.helpers import (
+    BUYER_EMAIL,
+    OFFICER,
+    events,
+    forged_certificate,
+    ingest,
+    officer,
+)
 
 
 def _completed(runtime: Runtime, requested_by: str = "Amazon DSR ticket 4711",
@@ -105,3 +112,51 @@ def test_one_certificate_per_request_even_when_run_again(runtime: Runtime) -> No
     again = execution.execute(runtime, officer(runtime), OFFICER, done.id)
     assert again.certificate_id == done.certificate_id
     assert len(events(runtime, "certificates:issue")) == 1
+
+
+def test_a_buyers_certificate_claims_only_what_destroying_data_keys_did(
+        runtime: Runtime) -> None:
+    """Only the buyer's data keys went: their old copies (backups, WAL, unvacuumed rows)
+    are still wrapped under the tenant's live key, so the certificate must not call them
+    unreadable, and names the rotations that would make them so."""
+    _, signed, pem = _completed(runtime)
+    sanitization = certificates.verify(signed, pem)["sanitization"]
+    backups = certificates.verify(signed, pem)["media"]["backups"]
+    assert "still in use" in backups and "keys rotate-tenant" in backups
+    assert "under the destroyed keys, unreadable" not in backups
+    assert "nothing of the scope remains readable" not in sanitization[
+        "post_sanitization_classification"]
+    assert sanitization["key_rotations_outstanding"] == ["keys rotate-tenant acme",
+                                                         "keys rotate-root"]
+
+
+def test_a_tenants_certificate_says_its_keys_were_destroyed(runtime: Runtime) -> None:
+    ingest(runtime, "acme", 2)
+    filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="tenant",
+                                  tenant_id="acme", requested_by="offboarding")
+    done = execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+    assert done.certificate_id is not None
+    pem = certificates.public_key(runtime, officer(runtime)).encode()
+    certificate = certificates.verify(
+        certificates.get(runtime, officer(runtime), done.certificate_id), pem)
+    assert "destroyed tenant keys, unreadable" in certificate["media"]["backups"]
+    assert certificate["sanitization"]["key_rotations_outstanding"] == ["keys rotate-root"]
+    assert "nothing of the scope is readable" in certificate["sanitization"][
+        "post_sanitization_classification"]
+
+
+def test_a_file_that_reads_two_ways_is_refused(runtime: Runtime) -> None:
+    """A forged scope and counts shown first, the genuine signed object after: ``json``
+    keeps the last value of a key, so the signature held while a reader saw the first."""
+    _, signed, pem = _completed(runtime)
+    forged = forged_certificate(signed)
+    with pytest.raises(certificates.CertificateError, match="twice"):
+        certificates.parse(forged)
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(certificates.CertificateError, match="not JSON"):
+            certificates.parse(json.dumps(signed).replace('"tenant_keys": 0',
+                                                          f'"tenant_keys": {constant}'))
+    with pytest.raises(certificates.CertificateError, match="not JSON"):
+        certificates.parse("{")
+    assert certificates.verify(certificates.parse(json.dumps(signed, indent=2)), pem) == \
+        signed["certificate"]

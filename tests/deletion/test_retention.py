@@ -21,6 +21,7 @@ from sellervault.deletion.errors import (
     DeletionStateError,
     InvalidDeletionRequestError,
 )
+from sellervault.records import erasure
 from sellervault.records import service as records
 from sellervault.records.errors import OrderErasedError, OrderNotFoundError
 from sellervault.records.models import Order
@@ -276,4 +277,39 @@ def test_a_dry_run_says_what_would_go_and_changes_nothing(runtime: Runtime,
     report = retention.run(runtime, dry_run=True)
     assert (report.pii_removed, report.orders_removed, report.dry_run) == (2, 2, True)
     assert [_state(runtime, i) for i in (10, 11)] == ["present", "present"]
+    assert events(runtime, "retention:") == []
+
+
+@pytest.mark.parametrize("kind", ["pii", "orders"])
+def test_a_hold_committed_between_the_find_and_the_write_keeps_its_order(
+        runtime: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+        kind: str) -> None:
+    """READ COMMITTED: the run found the order unheld, then another officer's hold commits
+    (201, ``holds:place``) before the run's write: the write asks again, and the order keeps
+    its PII, its row and its key."""
+    if runtime.store.dialect != "postgresql":
+        pytest.skip("READ COMMITTED race: PostgreSQL (SQLite's writers take turns)")
+    now = _start(clock)
+    _ingest(runtime, _order(12, now, shipped=now + DAY))
+    order_id = synthetic_order(12)["AmazonOrderId"]
+    clock.set(now + (40 if kind == "pii" else 600) * DAY)
+    name = "pii_expired" if kind == "pii" else "orders_expired"
+    find = getattr(erasure, name)
+    placed: list[holds.Hold] = []
+
+    def find_then_hold(session: Any, when: datetime, limit: int) -> list[erasure.OrderRef]:
+        found: list[erasure.OrderRef] = find(session, when, limit)
+        if found and not placed:  # (the hold's own transaction commits here)
+            placed.append(holds.place(runtime, officer(runtime), OFFICER, "acme", order_id,
+                                      "litigation", when + 800 * DAY))
+        return found
+
+    monkeypatch.setattr(erasure, name, find_then_hold)
+    report = retention.run(runtime)
+    assert placed and (report.pii_removed, report.orders_removed) == (0, 0)
+    assert _state(runtime, 12) == "present"
+    with runtime.store.transaction() as session:
+        row = session.scalars(select(Order).where(Order.amazon_order_id == order_id)).one()
+        assert row.held_until == placed[0].held_until and row.pii_removed_at is None
+        assert runtime.keyring.data_keys_held(session, "acme", [row.data_key_id]) == 1
     assert events(runtime, "retention:") == []

@@ -34,7 +34,7 @@ from sellervault.monitoring.errors import (
     OwnAlertError,
 )
 from sellervault.runtime import Runtime
-from tests.support import account_row_held, admin_of, system_auditor
+from tests.support import account_row_held, admin_of, make_person, system_auditor
 
 WINDOW = "2026-12-05T10:00:00.000000Z"
 OFFICER_GRANTS = (Grant(Role.SECURITY_OFFICER, "*"),)
@@ -50,17 +50,18 @@ def admin(initialized: bootstrap.InitResult) -> Principal:
     return admin_of(initialized)
 
 
-def service(rt: Runtime, admin: Principal, name: str,
-            grants: tuple[Grant, ...] = OFFICER_GRANTS) -> Principal:
-    """A new active service account holding ``grants`` (by default: a security officer)."""
-    created = accounts.create_service(rt, system_auditor(rt), admin, name=name,
-                                      grants=list(grants))
-    return Principal(created.id, "service", grants)
+def person(rt: Runtime, admin: Principal, name: str,
+           grants: tuple[Grant, ...] = OFFICER_GRANTS) -> Principal:
+    """A new person, enrolled and active, holding ``grants`` (by default: a security
+    officer, which only a person may be)."""
+    email = name.lower().replace(" ", ".") + "@example.test"
+    created = make_person(rt, admin, email=email, name=name.title(), grants=list(grants))
+    return Principal(created.id, "person", grants)
 
 
 @pytest.fixture
 def officer(runtime: Runtime, admin: Principal) -> Principal:
-    return service(runtime, admin, "alert desk")
+    return person(runtime, admin, "alert desk")
 
 
 def page_ids(page: alerts.AlertPage) -> list[str]:
@@ -116,14 +117,14 @@ def test_an_officer_never_handles_an_alert_about_themselves(
                                   officer.id, WINDOW)
     assert alert_id is not None
     auditor = system_auditor(runtime)
-    friend = service(runtime, admin, "friendly desk")
+    friend = person(runtime, admin, "friendly desk")
     for action in (Action.ALERTS_CLOSE, Action.ALERTS_ACKNOWLEDGE, Action.ALERTS_ASSIGN):
         with pytest.raises(OwnAlertError):
             alerts.change(runtime, auditor, officer, alert_id, action, assignee=friend.id)
     alert = alerts.get_alert(runtime, alert_id)
     assert (alert.status, alert.assigned_to) == ("open", None)
-    other = service(runtime, admin, "other desk")
-    lead = service(runtime, admin, "lead desk")
+    other = person(runtime, admin, "other desk")
+    lead = person(runtime, admin, "lead desk")
     alerts.change(runtime, auditor, other, alert_id, Action.ALERTS_ASSIGN, assignee=lead.id)
     assert [e.criteria for e in events(runtime, "alerts:assign")] == [lead.id]
     assert alerts.change(runtime, auditor, other, alert_id,
@@ -209,7 +210,7 @@ def test_an_alert_is_never_assigned_to_the_account_it_is_about(
     """The reported abuse: officer B assigned the canary's alert about officer A to A
     (who could not close it, but held it). Refused (409 own_alert); the alert is as it
     was, and no assignment is recorded."""
-    caught = service(runtime, admin, "caught desk")
+    caught = person(runtime, admin, "caught desk")
     alert_id = alerts.raise_alert(runtime, "canary-access", "critical", caught.id, caught.id,
                                   WINDOW)
     assert alert_id is not None
@@ -231,10 +232,10 @@ def test_an_alert_is_assigned_to_no_account_but_an_active_security_officer(
                                   WINDOW)
     assert alert_id is not None
     auditor = system_auditor(runtime)
-    analyst = service(runtime, admin, "report desk", (Grant(Role.ANALYST, "acme"),))
-    disabled = service(runtime, admin, "former desk")
+    analyst = person(runtime, admin, "report desk", (Grant(Role.ANALYST, "acme"),))
+    disabled = person(runtime, admin, "former desk")
     lifecycle.disable(runtime, auditor, admin, disabled.id)
-    ended = service(runtime, admin, "leaving desk")
+    ended = person(runtime, admin, "leaving desk")
     lifecycle.set_end_date(runtime, auditor, admin, ended.id, clock.now() + timedelta(hours=1))
     enrolling = accounts.create_person(runtime, auditor, admin, email="new.officer@example.test",
                                        name="New Officer", grants=list(OFFICER_GRANTS))
@@ -247,7 +248,7 @@ def test_an_alert_is_assigned_to_no_account_but_an_active_security_officer(
     alert = alerts.get_alert(runtime, alert_id)
     assert (alert.status, alert.assigned_to) == ("open", None)
     assert events(runtime, "alerts:assign") == []
-    colleague = service(runtime, admin, "colleague desk")
+    colleague = person(runtime, admin, "colleague desk")
     assert alerts.change(runtime, auditor, officer, alert_id, Action.ALERTS_ASSIGN,
                          assignee=colleague.id).assigned_to == colleague.id
     assert [e.criteria for e in events(runtime, "alerts:assign")] == [colleague.id]
@@ -269,7 +270,7 @@ def test_an_officer_disabled_while_being_assigned_an_alert_is_not_assigned_it(
     queued first on the assignee's row commits first; the assignment's read waits for it
     (it share-locks the row, where a plain read would see the officer still active and
     assign the alert to a disabled account) and is refused."""
-    colleague = service(runtime, admin, "colleague desk")
+    colleague = person(runtime, admin, "colleague desk")
     alert_id = alerts.raise_alert(runtime, "login-failures", "medium", "acc_z", "acc_z",
                                   WINDOW)
     assert alert_id is not None

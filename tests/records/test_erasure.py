@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -51,6 +53,28 @@ def test_holds_more_than_answers_without_counting_everything(runtime: Runtime) -
         assert erasure.holds_more_than(session, scope, 2)
         assert not erasure.holds_more_than(session, scope, 3)
         assert not erasure.holds_more_than(session, erasure.Scope("nobody"), 0)
+
+
+def test_retentions_writes_ask_for_the_hold_and_say_what_they_changed(
+        runtime: Runtime) -> None:
+    """Only what the write itself changed may lose its data key: a held order (its hold
+    set after the orders were found) is left whole and not returned."""
+    ingest(runtime, "acme", 3)
+    now = runtime.clock.now()
+    with runtime.store.transaction() as session:
+        rows = session.execute(select(Order.id, Order.amazon_order_id).where(
+            Order.tenant_id == "acme", Order.is_canary.is_(False)).order_by(Order.id)).all()
+        ids = [row.id for row in rows]
+        erasure.hold(session, "acme", rows[0].amazon_order_id, now + timedelta(days=1))
+        erasure.hold(session, "acme", rows[1].amazon_order_id, now)  # (ended: not held)
+        stripped = erasure.remove_pii_unless_held(session, ids, now)
+        assert sorted(ref.id for ref in stripped) == ids[1:]
+        assert erasure.remove_pii_unless_held(session, ids, now) == []  # (done already)
+        deleted = erasure.delete_unless_held(session, ids, now)
+        assert sorted(ref.id for ref in deleted) == ids[1:]
+        kept = session.scalars(select(Order).where(Order.id.in_(ids))).all()
+    assert [(o.id, o.pii_removed_at, o.buyer_ct is not None) for o in kept] == [
+        (ids[0], None, True)]
 
 
 def _buyer(runtime: Runtime, session: Session) -> erasure.Buyer:

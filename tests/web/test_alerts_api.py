@@ -27,8 +27,7 @@ from tests.support import Server
 
 @pytest.fixture(scope="module")
 def officer(server: Server) -> str:
-    return server.create_service(server.admin_token(), "alert desk",
-                                 [{"role": "security-officer", "tenant": "*"}])
+    return server.create_officer(server.admin_token(), "alert desk")
 
 
 def test_forbidden_calls_raise_an_alert_a_security_officer_works(server: Server,
@@ -116,8 +115,13 @@ OFFICER_GRANT = [{"role": "security-officer", "tenant": "*"}]
 WINDOW = "2026-12-05T10:00:00.000000Z"
 
 
-def _service_id(server: Server, name: str, grants: list[dict[str, str]]) -> str:
-    key = server.create_service(server.admin_token(), name, grants)
+def _account_id(server: Server, name: str, grants: list[dict[str, str]]) -> str:
+    """A new account holding ``grants``: a person for security-officer (persons only), else
+    a service."""
+    if grants == OFFICER_GRANT:
+        key = server.create_officer(server.admin_token(), name)
+    else:
+        key = server.create_service(server.admin_token(), name, grants)
     with server.client(key) as client:
         account_id: str = client.get("/session").json()["account_id"]
     return account_id
@@ -174,14 +178,14 @@ def test_an_alert_is_assigned_only_to_an_active_security_officer_never_its_subje
     account that does not exist. Now: to the subject 409 ``own_alert``; to no account, an
     active non-officer or a disabled officer 422 ``assignee_not_officer``; the alert unchanged,
     no answer naming the id sent. Another active officer: 200."""
-    caught = _service_id(server, "caught desk", OFFICER_GRANT)
+    caught = _account_id(server, "caught desk", OFFICER_GRANT)
     alert_id = alerts.raise_alert(server.runtime, "canary-access", "critical", caught, caught,
                                   WINDOW)
-    analyst = _service_id(server, "report desk", [{"role": "analyst", "tenant": "acme"}])
-    former = _service_id(server, "former desk", OFFICER_GRANT)
+    analyst = _account_id(server, "report desk", [{"role": "analyst", "tenant": "acme"}])
+    former = _account_id(server, "former desk", OFFICER_GRANT)
     with server.client(server.admin_token()) as client:
         assert client.post(f"/accounts/{former}/disable").status_code == 200
-    colleague = _service_id(server, "colleague desk", OFFICER_GRANT)
+    colleague = _account_id(server, "colleague desk", OFFICER_GRANT)
     with server.client(officer) as client:
         subject = client.post(f"/alerts/{alert_id}/assign", json={"assignee": caught})
         assert subject.status_code == 409 and subject.json()["error"]["code"] == "own_alert"

@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from joserfc.jwk import ECKey
 
@@ -30,14 +31,12 @@ PUBLIC_KEY, PRIVATE_KEY = RECIPIENT.as_dict(private=False), RECIPIENT.as_dict(pr
 
 @pytest.fixture(scope="module")
 def officer(server: Server) -> str:
-    return server.create_service(server.admin_token(), "deletion desk",
-                                 [{"role": "security-officer", "tenant": "*"}])
+    return server.create_officer(server.admin_token(), "deletion desk")
 
 
 @pytest.fixture(scope="module")
 def second_officer(server: Server) -> str:
-    return server.create_service(server.admin_token(), "second deletion desk",
-                                 [{"role": "security-officer", "tenant": "*"}])
+    return server.create_officer(server.admin_token(), "second deletion desk")
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +153,9 @@ def test_what_is_not_held_is_404(server: Server, officer: str, orders: list[str]
 def test_no_other_role_files_or_executes(server: Server, orders: list[str], role: str,
                                          tenant: str) -> None:
     """(Every role against every route, pii-reader included: tests/web/test_role_matrix.)"""
-    caller = server.create_service(server.admin_token(), f"no deleter {role}",
-                                   [{"role": role, "tenant": tenant}])
+    caller = (server.admin_token() if role == "admin"  # (a person: no service is an admin)
+              else server.create_service(server.admin_token(), f"no deleter {role}",
+                                         [{"role": role, "tenant": tenant}]))
     with server.client(caller) as client:
         assert client.post("/deletion-requests",
                            json=_body(scope="tenant")).status_code == 403
@@ -388,6 +388,50 @@ def test_a_legal_hold_is_placed_listed_and_released(server: Server, officer: str
     with server.client(auditor) as client:
         assert client.get("/legal-holds").status_code == 200
         assert client.post(f"/legal-holds/{hold['id']}/release").status_code == 403
+
+
+def test_a_legal_hold_prevails_over_a_deletion_request(server: Server, officer: str) -> None:
+    """Filing for a held order is 409 ``legal_hold`` naming the hold, and files nothing; a
+    request filed before the hold is refused at execution, nothing destroyed, and is
+    pending again (cancellable); a hold on an order being erased is 410."""
+    made = list(synthetic_orders(3, start=760))
+    records.ingest(server.runtime, Auditor(server.runtime.audit, SYSTEM_ACTOR), "acme",
+                   [map_order(validate_order(order)) for order in made])
+    held, later, erased = (str(order["AmazonOrderId"]) for order in made)
+    until = (server.runtime.clock.now() + timedelta(days=400)).isoformat()
+
+    def hold(client: httpx.Client, order_id: str) -> httpx.Response:
+        return client.post("/legal-holds", json={
+            "tenant": "acme", "amazon_order_id": order_id, "reason": "case 18",
+            "until": until})
+
+    with server.client(officer) as client:
+        placed = hold(client, held).json()
+        refused = client.post("/deletion-requests", json=_body(scope="order",
+                                                               amazon_order_id=held))
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "legal_hold"
+        assert placed["id"] in refused.json()["error"]["message"]
+        assert held not in [r["amazon_order_id"] for r in client.get(
+            "/deletion-requests").json()["deletion_requests"]]
+        filed = client.post("/deletion-requests", json=_body(
+            scope="order", amazon_order_id=later)).json()
+        second = hold(client, later).json()
+        stopped = client.post(f"/deletion-requests/{filed['id']}/execute")
+        assert stopped.status_code == 409 and stopped.json()["error"]["code"] == "legal_hold"
+        after = client.get(f"/deletion-requests/{filed['id']}").json()
+        assert (after["status"], after["step"], after["certificate_id"]) == (
+            "pending", None, None)
+        assert client.post(f"/deletion-requests/{filed['id']}/cancel").status_code == 200
+        for hold_id in (placed["id"], second["id"]):
+            assert client.post(f"/legal-holds/{hold_id}/release").status_code == 200
+        going = client.post("/deletion-requests", json=_body(
+            scope="order", amazon_order_id=erased)).json()
+        execution.execute(server.runtime, Auditor(server.runtime.audit, SYSTEM_ACTOR),
+                          "system", going["id"], until=execution.KEYS_DESTROYED)
+        gone = hold(client, erased)
+        assert gone.status_code == 410 and gone.json()["error"]["code"] == "erased"
+        assert client.post(f"/deletion-requests/{going['id']}/execute").status_code == 200
 
 
 def test_a_certificate_is_served_printed_and_checked_offline(

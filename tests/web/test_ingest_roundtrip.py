@@ -69,8 +69,7 @@ def keys(server: Server) -> dict[str, str]:
     would disable a person (the retrieval-volume rule: 20 distinct buyers in 5 minutes, an
     order without a buyer counting as one), as it should."""
     admin = server.admin_token()
-    officer = server.create_service(admin, "roundtrip officer",
-                                    [{"role": "security-officer", "tenant": "*"}])
+    officer = server.create_officer(admin, "roundtrip officer")
     with server.client(admin) as client:
         reader = client.post("/accounts", json={
             "kind": "service", "name": "roundtrip reader",

@@ -26,8 +26,7 @@ EMAIL = "rita.restricted@marketplace.example.test"
 
 @pytest.fixture(scope="module")
 def officer(server: Server) -> str:
-    return server.create_service(server.admin_token(), "rights desk",
-                                 [{"role": "security-officer", "tenant": "*"}])
+    return server.create_officer(server.admin_token(), "rights desk")
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,11 @@ from sellervault.records.registry import PURPOSES
 # The Cedar guardrail forbids these roles every PII operation whatever else they hold, so
 # pii-reader beside one of them would be a grant that does nothing: it is refused instead.
 NEVER_WITH_PII = frozenset({Role.ADMIN, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR})
+PERSONS_ONLY = frozenset({Role.ADMIN, Role.SECURITY_OFFICER})
+"""Roles a service never holds: they decide about other accounts (who exists, who holds what,
+who is approved or re-enabled), and a service's API key has no second factor and is handed
+to the administrator who made it, who would then be the "second person" of their own
+requests."""
 
 
 class Decision(StrEnum):
@@ -56,7 +61,9 @@ class Decision(StrEnum):
     PII_ON_EVERY_TENANT = "pii_on_every_tenant"
     """A ``pii-reader`` grant on ``*``: PII is granted on named tenants only."""
     SECOND_PERSON_REQUIRED = "second_person_required"
-    """An approval asked of the account's own creator."""
+    """An approval asked of the account's own creator, or of a service."""
+    PERSONS_ONLY_ROLE = "persons_only_role"
+    """``admin`` or ``security-officer`` for a service (``PERSONS_ONLY``)."""
 
     @property
     def allowed(self) -> bool:
@@ -109,12 +116,16 @@ def require_permitted_purpose(purpose: str | None) -> None:
         raise PurposeNotPermittedError()
 
 
-def decide_grants(grants: Iterable[Grant]) -> Decision:
-    """Whether one account may hold these grants together: ``pii-reader`` only on named
-    tenants (a grant on ``*`` would reach every seller's buyers at once, and every seller
-    added later), and never beside a service-wide role (``NEVER_WITH_PII``). The Cedar
-    guardrails forbid both at every request as well, in case such grants exist anyway."""
+def decide_grants(grants: Iterable[Grant], kind: str = "person") -> Decision:
+    """Whether one account (of ``kind``: "person" or "service") may hold these grants
+    together: ``pii-reader`` only on named tenants (a grant on ``*`` would reach every
+    seller's buyers at once, and every seller added later), and never beside a service-wide
+    role (``NEVER_WITH_PII``); ``admin`` and ``security-officer`` for persons only
+    (``PERSONS_ONLY``). The Cedar guardrails forbid the first two at every request as well,
+    in case such grants exist anyway."""
     grants = list(grants)
+    if kind != "person" and any(g.role in PERSONS_ONLY for g in grants):
+        return Decision.PERSONS_ONLY_ROLE
     if any(g.role is Role.PII_READER and g.tenant == ALL_TENANTS for g in grants):
         return Decision.PII_ON_EVERY_TENANT
     roles = {grant.role for grant in grants}
@@ -125,7 +136,8 @@ def decide_grants(grants: Iterable[Grant]) -> Decision:
 
 def decide_approval(approver: Principal, created_by: str | None) -> Decision:
     """Whether ``approver`` may approve or reject an account ``created_by`` created: the
-    second person is never the creator, whatever roles it holds."""
-    if approver.id == created_by:
+    second person is a person (a service is some administrator's key) and never the creator,
+    whatever roles it holds."""
+    if approver.kind != "person" or approver.id == created_by:
         return Decision.SECOND_PERSON_REQUIRED
     return Decision.ALLOWED

@@ -106,13 +106,14 @@ class NotPendingError(AccountError):
 
 
 class SecondPersonRequiredError(AccountError):
-    """The approver created the account: approval takes a second person."""
+    """The approver created the account, or is a service: approval takes a second person."""
 
     code = Reason.SECOND_PERSON_REQUIRED
     status = 403
 
     def __init__(self) -> None:
-        super().__init__("an account's creator cannot approve or reject it")
+        super().__init__("an account is approved or rejected by a person other than its "
+                         "creator")
 
 
 class SecurityOfficerRequiredError(AccountError):

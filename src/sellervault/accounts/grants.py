@@ -37,12 +37,14 @@ GRANT_REFUSALS = {
     Decision.SEPARATION_OF_DUTIES: "pii-reader cannot be held together with admin, operator, "
                             "security-officer or auditor (separation of duties)",
     Decision.PII_ON_EVERY_TENANT: "pii-reader is granted on named tenants only, never '*'",
+    Decision.PERSONS_ONLY_ROLE: "admin and security-officer are held by persons only, never "
+                                "by a service",
 }
 
 
-def check(grants: list[Grant]) -> None:
-    """Refuse (422) grants one account may not hold together."""
-    decision = decide_grants(grants)
+def check(grants: list[Grant], kind: str = "person") -> None:
+    """Refuse (422) grants one account (of ``kind``) may not hold together."""
+    decision = decide_grants(grants, kind)
     if not decision.allowed:
         raise AccountRequestError(GRANT_REFUSALS[decision])
 
@@ -67,7 +69,7 @@ def add(rt: Runtime, auditor: Auditor, admin: Principal, account_id: str,
             select(GrantRow.role, GrantRow.tenant).where(GrantRow.account_id == account_id))]
         if grant in held:
             raise GrantStateError()
-        check([*held, grant])
+        check([*held, grant], kind)
         if kind == "service" and grant.role is Role.PII_READER:
             raise GrantStateError("a service gets pii-reader only when it is created, with a "
                                   "second person's approval: create a service for it")

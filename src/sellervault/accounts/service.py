@@ -229,7 +229,7 @@ def create_person(rt: Runtime, auditor: Auditor, creator: Principal, *, email: s
 def create_service(rt: Runtime, auditor: Auditor, creator: Principal, *, name: str,
                    grants: list[Grant]) -> NewService:
     _check_name(name)
-    grants_.check(grants)
+    grants_.check(grants, "service")
     status = approvals.service_status(grants)
     now = rt.clock.now()
     with rt.store.transaction() as session:

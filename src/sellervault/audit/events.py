@@ -111,6 +111,7 @@ class Reason(StrEnum):
     CORRECTION_STATE = "correction_state"  # an order held, a canary, a restricted buyer (409)
     DELETION_STATE = "deletion_state"  # a deletion request change that does not apply (409)
     INVALID_DELETION = "invalid_deletion"  # a deletion request that says the wrong things (422)
+    LEGAL_HOLD = "legal_hold"  # a deletion of an order under an active legal hold (409)
     REVIEW_STATE = "review_state"  # a log review that does not go further than the last (409)
     INVALID_REVIEW = "invalid_review"  # a log review up to an event not written yet (422)
     LAST_ADMIN = "last_admin"  # the change would leave no active administrator (409)

@@ -298,9 +298,10 @@ def certificates_verify(
         "The PEM from `certificates public-key`."))],
 ) -> None:
     """Check a certificate with the public key alone (no server, no data directory): exit
-    0 if it is as signed, else 1 and why."""
+    0 if it is as signed, else 1 and why. A file that reads two ways (a key twice in one
+    object) is refused, whatever its signature."""
     try:
-        signed = json.loads(certificate_file.read_text(encoding="utf-8"))
+        signed = certificates.parse(certificate_file.read_text(encoding="utf-8"))
         certificate = certificates.verify(signed, public_key.read_bytes())
     except (ValueError, certificates.CertificateError) as exc:
         reason = str(exc) if isinstance(exc, certificates.CertificateError) else "not JSON"

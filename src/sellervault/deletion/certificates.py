@@ -11,11 +11,14 @@ section of the form is an object of the certificate):
   request, and this vault's name as the organization);
 - *Media information* -> ``media`` (make/vendor, model: the product, its version and the
   database; media type: database records and their data keys; source: the scope;
-  classification; backups: their copies are unreadable, the keys being destroyed);
+  classification; backups: what their copies hold, as far as this scope's destruction
+  reaches: a tenant's keys are destroyed, an order's or a buyer's data keys only, their
+  old copies still wrapped under the tenant's live key until it is rotated);
 - *Sanitization details* -> ``sanitization`` (method type **Purge**, method **Cryptographic
   Erase**, the details of what was destroyed and deleted, the tool and version, the
   verification method **Full** and each check's result, the post-sanitization
-  classification);
+  classification, and the key rotations still outstanding for the copies outside the live
+  database);
 - *Media destination* -> ``destination`` (internal reuse: the database stays in service);
 - *Person validating sanitization* -> ``verified_by`` (the tool's own verification step,
   run under the same account; a second person countersigns outside, if policy asks);
@@ -25,7 +28,10 @@ section of the form is an object of the certificate):
 
 Not mapped: the appendix's phone numbers, postal locations and handwritten signature (a
 vault has none; the Ed25519 signature stands for it), and a media serial or property
-number (logical storage has none: the vault's name and the request id identify it)."""
+number (logical storage has none: the vault's name and the request id identify it).
+
+The wording is signed: certificates issued before it changed keep theirs, and verify as
+issued (``verify`` checks the stored document, never today's ``document``)."""
 
 from __future__ import annotations
 
@@ -89,8 +95,7 @@ def document(rt: Runtime, row: DeletionRequest, issued_at: datetime) -> dict[str
             "media_type": "database records and their data keys (logical storage)",
             "source": f"{row.scope} of tenant {row.tenant_id}",
             "classification": "buyer PII (restricted) and order data (confidential)",
-            "backups": "copies in backups and database logs hold ciphertext under the "
-                       "destroyed keys, unreadable",
+            "backups": _copies(row),
         },
         "sanitization": {
             "method_type": "Purge",
@@ -102,7 +107,8 @@ def document(rt: Runtime, row: DeletionRequest, issued_at: datetime) -> dict[str
             "verification_method": "Full",
             "verification": checks,
             "database_cleanup": cleanup,
-            "post_sanitization_classification": "none: nothing of the scope remains readable",
+            "post_sanitization_classification": _after(row),
+            "key_rotations_outstanding": _outstanding(row),
         },
         "destination": "Internal reuse (the database stays in service)",
         "verified_by": {"tool": f"{tool} verification step", "account": row.executed_by},
@@ -111,6 +117,40 @@ def document(rt: Runtime, row: DeletionRequest, issued_at: datetime) -> dict[str
                   "started": _time(row.started_at), "completed": _time(issued_at),
                   "issued": _time(issued_at)},
     }
+
+
+def _copies(row: DeletionRequest) -> str:
+    """What the copies outside the live tables hold, as far as this deletion reached (and
+    no further: see ``crypto.keystore.SqlKeyStore``). A tenant's key-encryption keys are
+    destroyed, so its data keys' copies open with nothing left; an order's or a buyer's
+    data keys are, but the tenant key that wrapped them lives on, and with it whatever old
+    copy of those data keys the database still holds."""
+    if row.scope == "tenant":
+        return ("copies in backups and database logs hold ciphertext under the destroyed "
+                "tenant keys, unreadable without them; old copies of those tenant keys in "
+                "earlier backups and logs stay wrapped under the vault's root key until it "
+                "is rotated (keys rotate-root)")
+    return ("the scope's data keys are destroyed, but copies of them in earlier backups, "
+            "database logs (WAL, archives, replicas) and not yet vacuumed rows stay wrapped "
+            f"under tenant {row.tenant_id}'s key-encryption key, which is still in use: "
+            "those copies are unreadable only to whoever lacks that key (and the root key) "
+            "until the tenant key is rotated (keys rotate-tenant), then the root key "
+            "(keys rotate-root)")
+
+
+def _after(row: DeletionRequest) -> str:
+    if row.scope == "tenant":
+        return "none: nothing of the scope is readable with any key the vault still holds"
+    return ("none in the vault's live database (nothing of the scope decrypts); copies in "
+            "earlier backups and logs stay restricted until the tenant key is rotated")
+
+
+def _outstanding(row: DeletionRequest) -> list[str]:
+    """The key rotations that make the copies outside the live tables unopenable, in order
+    (none done by the deletion itself)."""
+    if row.scope == "tenant":
+        return ["keys rotate-root"]
+    return [f"keys rotate-tenant {row.tenant_id}", "keys rotate-root"]
 
 
 def _returned(row: DeletionRequest) -> dict[str, Any]:
@@ -170,6 +210,29 @@ def public_key(rt: Runtime, auditor: Auditor) -> str:
         auditor.record(session, Action.CERTIFICATES_READ, Outcome.SUCCESS,
                        target_type=TargetType.CERTIFICATE, target_id="public-key")
         return key.pem()
+
+
+def parse(text: str) -> Any:
+    """A certificate file as JSON, unambiguously or not at all (``CertificateError``): a
+    key twice in one object (``json`` keeps the last, a reader or another parser may see the
+    first: a forged ``scope`` shown above the signed one), and NaN or Infinity (not JSON),
+    are refused rather than read one way here and another way elsewhere."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in items:
+            if key in found:
+                raise CertificateError(f"a key appears twice in one object ({key!r}): the "
+                                       "file could be read two ways")
+            found[key] = value
+        return found
+
+    def constant(name: str) -> Any:
+        raise CertificateError(f"not JSON ({name})")
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except json.JSONDecodeError:
+        raise CertificateError("not JSON") from None
 
 
 def verify(signed: Any, public_key_pem: bytes) -> dict[str, Any]:

@@ -71,3 +71,36 @@ class ErasureLedgerError(Exception):
     """The erasure ledger beside the root key does not hold erasures the database has: it
     is missing, older (restored from a copy), or another vault's. Starting would risk
     reviving what was erased since, so the vault does not start."""
+
+
+class LegalHoldError(DeletionError):
+    """A deletion whose scope holds an order under an active legal hold: the hold prevails
+    (GDPR Art. 17(3)(e): data kept for legal claims), until it is released or ends. The
+    message names the holds by id (ids, never order content)."""
+
+    code = Reason.LEGAL_HOLD
+    status = 409
+    NAMED = 10
+    """Holds named in the message at most (a tenant may have many)."""
+
+    def __init__(self, hold_ids: list[str]) -> None:
+        more = len(hold_ids) - self.NAMED
+        named = ", ".join(hold_ids[:self.NAMED]) + (f" and {more} more" if more > 0 else "")
+        super().__init__(
+            "the scope holds an order under an active legal hold"
+            f"{f' ({named})' if hold_ids else ''}: a hold prevails over a deletion until it "
+            "is released or ends (or cancel the request)")
+        self.hold_ids = hold_ids
+
+
+class HeldOrderErasedError(DeletionError):
+    """A hold on an order a deletion request has erased already (its keys destroyed, its
+    row not yet deleted): there is nothing left to keep, and an active hold on it would
+    claim there is."""
+
+    code = Reason.ERASED
+    status = 410
+
+    def __init__(self) -> None:
+        super().__init__("the order is erased on a deletion request: there is nothing left "
+                         "to hold")

@@ -24,6 +24,11 @@ at once (unreadable from that commit), then leaves the rest to the ``deletion-ex
 job (``resume_all``), which runs every executing request on to completion; the request's
 ``rows_deleted`` against its ``orders`` is the progress.
 
+A legal hold prevails: before any key is destroyed (step 1, and each batch of step 2 of an
+order's or a buyer's), the scope's rows are locked and their holds read in the same
+transaction (a tenant's: under its hold lock, ``deletion.holds``); one held stops the
+execution (409 ``legal_hold``, a refusal event), nothing destroyed.
+
 Each step ends with a conditional update of the request (``WHERE step = the one before``):
 of two executions running the same step, one moves the request on and the other's
 transaction rolls back (its work repeated idempotently by the winner), so every step is
@@ -44,8 +49,8 @@ from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, Reason, TargetType
 from sellervault.crypto.errors import TenantKeysDestroyedError
 from sellervault.crypto.keyring import UnknownTenantKeyError
-from sellervault.deletion import certificates, ledger, returns
-from sellervault.deletion.errors import DeletionStateError
+from sellervault.deletion import certificates, holds, ledger, returns
+from sellervault.deletion.errors import DeletionStateError, LegalHoldError
 from sellervault.deletion.models import DeletionRequest, ReturnedPart
 from sellervault.deletion.requests import (
     CANCELLED,
@@ -75,6 +80,15 @@ of ``_delete_rows``); a larger one goes on in the background."""
 
 class _Overtaken(Exception):
     """Another execution finished this step first: this one's transaction rolls back."""
+
+
+class _Held(Exception):
+    """The scope holds an order under an active legal hold: this step's transaction rolls
+    back, nothing destroyed (``_refuse`` records why)."""
+
+    def __init__(self, action: Action, hold_ids: list[str]) -> None:
+        super().__init__(action)
+        self.action, self.hold_ids = action, hold_ids
 
 
 @dataclass(frozen=True)
@@ -167,9 +181,28 @@ def execute(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str,
         step = _step(rt, request_id)
         if step not in steps or (until is not None and step == until):
             break
-        steps[step](rt, auditor, target)
+        try:
+            steps[step](rt, auditor, target)
+        except _Held as held:
+            _refuse(rt, auditor, target, held)
     with rt.store.transaction() as session:
         return load(session, request_id)
+
+
+def _refuse(rt: Runtime, auditor: Auditor, target: _Target, held: _Held) -> None:
+    """A legal hold prevails (``LegalHoldError``, 409): the refusal is an event, and a
+    request none of whose steps ran is pending again, so that the officer can cancel it if
+    the hold stays; its deadline alerts go on meanwhile. One whose data was returned or
+    whose keys went stays executing where it stands: running it again goes on from there
+    once the hold is released."""
+    with rt.store.transaction() as session:
+        session.execute(update(DeletionRequest).where(
+            DeletionRequest.id == target.id, DeletionRequest.status == EXECUTING,
+            DeletionRequest.step.is_(None)).values(status=PENDING, executed_by=None,
+                                                   started_at=None))
+        _record(session, auditor, held.action, target, None, Outcome.DENIED,
+                Reason.LEGAL_HOLD)
+    raise LegalHoldError(held.hold_ids)
 
 
 def _begin(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) -> _Target:
@@ -236,19 +269,30 @@ def _destroy_keys(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     one transaction that does nothing else: a tenant's orders and data keys are counted at
     the start of step 2, not here (two counts over a million rows would keep a large tenant
     readable for seconds longer)."""
+    now = rt.clock.now()
     try:
         with rt.store.transaction() as session:
             if target.kind == "tenant":  # its key-encryption keys: a few rows, whatever
                 # its size; every data key is unopenable from this commit, and deleted with
-                # its order's row, a batch at a time (_delete_rows)
+                # its order's row, a batch at a time (_delete_rows). No hold is placed in
+                # the tenant until this commits (and none after: its keys are gone).
+                holds.lock_tenant(session, target.tenant_id, exclusive=True)
+                held = holds.active_in(session, target.scope, now)
+                if held:
+                    raise _Held(Action.DELETIONS_DESTROY_KEYS, held)
                 ledger.record(rt.settings, session,
                               ledger.Erasure(target.tenant_id, tenant_keys=True))
                 destroyed = rt.keyring.destroy_tenant_keys(session, target.tenant_id,
                                                            data_keys=False)
                 values: dict[str, object] = {"tenant_keys": destroyed.tenant_keys}
                 counted = destroyed.tenant_keys
-            else:
-                ids = erasure.data_keys(session, target.scope)  # (one per order)
+            else:  # (the rows locked: a hold placed meanwhile is seen, or waits and
+                # then finds its order erased)
+                locked = erasure.lock_scope(session, target.scope, now)
+                if locked.held:
+                    raise _Held(Action.DELETIONS_DESTROY_KEYS, holds.active_in(
+                        session, target.scope, now, locked.held))
+                ids = locked.data_key_ids  # (one per order)
                 ledger.record(rt.settings, session, ledger.Erasure(target.tenant_id,
                                                                    data_keys=ids))
                 destroyed = rt.keyring.destroy_data_keys(session, target.tenant_id, ids)
@@ -280,7 +324,13 @@ def _delete_rows(rt: Runtime, auditor: Auditor, target: _Target) -> None:
     deleted, after = 0, None
     while True:  # a batch per transaction: nothing long-held, other tenants go on
         with rt.store.transaction() as session:
-            batch = erasure.next_batch(session, target.scope, after, erasure.DELETE_BATCH)
+            now = rt.clock.now()
+            batch = erasure.next_batch(session, target.scope, after, erasure.DELETE_BATCH,
+                                       None if target.kind == "tenant" else now)
+            if batch.held:  # (an order of the buyer ingested after the keys went, and put
+                # under a hold since: it stays, and so does the request, until released)
+                raise _Held(Action.DELETIONS_DELETE_ROWS, holds.active_in(
+                    session, target.scope, now, batch.held))
             key_ids = [o.data_key_id for o in batch.orders]
             order_ids = [o.id for o in batch.orders]
             if order_ids and target.kind != "tenant":  # (a tenant's entry says it all,

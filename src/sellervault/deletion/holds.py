@@ -1,14 +1,23 @@
 """Legal holds: an order kept from retention (``deletion.retention``) until a date, for a
 stated reason, by a security officer; each placed and released hold is an event and stays in
 ``legal_holds`` as the record. An order's effective hold is its latest active one (the
-order's ``held_until``, which the retention run reads)."""
+order's ``held_until``, which the retention run reads).
+
+A hold prevails over a deletion request too (GDPR Art. 17(3)(e)): a request whose scope
+holds a held order is refused when filed and again when executed (``active_in``). The two
+never cross: a hold is placed with its order's row locked, as an order's or a buyer's
+deletion locks its scope's rows before it destroys their keys, and under the tenant's hold
+lock (``lock_tenant``, shared), which a tenant's deletion takes exclusively before it reads
+the tenant's holds. So either the hold commits first and the deletion sees it, or the hold
+waits and then finds its order erased (410)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
@@ -17,6 +26,7 @@ from sellervault.audit.events import Outcome, TargetType
 from sellervault.deletion.errors import (
     DeletionScopeNotFoundError,
     DeletionStateError,
+    HeldOrderErasedError,
     InvalidDeletionRequestError,
 )
 from sellervault.deletion.models import LegalHold
@@ -56,8 +66,12 @@ def place(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str,
     if not now < until <= now + MAX_HOLD:
         raise InvalidDeletionRequestError("until: a time in the next ten years")
     with rt.store.transaction() as session:
+        lock_tenant(session, tenant_id, exclusive=False)
         if not erasure.lock_order(session, tenant_id, amazon_order_id):
             raise DeletionScopeNotFoundError("order")
+        if not erasure.tenant_held(session, rt.keyring, tenant_id) or \
+                erasure.erased_on_request(session, rt.keyring, tenant_id, amazon_order_id):
+            raise HeldOrderErasedError()
         row = LegalHold(id=f"hld_{new_id(now)[:24]}", tenant_id=tenant_id,
                         amazon_order_id=amazon_order_id, reason=reason, held_by=principal_id,
                         held_until=until, created_at=now)
@@ -89,6 +103,41 @@ def release(rt: Runtime, auditor: Auditor, principal_id: str, hold_id: str) -> H
                        tenant_id=row.tenant_id, target_type=TargetType.LEGAL_HOLD,
                        target_id=row.id)
         return Hold.of(row)
+
+
+def lock_tenant(session: Session, tenant_id: str, *, exclusive: bool) -> None:
+    """The tenant's hold lock until the transaction ends (PostgreSQL; SQLite's writers take
+    turns already): shared by holds being placed, exclusive for a tenant's deletion while
+    it reads the tenant's holds and destroys its keys. Taken before any order row, as an
+    ingest takes the tenant's key lock before its rows, so the locks never wait in a
+    circle."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    session.execute(select(lock(_lock_id(tenant_id))))
+
+
+def _lock_id(tenant_id: str) -> int:
+    """64 bits of a domain-separated SHA-256 (apart from the tenant's key lock)."""
+    digest = hashlib.sha256(b"sellervault/legal-holds/" + tenant_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def active_in(session: Session, scope: erasure.Scope, now: datetime,
+              held_orders: list[str] | None = None) -> list[str]:
+    """The ids of the active holds on the scope's orders (a whole tenant: on any of its
+    orders), oldest first. ``held_orders``: the scope's held orders as the caller read
+    them, locked (else they are read here)."""
+    query = select(LegalHold.id).where(LegalHold.tenant_id == scope.tenant_id,
+                                       LegalHold.released_at.is_(None),
+                                       LegalHold.held_until > now)
+    if not scope.whole_tenant:
+        orders = erasure.held_orders(session, scope, now) if held_orders is None \
+            else held_orders
+        if not orders:
+            return []
+        query = query.where(LegalHold.amazon_order_id.in_(orders))
+    return list(session.scalars(query.order_by(LegalHold.created_at, LegalHold.id)))
 
 
 def list_holds(rt: Runtime, auditor: Auditor, limit: int = 100) -> list[Hold]:

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
-from sellervault.audit.events import Outcome, TargetType
-from sellervault.deletion import returns
+from sellervault.audit.events import Outcome, Reason, TargetType
+from sellervault.deletion import holds, returns
 from sellervault.deletion.errors import (
     DeletionRequestNotFoundError,
     DeletionReturnGoneError,
@@ -30,6 +30,7 @@ from sellervault.deletion.errors import (
     DeletionScopeNotFoundError,
     DeletionStateError,
     InvalidDeletionRequestError,
+    LegalHoldError,
     SecondOfficerRequiredError,
 )
 from sellervault.deletion.models import CertificateRow, DeletionRequest
@@ -93,7 +94,9 @@ def file_request(rt: Runtime, auditor: Auditor, principal_id: str, *, scope: Sco
     service does not hold is refused (404: a typo must not be certified as a deletion); a
     buyer with no orders is not (the certificate will say none were held). ``return_data``:
     the scope is first returned, encrypted to ``return_to`` (the recipient's public JWK:
-    ``deletion.returns``)."""
+    ``deletion.returns``). A scope holding an order under an active legal hold is refused
+    (409 ``legal_hold``: the hold prevails), with an event of the refusal and nothing else;
+    a hold placed after filing stops the execution (``deletion.execution``)."""
     now = rt.clock.now()
     received = _received(received_at, now)
     _check_scope(scope, amazon_order_id, buyer_email)
@@ -107,22 +110,42 @@ def file_request(rt: Runtime, auditor: Auditor, principal_id: str, *, scope: Sco
         raise InvalidDeletionRequestError("requested_by: say who asked, in one line")
     with rt.store.transaction() as session:
         buyer = _scope_subject(rt, session, scope, tenant_id, amazon_order_id, buyer_email)
-        row = DeletionRequest(
-            id=f"del_{new_id(now)[:24]}", scope=scope, tenant_id=tenant_id,
-            amazon_order_id=amazon_order_id,
-            buyer_digest=buyer.digest.hex() if buyer else None,
-            buyer=buyer.pseudonym if buyer else None, requested_by=who,
-            return_data=return_data, return_key=None if recipient is None else recipient.jwk,
-            return_key_id=None if recipient is None else recipient.key_id,
-            received_at=received,
-            deadline=received + timedelta(hours=rt.settings.deletion_deadline_hours),
-            status=PENDING, created_by=principal_id, created_at=now, warned=0)
-        session.add(row)
-        session.flush()
-        auditor.record(session, Action.DELETIONS_CREATE, Outcome.SUCCESS, tenant_id=tenant_id,
-                       target_type=TargetType.DELETION_REQUEST, target_id=row.id,
-                       criteria=scope, buyer=row.buyer)
-        return Request.of(row, None)
+        held = holds.active_in(session, erasure.Scope(
+            tenant_id, amazon_order_id, buyer.digest if buyer else None), now)
+        if held:  # (the refusal's event commits; nothing else is written)
+            auditor.record(session, Action.DELETIONS_CREATE, Outcome.DENIED,
+                           tenant_id=tenant_id, target_type=TargetType.DELETION_REQUEST,
+                           criteria=scope, buyer=buyer.pseudonym if buyer else None,
+                           reason=Reason.LEGAL_HOLD)
+        else:
+            filed = _add(session, auditor, now, principal_id, scope, tenant_id,
+                         amazon_order_id, buyer, who, recipient, received,
+                         received + timedelta(hours=rt.settings.deletion_deadline_hours))
+    if held:
+        raise LegalHoldError(held)
+    return filed
+
+
+def _add(session: Session, auditor: Auditor, now: datetime, principal_id: str, scope: Scope,
+         tenant_id: str, amazon_order_id: str | None, buyer: erasure.Buyer | None, who: str,
+         recipient: returns.Recipient | None, received: datetime,
+         deadline: datetime) -> Request:
+    """The request's row, pending, and its ``deletions:create`` event."""
+    row = DeletionRequest(
+        id=f"del_{new_id(now)[:24]}", scope=scope, tenant_id=tenant_id,
+        amazon_order_id=amazon_order_id, buyer_digest=buyer.digest.hex() if buyer else None,
+        buyer=buyer.pseudonym if buyer else None, requested_by=who,
+        return_data=recipient is not None,
+        return_key=None if recipient is None else recipient.jwk,
+        return_key_id=None if recipient is None else recipient.key_id,
+        received_at=received, deadline=deadline, status=PENDING, created_by=principal_id,
+        created_at=now, warned=0)
+    session.add(row)
+    session.flush()
+    auditor.record(session, Action.DELETIONS_CREATE, Outcome.SUCCESS, tenant_id=tenant_id,
+                   target_type=TargetType.DELETION_REQUEST, target_id=row.id,
+                   criteria=scope, buyer=row.buyer)
+    return Request.of(row, None)
 
 
 def _received(received_at: datetime | None, now: datetime) -> datetime:

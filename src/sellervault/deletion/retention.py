@@ -2,8 +2,9 @@
 ``order-retention`` job erases buyer PII 30 days after delivery (the order's data key
 destroyed, its sealed records and blind-index entries dropped, the order data kept) and
 removes orders 18 months after purchase, except what a legal hold keeps
-(``deletion.holds``). A batch per transaction; each run one event per kind of removal with
-its count. ``run(dry_run=True)`` changes nothing and says what would go."""
+(``deletion.holds``), asked again in the statement that changes the rows. A batch per
+transaction; each run one event per kind of removal with its count. ``run(dry_run=True)``
+changes nothing and says what would go."""
 
 from __future__ import annotations
 
@@ -48,10 +49,9 @@ def run(rt: Runtime, dry_run: bool = False) -> RetentionReport:
                                    len(_all(session, now, erasure.orders_expired)), held,
                                    undated, dry_run=True,
                                    tombstones_removed=tombstones.count_expired(session, now))
-    orders = _in_batches(rt, now, erasure.orders_expired, erasure.delete_orders,
+    orders = _in_batches(rt, now, erasure.orders_expired, erasure.delete_unless_held,
                          Action.RETENTION_REMOVE_ORDERS)
-    pii = _in_batches(rt, now, erasure.pii_expired,
-                      lambda session, ids: erasure.remove_pii(session, ids, now),
+    pii = _in_batches(rt, now, erasure.pii_expired, erasure.remove_pii_unless_held,
                       Action.RETENTION_REMOVE_PII, pii_only=True)
     with rt.store.transaction() as session:
         forgotten = tombstones.forget_expired(session, now)
@@ -77,17 +77,20 @@ def _all(session: Session, now: datetime, find: Finder) -> list[erasure.OrderRef
 
 
 def _in_batches(rt: Runtime, now: datetime, find: Finder,
-                remove: Callable[[Session, Sequence[str]], int], action: Action, *,
-                pii_only: bool = False) -> int:
-    """Each batch: its orders' data keys destroyed, then the rows changed (``pii_only``:
-    their PII removed, else the rows deleted), one transaction, written ahead to the
-    erasure ledger; one event with the total (and none when nothing went)."""
+                remove: Callable[[Session, Sequence[str], datetime], list[erasure.OrderRef]],
+                action: Action, *, pii_only: bool = False) -> int:
+    """Each batch, one transaction: the rows changed (``pii_only``: their PII removed, else
+    the rows deleted) where no hold keeps them, the hold asked again in that very statement
+    (one placed after the find, under READ COMMITTED, keeps its order); then the data keys
+    of exactly the rows it changed destroyed, written ahead to the erasure ledger before the
+    commit. One event with the total (and none when nothing went)."""
     total = 0
     while True:
         with rt.store.transaction() as session:
             batch = find(session, now, erasure.DELETE_BATCH)
+            removed = remove(session, [order.id for order in batch], now)
             by_tenant: dict[str, list[erasure.OrderRef]] = defaultdict(list)
-            for order in batch:
+            for order in removed:
                 by_tenant[order.tenant_id].append(order)
             for tenant_id, orders in by_tenant.items():
                 key_ids, ids = [o.data_key_id for o in orders], [o.id for o in orders]
@@ -95,8 +98,7 @@ def _in_batches(rt: Runtime, now: datetime, find: Finder,
                     tenant_id, data_keys=key_ids, pii_of=ids if pii_only else [],
                     orders=[] if pii_only else ids))
                 rt.keyring.destroy_data_keys(session, tenant_id, key_ids)
-            remove(session, [order.id for order in batch])
-        total += len(batch)
+        total += len(removed)
         if len(batch) < erasure.DELETE_BATCH:
             break
     if total:

@@ -4,6 +4,11 @@ rows or only their PII, and the legal hold that keeps an order from retention. T
 the key ring's (``Keyring.destroy_data_keys``, ``destroy_tenant_keys``); this module only
 finds and changes rows, in the caller's transaction, so each step stays one transaction.
 
+A legal hold prevails over both: retention re-checks it in the very statement that changes
+the rows (``remove_pii_unless_held``, ``delete_unless_held``: a hold committed after the
+orders were found keeps its order), and a deletion locks its scope's rows and reads their
+holds (``lock_scope``, ``next_batch`` with ``now``) before it destroys a key.
+
 A scope is a tenant's single order (by its marketplace id), a buyer's orders (by the
 tenant's blind-index digest of their email: every order of that email, found without
 decrypting anything), or the whole tenant (its canaries too)."""
@@ -11,7 +16,7 @@ decrypting anything), or the whole tenant (its canaries too)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -95,6 +100,41 @@ def data_keys(session: Session, scope: Scope) -> list[str]:
     return list(session.scalars(select(Order.data_key_id).where(scope.where())))
 
 
+def held(now: datetime) -> ColumnElement[bool]:
+    """An order under an active legal hold at ``now``."""
+    return Order.held_until > now
+
+
+def held_orders(session: Session, scope: Scope, now: datetime) -> list[str]:
+    """The marketplace ids of the scope's orders under an active hold (read, not locked: a
+    deletion filed is checked again, locked, before anything is destroyed)."""
+    return list(session.scalars(select(Order.amazon_order_id).where(scope.where(),
+                                                                    held(now))))
+
+
+@dataclass(frozen=True)
+class LockedScope:
+    """An order or buyer scope's rows, locked until the transaction ends."""
+
+    data_key_ids: list[str]
+    held: list[str]
+    """The marketplace ids of those under an active hold."""
+
+
+def lock_scope(session: Session, scope: Scope, now: datetime) -> LockedScope:
+    """Lock the scope's rows (PostgreSQL; SQLite's writers take turns) and read their data
+    keys and holds: a hold being placed (``deletion.holds.place`` locks the same row) either
+    committed first, and is seen here, or waits for this transaction, and then finds the
+    order's key destroyed. Not for a whole tenant (a million rows): its holds are kept in
+    step by the tenant's hold lock (``deletion.holds.lock_tenant``)."""
+    assert not scope.whole_tenant
+    rows = session.execute(select(Order.amazon_order_id, Order.data_key_id, Order.held_until)
+                           .where(scope.where()).with_for_update()).all()
+    return LockedScope([row.data_key_id for row in rows],
+                       [row.amazon_order_id for row in rows
+                        if row.held_until is not None and row.held_until > now])
+
+
 def count(session: Session, scope: Scope) -> int:
     return session.scalar(select(func.count()).select_from(Order).where(scope.where())) or 0
 
@@ -127,10 +167,12 @@ class Batch:
     """When each would have gone (how long its tombstone lasts)."""
     after: str | None
     """Where a tenant's next batch begins (None for a buyer's or an order's)."""
+    held: list[str] = field(default_factory=list)
+    """The marketplace ids of those under an active hold (asked with ``now`` only)."""
 
 
 def next_batch(session: Session, scope: Scope, after: str | None,
-               limit: int = DELETE_BATCH) -> Batch:
+               limit: int = DELETE_BATCH, now: datetime | None = None) -> Batch:
     """The scope's next ``limit`` orders, for the caller to destroy their keys and delete
     their rows, a transaction a batch, until none is left.
 
@@ -141,17 +183,26 @@ def next_batch(session: Session, scope: Scope, after: str | None,
     tenant, or a sequential scan, read them all again each time). An order's or a buyer's
     are a few rows found through their own index (the buyer's blind index): any ``limit``
     of them (ordering them by marketplace id could make the planner walk the whole tenant's
-    index instead), ``after`` unused."""
+    index instead), ``after`` unused.
+
+    ``now`` (an order's or a buyer's): the rows are locked and those held at ``now`` named
+    (``Batch.held``), as ``lock_scope`` does: an order of the buyer ingested after the keys
+    went may have been put under a hold since."""
     query = select(Order.id, Order.tenant_id, Order.data_key_id, Order.amazon_order_id,
-                   Order.expires_at).where(scope.where())
+                   Order.expires_at, Order.held_until).where(scope.where())
     if scope.whole_tenant:
         if after is not None:
             query = query.where(Order.amazon_order_id > after)
         query = query.order_by(Order.amazon_order_id)
+    elif now is not None:
+        query = query.with_for_update()
     rows = session.execute(query.limit(limit)).all()
     return Batch([OrderRef(row.id, row.tenant_id, row.data_key_id) for row in rows],
                  [row.amazon_order_id for row in rows], [row.expires_at for row in rows],
-                 (rows[-1].amazon_order_id if rows else after) if scope.whole_tenant else None)
+                 (rows[-1].amazon_order_id if rows else after) if scope.whole_tenant else None,
+                 [] if now is None else [row.amazon_order_id for row in rows
+                                         if row.held_until is not None
+                                         and row.held_until > now])
 
 
 def decrypted_batch(session: Session, keyring: Keyring, scope: Scope, after: str | None,
@@ -190,14 +241,41 @@ def orders_expired(session: Session, now: datetime,
 
 
 def remove_pii(session: Session, order_ids: Sequence[str], now: datetime) -> int:
-    """Drop the orders' sealed PII records and blind-index entries (their data keys are the
-    caller's to destroy, in the same transaction); the order data stays."""
+    """Drop the orders' sealed PII records and blind-index entries, held or not (the
+    erasure ledger's replay: ``deletion.ledger``); the order data stays."""
     if not order_ids:
         return 0
     result = session.execute(update(Order).where(Order.id.in_(list(order_ids))).values(
         buyer_ct=None, address_ct=None, email_bidx=None, phone_bidx=None, postal_bidx=None,
         pii_removed_at=now))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def remove_pii_unless_held(session: Session, order_ids: Sequence[str],
+                           now: datetime) -> list[OrderRef]:
+    """Drop the sealed PII records and blind-index entries of those of the orders no hold
+    keeps now; the order data stays. The hold is asked in the statement itself: under READ
+    COMMITTED a hold committed after the orders were found is seen there (the update waits
+    for the row the hold locked, then checks it again), so only what this returns may have
+    its data key destroyed (the caller's, in the same transaction)."""
+    if not order_ids:
+        return []
+    rows = session.execute(update(Order).where(
+        Order.id.in_(list(order_ids)), _not_held(now), Order.pii_removed_at.is_(None)).values(
+        buyer_ct=None, address_ct=None, email_bidx=None, phone_bidx=None, postal_bidx=None,
+        pii_removed_at=now).returning(Order.id, Order.tenant_id, Order.data_key_id)).all()
+    return [OrderRef(*row) for row in rows]
+
+
+def delete_unless_held(session: Session, order_ids: Sequence[str],
+                       now: datetime) -> list[OrderRef]:
+    """Delete those of the orders no hold keeps now, the hold asked in the statement itself
+    (as ``remove_pii_unless_held``); what was deleted, whose keys the caller destroys."""
+    if not order_ids:
+        return []
+    rows = session.execute(delete(Order).where(Order.id.in_(list(order_ids)), _not_held(now))
+                           .returning(Order.id, Order.tenant_id, Order.data_key_id)).all()
+    return [OrderRef(*row) for row in rows]
 
 
 def delete_orders(session: Session, order_ids: Sequence[str]) -> int:
@@ -234,6 +312,17 @@ def lock_order(session: Session, tenant_id: str, amazon_order_id: str) -> bool:
     the other's hold. Whether there is such an order."""
     return session.execute(select(Order.id).where(Scope(tenant_id, amazon_order_id).where())
                            .with_for_update()).first() is not None
+
+
+def erased_on_request(session: Session, keyring: Keyring, tenant_id: str,
+                      amazon_order_id: str) -> bool:
+    """Whether the order's data key is gone while its PII is not marked removed: a deletion
+    request destroyed it and has yet to delete the row (retention destroys the key and
+    marks the PII removed in one transaction; its order data is still there to keep)."""
+    row = session.execute(select(Order.data_key_id, Order.pii_removed_at).where(
+        Scope(tenant_id, amazon_order_id).where())).first()
+    return row is not None and row.pii_removed_at is None and keyring.data_keys_held(
+        session, tenant_id, [row.data_key_id]) == 0
 
 
 def hold(session: Session, tenant_id: str, amazon_order_id: str,

@@ -78,13 +78,15 @@ class DeletionRequestOut(BaseModel):
 
 
 @router.post("/deletion-requests", status_code=201, response_model=DeletionRequestOut,
-             response_model_by_alias=True, responses=own_errors(404, 422))
+             response_model_by_alias=True, responses=own_errors(404, 409, 422))
 def file_deletion_request(
     body: DeletionRequestIn,
     state: Annotated[RequestState, Depends(require(Action.DELETIONS_CREATE))],
 ) -> DeletionRequestOut:
     """File a request; its deadline is the configured hours (72) after ``received_at``. An
-    order or tenant the service does not hold is 404; a buyer is never refused."""
+    order or tenant the service does not hold is 404; a buyer is never refused for having
+    no orders. A scope holding an order under an active legal hold is 409 ``legal_hold``
+    (the hold prevails; its ids are named), and nothing is filed."""
     return DeletionRequestOut.model_validate(requests.file_request(
         state.runtime, state.auditor, state.principal.id, scope=body.scope,
         tenant_id=body.tenant, requested_by=body.requested_by, return_data=body.return_,
@@ -147,7 +149,10 @@ def execute_deletion_request(
     """Destroy the scope's keys, delete its rows, verify: each step once, resumable (run it
     again after a failure). A completed request answers as it is (200). A scope of more than
     1,000 orders answers 202 once its keys are destroyed: the rest goes on in the
-    background (``GET .../{id}``: ``rows_deleted`` of ``orders``)."""
+    background (``GET .../{id}``: ``rows_deleted`` of ``orders``). 409 ``legal_hold`` if
+    an order of the scope is under an active legal hold: nothing is destroyed, and a request
+    none of whose steps ran is pending again (cancel it, or execute it once the hold is
+    released)."""
     done = execution.start(state.runtime, state.auditor, state.principal.id, request_id)
     if done.status != requests.COMPLETED:
         response.status_code = 202
@@ -219,12 +224,13 @@ class LegalHoldOut(BaseModel):
 
 
 @router.post("/legal-holds", status_code=201, response_model=LegalHoldOut,
-             responses=own_errors(404, 422))
+             responses=own_errors(404, 410, 422))
 def place_legal_hold(
     body: LegalHoldIn,
     state: Annotated[RequestState, Depends(require(Action.HOLDS_PLACE))],
 ) -> LegalHoldOut:
-    """Keep one order from retention until ``until`` (404: no such order)."""
+    """Keep one order from retention and from deletion requests until ``until`` (404: no
+    such order; 410: a deletion request has erased it already, its row not yet deleted)."""
     return LegalHoldOut.model_validate(holds.place(
         state.runtime, state.auditor, state.principal.id, body.tenant, body.amazon_order_id,
         body.reason, body.until))
