@@ -147,7 +147,8 @@ def test_what_does_not_apply_changes_nothing(
 def test_admin_is_never_revoked_from_the_last_lasting_administrator(
         runtime: Runtime, initialized: bootstrap.InitResult) -> None:
     """Nor does anyone change their own grants (a second admin does it); an administrator
-    with an end date, or a service holding admin, does not count as the one left."""
+    with an end date does not count as the one left (nor could a service: none holds admin,
+    ``test_a_service_never_gets_admin_or_security_officer``)."""
     admin = admin_of(initialized)
     second = make_person(runtime, admin, email="ada.second@example.test", name="Ada Second",
                          grants=[Grant(Role.ADMIN, "*")])
@@ -156,11 +157,9 @@ def test_admin_is_never_revoked_from_the_last_lasting_administrator(
         with pytest.raises(AccountRequestError):
             change(runtime, system_auditor(runtime), admin, initialized.admin_id,
                    Grant(Role.SECURITY_OFFICER, "*"))
-    accounts.create_service(runtime, system_auditor(runtime), admin, name="admin robot",
-                            grants=[Grant(Role.ADMIN, "*")])
     lifecycle.set_end_date(runtime, system_auditor(runtime), admin, second.id,
                            runtime.clock.now() + timedelta(days=1))
-    with pytest.raises(LastAdministratorError):  # Ada ends tomorrow; the robot is no one
+    with pytest.raises(LastAdministratorError):  # Ada ends tomorrow: no one is left
         grants.revoke(runtime, system_auditor(runtime), ada, initialized.admin_id,
                       Grant(Role.ADMIN, "*"))
     lifecycle.set_end_date(runtime, system_auditor(runtime), admin, second.id, None)

@@ -4,6 +4,7 @@ operator may pull a switch."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -77,3 +78,38 @@ def test_only_an_operator_pulls_a_switch(server: Server, crew: dict[str, Any],
     assert _pull(server, crew[who], "set", "reveals") == 403
     with server.client(crew["operator"]) as operator:
         assert operator.get("/killswitches").json()["killswitches"] == []
+
+
+def test_a_tenant_switch_stops_the_requests_whose_body_names_the_tenant(
+        server: Server, crew: dict[str, Any]) -> None:
+    """A correction, a restriction, a deletion request and a legal hold name their tenant
+    in the body, not the path: they used to go through on a switched-off tenant (a buyer's
+    email rewritten on a frozen tenant). Refused now, with nothing done; on another tenant
+    the switch stops nothing."""
+    officer = server.create_officer(crew["admin"], "kill test officer")
+    order = crew["order"]
+    until = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    writes = [
+        ("/corrections", {"amazon_order_id": order, "field": "BuyerInfo.BuyerEmail",
+                          "value": "someone.else@example.test"}),
+        ("/restrictions", {"buyer_email": "frozen.buyer@example.test", "reason": "ticket 1"}),
+        ("/deletion-requests", {"scope": "order", "amazon_order_id": order,
+                                "requested_by": "ticket 2"}),
+        ("/legal-holds", {"amazon_order_id": order, "reason": "case 3", "until": until}),
+    ]
+    assert _pull(server, crew["operator"], "set", "tenant", TENANT) == 204
+    try:
+        with server.client(officer) as client:
+            for path, body in writes:
+                stopped = client.post(path, json={"tenant": TENANT, **body})
+                assert stopped.status_code == 403, (path, stopped.text)
+                assert stopped.json()["error"]["code"] == "kill_switch", path
+            elsewhere = client.post("/restrictions", json={
+                "tenant": "elsewhere", "buyer_email": "other.buyer@example.test",
+                "reason": "ticket 4"})
+            assert elsewhere.status_code == 404, elsewhere.text  # (no such tenant: not stopped)
+            assert client.get("/restrictions", params={"tenant": TENANT}).json()[
+                "restrictions"] == []
+            assert client.get("/legal-holds").json()["legal_holds"] == []
+    finally:
+        assert _pull(server, crew["operator"], "clear", "tenant", TENANT) == 204

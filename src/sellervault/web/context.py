@@ -130,6 +130,16 @@ class RequestState:
             raise NotAuthenticatedError(f"{self.action.value}: the guard has not passed")
         return self._runtime
 
+    def on_tenant(self, tenant_id: str) -> Runtime:
+        """The service runtime, for a request whose body names its tenant (a correction, a
+        restriction, a deletion request, a legal hold): the tenant's kill switch stops it as
+        it stops one whose path names the tenant, and its event names the tenant. From a
+        route's worker thread."""
+        runtime, principal = self.runtime, self.principal
+        runtime.store.call(runtime.switches.check, runtime, principal, self.action, tenant_id)
+        self.tenant_id = tenant_id
+        return runtime
+
     @property
     def principal(self) -> Principal:
         """The authenticated and authorized caller."""

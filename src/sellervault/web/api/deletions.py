@@ -88,7 +88,7 @@ def file_deletion_request(
     no orders. A scope holding an order under an active legal hold is 409 ``legal_hold``
     (the hold prevails; its ids are named), and nothing is filed."""
     return DeletionRequestOut.model_validate(requests.file_request(
-        state.runtime, state.auditor, state.principal.id, scope=body.scope,
+        state.on_tenant(body.tenant), state.auditor, state.principal.id, scope=body.scope,
         tenant_id=body.tenant, requested_by=body.requested_by, return_data=body.return_,
         return_to=body.return_to, amazon_order_id=body.amazon_order_id,
         buyer_email=body.buyer_email, received_at=body.received_at))
@@ -232,8 +232,8 @@ def place_legal_hold(
     """Keep one order from retention and from deletion requests until ``until`` (404: no
     such order; 410: a deletion request has erased it already, its row not yet deleted)."""
     return LegalHoldOut.model_validate(holds.place(
-        state.runtime, state.auditor, state.principal.id, body.tenant, body.amazon_order_id,
-        body.reason, body.until))
+        state.on_tenant(body.tenant), state.auditor, state.principal.id, body.tenant,
+        body.amazon_order_id, body.reason, body.until))
 
 
 @router.get("/legal-holds")

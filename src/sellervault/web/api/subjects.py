@@ -55,8 +55,8 @@ def restrict_processing(
     and search hit of them is refused (451 ``processing_restricted``) until lifted; their
     data is kept. 404: a tenant with no data; 409: restricted already."""
     return RestrictionOut.model_validate(restrictions.restrict(
-        state.runtime, state.auditor, state.principal.id, body.tenant, body.buyer_email,
-        body.reason))
+        state.on_tenant(body.tenant), state.auditor, state.principal.id, body.tenant,
+        body.buyer_email, body.reason))
 
 
 @router.get("/restrictions")
@@ -113,5 +113,5 @@ def correct_field(
     (email, phone, postal code) recomputed. 404: no such order; 409: under a legal hold, a
     canary, or an email while the buyer is restricted; 410: its PII is erased."""
     return CorrectionOut.model_validate(corrections.correct(
-        state.runtime, state.auditor, body.tenant, body.amazon_order_id, body.field,
-        body.value))
+        state.on_tenant(body.tenant), state.auditor, body.tenant, body.amazon_order_id,
+        body.field, body.value))
