@@ -157,6 +157,28 @@ def test_a_buyers_order_held_after_the_keys_went_stops_the_row_deletion(
     assert (refusal.outcome, refusal.reason) == ("denied", "legal_hold")
 
 
+def test_the_job_leaves_a_request_a_hold_stops_until_the_hold_goes(
+        runtime: Runtime, clock: ManualClock) -> None:
+    """The deletion-executions job runs every 30 s: it used to run the held request again
+    each time, a refusal event and an error line a run. It leaves it be (its refusal is on
+    record, its deadline alerts go on), and finishes it once the hold is released."""
+    ingest(runtime, "acme", 1, buyer_email=BUYER_EMAIL)
+    filed = _file(runtime, "buyer")
+    execution.execute(runtime, officer(runtime), OFFICER, filed.id,
+                      until=execution.KEYS_DESTROYED)
+    [late] = ingest(runtime, "acme", 1, start=50, buyer_email=BUYER_EMAIL)
+    hold = _hold(runtime, late["AmazonOrderId"])
+    with pytest.raises(LegalHoldError):
+        execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+    for _ in range(3):
+        clock.advance(30)
+        assert execution.resume_all(runtime) == 0
+    assert len(events(runtime, "deletions:delete-rows")) == 1  # the first refusal only
+    holds.release(runtime, officer(runtime), OFFICER, hold.id)
+    assert execution.resume_all(runtime) == 1
+    assert requests.get_request(runtime, officer(runtime), filed.id).status == "completed"
+
+
 @pytest.mark.parametrize("scope", ["order", "tenant"])
 def test_a_hold_and_an_execution_at_once_never_leave_a_hold_on_an_erased_order(
         runtime: Runtime, scope: str) -> None:

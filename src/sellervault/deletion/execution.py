@@ -137,6 +137,8 @@ def resume_all(rt: Runtime) -> int:
                                        .where(DeletionRequest.status == EXECUTING)).all()
     completed = 0
     for request_id, executed_by in executing:
+        if _held_back(rt, request_id):
+            continue
         try:
             done = execute(rt, Auditor(rt.audit, SYSTEM_ACTOR), executed_by or "system",
                            request_id)
@@ -149,6 +151,16 @@ def resume_all(rt: Runtime) -> int:
         completed += done.status == COMPLETED
     _discard_returns(rt)
     return completed
+
+
+def _held_back(rt: Runtime, request_id: str) -> bool:
+    """Whether an active legal hold stops the request where it stands: the job leaves it
+    be (the refusal was recorded when the hold first stopped it, and its deadline alerts go
+    on) rather than writing a refusal every run; it goes on once the hold is released."""
+    with rt.store.transaction() as session:
+        row = session.get(DeletionRequest, request_id)
+        return row is not None and bool(holds.active_in(session, _Target.of(row).scope,
+                                                        rt.clock.now()))
 
 
 def _discard_returns(rt: Runtime) -> None:
