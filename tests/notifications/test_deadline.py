@@ -52,3 +52,25 @@ def test_a_block_that_ends_in_time_leaves_its_connection_whole() -> None:
             connection.sendall(b"still there?")
             assert connection.recv(100) == b"still there?"
         assert not deadline.expired
+
+
+def test_a_host_that_takes_a_minute_to_look_up_fails_at_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system resolver has no timeout of its own (a DNS server that never answers):
+    the lookup is held to the attempt's deadline too. (The resolver is the operating
+    system's, stood in for here by one that sleeps.)"""
+    answered = threading.Event()
+    real = socket.getaddrinfo
+
+    def slow(*args: object, **kwargs: object) -> object:
+        answered.wait(60)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    try:
+        with Deadline(0.3) as deadline, pytest.raises(TimeoutError):
+            deadline.connect(("notify.example.test", 443), 60.0)
+    finally:
+        answered.set()
+    assert time.monotonic() - started < 2

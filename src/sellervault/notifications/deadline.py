@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 
 class Deadline:
@@ -62,8 +63,7 @@ class Deadline:
         from then on. Raises ``OSError`` (``TimeoutError`` once no time is left)."""
         host, port = address
         error: OSError = TimeoutError("the attempt's deadline passed")
-        for family, kind, proto, _, target in socket.getaddrinfo(host, port,
-                                                                 type=socket.SOCK_STREAM):
+        for family, kind, proto, _, target in self._resolve(host, port):
             left = self.left()
             if left <= 0:
                 raise TimeoutError("the attempt's deadline passed")
@@ -79,6 +79,28 @@ class Deadline:
             self._watch(connection)
             return connection
         raise error
+
+    def _resolve(self, host: str, port: int) -> list[Any]:
+        """The host's addresses, looked up within the time left: the system's resolver has
+        no timeout of its own to give it (a lookup that outlives the deadline goes on in
+        its thread, and its answer is dropped)."""
+        found: list[Any] = []
+        failed: list[OSError] = []
+
+        def look_up() -> None:
+            try:
+                found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            except OSError as exc:
+                failed.append(exc)
+
+        lookup = threading.Thread(target=look_up, name="sellervault-notify-dns", daemon=True)
+        lookup.start()
+        lookup.join(max(0.0, self.left()))
+        if lookup.is_alive():
+            raise TimeoutError("the attempt's deadline passed while the host was looked up")
+        if failed:
+            raise failed[0]
+        return found
 
     def _watch(self, connection: socket.socket) -> None:
         with self._lock:
