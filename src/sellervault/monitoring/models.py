@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sellervault.store.base import Base
@@ -18,7 +18,9 @@ class AlertRow(Base):
 
     __tablename__ = "alerts"
     __table_args__ = (UniqueConstraint("rule", "subject", "window_start",
-                                       name="uq_alerts_rule_subject_window"),)
+                                       name="uq_alerts_rule_subject_window"),
+                      # (the listing's order and cursor: migration 0030)
+                      Index("ix_alerts_created_at_id", "created_at", "id"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     rule: Mapped[str] = mapped_column(String(32))
