@@ -51,14 +51,18 @@ def test_a_deletion_is_written_ahead_and_the_position_follows(runtime: Runtime) 
     row = _order(runtime, orders[0]["AmazonOrderId"])
     execution.execute(runtime, officer(runtime), OFFICER, filed.id)
     path = ledger.path_of(runtime.settings)
-    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    filing, completion = [entry for entry in lines if "kind" in entry]  # (obligations)
+    assert filing["row"]["amazon_order_id"] == orders[0]["AmazonOrderId"]  # (the register's)
+    assert (completion["kind"], completion["row"]["status"]) == ("request-state", "completed")
+    entries = [entry for entry in lines if "kind" not in entry]
     assert {k: v for k, v in entries[0].items() if k != "id"} == {
         "tenant": "acme", "tenant_keys": False, "data_keys": [row.data_key_id],
         "orders": [], "pii_of": [], "tombstones": []}
     assert entries[1]["orders"] == [row.id]
     assert len(entries[1]["tombstones"]) == 1  # (a digest, not the marketplace id)
-    assert orders[0]["AmazonOrderId"] not in path.read_text()
-    assert _applied(runtime) == {entry["id"] for entry in entries}
+    assert orders[0]["AmazonOrderId"] not in json.dumps(entries)
+    assert _applied(runtime) == {entry["id"] for entry in lines}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert ledger.reapply(runtime) == 0  # in step: nothing to do
 
@@ -105,7 +109,8 @@ def test_a_restored_database_gets_its_tombstones_back(runtime: Runtime) -> None:
     with runtime.store.transaction() as session:  # (as a backup from before would hold it)
         session.execute(delete(ErasedOrder))
         session.execute(delete(ErasureApplied))
-    assert ledger.reapply(runtime) == 2
+    assert ledger.reapply(runtime) == 4  # (and its filing and completion, which find the
+    # request there as they left it)
     resent = records.ingest(runtime, officer(runtime), "acme", [
         map_order(validate_order(orders[0]))])
     assert (resent.inserted, resent.withheld) == (0, 1)
@@ -113,7 +118,7 @@ def test_a_restored_database_gets_its_tombstones_back(runtime: Runtime) -> None:
         _reveal(runtime, orders[0]["AmazonOrderId"])
 
 
-@pytest.mark.parametrize(("damage", "lacking"), [("missing", 4), ("older", 2)])
+@pytest.mark.parametrize(("damage", "lacking"), [("missing", 8), ("older", 4)])
 def test_a_database_with_erasures_the_file_lacks_does_not_start(
         runtime: Runtime, damage: str, lacking: int) -> None:
     """Fail closed: keys/ restored from an older copy (or the ledger lost) would let what was
@@ -131,7 +136,7 @@ def test_a_database_with_erasures_the_file_lacks_does_not_start(
         path.unlink()
     else:
         path.write_bytes(older)
-    with pytest.raises(ErasureLedgerError, match=f"lacks {lacking} erasure"):
+    with pytest.raises(ErasureLedgerError, match=f"lacks {lacking} entries"):
         ledger.reapply(runtime)
 
 
@@ -157,12 +162,17 @@ def test_an_entry_of_the_earlier_format_is_applied_with_a_conservative_expiry(
     '{"id": "x", "tenant": "acme", "orders": [1, 2]}',
     '{"id": "x", "tenant": "acme", "unknown": true}',
     '{"tenant": "acme"}',
-    'not json'])
+    'not json',
+    '{"id": "x", "kind": "unknown", "row": {}}',
+    '{"id": "x", "kind": "restriction-lifted", "row": {"id": "rst_1"}}',
+    '{"id": "x", "kind": "restriction-lifted", "row": {"id": "rst_1", "lifted_by": "acc_1", '
+    '"lifted_at": "2027-01-01T00:00:00"}}',
+    '{"id": "x", "kind": "request-state", "row": {"id": "del_1", "status": "forgotten"}}'])
 def test_a_damaged_entry_stops_the_start_naming_its_line(runtime: Runtime,
                                                         damaged: str) -> None:
     ingest(runtime, "acme", 1)
     path = ledger.path_of(runtime.settings)
     with path.open("a") as file:
         file.write(damaged + "\n")
-    with pytest.raises(ErasureLedgerError, match=r"line \d+: not an erasure entry"):
+    with pytest.raises(ErasureLedgerError, match=r"line \d+: not a ledger entry"):
         ledger.reapply(runtime)

@@ -3,10 +3,12 @@ restriction's commit every masked read, reveal and search hit of their orders in
 is refused (451 ``processing_restricted``), their orders ingested later too, while the data
 is kept and other buyers and tenants go on; lifted, everything reads again. One active
 restriction per buyer (two at once on PostgreSQL: one wins), and the email is never kept
-or logged."""
+or logged. Each restriction placed and lifted is written to the erasure ledger first, as
+the table holds it (a restore must not undo it: tests/store/test_backups.py)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -15,7 +17,8 @@ from sqlalchemy import select
 
 from sellervault.audit.models import EventRow
 from sellervault.clock import ManualClock
-from sellervault.deletion import execution, requests
+from sellervault.deletion import execution, ledger, requests
+from sellervault.deletion.models import ErasureApplied
 from sellervault.records import restrictions
 from sellervault.records import service as records
 from sellervault.records.errors import (
@@ -167,6 +170,32 @@ def test_the_email_is_neither_kept_nor_logged(runtime: Runtime) -> None:
             select(EventRow.__table__).where(EventRow.action.startswith("restrictions:"))))
     assert BUYER_EMAIL not in kept and BUYER_EMAIL not in logged
     assert placed.buyer in logged
+
+
+def test_a_restriction_and_its_lift_are_written_ahead_as_the_table_holds_them(
+        runtime: Runtime) -> None:
+    """The digest and pseudonym, never the email; a refused restriction writes nothing."""
+    ingest(runtime, "acme", 1, buyer_email=BUYER_EMAIL)
+    placed = _restrict(runtime)
+    with pytest.raises(RestrictionStateError):
+        _restrict(runtime)
+    restrictions.lift(runtime, officer(runtime), OFFICER, placed.id)
+    written = ledger.path_of(runtime.settings).read_text()
+    entries = [json.loads(line) for line in written.splitlines()]
+    with runtime.store.transaction() as session:
+        row = session.get(Restriction, placed.id)
+        assert row is not None
+        applied = set(session.scalars(select(ErasureApplied.id)))
+        assert [(e["kind"], e["row"]) for e in entries] == [
+            ("restriction-placed", {
+                "id": placed.id, "tenant_id": "acme", "buyer_digest": row.buyer_digest.hex(),
+                "buyer": placed.buyer, "reason": "DSR 5120: accuracy contested",
+                "restricted_by": OFFICER, "created_at": placed.created_at.isoformat()}),
+            ("restriction-lifted", {"id": placed.id, "lifted_by": OFFICER,
+                                    "lifted_at": row.lifted_at and row.lifted_at.isoformat()})]
+    assert applied == {e["id"] for e in entries}
+    assert BUYER_EMAIL not in written.lower() and "@" not in written
+    assert ledger.reapply(runtime) == 0
 
 
 def test_a_restricted_buyer_can_still_be_deleted(runtime: Runtime) -> None:

@@ -3,7 +3,9 @@ database and the data directory's files, never keys/ nor the checkpoint file; it
 the vault's backup identity (or an operator's own recipient) only, and a byte changed makes
 it unrestorable. Back up, delete a buyer and a tenant, restore: the deleted orders stay gone
 (the erasures since the backup are applied again at the first start), the rest reads as
-before; without the erasure ledger the same restore would bring them back."""
+before; without the erasure ledger the same restore would bring them back. The
+obligations filed or changed since the backup (deletion requests, restrictions, legal
+holds) are there after it as they were before it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +25,17 @@ from pyrage import x25519
 from sellervault import bootstrap
 from sellervault.clock import ManualClock
 from sellervault.config import Settings
-from sellervault.deletion import execution, ledger, requests
+from sellervault.deletion import deadlines, execution, holds, ledger, requests, retention
+from sellervault.records import restrictions
 from sellervault.records import service as records
-from sellervault.records.errors import OrderNotFoundError
+from sellervault.records.errors import (
+    OrderErasedError,
+    OrderNotFoundError,
+    OrderRestrictedError,
+)
 from sellervault.runtime import Runtime
 from sellervault.store import backups
-from tests.deletion.helpers import BUYER_EMAIL, OFFICER, ingest, officer
+from tests.deletion.helpers import BUYER_EMAIL, OFFICER, events, ingest, officer
 
 
 @contextmanager
@@ -102,6 +110,106 @@ def test_without_the_ledger_the_same_restore_would_revive_them(
     assert bootstrap.restore_backup(settings, backup_file, clock=clock).reapplied == 0
     with _opened(settings, clock) as runtime:
         assert _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])
+
+
+def _obligations(runtime: Runtime, vault: dict[str, Any]) -> list[str]:
+    """A buyer's deletion request, the buyer restricted, another buyer's order held: their
+    ids."""
+    filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="buyer",
+                                  tenant_id="acme", buyer_email=BUYER_EMAIL,
+                                  requested_by="DSR 7001")
+    restricted = restrictions.restrict(runtime, officer(runtime), OFFICER, "acme",
+                                       BUYER_EMAIL, "ticket 7002")
+    held = holds.place(runtime, officer(runtime), OFFICER, "acme",
+                       vault["others"][0]["AmazonOrderId"], "case 7003",
+                       runtime.clock.now() + timedelta(days=900))
+    return [filed.id, restricted.id, held.id]
+
+
+def _register(runtime: Runtime) -> list[Any]:
+    """The requests, restrictions and holds as the register lists them."""
+    return [requests.list_requests(runtime, officer(runtime)),
+            restrictions.list_restrictions(runtime, officer(runtime)),
+            holds.list_holds(runtime, officer(runtime))]
+
+
+def test_a_restore_keeps_the_requests_restrictions_and_holds_filed_since(
+        settings: Settings, clock: ManualClock, vault: dict[str, Any], tmp_path: Path) -> None:
+    """Without the ledger's obligations the request's deadline would pass unwarned, the
+    restricted buyer's orders read again and the held order go to retention."""
+    backup_file = tmp_path / "vault.age"
+    bootstrap.make_backup(settings, backup_file, clock=clock)
+    with _opened(settings, clock) as runtime:
+        ids = _obligations(runtime, vault)
+        before = _register(runtime)
+    assert bootstrap.restore_backup(settings, backup_file, clock=clock).reapplied == 3
+    with _opened(settings, clock) as runtime:  # (a second start: it applies nothing)
+        assert ledger.reapply(runtime) == 0
+        assert _register(runtime) == before
+        assert [(e.target_id, e.criteria) for e in events(runtime, "obligations:")] == [
+            (ids[0], "request-filed"), (ids[1], "restriction-placed"), (ids[2], "hold-placed")]
+        with pytest.raises(OrderRestrictedError):
+            _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])
+        clock.advance(timedelta(hours=72))
+        assert deadlines.warn(runtime) == 1  # overdue: the request's alarm
+        clock.advance(timedelta(days=600))  # every order past its 18 months
+        retention.run(runtime)
+        assert _reveal(runtime, "acme", vault["others"][0]["AmazonOrderId"])  # held: kept
+        with pytest.raises(OrderNotFoundError):
+            _reveal(runtime, "acme", vault["others"][1]["AmazonOrderId"])
+    written = ledger.path_of(settings).read_text()
+    assert BUYER_EMAIL not in written.lower() and "@" not in written
+
+
+def test_a_restore_keeps_the_cancels_lifts_and_releases_made_since(
+        settings: Settings, clock: ManualClock, vault: dict[str, Any], tmp_path: Path) -> None:
+    """Filed before the backup, cancelled, lifted and released after it: the restore brings
+    back none of them as it was in the backup."""
+    with _opened(settings, clock) as runtime:
+        filed, restricted, held = _obligations(runtime, vault)
+    backup_file = tmp_path / "vault.age"
+    bootstrap.make_backup(settings, backup_file, clock=clock)
+    with _opened(settings, clock) as runtime:
+        requests.cancel_request(runtime, officer(runtime), OFFICER, filed)
+        restrictions.lift(runtime, officer(runtime), OFFICER, restricted)
+        holds.release(runtime, officer(runtime), OFFICER, held)
+        before = _register(runtime)
+    assert bootstrap.restore_backup(settings, backup_file, clock=clock).reapplied == 3
+    with _opened(settings, clock) as runtime:
+        assert _register(runtime) == before
+        assert [e.criteria for e in events(runtime, "obligations:")] == [
+            "request-state", "restriction-lifted", "hold-released"]
+        assert _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])  # not restricted
+        clock.advance(timedelta(hours=72))
+        assert deadlines.warn(runtime) == 0  # cancelled: no alarm
+        clock.advance(timedelta(days=600))
+        retention.run(runtime)
+        with pytest.raises(OrderNotFoundError):  # released: retention goes on
+            _reveal(runtime, "acme", vault["others"][0]["AmazonOrderId"])
+
+
+def test_a_restore_keeps_a_request_completed_since_completed(
+        settings: Settings, clock: ManualClock, vault: dict[str, Any], tmp_path: Path) -> None:
+    """Filed before the backup, executed to its certificate after it: the restore brings it
+    back completed (not pending, to be executed and certified twice), its erasures
+    reapplied; the certificate is the one given out before the restore."""
+    with _opened(settings, clock) as runtime:
+        filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="buyer",
+                                      tenant_id="acme", buyer_email=BUYER_EMAIL,
+                                      requested_by="DSR 7004")
+    backup_file = tmp_path / "vault.age"
+    bootstrap.make_backup(settings, backup_file, clock=clock)
+    with _opened(settings, clock) as runtime:
+        done = execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+        assert done.status == "completed"
+    bootstrap.restore_backup(settings, backup_file, clock=clock)
+    with _opened(settings, clock) as runtime:
+        after = requests.get_request(runtime, officer(runtime), filed.id)
+        assert (after.status, after.orders, after.completed_at) == (
+            "completed", done.orders, done.completed_at)
+        assert execution.resume_all(runtime) == 0
+        with pytest.raises((OrderNotFoundError, OrderErasedError)):
+            _reveal(runtime, "acme", vault["theirs"][0]["AmazonOrderId"])
 
 
 def _members(settings: Settings, backup_file: Path, tmp_path: Path,

@@ -96,6 +96,8 @@ class Action(StrEnum):
     BACKUPS_CREATE = "backups:create"  # an encrypted backup written (store.backups)
     BACKUPS_RESTORE = "backups:restore"  # a backup put in place (and its erasures reapplied)
     ERASURES_REAPPLY = "erasures:reapply"  # a restored database given the erasures since
+    # ... and the requests, restrictions and holds filed or changed since (one each)
+    OBLIGATIONS_REAPPLY = "obligations:reapply"
     DELETIONS_DUE = "deletions:due"  # a deadline warning (24, 8, 1 hours left) or overdue
     CERTIFICATES_ISSUE = "certificates:issue"  # a completed deletion's signed certificate
     CERTIFICATES_READ = "certificates:read"  # one read, or the public key

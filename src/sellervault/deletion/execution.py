@@ -59,6 +59,7 @@ from sellervault.deletion.requests import (
     PENDING,
     Request,
     load,
+    record_state,
 )
 from sellervault.records import erasure, tombstones
 from sellervault.runtime import Runtime
@@ -424,6 +425,7 @@ def _certify(rt: Runtime, auditor: Auditor, target: _Target) -> None:
         with rt.store.transaction() as session:
             now = rt.clock.now()
             _advance(session, target, CERTIFIED, status=COMPLETED, completed_at=now)
+            record_state(rt.settings, session, target.id)  # (a restore keeps it completed)
             row = session.get(DeletionRequest, target.id)
             assert row is not None
             certificates.issue(rt, session, auditor, row)

@@ -9,7 +9,11 @@ never cross: a hold is placed with its order's row locked, as an order's or a bu
 deletion locks its scope's rows before it destroys their keys, and under the tenant's hold
 lock (``lock_tenant``, shared), which a tenant's deletion takes exclusively before it reads
 the tenant's holds. So either the hold commits first and the deletion sees it, or the hold
-waits and then finds its order erased (410)."""
+waits and then finds its order erased (410).
+
+Each hold placed and released is written to the erasure ledger before it commits
+(``deletion.obligations``): a restore from a backup taken before does not drop the hold (and
+let retention erase the held order) nor bring a released one back."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, TargetType
+from sellervault.deletion import ledger, obligations
 from sellervault.deletion.errors import (
     DeletionScopeNotFoundError,
     DeletionStateError,
@@ -78,6 +83,7 @@ def place(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str,
         session.add(row)
         session.flush()
         erasure.hold(session, tenant_id, amazon_order_id, _effective(session, row, now))
+        ledger.record(rt.settings, session, obligations.of(obligations.HOLD_PLACED, row))
         auditor.record(session, Action.HOLDS_PLACE, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.LEGAL_HOLD, target_id=row.id)
         return Hold.of(row)
@@ -99,6 +105,7 @@ def release(rt: Runtime, auditor: Auditor, principal_id: str, hold_id: str) -> H
             raise DeletionStateError("the hold was released already")
         erasure.hold(session, row.tenant_id, row.amazon_order_id,
                      _effective(session, row, now))
+        ledger.record(rt.settings, session, obligations.of(obligations.HOLD_RELEASED, row))
         auditor.record(session, Action.HOLDS_RELEASE, Outcome.SUCCESS,
                        tenant_id=row.tenant_id, target_type=TargetType.LEGAL_HOLD,
                        target_id=row.id)
@@ -152,7 +159,4 @@ def list_holds(rt: Runtime, auditor: Auditor, limit: int = 100) -> list[Hold]:
 
 def _effective(session: Session, row: LegalHold, now: datetime) -> datetime | None:
     """The order's hold after this change: its latest active hold's end, or none."""
-    ends = session.scalars(select(LegalHold.held_until).where(
-        LegalHold.tenant_id == row.tenant_id, LegalHold.amazon_order_id == row.amazon_order_id,
-        LegalHold.released_at.is_(None), LegalHold.held_until > now))
-    return max(ends, default=None)
+    return obligations.effective_hold(session, row.tenant_id, row.amazon_order_id, now)

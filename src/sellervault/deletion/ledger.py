@@ -19,6 +19,14 @@ Write-ahead, not after the commit: an entry whose transaction then rolls back is
 the next start all the same, which only does early what the erasure was going to do (a
 deletion is resumed until it completes; a retention run finds the same orders again). An
 erasure committed but missing from the file cannot happen.
+
+The same file, by the same rules, holds the vault's obligations (``deletion.obligations``):
+deletion requests filed, cancelled or completed, restrictions placed or lifted, legal holds
+placed or released. A restore does not undo them either: at the start, the rows are made
+again as the entries say, or their state moved on, in the file's order and in the same
+transaction as the erasures (an ``obligations:reapply`` event each). An entry of an erasure
+has no ``kind`` (lines written before obligations were read as before); an obligation's
+names its kind.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR, Outcome, TargetType
 from sellervault.config import Settings
+from sellervault.deletion import obligations
 from sellervault.deletion.errors import ErasureLedgerError
 from sellervault.deletion.models import ErasureApplied
 from sellervault.records import erasure, lifetimes, tombstones
@@ -63,14 +72,19 @@ class Erasure:
     ids), so that after a restore a re-sync cannot bring them back either."""
 
 
+Entry = Erasure | obligations.Obligation
+
+
 def path_of(settings: Settings) -> Path:
     return settings.root_key_file.parent / "erasures.jsonl"
 
 
-def record(settings: Settings, session: Session, entry: Erasure) -> None:
-    """Append ``entry`` (durably), and its id to the database in the caller's transaction."""
+def record(settings: Settings, session: Session, entry: Entry) -> None:
+    """Append ``entry`` (durably), and its id to the database in the caller's transaction:
+    call it once nothing but the commit is left to fail."""
     entry_id = secrets.token_hex(16)
-    line = (json.dumps({"id": entry_id, **asdict(entry)}, separators=(",", ":"),
+    fields = asdict(entry) if isinstance(entry, Erasure) else obligations.to_json(entry)
+    line = (json.dumps({"id": entry_id, **fields}, separators=(",", ":"),
                        sort_keys=True) + "\n").encode()
     descriptor = os.open(path_of(settings), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -96,7 +110,7 @@ def reapply(rt: Runtime) -> int:
     an ``erasures:reapply`` event if any. ``ErasureLedgerError`` if the database holds ids
     the file does not."""
     path = path_of(rt.settings)
-    entries: list[tuple[str, Erasure]] = []
+    entries: list[tuple[str, Entry]] = []
     if path.exists():
         with path.open("rb") as ledger:
             for number, line in enumerate(ledger, start=1):
@@ -107,31 +121,52 @@ def reapply(rt: Runtime) -> int:
     unknown = applied - {entry_id for entry_id, _ in entries}
     if unknown:
         raise ErasureLedgerError(
-            f"{path} lacks {len(unknown)} erasure(s) this database has: it is missing, older "
-            "than the database, or another vault's; the vault does not start, as what was "
-            "erased since could come back (docs/operations.md, section 11)")
+            f"{path} lacks {len(unknown)} entries (erasures, requests, restrictions, holds) "
+            "this database has: it is missing, older than the database, or another vault's; "
+            "the vault does not start, as what was erased since could come back "
+            "(docs/operations.md, section 11)")
     missing = [(entry_id, entry) for entry_id, entry in entries if entry_id not in applied]
     if not missing:
         return 0
     with rt.store.transaction() as session:  # (two processes starting at once: both apply,
         # idempotently; each id is recorded once)
+        auditor = Auditor(rt.audit, SYSTEM_ACTOR)
         for _, entry in missing:
-            _apply(rt, session, entry)
+            if isinstance(entry, Erasure):
+                _apply(rt, session, entry)
+            else:
+                _apply_obligation(rt, session, auditor, entry)
         _mark_applied(session, [entry_id for entry_id, _ in missing])
-        Auditor(rt.audit, SYSTEM_ACTOR).record(
-            session, Action.ERASURES_REAPPLY, Outcome.SUCCESS, target_type=TargetType.ORDER,
-            count=len(missing))
+        erasures = sum(isinstance(entry, Erasure) for _, entry in missing)
+        if erasures:
+            auditor.record(session, Action.ERASURES_REAPPLY, Outcome.SUCCESS,
+                           target_type=TargetType.ORDER, count=erasures)
     return len(missing)
 
 
-def _parse(path: Path, number: int, line: bytes) -> tuple[str, Erasure]:
+def _apply_obligation(rt: Runtime, session: Session, auditor: Auditor,
+                      entry: obligations.Obligation) -> None:
+    """The entry applied, with an ``obligations:reapply`` event naming the row and the kind
+    (none if the database was there already)."""
+    applied = obligations.apply(session, entry, rt.clock.now())
+    if applied is not None:
+        auditor.record(session, Action.OBLIGATIONS_REAPPLY, Outcome.SUCCESS,
+                       tenant_id=applied.tenant_id, target_type=entry.kind.target,
+                       target_id=entry.row_id, criteria=entry.kind.name, buyer=applied.buyer)
+
+
+def _parse(path: Path, number: int, line: bytes) -> tuple[str, Entry]:
     """One entry, its shape checked (``ErasureLedgerError``, naming the line, if it is not an
-    entry this version wrote or reads)."""
+    entry this version wrote or reads): an obligation if it names a kind, else an erasure."""
     try:
         fields = json.loads(line)
         entry_id = fields.pop("id")
+        if not isinstance(entry_id, str):
+            raise ValueError("not an entry")
+        if "kind" in fields:
+            return entry_id, obligations.from_json(fields)
         entry = Erasure(**fields)
-        if not (isinstance(entry_id, str) and isinstance(entry.tenant, str)
+        if not (isinstance(entry.tenant, str)
                 and all(isinstance(i, str) for i in (*entry.data_keys, *entry.orders,
                                                      *entry.pii_of))):
             raise ValueError("not an entry")
@@ -139,7 +174,7 @@ def _parse(path: Path, number: int, line: bytes) -> tuple[str, Erasure]:
             _tombstone(tombstone, datetime(2000, 1, 1, tzinfo=UTC))
     except (ValueError, TypeError, KeyError, AttributeError):
         raise ErasureLedgerError(
-            f"{path}, line {number}: not an erasure entry this version reads; the vault does "
+            f"{path}, line {number}: not a ledger entry this version reads; the vault does "
             "not start (docs/operations.md, section 11)") from None
     return entry_id, entry
 

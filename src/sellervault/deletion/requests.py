@@ -6,7 +6,11 @@ A request names its scope: one order, a buyer (every order of their email in the
 found through the blind index) or a whole tenant. The email is used once, to compute the
 tenant's blind-index digest of it and the buyer's pseudonym, and is not kept: the register
 holds the digest (which names nobody once the tenant's keys are gone) and the security log
-the pseudonym."""
+the pseudonym.
+
+Filing, cancelling, approving a return and completing are each written to the erasure
+ledger before they commit (``deletion.obligations``), so that a restore from a backup taken
+before brings the request back as it stood (``record_state``)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from sqlalchemy.orm import Session
 from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, Reason, TargetType
-from sellervault.deletion import holds, returns
+from sellervault.config import Settings
+from sellervault.deletion import holds, ledger, obligations, returns
 from sellervault.deletion.errors import (
     DeletionRequestNotFoundError,
     DeletionReturnGoneError,
@@ -118,19 +123,19 @@ def file_request(rt: Runtime, auditor: Auditor, principal_id: str, *, scope: Sco
                            criteria=scope, buyer=buyer.pseudonym if buyer else None,
                            reason=Reason.LEGAL_HOLD)
         else:
-            filed = _add(session, auditor, now, principal_id, scope, tenant_id,
-                         amazon_order_id, buyer, who, recipient, received,
+            filed = _add(rt.settings, session, auditor, now, principal_id, scope,
+                         tenant_id, amazon_order_id, buyer, who, recipient, received,
                          received + timedelta(hours=rt.settings.deletion_deadline_hours))
     if held:
         raise LegalHoldError(held)
     return filed
 
 
-def _add(session: Session, auditor: Auditor, now: datetime, principal_id: str, scope: Scope,
-         tenant_id: str, amazon_order_id: str | None, buyer: erasure.Buyer | None, who: str,
-         recipient: returns.Recipient | None, received: datetime,
-         deadline: datetime) -> Request:
-    """The request's row, pending, and its ``deletions:create`` event."""
+def _add(settings: Settings, session: Session, auditor: Auditor, now: datetime,
+         principal_id: str, scope: Scope, tenant_id: str, amazon_order_id: str | None,
+         buyer: erasure.Buyer | None, who: str, recipient: returns.Recipient | None,
+         received: datetime, deadline: datetime) -> Request:
+    """The request's row, pending, its ledger entry and its ``deletions:create`` event."""
     row = DeletionRequest(
         id=f"del_{new_id(now)[:24]}", scope=scope, tenant_id=tenant_id,
         amazon_order_id=amazon_order_id, buyer_digest=buyer.digest.hex() if buyer else None,
@@ -142,6 +147,7 @@ def _add(session: Session, auditor: Auditor, now: datetime, principal_id: str, s
         created_at=now, warned=0)
     session.add(row)
     session.flush()
+    ledger.record(settings, session, obligations.of(obligations.REQUEST_FILED, row))
     auditor.record(session, Action.DELETIONS_CREATE, Outcome.SUCCESS, tenant_id=tenant_id,
                    target_type=TargetType.DELETION_REQUEST, target_id=row.id,
                    criteria=scope, buyer=row.buyer)
@@ -235,11 +241,22 @@ def cancel_request(rt: Runtime, auditor: Auditor, principal_id: str,
             load(session, request_id)  # (404 if there is none)
             raise DeletionStateError("only a pending request can be cancelled: its "
                                      "execution has begun, or it is done or cancelled")
+        record_state(rt.settings, session, request_id)
         found = load(session, request_id)
         auditor.record(session, Action.DELETIONS_CANCEL, Outcome.SUCCESS,
                        tenant_id=found.tenant_id, target_type=TargetType.DELETION_REQUEST,
                        target_id=request_id, buyer=found.buyer)
         return found
+
+
+def record_state(settings: Settings, session: Session, request_id: str) -> None:
+    """The request's state as the caller's transaction leaves it, written to the ledger
+    (``deletion.obligations``) before it commits: a cancel, a return's approval, a completion
+    (its status, step, times and counts), which a restore from an earlier backup must not
+    undo."""
+    row = session.get(DeletionRequest, request_id, populate_existing=True)
+    assert row is not None  # (the caller changed it in this transaction)
+    ledger.record(settings, session, obligations.of(obligations.REQUEST_STATE, row))
 
 
 def approve_return(rt: Runtime, auditor: Auditor, principal_id: str,
@@ -257,6 +274,7 @@ def approve_return(rt: Runtime, auditor: Auditor, principal_id: str,
             return_approved_by=principal_id, return_approved_at=rt.clock.now()))
         if approved.rowcount != 1:  # type: ignore[attr-defined]
             raise DeletionStateError("only a pending return not yet approved can be approved")
+        record_state(rt.settings, session, request_id)
         auditor.record(session, Action.DELETIONS_APPROVE_RETURN, Outcome.SUCCESS,
                        tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,
                        target_id=request_id, buyer=row.buyer)

@@ -9,6 +9,10 @@ events). Reading joins the active restriction into the same statement that finds
 ingested later included, in every process: there is no flag on the orders to keep in step.
 At most one restriction per buyer is active (a partial unique index): of two officers
 restricting the same buyer at once, one gets 409.
+
+Each restriction placed and lifted is written to the erasure ledger before it commits
+(``deletion.obligations``; the digest and pseudonym, never the email): a restore from a
+backup taken before does not let the buyer's orders be read again, nor restrict them again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sellervault.access.actions import Action
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import Outcome, TargetType
 from sellervault.crypto.keyring import UnknownTenantKeyError
+from sellervault.deletion import ledger, obligations
 from sellervault.records.errors import (
     RestrictionError,
     RestrictionNotFoundError,
@@ -78,7 +83,9 @@ def restrict(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str,
                               buyer=pseudonyms.of(tenant_id, EMAIL, digest), reason=reason,
                               restricted_by=principal_id, created_at=now)
             session.add(row)
-            session.flush()
+            session.flush()  # (a second active restriction fails here, before the entry)
+            ledger.record(rt.settings, session,
+                          obligations.of(obligations.RESTRICTION_PLACED, row))
             auditor.record(session, Action.RESTRICTIONS_PLACE, Outcome.SUCCESS,
                            tenant_id=tenant_id, target_type=TargetType.RESTRICTION,
                            target_id=row.id, buyer=row.buyer)
@@ -98,6 +105,7 @@ def lift(rt: Runtime, auditor: Auditor, principal_id: str, restriction_id: str) 
             raise RestrictionNotFoundError()
         if lifted.rowcount != 1:  # type: ignore[attr-defined]
             raise RestrictionStateError("the restriction was lifted already")
+        ledger.record(rt.settings, session, obligations.of(obligations.RESTRICTION_LIFTED, row))
         auditor.record(session, Action.RESTRICTIONS_LIFT, Outcome.SUCCESS,
                        tenant_id=row.tenant_id, target_type=TargetType.RESTRICTION,
                        target_id=row.id, buyer=row.buyer)
