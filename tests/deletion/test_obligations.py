@@ -6,14 +6,15 @@ erasures. (The restore itself: tests/store/test_backups.py.)"""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text, update
+from sqlalchemy.exc import DBAPIError
 
 from sellervault import bootstrap
 from sellervault.clock import ManualClock
 from sellervault.config import Settings
-from sellervault.deletion import holds, ledger, requests
+from sellervault.deletion import execution, holds, ledger, requests
 from sellervault.deletion.errors import ErasureLedgerError
-from sellervault.deletion.models import ErasureApplied
+from sellervault.deletion.models import CertificateRow, DeletionRequest, ErasureApplied
 from sellervault.records import restrictions
 from sellervault.records.models import Restriction
 from sellervault.runtime import Runtime
@@ -60,3 +61,51 @@ def test_an_entry_moves_rows_forward_only(runtime: Runtime, clock: ManualClock) 
     assert requests.get_request(runtime, officer(runtime), filed.id).status == "cancelled"
     assert events(runtime, "obligations:") == []
     assert ledger.reapply(runtime) == 0
+
+
+def test_a_completion_whose_certificate_was_never_signed_is_certified_not_left_without(
+        runtime: Runtime) -> None:
+    """The signing failed (here: the certificates table gone for a moment) and the
+    completion rolled back; whatever the ledger holds, the next start must not mark the
+    request completed with no certificate for good: the execution signs it."""
+    ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="buyer",
+                                  tenant_id="acme", buyer_email=BUYER_EMAIL,
+                                  requested_by="DSR 7100")
+    with runtime.store.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE certificates RENAME TO certificates_away"))
+    try:
+        with pytest.raises(DBAPIError):
+            execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+    finally:
+        with runtime.store.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE certificates_away RENAME TO certificates"))
+    stopped = requests.get_request(runtime, officer(runtime), filed.id)
+    assert (stopped.status, stopped.step) == ("executing", execution.VERIFIED)
+    ledger.reapply(runtime)  # (what the next start does)
+    assert execution.resume_all(runtime) == 1
+    done = requests.get_request(runtime, officer(runtime), filed.id)
+    assert (done.status, done.orders) == ("completed", 2)
+    assert done.certificate_id is not None
+
+
+def test_a_restored_completion_without_its_certificate_is_certified_again(
+        runtime: Runtime) -> None:
+    """A backup from before the certificate: the entry brings the request back to its
+    verified step with its counts, and the job signs a certificate of them."""
+    ingest(runtime, "acme", 2, buyer_email=BUYER_EMAIL)
+    filed = requests.file_request(runtime, officer(runtime), OFFICER, scope="buyer",
+                                  tenant_id="acme", buyer_email=BUYER_EMAIL,
+                                  requested_by="DSR 7101")
+    done = execution.execute(runtime, officer(runtime), OFFICER, filed.id)
+    with runtime.store.transaction() as session:  # (as a backup from before would hold it)
+        session.execute(delete(CertificateRow))
+        session.execute(update(DeletionRequest).values(status="executing", step="verified",
+                                                       completed_at=None))
+        session.execute(delete(ErasureApplied))
+    ledger.reapply(runtime)
+    assert execution.resume_all(runtime) == 1
+    again = requests.get_request(runtime, officer(runtime), filed.id)
+    assert (again.status, again.orders, again.data_keys) == ("completed", done.orders,
+                                                             done.data_keys)
+    assert again.certificate_id is not None

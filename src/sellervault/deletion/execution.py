@@ -425,11 +425,12 @@ def _certify(rt: Runtime, auditor: Auditor, target: _Target) -> None:
         with rt.store.transaction() as session:
             now = rt.clock.now()
             _advance(session, target, CERTIFIED, status=COMPLETED, completed_at=now)
-            record_state(rt.settings, session, target.id)  # (a restore keeps it completed)
             row = session.get(DeletionRequest, target.id)
             assert row is not None
             certificates.issue(rt, session, auditor, row)
             _record(session, auditor, Action.DELETIONS_COMPLETE, target, row.orders)
+            # (last, once nothing but the commit can fail: a restore keeps it completed)
+            record_state(rt.settings, session, target.id)
     except _Overtaken:
         return
 

@@ -83,9 +83,9 @@ def place(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str,
         session.add(row)
         session.flush()
         erasure.hold(session, tenant_id, amazon_order_id, _effective(session, row, now))
-        ledger.record(rt.settings, session, obligations.of(obligations.HOLD_PLACED, row))
         auditor.record(session, Action.HOLDS_PLACE, Outcome.SUCCESS, tenant_id=tenant_id,
                        target_type=TargetType.LEGAL_HOLD, target_id=row.id)
+        ledger.record(rt.settings, session, obligations.of(obligations.HOLD_PLACED, row))
         return Hold.of(row)
 
 
@@ -105,10 +105,10 @@ def release(rt: Runtime, auditor: Auditor, principal_id: str, hold_id: str) -> H
             raise DeletionStateError("the hold was released already")
         erasure.hold(session, row.tenant_id, row.amazon_order_id,
                      _effective(session, row, now))
-        ledger.record(rt.settings, session, obligations.of(obligations.HOLD_RELEASED, row))
         auditor.record(session, Action.HOLDS_RELEASE, Outcome.SUCCESS,
                        tenant_id=row.tenant_id, target_type=TargetType.LEGAL_HOLD,
                        target_id=row.id)
+        ledger.record(rt.settings, session, obligations.of(obligations.HOLD_RELEASED, row))
         return Hold.of(row)
 
 

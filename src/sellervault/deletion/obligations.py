@@ -31,7 +31,7 @@ from sqlalchemy import Boolean, Integer, LargeBinary, String, Text, select
 from sqlalchemy.orm import Session
 
 from sellervault.audit.events import TargetType
-from sellervault.deletion.models import DeletionRequest, LegalHold
+from sellervault.deletion.models import CertificateRow, DeletionRequest, LegalHold
 from sellervault.records import erasure
 from sellervault.records.models import Restriction
 from sellervault.store.base import Base
@@ -41,6 +41,8 @@ _PROGRESS = {"pending": 0, "executing": 1, "completed": 2, "cancelled": 2}
 """How far a request's status (``deletion.requests``) has moved: completed and cancelled are
 both final."""
 _FINAL = 2
+_VERIFIED = "verified"
+"""The step before the certificate (``deletion.execution.VERIFIED``, which imports this)."""
 
 
 @dataclass(frozen=True)
@@ -165,11 +167,20 @@ def _file(session: Session, entry: Obligation, now: datetime) -> Applied | None:
 
 
 def _request_state(session: Session, entry: Obligation, now: datetime) -> Applied | None:
+    """The request's state moved on. A completion whose certificate the database lacks (a
+    backup taken before it was signed, or a transaction that rolled back after writing
+    ahead) comes back executing at its verified step, with its counts: the
+    ``deletion-executions`` job signs its certificate, rather than leave a request completed
+    with none for good."""
     row = session.get(DeletionRequest, entry.row_id)
     if row is None or _PROGRESS[row.status] == _FINAL \
             or _PROGRESS[entry.row["status"]] < _PROGRESS[row.status]:
         return None
-    for name, value in entry.row.items():
+    values = dict(entry.row)
+    if values["status"] == "completed" and session.scalar(
+            select(CertificateRow.id).where(CertificateRow.request_id == row.id)) is None:
+        values.update(status="executing", step=_VERIFIED, completed_at=None)
+    for name, value in values.items():
         setattr(row, name, value)
     session.flush()
     return Applied(row.tenant_id, row.buyer)

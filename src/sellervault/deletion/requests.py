@@ -147,10 +147,10 @@ def _add(settings: Settings, session: Session, auditor: Auditor, now: datetime,
         created_at=now, warned=0)
     session.add(row)
     session.flush()
-    ledger.record(settings, session, obligations.of(obligations.REQUEST_FILED, row))
     auditor.record(session, Action.DELETIONS_CREATE, Outcome.SUCCESS, tenant_id=tenant_id,
                    target_type=TargetType.DELETION_REQUEST, target_id=row.id,
                    criteria=scope, buyer=row.buyer)
+    ledger.record(settings, session, obligations.of(obligations.REQUEST_FILED, row))
     return Request.of(row, None)
 
 
@@ -241,11 +241,11 @@ def cancel_request(rt: Runtime, auditor: Auditor, principal_id: str,
             load(session, request_id)  # (404 if there is none)
             raise DeletionStateError("only a pending request can be cancelled: its "
                                      "execution has begun, or it is done or cancelled")
-        record_state(rt.settings, session, request_id)
         found = load(session, request_id)
         auditor.record(session, Action.DELETIONS_CANCEL, Outcome.SUCCESS,
                        tenant_id=found.tenant_id, target_type=TargetType.DELETION_REQUEST,
                        target_id=request_id, buyer=found.buyer)
+        record_state(rt.settings, session, request_id)
         return found
 
 
@@ -274,11 +274,12 @@ def approve_return(rt: Runtime, auditor: Auditor, principal_id: str,
             return_approved_by=principal_id, return_approved_at=rt.clock.now()))
         if approved.rowcount != 1:  # type: ignore[attr-defined]
             raise DeletionStateError("only a pending return not yet approved can be approved")
-        record_state(rt.settings, session, request_id)
         auditor.record(session, Action.DELETIONS_APPROVE_RETURN, Outcome.SUCCESS,
                        tenant_id=row.tenant_id, target_type=TargetType.DELETION_REQUEST,
                        target_id=request_id, buyer=row.buyer)
-        return load(session, request_id)
+        found = load(session, request_id)
+        record_state(rt.settings, session, request_id)
+        return found
 
 
 def _returning(session: Session, request_id: str) -> DeletionRequest:

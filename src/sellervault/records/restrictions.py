@@ -84,11 +84,11 @@ def restrict(rt: Runtime, auditor: Auditor, principal_id: str, tenant_id: str,
                               restricted_by=principal_id, created_at=now)
             session.add(row)
             session.flush()  # (a second active restriction fails here, before the entry)
-            ledger.record(rt.settings, session,
-                          obligations.of(obligations.RESTRICTION_PLACED, row))
             auditor.record(session, Action.RESTRICTIONS_PLACE, Outcome.SUCCESS,
                            tenant_id=tenant_id, target_type=TargetType.RESTRICTION,
                            target_id=row.id, buyer=row.buyer)
+            ledger.record(rt.settings, session,
+                          obligations.of(obligations.RESTRICTION_PLACED, row))
             return Restricted.of(row)
     except IntegrityError:  # (the partial unique index: one active restriction per buyer)
         raise RestrictionStateError("the buyer's processing is restricted already") from None
@@ -105,10 +105,10 @@ def lift(rt: Runtime, auditor: Auditor, principal_id: str, restriction_id: str) 
             raise RestrictionNotFoundError()
         if lifted.rowcount != 1:  # type: ignore[attr-defined]
             raise RestrictionStateError("the restriction was lifted already")
-        ledger.record(rt.settings, session, obligations.of(obligations.RESTRICTION_LIFTED, row))
         auditor.record(session, Action.RESTRICTIONS_LIFT, Outcome.SUCCESS,
                        tenant_id=row.tenant_id, target_type=TargetType.RESTRICTION,
                        target_id=row.id, buyer=row.buyer)
+        ledger.record(rt.settings, session, obligations.of(obligations.RESTRICTION_LIFTED, row))
         return Restricted.of(row)
 
 
