@@ -17,6 +17,8 @@ import pytest
 from joserfc.jwk import ECKey
 from sqlalchemy import func, select
 
+from sellervault.access import killswitches
+from sellervault.access.roles import Grant, Principal, Role
 from sellervault.config import Settings
 from sellervault.crypto.errors import TenantKeysDestroyedError
 from sellervault.deletion import execution, requests, returns
@@ -380,3 +382,19 @@ def test_a_small_scope_is_executed_within_the_call(runtime: Runtime) -> None:
     filed = _file(runtime, scope="buyer", buyer_email=BUYER_EMAIL)
     done = execution.start(runtime, officer(runtime), OFFICER, filed.id)
     assert (done.status, done.rows_deleted) == ("completed", 2)
+
+
+def test_the_job_leaves_a_frozen_tenants_request_until_its_switch_is_cleared(
+        runtime: Runtime) -> None:
+    """A tenant's kill switch stops everything on it, the deletion job's erasure too (it may
+    be the evidence of what the switch was pulled for); the deadline alerts go on."""
+    orders = ingest(runtime, "acme", 1)
+    filed = _file(runtime, scope="order", amazon_order_id=orders[0]["AmazonOrderId"])
+    _execute(runtime, filed.id, until=execution.KEYS_DESTROYED)
+    operator = Principal("acc_" + "7" * 24, "person", (Grant(Role.OPERATOR, "*"),))
+    killswitches.set_switch(runtime, officer(runtime), operator, killswitches.Scope.TENANT,
+                            "acme")
+    assert execution.resume_all(runtime) == 0
+    assert requests.get_request(runtime, officer(runtime), filed.id).status == "executing"
+    killswitches.clear_switch(runtime, officer(runtime), killswitches.Scope.TENANT, "acme")
+    assert execution.resume_all(runtime) == 1

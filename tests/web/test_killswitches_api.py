@@ -113,3 +113,45 @@ def test_a_tenant_switch_stops_the_requests_whose_body_names_the_tenant(
             assert client.get("/legal-holds").json()["legal_holds"] == []
     finally:
         assert _pull(server, crew["operator"], "clear", "tenant", TENANT) == 204
+
+
+def test_a_tenant_switch_stops_what_acts_on_the_tenant_by_an_id(
+        server: Server, crew: dict[str, Any]) -> None:
+    """A deletion request, a hold and a restriction made before the switch: executing,
+    cancelling or approving the request, downloading its return, releasing the hold and
+    lifting the restriction act on the frozen tenant too. All wait for the switch."""
+    officer = server.create_officer(crew["admin"], "kill test second officer")
+    until = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    with server.client(officer) as client:
+        filed = client.post("/deletion-requests", json={
+            "tenant": TENANT, "scope": "order", "amazon_order_id": crew["order"],
+            "requested_by": "ticket 5"})
+        assert filed.status_code == 201, filed.text
+        held = client.post("/legal-holds", json={
+            "tenant": TENANT, "amazon_order_id": crew["order"], "reason": "case 6",
+            "until": until})
+        assert held.status_code == 201, held.text
+        restricted = client.post("/restrictions", json={
+            "tenant": TENANT, "buyer_email": "frozen.buyer.2@example.test",
+            "reason": "ticket 7"})
+        assert restricted.status_code == 201, restricted.text
+    request_id, hold_id = filed.json()["id"], held.json()["id"]
+    assert _pull(server, crew["operator"], "set", "tenant", TENANT) == 204
+    try:
+        with server.client(officer) as client:
+            for method, path in [
+                    ("POST", f"/deletion-requests/{request_id}/execute"),
+                    ("POST", f"/deletion-requests/{request_id}/cancel"),
+                    ("POST", f"/deletion-requests/{request_id}/approve-return"),
+                    ("GET", f"/deletion-requests/{request_id}/return"),
+                    ("POST", f"/legal-holds/{hold_id}/release"),
+                    ("POST", f"/restrictions/{restricted.json()['id']}/lift")]:
+                stopped = client.request(method, path)
+                assert stopped.status_code == 403, (path, stopped.text)
+                assert stopped.json()["error"]["code"] == "kill_switch", path
+            assert client.get(f"/deletion-requests/{request_id}").json()["status"] == "pending"
+    finally:
+        assert _pull(server, crew["operator"], "clear", "tenant", TENANT) == 204
+    with server.client(officer) as client:  # (as they were: the switch changed nothing)
+        assert client.post(f"/legal-holds/{hold_id}/release").status_code == 200
+        assert client.post(f"/deletion-requests/{request_id}/cancel").status_code == 200

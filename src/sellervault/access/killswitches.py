@@ -87,6 +87,11 @@ class SwitchBoard:
         if (await self._current(rt)).stop(principal.id, action, tenant_id):
             raise KillSwitchError()
 
+    def stops_tenant(self, rt: Runtime, tenant_id: str) -> bool:
+        """Whether the tenant's switch is set, for work no request carries (a job), from
+        blocking code: everything on the tenant stops, a job's too."""
+        return tenant_id in rt.store.call(self._current, rt).tenants
+
     async def _current(self, rt: Runtime) -> Switches:
         now = rt.clock.timestamp()
         if now - self._read_at < CACHE_SECONDS:

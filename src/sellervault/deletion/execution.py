@@ -131,15 +131,18 @@ def start(rt: Runtime, auditor: Auditor, principal_id: str, request_id: str) -> 
 
 def resume_all(rt: Runtime) -> int:
     """The ``deletion-executions`` job: every executing request run on to completion (each
-    resumes where it stands); the number completed. One that fails (a verification that
-    found an order arrived meanwhile) is left for the next run, which goes on from there."""
+    resumes where it stands), but for those a legal hold or their tenant's kill switch
+    stops (left as they stand, their deadline alerts going on); the number completed. One
+    that fails (a verification that found an order arrived meanwhile) is left for the next
+    run, which goes on from there."""
     with rt.store.snapshot() as connection:
-        executing = connection.execute(select(DeletionRequest.id, DeletionRequest.executed_by)
+        executing = connection.execute(select(DeletionRequest.id, DeletionRequest.executed_by,
+                                              DeletionRequest.tenant_id)
                                        .where(DeletionRequest.status == EXECUTING)).all()
     completed = 0
-    for request_id, executed_by in executing:
-        if _held_back(rt, request_id):
-            continue
+    for request_id, executed_by, tenant_id in executing:
+        if rt.switches.stops_tenant(rt, tenant_id) or _held_back(rt, request_id):
+            continue  # (a kill switch on its tenant, or a hold: until it is cleared)
         try:
             done = execute(rt, Auditor(rt.audit, SYSTEM_ACTOR), executed_by or "system",
                            request_id)

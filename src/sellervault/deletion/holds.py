@@ -112,6 +112,17 @@ def release(rt: Runtime, auditor: Auditor, principal_id: str, hold_id: str) -> H
         return Hold.of(row)
 
 
+def tenant_of(rt: Runtime, hold_id: str) -> str:
+    """The tenant a hold is on (404): what a route acting on it by its id holds up to the
+    tenant's kill switch."""
+    with rt.store.snapshot() as connection:
+        tenant_id = connection.execute(select(LegalHold.tenant_id).where(
+            LegalHold.id == hold_id)).scalar()
+    if tenant_id is None:
+        raise DeletionScopeNotFoundError("legal hold")
+    return str(tenant_id)
+
+
 def lock_tenant(session: Session, tenant_id: str, *, exclusive: bool) -> None:
     """The tenant's hold lock until the transaction ends (PostgreSQL; SQLite's writers take
     turns already): shared by holds being placed, exclusive for a tenant's deletion while

@@ -219,6 +219,17 @@ def get_request(rt: Runtime, auditor: Auditor, request_id: str) -> Request:
         return found
 
 
+def tenant_of(rt: Runtime, request_id: str) -> str:
+    """The tenant a request is about (``DeletionRequestNotFoundError``): what a route acting
+    on it by its id holds up to the tenant's kill switch."""
+    with rt.store.snapshot() as connection:
+        tenant_id = connection.execute(select(DeletionRequest.tenant_id).where(
+            DeletionRequest.id == request_id)).scalar()
+    if tenant_id is None:
+        raise DeletionRequestNotFoundError()
+    return str(tenant_id)
+
+
 def load(session: Session, request_id: str) -> Request:
     """One request as the register shows it (``DeletionRequestNotFoundError``)."""
     found = session.execute(select(DeletionRequest, CertificateRow.id).outerjoin(

@@ -64,7 +64,8 @@ class Scheduler:
         self._timer = AsyncIOScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._dispatcher: threading.Thread | None = None
-        self._runs: dict[str, threading.Thread] = {}  # (the dispatcher's alone)
+        self._runs: dict[str, threading.Thread] = {}  # (the dispatcher's; stop copies it)
+        self._runs_lock = threading.Lock()
         self._runtime = runtime
         self._trigger: Subscription | None = None
 
@@ -100,15 +101,17 @@ class Scheduler:
         """Start each due job on its own thread, unless its last run here goes on."""
         try:
             for job in self.runner.due_jobs():
-                self._runs = {name: run for name, run in self._runs.items() if run.is_alive()}
-                if self._stopping.is_set() or len(self._runs) >= MAX_RUNNING_JOBS:
-                    break
-                if job.name in self._runs:
-                    continue
-                run = threading.Thread(target=self._run, args=(job,), daemon=True,
-                                       name=f"sellervault-job-{job.name}")
-                self._runs[job.name] = run
-                run.start()
+                with self._runs_lock:
+                    self._runs = {name: run for name, run in self._runs.items()
+                                  if run.is_alive()}
+                    if self._stopping.is_set() or len(self._runs) >= MAX_RUNNING_JOBS:
+                        break
+                    if job.name in self._runs:
+                        continue
+                    run = threading.Thread(target=self._run, args=(job,), daemon=True,
+                                           name=f"sellervault-job-{job.name}")
+                    self._runs[job.name] = run
+                    run.start()
         except Exception as exc:  # (the runner raises nothing; this is the scheduler's guard)
             log.error("jobs: a tick failed (%s)", type(exc).__name__)
 
@@ -132,7 +135,8 @@ class Scheduler:
         deadline = time.monotonic() + wait_seconds
         threads = [self._dispatcher] if self._dispatcher is not None else []
         await anyio.to_thread.run_sync(_join, threads, deadline, abandon_on_cancel=True)
-        threads += list(self._runs.values())  # (the dispatcher has started its last by now)
+        with self._runs_lock:  # (a dispatcher still running may yet start one: not after)
+            threads += list(self._runs.values())
         await anyio.to_thread.run_sync(_join, threads, deadline, abandon_on_cancel=True)
         if any(thread.is_alive() for thread in threads):
             log.warning("jobs: a run was still in progress when the server stopped")

@@ -112,6 +112,17 @@ def lift(rt: Runtime, auditor: Auditor, principal_id: str, restriction_id: str) 
         return Restricted.of(row)
 
 
+def tenant_of(rt: Runtime, restriction_id: str) -> str:
+    """The tenant a restriction is on (404): what a route acting on it by its id holds up
+    to the tenant's kill switch."""
+    with rt.store.snapshot() as connection:
+        tenant_id = connection.execute(select(Restriction.tenant_id).where(
+            Restriction.id == restriction_id)).scalar()
+    if tenant_id is None:
+        raise RestrictionNotFoundError()
+    return str(tenant_id)
+
+
 def list_restrictions(rt: Runtime, auditor: Auditor, tenant_id: str | None = None,
                       active_only: bool = False, limit: int = 100) -> list[Restricted]:
     """The register, newest first (lifted ones too, unless ``active_only``)."""

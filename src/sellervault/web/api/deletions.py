@@ -123,8 +123,9 @@ def cancel_deletion_request(
     state: Annotated[RequestState, Depends(require(Action.DELETIONS_CANCEL))],
 ) -> DeletionRequestOut:
     """Only a pending request (409 once its execution has begun)."""
+    rt = state.on_tenant(requests.tenant_of(state.runtime, request_id))
     return DeletionRequestOut.model_validate(requests.cancel_request(
-        state.runtime, state.auditor, state.principal.id, request_id))
+        rt, state.auditor, state.principal.id, request_id))
 
 
 class ExecutionOut(BaseModel):
@@ -153,7 +154,8 @@ def execute_deletion_request(
     an order of the scope is under an active legal hold: nothing is destroyed, and a request
     none of whose steps ran is pending again (cancel it, or execute it once the hold is
     released)."""
-    done = execution.start(state.runtime, state.auditor, state.principal.id, request_id)
+    rt = state.on_tenant(requests.tenant_of(state.runtime, request_id))
+    done = execution.start(rt, state.auditor, state.principal.id, request_id)
     if done.status != requests.COMPLETED:
         response.status_code = 202
     return ExecutionOut(status=done.status, step=done.step, orders=done.orders,
@@ -170,8 +172,9 @@ def approve_return(
     """A second security officer approves a pending request's return and the recipient key
     it names (``return_key_id``): a request that returns data is executed only then. 403
     for the officer who filed it; 404 if it returns nothing; 409 once approved or begun."""
+    rt = state.on_tenant(requests.tenant_of(state.runtime, request_id))
     return DeletionRequestOut.model_validate(requests.approve_return(
-        state.runtime, state.auditor, state.principal.id, request_id))
+        rt, state.auditor, state.principal.id, request_id))
 
 
 RETURN_SHA256_HEADER = "X-SellerVault-Return-SHA256"
@@ -190,7 +193,8 @@ def get_returned_file(
     and the certificate's (also in the ``X-SellerVault-Return-SHA256`` header). Streamed, a
     few parts at a time. 404 if the request returns nothing, 409 before it is executed, 410
     once discarded (7 days after the request completed)."""
-    returned = requests.returned_file(state.runtime, state.auditor, request_id)
+    rt = state.on_tenant(requests.tenant_of(state.runtime, request_id))
+    returned = requests.returned_file(rt, state.auditor, request_id)
     return StreamingResponse(returned.chunks, media_type="text/plain; charset=us-ascii",
                              headers={"Content-Length": str(returned.size),
                                       RETURN_SHA256_HEADER: returned.sha256,
@@ -253,5 +257,6 @@ def release_legal_hold(
     state: Annotated[RequestState, Depends(require(Action.HOLDS_RELEASE))],
 ) -> LegalHoldOut:
     """End a hold now (409 if it was released already)."""
-    return LegalHoldOut.model_validate(holds.release(state.runtime, state.auditor,
-                                                     state.principal.id, hold_id))
+    rt = state.on_tenant(holds.tenant_of(state.runtime, hold_id))
+    return LegalHoldOut.model_validate(holds.release(rt, state.auditor, state.principal.id,
+                                                     hold_id))

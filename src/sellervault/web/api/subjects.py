@@ -79,7 +79,8 @@ def lift_restriction(
 ) -> RestrictionOut:
     """The buyer's orders are processed again (409 if lifted already)."""
     return RestrictionOut.model_validate(restrictions.lift(
-        state.runtime, state.auditor, state.principal.id, restriction_id))
+        state.on_tenant(restrictions.tenant_of(state.runtime, restriction_id)), state.auditor,
+        state.principal.id, restriction_id))
 
 
 class CorrectionIn(BaseModel):
