@@ -104,6 +104,10 @@ def test_a_tenant_switch_stops_the_requests_whose_body_names_the_tenant(
                 stopped = client.post(path, json={"tenant": TENANT, **body})
                 assert stopped.status_code == 403, (path, stopped.text)
                 assert stopped.json()["error"]["code"] == "kill_switch", path
+                with server.runtime.store.engine.connect() as connection:
+                    event = connection.execute(select(EventRow).where(
+                        EventRow.request_id == stopped.headers["x-request-id"])).one()
+                assert (event.reason, event.tenant_id) == ("kill_switch", TENANT), path
             elsewhere = client.post("/restrictions", json={
                 "tenant": "elsewhere", "buyer_email": "other.buyer@example.test",
                 "reason": "ticket 4"})

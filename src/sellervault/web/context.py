@@ -131,13 +131,14 @@ class RequestState:
         return self._runtime
 
     def on_tenant(self, tenant_id: str) -> Runtime:
-        """The service runtime, for a request whose body names its tenant (a correction, a
-        restriction, a deletion request, a legal hold): the tenant's kill switch stops it as
-        it stops one whose path names the tenant, and its event names the tenant. From a
-        route's worker thread."""
+        """The service runtime, for a request whose tenant is not in its path: named in its
+        body (a correction, a restriction, a deletion request, a legal hold) or the tenant
+        of the row it acts on by id. The tenant's kill switch stops it as it stops one whose
+        path names the tenant, and its event (a refusal's too) names the tenant. From a
+        route's worker thread, once the guard has passed."""
         runtime, principal = self.runtime, self.principal
-        runtime.store.call(runtime.switches.check, runtime, principal, self.action, tenant_id)
         self.tenant_id = tenant_id
+        runtime.store.call(runtime.switches.check, runtime, principal, self.action, tenant_id)
         return runtime
 
     @property
