@@ -104,7 +104,7 @@ def _check_correctable(session: Session, row: Any, spec: Correctable, tenant_id:
     processing is restricted (the new email would take the order out of the restriction)."""
     if row.is_canary:  # (first: whatever else it is, a probe of a canary trips it)
         raise CanaryNotCorrectedError(row.id)
-    if row.held_until is not None and row.held_until > now:
+    if erasure.is_held(row.held_until, now):
         raise CorrectionStateError("the order is under a legal hold")
     if spec.index is not None and spec.index[0] == EMAIL and row.email_bidx is not None \
             and session.scalar(select(Restriction.id).where(

@@ -105,6 +105,11 @@ def held(now: datetime) -> ColumnElement[bool]:
     return Order.held_until > now
 
 
+def is_held(held_until: datetime | None, now: datetime) -> bool:
+    """``held``, of an order's ``held_until`` already read."""
+    return held_until is not None and held_until > now
+
+
 def held_orders(session: Session, scope: Scope, now: datetime) -> list[str]:
     """The marketplace ids of the scope's orders under an active hold (read, not locked: a
     deletion filed is checked again, locked, before anything is destroyed)."""
@@ -131,8 +136,7 @@ def lock_scope(session: Session, scope: Scope, now: datetime) -> LockedScope:
     rows = session.execute(select(Order.amazon_order_id, Order.data_key_id, Order.held_until)
                            .where(scope.where()).with_for_update()).all()
     return LockedScope([row.data_key_id for row in rows],
-                       [row.amazon_order_id for row in rows
-                        if row.held_until is not None and row.held_until > now])
+                       [row.amazon_order_id for row in rows if is_held(row.held_until, now)])
 
 
 def count(session: Session, scope: Scope) -> int:
@@ -201,8 +205,7 @@ def next_batch(session: Session, scope: Scope, after: str | None,
                  [row.amazon_order_id for row in rows], [row.expires_at for row in rows],
                  (rows[-1].amazon_order_id if rows else after) if scope.whole_tenant else None,
                  [] if now is None else [row.amazon_order_id for row in rows
-                                         if row.held_until is not None
-                                         and row.held_until > now])
+                                         if is_held(row.held_until, now)])
 
 
 def decrypted_batch(session: Session, keyring: Keyring, scope: Scope, after: str | None,
