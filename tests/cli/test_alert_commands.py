@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from sellervault.clock import ManualClock
 from sellervault.monitoring import alerts
 from tests.cli.helpers import Cli
+from tests.monitoring.helpers import canary_alert_behind
 from tests.support import Server
 
 WINDOW = "2026-12-05T10:00:00.000000Z"
@@ -50,13 +50,7 @@ def test_a_flood_of_newer_alerts_hides_no_critical_alert_from_the_cli(
     """A canary's alert behind 30 newer ones, listed 10 a page: the first page lacks it and
     says where the next starts; ``--before`` that goes on; ``--all`` reaches it, each alert
     once; ``--severity critical`` and ``--rule canary-access`` find it at once."""
-    assert isinstance(server.runtime.clock, ManualClock)
-    canary = alerts.raise_alert(server.runtime, "canary-access", "critical", "acc_insider",
-                                "acc_insider", WINDOW)
-    server.runtime.clock.advance(1)
-    for i in range(30):
-        alerts.raise_alert(server.runtime, "unauthorized-calls", "high",
-                           f"address:2001:db8:c11::{i:x}", None, WINDOW)
+    canary = canary_alert_behind(server.runtime, 30, WINDOW, "2001:db8:c11")
     first = cli.invoke("alerts", "list", "--status", "open", "--limit", "10", "--json")
     assert first.code == 0, first
     assert len(first.json()) == 10 and canary not in [a["id"] for a in first.json()]

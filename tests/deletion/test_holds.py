@@ -137,16 +137,23 @@ def test_an_order_whose_keys_a_deletion_destroyed_cannot_be_held(runtime: Runtim
                              filed.id).status == "completed"
 
 
-def test_a_buyers_order_held_after_the_keys_went_stops_the_row_deletion(
-        runtime: Runtime) -> None:
-    """An order of the buyer ingested after step 1 (erased by step 2 otherwise) and put
-    under a hold meanwhile: the hold prevails; the request waits where it stands."""
+def _late_order_held(runtime: Runtime) -> tuple[requests.Request, dict[str, Any],
+                                                 holds.Hold]:
+    """A buyer's request past step 1 (keys destroyed), then an order of the buyer ingested
+    and put under a hold: the request, the order, the hold."""
     ingest(runtime, "acme", 1, buyer_email=BUYER_EMAIL)
     filed = _file(runtime, "buyer")
     execution.execute(runtime, officer(runtime), OFFICER, filed.id,
                       until=execution.KEYS_DESTROYED)
     [late] = ingest(runtime, "acme", 1, start=50, buyer_email=BUYER_EMAIL)
-    hold = _hold(runtime, late["AmazonOrderId"])
+    return filed, late, _hold(runtime, late["AmazonOrderId"])
+
+
+def test_a_buyers_order_held_after_the_keys_went_stops_the_row_deletion(
+        runtime: Runtime) -> None:
+    """An order of the buyer ingested after step 1 (erased by step 2 otherwise) and put
+    under a hold meanwhile: the hold prevails; the request waits where it stands."""
+    filed, late, hold = _late_order_held(runtime)
     with pytest.raises(LegalHoldError, match=hold.id):
         execution.execute(runtime, officer(runtime), OFFICER, filed.id)
     after = requests.get_request(runtime, officer(runtime), filed.id)
@@ -162,12 +169,7 @@ def test_the_job_leaves_a_request_a_hold_stops_until_the_hold_goes(
     """The deletion-executions job runs every 30 s: it used to run the held request again
     each time, a refusal event and an error line a run. It leaves it be (its refusal is on
     record, its deadline alerts go on), and finishes it once the hold is released."""
-    ingest(runtime, "acme", 1, buyer_email=BUYER_EMAIL)
-    filed = _file(runtime, "buyer")
-    execution.execute(runtime, officer(runtime), OFFICER, filed.id,
-                      until=execution.KEYS_DESTROYED)
-    [late] = ingest(runtime, "acme", 1, start=50, buyer_email=BUYER_EMAIL)
-    hold = _hold(runtime, late["AmazonOrderId"])
+    filed, _, hold = _late_order_held(runtime)
     with pytest.raises(LegalHoldError):
         execution.execute(runtime, officer(runtime), OFFICER, filed.id)
     for _ in range(3):

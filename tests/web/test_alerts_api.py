@@ -16,12 +16,12 @@ import pytest
 
 from sellervault.audit.auditor import Auditor
 from sellervault.audit.events import SYSTEM_ACTOR
-from sellervault.clock import ManualClock
 from sellervault.monitoring import alerts
 from sellervault.records import service as records
 from sellervault.records.spapi import map_order, validate_order
 from sellervault.records.synthetic import synthetic_orders
 from tests.cli.helpers import Cli
+from tests.monitoring.helpers import canary_alert_behind
 from tests.support import Server
 
 
@@ -146,13 +146,7 @@ def test_a_flood_of_newer_alerts_hides_no_critical_alert(server: Server, officer
     was out of reach. ``severity=critical`` and ``rule=canary-access`` find it; paging with
     ``before=next_cursor`` reaches it, each alert once. Bad filters and cursors are 422, a
     cursor that is no alert 404."""
-    assert isinstance(server.runtime.clock, ManualClock)
-    canary = alerts.raise_alert(server.runtime, "canary-access", "critical", "acc_insider",
-                                "acc_insider", WINDOW)
-    server.runtime.clock.advance(1)
-    for i in range(1001):
-        alerts.raise_alert(server.runtime, "unauthorized-calls", "high",
-                           f"address:2001:db8:f100::{i:x}", None, WINDOW)
+    canary = canary_alert_behind(server.runtime, 1001, WINDOW, "2001:db8:f100")
     with server.client(officer) as client:
         newest = client.get("/alerts", params={"status": "open", "limit": 1000})
         assert newest.status_code == 200 and set(newest.json()) == {"alerts", "next_cursor"}
